@@ -1,0 +1,124 @@
+//! The command line. Every flag also reads an `EXPLO_SHIM_*` variable; precedence is
+//! flag > environment > config file > built-in default (the last two are resolved in
+//! [`crate::config`]). Values are kept as text here so that a bad one is reported by the config
+//! resolver with the name of the flag or variable it came from.
+
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+/// Keeps legacy Explo End User Group integrations working against the Customer API.
+#[derive(Parser, Debug, Default)]
+#[command(name = "explo-shim", version, about)]
+pub struct Cli {
+    /// TOML config file (see config/explo-shim.toml).
+    #[arg(long, env = "EXPLO_SHIM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address for legacy clients, e.g. 127.0.0.1:8080.
+    #[arg(long, env = "EXPLO_SHIM_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The real Explo API base URL, http:// or https://, with an optional path prefix.
+    #[arg(long, env = "EXPLO_SHIM_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Address of the admin listener (/healthz, /readyz).
+    #[arg(long, env = "EXPLO_SHIM_ADMIN", value_name = "ADDR")]
+    pub admin: Option<String>,
+    /// Limit for a whole upstream request, e.g. 30s or 500ms.
+    #[arg(long, env = "EXPLO_SHIM_UPSTREAM_TIMEOUT", value_name = "DURATION")]
+    pub upstream_timeout: Option<String>,
+    /// Log line format.
+    #[arg(long, env = "EXPLO_SHIM_LOG_FORMAT", value_name = "json|text")]
+    pub log_format: Option<String>,
+    /// Validate the configuration, print it and exit (0 when valid, 64 when not).
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+/// A value given on the command line or in the environment, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub value: String,
+    /// `--flag` or `EXPLO_SHIM_VAR`, for error messages.
+    pub origin: &'static str,
+}
+
+/// The settings that override the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub listen: Option<Setting>,
+    pub upstream: Option<Setting>,
+    pub admin: Option<Setting>,
+    pub upstream_timeout: Option<Setting>,
+    pub log_format: Option<Setting>,
+}
+
+/// Parses `args` (including the program name). Help and version come back as `Err` too;
+/// `clap::Error::exit_code` tells them apart.
+pub fn parse<I, T>(args: I) -> Result<(Cli, Overrides), clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let setting = |id: &str, flag: &'static str, env: &'static str, value: &Option<String>| {
+        value.clone().map(|value| Setting {
+            value,
+            origin: match matches.value_source(id) {
+                Some(ValueSource::EnvVariable) => env,
+                _ => flag,
+            },
+        })
+    };
+    let overrides = Overrides {
+        config: cli.config.clone(),
+        listen: setting("listen", "--listen", "EXPLO_SHIM_LISTEN", &cli.listen),
+        upstream: setting(
+            "upstream",
+            "--upstream",
+            "EXPLO_SHIM_UPSTREAM",
+            &cli.upstream,
+        ),
+        admin: setting("admin", "--admin", "EXPLO_SHIM_ADMIN", &cli.admin),
+        upstream_timeout: setting(
+            "upstream_timeout",
+            "--upstream-timeout",
+            "EXPLO_SHIM_UPSTREAM_TIMEOUT",
+            &cli.upstream_timeout,
+        ),
+        log_format: setting(
+            "log_format",
+            "--log-format",
+            "EXPLO_SHIM_LOG_FORMAT",
+            &cli.log_format,
+        ),
+    };
+    Ok((cli, overrides))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_read_with_their_origin() {
+        let (cli, overrides) =
+            parse(["explo-shim", "--listen", "127.0.0.1:0", "--check-config"]).unwrap();
+        assert!(cli.check_config);
+        assert_eq!(
+            overrides.listen,
+            Some(Setting {
+                value: "127.0.0.1:0".into(),
+                origin: "--listen"
+            })
+        );
+        assert_eq!(overrides.upstream, None);
+    }
+
+    #[test]
+    fn unknown_flags_are_errors() {
+        assert!(parse(["explo-shim", "--bogus"]).is_err());
+    }
+}

@@ -1,0 +1,552 @@
+//! Configuration: built-in defaults, the TOML file, then the environment and flags on top.
+//!
+//! Every default is a named constant with its unit and appears once, commented, in
+//! `config/explo-shim.toml`. Resolution fails with a message that names the key and where the
+//! bad value came from; `main` turns that into exit code 64 (EX_USAGE) before anything listens.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+
+use crate::cli::{Overrides, Setting};
+use crate::legacy::reply::ReplyOptions;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+pub const DEFAULT_UPSTREAM: &str = "https://api.explo.co";
+pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_UPSTREAM_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest legacy request body read into memory (1 MiB; the documented bodies are < 1 KiB).
+pub const DEFAULT_LEGACY_BODY_BYTES: u64 = 1024 * 1024;
+/// Largest upstream reply (after decompression) read into memory to build a legacy reply.
+pub const DEFAULT_UPSTREAM_REPLY_BYTES: u64 = 8 * 1024 * 1024;
+/// A client that has not finished sending its request headers by then is disconnected.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A configuration problem, worded for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// The upstream base URL, split once at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// Path prefix without a trailing slash ("" for none), put before every forwarded path.
+    pub path_prefix: String,
+}
+
+impl std::fmt::Display for UpstreamUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}://{}{}",
+            self.scheme, self.authority, self.path_prefix
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    pub url: UpstreamUrl,
+    pub connect_timeout: Duration,
+    /// The whole upstream exchange: until the reply headers on pass-through, until the full
+    /// reply body on translated calls.
+    pub timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    /// Extra PEM roots, trusted beside the built-in web PKI roots.
+    pub ca_file: Option<PathBuf>,
+    pub add_x_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub legacy_body_bytes: u64,
+    pub upstream_reply_bytes: u64,
+    pub header_read_timeout: Duration,
+}
+
+/// The fully resolved configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub log_format: LogFormat,
+    pub upstream: UpstreamConfig,
+    pub limits: Limits,
+    pub legacy: ReplyOptions,
+    pub shutdown_grace: Duration,
+}
+
+// ---- The file, as written. Unknown keys are errors: a typo must not silently fall back. ----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    admin: Option<String>,
+    log_format: Option<String>,
+    #[serde(default)]
+    upstream: FileUpstream,
+    #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
+    legacy: FileLegacy,
+    #[serde(default)]
+    shutdown: FileShutdown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUpstream {
+    url: Option<String>,
+    connect_timeout: Option<String>,
+    timeout: Option<String>,
+    pool_idle_timeout: Option<String>,
+    ca_file: Option<String>,
+    add_x_forwarded_for: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    legacy_body_bytes: Option<u64>,
+    upstream_reply_bytes: Option<u64>,
+    header_read_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLegacy {
+    team_id: Option<i64>,
+    #[serde(default)]
+    extra_customer_keys: bool,
+    #[serde(default)]
+    api_environment_tag: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileShutdown {
+    grace: Option<String>,
+}
+
+/// One chosen value with the place it came from, so errors can name the key and the source.
+struct Sourced<'a> {
+    key: &'static str,
+    value: &'a str,
+    origin: &'a str,
+}
+
+impl Sourced<'_> {
+    fn invalid(&self, reason: impl std::fmt::Display) -> ConfigError {
+        ConfigError(format!(
+            "invalid `{}` = {:?} (from {}): {reason}",
+            self.key, self.value, self.origin
+        ))
+    }
+
+    fn socket_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.value
+            .parse()
+            .map_err(|_| self.invalid("expected IP:PORT, e.g. 127.0.0.1:8080"))
+    }
+
+    fn duration(&self) -> Result<Duration, ConfigError> {
+        let duration = humantime::parse_duration(self.value)
+            .map_err(|error| self.invalid(format!("{error}; expected e.g. 30s or 500ms")))?;
+        if duration.is_zero() {
+            return Err(self.invalid("must be greater than zero"));
+        }
+        Ok(duration)
+    }
+
+    fn log_format(&self) -> Result<LogFormat, ConfigError> {
+        match self.value {
+            "json" => Ok(LogFormat::Json),
+            "text" => Ok(LogFormat::Text),
+            _ => Err(self.invalid("expected json or text")),
+        }
+    }
+
+    fn upstream_url(&self) -> Result<UpstreamUrl, ConfigError> {
+        let uri: Uri = self
+            .value
+            .parse()
+            .map_err(|error| self.invalid(format!("{error}")))?;
+        let scheme = match uri.scheme_str() {
+            Some("http") | Some("https") => uri.scheme().cloned(),
+            _ => None,
+        }
+        .ok_or_else(|| self.invalid("the scheme must be http:// or https://"))?;
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| self.invalid("a host is required"))?;
+        if authority.as_str().contains('@') {
+            return Err(self.invalid("credentials in the URL are not supported"));
+        }
+        if uri.query().is_some() {
+            return Err(self.invalid("a query string is not allowed"));
+        }
+        let path_prefix = uri.path().trim_end_matches('/').to_owned();
+        Ok(UpstreamUrl {
+            scheme,
+            authority,
+            path_prefix,
+        })
+    }
+}
+
+/// The flag or environment value if given, else the file's, else `None` (the default applies).
+fn chosen<'a>(
+    key: &'static str,
+    setting: Option<&'a Setting>,
+    file_value: Option<&'a str>,
+    file_origin: &'a str,
+) -> Option<Sourced<'a>> {
+    match (setting, file_value) {
+        (Some(setting), _) => Some(Sourced {
+            key,
+            value: &setting.value,
+            origin: setting.origin,
+        }),
+        (None, Some(value)) => Some(Sourced {
+            key,
+            value,
+            origin: file_origin,
+        }),
+        (None, None) => None,
+    }
+}
+
+fn from_default(key: &'static str, value: &'static str) -> Sourced<'static> {
+    Sourced {
+        key,
+        value,
+        origin: "built-in default",
+    }
+}
+
+fn positive(key: &'static str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {
+    match value {
+        Some(0) => Err(ConfigError(format!(
+            "invalid `{key}` = 0: must be greater than zero"
+        ))),
+        Some(value) => Ok(value),
+        None => Ok(default),
+    }
+}
+
+impl Config {
+    /// Resolves the configuration from `overrides` (flags and environment) and the file they
+    /// name, if any.
+    pub fn resolve(overrides: &Overrides) -> Result<Config, ConfigError> {
+        let (file, file_origin) = match &overrides.config {
+            Some(path) => (read_file(path)?, format!("config file {}", path.display())),
+            None => (FileConfig::default(), String::new()),
+        };
+        let origin = file_origin.as_str();
+        let duration = |key, file_value: &Option<String>, setting: Option<&Setting>, default| {
+            chosen(key, setting, file_value.as_deref(), origin)
+                .map(|sourced| sourced.duration())
+                .unwrap_or(Ok(default))
+        };
+
+        let listen = chosen(
+            "listen",
+            overrides.listen.as_ref(),
+            file.listen.as_deref(),
+            origin,
+        )
+        .unwrap_or(from_default("listen", DEFAULT_LISTEN))
+        .socket_addr()?;
+        let admin = chosen(
+            "admin",
+            overrides.admin.as_ref(),
+            file.admin.as_deref(),
+            origin,
+        )
+        .unwrap_or(from_default("admin", DEFAULT_ADMIN))
+        .socket_addr()?;
+        let log_format = chosen(
+            "log_format",
+            overrides.log_format.as_ref(),
+            file.log_format.as_deref(),
+            origin,
+        )
+        .unwrap_or(from_default("log_format", "text"))
+        .log_format()?;
+        let url = chosen(
+            "upstream.url",
+            overrides.upstream.as_ref(),
+            file.upstream.url.as_deref(),
+            origin,
+        )
+        .unwrap_or(from_default("upstream.url", DEFAULT_UPSTREAM))
+        .upstream_url()?;
+
+        let upstream = UpstreamConfig {
+            url,
+            connect_timeout: duration(
+                "upstream.connect_timeout",
+                &file.upstream.connect_timeout,
+                None,
+                DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+            )?,
+            timeout: duration(
+                "upstream.timeout",
+                &file.upstream.timeout,
+                overrides.upstream_timeout.as_ref(),
+                DEFAULT_UPSTREAM_TIMEOUT,
+            )?,
+            pool_idle_timeout: duration(
+                "upstream.pool_idle_timeout",
+                &file.upstream.pool_idle_timeout,
+                None,
+                DEFAULT_UPSTREAM_POOL_IDLE_TIMEOUT,
+            )?,
+            ca_file: file
+                .upstream
+                .ca_file
+                .filter(|path| !path.trim().is_empty())
+                .map(PathBuf::from),
+            add_x_forwarded_for: file.upstream.add_x_forwarded_for.unwrap_or(false),
+        };
+        let limits = Limits {
+            legacy_body_bytes: positive(
+                "limits.legacy_body_bytes",
+                file.limits.legacy_body_bytes,
+                DEFAULT_LEGACY_BODY_BYTES,
+            )?,
+            upstream_reply_bytes: positive(
+                "limits.upstream_reply_bytes",
+                file.limits.upstream_reply_bytes,
+                DEFAULT_UPSTREAM_REPLY_BYTES,
+            )?,
+            header_read_timeout: duration(
+                "limits.header_read_timeout",
+                &file.limits.header_read_timeout,
+                None,
+                DEFAULT_HEADER_READ_TIMEOUT,
+            )?,
+        };
+        let legacy = ReplyOptions {
+            team_id: file.legacy.team_id.map(serde_json::Number::from),
+            api_environment_tags: file.legacy.api_environment_tag,
+            extra_customer_keys: file.legacy.extra_customer_keys,
+        };
+        let shutdown_grace = duration(
+            "shutdown.grace",
+            &file.shutdown.grace,
+            None,
+            DEFAULT_SHUTDOWN_GRACE,
+        )?;
+        Ok(Config {
+            listen,
+            admin,
+            log_format,
+            upstream,
+            limits,
+            legacy,
+            shutdown_grace,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigError(format!(
+            "cannot read config file {}: {error}",
+            path.display()
+        ))
+    })?;
+    toml::from_str(&text)
+        .map_err(|error| ConfigError(format!("invalid config file {}: {error}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting(value: &str, origin: &'static str) -> Option<Setting> {
+        Some(Setting {
+            value: value.to_owned(),
+            origin,
+        })
+    }
+
+    fn write_config(text: &str) -> (tempfile_path::TempPath, Overrides) {
+        let path = tempfile_path::TempPath::new(text);
+        let overrides = Overrides {
+            config: Some(path.0.clone()),
+            ..Overrides::default()
+        };
+        (path, overrides)
+    }
+
+    /// A file under the target dir that is removed when dropped.
+    mod tempfile_path {
+        use std::path::PathBuf;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        pub struct TempPath(pub PathBuf);
+
+        impl TempPath {
+            pub fn new(text: &str) -> Self {
+                static NEXT: AtomicUsize = AtomicUsize::new(0);
+                let path = std::env::temp_dir().join(format!(
+                    "explo-shim-config-{}-{}.toml",
+                    std::process::id(),
+                    NEXT.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::write(&path, text).unwrap();
+                Self(path)
+            }
+        }
+
+        impl Drop for TempPath {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let config = Config::resolve(&Overrides::default()).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.admin.to_string(), DEFAULT_ADMIN);
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.upstream.url.to_string(), DEFAULT_UPSTREAM);
+        assert_eq!(config.upstream.timeout, DEFAULT_UPSTREAM_TIMEOUT);
+        assert_eq!(config.limits.legacy_body_bytes, DEFAULT_LEGACY_BODY_BYTES);
+        assert_eq!(config.legacy, ReplyOptions::default());
+        assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    }
+
+    #[test]
+    fn the_shipped_config_file_is_valid_and_matches_the_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/explo-shim.toml");
+        let overrides = Overrides {
+            config: Some(path.into()),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            Config::resolve(&overrides).unwrap(),
+            Config::resolve(&Overrides::default()).unwrap()
+        );
+    }
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let (_file, mut overrides) = write_config(
+            "listen = \"127.0.0.1:1111\"\nadmin = \"127.0.0.1:2222\"\n[upstream]\ntimeout = \"7s\"\n",
+        );
+        overrides.listen = setting("127.0.0.1:3333", "--listen");
+        let config = Config::resolve(&overrides).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:3333");
+        assert_eq!(config.admin.to_string(), "127.0.0.1:2222");
+        assert_eq!(config.upstream.timeout, Duration::from_secs(7));
+        overrides.upstream_timeout = setting("500ms", "EXPLO_SHIM_UPSTREAM_TIMEOUT");
+        assert_eq!(
+            Config::resolve(&overrides).unwrap().upstream.timeout,
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let (_file, overrides) = write_config("[upstream]\nurll = \"https://x\"\n");
+        let error = Config::resolve(&overrides).unwrap_err().to_string();
+        assert!(error.contains("urll"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_origin() {
+        let overrides = Overrides {
+            upstream_timeout: setting("soon", "EXPLO_SHIM_UPSTREAM_TIMEOUT"),
+            ..Overrides::default()
+        };
+        let error = Config::resolve(&overrides).unwrap_err().to_string();
+        assert!(
+            error.contains("upstream.timeout") && error.contains("EXPLO_SHIM_UPSTREAM_TIMEOUT"),
+            "{error}"
+        );
+
+        for (bad, key) in [
+            ("listen = \"localhost\"", "listen"),
+            ("log_format = \"xml\"", "log_format"),
+            ("[upstream]\nurl = \"ftp://x\"", "upstream.url"),
+            ("[upstream]\nurl = \"https://u:p@x\"", "upstream.url"),
+            ("[upstream]\ntimeout = \"0s\"", "upstream.timeout"),
+            (
+                "[limits]\nlegacy_body_bytes = 0",
+                "limits.legacy_body_bytes",
+            ),
+            ("[shutdown]\ngrace = \"forever\"", "shutdown.grace"),
+        ] {
+            let (_file, overrides) = write_config(bad);
+            let error = Config::resolve(&overrides).unwrap_err().to_string();
+            assert!(error.contains(key), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn upstream_url_keeps_a_path_prefix_without_trailing_slash() {
+        let overrides = Overrides {
+            upstream: setting("http://127.0.0.1:9/explo/", "--upstream"),
+            ..Overrides::default()
+        };
+        let url = Config::resolve(&overrides).unwrap().upstream.url;
+        assert_eq!(url.scheme, http::uri::Scheme::HTTP);
+        assert_eq!(url.authority.as_str(), "127.0.0.1:9");
+        assert_eq!(url.path_prefix, "/explo");
+    }
+
+    #[test]
+    fn legacy_reply_options_are_read() {
+        let (_file, overrides) = write_config(
+            "[legacy]\nteam_id = 113\nextra_customer_keys = true\n[legacy.api_environment_tag]\nProduction = \"Customer\"\n",
+        );
+        let legacy = Config::resolve(&overrides).unwrap().legacy;
+        assert_eq!(legacy.team_id, Some(113.into()));
+        assert!(legacy.extra_customer_keys);
+        assert_eq!(legacy.api_environment_tags["Production"], "Customer");
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let overrides = Overrides {
+            config: Some("/nonexistent/explo.toml".into()),
+            ..Overrides::default()
+        };
+        assert!(
+            Config::resolve(&overrides)
+                .unwrap_err()
+                .to_string()
+                .contains("/nonexistent/explo.toml")
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! The one error type for every response the shim makes itself.
+//!
+//! Each variant maps, in exactly one place, to an HTTP status, a stable snake_case `code` and a
+//! message that says what went wrong and what to do. The body is always the legacy envelope
+//! `{"success": 0, "error": "...", "code": "..."}` so legacy clients that read `success` keep
+//! working, and nothing the shim answers is a bare 500 or an empty body.
+
+use std::time::Duration;
+
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::json;
+
+use crate::body::{ProxyBody, full_body};
+
+/// Everything that makes the shim answer instead of the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShimError {
+    /// The body said it was JSON (by `Content-Type`) but does not parse.
+    InvalidJson { detail: String },
+    /// The body is not JSON and did not claim to be.
+    NotJson,
+    /// The body is JSON but not an object.
+    BodyNotObject,
+    /// A field the legacy call needs is missing.
+    MissingField {
+        field: &'static str,
+        route: &'static str,
+    },
+    /// A field has a type or value the shim cannot forward faithfully.
+    InvalidField { field: &'static str, reason: String },
+    /// `provided_id` and `user_group_id` were both sent and disagree.
+    ConflictingIds,
+    /// Oldest-docs fields that have no Customer API equivalent.
+    UnsupportedDataSourceField { field: &'static str },
+    /// The legacy body is larger than `limits.legacy_body_bytes`.
+    BodyTooLarge { limit: u64 },
+    /// The client stopped sending its body part-way.
+    IncompleteBody,
+    /// `CONNECT` would let a client pick where the shim connects.
+    ConnectRefused,
+    /// The request target cannot be forwarded (e.g. the asterisk form `OPTIONS *`).
+    BadRequestTarget,
+    /// The legacy body was sent with a `Content-Encoding` the shim does not undo.
+    EncodedRequestBody,
+    /// The upstream could not be reached (DNS, TCP, TLS).
+    UpstreamUnreachable { detail: String },
+    /// The upstream broke the exchange after the connection was made.
+    UpstreamFailed { detail: String },
+    /// No complete reply within `upstream.timeout`.
+    UpstreamTimeout { timeout: Duration },
+    /// The upstream answered, but with something a legacy reply cannot be built from.
+    UpstreamInvalidReply { detail: String },
+}
+
+impl ShimError {
+    /// The HTTP status of the shim's reply.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidJson { .. }
+            | Self::BodyNotObject
+            | Self::MissingField { .. }
+            | Self::InvalidField { .. }
+            | Self::ConflictingIds
+            | Self::UnsupportedDataSourceField { .. }
+            | Self::IncompleteBody
+            | Self::BadRequestTarget => StatusCode::BAD_REQUEST,
+            Self::NotJson | Self::EncodedRequestBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ConnectRefused => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UpstreamUnreachable { .. }
+            | Self::UpstreamFailed { .. }
+            | Self::UpstreamInvalidReply { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A stable, machine-readable code; clients and dashboards may match on it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson { .. } => "invalid_json",
+            Self::NotJson => "unsupported_media_type",
+            Self::BodyNotObject => "body_not_object",
+            Self::MissingField { .. } => "missing_field",
+            Self::InvalidField { .. } => "invalid_field",
+            Self::ConflictingIds => "conflicting_ids",
+            Self::UnsupportedDataSourceField { .. } => "unsupported_field",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::IncompleteBody => "incomplete_body",
+            Self::ConnectRefused => "connect_refused",
+            Self::BadRequestTarget => "bad_request_target",
+            Self::EncodedRequestBody => "encoded_request_body",
+            Self::UpstreamUnreachable { .. } => "upstream_unreachable",
+            Self::UpstreamFailed { .. } => "upstream_failed",
+            Self::UpstreamTimeout { .. } => "upstream_timeout",
+            Self::UpstreamInvalidReply { .. } => "upstream_invalid_reply",
+        }
+    }
+
+    /// What went wrong and what the caller can do about it.
+    pub fn message(&self) -> String {
+        match self {
+            Self::InvalidJson { detail } => {
+                format!("the request body is not valid JSON ({detail}); send a JSON object")
+            }
+            Self::NotJson => "the request body is not JSON; send a JSON object with \
+                              Content-Type: application/json"
+                .to_owned(),
+            Self::BodyNotObject => "the request body must be a JSON object".to_owned(),
+            Self::MissingField { field, route } => {
+                format!("`{field}` is required by {route}")
+            }
+            Self::InvalidField { field, reason } => format!("`{field}` {reason}"),
+            Self::ConflictingIds => "`provided_id` and `user_group_id` name different groups; \
+                                     send only `user_group_id`"
+                .to_owned(),
+            Self::UnsupportedDataSourceField { field } => format!(
+                "`{field}` has no Customer API equivalent; send `mapping` \
+                 (schema id -> data source id) instead"
+            ),
+            Self::BodyTooLarge { limit } => {
+                format!("the request body is larger than {limit} bytes")
+            }
+            Self::IncompleteBody => {
+                "the request body ended before its declared length; resend the request".to_owned()
+            }
+            Self::ConnectRefused => {
+                "CONNECT is not supported: explo-shim only talks to its configured upstream"
+                    .to_owned()
+            }
+            Self::BadRequestTarget => {
+                "the request target cannot be forwarded; send an origin-form path".to_owned()
+            }
+            Self::EncodedRequestBody => {
+                "compressed legacy request bodies are not supported; send plain JSON".to_owned()
+            }
+            Self::UpstreamUnreachable { .. } => {
+                "the Explo API could not be reached; retry later".to_owned()
+            }
+            Self::UpstreamFailed { .. } => {
+                "the connection to the Explo API broke before a complete reply; retry later"
+                    .to_owned()
+            }
+            Self::UpstreamTimeout { timeout } => format!(
+                "the Explo API did not answer within {}; retry later",
+                humantime::format_duration(*timeout)
+            ),
+            Self::UpstreamInvalidReply { .. } => {
+                "the Explo API sent a reply the shim cannot translate; retry later".to_owned()
+            }
+        }
+    }
+
+    /// Detail for the log only: it may name internal addresses, so it stays out of replies.
+    pub fn log_detail(&self) -> &str {
+        match self {
+            Self::InvalidJson { detail }
+            | Self::UpstreamUnreachable { detail }
+            | Self::UpstreamFailed { detail }
+            | Self::UpstreamInvalidReply { detail } => detail,
+            _ => "",
+        }
+    }
+
+    /// The legacy JSON envelope.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"success": 0, "error": self.message(), "code": self.code()})
+    }
+
+    /// The complete reply. The one place where a `ShimError` becomes HTTP.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut response = Response::new(full_body(body));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if matches!(self, Self::BodyTooLarge { .. } | Self::IncompleteBody) {
+            // The unread rest of the body must never be parsed as the next request on this
+            // HTTP/1 connection, so the connection ends with this reply.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+impl std::fmt::Display for ShimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for ShimError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[test]
+    fn every_error_has_a_snake_case_code_and_a_non_server_error_status() {
+        let all = [
+            ShimError::InvalidJson { detail: "x".into() },
+            ShimError::NotJson,
+            ShimError::BodyNotObject,
+            ShimError::MissingField {
+                field: "user_group_id",
+                route: "update_user_group",
+            },
+            ShimError::InvalidField {
+                field: "user_group_id",
+                reason: "must be a string".into(),
+            },
+            ShimError::ConflictingIds,
+            ShimError::UnsupportedDataSourceField {
+                field: "data_source_id",
+            },
+            ShimError::BodyTooLarge { limit: 10 },
+            ShimError::IncompleteBody,
+            ShimError::ConnectRefused,
+            ShimError::BadRequestTarget,
+            ShimError::EncodedRequestBody,
+            ShimError::UpstreamUnreachable {
+                detail: "refused".into(),
+            },
+            ShimError::UpstreamFailed {
+                detail: "reset".into(),
+            },
+            ShimError::UpstreamTimeout {
+                timeout: Duration::from_secs(30),
+            },
+            ShimError::UpstreamInvalidReply {
+                detail: "html".into(),
+            },
+        ];
+        for error in all {
+            let code = error.code();
+            assert!(
+                code.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{code}"
+            );
+            assert_ne!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert!(!error.message().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn response_is_the_legacy_envelope_with_json_content_type() {
+        let response = ShimError::ConflictingIds.into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["success"], 0);
+        assert_eq!(body["code"], "conflicting_ids");
+        assert!(body["error"].as_str().unwrap().contains("user_group_id"));
+    }
+
+    #[test]
+    fn body_too_large_closes_the_connection() {
+        let response = ShimError::BodyTooLarge { limit: 1 }.into_response();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+    }
+
+    #[test]
+    fn upstream_details_stay_out_of_the_reply() {
+        let error = ShimError::UpstreamUnreachable {
+            detail: "10.0.0.7:443 refused".into(),
+        };
+        assert!(!error.body().to_string().contains("10.0.0.7"));
+        assert_eq!(error.log_detail(), "10.0.0.7:443 refused");
+    }
+}

@@ -1,0 +1,98 @@
+//! Hop-by-hop headers.
+//!
+//! RFC 9110 §7.6.1: a proxy must remove the connection-specific fields (`Connection`,
+//! `Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding`, `Upgrade`) and every field that
+//! `Connection` names before forwarding a message. The `Proxy-Authenticate` and
+//! `Proxy-Authorization` pair (RFC 9110 §11.7) is addressed to the proxy itself, so it never
+//! reaches the upstream or the client either.
+
+use http::HeaderMap;
+use http::header::{self, HeaderName};
+
+/// Fields that describe one connection, never the message.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Removes the hop-by-hop fields and every field that `Connection` lists.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named_by_connection: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named_by_connection.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn removes_the_rfc_9110_list() {
+        let mut map = headers(&[
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("proxy-authenticate", "Basic"),
+            ("content-type", "application/json"),
+        ]);
+        strip_hop_by_hop(&mut map);
+        assert_eq!(map.len(), 1);
+        assert_eq!(map["content-type"], "application/json");
+    }
+
+    #[test]
+    fn removes_fields_named_by_connection_across_several_values() {
+        let mut map = headers(&[
+            ("connection", "close, X-Debug-Hop"),
+            ("connection", " x-other "),
+            ("x-debug-hop", "1"),
+            ("x-other", "2"),
+            ("explo-authorization", "Token t"),
+        ]);
+        strip_hop_by_hop(&mut map);
+        assert_eq!(map.len(), 1);
+        assert!(map.contains_key("explo-authorization"));
+    }
+
+    #[test]
+    fn ignores_garbage_tokens_in_connection() {
+        let mut map = headers(&[("connection", "close, ,\"bad name\""), ("x-keep", "1")]);
+        strip_hop_by_hop(&mut map);
+        assert_eq!(map.len(), 1);
+    }
+
+    #[test]
+    fn keeps_content_length_zero() {
+        let mut map = headers(&[("content-length", "0")]);
+        strip_hop_by_hop(&mut map);
+        assert_eq!(map["content-length"], "0");
+    }
+}

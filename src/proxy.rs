@@ -1,0 +1,420 @@
+//! One request: a legacy route is translated, everything else passes through.
+//!
+//! The handlers return `Result<_, ShimError>` and use `?`; [`Proxy::handle`] turns any error
+//! into the legacy envelope and one log line, in one place.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use crate::body::{ProxyBody, full_body, streamed_body};
+use crate::config::{Config, ConfigError, Limits};
+use crate::error::ShimError;
+use crate::headers::encoding::decode_body;
+use crate::headers::forwarding::prepare_upstream_headers;
+use crate::headers::hop::strip_hop_by_hop;
+use crate::legacy::reply::{
+    ReplyOptions, customer_token, legacy_error_reply, legacy_success_reply,
+};
+use crate::legacy::request::{
+    CustomerCall, delete_by_token_body, token_lookup_body, translate_request,
+};
+use crate::legacy::{GET_CUSTOMER_PATH, LegacyRoute};
+use crate::telemetry::{LegacyCallRecord, client_fingerprint, log_legacy_call};
+use crate::upstream::{CollectedReply, Upstream};
+
+/// The Explo API credential header (Explo docs, "Explo's authentication").
+pub static EXPLO_AUTHORIZATION: HeaderName = HeaderName::from_static("explo-authorization");
+static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+static IDENTITY: HeaderValue = HeaderValue::from_static("identity");
+
+/// Everything one request needs, built once at start-up and shared by all connections.
+pub struct Proxy {
+    upstream: Upstream,
+    limits: Limits,
+    reply_options: ReplyOptions,
+    add_x_forwarded_for: bool,
+}
+
+impl Proxy {
+    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        Ok(Self {
+            upstream: Upstream::new(&config.upstream)?,
+            limits: config.limits.clone(),
+            reply_options: config.legacy.clone(),
+            add_x_forwarded_for: config.upstream.add_x_forwarded_for,
+        })
+    }
+
+    /// Answers one request. Never fails: errors become legacy-envelope replies here.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
+        if request.method() == Method::CONNECT {
+            return error_response(ShimError::ConnectRefused);
+        }
+        match LegacyRoute::recognise(request.method(), request.uri().path()) {
+            Some(route) => self.handle_legacy(route, request, client).await,
+            None => self
+                .pass_through(request, client)
+                .await
+                .unwrap_or_else(error_response),
+        }
+    }
+
+    async fn handle_legacy(
+        &self,
+        route: LegacyRoute,
+        request: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let fingerprint = client_fingerprint(request.headers().get(&EXPLO_AUTHORIZATION));
+        let mut user_group_id = None;
+        let (response, upstream_status) = match self
+            .translate(route, request, client, &mut user_group_id)
+            .await
+        {
+            Ok((response, upstream_status)) => (response, Some(upstream_status.as_u16())),
+            Err(error) => (error_response(error), None),
+        };
+        log_legacy_call(&LegacyCallRecord {
+            route,
+            user_group_id: user_group_id.as_deref(),
+            client_fingerprint: &fingerprint,
+            upstream_status,
+            status: response.status().as_u16(),
+            latency: started.elapsed(),
+        });
+        response
+    }
+
+    /// The legacy call as Customer API calls. Returns the legacy reply and the upstream status.
+    async fn translate(
+        &self,
+        route: LegacyRoute,
+        request: Request<Incoming>,
+        client: SocketAddr,
+        user_group_id: &mut Option<String>,
+    ) -> Result<(Response<ProxyBody>, StatusCode), ShimError> {
+        let (parts, body) = request.into_parts();
+        let bytes = read_legacy_body(&parts.headers, body, self.limits.legacy_body_bytes).await?;
+        let legacy_body = parse_legacy_json(&parts.headers, &bytes)?;
+        let translated = translate_request(route, legacy_body)?;
+        *user_group_id = translated.user_group_id;
+
+        let mut headers = parts.headers;
+        prepare_upstream_headers(&mut headers, client.ip(), self.add_x_forwarded_for);
+        headers.remove(header::CONTENT_LENGTH);
+        headers.remove(header::CONTENT_ENCODING);
+        headers.insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
+        // The reply is rewritten, so ask for it plain; a server that compresses anyway is decoded.
+        headers.insert(header::ACCEPT_ENCODING, IDENTITY.clone());
+        let query = parts.uri.query();
+
+        let reply = match translated.plan {
+            CustomerCall::Send(body) => {
+                self.call_customer(
+                    route.method(),
+                    route.customer_path(),
+                    query,
+                    &headers,
+                    &body,
+                )
+                .await?
+            }
+            CustomerCall::LookupTokenThenDelete { provided_id, rest } => {
+                let lookup_body = token_lookup_body(&provided_id);
+                let lookup = self
+                    .call_customer(
+                        &Method::POST,
+                        GET_CUSTOMER_PATH,
+                        None,
+                        &headers,
+                        &lookup_body,
+                    )
+                    .await?;
+                let token = match self.lookup_token(&lookup)? {
+                    Some(token) => token,
+                    // The upstream refused the lookup (unknown id, bad credential): that is
+                    // the answer the legacy client gets.
+                    None => return self.legacy_reply(route, lookup),
+                };
+                let delete_body = delete_by_token_body(rest, &token);
+                self.call_customer(
+                    route.method(),
+                    route.customer_path(),
+                    query,
+                    &headers,
+                    &delete_body,
+                )
+                .await?
+            }
+        };
+        self.legacy_reply(route, reply)
+    }
+
+    async fn call_customer(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: &Value,
+    ) -> Result<CollectedReply, ShimError> {
+        let target = match query {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        };
+        let body = serde_json::to_vec(body).map_err(|error| ShimError::InvalidJson {
+            detail: error.to_string(),
+        })?;
+        let mut request = Request::new(full_body(body));
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = self.upstream.uri(&target)?;
+        *request.headers_mut() = headers.clone();
+        self.upstream
+            .exchange(request, self.limits.upstream_reply_bytes)
+            .await
+    }
+
+    /// The token from a `get_customer` reply; `None` when the upstream said no.
+    fn lookup_token(&self, lookup: &CollectedReply) -> Result<Option<String>, ShimError> {
+        if !lookup.status.is_success() {
+            return Ok(None);
+        }
+        let reply = self.decoded_json(lookup)?;
+        if let Some(token) = customer_token(&reply) {
+            return Ok(Some(token.to_owned()));
+        }
+        if reply.get("success").and_then(Value::as_i64) == Some(1) {
+            return Err(ShimError::UpstreamInvalidReply {
+                detail: "get_customer succeeded without a customer token".to_owned(),
+            });
+        }
+        Ok(None)
+    }
+
+    /// A successful upstream reply as JSON; anything else is an unusable reply.
+    fn decoded_json(&self, reply: &CollectedReply) -> Result<Value, ShimError> {
+        let bytes = decode_body(
+            &reply.headers,
+            reply.body.clone(),
+            self.limits.upstream_reply_bytes,
+        )
+        .map_err(|error| ShimError::UpstreamInvalidReply {
+            detail: error.to_string(),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|error| ShimError::UpstreamInvalidReply {
+            detail: format!("{} reply is not JSON: {error}", reply.status),
+        })
+    }
+
+    /// The legacy reply for an upstream reply: status and end-to-end headers kept, body
+    /// rewritten into the legacy shape, `Content-Length` matching what is sent.
+    fn legacy_reply(
+        &self,
+        route: LegacyRoute,
+        reply: CollectedReply,
+    ) -> Result<(Response<ProxyBody>, StatusCode), ShimError> {
+        let status = reply.status;
+        let mut headers = reply.headers.clone();
+        strip_hop_by_hop(&mut headers);
+        headers.remove(header::CONTENT_LENGTH);
+
+        let body = if status.is_success() {
+            let legacy =
+                legacy_success_reply(route, self.decoded_json(&reply)?, &self.reply_options);
+            headers.remove(header::CONTENT_ENCODING);
+            headers.insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
+            json_bytes(&legacy)
+        } else {
+            match decode_body(
+                &reply.headers,
+                reply.body.clone(),
+                self.limits.upstream_reply_bytes,
+            ) {
+                Ok(decoded) => {
+                    headers.remove(header::CONTENT_ENCODING);
+                    match serde_json::from_slice::<Value>(&decoded) {
+                        // Only a `customer` key needs renaming; otherwise the bytes stay exact.
+                        Ok(error_body) if error_body.get("customer").is_some() => {
+                            json_bytes(&legacy_error_reply(error_body))
+                        }
+                        _ => decoded,
+                    }
+                }
+                // An encoding the shim cannot undo: pass the error through as it came.
+                Err(_) => reply.body,
+            }
+        };
+        let mut response = Response::new(full_body(body));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        Ok((response, status))
+    }
+
+    async fn pass_through(
+        &self,
+        request: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Result<Response<ProxyBody>, ShimError> {
+        let (mut parts, body) = request.into_parts();
+        // Absolute-form targets are reduced to their path: the authority never chooses the
+        // upstream.
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |target| target.as_str());
+        if !path_and_query.starts_with('/') {
+            return Err(ShimError::BadRequestTarget);
+        }
+        parts.uri = self.upstream.uri(path_and_query)?;
+        // The client's HTTP version is a property of its connection; the pooled upstream
+        // connection picks its own (ALPN).
+        parts.version = Version::HTTP_11;
+        prepare_upstream_headers(&mut parts.headers, client.ip(), self.add_x_forwarded_for);
+        let response = self
+            .upstream
+            .send(Request::from_parts(parts, streamed_body(body)))
+            .await?;
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.version = Version::HTTP_11;
+        Ok(Response::from_parts(parts, streamed_body(body)))
+    }
+}
+
+/// The one place a `ShimError` becomes a reply and a log line.
+fn error_response(error: ShimError) -> Response<ProxyBody> {
+    let status = error.status();
+    if status.is_server_error() {
+        tracing::warn!(
+            code = error.code(),
+            status = status.as_u16(),
+            cause = error.log_detail(),
+            "{error}"
+        );
+    } else {
+        tracing::info!(
+            code = error.code(),
+            status = status.as_u16(),
+            cause = error.log_detail(),
+            "{error}"
+        );
+    }
+    error.into_response()
+}
+
+fn json_bytes(value: &Value) -> Bytes {
+    // Serialising a `Value` cannot fail: its keys are strings and its numbers are valid.
+    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// Reads a legacy body of at most `limit` bytes; a declared length over the limit is refused
+/// before any of the body is read.
+async fn read_legacy_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: u64,
+) -> Result<Bytes, ShimError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ShimError::BodyTooLarge { limit });
+    }
+    if headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(ShimError::EncodedRequestBody);
+    }
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, limit_usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(ShimError::BodyTooLarge { limit })
+        }
+        Err(_) => Err(ShimError::IncompleteBody),
+    }
+}
+
+/// Parses a legacy body. Old scripts send `curl -d` bodies labelled as form data, so JSON is
+/// accepted whatever the `Content-Type`; a body that does not parse is a 400 when it claimed
+/// to be JSON and a 415 otherwise.
+fn parse_legacy_json(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ShimError> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        if claims_json(headers) {
+            ShimError::InvalidJson {
+                detail: error.to_string(),
+            }
+        } else {
+            ShimError::NotJson
+        }
+    })
+}
+
+/// `application/json` or any `+json` media type (RFC 6839).
+fn claims_json(headers: &HeaderMap) -> bool {
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content_type(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn json_is_accepted_whatever_the_content_type() {
+        let form = content_type("application/x-www-form-urlencoded");
+        assert!(parse_legacy_json(&form, br#"{"a": 1}"#).is_ok());
+        assert!(parse_legacy_json(&HeaderMap::new(), br#"{"a": 1}"#).is_ok());
+    }
+
+    #[test]
+    fn unparseable_body_is_400_when_it_claimed_json_and_415_otherwise() {
+        for claimed in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/vnd.api+json",
+        ] {
+            let error = parse_legacy_json(&content_type(claimed), b"{nope").unwrap_err();
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{claimed}");
+        }
+        for other in ["text/plain", "application/x-www-form-urlencoded"] {
+            let error = parse_legacy_json(&content_type(other), b"user_group_id=1").unwrap_err();
+            assert_eq!(error, ShimError::NotJson, "{other}");
+        }
+        assert_eq!(
+            parse_legacy_json(&HeaderMap::new(), b"").unwrap_err(),
+            ShimError::NotJson
+        );
+    }
+}

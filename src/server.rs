@@ -1,0 +1,135 @@
+//! Listening, serving connections, and the graceful drain.
+//!
+//! Each accepted connection is served by hyper's auto builder (HTTP/1.1, or HTTP/2 with prior
+//! knowledge, h2c) and watched by a `GracefulShutdown`. On shutdown the shim stops accepting,
+//! `/readyz` turns 503, idle keep-alive connections close at once, and in-flight requests get
+//! `shutdown.grace` to finish.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::admin::{self, Readiness};
+use crate::config::Config;
+use crate::proxy::Proxy;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Serves legacy clients on `listener` and the admin endpoints on `admin_listener` until
+/// `shutdown` completes, then drains.
+pub async fn serve(
+    config: &Config,
+    proxy: Proxy,
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    let readiness = Readiness::default();
+    let admin_task = tokio::spawn(serve_admin(admin_listener, readiness.clone()));
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+
+    let proxy = Arc::new(proxy);
+    let graceful = GracefulShutdown::new();
+    readiness.set_ready(true);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, client)) => {
+                    let _ = stream.set_nodelay(true);
+                    let proxy = Arc::clone(&proxy);
+                    let service = service_fn(move |request| {
+                        let proxy = Arc::clone(&proxy);
+                        async move { Ok::<_, Infallible>(proxy.handle(request, client).await) }
+                    });
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(error) = connection.await {
+                            tracing::debug!(%client, error = %crate::upstream::error_chain(error.as_ref()), "client connection ended with an error");
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+
+    readiness.set_ready(false);
+    drop(listener);
+    tracing::info!(grace = %humantime::format_duration(config.shutdown_grace), "shutting down: draining in-flight requests");
+    match tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("drained; exiting"),
+        Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+    admin_task.abort();
+}
+
+async fn serve_admin(listener: TcpListener, readiness: Readiness) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "admin accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        let readiness = readiness.clone();
+        let service = service_fn(move |request| {
+            let response = admin::handle(&request, &readiness);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        tokio::spawn(async move {
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Binds both listeners. Separate from [`serve`] so the caller can report the bound ports.
+pub async fn bind(config: &Config) -> std::io::Result<(TcpListener, TcpListener)> {
+    let listener = TcpListener::bind(config.listen).await.map_err(|error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("cannot listen on {}: {error}", config.listen),
+        )
+    })?;
+    let admin = TcpListener::bind(config.admin).await.map_err(|error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("cannot listen on {} (admin): {error}", config.admin),
+        )
+    })?;
+    Ok((listener, admin))
+}
+
+/// The addresses actually bound (they differ from the config when it asked for port 0).
+pub fn local_addrs(
+    listener: &TcpListener,
+    admin: &TcpListener,
+) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    (listener.local_addr().ok(), admin.local_addr().ok())
+}

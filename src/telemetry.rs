@@ -1,0 +1,99 @@
+//! Logging: subscriber set-up, the client fingerprint and the deprecated-usage event.
+//!
+//! Secrets never reach a log line: the shim logs no header values and no bodies, only the
+//! SHA-256 fingerprint of `Explo-Authorization`. The HTTP and TLS libraries are capped at
+//! `info` whatever `RUST_LOG` says, because their trace output can include frame contents.
+
+use std::time::Duration;
+
+use http::HeaderValue;
+use sha2::{Digest, Sha256};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+use crate::legacy::LegacyRoute;
+
+/// The `tracing` target of the one event per legacy call.
+pub const DEPRECATED_TARGET: &str = "deprecated";
+
+/// Libraries whose verbose output could carry header or body bytes.
+const CAPPED_TARGETS: [&str; 5] = ["h2", "hyper", "hyper_util", "rustls", "hyper_rustls"];
+
+/// Installs the global subscriber: level from `RUST_LOG` (default `info`), lines on stderr.
+pub fn init(format: LogFormat) {
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    for target in CAPPED_TARGETS {
+        if let Ok(directive) = format!("{target}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second init (tests) keeps the first subscriber; that is not an error worth stopping for.
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Identifies a client without revealing its credential: the first 12 hex digits of the
+/// SHA-256 of its `Explo-Authorization` value, or `anonymous` without one.
+pub fn client_fingerprint(authorization: Option<&HeaderValue>) -> String {
+    let Some(value) = authorization else {
+        return "anonymous".to_owned();
+    };
+    Sha256::digest(value.as_bytes())
+        .iter()
+        .take(6)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Everything the deprecated-usage event reports about one legacy call.
+pub struct LegacyCallRecord<'a> {
+    pub route: LegacyRoute,
+    pub user_group_id: Option<&'a str>,
+    pub client_fingerprint: &'a str,
+    /// The upstream's status, or none when the shim answered without a usable upstream reply.
+    pub upstream_status: Option<u16>,
+    /// The status the legacy client received.
+    pub status: u16,
+    pub latency: Duration,
+}
+
+/// Emits the one structured event per legacy call (target `deprecated`).
+pub fn log_legacy_call(record: &LegacyCallRecord<'_>) {
+    tracing::info!(
+        target: DEPRECATED_TARGET,
+        legacy_endpoint = record.route.legacy_endpoint(),
+        replacement = record.route.customer_endpoint(),
+        user_group_id = record.user_group_id.unwrap_or(""),
+        client_fingerprint = record.client_fingerprint,
+        upstream_status = record.upstream_status,
+        status = record.status,
+        latency_ms = record.latency.as_secs_f64() * 1000.0,
+        "deprecated End User Group API call"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_twelve_hex_digits_of_sha256() {
+        let value = HeaderValue::from_static("Token abc");
+        // sha256("Token abc") computed independently with `printf 'Token abc' | sha256sum`.
+        assert_eq!(client_fingerprint(Some(&value)), "64cc961af68c");
+        assert_eq!(client_fingerprint(None), "anonymous");
+    }
+
+    #[test]
+    fn fingerprint_does_not_contain_the_token() {
+        let value = HeaderValue::from_static("Token 0123456789ab");
+        let fingerprint = client_fingerprint(Some(&value));
+        assert_eq!(fingerprint.len(), 12);
+        assert!(!fingerprint.contains("0123456789ab"));
+    }
+}
