@@ -1,0 +1,415 @@
+//! Test harness: the real `explo-shim` binary against an in-process fake upstream.
+//!
+//! The shim runs as a child process on `127.0.0.1:0` with JSON logs on stderr; the harness
+//! reads the bound addresses from its "listening" line and keeps every log line for
+//! assertions. The fake upstream is a small hyper server that records what it receives and
+//! answers with whatever the test's handler says.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::Value;
+
+pub const TOKEN_HEADER: &str = "explo-authorization";
+/// A team token that must never appear in any log line.
+pub const TEAM_TOKEN: &str = "Token sk_live_team_secret_0123456789abcdef";
+
+// ---------------------------------------------------------------- fake upstream
+
+/// One request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: Method,
+    pub target: String,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Recorded {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("upstream body is JSON")
+    }
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+}
+
+/// What the fake upstream answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Bytes::from(body.to_string()),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn raw(status: u16, content_type: &str, body: impl Into<Bytes>) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    pub fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeUpstream {
+    pub async fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        let handler: Handler = Arc::new(handler);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&requests);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let handler = Arc::clone(&handler);
+                let recorded = Arc::clone(&recorded);
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let handler = Arc::clone(&handler);
+                    let recorded = Arc::clone(&recorded);
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let seen = Recorded {
+                            method: parts.method,
+                            target: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                            version: parts.version,
+                            headers: parts.headers,
+                            body,
+                        };
+                        let reply = handler(&seen);
+                        recorded.lock().unwrap().push(seen);
+                        if !reply.delay.is_zero() {
+                            tokio::time::sleep(reply.delay).await;
+                        }
+                        let mut response = Response::new(Full::new(reply.body));
+                        *response.status_mut() = StatusCode::from_u16(reply.status).unwrap();
+                        for (name, value) in reply.headers {
+                            response.headers_mut().append(
+                                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                                value.parse().unwrap(),
+                            );
+                        }
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, requests, task }
+    }
+
+    /// Answers every request with `reply`.
+    pub async fn always(reply: Reply) -> Self {
+        Self::start(move |_| reply.clone()).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A Customer object as the docs show it, with the given token.
+pub fn customer(provided_id: &str, token: &str) -> Value {
+    serde_json::json!({
+        "token": token, "name": "Example 1", "provided_id": provided_id, "is_demo_group": false,
+        "emails": ["user@example.com"], "group_tags": ["sales"],
+        "properties": {"filterValue": "value"}, "computed_properties": {"filterValue": "value"},
+        "access_group": "Production",
+        "parent_schema_datasource_mapping": {"40": "213", "134": "386"},
+        "computed_parent_schema_datasource_mapping": {"40": "213", "134": "386"},
+        "hierarchy_level": "Customer"
+    })
+}
+
+// ---------------------------------------------------------------- the shim process
+
+pub struct Shim {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Shim {
+    /// The shim in front of `upstream_url`, at trace level, with any extra flags.
+    pub fn start(upstream_url: &str, extra_args: &[&str]) -> Shim {
+        Self::start_with_env(upstream_url, extra_args, &[])
+    }
+
+    pub fn start_with_env(upstream_url: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Shim {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_explo-shim"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--upstream", upstream_url])
+            .args(extra_args)
+            .env("RUST_LOG", "trace")
+            .env_remove("EXPLO_SHIM_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("spawn explo-shim");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let listening = logs.lock().unwrap().iter().find_map(|line| {
+                let event: Value = serde_json::from_str(line).ok()?;
+                (event["message"] == "explo-shim listening").then(|| {
+                    (
+                        event["listen"].as_str().unwrap().parse().unwrap(),
+                        event["admin"].as_str().unwrap().parse().unwrap(),
+                    )
+                })
+            });
+            if let Some((addr, admin)) = listening {
+                return Shim { child, addr, admin, logs };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("explo-shim exited early with {status}: {:?}", logs.lock().unwrap());
+            }
+            assert!(Instant::now() < deadline, "explo-shim did not start: {:?}", logs.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// Every log line so far, after a moment for the reader thread to catch up.
+    pub fn logs(&self) -> Vec<String> {
+        std::thread::sleep(Duration::from_millis(100));
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Parsed log events on `target`.
+    pub fn events(&self, target: &str) -> Vec<Value> {
+        self.logs()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|event| event["target"] == target)
+            .collect()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Shim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to completion (for start-up failures and --check-config).
+pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_explo-shim"));
+    command.args(args).env_remove("EXPLO_SHIM_CONFIG").stdin(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("explo-shim {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------- clients
+
+/// A reply as the client saw it.
+#[derive(Debug)]
+pub struct Got {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("reply is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// Asserts the shim's own error envelope with this status and code.
+    pub fn assert_shim_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {:?}", String::from_utf8_lossy(&self.body));
+        let body = self.json();
+        assert_eq!(body["success"], 0, "{body}");
+        assert_eq!(body["code"], code, "{body}");
+        assert!(!body["error"].as_str().unwrap_or("").is_empty(), "{body}");
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        assert_eq!(self.header("content-length").map(|l| l.parse::<usize>().unwrap()), Some(self.body.len()));
+    }
+}
+
+/// One HTTP/1.1 request with a fresh connection.
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Got {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut request = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = tokio::time::timeout(Duration::from_secs(20), client.request(request.body(Full::new(body.into())).unwrap()))
+        .await
+        .expect("reply within 20 s")
+        .expect("request succeeds");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Got { status: parts.status, headers: parts.headers, body }
+}
+
+/// A JSON POST with the team token, as legacy clients send it.
+pub async fn post_json(url: &str, body: &Value) -> Got {
+    send(
+        "POST",
+        url,
+        &[("content-type", "application/json"), (TOKEN_HEADER, TEAM_TOKEN)],
+        body.to_string(),
+    )
+    .await
+}
+
+/// Writes `request` on a raw TCP connection and returns everything read until the server
+/// closes or `limit` passes.
+pub fn raw_exchange(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    stream.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buffer[..n]),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn doc_fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Writes a config file for one test; removed on drop.
+pub struct TempConfig(pub std::path::PathBuf);
+
+impl TempConfig {
+    pub fn new(text: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "explo-shim-test-{}-{}.toml",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::write(&path, text).unwrap();
+        Self(path)
+    }
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

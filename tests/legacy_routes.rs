@@ -1,0 +1,195 @@
+//! Every legacy route through the real shim against a fake Customer API.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+const CUSTOMER_TOKEN: &str = "cust_tok_4f2a9b7c1d";
+
+fn shim_with_team(upstream: &FakeUpstream, config: &str) -> (Shim, TempConfig) {
+    let config = TempConfig::new(config);
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    (shim, config)
+}
+
+#[tokio::test]
+async fn update_user_group_doc_example_becomes_update_customer_and_back() {
+    let upstream =
+        FakeUpstream::always(Reply::json(200, doc_fixture("update_customer.response.json"))).await;
+    let (shim, _config) = shim_with_team(&upstream, "[legacy]\nteam_id = 113\n");
+
+    let got = send(
+        "POST",
+        &shim.url("/api/update_user_group/"),
+        &[("content-type", "application/json"), (TOKEN_HEADER, TEAM_TOKEN), ("accept-encoding", "gzip")],
+        include_str!("fixtures/update_user_group.request.json"),
+    )
+    .await;
+
+    assert_eq!(got.status, 200);
+    let mut expected = doc_fixture("update_user_group.response.json");
+    expected["user_group"]["properties"] = json!({"filterValue": "new_value"});
+    assert_eq!(got.json(), expected);
+    assert_eq!(got.header("content-type"), Some("application/json"));
+    assert_eq!(got.header("content-length"), Some(got.body.len().to_string().as_str()));
+    assert_eq!(got.header("content-encoding"), None);
+
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "POST");
+    assert_eq!(seen[0].target, "/api/update_customer/");
+    assert_eq!(
+        seen[0].json(),
+        json!({"provided_id": "example_1", "name": "Example 1",
+               "mapping": {"40": "213", "134": "386"}, "properties": {"filterValue": "value"}})
+    );
+    assert_eq!(seen[0].headers[TOKEN_HEADER], TEAM_TOKEN);
+    assert_eq!(seen[0].headers["host"], upstream.addr.to_string());
+    assert_eq!(seen[0].headers["content-type"], "application/json");
+    assert_eq!(seen[0].headers["accept-encoding"], "identity");
+    assert!(seen[0].headers.get("x-forwarded-for").is_none());
+}
+
+#[tokio::test]
+async fn create_user_group_renames_both_ways_under_every_path_variant() {
+    let upstream =
+        FakeUpstream::always(Reply::json(200, doc_fixture("create_customer.response.json"))).await;
+    let (shim, _config) = shim_with_team(&upstream, "[legacy]\nteam_id = 3\n");
+    let paths = ["/api/create_user_group/", "/api/create_user_group", "/embed/create_user_group/", "/embed/create_user_group"];
+    for path in paths {
+        let got = post_json(&shim.url(path), &doc_fixture("create_user_group.request.json")).await;
+        assert_eq!(got.status, 200, "{path}");
+        let mut expected = doc_fixture("create_user_group.response.json");
+        expected["user_group"]["properties"] = json!({"filterValue": "value"});
+        assert_eq!(got.json(), expected, "{path}");
+    }
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), paths.len());
+    for request in seen {
+        assert_eq!(request.target, "/api/create_customer/");
+        assert_eq!(request.json()["provided_id"], "example_1");
+        assert!(request.json().get("user_group_id").is_none());
+    }
+}
+
+#[tokio::test]
+async fn numeric_user_group_id_is_forwarded_as_a_string() {
+    let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1, "customer": customer("42", "t")}))).await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let got = post_json(&shim.url("/api/update_user_group"), &json!({"user_group_id": 42, "name": "n"})).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(upstream.requests()[0].json(), json!({"provided_id": "42", "name": "n"}));
+    // Without team_id configured the key is absent; only legacy keys are returned.
+    assert_eq!(
+        got.json(),
+        json!({"success": 1, "user_group": {"token": "t", "name": "Example 1", "provided_id": "42",
+               "is_demo_group": false, "properties": {"filterValue": "value"}}})
+    );
+}
+
+#[tokio::test]
+async fn delete_by_token_is_forwarded_with_its_body() {
+    let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1}))).await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let body = doc_fixture("delete_user_group.request.json");
+    let got = send(
+        "DELETE",
+        &shim.url("/api/delete_user_group/"),
+        &[("content-type", "application/json"), (TOKEN_HEADER, TEAM_TOKEN)],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json(), json!({"success": 1}));
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "DELETE");
+    assert_eq!(seen[0].target, "/api/delete_customer/");
+    assert_eq!(seen[0].json(), body);
+}
+
+#[tokio::test]
+async fn delete_by_user_group_id_looks_the_token_up_first() {
+    let upstream = FakeUpstream::start(|request| match request.path() {
+        "/api/get_customer/" => Reply::json(200, json!({"success": 1, "customer": customer("example_1", CUSTOMER_TOKEN)})),
+        _ => Reply::json(200, json!({"success": 1})),
+    })
+    .await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let got = send(
+        "DELETE",
+        &shim.url("/api/delete_user_group"),
+        &[(TOKEN_HEADER, TEAM_TOKEN)],
+        r#"{"user_group_id": "example_1"}"#,
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json(), json!({"success": 1}));
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!((seen[0].method.as_str(), seen[0].target.as_str()), ("POST", "/api/get_customer/"));
+    assert_eq!(seen[0].json(), json!({"provided_id": "example_1"}));
+    assert_eq!((seen[1].method.as_str(), seen[1].target.as_str()), ("DELETE", "/api/delete_customer/"));
+    assert_eq!(seen[1].json(), json!({"current_token": CUSTOMER_TOKEN}));
+    assert!(!shim.logs().iter().any(|line| line.contains(CUSTOMER_TOKEN)));
+}
+
+#[tokio::test]
+async fn delete_by_unknown_user_group_id_returns_the_upstream_refusal_and_deletes_nothing() {
+    let upstream = FakeUpstream::start(|_| Reply::json(404, json!({"detail": "Not found."}))).await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let got = send("DELETE", &shim.url("/api/delete_user_group/"), &[], r#"{"user_group_id": "nope"}"#).await;
+    assert_eq!(got.status, 404);
+    assert_eq!(got.json(), json!({"detail": "Not found."}));
+    assert_eq!(upstream.requests().len(), 1, "no delete after a failed lookup");
+}
+
+#[tokio::test]
+async fn refresh_user_group_token_renames_customer() {
+    let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1, "customer": customer("example_1", "new_token")}))).await;
+    let (shim, _config) = shim_with_team(&upstream, "[legacy]\nteam_id = 3\n");
+    let body = doc_fixture("refresh_user_group_token.request.json");
+    let got = post_json(&shim.url("/api/refresh_user_group_token/"), &body).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        got.json(),
+        json!({"success": 1, "user_group": {"team_id": 3, "token": "new_token", "name": "Example 1",
+               "provided_id": "example_1", "is_demo_group": false, "properties": {"filterValue": "value"}}})
+    );
+    let seen = upstream.requests();
+    assert_eq!(seen[0].target, "/api/refresh_customer_token/");
+    assert_eq!(seen[0].json(), body);
+}
+
+#[tokio::test]
+async fn config_maps_access_group_and_can_pass_extra_customer_keys() {
+    let upstream = FakeUpstream::always(Reply::json(200, doc_fixture("update_customer.response.json"))).await;
+    let (shim, _config) = shim_with_team(
+        &upstream,
+        "[legacy]\nextra_customer_keys = true\n[legacy.api_environment_tag]\nProduction = \"Customer\"\n",
+    );
+    let got = post_json(&shim.url("/api/update_user_group/"), &json!({"user_group_id": "example_1"})).await;
+    let group = &got.json()["user_group"];
+    assert_eq!(group["api_environment_tag"], "Customer");
+    assert_eq!(group["group_tags"], json!(["engineers", "sales"]));
+    assert_eq!(group["hierarchy_level"], "Level 1");
+}
+
+#[tokio::test]
+async fn upstream_prefix_is_kept_on_translated_calls() {
+    let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1}))).await;
+    let shim = Shim::start(&format!("{}/explo/", upstream.url()), &[]);
+    let got = send("DELETE", &shim.url("/api/delete_user_group/?trace=1"), &[], r#"{"current_token": "t"}"#).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(upstream.requests()[0].target, "/explo/api/delete_customer/?trace=1");
+}
+
+#[tokio::test]
+async fn a_legacy_path_with_another_method_passes_through() {
+    let upstream = FakeUpstream::always(Reply::json(405, json!({"detail": "Method \"GET\" not allowed."}))).await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let got = send("GET", &shim.url("/api/update_user_group/"), &[], "").await;
+    assert_eq!(got.status, 405);
+    assert_eq!(upstream.requests()[0].target, "/api/update_user_group/");
+}
