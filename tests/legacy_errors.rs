@@ -18,8 +18,21 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 }
 
 async fn upstream_ok() -> FakeUpstream {
-    FakeUpstream::always(Reply::json(200, json!({"success": 1, "customer": customer("example_1", "t")}))).await
+    FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("example_1", "t")}),
+    ))
+    .await
 }
+
+/// Name, request headers, body, expected status and error code.
+type BadBodyCase = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
 
 #[tokio::test]
 async fn bad_bodies_get_400_or_415_and_never_reach_the_upstream() {
@@ -27,29 +40,127 @@ async fn bad_bodies_get_400_or_415_and_never_reach_the_upstream() {
     let shim = Shim::start(&upstream.url(), &[]);
     let url = shim.url("/api/update_user_group/");
     let json_type = ("content-type", "application/json");
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
-        ("malformed JSON labelled JSON", vec![json_type], b"{\"user_group_id\": ".to_vec(), 400, "invalid_json"),
-        ("form data", vec![("content-type", "application/x-www-form-urlencoded")], b"user_group_id=1".to_vec(), 415, "unsupported_media_type"),
-        ("no content type, not JSON", vec![], b"hello".to_vec(), 415, "unsupported_media_type"),
-        ("invalid UTF-8", vec![json_type], b"{\"user_group_id\": \"\xff\xfe\"}".to_vec(), 400, "invalid_json"),
-        ("array body", vec![json_type], b"[1,2]".to_vec(), 400, "body_not_object"),
-        ("missing user_group_id", vec![json_type], br#"{"name": "x"}"#.to_vec(), 400, "missing_field"),
-        ("boolean user_group_id", vec![json_type], br#"{"user_group_id": true}"#.to_vec(), 400, "invalid_field"),
-        ("fractional user_group_id", vec![json_type], br#"{"user_group_id": 1.5}"#.to_vec(), 400, "invalid_field"),
-        ("conflicting provided_id", vec![json_type], br#"{"user_group_id": "a", "provided_id": "b"}"#.to_vec(), 400, "conflicting_ids"),
-        ("data_source_id", vec![json_type], br#"{"user_group_id": "a", "data_source_id": 5}"#.to_vec(), 400, "unsupported_field"),
-        ("data_source_provided_id", vec![json_type], br#"{"user_group_id": "a", "data_source_provided_id": "x"}"#.to_vec(), 400, "unsupported_field"),
-        ("deeply nested JSON", vec![json_type], format!("{{\"user_group_id\": \"a\", \"p\": {}{}}}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(), 400, "invalid_json"),
-        ("gzip-encoded request body", vec![json_type, ("content-encoding", "gzip")], gzip(br#"{"user_group_id": "a"}"#), 415, "encoded_request_body"),
+    let cases: Vec<BadBodyCase> = vec![
+        (
+            "malformed JSON labelled JSON",
+            vec![json_type],
+            b"{\"user_group_id\": ".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "form data",
+            vec![("content-type", "application/x-www-form-urlencoded")],
+            b"user_group_id=1".to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "no content type, not JSON",
+            vec![],
+            b"hello".to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "invalid UTF-8",
+            vec![json_type],
+            b"{\"user_group_id\": \"\xff\xfe\"}".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "array body",
+            vec![json_type],
+            b"[1,2]".to_vec(),
+            400,
+            "body_not_object",
+        ),
+        (
+            "missing user_group_id",
+            vec![json_type],
+            br#"{"name": "x"}"#.to_vec(),
+            400,
+            "missing_field",
+        ),
+        (
+            "boolean user_group_id",
+            vec![json_type],
+            br#"{"user_group_id": true}"#.to_vec(),
+            400,
+            "invalid_field",
+        ),
+        (
+            "fractional user_group_id",
+            vec![json_type],
+            br#"{"user_group_id": 1.5}"#.to_vec(),
+            400,
+            "invalid_field",
+        ),
+        (
+            "conflicting provided_id",
+            vec![json_type],
+            br#"{"user_group_id": "a", "provided_id": "b"}"#.to_vec(),
+            400,
+            "conflicting_ids",
+        ),
+        (
+            "data_source_id",
+            vec![json_type],
+            br#"{"user_group_id": "a", "data_source_id": 5}"#.to_vec(),
+            400,
+            "unsupported_field",
+        ),
+        (
+            "data_source_provided_id",
+            vec![json_type],
+            br#"{"user_group_id": "a", "data_source_provided_id": "x"}"#.to_vec(),
+            400,
+            "unsupported_field",
+        ),
+        (
+            "deeply nested JSON",
+            vec![json_type],
+            format!(
+                "{{\"user_group_id\": \"a\", \"p\": {}{}}}",
+                "[".repeat(10_000),
+                "]".repeat(10_000)
+            )
+            .into_bytes(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "gzip-encoded request body",
+            vec![json_type, ("content-encoding", "gzip")],
+            gzip(br#"{"user_group_id": "a"}"#),
+            415,
+            "encoded_request_body",
+        ),
     ];
     for (name, headers, body, status, code) in cases {
         let got = send("POST", &url, &headers, body).await;
         println!("{name}: {:?}", got.json());
         got.assert_shim_error(status, code);
     }
-    let data_source = send("POST", &url, &[json_type], br#"{"user_group_id": "a", "data_source_id": 5}"#.to_vec()).await;
-    assert!(data_source.json()["error"].as_str().unwrap().contains("mapping"));
-    assert!(upstream.requests().is_empty(), "the upstream saw {:?}", upstream.requests());
+    let data_source = send(
+        "POST",
+        &url,
+        &[json_type],
+        br#"{"user_group_id": "a", "data_source_id": 5}"#.to_vec(),
+    )
+    .await;
+    assert!(
+        data_source.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("mapping")
+    );
+    assert!(
+        upstream.requests().is_empty(),
+        "the upstream saw {:?}",
+        upstream.requests()
+    );
 
     // ... and the shim still serves the next request.
     let got = post_json(&url, &json!({"user_group_id": "example_1"})).await;
@@ -69,18 +180,35 @@ async fn json_labelled_as_form_data_is_accepted() {
     )
     .await;
     assert_eq!(got.status, 200);
-    assert_eq!(upstream.requests()[0].headers["content-type"], "application/json");
+    assert_eq!(
+        upstream.requests()[0].headers["content-type"],
+        "application/json"
+    );
 }
 
 #[tokio::test]
 async fn delete_and_refresh_without_a_token_are_refused() {
     let upstream = upstream_ok().await;
     let shim = Shim::start(&upstream.url(), &[]);
-    send("DELETE", &shim.url("/api/delete_user_group/"), &[], "{}").await.assert_shim_error(400, "missing_field");
-    send("POST", &shim.url("/api/refresh_user_group_token/"), &[], "{}").await.assert_shim_error(400, "missing_field");
-    send("POST", &shim.url("/api/refresh_user_group_token/"), &[], r#"{"current_token": 7}"#)
+    send("DELETE", &shim.url("/api/delete_user_group/"), &[], "{}")
         .await
-        .assert_shim_error(400, "invalid_field");
+        .assert_shim_error(400, "missing_field");
+    send(
+        "POST",
+        &shim.url("/api/refresh_user_group_token/"),
+        &[],
+        "{}",
+    )
+    .await
+    .assert_shim_error(400, "missing_field");
+    send(
+        "POST",
+        &shim.url("/api/refresh_user_group_token/"),
+        &[],
+        r#"{"current_token": 7}"#,
+    )
+    .await
+    .assert_shim_error(400, "invalid_field");
     assert!(upstream.requests().is_empty());
 }
 
@@ -100,9 +228,12 @@ async fn oversized_bodies_get_413_with_connection_close_by_length_and_when_chunk
         )
         .as_bytes(),
         Duration::from_secs(5),
-    );
+    ).await;
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
-    assert!(reply.to_ascii_lowercase().contains("connection: close"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("connection: close"),
+        "{reply}"
+    );
     assert!(reply.contains("\"code\":\"body_too_large\""), "{reply}");
 
     // Chunked, no length: refused once the limit is crossed.
@@ -110,45 +241,75 @@ async fn oversized_bodies_get_413_with_connection_close_by_length_and_when_chunk
         "POST /api/update_user_group/ HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
         big.len()
     );
-    let reply = raw_exchange(shim.addr, chunked.as_bytes(), Duration::from_secs(5));
+    let reply = raw_exchange(shim.addr, chunked.as_bytes(), Duration::from_secs(5)).await;
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
     assert!(upstream.requests().is_empty());
 
-    let got = post_json(&shim.url("/api/update_user_group/"), &json!({"user_group_id": "a"})).await;
+    let got = post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "a"}),
+    )
+    .await;
     assert_eq!(got.status, 200);
 }
 
 #[tokio::test]
 async fn upstream_error_replies_keep_status_body_and_headers() {
     let upstream = FakeUpstream::always(
-        Reply::json(429, json!({"detail": "Request was throttled. Expected available in 12 seconds."}))
-            .header("retry-after", "12")
-            .header("x-ratelimit-remaining", "0"),
+        Reply::json(
+            429,
+            json!({"detail": "Request was throttled. Expected available in 12 seconds."}),
+        )
+        .header("retry-after", "12")
+        .header("x-ratelimit-remaining", "0"),
     )
     .await;
     let shim = Shim::start(&upstream.url(), &[]);
-    let got = post_json(&shim.url("/api/create_user_group/"), &json!({"user_group_id": "a"})).await;
+    let got = post_json(
+        &shim.url("/api/create_user_group/"),
+        &json!({"user_group_id": "a"}),
+    )
+    .await;
     assert_eq!(got.status, 429);
-    assert_eq!(got.json(), json!({"detail": "Request was throttled. Expected available in 12 seconds."}));
+    assert_eq!(
+        got.json(),
+        json!({"detail": "Request was throttled. Expected available in 12 seconds."})
+    );
     assert_eq!(got.header("retry-after"), Some("12"));
     assert_eq!(got.header("x-ratelimit-remaining"), Some("0"));
 }
 
 #[tokio::test]
 async fn upstream_error_with_a_customer_key_only_renames_it() {
-    let upstream = FakeUpstream::always(Reply::json(400, json!({"success": 0, "error": "bad", "customer": {"emails": ["x"]}}))).await;
+    let upstream = FakeUpstream::always(Reply::json(
+        400,
+        json!({"success": 0, "error": "bad", "customer": {"emails": ["x"]}}),
+    ))
+    .await;
     let shim = Shim::start(&upstream.url(), &[]);
-    let got = post_json(&shim.url("/api/update_user_group/"), &json!({"user_group_id": "a"})).await;
+    let got = post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "a"}),
+    )
+    .await;
     assert_eq!(got.status, 400);
-    assert_eq!(got.json(), json!({"success": 0, "error": "bad", "user_group": {"emails": ["x"]}}));
+    assert_eq!(
+        got.json(),
+        json!({"success": 0, "error": "bad", "user_group": {"emails": ["x"]}})
+    );
 }
 
 #[tokio::test]
 async fn upstream_html_error_page_is_passed_through() {
     let page = "<html><body>502 Bad Gateway</body></html>";
-    let upstream = FakeUpstream::always(Reply::raw(503, "text/html", page).header("retry-after", "30")).await;
+    let upstream =
+        FakeUpstream::always(Reply::raw(503, "text/html", page).header("retry-after", "30")).await;
     let shim = Shim::start(&upstream.url(), &[]);
-    let got = post_json(&shim.url("/api/update_user_group/"), &json!({"user_group_id": "a"})).await;
+    let got = post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "a"}),
+    )
+    .await;
     assert_eq!(got.status, 503);
     assert_eq!(&got.body[..], page.as_bytes());
     assert_eq!(got.header("content-type"), Some("text/html"));
@@ -157,11 +318,15 @@ async fn upstream_html_error_page_is_passed_through() {
 
 #[tokio::test]
 async fn a_2xx_reply_that_is_not_json_is_a_502() {
-    let upstream = FakeUpstream::always(Reply::raw(200, "text/html", "<html>maintenance</html>")).await;
+    let upstream =
+        FakeUpstream::always(Reply::raw(200, "text/html", "<html>maintenance</html>")).await;
     let shim = Shim::start(&upstream.url(), &[]);
-    post_json(&shim.url("/api/update_user_group/"), &json!({"user_group_id": "a"}))
-        .await
-        .assert_shim_error(502, "upstream_invalid_reply");
+    post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "a"}),
+    )
+    .await
+    .assert_shim_error(502, "upstream_invalid_reply");
 }
 
 #[tokio::test]
@@ -170,48 +335,90 @@ async fn gzip_from_the_upstream_is_decoded_on_success_and_error() {
     let gz_success = gzip(success.to_string().as_bytes());
     let gz_error = gzip(br#"{"detail": "Invalid token."}"#);
     let upstream = FakeUpstream::start(move |request| {
-        let body = if request.path() == "/api/update_customer/" { gz_success.clone() } else { gz_error.clone() };
-        let status = if request.path() == "/api/update_customer/" { 200 } else { 401 };
+        let body = if request.path() == "/api/update_customer/" {
+            gz_success.clone()
+        } else {
+            gz_error.clone()
+        };
+        let status = if request.path() == "/api/update_customer/" {
+            200
+        } else {
+            401
+        };
         Reply::raw(status, "application/json", body).header("content-encoding", "gzip")
     })
     .await;
     let shim = Shim::start(&upstream.url(), &[]);
-    let headers = [("content-type", "application/json"), ("accept-encoding", "gzip, deflate")];
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept-encoding", "gzip, deflate"),
+    ];
 
-    let got = send("POST", &shim.url("/api/update_user_group/"), &headers, r#"{"user_group_id": "example_1"}"#).await;
+    let got = send(
+        "POST",
+        &shim.url("/api/update_user_group/"),
+        &headers,
+        r#"{"user_group_id": "example_1"}"#,
+    )
+    .await;
     assert_eq!(got.status, 200);
     assert_eq!(got.header("content-encoding"), None);
-    assert_eq!(got.header("content-length"), Some(got.body.len().to_string().as_str()));
+    assert_eq!(
+        got.header("content-length"),
+        Some(got.body.len().to_string().as_str())
+    );
     assert_eq!(got.json()["user_group"]["token"], "t");
 
-    let got = send("POST", &shim.url("/api/refresh_user_group_token/"), &headers, r#"{"current_token": "x"}"#).await;
+    let got = send(
+        "POST",
+        &shim.url("/api/refresh_user_group_token/"),
+        &headers,
+        r#"{"current_token": "x"}"#,
+    )
+    .await;
     assert_eq!(got.status, 401);
     assert_eq!(got.header("content-encoding"), None);
     assert_eq!(got.json(), json!({"detail": "Invalid token."}));
-    assert_eq!(got.header("content-length"), Some(got.body.len().to_string().as_str()));
+    assert_eq!(
+        got.header("content-length"),
+        Some(got.body.len().to_string().as_str())
+    );
 }
 
 #[tokio::test]
 async fn a_corrupt_gzip_success_is_a_502() {
     let upstream = FakeUpstream::always(
-        Reply::raw(200, "application/json", b"\x1f\x8b\x08\x00garbage".to_vec()).header("content-encoding", "gzip"),
+        Reply::raw(200, "application/json", b"\x1f\x8b\x08\x00garbage".to_vec())
+            .header("content-encoding", "gzip"),
     )
     .await;
     let shim = Shim::start(&upstream.url(), &[]);
-    post_json(&shim.url("/api/update_user_group/"), &json!({"user_group_id": "a"}))
-        .await
-        .assert_shim_error(502, "upstream_invalid_reply");
+    post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "a"}),
+    )
+    .await
+    .assert_shim_error(502, "upstream_invalid_reply");
 }
 
 #[tokio::test]
 async fn an_unreachable_upstream_is_a_502() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let shim = Shim::start(&format!("http://127.0.0.1:{port}"), &[]);
-    post_json(&shim.url("/api/update_user_group/"), &json!({"user_group_id": "a"}))
+    post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "a"}),
+    )
+    .await
+    .assert_shim_error(502, "upstream_unreachable");
+    // Pass-through gets the same envelope.
+    send("GET", &shim.url("/api/customers/"), &[], "")
         .await
         .assert_shim_error(502, "upstream_unreachable");
-    // Pass-through gets the same envelope.
-    send("GET", &shim.url("/api/customers/"), &[], "").await.assert_shim_error(502, "upstream_unreachable");
 }
 
 #[tokio::test]
@@ -221,10 +428,15 @@ async fn a_slow_upstream_is_a_504_after_the_timeout() {
     )
     .await;
     let shim = Shim::start(&upstream.url(), &["--upstream-timeout", "300ms"]);
-    post_json(&shim.url("/api/update_user_group/"), &json!({"user_group_id": "a"}))
+    post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "a"}),
+    )
+    .await
+    .assert_shim_error(504, "upstream_timeout");
+    send("GET", &shim.url("/api/customers/"), &[], "")
         .await
         .assert_shim_error(504, "upstream_timeout");
-    send("GET", &shim.url("/api/customers/"), &[], "").await.assert_shim_error(504, "upstream_timeout");
 }
 
 #[tokio::test]
@@ -235,7 +447,8 @@ async fn connect_is_refused() {
         shim.addr,
         b"CONNECT internal.example:443 HTTP/1.1\r\nhost: internal.example:443\r\n\r\n",
         Duration::from_secs(5),
-    );
+    )
+    .await;
     assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
     assert!(reply.contains("connect_refused"), "{reply}");
     assert!(upstream.requests().is_empty());

@@ -15,14 +15,21 @@ fn shim_with_team(upstream: &FakeUpstream, config: &str) -> (Shim, TempConfig) {
 
 #[tokio::test]
 async fn update_user_group_doc_example_becomes_update_customer_and_back() {
-    let upstream =
-        FakeUpstream::always(Reply::json(200, doc_fixture("update_customer.response.json"))).await;
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        doc_fixture("update_customer.response.json"),
+    ))
+    .await;
     let (shim, _config) = shim_with_team(&upstream, "[legacy]\nteam_id = 113\n");
 
     let got = send(
         "POST",
         &shim.url("/api/update_user_group/"),
-        &[("content-type", "application/json"), (TOKEN_HEADER, TEAM_TOKEN), ("accept-encoding", "gzip")],
+        &[
+            ("content-type", "application/json"),
+            (TOKEN_HEADER, TEAM_TOKEN),
+            ("accept-encoding", "gzip"),
+        ],
         include_str!("fixtures/update_user_group.request.json"),
     )
     .await;
@@ -32,7 +39,10 @@ async fn update_user_group_doc_example_becomes_update_customer_and_back() {
     expected["user_group"]["properties"] = json!({"filterValue": "new_value"});
     assert_eq!(got.json(), expected);
     assert_eq!(got.header("content-type"), Some("application/json"));
-    assert_eq!(got.header("content-length"), Some(got.body.len().to_string().as_str()));
+    assert_eq!(
+        got.header("content-length"),
+        Some(got.body.len().to_string().as_str())
+    );
     assert_eq!(got.header("content-encoding"), None);
 
     let seen = upstream.requests();
@@ -53,12 +63,24 @@ async fn update_user_group_doc_example_becomes_update_customer_and_back() {
 
 #[tokio::test]
 async fn create_user_group_renames_both_ways_under_every_path_variant() {
-    let upstream =
-        FakeUpstream::always(Reply::json(200, doc_fixture("create_customer.response.json"))).await;
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        doc_fixture("create_customer.response.json"),
+    ))
+    .await;
     let (shim, _config) = shim_with_team(&upstream, "[legacy]\nteam_id = 3\n");
-    let paths = ["/api/create_user_group/", "/api/create_user_group", "/embed/create_user_group/", "/embed/create_user_group"];
+    let paths = [
+        "/api/create_user_group/",
+        "/api/create_user_group",
+        "/embed/create_user_group/",
+        "/embed/create_user_group",
+    ];
     for path in paths {
-        let got = post_json(&shim.url(path), &doc_fixture("create_user_group.request.json")).await;
+        let got = post_json(
+            &shim.url(path),
+            &doc_fixture("create_user_group.request.json"),
+        )
+        .await;
         assert_eq!(got.status, 200, "{path}");
         let mut expected = doc_fixture("create_user_group.response.json");
         expected["user_group"]["properties"] = json!({"filterValue": "value"});
@@ -75,11 +97,22 @@ async fn create_user_group_renames_both_ways_under_every_path_variant() {
 
 #[tokio::test]
 async fn numeric_user_group_id_is_forwarded_as_a_string() {
-    let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1, "customer": customer("42", "t")}))).await;
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("42", "t")}),
+    ))
+    .await;
     let shim = Shim::start(&upstream.url(), &[]);
-    let got = post_json(&shim.url("/api/update_user_group"), &json!({"user_group_id": 42, "name": "n"})).await;
+    let got = post_json(
+        &shim.url("/api/update_user_group"),
+        &json!({"user_group_id": 42, "name": "n"}),
+    )
+    .await;
     assert_eq!(got.status, 200);
-    assert_eq!(upstream.requests()[0].json(), json!({"provided_id": "42", "name": "n"}));
+    assert_eq!(
+        upstream.requests()[0].json(),
+        json!({"provided_id": "42", "name": "n"})
+    );
     // Without team_id configured the key is absent; only legacy keys are returned.
     assert_eq!(
         got.json(),
@@ -96,7 +129,10 @@ async fn delete_by_token_is_forwarded_with_its_body() {
     let got = send(
         "DELETE",
         &shim.url("/api/delete_user_group/"),
-        &[("content-type", "application/json"), (TOKEN_HEADER, TEAM_TOKEN)],
+        &[
+            ("content-type", "application/json"),
+            (TOKEN_HEADER, TEAM_TOKEN),
+        ],
         body.to_string(),
     )
     .await;
@@ -112,7 +148,10 @@ async fn delete_by_token_is_forwarded_with_its_body() {
 #[tokio::test]
 async fn delete_by_user_group_id_looks_the_token_up_first() {
     let upstream = FakeUpstream::start(|request| match request.path() {
-        "/api/get_customer/" => Reply::json(200, json!({"success": 1, "customer": customer("example_1", CUSTOMER_TOKEN)})),
+        "/api/get_customer/" => Reply::json(
+            200,
+            json!({"success": 1, "customer": customer("example_1", CUSTOMER_TOKEN)}),
+        ),
         _ => Reply::json(200, json!({"success": 1})),
     })
     .await;
@@ -128,9 +167,15 @@ async fn delete_by_user_group_id_looks_the_token_up_first() {
     assert_eq!(got.json(), json!({"success": 1}));
     let seen = upstream.requests();
     assert_eq!(seen.len(), 2);
-    assert_eq!((seen[0].method.as_str(), seen[0].target.as_str()), ("POST", "/api/get_customer/"));
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("POST", "/api/get_customer/")
+    );
     assert_eq!(seen[0].json(), json!({"provided_id": "example_1"}));
-    assert_eq!((seen[1].method.as_str(), seen[1].target.as_str()), ("DELETE", "/api/delete_customer/"));
+    assert_eq!(
+        (seen[1].method.as_str(), seen[1].target.as_str()),
+        ("DELETE", "/api/delete_customer/")
+    );
     assert_eq!(seen[1].json(), json!({"current_token": CUSTOMER_TOKEN}));
     assert!(!shim.logs().iter().any(|line| line.contains(CUSTOMER_TOKEN)));
 }
@@ -139,15 +184,29 @@ async fn delete_by_user_group_id_looks_the_token_up_first() {
 async fn delete_by_unknown_user_group_id_returns_the_upstream_refusal_and_deletes_nothing() {
     let upstream = FakeUpstream::start(|_| Reply::json(404, json!({"detail": "Not found."}))).await;
     let shim = Shim::start(&upstream.url(), &[]);
-    let got = send("DELETE", &shim.url("/api/delete_user_group/"), &[], r#"{"user_group_id": "nope"}"#).await;
+    let got = send(
+        "DELETE",
+        &shim.url("/api/delete_user_group/"),
+        &[],
+        r#"{"user_group_id": "nope"}"#,
+    )
+    .await;
     assert_eq!(got.status, 404);
     assert_eq!(got.json(), json!({"detail": "Not found."}));
-    assert_eq!(upstream.requests().len(), 1, "no delete after a failed lookup");
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "no delete after a failed lookup"
+    );
 }
 
 #[tokio::test]
 async fn refresh_user_group_token_renames_customer() {
-    let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1, "customer": customer("example_1", "new_token")}))).await;
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("example_1", "new_token")}),
+    ))
+    .await;
     let (shim, _config) = shim_with_team(&upstream, "[legacy]\nteam_id = 3\n");
     let body = doc_fixture("refresh_user_group_token.request.json");
     let got = post_json(&shim.url("/api/refresh_user_group_token/"), &body).await;
@@ -164,12 +223,20 @@ async fn refresh_user_group_token_renames_customer() {
 
 #[tokio::test]
 async fn config_maps_access_group_and_can_pass_extra_customer_keys() {
-    let upstream = FakeUpstream::always(Reply::json(200, doc_fixture("update_customer.response.json"))).await;
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        doc_fixture("update_customer.response.json"),
+    ))
+    .await;
     let (shim, _config) = shim_with_team(
         &upstream,
         "[legacy]\nextra_customer_keys = true\n[legacy.api_environment_tag]\nProduction = \"Customer\"\n",
     );
-    let got = post_json(&shim.url("/api/update_user_group/"), &json!({"user_group_id": "example_1"})).await;
+    let got = post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "example_1"}),
+    )
+    .await;
     let group = &got.json()["user_group"];
     assert_eq!(group["api_environment_tag"], "Customer");
     assert_eq!(group["group_tags"], json!(["engineers", "sales"]));
@@ -180,14 +247,27 @@ async fn config_maps_access_group_and_can_pass_extra_customer_keys() {
 async fn upstream_prefix_is_kept_on_translated_calls() {
     let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1}))).await;
     let shim = Shim::start(&format!("{}/explo/", upstream.url()), &[]);
-    let got = send("DELETE", &shim.url("/api/delete_user_group/?trace=1"), &[], r#"{"current_token": "t"}"#).await;
+    let got = send(
+        "DELETE",
+        &shim.url("/api/delete_user_group/?trace=1"),
+        &[],
+        r#"{"current_token": "t"}"#,
+    )
+    .await;
     assert_eq!(got.status, 200);
-    assert_eq!(upstream.requests()[0].target, "/explo/api/delete_customer/?trace=1");
+    assert_eq!(
+        upstream.requests()[0].target,
+        "/explo/api/delete_customer/?trace=1"
+    );
 }
 
 #[tokio::test]
 async fn a_legacy_path_with_another_method_passes_through() {
-    let upstream = FakeUpstream::always(Reply::json(405, json!({"detail": "Method \"GET\" not allowed."}))).await;
+    let upstream = FakeUpstream::always(Reply::json(
+        405,
+        json!({"detail": "Method \"GET\" not allowed."}),
+    ))
+    .await;
     let shim = Shim::start(&upstream.url(), &[]);
     let got = send("GET", &shim.url("/api/update_user_group/"), &[], "").await;
     assert_eq!(got.status, 405);

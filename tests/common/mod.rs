@@ -7,8 +7,8 @@
 #![allow(dead_code)]
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -101,7 +101,9 @@ impl FakeUpstream {
         let recorded = Arc::clone(&requests);
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let handler = Arc::clone(&handler);
                 let recorded = Arc::clone(&recorded);
                 let service = service_fn(move |request: Request<Incoming>| {
@@ -109,10 +111,18 @@ impl FakeUpstream {
                     let recorded = Arc::clone(&recorded);
                     async move {
                         let (parts, body) = request.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         let seen = Recorded {
                             method: parts.method,
-                            target: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                            target: parts
+                                .uri
+                                .path_and_query()
+                                .map(|p| p.to_string())
+                                .unwrap_or_default(),
                             version: parts.version,
                             headers: parts.headers,
                             body,
@@ -140,7 +150,11 @@ impl FakeUpstream {
                 });
             }
         });
-        Self { addr, requests, task }
+        Self {
+            addr,
+            requests,
+            task,
+        }
     }
 
     /// Answers every request with `reply`.
@@ -194,7 +208,14 @@ impl Shim {
     pub fn start_with_env(upstream_url: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Shim {
         let mut command = Command::new(env!("CARGO_BIN_EXE_explo-shim"));
         command
-            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
             .args(["--upstream", upstream_url])
             .args(extra_args)
             .env("RUST_LOG", "trace")
@@ -226,12 +247,24 @@ impl Shim {
                 })
             });
             if let Some((addr, admin)) = listening {
-                return Shim { child, addr, admin, logs };
+                return Shim {
+                    child,
+                    addr,
+                    admin,
+                    logs,
+                };
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("explo-shim exited early with {status}: {:?}", logs.lock().unwrap());
+                panic!(
+                    "explo-shim exited early with {status}: {:?}",
+                    logs.lock().unwrap()
+                );
             }
-            assert!(Instant::now() < deadline, "explo-shim did not start: {:?}", logs.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "explo-shim did not start: {:?}",
+                logs.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -290,11 +323,18 @@ impl Drop for Shim {
 /// Runs the binary to completion (for start-up failures and --check-config).
 pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_explo-shim"));
-    command.args(args).env_remove("EXPLO_SHIM_CONFIG").stdin(Stdio::null());
+    command
+        .args(args)
+        .env_remove("EXPLO_SHIM_CONFIG")
+        .stdin(Stdio::null());
     for (name, value) in env {
         command.env(name, value);
     }
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if child.try_wait().unwrap().is_some() {
@@ -320,38 +360,63 @@ pub struct Got {
 
 impl Got {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("reply is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "reply is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
     /// Asserts the shim's own error envelope with this status and code.
     pub fn assert_shim_error(&self, status: u16, code: &str) {
-        assert_eq!(self.status.as_u16(), status, "body: {:?}", String::from_utf8_lossy(&self.body));
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "body: {:?}",
+            String::from_utf8_lossy(&self.body)
+        );
         let body = self.json();
         assert_eq!(body["success"], 0, "{body}");
         assert_eq!(body["code"], code, "{body}");
         assert!(!body["error"].as_str().unwrap_or("").is_empty(), "{body}");
         assert_eq!(self.header("content-type"), Some("application/json"));
-        assert_eq!(self.header("content-length").map(|l| l.parse::<usize>().unwrap()), Some(self.body.len()));
+        assert_eq!(
+            self.header("content-length")
+                .map(|l| l.parse::<usize>().unwrap()),
+            Some(self.body.len())
+        );
     }
 }
 
 /// One HTTP/1.1 request with a fresh connection.
-pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Got {
+pub async fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Got {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut request = Request::builder().method(method).uri(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = tokio::time::timeout(Duration::from_secs(20), client.request(request.body(Full::new(body.into())).unwrap()))
-        .await
-        .expect("reply within 20 s")
-        .expect("request succeeds");
+    let response = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.request(request.body(Full::new(body.into())).unwrap()),
+    )
+    .await
+    .expect("reply within 20 s")
+    .expect("request succeeds");
     let (parts, body) = response.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    Got { status: parts.status, headers: parts.headers, body }
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
 }
 
 /// A JSON POST with the team token, as legacy clients send it.
@@ -359,7 +424,10 @@ pub async fn post_json(url: &str, body: &Value) -> Got {
     send(
         "POST",
         url,
-        &[("content-type", "application/json"), (TOKEN_HEADER, TEAM_TOKEN)],
+        &[
+            ("content-type", "application/json"),
+            (TOKEN_HEADER, TEAM_TOKEN),
+        ],
         body.to_string(),
     )
     .await
@@ -367,20 +435,12 @@ pub async fn post_json(url: &str, body: &Value) -> Got {
 
 /// Writes `request` on a raw TCP connection and returns everything read until the server
 /// closes or `limit` passes.
-pub fn raw_exchange(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(limit)).unwrap();
-    stream.write_all(request).unwrap();
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], limit: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
     let mut out = Vec::new();
-    let mut buffer = [0u8; 8192];
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        match stream.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buffer[..n]),
-            Err(_) => break,
-        }
-    }
+    let _ = tokio::time::timeout(limit, stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
 

@@ -1,0 +1,215 @@
+//! Start-up, configuration errors, admin probes, graceful shutdown and the log contract.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn check_config_accepts_the_shipped_file() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/explo-shim.toml");
+    let output = run_binary(&["--config", config, "--check-config"], &[]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("configuration is valid"));
+}
+
+#[test]
+fn invalid_configuration_exits_64_naming_the_key_and_nothing_listens() {
+    let unknown = TempConfig::new("[upstream]\nurll = \"https://x\"\n");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (vec!["--config", unknown.path()], vec![], "urll"),
+        (
+            vec!["--upstream-timeout", "soon"],
+            vec![],
+            "--upstream-timeout",
+        ),
+        (
+            vec![],
+            vec![("EXPLO_SHIM_UPSTREAM_TIMEOUT", "abc")],
+            "EXPLO_SHIM_UPSTREAM_TIMEOUT",
+        ),
+        (
+            vec![],
+            vec![("EXPLO_SHIM_UPSTREAM", "ftp://x")],
+            "EXPLO_SHIM_UPSTREAM",
+        ),
+        (vec!["--log-format", "xml"], vec![], "log_format"),
+        (vec!["--listen", "nowhere"], vec![], "listen"),
+        (vec!["--no-such-flag"], vec![], "--no-such-flag"),
+        (
+            vec!["--config", "/nonexistent/explo-shim.toml"],
+            vec![],
+            "/nonexistent/explo-shim.toml",
+        ),
+    ];
+    for (mut args, env, named) in cases {
+        let mut full = vec!["--listen", listen.as_str()];
+        if args.first() == Some(&"--listen") {
+            full.clear();
+        }
+        full.append(&mut args);
+        let output = run_binary(&full, &env);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{full:?} {env:?}: {stderr}");
+        assert!(
+            stderr.contains(named),
+            "{full:?} {env:?} should name {named}: {stderr}"
+        );
+        assert!(
+            std::net::TcpListener::bind(&listen).is_ok(),
+            "something listened on {listen}"
+        );
+    }
+}
+
+#[test]
+fn flag_beats_environment_beats_file() {
+    let config = TempConfig::new("[upstream]\ntimeout = \"7s\"\n");
+    let output = run_binary(
+        &["--config", config.path(), "--check-config"],
+        &[("EXPLO_SHIM_UPSTREAM_TIMEOUT", "3s")],
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("timeout: 3s"),
+        "{output:?}"
+    );
+    let output = run_binary(
+        &[
+            "--config",
+            config.path(),
+            "--check-config",
+            "--upstream-timeout",
+            "1s",
+        ],
+        &[("EXPLO_SHIM_UPSTREAM_TIMEOUT", "3s")],
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("timeout: 1s"),
+        "{output:?}"
+    );
+    let output = run_binary(&["--config", config.path(), "--check-config"], &[]);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("timeout: 7s"),
+        "{output:?}"
+    );
+}
+
+#[tokio::test]
+async fn admin_probes_answer() {
+    let upstream = FakeUpstream::always(Reply::json(200, json!({}))).await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    assert_eq!(
+        send("GET", &shim.admin_url("/healthz"), &[], "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send("GET", &shim.admin_url("/readyz"), &[], "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send("GET", &shim.admin_url("/nope"), &[], "").await.status,
+        404
+    );
+    assert!(upstream.requests().is_empty());
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_turns_unready_and_exits_0() {
+    let upstream = FakeUpstream::always(
+        Reply::json(200, json!({"success": 1, "customer": customer("a", "t")}))
+            .delayed(Duration::from_millis(1500)),
+    )
+    .await;
+    let mut shim = Shim::start(&upstream.url(), &[]);
+    // An idle keep-alive connection must not hold the drain up.
+    let idle = tokio::net::TcpStream::connect(shim.addr).await.unwrap();
+
+    let url = shim.url("/api/update_user_group/");
+    let in_flight =
+        tokio::spawn(async move { post_json(&url, &json!({"user_group_id": "a"})).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shim.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        send("GET", &shim.admin_url("/readyz"), &[], "")
+            .await
+            .status,
+        503
+    );
+
+    let got = in_flight.await.unwrap();
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json()["user_group"]["provided_id"], "a");
+    let status = tokio::task::spawn_blocking(move || shim.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    drop(idle);
+}
+
+#[tokio::test]
+async fn each_legacy_call_logs_one_deprecated_event_and_no_secret() {
+    let customer_token = "cust_secret_tok_987654321";
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("example_1", customer_token)}),
+    ))
+    .await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let got = post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "example_1", "name": "n"}),
+    )
+    .await;
+    assert_eq!(got.json()["user_group"]["token"], customer_token);
+    let refresh = post_json(
+        &shim.url("/api/refresh_user_group_token/"),
+        &json!({"current_token": customer_token}),
+    )
+    .await;
+    assert_eq!(refresh.status, 200);
+    send(
+        "GET",
+        &shim.url("/api/customers/"),
+        &[(TOKEN_HEADER, TEAM_TOKEN)],
+        "",
+    )
+    .await;
+
+    let events = shim.events("deprecated");
+    assert_eq!(events.len(), 2, "{events:?}");
+    let update = &events[0];
+    assert_eq!(update["legacy_endpoint"], "update_user_group");
+    assert_eq!(update["replacement"], "update_customer");
+    assert_eq!(update["user_group_id"], "example_1");
+    assert_eq!(update["upstream_status"], 200);
+    assert_eq!(update["status"], 200);
+    assert!(update["latency_ms"].as_f64().unwrap() >= 0.0);
+    let fingerprint = update["client_fingerprint"].as_str().unwrap();
+    assert_eq!(fingerprint.len(), 12);
+    assert!(fingerprint.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(events[1]["legacy_endpoint"], "refresh_user_group_token");
+
+    let logs = shim.logs();
+    assert!(logs.len() >= 3, "{logs:?}");
+    let secret = TEAM_TOKEN.trim_start_matches("Token ");
+    for line in &logs {
+        assert!(!line.contains(secret), "team token in a log line: {line}");
+        assert!(
+            !line.contains(customer_token),
+            "customer token in a log line: {line}"
+        );
+    }
+}
