@@ -15,6 +15,13 @@ fn check_config_accepts_the_shipped_file() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("configuration is valid"));
 }
 
+/// Flags, environment, and what the error message must name.
+type StartupCase<'a> = (
+    Vec<&'a str>,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+);
+
 #[test]
 fn invalid_configuration_exits_64_naming_the_key_and_nothing_listens() {
     let unknown = TempConfig::new("[upstream]\nurll = \"https://x\"\n");
@@ -24,7 +31,7 @@ fn invalid_configuration_exits_64_naming_the_key_and_nothing_listens() {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<StartupCase> = vec![
         (vec!["--config", unknown.path()], vec![], "urll"),
         (
             vec!["--upstream-timeout", "soon"],
