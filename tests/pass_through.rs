@@ -219,3 +219,48 @@ async fn forwarded_for_is_added_only_when_configured() {
         "127.0.0.1"
     );
 }
+
+#[tokio::test]
+async fn https_upstream_with_an_extra_ca_negotiates_http2_by_alpn() {
+    let pki = TestPki::new();
+    let upstream = FakeUpstream::start_with_tls(
+        |_| Reply::json(200, json!({"success": 1, "customer": customer("a", "t")})),
+        Some(pki.acceptor.clone()),
+    )
+    .await;
+    let ca = TempConfig::new(&pki.ca_pem);
+    let config = TempConfig::new(&format!("[upstream]\nca_file = {:?}\n", ca.path()));
+    let shim = Shim::start(
+        &format!("https://127.0.0.1:{}", upstream.addr.port()),
+        &["--config", config.path()],
+    );
+
+    let got = post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "a"}),
+    )
+    .await;
+    assert_eq!(got.status, 200, "{:?}", shim.logs());
+    assert_eq!(got.json()["user_group"]["provided_id"], "a");
+    let passed = send("GET", &shim.url("/api/customers/?x=1"), &[], "").await;
+    assert_eq!(passed.status, 200);
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        assert_eq!(request.version, http::Version::HTTP_2);
+    }
+    assert_eq!(seen[1].target, "/api/customers/?x=1");
+}
+
+#[tokio::test]
+async fn https_upstream_with_an_untrusted_certificate_is_unreachable() {
+    let pki = TestPki::new();
+    let upstream =
+        FakeUpstream::start_with_tls(|_| Reply::json(200, json!({})), Some(pki.acceptor.clone()))
+            .await;
+    let shim = Shim::start(&format!("https://127.0.0.1:{}", upstream.addr.port()), &[]);
+    send("GET", &shim.url("/api/customers/"), &[], "")
+        .await
+        .assert_shim_error(502, "upstream_unreachable");
+    assert!(upstream.requests().is_empty());
+}
