@@ -1,4 +1,8 @@
-//! The admin listener: liveness and readiness for orchestrators.
+//! The admin listener: liveness and readiness for orchestrators, metrics, and the migration
+//! tracker.
+//!
+//! `GET /metrics` is the OpenMetrics text exposition; `GET /usage` is the JSON report of who
+//! still calls which legacy endpoint.
 //!
 //! `GET /healthz` is 200 while the process runs. `GET /readyz` is 200 while the shim accepts
 //! traffic and 503 once shutdown has begun, so a load balancer stops sending new requests
@@ -11,6 +15,9 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde_json::json;
 
 use crate::body::{ProxyBody, full_body};
+use crate::proxy::Proxy;
+
+const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Whether the main listener is accepting traffic.
 #[derive(Clone, Default)]
@@ -27,8 +34,22 @@ impl Readiness {
 }
 
 /// Answers one admin request.
-pub fn handle<B>(request: &Request<B>, readiness: &Readiness) -> Response<ProxyBody> {
+pub fn handle<B>(
+    request: &Request<B>,
+    readiness: &Readiness,
+    proxy: &Proxy,
+) -> Response<ProxyBody> {
+    let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
+    if is_read && request.uri().path() == "/metrics" {
+        let mut response = Response::new(full_body(proxy.metrics().encode()));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE),
+        );
+        return response;
+    }
     let (status, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/usage") => (StatusCode::OK, proxy.usage().report()),
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET | &Method::HEAD, "/readyz") if readiness.is_ready() => {
             (StatusCode::OK, json!({"status": "ready"}))
@@ -39,7 +60,7 @@ pub fn handle<B>(request: &Request<B>, readiness: &Readiness) -> Response<ProxyB
         ),
         _ => (
             StatusCode::NOT_FOUND,
-            json!({"error": "not found", "endpoints": ["/healthz", "/readyz"]}),
+            json!({"error": "not found", "endpoints": ["/healthz", "/readyz", "/metrics", "/usage"]}),
         ),
     };
     let mut response = Response::new(full_body(body.to_string()));
@@ -59,9 +80,30 @@ mod tests {
         Request::get(path).body(()).unwrap()
     }
 
-    #[test]
-    fn readyz_follows_readiness() {
-        let readiness = Readiness::default();
+    fn proxy() -> Proxy {
+        let config = crate::config::Config::resolve(&crate::cli::Overrides::default()).unwrap();
+        Proxy::new(&config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn metrics_and_usage_are_served() {
+        let (readiness, proxy) = (Readiness::default(), proxy());
+        let metrics = handle(&get("/metrics"), &readiness, &proxy);
+        assert_eq!(metrics.status(), StatusCode::OK);
+        assert_eq!(
+            metrics.headers()[header::CONTENT_TYPE],
+            OPENMETRICS_CONTENT_TYPE
+        );
+        let usage = handle(&get("/usage"), &readiness, &proxy);
+        assert_eq!(usage.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_readiness() {
+        let (readiness, proxy) = (Readiness::default(), proxy());
+        let handle = |request: &Request<()>, readiness: &Readiness| {
+            super::handle(request, readiness, &proxy)
+        };
         assert_eq!(
             handle(&get("/readyz"), &readiness).status(),
             StatusCode::SERVICE_UNAVAILABLE

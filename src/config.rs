@@ -28,6 +28,25 @@ pub const DEFAULT_UPSTREAM_REPLY_BYTES: u64 = 8 * 1024 * 1024;
 /// A client that has not finished sending its request headers by then is disconnected.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Largest request head (request line plus headers), in bytes; larger gets 431. hyper's
+/// read buffer cannot be smaller than 8 KiB.
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
+pub const MIN_MAX_HEADER_BYTES: u64 = 8 * 1024;
+/// Most header fields in one request; more gets 431.
+pub const DEFAULT_MAX_HEADERS: u64 = 100;
+/// Requests served at once; past this the shim answers 503 at once instead of queueing.
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1024;
+/// Open client connections; past this the shim stops accepting (the kernel backlog holds
+/// the rest), so memory stays bounded however many clients connect.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 4096;
+/// Distinct client fingerprints tracked in metrics and `/usage`; the rest count as `other`.
+pub const DEFAULT_MAX_TRACKED_CLIENTS: u64 = 1000;
+/// Explo's documented limit: 180 requests per minute per source IP.
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u64 = 180;
+/// Calls that may go at once from a full bucket.
+pub const DEFAULT_RATE_LIMIT_BURST: u64 = 30;
+/// A call that would wait longer than this for the budget is refused with 429.
+pub const DEFAULT_RATE_LIMIT_MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// A configuration problem, worded for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +103,29 @@ pub struct UpstreamConfig {
 pub struct Limits {
     pub legacy_body_bytes: u64,
     pub upstream_reply_bytes: u64,
+    /// Also bounds how long an idle keep-alive connection stays open: hyper starts this
+    /// timer whenever it waits for the next request head.
     pub header_read_timeout: Duration,
+    pub max_header_bytes: u64,
+    pub max_headers: u64,
+    pub max_in_flight: u64,
+    pub max_connections: u64,
+    pub max_tracked_clients: u64,
+}
+
+/// The client-side budget for upstream calls; `None` in [`Config`] when disabled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+    pub max_wait: Duration,
+}
+
+/// Legacy behaviour switches beyond the reply shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegacyBehaviour {
+    /// Refuse (409) a legacy delete whose customer has children.
+    pub refuse_cascading_delete: bool,
 }
 
 /// The fully resolved configuration.
@@ -96,6 +137,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub limits: Limits,
     pub legacy: ReplyOptions,
+    pub legacy_behaviour: LegacyBehaviour,
+    pub rate_limit: Option<RateLimit>,
     pub shutdown_grace: Duration,
 }
 
@@ -114,7 +157,18 @@ struct FileConfig {
     #[serde(default)]
     legacy: FileLegacy,
     #[serde(default)]
+    rate_limit: FileRateLimit,
+    #[serde(default)]
     shutdown: FileShutdown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRateLimit {
+    enabled: Option<bool>,
+    per_minute: Option<u64>,
+    burst: Option<u64>,
+    max_wait: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +188,11 @@ struct FileLimits {
     legacy_body_bytes: Option<u64>,
     upstream_reply_bytes: Option<u64>,
     header_read_timeout: Option<String>,
+    max_header_bytes: Option<u64>,
+    max_headers: Option<u64>,
+    max_in_flight: Option<u64>,
+    max_connections: Option<u64>,
+    max_tracked_clients: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +203,7 @@ struct FileLegacy {
     extra_customer_keys: bool,
     #[serde(default)]
     api_environment_tag: BTreeMap<String, String>,
+    refuse_cascading_delete: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -259,6 +319,11 @@ fn positive(key: &'static str, value: Option<u64>, default: u64) -> Result<u64, 
     }
 }
 
+fn small_positive(key: &'static str, value: Option<u64>, default: u64) -> Result<u32, ConfigError> {
+    let value = positive(key, value, default)?;
+    u32::try_from(value).map_err(|_| ConfigError(format!("invalid `{key}` = {value}: too large")))
+}
+
 impl Config {
     /// Resolves the configuration from `overrides` (flags and environment) and the file they
     /// name, if any.
@@ -351,6 +416,73 @@ impl Config {
                 None,
                 DEFAULT_HEADER_READ_TIMEOUT,
             )?,
+            max_header_bytes: positive(
+                "limits.max_header_bytes",
+                file.limits.max_header_bytes,
+                DEFAULT_MAX_HEADER_BYTES,
+            )?,
+            max_headers: positive(
+                "limits.max_headers",
+                file.limits.max_headers,
+                DEFAULT_MAX_HEADERS,
+            )?,
+            max_in_flight: positive(
+                "limits.max_in_flight",
+                file.limits.max_in_flight,
+                DEFAULT_MAX_IN_FLIGHT,
+            )?,
+            max_connections: positive(
+                "limits.max_connections",
+                file.limits.max_connections,
+                DEFAULT_MAX_CONNECTIONS,
+            )?,
+            max_tracked_clients: positive(
+                "limits.max_tracked_clients",
+                file.limits.max_tracked_clients,
+                DEFAULT_MAX_TRACKED_CLIENTS,
+            )?,
+        };
+        if limits.max_header_bytes < MIN_MAX_HEADER_BYTES {
+            return Err(ConfigError(format!(
+                "invalid `limits.max_header_bytes` = {}: must be at least {MIN_MAX_HEADER_BYTES}",
+                limits.max_header_bytes
+            )));
+        }
+        for (key, value) in [
+            ("limits.max_headers", limits.max_headers),
+            ("limits.max_in_flight", limits.max_in_flight),
+            ("limits.max_connections", limits.max_connections),
+            ("limits.max_header_bytes", limits.max_header_bytes),
+        ] {
+            if value > u64::from(u32::MAX) {
+                return Err(ConfigError(format!("invalid `{key}` = {value}: too large")));
+            }
+        }
+        let rate_limit = match file.rate_limit.enabled.unwrap_or(true) {
+            false => None,
+            true => Some(RateLimit {
+                per_minute: small_positive(
+                    "rate_limit.per_minute",
+                    file.rate_limit.per_minute,
+                    DEFAULT_RATE_LIMIT_PER_MINUTE,
+                )?,
+                burst: small_positive(
+                    "rate_limit.burst",
+                    file.rate_limit.burst,
+                    DEFAULT_RATE_LIMIT_BURST,
+                )?,
+                max_wait: match &file.rate_limit.max_wait {
+                    Some(value) => humantime::parse_duration(value).map_err(|error| {
+                        ConfigError(format!(
+                            "invalid `rate_limit.max_wait` = {value:?} (from {origin}): {error}"
+                        ))
+                    })?,
+                    None => DEFAULT_RATE_LIMIT_MAX_WAIT,
+                },
+            }),
+        };
+        let legacy_behaviour = LegacyBehaviour {
+            refuse_cascading_delete: file.legacy.refuse_cascading_delete.unwrap_or(true),
         };
         let legacy = ReplyOptions {
             team_id: file.legacy.team_id.map(serde_json::Number::from),
@@ -370,6 +502,8 @@ impl Config {
             upstream,
             limits,
             legacy,
+            legacy_behaviour,
+            rate_limit,
             shutdown_grace,
         })
     }
@@ -506,6 +640,17 @@ mod tests {
                 "limits.legacy_body_bytes",
             ),
             ("[shutdown]\ngrace = \"forever\"", "shutdown.grace"),
+            (
+                "[limits]\nmax_header_bytes = 100",
+                "limits.max_header_bytes",
+            ),
+            ("[limits]\nmax_in_flight = 0", "limits.max_in_flight"),
+            ("[rate_limit]\nper_minute = 0", "rate_limit.per_minute"),
+            ("[rate_limit]\nmax_wait = \"x\"", "rate_limit.max_wait"),
+            (
+                "[legacy]\nrefuse_cascading_delete = \"yes\"",
+                "refuse_cascading_delete",
+            ),
         ] {
             let (_file, overrides) = write_config(bad);
             let error = Config::resolve(&overrides).unwrap_err().to_string();

@@ -42,6 +42,17 @@ pub enum ShimError {
     BadRequestTarget,
     /// The legacy body was sent with a `Content-Encoding` the shim does not undo.
     EncodedRequestBody,
+    /// Framing two parsers could read differently (request smuggling).
+    AmbiguousFraming { reason: &'static str },
+    /// More requests in flight than `limits.max_in_flight`.
+    Overloaded,
+    /// The upstream budget would make this request wait longer than allowed.
+    RateLimited { retry_after: Duration },
+    /// The legacy delete would also delete child customers (Customer delete cascades).
+    DeleteWouldCascade {
+        provided_id: String,
+        children: usize,
+    },
     /// The upstream could not be reached (DNS, TCP, TLS).
     UpstreamUnreachable { detail: String },
     /// The upstream broke the exchange after the connection was made.
@@ -63,7 +74,11 @@ impl ShimError {
             | Self::ConflictingIds
             | Self::UnsupportedDataSourceField { .. }
             | Self::IncompleteBody
-            | Self::BadRequestTarget => StatusCode::BAD_REQUEST,
+            | Self::BadRequestTarget
+            | Self::AmbiguousFraming { .. } => StatusCode::BAD_REQUEST,
+            Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::DeleteWouldCascade { .. } => StatusCode::CONFLICT,
             Self::NotJson | Self::EncodedRequestBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ConnectRefused => StatusCode::METHOD_NOT_ALLOWED,
@@ -89,6 +104,10 @@ impl ShimError {
             Self::ConnectRefused => "connect_refused",
             Self::BadRequestTarget => "bad_request_target",
             Self::EncodedRequestBody => "encoded_request_body",
+            Self::AmbiguousFraming { .. } => "ambiguous_framing",
+            Self::Overloaded => "overloaded",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::DeleteWouldCascade { .. } => "delete_would_cascade",
             Self::UpstreamUnreachable { .. } => "upstream_unreachable",
             Self::UpstreamFailed { .. } => "upstream_failed",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
@@ -133,6 +152,27 @@ impl ShimError {
             Self::EncodedRequestBody => {
                 "compressed legacy request bodies are not supported; send plain JSON".to_owned()
             }
+            Self::AmbiguousFraming { reason } => format!(
+                "the request has {reason}; send exactly one of Content-Length or \
+                 Transfer-Encoding: chunked"
+            ),
+            Self::Overloaded => "explo-shim is at its limit of requests in flight; retry after \
+                                 the Retry-After delay"
+                .to_owned(),
+            Self::RateLimited { retry_after } => format!(
+                "the upstream request budget (the Explo API allows 180 requests per minute per \
+                 source IP) is used up; retry in {} s",
+                retry_after_seconds(*retry_after)
+            ),
+            Self::DeleteWouldCascade {
+                provided_id,
+                children,
+            } => format!(
+                "user group `{provided_id}` has {children} child customer(s), and the Customer \
+                 API delete would delete them too, which the legacy delete never did; nothing \
+                 was deleted. Delete the children first, or delete deliberately with \
+                 DELETE /api/delete_customer/ on the Customer API"
+            ),
             Self::UpstreamUnreachable { .. } => {
                 "the Explo API could not be reached; retry later".to_owned()
             }
@@ -176,12 +216,39 @@ impl ShimError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if matches!(self, Self::BodyTooLarge { .. } | Self::IncompleteBody) {
+        let retry_after = match &self {
+            Self::Overloaded => Some(OVERLOAD_RETRY_AFTER),
+            Self::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        };
+        if let Some(delay) = retry_after {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_seconds(delay)),
+            );
+        }
+        if matches!(
+            self,
+            Self::BodyTooLarge { .. } | Self::IncompleteBody | Self::AmbiguousFraming { .. }
+        ) {
             // The unread rest of the body must never be parsed as the next request on this
             // HTTP/1 connection, so the connection ends with this reply.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    }
+}
+
+/// What a shed client is told to wait: long enough for in-flight requests to finish.
+pub const OVERLOAD_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// `Retry-After` is whole seconds (RFC 9110 §10.2.3); round up so a client never comes back early.
+pub fn retry_after_seconds(delay: Duration) -> u64 {
+    let whole = delay.as_secs();
+    if delay.subsec_nanos() > 0 {
+        whole + 1
+    } else {
+        whole.max(1)
     }
 }
 
@@ -221,6 +288,15 @@ mod tests {
             ShimError::ConnectRefused,
             ShimError::BadRequestTarget,
             ShimError::EncodedRequestBody,
+            ShimError::AmbiguousFraming { reason: "both" },
+            ShimError::Overloaded,
+            ShimError::RateLimited {
+                retry_after: Duration::from_millis(1500),
+            },
+            ShimError::DeleteWouldCascade {
+                provided_id: "p".into(),
+                children: 2,
+            },
             ShimError::UpstreamUnreachable {
                 detail: "refused".into(),
             },
@@ -262,6 +338,21 @@ mod tests {
         let response = ShimError::BodyTooLarge { limit: 1 }.into_response();
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(response.headers()[header::CONNECTION], "close");
+    }
+
+    #[test]
+    fn overload_and_rate_limit_carry_retry_after_in_whole_seconds() {
+        let shed = ShimError::Overloaded.into_response();
+        assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(shed.headers()[header::RETRY_AFTER], "1");
+        let limited = ShimError::RateLimited {
+            retry_after: Duration::from_millis(2100),
+        }
+        .into_response();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
+        assert_eq!(retry_after_seconds(Duration::from_secs(4)), 4);
     }
 
     #[test]

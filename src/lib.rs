@@ -25,10 +25,13 @@ pub mod config;
 pub mod error;
 pub mod headers;
 pub mod legacy;
+pub mod metrics;
 pub mod proxy;
+pub mod ratelimit;
 pub mod server;
 pub mod telemetry;
 pub mod upstream;
+pub mod usage;
 
 use std::future::Future;
 

@@ -4,7 +4,8 @@
 //! into the legacy envelope and one log line, in one place.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
@@ -18,38 +19,77 @@ use crate::config::{Config, ConfigError, Limits};
 use crate::error::ShimError;
 use crate::headers::encoding::decode_body;
 use crate::headers::forwarding::prepare_upstream_headers;
+use crate::headers::framing::check_request_framing;
 use crate::headers::hop::strip_hop_by_hop;
+use crate::legacy::json::parse_without_duplicate_keys;
 use crate::legacy::reply::{
     ReplyOptions, customer_token, legacy_error_reply, legacy_success_reply,
 };
 use crate::legacy::request::{
-    CustomerCall, delete_by_token_body, token_lookup_body, translate_request,
+    CURRENT_TOKEN, CustomerCall, delete_by_token_body, token_lookup_body, translate_request,
 };
 use crate::legacy::{GET_CUSTOMER_PATH, LegacyRoute};
+use crate::metrics::Metrics;
 use crate::telemetry::{LegacyCallRecord, client_fingerprint, log_legacy_call};
 use crate::upstream::{CollectedReply, Upstream};
+use crate::usage::UsageTracker;
+use tokio::sync::Semaphore;
 
 /// The Explo API credential header (Explo docs, "Explo's authentication").
 pub static EXPLO_AUTHORIZATION: HeaderName = HeaderName::from_static("explo-authorization");
 static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 static IDENTITY: HeaderValue = HeaderValue::from_static("identity");
 
+/// The Customer list endpoint (v1), used to find children before a delete.
+const CUSTOMERS_PATH: &str = "/api/customers/";
+
+/// The result of a look-up made before a delete: go on, or answer with the upstream's refusal.
+enum Precheck<T> {
+    Proceed(T),
+    Answer(CollectedReply),
+}
+
 /// Everything one request needs, built once at start-up and shared by all connections.
 pub struct Proxy {
     upstream: Upstream,
     limits: Limits,
     reply_options: ReplyOptions,
+    refuse_cascading_delete: bool,
     add_x_forwarded_for: bool,
+    in_flight: Semaphore,
+    metrics: Arc<Metrics>,
+    usage: UsageTracker,
 }
 
 impl Proxy {
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        let metrics = Arc::new(Metrics::new(
+            usize::try_from(config.limits.max_tracked_clients).unwrap_or(usize::MAX),
+        ));
         Ok(Self {
-            upstream: Upstream::new(&config.upstream)?,
+            upstream: Upstream::new(
+                &config.upstream,
+                config.rate_limit.as_ref(),
+                Arc::clone(&metrics),
+            )?,
             limits: config.limits.clone(),
             reply_options: config.legacy.clone(),
+            refuse_cascading_delete: config.legacy_behaviour.refuse_cascading_delete,
             add_x_forwarded_for: config.upstream.add_x_forwarded_for,
+            in_flight: Semaphore::new(
+                usize::try_from(config.limits.max_in_flight).unwrap_or(usize::MAX),
+            ),
+            metrics,
+            usage: UsageTracker::default(),
         })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn usage(&self) -> &UsageTracker {
+        &self.usage
     }
 
     /// Answers one request. Never fails: errors become legacy-envelope replies here.
@@ -58,15 +98,28 @@ impl Proxy {
         request: Request<Incoming>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
+        // Shed at once rather than queue: a queue would grow without bound under overload.
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            self.metrics.shed();
+            return error_response(ShimError::Overloaded);
+        };
+        let _counted = self.metrics.in_flight();
+        if let Err(error) = check_request_framing(request.headers()) {
+            return error_response(error);
+        }
         if request.method() == Method::CONNECT {
             return error_response(ShimError::ConnectRefused);
         }
         match LegacyRoute::recognise(request.method(), request.uri().path()) {
             Some(route) => self.handle_legacy(route, request, client).await,
-            None => self
-                .pass_through(request, client)
-                .await
-                .unwrap_or_else(error_response),
+            None => {
+                let response = self
+                    .pass_through(request, client)
+                    .await
+                    .unwrap_or_else(error_response);
+                self.metrics.pass_through(response.status().as_u16());
+                response
+            }
         }
     }
 
@@ -86,14 +139,23 @@ impl Proxy {
             Ok((response, upstream_status)) => (response, Some(upstream_status.as_u16())),
             Err(error) => (error_response(error), None),
         };
+        let status = response.status().as_u16();
         log_legacy_call(&LegacyCallRecord {
             route,
             user_group_id: user_group_id.as_deref(),
             client_fingerprint: &fingerprint,
             upstream_status,
-            status: response.status().as_u16(),
+            status,
             latency: started.elapsed(),
         });
+        let client_label = self.metrics.client_label(&fingerprint);
+        self.usage.record(
+            &client_label,
+            route,
+            user_group_id.as_deref(),
+            SystemTime::now(),
+        );
+        self.metrics.legacy_call(route, status, client_label);
         response
     }
 
@@ -115,21 +177,31 @@ impl Proxy {
         prepare_upstream_headers(&mut headers, client.ip(), self.add_x_forwarded_for);
         headers.remove(header::CONTENT_LENGTH);
         headers.remove(header::CONTENT_ENCODING);
-        headers.insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
+        headers.remove(header::CONTENT_TYPE);
         // The reply is rewritten, so ask for it plain; a server that compresses anyway is decoded.
         headers.insert(header::ACCEPT_ENCODING, IDENTITY.clone());
-        let query = parts.uri.query();
+        let target = with_query(route.customer_path(), parts.uri.query());
 
-        let reply = match translated.plan {
+        let body = match translated.plan {
             CustomerCall::Send(body) => {
-                self.call_customer(
-                    route.method(),
-                    route.customer_path(),
-                    query,
-                    &headers,
-                    &body,
-                )
-                .await?
+                if route == LegacyRoute::DeleteUserGroup && self.refuse_cascading_delete {
+                    let token = body
+                        .get(CURRENT_TOKEN)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    match self.provided_id_for_token(&headers, token).await? {
+                        Precheck::Answer(refusal) => return self.legacy_reply(route, refusal),
+                        Precheck::Proceed(None) => {}
+                        Precheck::Proceed(Some(provided_id)) => {
+                            if let Precheck::Answer(refusal) =
+                                self.check_no_children(&headers, &provided_id).await?
+                            {
+                                return self.legacy_reply(route, refusal);
+                            }
+                        }
+                    }
+                }
+                body
             }
             CustomerCall::LookupTokenThenDelete { provided_id, rest } => {
                 let lookup_body = token_lookup_body(&provided_id);
@@ -137,9 +209,8 @@ impl Proxy {
                     .call_customer(
                         &Method::POST,
                         GET_CUSTOMER_PATH,
-                        None,
                         &headers,
-                        &lookup_body,
+                        Some(&lookup_body),
                     )
                     .await?;
                 let token = match self.lookup_token(&lookup)? {
@@ -148,42 +219,119 @@ impl Proxy {
                     // the answer the legacy client gets.
                     None => return self.legacy_reply(route, lookup),
                 };
-                let delete_body = delete_by_token_body(rest, &token);
-                self.call_customer(
-                    route.method(),
-                    route.customer_path(),
-                    query,
-                    &headers,
-                    &delete_body,
-                )
-                .await?
+                if self.refuse_cascading_delete
+                    && let Precheck::Answer(refusal) =
+                        self.check_no_children(&headers, &provided_id).await?
+                {
+                    return self.legacy_reply(route, refusal);
+                }
+                delete_by_token_body(rest, &token)
             }
         };
+        let reply = self
+            .call_customer(route.method(), &target, &headers, Some(&body))
+            .await?;
         self.legacy_reply(route, reply)
     }
 
+    /// One Customer API call with the client's headers; `body` is sent as JSON.
     async fn call_customer(
         &self,
         method: &Method,
-        path: &str,
-        query: Option<&str>,
+        target: &str,
         headers: &HeaderMap,
-        body: &Value,
+        body: Option<&Value>,
     ) -> Result<CollectedReply, ShimError> {
-        let target = match query {
-            Some(query) => format!("{path}?{query}"),
-            None => path.to_owned(),
+        let mut headers = headers.clone();
+        let body = match body {
+            Some(body) => {
+                headers.insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
+                json_bytes(body)
+            }
+            None => Bytes::new(),
         };
-        let body = serde_json::to_vec(body).map_err(|error| ShimError::InvalidJson {
-            detail: error.to_string(),
-        })?;
         let mut request = Request::new(full_body(body));
         *request.method_mut() = method.clone();
-        *request.uri_mut() = self.upstream.uri(&target)?;
-        *request.headers_mut() = headers.clone();
+        *request.uri_mut() = self.upstream.uri(target)?;
+        *request.headers_mut() = headers;
         self.upstream
             .exchange(request, self.limits.upstream_reply_bytes)
             .await
+    }
+
+    /// A successful Customer list reply's `customers` array.
+    fn listed_customers(&self, reply: &CollectedReply) -> Result<Vec<Value>, ShimError> {
+        match self.decoded_json(reply)? {
+            Value::Object(mut fields) => match fields.shift_remove("customers") {
+                Some(Value::Array(customers)) => Ok(customers),
+                _ => Err(ShimError::UpstreamInvalidReply {
+                    detail: "customer list without a `customers` array".to_owned(),
+                }),
+            },
+            _ => Err(ShimError::UpstreamInvalidReply {
+                detail: "customer list is not an object".to_owned(),
+            }),
+        }
+    }
+
+    /// Finds the `provided_id` of the customer holding `token` (`GET /api/customers/`): the
+    /// Customer API has no look-up by token.
+    async fn provided_id_for_token(
+        &self,
+        headers: &HeaderMap,
+        token: &str,
+    ) -> Result<Precheck<Option<String>>, ShimError> {
+        let reply = self
+            .call_customer(&Method::GET, CUSTOMERS_PATH, headers, None)
+            .await?;
+        if !reply.status.is_success() {
+            return Ok(Precheck::Answer(reply));
+        }
+        let provided_id = self
+            .listed_customers(&reply)?
+            .into_iter()
+            .find_map(|customer| {
+                (customer.get("token").and_then(Value::as_str) == Some(token))
+                    .then(|| {
+                        customer
+                            .get("provided_id")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    })
+                    .flatten()
+            });
+        Ok(Precheck::Proceed(provided_id))
+    }
+
+    /// Refuses (409) when the customer has children, because the Customer delete cascades.
+    async fn check_no_children(
+        &self,
+        headers: &HeaderMap,
+        provided_id: &str,
+    ) -> Result<Precheck<()>, ShimError> {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("parent_provided_id", provided_id)
+            .finish();
+        let target = with_query(CUSTOMERS_PATH, Some(&query));
+        let reply = self
+            .call_customer(&Method::GET, &target, headers, None)
+            .await?;
+        if !reply.status.is_success() {
+            return Ok(Precheck::Answer(reply));
+        }
+        let children = self
+            .listed_customers(&reply)?
+            .iter()
+            .filter(|child| child.get("provided_id").and_then(Value::as_str) != Some(provided_id))
+            .count();
+        if children > 0 {
+            self.metrics.cascade_refused();
+            return Err(ShimError::DeleteWouldCascade {
+                provided_id: provided_id.to_owned(),
+                children,
+            });
+        }
+        Ok(Precheck::Proceed(()))
     }
 
     /// The token from a `get_customer` reply; `None` when the upstream said no.
@@ -314,6 +462,14 @@ fn error_response(error: ShimError) -> Response<ProxyBody> {
     error.into_response()
 }
 
+/// `path` with the legacy call's query string, if it had one.
+fn with_query(path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    }
+}
+
 fn json_bytes(value: &Value) -> Bytes {
     // Serialising a `Value` cannot fail: its keys are strings and its numbers are valid.
     Bytes::from(serde_json::to_vec(value).unwrap_or_default())
@@ -353,7 +509,7 @@ async fn read_legacy_body(
 /// accepted whatever the `Content-Type`; a body that does not parse is a 400 when it claimed
 /// to be JSON and a 415 otherwise.
 fn parse_legacy_json(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ShimError> {
-    serde_json::from_slice(bytes).map_err(|error| {
+    parse_without_duplicate_keys(bytes).map_err(|error| {
         if claims_json(headers) {
             ShimError::InvalidJson {
                 detail: error.to_string(),

@@ -16,10 +16,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::admin::{self, Readiness};
 use crate::config::Config;
 use crate::proxy::Proxy;
+
+/// Concurrent streams per HTTP/2 client connection.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Ping idle HTTP/2 clients so dead peers are noticed and their connections freed.
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
@@ -34,20 +40,45 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let readiness = Readiness::default();
-    let admin_task = tokio::spawn(serve_admin(admin_listener, readiness.clone()));
+    let proxy = Arc::new(proxy);
+    let admin_task = tokio::spawn(serve_admin(
+        admin_listener,
+        readiness.clone(),
+        Arc::clone(&proxy),
+    ));
 
+    let limits = &config.limits;
+    let header_bytes = usize::try_from(limits.max_header_bytes).unwrap_or(usize::MAX);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(limits.header_read_timeout)
+        // hyper answers 431 when the head does not fit or has too many fields.
+        .max_buf_size(header_bytes)
+        .max_headers(usize::try_from(limits.max_headers).unwrap_or(usize::MAX));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL);
+    let connections = Arc::new(Semaphore::new(
+        usize::try_from(limits.max_connections).unwrap_or(usize::MAX),
+    ));
 
-    let proxy = Arc::new(proxy);
     let graceful = GracefulShutdown::new();
     readiness.set_ready(true);
     tokio::pin!(shutdown);
     loop {
+        // Past max_connections, stop accepting: the kernel backlog holds the rest.
+        let connection_slot = tokio::select! {
+            slot = Arc::clone(&connections).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, client)) => {
@@ -62,6 +93,7 @@ pub async fn serve(
                         .into_owned();
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
+                        let _slot = connection_slot;
                         if let Err(error) = connection.await {
                             tracing::debug!(%client, error = %crate::upstream::error_chain(error.as_ref()), "client connection ended with an error");
                         }
@@ -86,7 +118,7 @@ pub async fn serve(
     admin_task.abort();
 }
 
-async fn serve_admin(listener: TcpListener, readiness: Readiness) {
+async fn serve_admin(listener: TcpListener, readiness: Readiness, proxy: Arc<Proxy>) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -97,8 +129,9 @@ async fn serve_admin(listener: TcpListener, readiness: Readiness) {
             }
         };
         let readiness = readiness.clone();
+        let proxy = Arc::clone(&proxy);
         let service = service_fn(move |request| {
-            let response = admin::handle(&request, &readiness);
+            let response = admin::handle(&request, &readiness, &proxy);
             async move { Ok::<_, Infallible>(response) }
         });
         tokio::spawn(async move {

@@ -6,7 +6,7 @@
 //! configured base URL, so nothing a client sends can choose where the shim connects.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
@@ -21,8 +21,10 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use crate::body::ProxyBody;
-use crate::config::{ConfigError, UpstreamConfig, UpstreamUrl};
+use crate::config::{ConfigError, RateLimit, UpstreamConfig, UpstreamUrl};
 use crate::error::ShimError;
+use crate::metrics::{Metrics, RouteKind};
+use crate::ratelimit::{Admission, UpstreamBudget, retry_after_delay};
 
 /// A reply read in full (translated calls only; pass-through streams).
 #[derive(Debug)]
@@ -32,16 +34,23 @@ pub struct CollectedReply {
     pub body: Bytes,
 }
 
-/// The upstream: where it is, how long it may take, and the pooled client that reaches it.
+/// The upstream: where it is, how long it may take, the pooled client that reaches it, and
+/// the budget that paces calls to it.
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
     url: UpstreamUrl,
     timeout: Duration,
+    budget: Option<UpstreamBudget>,
+    metrics: Arc<Metrics>,
 }
 
 impl Upstream {
     /// Builds the client. Fails only on configuration problems (an unreadable CA file).
-    pub fn new(config: &UpstreamConfig) -> Result<Self, ConfigError> {
+    pub fn new(
+        config: &UpstreamConfig,
+        rate_limit: Option<&RateLimit>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ConfigError> {
         let tls = tls_config(config)?;
         let mut http = HttpConnector::new();
         // The scheme is checked by the TLS layer above, which sees the configured URL.
@@ -60,11 +69,53 @@ impl Upstream {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
+        let budget = rate_limit.map(|limit| {
+            UpstreamBudget::new(
+                limit.per_minute,
+                limit.burst,
+                limit.max_wait,
+                Instant::now(),
+            )
+        });
         Ok(Self {
             client,
             url: config.url.clone(),
             timeout: config.timeout,
+            budget,
+            metrics,
         })
+    }
+
+    /// Waits for this call's turn in the upstream budget, or refuses it.
+    async fn take_turn(&self) -> Result<(), ShimError> {
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        match budget.admit(Instant::now()) {
+            Admission::Go => Ok(()),
+            Admission::WaitThenGo(delay) => {
+                self.metrics.rate_limit_wait(delay);
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
+            Admission::Refuse { retry_after } => {
+                self.metrics.rate_limit_refused();
+                Err(ShimError::RateLimited { retry_after })
+            }
+        }
+    }
+
+    /// Learns from the reply head: a 429 with `Retry-After` holds every later call.
+    fn observe(&self, kind: RouteKind, started: Instant, status: StatusCode, headers: &HeaderMap) {
+        self.metrics.upstream_latency(kind, started.elapsed());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.metrics.upstream_throttled();
+            if let (Some(budget), Some(delay)) =
+                (&self.budget, retry_after_delay(headers, SystemTime::now()))
+            {
+                budget.upstream_throttled(Instant::now() + delay);
+            }
+        }
     }
 
     /// The configured base URL.
@@ -89,12 +140,21 @@ impl Upstream {
 
     /// Sends `request` and waits for the reply headers, within the upstream timeout.
     pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, ShimError> {
-        tokio::time::timeout(self.timeout, self.client.request(request))
+        self.take_turn().await?;
+        let started = Instant::now();
+        let response = tokio::time::timeout(self.timeout, self.client.request(request))
             .await
             .map_err(|_| ShimError::UpstreamTimeout {
                 timeout: self.timeout,
             })?
-            .map_err(classify_client_error)
+            .map_err(classify_client_error)?;
+        self.observe(
+            RouteKind::PassThrough,
+            started,
+            response.status(),
+            response.headers(),
+        );
+        Ok(response)
     }
 
     /// Sends `request` and reads the whole reply (at most `reply_limit` bytes), all within
@@ -104,12 +164,20 @@ impl Upstream {
         request: Request<ProxyBody>,
         reply_limit: u64,
     ) -> Result<CollectedReply, ShimError> {
+        self.take_turn().await?;
+        let started = Instant::now();
         let exchange = async {
             let response = self
                 .client
                 .request(request)
                 .await
                 .map_err(classify_client_error)?;
+            self.observe(
+                RouteKind::Translated,
+                started,
+                response.status(),
+                response.headers(),
+            );
             let (parts, body) = response.into_parts();
             let limit = usize::try_from(reply_limit).unwrap_or(usize::MAX);
             let body = Limited::new(body, limit).collect().await.map_err(|error| {
@@ -197,6 +265,10 @@ mod tests {
     use crate::cli::{Overrides, Setting};
     use crate::config::Config;
 
+    fn metrics() -> Arc<Metrics> {
+        Arc::new(Metrics::new(10))
+    }
+
     fn upstream_config(url: &str) -> UpstreamConfig {
         let overrides = Overrides {
             upstream: Some(Setting {
@@ -210,7 +282,12 @@ mod tests {
 
     #[tokio::test]
     async fn uris_are_built_from_the_configured_base_only() {
-        let upstream = Upstream::new(&upstream_config("https://api.explo.co/base/")).unwrap();
+        let upstream = Upstream::new(
+            &upstream_config("https://api.explo.co/base/"),
+            None,
+            metrics(),
+        )
+        .unwrap();
         assert_eq!(
             upstream.uri("/api/update_customer/?a=1").unwrap(),
             "https://api.explo.co/base/api/update_customer/?a=1"
@@ -221,7 +298,10 @@ mod tests {
     fn a_bad_ca_file_is_a_config_error_that_names_the_key() {
         let mut config = upstream_config("https://api.explo.co");
         config.ca_file = Some("/nonexistent/ca.pem".into());
-        let error = Upstream::new(&config).err().unwrap().to_string();
+        let error = Upstream::new(&config, None, metrics())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(error.contains("upstream.ca_file"), "{error}");
     }
 
@@ -233,8 +313,12 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let upstream =
-            Upstream::new(&upstream_config(&format!("http://127.0.0.1:{port}"))).unwrap();
+        let upstream = Upstream::new(
+            &upstream_config(&format!("http://127.0.0.1:{port}")),
+            None,
+            metrics(),
+        )
+        .unwrap();
         let request = Request::get(upstream.uri("/x").unwrap())
             .body(crate::body::full_body(Bytes::new()))
             .unwrap();

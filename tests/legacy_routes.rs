@@ -121,11 +121,39 @@ async fn numeric_user_group_id_is_forwarded_as_a_string() {
     );
 }
 
+/// A Customer API holding `example_1` (token `CUSTOMER_TOKEN`) with the given children.
+fn customer_api_with_children(children: &'static [&'static str]) -> impl Fn(&Recorded) -> Reply {
+    move |request| match request.target.as_str() {
+        "/api/get_customer/" => Reply::json(
+            200,
+            json!({"success": 1, "customer": customer("example_1", CUSTOMER_TOKEN)}),
+        ),
+        "/api/customers/" => Reply::json(
+            200,
+            json!({"success": 1, "customers": [customer("other", "tok_other"), customer("example_1", CUSTOMER_TOKEN)]}),
+        ),
+        "/api/customers/?parent_provided_id=example_1" => Reply::json(
+            200,
+            json!({"success": 1, "customers": children.iter().map(|id| customer(id, "child_tok")).collect::<Vec<_>>()}),
+        ),
+        "/api/delete_customer/" => Reply::json(200, json!({"success": 1})),
+        other => Reply::json(404, json!({"detail": format!("unexpected {other}")})),
+    }
+}
+
+fn calls(upstream: &FakeUpstream) -> Vec<String> {
+    upstream
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect()
+}
+
 #[tokio::test]
-async fn delete_by_token_is_forwarded_with_its_body() {
-    let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1}))).await;
+async fn delete_by_token_checks_for_children_then_forwards_its_body() {
+    let upstream = FakeUpstream::start(customer_api_with_children(&[])).await;
     let shim = Shim::start(&upstream.url(), &[]);
-    let body = doc_fixture("delete_user_group.request.json");
+    let body = json!({"current_token": CUSTOMER_TOKEN});
     let got = send(
         "DELETE",
         &shim.url("/api/delete_user_group/"),
@@ -138,23 +166,25 @@ async fn delete_by_token_is_forwarded_with_its_body() {
     .await;
     assert_eq!(got.status, 200);
     assert_eq!(got.json(), json!({"success": 1}));
+    assert_eq!(
+        calls(&upstream),
+        [
+            "GET /api/customers/",
+            "GET /api/customers/?parent_provided_id=example_1",
+            "DELETE /api/delete_customer/"
+        ]
+    );
     let seen = upstream.requests();
-    assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].method, "DELETE");
-    assert_eq!(seen[0].target, "/api/delete_customer/");
-    assert_eq!(seen[0].json(), body);
+    assert_eq!(seen[2].json(), body);
+    for request in &seen {
+        assert_eq!(request.headers[TOKEN_HEADER], TEAM_TOKEN);
+    }
+    assert!(seen[0].body.is_empty());
 }
 
 #[tokio::test]
 async fn delete_by_user_group_id_looks_the_token_up_first() {
-    let upstream = FakeUpstream::start(|request| match request.path() {
-        "/api/get_customer/" => Reply::json(
-            200,
-            json!({"success": 1, "customer": customer("example_1", CUSTOMER_TOKEN)}),
-        ),
-        _ => Reply::json(200, json!({"success": 1})),
-    })
-    .await;
+    let upstream = FakeUpstream::start(customer_api_with_children(&[])).await;
     let shim = Shim::start(&upstream.url(), &[]);
     let got = send(
         "DELETE",
@@ -165,19 +195,82 @@ async fn delete_by_user_group_id_looks_the_token_up_first() {
     .await;
     assert_eq!(got.status, 200);
     assert_eq!(got.json(), json!({"success": 1}));
+    assert_eq!(
+        calls(&upstream),
+        [
+            "POST /api/get_customer/",
+            "GET /api/customers/?parent_provided_id=example_1",
+            "DELETE /api/delete_customer/"
+        ]
+    );
     let seen = upstream.requests();
-    assert_eq!(seen.len(), 2);
-    assert_eq!(
-        (seen[0].method.as_str(), seen[0].target.as_str()),
-        ("POST", "/api/get_customer/")
-    );
     assert_eq!(seen[0].json(), json!({"provided_id": "example_1"}));
-    assert_eq!(
-        (seen[1].method.as_str(), seen[1].target.as_str()),
-        ("DELETE", "/api/delete_customer/")
-    );
-    assert_eq!(seen[1].json(), json!({"current_token": CUSTOMER_TOKEN}));
+    assert_eq!(seen[2].json(), json!({"current_token": CUSTOMER_TOKEN}));
     assert!(!shim.logs().iter().any(|line| line.contains(CUSTOMER_TOKEN)));
+}
+
+#[tokio::test]
+async fn delete_of_a_customer_with_children_is_refused_and_deletes_nothing() {
+    let upstream = FakeUpstream::start(customer_api_with_children(&["child_a", "child_b"])).await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    for body in [
+        json!({"current_token": CUSTOMER_TOKEN}),
+        json!({"user_group_id": "example_1"}),
+    ] {
+        let got = send(
+            "DELETE",
+            &shim.url("/api/delete_user_group/"),
+            &[],
+            body.to_string(),
+        )
+        .await;
+        got.assert_shim_error(409, "delete_would_cascade");
+        let message = got.json()["error"].as_str().unwrap().to_owned();
+        assert!(message.contains("2 child customer"), "{message}");
+        assert!(message.contains("delete_customer"), "{message}");
+    }
+    assert!(
+        !calls(&upstream)
+            .iter()
+            .any(|call| call.starts_with("DELETE")),
+        "{:?}",
+        calls(&upstream)
+    );
+    let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
+    assert!(String::from_utf8_lossy(&metrics.body).contains("explo_shim_cascade_refused_total 2"));
+}
+
+#[tokio::test]
+async fn cascade_protection_can_be_switched_off() {
+    let upstream = FakeUpstream::start(customer_api_with_children(&["child_a"])).await;
+    let config = TempConfig::new("[legacy]\nrefuse_cascading_delete = false\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let got = send(
+        "DELETE",
+        &shim.url("/api/delete_user_group/"),
+        &[],
+        json!({"current_token": CUSTOMER_TOKEN}).to_string(),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(calls(&upstream), ["DELETE /api/delete_customer/"]);
+}
+
+#[tokio::test]
+async fn a_failed_children_check_is_answered_with_the_upstream_refusal() {
+    let upstream =
+        FakeUpstream::always(Reply::json(403, json!({"detail": "read-only token"}))).await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let got = send(
+        "DELETE",
+        &shim.url("/api/delete_user_group/"),
+        &[],
+        r#"{"current_token": "t"}"#,
+    )
+    .await;
+    assert_eq!(got.status, 403);
+    assert_eq!(got.json(), json!({"detail": "read-only token"}));
+    assert_eq!(calls(&upstream), ["GET /api/customers/"]);
 }
 
 #[tokio::test]
@@ -248,16 +341,16 @@ async fn upstream_prefix_is_kept_on_translated_calls() {
     let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1}))).await;
     let shim = Shim::start(&format!("{}/explo/", upstream.url()), &[]);
     let got = send(
-        "DELETE",
-        &shim.url("/api/delete_user_group/?trace=1"),
+        "POST",
+        &shim.url("/api/update_user_group/?trace=1"),
         &[],
-        r#"{"current_token": "t"}"#,
+        r#"{"user_group_id": "a"}"#,
     )
     .await;
     assert_eq!(got.status, 200);
     assert_eq!(
         upstream.requests()[0].target,
-        "/explo/api/delete_customer/?trace=1"
+        "/explo/api/update_customer/?trace=1"
     );
 }
 

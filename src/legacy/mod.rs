@@ -11,6 +11,7 @@
 //! prefix (Explo docs S3/S4). Translation itself is pure: [`request`] and [`reply`] are
 //! functions over `serde_json::Value` with no I/O.
 
+pub mod json;
 pub mod reply;
 pub mod request;
 

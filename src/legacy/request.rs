@@ -12,7 +12,7 @@ use crate::error::ShimError;
 /// The legacy request key and the Customer key that replaces it (create and update).
 pub const USER_GROUP_ID: &str = "user_group_id";
 pub const PROVIDED_ID: &str = "provided_id";
-const CURRENT_TOKEN: &str = "current_token";
+pub const CURRENT_TOKEN: &str = "current_token";
 
 /// Fields from the oldest docs (S4) that no Customer endpoint accepts.
 const DATA_SOURCE_FIELDS: [&str; 2] = ["data_source_id", "data_source_provided_id"];

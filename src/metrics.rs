@@ -1,0 +1,315 @@
+//! Prometheus metrics (OpenMetrics text on the admin listener's `GET /metrics`).
+//!
+//! Labels are bounded: endpoints and status classes are fixed sets, and client fingerprints
+//! are capped at `limits.max_tracked_clients` distinct values, after which new clients are
+//! counted as `other`. A hostile client cannot grow memory by inventing credentials.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::legacy::LegacyRoute;
+
+/// The fingerprint label for clients past the cap.
+pub const OTHER_CLIENTS: &str = "other";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LegacyCallLabels {
+    endpoint: &'static str,
+    status_class: &'static str,
+    client: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusClassLabels {
+    status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteKindLabels {
+    route: &'static str,
+}
+
+/// Whether an upstream call served a translated legacy call or a pass-through request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteKind {
+    Translated,
+    PassThrough,
+}
+
+impl RouteKind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Translated => "translated",
+            Self::PassThrough => "pass_through",
+        }
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Every metric the shim exports.
+pub struct Metrics {
+    registry: Registry,
+    legacy_calls: Family<LegacyCallLabels, Counter>,
+    pass_through: Family<StatusClassLabels, Counter>,
+    upstream_latency: Family<RouteKindLabels, Histogram, fn() -> Histogram>,
+    in_flight: Gauge,
+    shed: Counter,
+    upstream_throttled: Counter,
+    rate_limit_waits: Counter,
+    rate_limit_wait_seconds: Histogram,
+    rate_limit_refused: Counter,
+    cascade_refused: Counter,
+    max_clients: usize,
+    clients: Mutex<HashSet<String>>,
+}
+
+impl Metrics {
+    pub fn new(max_clients: usize) -> Self {
+        let mut registry = Registry::with_prefix("explo_shim");
+        let legacy_calls = Family::<LegacyCallLabels, Counter>::default();
+        registry.register(
+            "legacy_calls",
+            "Deprecated End User Group API calls by endpoint, status class and client fingerprint",
+            legacy_calls.clone(),
+        );
+        let pass_through = Family::<StatusClassLabels, Counter>::default();
+        registry.register(
+            "pass_through_requests",
+            "Requests passed through by status class",
+            pass_through.clone(),
+        );
+        let upstream_latency =
+            Family::<RouteKindLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "upstream_latency_seconds",
+            "Upstream latency until the reply headers, by route kind",
+            upstream_latency.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight_requests",
+            "Requests being served now",
+            in_flight.clone(),
+        );
+        let shed = Counter::default();
+        registry.register(
+            "shed_requests",
+            "Requests refused with 503 because max_in_flight was reached",
+            shed.clone(),
+        );
+        let upstream_throttled = Counter::default();
+        registry.register(
+            "upstream_throttled",
+            "Upstream 429 replies",
+            upstream_throttled.clone(),
+        );
+        let rate_limit_waits = Counter::default();
+        registry.register(
+            "rate_limit_waits",
+            "Upstream calls delayed by the upstream budget",
+            rate_limit_waits.clone(),
+        );
+        let rate_limit_wait_seconds = latency_histogram();
+        registry.register(
+            "rate_limit_wait_seconds",
+            "Time upstream calls waited for the upstream budget",
+            rate_limit_wait_seconds.clone(),
+        );
+        let rate_limit_refused = Counter::default();
+        registry.register(
+            "rate_limit_refused",
+            "Requests refused with 429 by the upstream budget",
+            rate_limit_refused.clone(),
+        );
+        let cascade_refused = Counter::default();
+        registry.register(
+            "cascade_refused",
+            "Legacy deletes refused with 409 because the customer has children",
+            cascade_refused.clone(),
+        );
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Self {
+            registry,
+            legacy_calls,
+            pass_through,
+            upstream_latency,
+            in_flight,
+            shed,
+            upstream_throttled,
+            rate_limit_waits,
+            rate_limit_wait_seconds,
+            rate_limit_refused,
+            cascade_refused,
+            max_clients,
+            clients: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The fingerprint as a label: itself while under the cap, `other` past it.
+    pub fn client_label(&self, fingerprint: &str) -> String {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if clients.contains(fingerprint) {
+            return fingerprint.to_owned();
+        }
+        if clients.len() < self.max_clients {
+            clients.insert(fingerprint.to_owned());
+            return fingerprint.to_owned();
+        }
+        OTHER_CLIENTS.to_owned()
+    }
+
+    pub fn legacy_call(&self, route: LegacyRoute, status: u16, client_label: String) {
+        self.legacy_calls
+            .get_or_create(&LegacyCallLabels {
+                endpoint: route.legacy_endpoint(),
+                status_class: status_class(status),
+                client: client_label,
+            })
+            .inc();
+    }
+
+    pub fn pass_through(&self, status: u16) {
+        self.pass_through
+            .get_or_create(&StatusClassLabels {
+                status_class: status_class(status),
+            })
+            .inc();
+    }
+
+    pub fn upstream_latency(&self, kind: RouteKind, latency: Duration) {
+        self.upstream_latency
+            .get_or_create(&RouteKindLabels {
+                route: kind.label(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    pub fn in_flight(&self) -> InFlightGuard<'_> {
+        self.in_flight.inc();
+        InFlightGuard(&self.in_flight)
+    }
+
+    pub fn shed(&self) {
+        self.shed.inc();
+    }
+
+    pub fn upstream_throttled(&self) {
+        self.upstream_throttled.inc();
+    }
+
+    pub fn rate_limit_wait(&self, waited: Duration) {
+        self.rate_limit_waits.inc();
+        self.rate_limit_wait_seconds.observe(waited.as_secs_f64());
+    }
+
+    pub fn rate_limit_refused(&self) {
+        self.rate_limit_refused.inc();
+    }
+
+    pub fn cascade_refused(&self) {
+        self.cascade_refused.inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Decrements the in-flight gauge when the request is done.
+pub struct InFlightGuard<'a>(&'a Gauge);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// `2xx`, `4xx`, ... for a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_past_the_cap_count_as_other() {
+        let metrics = Metrics::new(2);
+        assert_eq!(metrics.client_label("aaa"), "aaa");
+        assert_eq!(metrics.client_label("bbb"), "bbb");
+        assert_eq!(metrics.client_label("ccc"), OTHER_CLIENTS);
+        assert_eq!(metrics.client_label("aaa"), "aaa");
+    }
+
+    #[test]
+    fn exposition_names_every_metric() {
+        let metrics = Metrics::new(10);
+        let label = metrics.client_label("abc123");
+        metrics.legacy_call(LegacyRoute::UpdateUserGroup, 200, label);
+        metrics.pass_through(404);
+        metrics.upstream_latency(RouteKind::Translated, Duration::from_millis(3));
+        metrics.shed();
+        metrics.upstream_throttled();
+        metrics.rate_limit_wait(Duration::from_millis(10));
+        {
+            let _guard = metrics.in_flight();
+            assert!(metrics.encode().contains("explo_shim_in_flight_requests 1"));
+        }
+        let text = metrics.encode();
+        for needle in [
+            r#"explo_shim_legacy_calls_total{endpoint="update_user_group",status_class="2xx",client="abc123"} 1"#,
+            r#"explo_shim_pass_through_requests_total{status_class="4xx"} 1"#,
+            r#"explo_shim_upstream_latency_seconds_count{route="translated"} 1"#,
+            "explo_shim_in_flight_requests 0",
+            "explo_shim_shed_requests_total 1",
+            "explo_shim_upstream_throttled_total 1",
+            "explo_shim_rate_limit_waits_total 1",
+            "explo_shim_rate_limit_refused_total 0",
+            "explo_shim_build_info{version=",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(302), "3xx");
+        assert_eq!(status_class(429), "4xx");
+        assert_eq!(status_class(504), "5xx");
+    }
+}

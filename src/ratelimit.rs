@@ -1,0 +1,198 @@
+//! The client-side budget for the upstream: a token bucket shared by every request.
+//!
+//! Explo allows 180 requests per minute per source IP (docs: security/rate-limits), and every
+//! client behind one shim shares that IP. The bucket paces upstream calls so the fleet does not
+//! run into 429s: a call that can go within `max_wait` waits its turn; one that would wait
+//! longer is refused at once with a `Retry-After`. When the upstream itself answers 429 with
+//! `Retry-After`, nobody is sent upstream until then.
+//!
+//! The budget is per shim instance. The decision logic takes `now` as an argument, so it is
+//! tested without sleeping.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::HeaderMap;
+use http::header::RETRY_AFTER;
+
+/// What one request may do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Go now.
+    Go,
+    /// A turn is reserved; go after this delay.
+    WaitThenGo(Duration),
+    /// The wait would exceed the limit; nothing was reserved.
+    Refuse { retry_after: Duration },
+}
+
+#[derive(Debug)]
+struct Bucket {
+    /// Tokens available; negative when turns are reserved ahead.
+    tokens: f64,
+    refilled_at: Instant,
+    /// The upstream asked everyone to wait until then.
+    upstream_blocked_until: Option<Instant>,
+}
+
+/// The shared token bucket.
+#[derive(Debug)]
+pub struct UpstreamBudget {
+    per_second: f64,
+    burst: f64,
+    max_wait: Duration,
+    bucket: Mutex<Bucket>,
+}
+
+impl UpstreamBudget {
+    /// `per_minute` requests per minute on average, up to `burst` at once.
+    pub fn new(per_minute: u32, burst: u32, max_wait: Duration, now: Instant) -> Self {
+        Self {
+            per_second: f64::from(per_minute) / 60.0,
+            burst: f64::from(burst),
+            max_wait,
+            bucket: Mutex::new(Bucket {
+                tokens: f64::from(burst),
+                refilled_at: now,
+                upstream_blocked_until: None,
+            }),
+        }
+    }
+
+    /// Takes a turn for one upstream call at `now`.
+    pub fn admit(&self, now: Instant) -> Admission {
+        let mut bucket = self
+            .bucket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let elapsed = now
+            .saturating_duration_since(bucket.refilled_at)
+            .as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
+        bucket.refilled_at = now;
+
+        let blocked_for = bucket
+            .upstream_blocked_until
+            .map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
+        let deficit = (1.0 - bucket.tokens).max(0.0);
+        let token_wait = Duration::from_secs_f64(deficit / self.per_second);
+        let wait = blocked_for.max(token_wait);
+        if wait > self.max_wait {
+            return Admission::Refuse { retry_after: wait };
+        }
+        bucket.tokens -= 1.0;
+        if wait.is_zero() {
+            Admission::Go
+        } else {
+            Admission::WaitThenGo(wait)
+        }
+    }
+
+    /// The upstream answered 429 with a `Retry-After`: hold every call until then.
+    pub fn upstream_throttled(&self, until: Instant) {
+        let mut bucket = self
+            .bucket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if bucket
+            .upstream_blocked_until
+            .is_none_or(|current| current < until)
+        {
+            bucket.upstream_blocked_until = Some(until);
+        }
+    }
+}
+
+/// The delay a `Retry-After` header asks for (delta-seconds or an HTTP date, RFC 9110 §10.2.3).
+pub fn retry_after_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_full_bucket_lets_a_burst_through_then_paces() {
+        let start = Instant::now();
+        let budget = UpstreamBudget::new(60, 3, Duration::from_secs(5), start);
+        for _ in 0..3 {
+            assert_eq!(budget.admit(start), Admission::Go);
+        }
+        // One token a second: the next callers queue one second apart.
+        assert_eq!(budget.admit(start), Admission::WaitThenGo(SECOND));
+        assert_eq!(budget.admit(start), Admission::WaitThenGo(2 * SECOND));
+        assert_eq!(budget.admit(start + 3 * SECOND), Admission::Go);
+    }
+
+    #[test]
+    fn a_wait_beyond_the_limit_is_refused_without_reserving() {
+        let start = Instant::now();
+        let budget = UpstreamBudget::new(60, 1, Duration::from_millis(1500), start);
+        assert_eq!(budget.admit(start), Admission::Go);
+        assert_eq!(budget.admit(start), Admission::WaitThenGo(SECOND));
+        assert_eq!(
+            budget.admit(start),
+            Admission::Refuse {
+                retry_after: 2 * SECOND
+            }
+        );
+        // The refusal took nothing: after two seconds there is a token again.
+        assert_eq!(budget.admit(start + 2 * SECOND), Admission::Go);
+    }
+
+    #[test]
+    fn an_upstream_429_holds_everyone() {
+        let start = Instant::now();
+        let budget = UpstreamBudget::new(180, 180, Duration::from_secs(2), start);
+        budget.upstream_throttled(start + Duration::from_secs(10));
+        assert_eq!(
+            budget.admit(start),
+            Admission::Refuse {
+                retry_after: Duration::from_secs(10)
+            }
+        );
+        assert_eq!(
+            budget.admit(start + 9 * SECOND),
+            Admission::WaitThenGo(SECOND)
+        );
+        assert_eq!(budget.admit(start + 10 * SECOND), Admission::Go);
+        // A shorter, later Retry-After does not shorten the hold.
+        budget.upstream_throttled(start + 11 * SECOND);
+        budget.upstream_throttled(start + 10 * SECOND);
+        assert_eq!(
+            budget.admit(start + 10 * SECOND),
+            Admission::WaitThenGo(SECOND)
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after_delay(&headers, SystemTime::now()), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("12"));
+        assert_eq!(
+            retry_after_delay(&headers, SystemTime::now()),
+            Some(Duration::from_secs(12))
+        );
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:30 GMT"),
+        );
+        assert_eq!(
+            retry_after_delay(&headers, now),
+            Some(Duration::from_secs(30))
+        );
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after_delay(&headers, now), None);
+    }
+}

@@ -1,0 +1,123 @@
+//! The migration tracker behind the admin `GET /usage`: who still calls which legacy endpoint,
+//! how often, since when, and for which group last.
+//!
+//! It lives in memory and covers this instance since it started; the number of distinct
+//! clients is capped the same way as the metrics labels (past the cap: `other`).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+use crate::legacy::LegacyRoute;
+
+#[derive(Debug, Clone)]
+struct UsageEntry {
+    count: u64,
+    first_seen: SystemTime,
+    last_seen: SystemTime,
+    last_user_group_id: Option<String>,
+}
+
+/// Per client fingerprint and legacy endpoint usage.
+#[derive(Debug, Default)]
+pub struct UsageTracker {
+    entries: Mutex<BTreeMap<(String, &'static str), UsageEntry>>,
+}
+
+impl UsageTracker {
+    /// Records one legacy call by `client` (an already-capped fingerprint label).
+    pub fn record(
+        &self,
+        client: &str,
+        route: LegacyRoute,
+        user_group_id: Option<&str>,
+        now: SystemTime,
+    ) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (client.to_owned(), route.legacy_endpoint());
+        let entry = entries.entry(key).or_insert(UsageEntry {
+            count: 0,
+            first_seen: now,
+            last_seen: now,
+            last_user_group_id: None,
+        });
+        entry.count += 1;
+        entry.last_seen = now;
+        if let Some(id) = user_group_id {
+            entry.last_user_group_id = Some(id.to_owned());
+        }
+    }
+
+    /// The report: one object per client, its endpoints inside, timestamps in RFC 3339.
+    pub fn report(&self) -> Value {
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut clients: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+        for ((client, endpoint), entry) in entries.iter() {
+            clients.entry(client).or_default().push(json!({
+                "endpoint": endpoint,
+                "replacement": LegacyRoute::ALL
+                    .iter()
+                    .find(|route| route.legacy_endpoint() == *endpoint)
+                    .map(|route| route.customer_endpoint()),
+                "count": entry.count,
+                "first_seen": humantime::format_rfc3339_seconds(entry.first_seen).to_string(),
+                "last_seen": humantime::format_rfc3339_seconds(entry.last_seen).to_string(),
+                "last_user_group_id": entry.last_user_group_id,
+            }));
+        }
+        let clients: Vec<Value> = clients
+            .into_iter()
+            .map(
+                |(client, endpoints)| json!({"client_fingerprint": client, "endpoints": endpoints}),
+            )
+            .collect();
+        json!({ "clients": clients })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn counts_first_and_last_seen_and_the_last_group() {
+        let tracker = UsageTracker::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_760_486_400); // 2025-10-15
+        tracker.record("abc", LegacyRoute::UpdateUserGroup, Some("g1"), t0);
+        tracker.record(
+            "abc",
+            LegacyRoute::UpdateUserGroup,
+            None,
+            t0 + Duration::from_secs(60),
+        );
+        tracker.record(
+            "abc",
+            LegacyRoute::UpdateUserGroup,
+            Some("g2"),
+            t0 + Duration::from_secs(120),
+        );
+        tracker.record("def", LegacyRoute::DeleteUserGroup, None, t0);
+        assert_eq!(
+            tracker.report(),
+            json!({"clients": [
+                {"client_fingerprint": "abc", "endpoints": [{
+                    "endpoint": "update_user_group", "replacement": "update_customer", "count": 3,
+                    "first_seen": "2025-10-15T00:00:00Z", "last_seen": "2025-10-15T00:02:00Z",
+                    "last_user_group_id": "g2"}]},
+                {"client_fingerprint": "def", "endpoints": [{
+                    "endpoint": "delete_user_group", "replacement": "delete_customer", "count": 1,
+                    "first_seen": "2025-10-15T00:00:00Z", "last_seen": "2025-10-15T00:00:00Z",
+                    "last_user_group_id": null}]}
+            ]})
+        );
+    }
+}
