@@ -1,10 +1,18 @@
 //! The one body type that flows through the shim, in both directions.
 //!
 //! Pass-through bodies stream (`hyper::body::Incoming`); bodies the shim builds are `Full`.
-//! Boxing both into one type keeps every handler's signature the same.
+//! Boxing both into one type keeps every handler's signature the same. A streamed body that
+//! goes silent for longer than its idle timeout ends with an error instead of hanging: the
+//! peer on the other side then sees an aborted message, never a silently truncated one.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::time::{Instant, Sleep};
 
 /// Errors a streamed body can end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -19,7 +27,122 @@ pub fn full_body(bytes: impl Into<Bytes>) -> ProxyBody {
         .boxed_unsync()
 }
 
-/// A streamed body passed on as it arrives.
-pub fn streamed_body(incoming: hyper::body::Incoming) -> ProxyBody {
-    incoming.map_err(BoxError::from).boxed_unsync()
+/// A streamed body passed on as it arrives, ended with an error after `idle_timeout` without
+/// a frame.
+pub fn streamed_body(incoming: Incoming, idle_timeout: Duration) -> ProxyBody {
+    IdleTimeout::new(incoming, idle_timeout).boxed_unsync()
+}
+
+/// The error a stalled body ends with.
+#[derive(Debug)]
+pub struct BodyIdleTimeout(pub Duration);
+
+impl std::fmt::Display for BodyIdleTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no body data for {}", humantime::format_duration(self.0))
+    }
+}
+
+impl std::error::Error for BodyIdleTimeout {}
+
+/// Wraps a body; every frame re-arms the timer.
+struct IdleTimeout<B> {
+    inner: B,
+    idle_timeout: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<B> IdleTimeout<B> {
+    fn new(inner: B, idle_timeout: Duration) -> Self {
+        Self {
+            inner,
+            idle_timeout,
+            deadline: Box::pin(tokio::time::sleep(idle_timeout)),
+        }
+    }
+}
+
+impl<B> Body for IdleTimeout<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next_deadline = Instant::now() + this.idle_timeout;
+                this.deadline.as_mut().reset(next_deadline);
+                Poll::Ready(frame.map(|result| result.map_err(Into::into)))
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    Poll::Ready(Some(Err(BodyIdleTimeout(this.idle_timeout).into())))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends one frame, then nothing, forever.
+    struct StallsAfterOneFrame(bool);
+
+    impl Body for StallsAfterOneFrame {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.0 {
+                Poll::Pending
+            } else {
+                self.0 = true;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"partial")))))
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_body_errors_after_the_idle_timeout() {
+        let mut body = IdleTimeout::new(StallsAfterOneFrame(false), Duration::from_secs(5));
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"partial"));
+        let started = Instant::now();
+        let error = body.frame().await.unwrap().unwrap_err();
+        assert!(error.is::<BodyIdleTimeout>());
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_complete_body_passes_unchanged() {
+        let body = IdleTimeout::new(
+            Full::new(Bytes::from_static(b"whole")),
+            Duration::from_secs(1),
+        );
+        assert_eq!(
+            body.collect().await.unwrap().to_bytes(),
+            Bytes::from_static(b"whole")
+        );
+    }
 }

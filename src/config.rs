@@ -28,6 +28,8 @@ pub const DEFAULT_UPSTREAM_REPLY_BYTES: u64 = 8 * 1024 * 1024;
 /// A client that has not finished sending its request headers by then is disconnected.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// A streamed pass-through body (either direction) silent this long is aborted.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest request head (request line plus headers), in bytes; larger gets 431. hyper's
 /// read buffer cannot be smaller than 8 KiB.
 pub const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
@@ -106,6 +108,7 @@ pub struct Limits {
     /// Also bounds how long an idle keep-alive connection stays open: hyper starts this
     /// timer whenever it waits for the next request head.
     pub header_read_timeout: Duration,
+    pub body_idle_timeout: Duration,
     pub max_header_bytes: u64,
     pub max_headers: u64,
     pub max_in_flight: u64,
@@ -188,6 +191,7 @@ struct FileLimits {
     legacy_body_bytes: Option<u64>,
     upstream_reply_bytes: Option<u64>,
     header_read_timeout: Option<String>,
+    body_idle_timeout: Option<String>,
     max_header_bytes: Option<u64>,
     max_headers: Option<u64>,
     max_in_flight: Option<u64>,
@@ -415,6 +419,12 @@ impl Config {
                 &file.limits.header_read_timeout,
                 None,
                 DEFAULT_HEADER_READ_TIMEOUT,
+            )?,
+            body_idle_timeout: duration(
+                "limits.body_idle_timeout",
+                &file.limits.body_idle_timeout,
+                None,
+                DEFAULT_BODY_IDLE_TIMEOUT,
             )?,
             max_header_bytes: positive(
                 "limits.max_header_bytes",

@@ -432,12 +432,18 @@ impl Proxy {
         prepare_upstream_headers(&mut parts.headers, client.ip(), self.add_x_forwarded_for);
         let response = self
             .upstream
-            .send(Request::from_parts(parts, streamed_body(body)))
+            .send(Request::from_parts(
+                parts,
+                streamed_body(body, self.limits.body_idle_timeout),
+            ))
             .await?;
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.version = Version::HTTP_11;
-        Ok(Response::from_parts(parts, streamed_body(body)))
+        Ok(Response::from_parts(
+            parts,
+            streamed_body(body, self.limits.body_idle_timeout),
+        ))
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     pub delay: Duration,
+    /// Send the body, then never end the stream.
+    pub stall: bool,
 }
 
 impl Reply {
@@ -64,6 +66,7 @@ impl Reply {
             headers: vec![("content-type".into(), "application/json".into())],
             body: Bytes::from(body.to_string()),
             delay: Duration::ZERO,
+            stall: false,
         }
     }
     pub fn raw(status: u16, content_type: &str, body: impl Into<Bytes>) -> Self {
@@ -72,10 +75,15 @@ impl Reply {
             headers: vec![("content-type".into(), content_type.into())],
             body: body.into(),
             delay: Duration::ZERO,
+            stall: false,
         }
     }
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+    pub fn stalled(mut self) -> Self {
+        self.stall = true;
         self
     }
     pub fn delayed(mut self, delay: Duration) -> Self {
@@ -85,6 +93,96 @@ impl Reply {
 }
 
 type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
+/// Sends its bytes, then stays open without ending the stream.
+struct StallingBody(Option<Bytes>);
+
+impl hyper::body::Body for StallingBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        match self.0.take() {
+            Some(bytes) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(bytes)))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- scripted TCP upstream
+
+/// An upstream that runs `script` on every accepted TCP connection: for faults no HTTP server
+/// would commit on purpose (resets, lies, silence).
+pub struct RawUpstream {
+    pub addr: SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawUpstream {
+    pub async fn start<F, Fut>(script: F) -> Self
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(script(stream));
+            }
+        });
+        Self {
+            addr,
+            connections,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads one request head (and a Content-Length body) from `stream`; returns it as text.
+pub async fn read_request(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut data = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length {
+                return String::from_utf8_lossy(&data).into_owned();
+            }
+        }
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&data).into_owned(),
+            Ok(n) => data.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
 
 pub struct FakeUpstream {
     pub addr: SocketAddr,
@@ -140,7 +238,14 @@ impl FakeUpstream {
                         if !reply.delay.is_zero() {
                             tokio::time::sleep(reply.delay).await;
                         }
-                        let mut response = Response::new(Full::new(reply.body));
+                        let body = if reply.stall {
+                            StallingBody(Some(reply.body)).boxed_unsync()
+                        } else {
+                            Full::new(reply.body)
+                                .map_err(|never| match never {})
+                                .boxed_unsync()
+                        };
+                        let mut response = Response::new(body);
                         *response.status_mut() = StatusCode::from_u16(reply.status).unwrap();
                         for (name, value) in reply.headers {
                             response.headers_mut().append(

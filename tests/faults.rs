@@ -1,0 +1,386 @@
+//! Fault injection: an upstream that misbehaves on cue. Every fault gets a clear answer, no
+//! hang, and the shim keeps serving.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+use std::io::Write;
+use tokio::io::AsyncWriteExt;
+
+const UPDATE: &str = "/api/update_user_group/";
+
+fn update_body() -> serde_json::Value {
+    json!({"user_group_id": "example_1"})
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Sends a request and returns the status and whether the body arrived complete.
+async fn status_and_body_outcome(url: &str) -> (u16, Result<Bytes, String>) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let response = tokio::time::timeout(Duration::from_secs(20), client.get(url.parse().unwrap()))
+        .await
+        .expect("reply head within 20 s")
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = tokio::time::timeout(Duration::from_secs(20), response.into_body().collect())
+        .await
+        .expect("body ends within 20 s");
+    (
+        status,
+        body.map(|b| b.to_bytes()).map_err(|e| e.to_string()),
+    )
+}
+
+#[tokio::test]
+async fn refusing_connections_is_502_on_both_routes() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let shim = Shim::start(&format!("http://127.0.0.1:{port}"), &[]);
+    post_json(&shim.url(UPDATE), &update_body())
+        .await
+        .assert_shim_error(502, "upstream_unreachable");
+    send("GET", &shim.url("/api/dashboard/"), &[], "")
+        .await
+        .assert_shim_error(502, "upstream_unreachable");
+}
+
+#[tokio::test]
+async fn accepting_and_never_answering_is_504_on_both_routes() {
+    let upstream = RawUpstream::start(|mut stream| async move {
+        read_request(&mut stream).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(stream);
+    })
+    .await;
+    let shim = Shim::start(&upstream.url(), &["--upstream-timeout", "400ms"]);
+    post_json(&shim.url(UPDATE), &update_body())
+        .await
+        .assert_shim_error(504, "upstream_timeout");
+    send("GET", &shim.url("/api/dashboard/"), &[], "")
+        .await
+        .assert_shim_error(504, "upstream_timeout");
+}
+
+#[tokio::test]
+async fn a_reset_mid_body_is_502_on_legacy_routes_and_an_aborted_pass_through_body() {
+    let upstream = RawUpstream::start(|mut stream| async move {
+        read_request(&mut stream).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"success\": 1, \"cus")
+            .await;
+        let _ = stream.flush().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // SO_LINGER 0: close with a reset.
+        let _ = stream.set_zero_linger();
+        drop(stream);
+    })
+    .await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    post_json(&shim.url(UPDATE), &update_body())
+        .await
+        .assert_shim_error(502, "upstream_failed");
+
+    let (status, body) = status_and_body_outcome(&shim.url("/api/dashboard/")).await;
+    assert_eq!(status, 200, "the head had already arrived");
+    assert!(
+        body.is_err(),
+        "a truncated body must not look complete: {body:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_byte_by_byte_reply_is_complete_within_the_timeout_and_504_beyond() {
+    let reply = json!({"success": 1, "customer": customer("example_1", "tok")}).to_string();
+    let make = move |pause: Duration| {
+        let reply = reply.clone();
+        move |mut stream: tokio::net::TcpStream| {
+            let reply = reply.clone();
+            async move {
+                read_request(&mut stream).await;
+                let message = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}",
+                    reply.len()
+                );
+                for byte in message.as_bytes() {
+                    if stream.write_all(&[*byte]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    };
+    let upstream = RawUpstream::start(make(Duration::from_millis(1))).await;
+    let shim = Shim::start(&upstream.url(), &["--upstream-timeout", "20s"]);
+    let got = post_json(&shim.url(UPDATE), &update_body()).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json()["user_group"]["token"], "tok");
+
+    let slow = RawUpstream::start(make(Duration::from_millis(50))).await;
+    let shim = Shim::start(&slow.url(), &["--upstream-timeout", "500ms"]);
+    post_json(&shim.url(UPDATE), &update_body())
+        .await
+        .assert_shim_error(504, "upstream_timeout");
+}
+
+#[tokio::test]
+async fn an_html_5xx_page_keeps_its_status_and_body() {
+    let page = "<!DOCTYPE html><html><body><h1>500 Internal Server Error</h1></body></html>";
+    let upstream = FakeUpstream::always(Reply::raw(500, "text/html; charset=utf-8", page)).await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let got = post_json(&shim.url(UPDATE), &update_body()).await;
+    assert_eq!(got.status, 500);
+    assert_eq!(&got.body[..], page.as_bytes());
+    let passed = send("GET", &shim.url("/api/dashboard/"), &[], "").await;
+    assert_eq!(passed.status, 500);
+    assert_eq!(&passed.body[..], page.as_bytes());
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_holds_every_client_until_then() {
+    let upstream = FakeUpstream::always(
+        Reply::json(
+            429,
+            json!({"detail": "Request was throttled. Expected available in 30 seconds."}),
+        )
+        .header("retry-after", "30"),
+    )
+    .await;
+    let config = TempConfig::new("[rate_limit]\nmax_wait = \"1s\"\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+
+    let first = post_json(&shim.url(UPDATE), &update_body()).await;
+    assert_eq!(first.status, 429);
+    assert_eq!(first.header("retry-after"), Some("30"));
+
+    // Another client, another route: the shim answers itself, without calling the upstream.
+    let second = send("GET", &shim.url("/api/dashboard/"), &[], "").await;
+    second.assert_shim_error(429, "rate_limited");
+    let retry_after: u64 = second.header("retry-after").unwrap().parse().unwrap();
+    assert!((29..=30).contains(&retry_after), "{retry_after}");
+    assert_eq!(upstream.requests().len(), 1);
+
+    let metrics =
+        String::from_utf8_lossy(&send("GET", &shim.admin_url("/metrics"), &[], "").await.body)
+            .into_owned();
+    assert!(
+        metrics.contains("explo_shim_upstream_throttled_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("explo_shim_rate_limit_refused_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_upstream_budget_paces_and_then_refuses() {
+    let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1}))).await;
+    // Two at once, then one per second; waiting up to 1.5 s is allowed.
+    let config =
+        TempConfig::new("[rate_limit]\nper_minute = 60\nburst = 2\nmax_wait = \"1500ms\"\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let url = shim.url("/api/dashboard/");
+        statuses.push(tokio::spawn(
+            async move { send("GET", &url, &[], "").await },
+        ));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut codes = Vec::new();
+    for task in statuses {
+        let got = task.await.unwrap();
+        if got.status == 429 {
+            got.assert_shim_error(429, "rate_limited");
+            assert!(got.header("retry-after").is_some());
+        }
+        codes.push(got.status.as_u16());
+    }
+    codes.sort();
+    assert_eq!(
+        codes,
+        [200, 200, 200, 429],
+        "two from the burst, one paced, one refused"
+    );
+    assert_eq!(upstream.requests().len(), 3);
+    let metrics =
+        String::from_utf8_lossy(&send("GET", &shim.admin_url("/metrics"), &[], "").await.body)
+            .into_owned();
+    assert!(
+        metrics.contains("explo_shim_rate_limit_waits_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_gzip_body_that_lies_about_its_length_is_502() {
+    let compressed = gzip(
+        json!({"success": 1, "customer": customer("example_1", "tok")})
+            .to_string()
+            .as_bytes(),
+    );
+    // Claims more than it sends, then closes.
+    let longer = compressed.clone();
+    let claims_more = RawUpstream::start(move |mut stream| {
+        let body = longer.clone();
+        async move {
+            read_request(&mut stream).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+                body.len() + 100
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(&body).await;
+        }
+    })
+    .await;
+    let shim = Shim::start(&claims_more.url(), &[]);
+    post_json(&shim.url(UPDATE), &update_body())
+        .await
+        .assert_shim_error(502, "upstream_failed");
+
+    // Claims less than the whole gzip stream: the cut stream does not decode.
+    let shorter = compressed.clone();
+    let claims_less = RawUpstream::start(move |mut stream| {
+        let body = shorter.clone();
+        async move {
+            read_request(&mut stream).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len() / 2
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(&body).await;
+        }
+    })
+    .await;
+    let shim = Shim::start(&claims_less.url(), &[]);
+    post_json(&shim.url(UPDATE), &update_body())
+        .await
+        .assert_shim_error(502, "upstream_invalid_reply");
+}
+
+#[tokio::test]
+async fn an_http2_upstream_that_never_ends_the_stream_is_cut_off() {
+    let pki = TestPki::new();
+    let upstream = FakeUpstream::start_with_tls(
+        |_| Reply::json(200, json!({"success": 1, "customer": {}})).stalled(),
+        Some(pki.acceptor.clone()),
+    )
+    .await;
+    let ca = TempConfig::new(&pki.ca_pem);
+    let config = TempConfig::new(&format!(
+        "[upstream]\nca_file = {:?}\ntimeout = \"600ms\"\n[limits]\nbody_idle_timeout = \"600ms\"\n",
+        ca.path()
+    ));
+    let shim = Shim::start(
+        &format!("https://127.0.0.1:{}", upstream.addr.port()),
+        &["--config", config.path()],
+    );
+    post_json(&shim.url(UPDATE), &update_body())
+        .await
+        .assert_shim_error(504, "upstream_timeout");
+
+    let (status, body) = status_and_body_outcome(&shim.url("/api/dashboard/")).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.is_err(),
+        "a stream that never ends must not hang the client: {body:?}"
+    );
+    assert!(
+        upstream
+            .requests()
+            .iter()
+            .all(|r| r.version == http::Version::HTTP_2)
+    );
+}
+
+#[tokio::test]
+async fn redirects_are_handed_to_the_client_not_followed() {
+    let upstream = FakeUpstream::always(
+        Reply::raw(302, "text/plain", "").header("location", "https://elsewhere.example/api/"),
+    )
+    .await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let got = send("GET", &shim.url("/api/dashboard/"), &[], "").await;
+    assert_eq!(got.status, 302);
+    assert_eq!(
+        got.header("location"),
+        Some("https://elsewhere.example/api/")
+    );
+    let legacy = post_json(&shim.url(UPDATE), &update_body()).await;
+    assert_eq!(legacy.status, 302);
+    assert_eq!(
+        legacy.header("location"),
+        Some("https://elsewhere.example/api/")
+    );
+    assert_eq!(upstream.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_post_is_never_replayed_once_sent() {
+    // Reads the request, then closes without answering.
+    let upstream = RawUpstream::start(|mut stream| async move {
+        read_request(&mut stream).await;
+        drop(stream);
+    })
+    .await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    post_json(&shim.url(UPDATE), &update_body())
+        .await
+        .assert_shim_error(502, "upstream_failed");
+    let passed = send(
+        "POST",
+        &shim.url("/api/create_group_tag/"),
+        &[],
+        r#"{"name": "x"}"#,
+    )
+    .await;
+    passed.assert_shim_error(502, "upstream_failed");
+    assert_eq!(
+        upstream.connections(),
+        2,
+        "one connection per request: no replay"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_pooled_connection_is_not_an_error_the_client_sees() {
+    // Answers one request per connection, keeps it open briefly, then closes it.
+    let upstream = RawUpstream::start(|mut stream| async move {
+        read_request(&mut stream).await;
+        let _ = stream
+            .write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+            )
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(stream);
+    })
+    .await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    for _ in 0..3 {
+        let got = send("GET", &shim.url("/api/dashboard/"), &[], "").await;
+        assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(upstream.connections(), 3);
+}
