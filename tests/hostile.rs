@@ -1,0 +1,265 @@
+//! Hostile input: each gets a clear error, the upstream sees nothing it should not, and the
+//! shim keeps serving the next request.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const UPDATE: &str = "/api/update_user_group/";
+
+async fn ok_upstream() -> FakeUpstream {
+    FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("a", "t")}),
+    ))
+    .await
+}
+
+async fn still_serving(shim: &Shim) {
+    let got = post_json(&shim.url(UPDATE), &json!({"user_group_id": "a"})).await;
+    assert_eq!(got.status, 200, "the shim must keep serving");
+}
+
+#[tokio::test]
+async fn duplicate_keys_are_refused_and_never_forwarded() {
+    let upstream = ok_upstream().await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let got = send(
+        "POST",
+        &shim.url(UPDATE),
+        &[("content-type", "application/json")],
+        r#"{"user_group_id": "a", "user_group_id": "b"}"#,
+    )
+    .await;
+    got.assert_shim_error(400, "invalid_json");
+    assert!(
+        got.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate key")
+    );
+    assert!(upstream.requests().is_empty());
+    still_serving(&shim).await;
+}
+
+#[tokio::test]
+async fn truncated_json_is_refused() {
+    let upstream = ok_upstream().await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    for body in [
+        r#"{"user_group_id": "a", "name": "#,
+        r#"{"user_group_id""#,
+        "{",
+        r#"{"a": 1}}"#,
+    ] {
+        send(
+            "POST",
+            &shim.url(UPDATE),
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+        .assert_shim_error(400, "invalid_json");
+    }
+    assert!(upstream.requests().is_empty());
+    still_serving(&shim).await;
+}
+
+#[tokio::test]
+async fn huge_numbers_are_forwarded_exactly() {
+    let upstream = ok_upstream().await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let body = r#"{"user_group_id": 98765432109876543210987654321, "properties": {"limit": 1e999, "price": 0.10000000000000000000001}}"#;
+    let got = send(
+        "POST",
+        &shim.url(UPDATE),
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let forwarded = String::from_utf8(upstream.requests()[0].body.to_vec()).unwrap();
+    assert!(
+        forwarded.contains(r#""provided_id":"98765432109876543210987654321""#),
+        "{forwarded}"
+    );
+    assert!(
+        forwarded.contains("0.10000000000000000000001"),
+        "{forwarded}"
+    );
+    assert!(
+        forwarded.contains("1e+999") || forwarded.contains("1e999"),
+        "{forwarded}"
+    );
+}
+
+#[tokio::test]
+async fn oversized_or_too_many_headers_get_431() {
+    let upstream = ok_upstream().await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let huge = format!(
+        "POST {UPDATE} HTTP/1.1\r\nhost: x\r\nx-big: {}\r\ncontent-length: 2\r\n\r\n{{}}",
+        "a".repeat(40_000)
+    );
+    let reply = raw_exchange(shim.addr, huge.as_bytes(), Duration::from_secs(5)).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply:.200}");
+
+    let mut many = format!("GET /api/dashboard/ HTTP/1.1\r\nhost: x\r\n");
+    for i in 0..150 {
+        many.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let reply = raw_exchange(shim.addr, many.as_bytes(), Duration::from_secs(5)).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply:.200}");
+    assert!(upstream.requests().is_empty());
+    still_serving(&shim).await;
+}
+
+#[tokio::test]
+async fn a_slowloris_client_is_cut_off_after_the_header_read_timeout() {
+    let upstream = ok_upstream().await;
+    let config = TempConfig::new("[limits]\nheader_read_timeout = \"700ms\"\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let mut stream = tokio::net::TcpStream::connect(shim.addr).await.unwrap();
+    stream
+        .write_all(b"POST /api/update_user_group/ HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    // Keep dribbling header bytes, never finishing the head.
+    let dribble = async {
+        for _ in 0..100 {
+            if stream.write_all(b"x-slow: 1\r\n").await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut probe = [0u8; 512];
+            match tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => return true,
+                Err(_) => {}
+            }
+        }
+        false
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(8), dribble)
+            .await
+            .unwrap(),
+        "the connection stayed open"
+    );
+    assert!(upstream.requests().is_empty());
+    still_serving(&shim).await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let upstream = ok_upstream().await;
+    let config = TempConfig::new("[limits]\nheader_read_timeout = \"500ms\"\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let mut stream = tokio::net::TcpStream::connect(shim.addr).await.unwrap();
+    stream
+        .write_all(b"GET /api/dashboard/ HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await;
+    assert!(closed.is_ok(), "the idle connection was not closed");
+    assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn request_smuggling_shapes_are_refused_and_never_forwarded() {
+    let upstream = ok_upstream().await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let shapes: [&[u8]; 5] = [
+        b"POST /api/dashboard/ HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!",
+        b"POST /api/dashboard/ HTTP/1.1\r\nhost: x\r\ncontent-length: 5, 6\r\n\r\nhello!",
+        b"POST /api/dashboard/ HTTP/1.1\r\nhost: x\r\ntransfer-encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST /api/dashboard/ HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        b"POST /api/dashboard/ HTTP/1.1\r\nhost: x\r\ncontent-length : 5\r\n\r\nhello",
+    ];
+    for shape in shapes {
+        let reply = raw_exchange(shim.addr, shape, Duration::from_secs(5)).await;
+        assert!(
+            reply.starts_with("HTTP/1.1 400"),
+            "{}\n=> {reply}",
+            String::from_utf8_lossy(shape)
+        );
+    }
+    assert!(
+        upstream.requests().is_empty(),
+        "forwarded: {:?}",
+        upstream.requests()
+    );
+    still_serving(&shim).await;
+}
+
+/// hyper resolves Transfer-Encoding + Content-Length the way RFC 9112 §6.1 allows: it drops
+/// Content-Length, reads the body as chunked and closes the connection after the reply. The
+/// request that was hidden behind the body is therefore never parsed, let alone forwarded.
+#[tokio::test]
+async fn te_and_cl_together_cannot_smuggle_a_second_request() {
+    let upstream = ok_upstream().await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let attack = b"POST /api/dashboard/ HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n";
+    let reply = raw_exchange(shim.addr, attack, Duration::from_secs(5)).await;
+    assert_eq!(
+        reply.matches("HTTP/1.1 ").count(),
+        1,
+        "exactly one reply, then close: {reply}"
+    );
+    let seen = upstream.requests();
+    assert!(seen.iter().all(|r| r.target != "/smuggled"), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|r| r.headers.get("content-length").is_none())
+    );
+    still_serving(&shim).await;
+}
+
+#[tokio::test]
+async fn past_max_in_flight_the_shim_sheds_with_503() {
+    let upstream = FakeUpstream::always(
+        Reply::json(200, json!({"success": 1})).delayed(Duration::from_millis(800)),
+    )
+    .await;
+    let config = TempConfig::new("[limits]\nmax_in_flight = 1\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let url = shim.url("/api/dashboard/");
+    let slow = tokio::spawn(async move { send("GET", &url, &[], "").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let shed = send("GET", &shim.url("/api/dashboard/"), &[], "").await;
+    shed.assert_shim_error(503, "overloaded");
+    assert_eq!(shed.header("retry-after"), Some("1"));
+    assert_eq!(slow.await.unwrap().status, 200);
+    let metrics =
+        String::from_utf8_lossy(&send("GET", &shim.admin_url("/metrics"), &[], "").await.body)
+            .into_owned();
+    assert!(
+        metrics.contains("explo_shim_shed_requests_total 1"),
+        "{metrics}"
+    );
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn past_max_connections_new_clients_wait_for_a_free_slot() {
+    let upstream = ok_upstream().await;
+    let config = TempConfig::new("[limits]\nmax_connections = 1\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let holder = tokio::net::TcpStream::connect(shim.addr).await.unwrap();
+    let url = shim.url("/api/dashboard/");
+    let waiting = tokio::spawn(async move { send("GET", &url, &[], "").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a second connection was served past max_connections = 1"
+    );
+    drop(holder);
+    assert_eq!(waiting.await.unwrap().status, 200);
+}
