@@ -108,7 +108,7 @@ async fn oversized_or_too_many_headers_get_431() {
     let reply = raw_exchange(shim.addr, huge.as_bytes(), Duration::from_secs(5)).await;
     assert!(reply.starts_with("HTTP/1.1 431"), "{reply:.200}");
 
-    let mut many = format!("GET /api/dashboard/ HTTP/1.1\r\nhost: x\r\n");
+    let mut many = String::from("GET /api/dashboard/ HTTP/1.1\r\nhost: x\r\n");
     for i in 0..150 {
         many.push_str(&format!("x-h{i}: v\r\n"));
     }
