@@ -7,12 +7,13 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::Uri;
 use serde::Deserialize;
 
 use crate::cli::{Overrides, Setting};
+use crate::headers::deprecation::{DEFAULT_DEPRECATION_DATE, DeprecationHeaders};
 use crate::legacy::reply::ReplyOptions;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -142,7 +143,15 @@ pub struct Config {
     pub legacy: ReplyOptions,
     pub legacy_behaviour: LegacyBehaviour,
     pub rate_limit: Option<RateLimit>,
+    pub deprecation: DeprecationDates,
     pub shutdown_grace: Duration,
+}
+
+/// When the legacy API was deprecated and, optionally, when it goes away.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeprecationDates {
+    pub deprecated_at: SystemTime,
+    pub sunset_at: Option<SystemTime>,
 }
 
 // ---- The file, as written. Unknown keys are errors: a typo must not silently fall back. ----
@@ -162,7 +171,16 @@ struct FileConfig {
     #[serde(default)]
     rate_limit: FileRateLimit,
     #[serde(default)]
+    deprecation: FileDeprecation,
+    #[serde(default)]
     shutdown: FileShutdown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDeprecation {
+    date: Option<String>,
+    sunset: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -321,6 +339,20 @@ fn positive(key: &'static str, value: Option<u64>, default: u64) -> Result<u64, 
         Some(value) => Ok(value),
         None => Ok(default),
     }
+}
+
+/// An RFC 3339 date (`2025-10-15`) or date-time (`2025-10-15T12:00:00Z`).
+fn parse_date(key: &'static str, value: &str, origin: &str) -> Result<SystemTime, ConfigError> {
+    let full = if value.len() == 10 {
+        format!("{value}T00:00:00Z")
+    } else {
+        value.to_owned()
+    };
+    humantime::parse_rfc3339_weak(&full).map_err(|error| {
+        ConfigError(format!(
+            "invalid `{key}` = {value:?} (from {origin}): {error}; expected e.g. 2025-10-15 or 2025-10-15T00:00:00Z"
+        ))
+    })
 }
 
 fn small_positive(key: &'static str, value: Option<u64>, default: u64) -> Result<u32, ConfigError> {
@@ -491,6 +523,25 @@ impl Config {
                 },
             }),
         };
+        let deprecated_at = match &file.deprecation.date {
+            Some(date) => parse_date("deprecation.date", date, origin)?,
+            None => SystemTime::UNIX_EPOCH + DEFAULT_DEPRECATION_DATE,
+        };
+        let sunset_at = match file.deprecation.sunset.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(date) => Some(parse_date("deprecation.sunset", date, origin)?),
+        };
+        if DeprecationHeaders::new(deprecated_at, sunset_at).is_err() {
+            return Err(ConfigError(format!(
+                "invalid `deprecation.sunset` (from {origin}): {} is earlier than the deprecation date {}",
+                humantime::format_rfc3339_seconds(sunset_at.unwrap_or(deprecated_at)),
+                humantime::format_rfc3339_seconds(deprecated_at)
+            )));
+        }
+        let deprecation = DeprecationDates {
+            deprecated_at,
+            sunset_at,
+        };
         let legacy_behaviour = LegacyBehaviour {
             refuse_cascading_delete: file.legacy.refuse_cascading_delete.unwrap_or(true),
         };
@@ -514,6 +565,7 @@ impl Config {
             legacy,
             legacy_behaviour,
             rate_limit,
+            deprecation,
             shutdown_grace,
         })
     }
@@ -656,6 +708,11 @@ mod tests {
             ),
             ("[limits]\nmax_in_flight = 0", "limits.max_in_flight"),
             ("[rate_limit]\nper_minute = 0", "rate_limit.per_minute"),
+            ("[deprecation]\ndate = \"yesterday\"", "deprecation.date"),
+            (
+                "[deprecation]\ndate = \"2025-10-15\"\nsunset = \"2025-01-01\"",
+                "deprecation.sunset",
+            ),
             ("[rate_limit]\nmax_wait = \"x\"", "rate_limit.max_wait"),
             (
                 "[legacy]\nrefuse_cascading_delete = \"yes\"",
@@ -689,6 +746,22 @@ mod tests {
         assert_eq!(legacy.team_id, Some(113.into()));
         assert!(legacy.extra_customer_keys);
         assert_eq!(legacy.api_environment_tags["Production"], "Customer");
+    }
+
+    #[test]
+    fn deprecation_dates_accept_dates_and_date_times() {
+        let (_file, overrides) = write_config(
+            "[deprecation]\ndate = \"2025-10-15\"\nsunset = \"2026-10-15T12:00:00Z\"\n",
+        );
+        let dates = Config::resolve(&overrides).unwrap().deprecation;
+        assert_eq!(
+            dates.deprecated_at,
+            SystemTime::UNIX_EPOCH + DEFAULT_DEPRECATION_DATE
+        );
+        assert_eq!(
+            dates.sunset_at,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_792_065_600))
+        );
     }
 
     #[test]

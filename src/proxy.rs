@@ -17,10 +17,12 @@ use serde_json::Value;
 use crate::body::{ProxyBody, full_body, streamed_body};
 use crate::config::{Config, ConfigError, Limits};
 use crate::error::ShimError;
+use crate::headers::deprecation::DeprecationHeaders;
 use crate::headers::encoding::decode_body;
 use crate::headers::forwarding::prepare_upstream_headers;
 use crate::headers::framing::check_request_framing;
 use crate::headers::hop::strip_hop_by_hop;
+use crate::headers::request_id::{X_REQUEST_ID, request_id};
 use crate::legacy::json::parse_without_duplicate_keys;
 use crate::legacy::reply::{
     ReplyOptions, customer_token, legacy_error_reply, legacy_success_reply,
@@ -34,6 +36,7 @@ use crate::telemetry::{LegacyCallRecord, client_fingerprint, log_legacy_call};
 use crate::upstream::{CollectedReply, Upstream};
 use crate::usage::UsageTracker;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 /// The Explo API credential header (Explo docs, "Explo's authentication").
 pub static EXPLO_AUTHORIZATION: HeaderName = HeaderName::from_static("explo-authorization");
@@ -57,6 +60,7 @@ pub struct Proxy {
     refuse_cascading_delete: bool,
     add_x_forwarded_for: bool,
     in_flight: Semaphore,
+    deprecation: DeprecationHeaders,
     metrics: Arc<Metrics>,
     usage: UsageTracker,
 }
@@ -79,6 +83,13 @@ impl Proxy {
             in_flight: Semaphore::new(
                 usize::try_from(config.limits.max_in_flight).unwrap_or(usize::MAX),
             ),
+            deprecation: DeprecationHeaders::new(
+                config.deprecation.deprecated_at,
+                config.deprecation.sunset_at,
+            )
+            .map_err(|_| {
+                ConfigError("`deprecation.sunset` is earlier than `deprecation.date`".to_owned())
+            })?,
             metrics,
             usage: UsageTracker::default(),
         })
@@ -92,9 +103,39 @@ impl Proxy {
         &self.usage
     }
 
-    /// Answers one request. Never fails: errors become legacy-envelope replies here.
+    /// Answers one request. Never fails: errors become legacy-envelope replies here. Every
+    /// reply carries the request's `x-request-id`, which also goes upstream and labels every
+    /// log line of the request.
     pub async fn handle(
         &self,
+        mut request: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let id = request_id(request.headers());
+        request.headers_mut().insert(&X_REQUEST_ID, id.clone());
+        let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or_default());
+        let mut response = self.handle_with_id(request, client).instrument(span).await;
+        response.headers_mut().insert(&X_REQUEST_ID, id);
+        response
+    }
+
+    async fn handle_with_id(
+        &self,
+        request: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let route = LegacyRoute::recognise(request.method(), request.uri().path());
+        let mut response = self.dispatch(route, request, client).await;
+        if let Some(route) = route {
+            // Every reply to a legacy call says it is deprecated, the shim's own errors too.
+            self.deprecation.apply(route, response.headers_mut());
+        }
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        route: Option<LegacyRoute>,
         request: Request<Incoming>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
@@ -110,7 +151,7 @@ impl Proxy {
         if request.method() == Method::CONNECT {
             return error_response(ShimError::ConnectRefused);
         }
-        match LegacyRoute::recognise(request.method(), request.uri().path()) {
+        match route {
             Some(route) => self.handle_legacy(route, request, client).await,
             None => {
                 let response = self
