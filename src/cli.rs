@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::commands::translate::DEFAULT_BASE_URL;
 
 /// Keeps legacy Explo End User Group integrations working against the Customer API.
 #[derive(Parser, Debug, Default)]
@@ -33,6 +35,39 @@ pub struct Cli {
     /// Validate the configuration, print it and exit (0 when valid, 64 when not).
     #[arg(long)]
     pub check_config: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Tools beside the server.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Read a legacy request on stdin (JSON body or a curl command) and print the equivalent
+    /// Customer API call, with the semantic differences that apply.
+    Translate {
+        /// The legacy endpoint, when stdin holds only a JSON body: create_user_group,
+        /// update_user_group, delete_user_group or refresh_user_group_token.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Print the call(s) as JSON instead of curl commands.
+        #[arg(long)]
+        json: bool,
+        /// Customer API base URL used in the printed calls.
+        #[arg(long, value_name = "URL", default_value = DEFAULT_BASE_URL)]
+        base_url: String,
+    },
+    /// Print the migration tracker of a running shim: who still calls what, since when.
+    Usage {
+        /// Admin listener URL (default: the configured admin address).
+        #[arg(long, value_name = "URL")]
+        admin: Option<String>,
+    },
+    /// Exit 0 when the admin /readyz answers 200 (for container health checks).
+    Healthcheck {
+        /// Admin listener URL (default: the configured admin address).
+        #[arg(long, value_name = "URL")]
+        admin: Option<String>,
+    },
 }
 
 /// A value given on the command line or in the environment, with where it came from.

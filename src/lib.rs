@@ -11,6 +11,7 @@
 //! - [`proxy`]: one request: a legacy route is translated, anything else passes through.
 //! - [`legacy`]: the deprecated surface: the route table and the pure translation functions
 //!   ([`legacy::request`], [`legacy::reply`]) over `serde_json::Value`.
+//! - [`commands`]: the `translate`, `usage` and `healthcheck` subcommands.
 //! - [`upstream`]: the one pooled HTTPS client to the configured upstream.
 //! - [`headers`]: one module per header concern (hop-by-hop, content encoding, forwarding).
 //! - [`error`]: the one error type, mapped to a status and the legacy JSON envelope in one place.
@@ -21,6 +22,7 @@
 pub mod admin;
 pub mod body;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod headers;

@@ -483,11 +483,22 @@ impl Drop for Shim {
 
 /// Runs the binary to completion (for start-up failures and --check-config).
 pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    run_binary_with_stdin(args, env, "")
+}
+
+/// Runs the binary to completion with `stdin` as its standard input.
+pub fn run_binary_with_stdin(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+) -> std::process::Output {
+    use std::io::Write;
     let mut command = Command::new(env!("CARGO_BIN_EXE_explo-shim"));
     command
         .args(args)
         .env_remove("EXPLO_SHIM_CONFIG")
-        .stdin(Stdio::null());
+        .env_remove("EXPLO_SHIM_ADMIN")
+        .stdin(Stdio::piped());
     for (name, value) in env {
         command.env(name, value);
     }
@@ -496,6 +507,10 @@ pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    // A command that exits before reading its input closes the pipe; that is fine here.
+    let _ = input.write_all(stdin.as_bytes());
+    drop(input);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if child.try_wait().unwrap().is_some() {

@@ -1,0 +1,217 @@
+//! The subcommands through the real binary: `translate` on every legacy example of the API
+//! reference, `usage` and `healthcheck` against a running shim.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn translate(args: &[&str], stdin: &str) -> Value {
+    let mut full = vec!["translate", "--json"];
+    full.extend_from_slice(args);
+    let output = run_binary_with_stdin(&full, &[], stdin);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn translate_turns_every_legacy_example_into_the_right_customer_call() {
+    // ../shared/reference/explo-api.md §2.1 to §2.4, request examples.
+    let create = translate(
+        &["--endpoint", "create_user_group"],
+        r#"{"user_group_id": "example_1", "name": "Example 1",
+            "mapping": {"40": "213", "134": "386"}, "properties": {"filterValue": "value"}}"#,
+    );
+    assert_eq!(create["calls"][0]["method"], "POST");
+    assert_eq!(
+        create["calls"][0]["url"],
+        "https://api.explo.co/api/create_customer/"
+    );
+    assert_eq!(
+        create["calls"][0]["body"],
+        json!({"provided_id": "example_1", "name": "Example 1",
+               "mapping": {"40": "213", "134": "386"}, "properties": {"filterValue": "value"}})
+    );
+
+    let update = translate(
+        &["--endpoint", "update_user_group"],
+        &doc_fixture("update_user_group.request.json").to_string(),
+    );
+    assert_eq!(
+        update["calls"][0]["url"],
+        "https://api.explo.co/api/update_customer/"
+    );
+    assert_eq!(update["calls"][0]["body"]["provided_id"], "example_1");
+
+    let token = "a".repeat(64);
+    let delete = translate(
+        &["--endpoint", "delete_user_group"],
+        &json!({"current_token": token}).to_string(),
+    );
+    assert_eq!(delete["calls"][0]["method"], "DELETE");
+    assert_eq!(
+        delete["calls"][0]["url"],
+        "https://api.explo.co/api/delete_customer/"
+    );
+    assert_eq!(delete["calls"][0]["body"], json!({"current_token": token}));
+    assert!(
+        delete["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("CASCADE"))
+    );
+
+    // S3's delete example names the group by id as well as by token.
+    let delete_s3 = translate(
+        &["--endpoint", "delete_user_group"],
+        &json!({"current_token": token, "user_group_id": "example_1"}).to_string(),
+    );
+    assert_eq!(delete_s3["calls"].as_array().unwrap().len(), 1);
+
+    let delete_by_id = translate(
+        &["--endpoint", "delete"],
+        r#"{"user_group_id": "example_1"}"#,
+    );
+    assert_eq!(
+        delete_by_id["calls"][0]["url"],
+        "https://api.explo.co/api/get_customer/"
+    );
+    assert_eq!(
+        delete_by_id["calls"][0]["body"],
+        json!({"provided_id": "example_1"})
+    );
+    assert_eq!(delete_by_id["calls"][1]["method"], "DELETE");
+
+    let refresh = translate(
+        &["--endpoint", "refresh_user_group_token"],
+        &json!({"current_token": token}).to_string(),
+    );
+    assert_eq!(
+        refresh["calls"][0]["url"],
+        "https://api.explo.co/api/refresh_customer_token/"
+    );
+    assert_eq!(refresh["calls"][0]["body"], json!({"current_token": token}));
+}
+
+#[test]
+fn translate_reads_the_seed_docs_curl_command() {
+    // ../shared/reference/000_d5eb2b5954fced9c.txt, "Example Request".
+    let curl = r#"curl --location --request POST 'https://api.explo.co/api/update_user_group/' \
+--header 'Content-Type: application/json' \
+--header 'Explo-Authorization: Token <token>' \
+--data-raw '{
+    "user_group_id": "example_1",
+    "name": "Example 1",
+    "mapping": {"40": "213", "134": "386"},
+    "properties": {"filterValue": "value"}
+}'"#;
+    let output = run_binary_with_stdin(&["translate"], &[], curl);
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.starts_with("curl --request POST 'https://api.explo.co/api/update_customer/'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("'Explo-Authorization: Token <token>'"),
+        "{text}"
+    );
+    assert!(text.contains("\"provided_id\": \"example_1\""), "{text}");
+    assert!(text.contains("Differences to know:"), "{text}");
+
+    // The oldest docs' host and /embed/ path are recognised too.
+    let oldest = curl.replace(
+        "https://api.explo.co/api/update_user_group/",
+        "https://embeddo.herokuapp.com/embed/update_user_group/",
+    );
+    let json = translate(&[], &oldest);
+    assert_eq!(
+        json["calls"][0]["url"],
+        "https://api.explo.co/api/update_customer/"
+    );
+}
+
+#[test]
+fn translate_explains_bad_input() {
+    for (args, stdin, expected) in [
+        (vec!["translate"], r#"{"user_group_id": "a"}"#, "--endpoint"),
+        (
+            vec!["translate", "--endpoint", "create"],
+            r#"{"user_group_id": "a", "data_source_id": 3}"#,
+            "mapping",
+        ),
+        (vec!["translate"], "not json", "neither"),
+    ] {
+        let output = run_binary_with_stdin(&args, &[], stdin);
+        assert_eq!(output.status.code(), Some(65), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(expected),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let output = run_binary_with_stdin(&["translate", "--endpoint", "bogus"], &[], "{}");
+    assert_eq!(output.status.code(), Some(64));
+}
+
+#[tokio::test]
+async fn usage_and_healthcheck_talk_to_a_running_shim() {
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("example_1", "t")}),
+    ))
+    .await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "example_1"}),
+    )
+    .await;
+    let admin = shim.admin.to_string();
+
+    let output = tokio::task::spawn_blocking({
+        let admin = admin.clone();
+        move || run_binary(&["usage", "--admin", &admin], &[])
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let table = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(table.starts_with("CLIENT"), "{table}");
+    assert!(
+        table.contains("update_user_group")
+            && table.contains("update_customer")
+            && table.contains("example_1"),
+        "{table}"
+    );
+
+    let healthy = tokio::task::spawn_blocking({
+        let admin = admin.clone();
+        move || run_binary(&["healthcheck"], &[("EXPLO_SHIM_ADMIN", &admin)])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        healthy.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&healthy.stderr)
+    );
+
+    drop(shim);
+    let down =
+        tokio::task::spawn_blocking(move || run_binary(&["healthcheck", "--admin", &admin], &[]))
+            .await
+            .unwrap();
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("readyz"));
+}
