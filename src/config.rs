@@ -144,7 +144,16 @@ pub struct Config {
     pub legacy_behaviour: LegacyBehaviour,
     pub rate_limit: Option<RateLimit>,
     pub deprecation: DeprecationDates,
+    /// TLS on the main listener: certificate chain and private key (PEM).
+    pub tls: Option<TlsFiles>,
     pub shutdown_grace: Duration,
+}
+
+/// Where the main listener's certificate and key live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// When the legacy API was deprecated and, optionally, when it goes away.
@@ -173,7 +182,16 @@ struct FileConfig {
     #[serde(default)]
     deprecation: FileDeprecation,
     #[serde(default)]
+    tls: FileTls,
+    #[serde(default)]
     shutdown: FileShutdown,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert_file: Option<String>,
+    key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -542,6 +560,28 @@ impl Config {
             deprecated_at,
             sunset_at,
         };
+        let non_empty = |value: &Option<String>| {
+            value
+                .as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let tls = match (
+            non_empty(&file.tls.cert_file),
+            non_empty(&file.tls.key_file),
+        ) {
+            (None, None) => None,
+            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+                cert_file,
+                key_file,
+            }),
+            _ => {
+                return Err(ConfigError(format!(
+                    "invalid `tls` (from {origin}): set both `tls.cert_file` and `tls.key_file`, or neither"
+                )));
+            }
+        };
         let legacy_behaviour = LegacyBehaviour {
             refuse_cascading_delete: file.legacy.refuse_cascading_delete.unwrap_or(true),
         };
@@ -566,6 +606,7 @@ impl Config {
             legacy_behaviour,
             rate_limit,
             deprecation,
+            tls,
             shutdown_grace,
         })
     }
@@ -709,6 +750,7 @@ mod tests {
             ("[limits]\nmax_in_flight = 0", "limits.max_in_flight"),
             ("[rate_limit]\nper_minute = 0", "rate_limit.per_minute"),
             ("[deprecation]\ndate = \"yesterday\"", "deprecation.date"),
+            ("[tls]\ncert_file = \"/x.pem\"", "tls"),
             (
                 "[deprecation]\ndate = \"2025-10-15\"\nsunset = \"2025-01-01\"",
                 "deprecation.sunset",

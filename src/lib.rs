@@ -16,6 +16,7 @@
 //! - [`headers`]: one module per header concern (hop-by-hop, content encoding, forwarding).
 //! - [`error`]: the one error type, mapped to a status and the legacy JSON envelope in one place.
 //! - [`body`]: the body type shared by streamed and built messages.
+//! - [`tls`]: optional TLS on the main listener, reloaded on SIGHUP.
 //! - [`telemetry`]: log set-up, client fingerprints, the deprecated-usage event.
 #![forbid(unsafe_code)]
 
@@ -32,21 +33,39 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 pub mod usage;
 
 use std::future::Future;
 
-use config::Config;
+use config::{Config, ConfigError};
 use proxy::Proxy;
+use tls::InboundTls;
+
+/// Everything built from the configuration before anything listens, so that a bad CA file or
+/// certificate stops start-up (exit 64) instead of the first request.
+pub struct Prepared {
+    pub proxy: Proxy,
+    pub tls: Option<InboundTls>,
+}
+
+/// Builds the upstream client, the request handler and the listener's TLS.
+pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
+    let tls = match &config.tls {
+        Some(files) => Some(InboundTls::load(&files.cert_file, &files.key_file)?),
+        None => None,
+    };
+    Ok(Prepared {
+        proxy: Proxy::new(config)?,
+        tls,
+    })
+}
 
 /// Binds the listeners and serves until `shutdown` completes and the drain is over.
-///
-/// `proxy` is built by the caller so that configuration problems (an unreadable CA file) are
-/// reported before anything listens.
 pub async fn run(
     config: Config,
-    proxy: Proxy,
+    prepared: Prepared,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let (listener, admin) = server::bind(&config).await?;
@@ -55,9 +74,10 @@ pub async fn run(
         listen = %display_addr(listen_addr),
         admin = %display_addr(admin_addr),
         upstream = %config.upstream.url,
+        tls = prepared.tls.is_some(),
         "explo-shim listening"
     );
-    server::serve(&config, proxy, listener, admin, shutdown).await;
+    server::serve(&config, prepared, listener, admin, shutdown).await;
     Ok(())
 }
 

@@ -10,7 +10,6 @@ use std::io::Read;
 use explo_shim::cli::{Command, Overrides};
 use explo_shim::commands::{self, translate};
 use explo_shim::config::Config;
-use explo_shim::proxy::Proxy;
 use explo_shim::{cli, telemetry};
 
 /// EX_USAGE from sysexits.h: the command line or configuration is wrong.
@@ -48,8 +47,8 @@ fn main() -> ExitCode {
         }
     };
     // The client is built inside the runtime (its timers need one) but before anything binds.
-    let proxy = match runtime.block_on(async { Proxy::new(&config) }) {
-        Ok(proxy) => proxy,
+    let prepared = match runtime.block_on(async { explo_shim::prepare(&config) }) {
+        Ok(prepared) => prepared,
         Err(error) => return usage_error(&error),
     };
     if cli.check_config {
@@ -57,7 +56,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     telemetry::init(config.log_format);
-    match runtime.block_on(explo_shim::run(config, proxy, shutdown_signal())) {
+    match runtime.block_on(explo_shim::run(config, prepared, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "explo-shim stopped");

@@ -14,13 +14,15 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::Prepared;
 use crate::admin::{self, Readiness};
 use crate::config::Config;
 use crate::proxy::Proxy;
+use crate::tls::InboundTls;
 
 /// Concurrent streams per HTTP/2 client connection.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
@@ -34,13 +36,17 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// `shutdown` completes, then drains.
 pub async fn serve(
     config: &Config,
-    proxy: Proxy,
+    prepared: Prepared,
     listener: TcpListener,
     admin_listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
     let readiness = Readiness::default();
+    let Prepared { proxy, tls } = prepared;
     let proxy = Arc::new(proxy);
+    let tls = tls.map(Arc::new);
+    let reload_task = tls.clone().map(|tls| tokio::spawn(reload_on_sighup(tls)));
+    let handshake_timeout = config.limits.header_read_timeout;
     let admin_task = tokio::spawn(serve_admin(
         admin_listener,
         readiness.clone(),
@@ -88,14 +94,19 @@ pub async fn serve(
                         let proxy = Arc::clone(&proxy);
                         async move { Ok::<_, Infallible>(proxy.handle(request, client).await) }
                     });
-                    let connection = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    let connection = graceful.watch(connection);
+                    let builder = builder.clone();
+                    let watcher = graceful.watcher();
+                    let acceptor = tls.as_ref().map(|tls| tls.acceptor());
                     tokio::spawn(async move {
                         let _slot = connection_slot;
-                        if let Err(error) = connection.await {
-                            tracing::debug!(%client, error = %crate::upstream::error_chain(error.as_ref()), "client connection ended with an error");
+                        let Some(acceptor) = acceptor else {
+                            return serve_io(builder, watcher, TokioIo::new(stream), service, client).await;
+                        };
+                        // A client that never finishes its handshake is cut off like a slow head.
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => serve_io(builder, watcher, TokioIo::new(stream), service, client).await,
+                            Ok(Err(error)) => tracing::debug!(%client, %error, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
                         }
                     });
                 }
@@ -116,6 +127,56 @@ pub async fn serve(
         Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
     }
     admin_task.abort();
+    if let Some(task) = reload_task {
+        task.abort();
+    }
+}
+
+/// Serves one client connection until it ends or the drain closes it.
+async fn serve_io<I, S>(
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: TokioIo<I>,
+    service: S,
+    client: SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<crate::body::ProxyBody>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let connection = builder.serve_connection(io, service);
+    if let Err(error) = watcher.watch(connection).await {
+        tracing::debug!(%client, error = %crate::upstream::error_chain(error.as_ref()), "client connection ended with an error");
+    }
+}
+
+/// Reloads the listener's certificate on every SIGHUP.
+async fn reload_on_sighup(tls: Arc<InboundTls>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot watch SIGHUP; certificate reload is off");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(error) => {
+                    tracing::error!(%error, "TLS certificate reload failed; keeping the current one")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 async fn serve_admin(listener: TcpListener, readiness: Readiness, proxy: Arc<Proxy>) {
