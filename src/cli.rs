@@ -35,6 +35,10 @@ pub struct Cli {
     /// Validate the configuration, print it and exit (0 when valid, 64 when not).
     #[arg(long)]
     pub check_config: bool,
+    /// Run offline: start the in-memory Customer API emulator as the upstream, and print
+    /// ready-to-paste legacy calls.
+    #[arg(long, conflicts_with = "upstream")]
+    pub demo: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -61,6 +65,16 @@ pub enum Command {
         /// Admin listener URL (default: the configured admin address).
         #[arg(long, value_name = "URL")]
         admin: Option<String>,
+    },
+    /// Serve an in-memory Customer API (create/update/get/delete/refresh, v1 and v2 lists)
+    /// for offline tests.
+    Emulate {
+        /// Address to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090")]
+        listen: String,
+        /// Answer 429 with Retry-After past 180 requests per minute, like the real API.
+        #[arg(long)]
+        rate_limit: bool,
     },
     /// Exit 0 when the admin /readyz answers 200 (for container health checks).
     Healthcheck {

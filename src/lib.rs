@@ -11,6 +11,8 @@
 //! - [`proxy`]: one request: a legacy route is translated, anything else passes through.
 //! - [`legacy`]: the deprecated surface: the route table and the pure translation functions
 //!   ([`legacy::request`], [`legacy::reply`]) over `serde_json::Value`.
+//! - [`demo`]: `--demo`, the shim in front of the emulator.
+//! - [`emulator`]: an in-memory Customer API for offline tests and `--demo`.
 //! - [`commands`]: the `translate`, `usage` and `healthcheck` subcommands.
 //! - [`upstream`]: the one pooled HTTPS client to the configured upstream.
 //! - [`headers`]: one module per header concern (hop-by-hop, content encoding, forwarding).
@@ -25,6 +27,8 @@ pub mod body;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod demo;
+pub mod emulator;
 pub mod error;
 pub mod headers;
 pub mod legacy;
@@ -63,13 +67,18 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
 }
 
 /// Binds the listeners and serves until `shutdown` completes and the drain is over.
+/// `on_listening` gets the bound main and admin addresses once both listen.
 pub async fn run(
     config: Config,
     prepared: Prepared,
     shutdown: impl Future<Output = ()>,
+    on_listening: impl FnOnce(std::net::SocketAddr, std::net::SocketAddr),
 ) -> std::io::Result<()> {
     let (listener, admin) = server::bind(&config).await?;
     let (listen_addr, admin_addr) = server::local_addrs(&listener, &admin);
+    if let (Some(listen), Some(admin)) = (listen_addr, admin_addr) {
+        on_listening(listen, admin);
+    }
     tracing::info!(
         listen = %display_addr(listen_addr),
         admin = %display_addr(admin_addr),

@@ -400,6 +400,17 @@ impl Shim {
     }
 
     pub fn start_with_env(upstream_url: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Shim {
+        let mut args = vec!["--upstream", upstream_url];
+        args.extend_from_slice(extra_args);
+        Self::spawn(&args, env)
+    }
+
+    /// `explo-shim --demo`: the shim in front of its own emulator.
+    pub fn start_demo() -> Shim {
+        Self::spawn(&["--demo"], &[])
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Shim {
         let mut command = Command::new(env!("CARGO_BIN_EXE_explo-shim"));
         command
             .args([
@@ -410,8 +421,7 @@ impl Shim {
                 "--log-format",
                 "json",
             ])
-            .args(["--upstream", upstream_url])
-            .args(extra_args)
+            .args(args)
             .env("RUST_LOG", "trace")
             .env_remove("EXPLO_SHIM_CONFIG")
             .stdin(Stdio::null())

@@ -1,0 +1,336 @@
+//! `explo-shim emulate`: an in-memory stand-in for Explo's Customer API, the way LocalStack
+//! stands in for AWS. It lets a legacy integration be tested through the shim entirely offline
+//! and without spending the real API's 180 requests per minute.
+//!
+//! [`store`] holds the data and the rules of each endpoint as pure functions; this module is
+//! the HTTP face: authentication, the trailing-slash rule, routing and the optional rate limit.
+
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::body::{ProxyBody, full_body};
+use crate::error::retry_after_seconds;
+use crate::ratelimit::{Admission, UpstreamBudget};
+use store::{Reply, Store};
+
+/// Explo's documented limit (docs: security/rate-limits).
+pub const EXPLO_RATE_LIMIT_PER_MINUTE: u32 = 180;
+/// Largest request body the emulator reads.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The emulated API: its data and its optional rate limit.
+pub struct Emulator {
+    store: Mutex<Store>,
+    rate_limit: Option<UpstreamBudget>,
+}
+
+/// The Customer endpoints, their method, and the store operation behind each.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Create,
+    Update,
+    Get,
+    Delete,
+    Refresh,
+    List,
+    ListV2,
+}
+
+const ENDPOINTS: [(&str, Method, Endpoint); 8] = [
+    ("/api/create_customer/", Method::POST, Endpoint::Create),
+    ("/api/update_customer/", Method::POST, Endpoint::Update),
+    ("/api/get_customer/", Method::POST, Endpoint::Get),
+    ("/api/delete_customer/", Method::DELETE, Endpoint::Delete),
+    (
+        "/api/refresh_customer_token/",
+        Method::POST,
+        Endpoint::Refresh,
+    ),
+    ("/api/customers/", Method::GET, Endpoint::List),
+    ("/v2/api/customers/", Method::GET, Endpoint::ListV2),
+    // One stored doc version puts the version after /api/; both answer the same.
+    ("/api/v2/customers/", Method::GET, Endpoint::ListV2),
+];
+
+impl Emulator {
+    /// `rate_limit_per_minute`: `None` for no limit, else requests per minute per emulator.
+    pub fn new(rate_limit_per_minute: Option<u32>) -> Self {
+        Self {
+            store: Mutex::new(Store::default()),
+            rate_limit: rate_limit_per_minute
+                .map(|limit| UpstreamBudget::new(limit, limit, Duration::ZERO, Instant::now())),
+        }
+    }
+
+    /// Answers one request.
+    pub fn handle(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        authorization: Option<&HeaderValue>,
+        body: &[u8],
+    ) -> Response<ProxyBody> {
+        if let Some(limit) = &self.rate_limit
+            && let Admission::Refuse { retry_after } = limit.admit(Instant::now())
+        {
+            let seconds = retry_after_seconds(retry_after);
+            let mut response = json_response(
+                429,
+                json!({"detail": format!("Request was throttled. Expected available in {seconds} seconds.")}),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            return response;
+        }
+        let Some((endpoint_method, endpoint)) = route(path) else {
+            return if route(&format!("{path}/")).is_some() {
+                // The docs: without the trailing slash, "Method not allowed".
+                json_response(405, json!({"detail": "Method not allowed"}))
+            } else {
+                json_response(404, json!({"detail": "Not found."}))
+            };
+        };
+        if *method != endpoint_method {
+            return json_response(
+                405,
+                json!({"detail": format!("Method \"{method}\" not allowed.")}),
+            );
+        }
+        let authorized = authorization
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Token "))
+            .is_some_and(|token| !token.trim().is_empty());
+        if !authorized {
+            return json_response(
+                401,
+                json!({"detail": "Authentication credentials were not provided."}),
+            );
+        }
+        let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            match serde_json::from_slice(body) {
+                Ok(value @ Value::Object(_)) => value,
+                _ => {
+                    return json_response(
+                        400,
+                        json!({"success": 0, "error": "the body must be a JSON object"}),
+                    );
+                }
+            }
+        };
+        let query: BTreeMap<String, String> =
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let mut store = self
+            .store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let reply: Result<Reply, Reply> = match endpoint {
+            Endpoint::Create => store.create(&body),
+            Endpoint::Update => store.update(&body),
+            Endpoint::Get => store.get(&body),
+            Endpoint::Delete => store.delete(&body),
+            Endpoint::Refresh => store.refresh_token(&body),
+            Endpoint::List => store.list(&query),
+            Endpoint::ListV2 => store.list_v2(&query),
+        };
+        let (status, body) = reply.unwrap_or_else(|refusal| refusal);
+        json_response(status, body)
+    }
+}
+
+fn route(path: &str) -> Option<(Method, Endpoint)> {
+    ENDPOINTS
+        .iter()
+        .find(|(endpoint_path, _, _)| *endpoint_path == path)
+        .map(|(_, method, endpoint)| (method.clone(), *endpoint))
+}
+
+fn json_response(status: u16, body: Value) -> Response<ProxyBody> {
+    let mut response = Response::new(full_body(body.to_string()));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn answer(emulator: &Emulator, request: Request<Incoming>) -> Response<ProxyBody> {
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return json_response(
+                413,
+                json!({"success": 0, "error": "request body too large or incomplete"}),
+            );
+        }
+    };
+    emulator.handle(
+        &parts.method,
+        parts.uri.path(),
+        parts.uri.query(),
+        parts.headers.get("explo-authorization"),
+        &body,
+    )
+}
+
+/// Serves the emulator on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    emulator: Arc<Emulator>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => return,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let emulator = Arc::clone(&emulator);
+        let service = service_fn(move |request| {
+            let emulator = Arc::clone(&emulator);
+            async move { Ok::<_, Infallible>(answer(&emulator, request).await) }
+        });
+        tokio::spawn(async move {
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    const TOKEN: HeaderValue = HeaderValue::from_static("Token team");
+
+    fn body_bytes(bytes: &Bytes) -> Value {
+        serde_json::from_slice(bytes).unwrap_or(Value::Null)
+    }
+
+    async fn call(emulator: &Emulator, method: Method, path: &str, body: &str) -> (u16, Value) {
+        let response = emulator.handle(&method, path, None, Some(&TOKEN), body.as_bytes());
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, body_bytes(&bytes))
+    }
+
+    #[tokio::test]
+    async fn the_trailing_slash_rule_and_methods() {
+        let emulator = Emulator::new(None);
+        assert_eq!(
+            call(&emulator, Method::POST, "/api/create_customer", "{}")
+                .await
+                .0,
+            405
+        );
+        assert_eq!(
+            call(&emulator, Method::GET, "/api/create_customer/", "")
+                .await
+                .0,
+            405
+        );
+        assert_eq!(
+            call(&emulator, Method::POST, "/api/nothing/", "{}").await.0,
+            404
+        );
+        assert_eq!(
+            call(
+                &emulator,
+                Method::POST,
+                "/api/create_customer/",
+                r#"{"provided_id": "a"}"#
+            )
+            .await
+            .0,
+            200
+        );
+    }
+
+    #[tokio::test]
+    async fn the_token_header_is_required() {
+        let emulator = Emulator::new(None);
+        for authorization in [
+            None,
+            Some(HeaderValue::from_static("Bearer x")),
+            Some(HeaderValue::from_static("Token ")),
+        ] {
+            let response = emulator.handle(
+                &Method::GET,
+                "/api/customers/",
+                None,
+                authorization.as_ref(),
+                b"",
+            );
+            assert_eq!(response.status(), 401);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_rate_limit_answers_429_with_retry_after() {
+        let emulator = Emulator::new(Some(2));
+        assert_eq!(
+            call(&emulator, Method::GET, "/api/customers/", "").await.0,
+            200
+        );
+        assert_eq!(
+            call(&emulator, Method::GET, "/api/customers/", "").await.0,
+            200
+        );
+        let response = emulator.handle(&Method::GET, "/api/customers/", None, Some(&TOKEN), b"");
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "30");
+    }
+
+    #[tokio::test]
+    async fn list_filters_come_from_the_query_string() {
+        let emulator = Emulator::new(None);
+        call(
+            &emulator,
+            Method::POST,
+            "/api/create_customer/",
+            r#"{"provided_id": "org"}"#,
+        )
+        .await;
+        call(&emulator, Method::POST, "/api/create_customer/",
+             r#"{"provided_id": "kid", "parent_provided_id": "org", "hierarchy_level_name": "Customer"}"#).await;
+        let response = emulator.handle(
+            &Method::GET,
+            "/api/customers/",
+            Some("parent_provided_id=org"),
+            Some(&TOKEN),
+            b"",
+        );
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let customers = body_bytes(&bytes)["customers"].as_array().unwrap().clone();
+        assert_eq!(customers.len(), 1);
+        assert_eq!(customers[0]["provided_id"], "kid");
+    }
+}
