@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# The benchmark harness: explo-shim against nginx on the same machine, in the same run.
+#
+#   bash benches/run.sh            (ROUNDS=3 DURATION=8 CONNS=64 by default)
+#
+# Four targets share one static upstream (nginx `return 200`), one load and one CPU pinning:
+# proxies on core $PROXY_CPU, the load generator and the upstream on core $LOAD_CPU.
+#   direct           the generator against the upstream: the limit
+#   nginx_pass       nginx proxy_pass, 1 worker, upstream keep-alive
+#   shim_pass        GET through the shim
+#   shim_translated  the Update User Group doc example through the shim
+# Closed-loop wrk runs measure the ceiling and the proxy's CPU time per request (from
+# /proc/<pid>/stat); open-loop runs (examples/loadgen.rs) at 50% of the shim's ceiling measure
+# latency. Targets alternate within each round. The report prints ratios, not just absolutes.
+# Everything is on 127.0.0.1 and every run is bounded in time.
+source "$(dirname "$0")/common.sh"
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-8}
+CONNS=${CONNS:-64}
+RESULTS="$WORK/results.jsonl"
+
+install_tools
+ulimit -n "$(ulimit -Hn)"
+start_upstream
+start_nginx_proxy
+start_shim
+wait_port $UPSTREAM_PORT; wait_port $NGINX_PORT; wait_port $SHIM_PORT
+sleep 0.5
+echo "{\"phase\": \"idle\", \"shim_rss_kb\": $(rss_kb $SHIM_PID), \"nginx_rss_kb\": $(rss_kb $NGINX_PID)}" >> "$RESULTS"
+
+# name | url | method | body | pid whose CPU is accounted
+TARGETS=(
+  "direct|http://127.0.0.1:$UPSTREAM_PORT/api/customers/|GET||$UPSTREAM_PID"
+  "nginx_pass|http://127.0.0.1:$NGINX_PORT/api/customers/|GET||$NGINX_PID"
+  "shim_pass|http://127.0.0.1:$SHIM_PORT/api/customers/|GET||$SHIM_PID"
+  "shim_translated|http://127.0.0.1:$SHIM_PORT/api/update_user_group/|POST|$UPDATE_BODY|$SHIM_PID"
+)
+
+run_closed() { # round target-spec
+  IFS='|' read -r name url method body pid <<<"$2"
+  local before after out
+  before=$(cpu_ticks "$pid")
+  out=$(WRK_METHOD=$method WRK_BODY=$body timeout $((DURATION + 20)) \
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s -s "$WORK/report.lua" "$url" | tail -n 1)
+  after=$(cpu_ticks "$pid")
+  echo "{\"phase\": \"closed\", \"round\": $1, \"target\": \"$name\", \"cpu_seconds\": $(awk "BEGIN {print ($after - $before) / $CLK_TCK}"), \"rss_kb\": $(rss_kb "$pid"), \"result\": $out}" >> "$RESULTS"
+  echo "  closed-loop $name: $out" >&2
+}
+
+run_open() { # round target-spec rate
+  IFS='|' read -r name url method body pid <<<"$2"
+  local out
+  out=$(timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" "$LOADGEN" --url "$url" --method "$method" \
+    --body "$body" --rate "$3" --duration "$DURATION" --connections "$CONNS")
+  echo "{\"phase\": \"open\", \"round\": $1, \"target\": \"$name\", \"rate\": $3, \"result\": $out}" >> "$RESULTS"
+  echo "  open-loop $name @ $3/s: $out" >&2
+}
+
+echo "closed loop: $ROUNDS rounds x ${DURATION}s x ${#TARGETS[@]} targets, $CONNS connections" >&2
+for round in $(seq 1 "$ROUNDS"); do
+  for spec in "${TARGETS[@]}"; do run_closed "$round" "$spec"; done
+done
+
+# 50% of the slower shim route's median ceiling, the same rate for every target.
+RATE=$(python3 - "$RESULTS" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"closed"' in l]
+def ceiling(t):
+    return statistics.median(r["result"]["requests"] / r["result"]["seconds"] for r in rows if r["target"] == t)
+print(int(0.5 * min(ceiling("shim_pass"), ceiling("shim_translated"))))
+PY
+)
+echo "open loop at $RATE requests/s (50% of the shim's ceiling)" >&2
+for round in $(seq 1 "$ROUNDS"); do
+  for spec in "${TARGETS[@]}"; do run_open "$round" "$spec" "$RATE"; done
+done
+
+# Memory with 1,000 open keep-alive connections (each has served one request).
+keepalive_rss() { # port pid
+  python3 - "$1" "$2" <<'PY'
+import socket, sys, time
+port, pid = int(sys.argv[1]), sys.argv[2]
+conns = []
+for _ in range(1000):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /api/customers/ HTTP/1.1\r\nHost: bench\r\n\r\n")
+    conns.append(s)
+for s in conns:
+    s.settimeout(5)
+    s.recv(65536)
+time.sleep(1)
+rss = next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS:"))
+print(rss)
+for s in conns:
+    s.close()
+PY
+}
+echo "{\"phase\": \"keepalive\", \"shim_rss_kb\": $(keepalive_rss $SHIM_PORT $SHIM_PID), \"nginx_rss_kb\": $(keepalive_rss $NGINX_PORT $NGINX_PID)}" >> "$RESULTS"
+
+# Instructions per request, from callgrind (repeatable whatever else the machine does): the
+# difference between a short and a long run, so start-up and shutdown cancel out.
+kill "$SHIM_PID"; wait "$SHIM_PID" 2>/dev/null || true
+callgrind_total() { # requests method path body
+  local out="$WORK/callgrind.$1.$2.out" pid
+  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" "$SHIM" --config "$WORK/shim.toml" \
+    --listen 127.0.0.1:19005 --admin 127.0.0.1:19006 --upstream "http://127.0.0.1:$UPSTREAM_PORT" 2>/dev/null &
+  pid=$!
+  for _ in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/19006) 2>/dev/null && break; sleep 0.1; done
+  timeout 120 "$LOADGEN" --url "http://127.0.0.1:19005$3" --method "$2" --body "$4" --rate 100 \
+    --duration "$(awk "BEGIN {print $1 / 100}")" --connections 1 >/dev/null
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  awk '/^(summary|totals):/ {print $2; exit}' "$out"
+}
+for spec in "translated|POST|/api/update_user_group/|$UPDATE_BODY" "pass|GET|/api/customers/|"; do
+  IFS='|' read -r name method path body <<<"$spec"
+  short=$(callgrind_total 200 "$method" "$path" "$body")
+  long=$(callgrind_total 1200 "$method" "$path" "$body")
+  echo "{\"phase\": \"callgrind\", \"route\": \"$name\", \"instructions_per_request\": $(( (long - short) / 1000 ))}" >> "$RESULTS"
+done
+
+python3 - "$RESULTS" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+targets = ["direct", "nginx_pass", "shim_pass", "shim_translated"]
+def pick(phase, target):
+    return [r for r in rows if r["phase"] == phase and r.get("target") == target]
+def med(values):
+    return statistics.median(values)
+closed = {t: pick("closed", t) for t in targets}
+opened = {t: pick("open", t) for t in targets}
+rps = {t: med(r["result"]["requests"] / r["result"]["seconds"] for r in closed[t]) for t in targets}
+cpu = {t: med(r["cpu_seconds"] * 1e6 / max(r["result"]["requests"], 1) for r in closed[t]) for t in targets}
+lat = {t: {q: med(r["result"][q] for r in opened[t]) for q in ("p50_ms", "p99_ms", "p999_ms")} for t in targets}
+errors = {t: sum(r["result"]["errors"] + r["result"].get("non2xx", 0) for r in closed[t]) + sum(r["result"]["errors"] for r in opened[t]) for t in targets}
+idle = next(r for r in rows if r["phase"] == "idle")
+keep = next(r for r in rows if r["phase"] == "keepalive")
+instr = {r["route"]: r["instructions_per_request"] for r in rows if r["phase"] == "callgrind"}
+rate = opened["shim_pass"][0]["rate"]
+
+print(f"\nMedians of {len(closed['direct'])} alternating rounds; ceilings closed-loop, latency open-loop at {rate}/s.")
+print(f"{'target':<17}{'req/s':>10}{'CPU us/req':>12}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'errors':>8}")
+for t in targets:
+    print(f"{t:<17}{rps[t]:>10.0f}{cpu[t]:>12.1f}{lat[t]['p50_ms']:>9.3f}{lat[t]['p99_ms']:>9.3f}{lat[t]['p999_ms']:>10.3f}{errors[t]:>8}")
+print("(direct's CPU is the static upstream's, on the generator's core)")
+
+def check(label, value, target, ok):
+    print(f"  {label:<58}{value:>9}   target {target:<8} {'met' if ok else 'NOT met'}")
+print("\nRatios (same run, same core):")
+for t, tp_target, cpu_target in (("shim_pass", 1.0, 1.0), ("shim_translated", 0.8, 1.25)):
+    r = rps[t] / rps["nginx_pass"]
+    c = cpu[t] / cpu["nginx_pass"]
+    check(f"{t} throughput / nginx_pass", f"{r:.2f}x", f">= {tp_target}x", r >= tp_target)
+    check(f"{t} CPU per request / nginx_pass", f"{c:.2f}x", f"<= {cpu_target}x", c <= cpu_target)
+for t in ("shim_pass", "shim_translated"):
+    d50 = lat[t]["p50_ms"] - lat["direct"]["p50_ms"]
+    d99 = lat[t]["p99_ms"] - lat["direct"]["p99_ms"]
+    check(f"{t} added p50 over direct", f"{d50:.3f}ms", "<= 0.2ms", d50 <= 0.2)
+    check(f"{t} added p99 over direct", f"{d99:.3f}ms", "<= 1ms", d99 <= 1.0)
+n50 = lat["nginx_pass"]["p50_ms"] - lat["direct"]["p50_ms"]
+n99 = lat["nginx_pass"]["p99_ms"] - lat["direct"]["p99_ms"]
+print(f"  {'(nginx_pass added p50 / p99 over direct)':<58}{n50:.3f}ms / {n99:.3f}ms")
+check("shim RSS idle", f"{idle['shim_rss_kb']/1024:.1f}MB", "<= 15MB", idle["shim_rss_kb"] <= 15 * 1024)
+check("shim RSS with 1,000 keep-alive connections", f"{keep['shim_rss_kb']/1024:.1f}MB", "<= 60MB", keep["shim_rss_kb"] <= 60 * 1024)
+print(f"  {'(nginx RSS idle / 1,000 connections)':<58}{idle['nginx_rss_kb']/1024:.1f}MB / {keep['nginx_rss_kb']/1024:.1f}MB")
+for route, count in instr.items():
+    print(f"  {'instructions per ' + route + ' request (callgrind)':<58}{count:>9}")
+PY
