@@ -45,11 +45,12 @@ impl std::fmt::Display for BodyIdleTimeout {
 
 impl std::error::Error for BodyIdleTimeout {}
 
-/// Wraps a body; every frame re-arms the timer.
+/// Wraps a body; every frame re-arms the timer. The timer is only created the first time the
+/// body has to wait: most bodies arrive whole and never need one.
 struct IdleTimeout<B> {
     inner: B,
     idle_timeout: Duration,
-    deadline: Pin<Box<Sleep>>,
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl<B> IdleTimeout<B> {
@@ -57,7 +58,7 @@ impl<B> IdleTimeout<B> {
         Self {
             inner,
             idle_timeout,
-            deadline: Box::pin(tokio::time::sleep(idle_timeout)),
+            deadline: None,
         }
     }
 }
@@ -77,16 +78,21 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let next_deadline = Instant::now() + this.idle_timeout;
-                this.deadline.as_mut().reset(next_deadline);
+                if let Some(deadline) = this.deadline.as_mut() {
+                    deadline.as_mut().reset(Instant::now() + this.idle_timeout);
+                }
                 Poll::Ready(frame.map(|result| result.map_err(Into::into)))
             }
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    Poll::Ready(Some(Err(BodyIdleTimeout(this.idle_timeout).into())))
+            Poll::Pending => {
+                let idle_timeout = this.idle_timeout;
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle_timeout)));
+                match deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyIdleTimeout(idle_timeout).into()))),
+                    Poll::Pending => Poll::Pending,
                 }
-                Poll::Pending => Poll::Pending,
-            },
+            }
         }
     }
 

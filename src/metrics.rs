@@ -63,8 +63,10 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     legacy_calls: Family<LegacyCallLabels, Counter>,
-    pass_through: Family<StatusClassLabels, Counter>,
-    upstream_latency: Family<RouteKindLabels, Histogram, fn() -> Histogram>,
+    /// Handles into the families, one per status class and route kind, taken once: the
+    /// per-request path then skips the family's lock and hash.
+    pass_through_by_class: [Counter; 5],
+    upstream_latency_by_route: [Histogram; 2],
     in_flight: Gauge,
     shed: Counter,
     upstream_throttled: Counter,
@@ -150,8 +152,20 @@ impl Metrics {
         Self {
             registry,
             legacy_calls,
-            pass_through,
-            upstream_latency,
+            pass_through_by_class: STATUS_CLASSES.map(|status_class| {
+                pass_through
+                    .get_or_create(&StatusClassLabels { status_class })
+                    .clone()
+            }),
+            upstream_latency_by_route: [RouteKind::Translated, RouteKind::PassThrough].map(
+                |kind| {
+                    upstream_latency
+                        .get_or_create(&RouteKindLabels {
+                            route: kind.label(),
+                        })
+                        .clone()
+                },
+            ),
             in_flight,
             shed,
             upstream_throttled,
@@ -191,19 +205,15 @@ impl Metrics {
     }
 
     pub fn pass_through(&self, status: u16) {
-        self.pass_through
-            .get_or_create(&StatusClassLabels {
-                status_class: status_class(status),
-            })
-            .inc();
+        self.pass_through_by_class[status_class_index(status)].inc();
     }
 
     pub fn upstream_latency(&self, kind: RouteKind, latency: Duration) {
-        self.upstream_latency
-            .get_or_create(&RouteKindLabels {
-                route: kind.label(),
-            })
-            .observe(latency.as_secs_f64());
+        let index = match kind {
+            RouteKind::Translated => 0,
+            RouteKind::PassThrough => 1,
+        };
+        self.upstream_latency_by_route[index].observe(latency.as_secs_f64());
     }
 
     /// Counts a request in flight until the guard is dropped.
@@ -251,15 +261,15 @@ impl Drop for InFlightGuard<'_> {
     }
 }
 
-/// `2xx`, `4xx`, ... for a status code.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Index into [`STATUS_CLASSES`] for a status code.
+fn status_class_index(status: u16) -> usize {
+    usize::from((status / 100).clamp(1, 5) - 1)
+}
+
 pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
+    STATUS_CLASSES[status_class_index(status)]
 }
 
 #[cfg(test)]

@@ -459,14 +459,15 @@ impl Proxy {
         let (mut parts, body) = request.into_parts();
         // Absolute-form targets are reduced to their path: the authority never chooses the
         // upstream.
-        let path_and_query = parts
+        let target = parts
             .uri
             .path_and_query()
-            .map_or("/", |target| target.as_str());
-        if !path_and_query.starts_with('/') {
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        if !target.as_str().starts_with('/') {
             return Err(ShimError::BadRequestTarget);
         }
-        parts.uri = self.upstream.uri(path_and_query)?;
+        parts.uri = self.upstream.uri_for_target(&target)?;
         // The client's HTTP version is a property of its connection; the pooled upstream
         // connection picks its own (ALPN).
         parts.version = Version::HTTP_11;

@@ -130,12 +130,35 @@ impl Upstream {
 
     /// The upstream URI for an origin-form `path_and_query`, under the configured prefix.
     pub fn uri(&self, path_and_query: &str) -> Result<Uri, ShimError> {
+        if self.url.path_prefix.is_empty() {
+            // The common case: reuse the target as it is, no new string.
+            let target = http::uri::PathAndQuery::try_from(path_and_query)
+                .map_err(|_| ShimError::BadRequestTarget)?;
+            return self.uri_with(target);
+        }
         Uri::builder()
             .scheme(self.url.scheme.clone())
             .authority(self.url.authority.clone())
             .path_and_query(format!("{}{}", self.url.path_prefix, path_and_query))
             .build()
             .map_err(|_| ShimError::BadRequestTarget)
+    }
+
+    /// The upstream URI for a request target that needs no prefix.
+    fn uri_with(&self, target: http::uri::PathAndQuery) -> Result<Uri, ShimError> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.url.scheme.clone());
+        parts.authority = Some(self.url.authority.clone());
+        parts.path_and_query = Some(target);
+        Uri::from_parts(parts).map_err(|_| ShimError::BadRequestTarget)
+    }
+
+    /// The upstream URI for a client's request target, under the configured prefix.
+    pub fn uri_for_target(&self, target: &http::uri::PathAndQuery) -> Result<Uri, ShimError> {
+        if self.url.path_prefix.is_empty() {
+            return self.uri_with(target.clone());
+        }
+        self.uri(target.as_str())
     }
 
     /// Sends `request` and waits for the reply headers, within the upstream timeout.

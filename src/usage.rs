@@ -23,7 +23,8 @@ struct UsageEntry {
 /// Per client fingerprint and legacy endpoint usage.
 #[derive(Debug, Default)]
 pub struct UsageTracker {
-    entries: Mutex<BTreeMap<(String, &'static str), UsageEntry>>,
+    /// client fingerprint -> legacy endpoint -> usage
+    entries: Mutex<BTreeMap<String, BTreeMap<&'static str, UsageEntry>>>,
 }
 
 impl UsageTracker {
@@ -39,13 +40,21 @@ impl UsageTracker {
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let key = (client.to_owned(), route.legacy_endpoint());
-        let entry = entries.entry(key).or_insert(UsageEntry {
-            count: 0,
-            first_seen: now,
-            last_seen: now,
-            last_user_group_id: None,
-        });
+        // Only a new client costs an allocation.
+        if !entries.contains_key(client) {
+            entries.insert(client.to_owned(), BTreeMap::new());
+        }
+        let Some(endpoints) = entries.get_mut(client) else {
+            return;
+        };
+        let entry = endpoints
+            .entry(route.legacy_endpoint())
+            .or_insert(UsageEntry {
+                count: 0,
+                first_seen: now,
+                last_seen: now,
+                last_user_group_id: None,
+            });
         entry.count += 1;
         entry.last_seen = now;
         if let Some(id) = user_group_id {
@@ -59,25 +68,27 @@ impl UsageTracker {
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut clients: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
-        for ((client, endpoint), entry) in entries.iter() {
-            clients.entry(client).or_default().push(json!({
-                "endpoint": endpoint,
-                "replacement": LegacyRoute::ALL
+        let clients: Vec<Value> = entries
+            .iter()
+            .map(|(client, endpoints)| {
+                let endpoints: Vec<Value> = endpoints
                     .iter()
-                    .find(|route| route.legacy_endpoint() == *endpoint)
-                    .map(|route| route.customer_endpoint()),
-                "count": entry.count,
-                "first_seen": humantime::format_rfc3339_seconds(entry.first_seen).to_string(),
-                "last_seen": humantime::format_rfc3339_seconds(entry.last_seen).to_string(),
-                "last_user_group_id": entry.last_user_group_id,
-            }));
-        }
-        let clients: Vec<Value> = clients
-            .into_iter()
-            .map(
-                |(client, endpoints)| json!({"client_fingerprint": client, "endpoints": endpoints}),
-            )
+                    .map(|(endpoint, entry)| {
+                        json!({
+                            "endpoint": endpoint,
+                            "replacement": LegacyRoute::ALL
+                                .iter()
+                                .find(|route| route.legacy_endpoint() == *endpoint)
+                                .map(|route| route.customer_endpoint()),
+                            "count": entry.count,
+                            "first_seen": humantime::format_rfc3339_seconds(entry.first_seen).to_string(),
+                            "last_seen": humantime::format_rfc3339_seconds(entry.last_seen).to_string(),
+                            "last_user_group_id": entry.last_user_group_id,
+                        })
+                    })
+                    .collect();
+                json!({"client_fingerprint": client, "endpoints": endpoints})
+            })
             .collect();
         json!({ "clients": clients })
     }

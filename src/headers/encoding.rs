@@ -47,6 +47,9 @@ fn codings(headers: &HeaderMap) -> Vec<String> {
 
 /// Returns the body with every content coding removed, never larger than `limit` bytes.
 pub fn decode_body(headers: &HeaderMap, body: Bytes, limit: u64) -> Result<Bytes, DecodeError> {
+    if !headers.contains_key(CONTENT_ENCODING) {
+        return Ok(body);
+    }
     let mut decoded = body;
     // Codings are listed in the order they were applied, so they are undone in reverse.
     for coding in codings(headers).iter().rev() {

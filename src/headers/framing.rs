@@ -13,31 +13,32 @@ use crate::error::ShimError;
 /// Accepts only unambiguous framing: no body headers, one decimal `Content-Length`, or
 /// `Transfer-Encoding: chunked` alone.
 pub fn check_request_framing(headers: &HeaderMap) -> Result<(), ShimError> {
-    let lengths: Vec<_> = headers.get_all(CONTENT_LENGTH).iter().collect();
-    let encodings: Vec<_> = headers.get_all(TRANSFER_ENCODING).iter().collect();
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    let mut encodings = headers.get_all(TRANSFER_ENCODING).iter();
     let ambiguous = |reason: &'static str| Err(ShimError::AmbiguousFraming { reason });
-    if !lengths.is_empty() && !encodings.is_empty() {
-        return ambiguous("both Transfer-Encoding and Content-Length");
-    }
-    if lengths.len() > 1 {
-        return ambiguous("more than one Content-Length");
-    }
-    if let Some(length) = lengths.first() {
-        let digits = length.as_bytes();
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return ambiguous("a Content-Length that is not a single decimal number");
+    match (lengths.next(), encodings.next()) {
+        (None, None) => Ok(()),
+        (Some(_), Some(_)) => ambiguous("both Transfer-Encoding and Content-Length"),
+        (Some(length), None) => {
+            if lengths.next().is_some() {
+                return ambiguous("more than one Content-Length");
+            }
+            let digits = length.as_bytes();
+            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                return ambiguous("a Content-Length that is not a single decimal number");
+            }
+            Ok(())
         }
-    }
-    if !encodings.is_empty() {
-        let only_chunked = encodings.len() == 1
-            && encodings[0]
+        (None, Some(coding)) => {
+            let chunked = coding
                 .to_str()
-                .is_ok_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
-        if !only_chunked {
-            return ambiguous("a Transfer-Encoding other than chunked");
+                .is_ok_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+            if !chunked || encodings.next().is_some() {
+                return ambiguous("a Transfer-Encoding other than chunked");
+            }
+            Ok(())
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

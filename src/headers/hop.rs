@@ -24,6 +24,20 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 
 /// Removes the hop-by-hop fields and every field that `Connection` lists.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the (few) names present is cheaper than nine failed look-ups, and most
+    // messages carry no hop-by-hop field at all.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    if headers.contains_key(header::CONNECTION) {
+        remove_named_by_connection(headers);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn remove_named_by_connection(headers: &mut HeaderMap) {
     let named_by_connection: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -31,7 +45,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|list| list.split(','))
         .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
         .collect();
-    for name in named_by_connection.iter().chain(HOP_BY_HOP.iter()) {
+    for name in &named_by_connection {
         headers.remove(name);
     }
 }

@@ -1,6 +1,9 @@
 //! `x-request-id`: the client's own when it sent a sane one, otherwise a new one. The same ID
 //! goes upstream, comes back on the reply, and is on every log line of the request.
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 
@@ -27,8 +30,13 @@ fn is_sane(id: &[u8]) -> bool {
         })
 }
 
+/// A random 64-bit prefix drawn once per process and a counter: unique across replicas and
+/// restarts for all practical purposes, and no random-number syscall per request.
 fn new_request_id() -> HeaderValue {
-    let id = uuid::Uuid::new_v4();
+    static PROCESS_PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PROCESS_PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let id = uuid::Uuid::from_u64_pair(prefix, COUNTER.fetch_add(1, Ordering::Relaxed));
     // A hyphenated UUID is always a valid header value.
     HeaderValue::from_str(
         id.hyphenated()

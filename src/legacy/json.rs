@@ -6,7 +6,6 @@
 //! exact text (serde_json's `arbitrary_precision`), and serde_json's nesting limit (128) still
 //! applies, so a deeply nested body is an error rather than a stack overflow.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -26,6 +25,17 @@ pub fn parse_without_duplicate_keys(bytes: &[u8]) -> Result<Value, serde_json::E
 }
 
 struct StrictValue;
+
+/// Inserts `key` unless it is already there; returns the key back when it was a duplicate.
+fn insert_new(object: &mut Map<String, Value>, key: String, value: Value) -> Option<String> {
+    match object.entry(key) {
+        serde_json::map::Entry::Occupied(entry) => Some(entry.key().clone()),
+        serde_json::map::Entry::Vacant(entry) => {
+            entry.insert(value);
+            None
+        }
+    }
+}
 
 impl<'de> DeserializeSeed<'de> for StrictValue {
     type Value = Value;
@@ -95,14 +105,12 @@ impl<'de> Visitor<'de> for StrictValue {
                 .map_err(A::Error::custom);
         }
         let mut object = Map::new();
-        let mut seen = HashSet::new();
         let mut key = Some(first_key);
         while let Some(name) = key {
             let value = map.next_value_seed(StrictValue)?;
-            if !seen.insert(name.clone()) {
+            if let Some(name) = insert_new(&mut object, name, value) {
                 return Err(A::Error::custom(format!("duplicate key `{name}`")));
             }
-            object.insert(name, value);
             key = map.next_key::<String>()?;
         }
         Ok(Value::Object(object))
