@@ -22,6 +22,9 @@ pub const DEFAULT_UPSTREAM: &str = "https://api.explo.co";
 pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_UPSTREAM_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle upstream connections kept for reuse; a burst's extra connections close when it ends,
+/// so memory falls back after a load peak.
+pub const DEFAULT_UPSTREAM_POOL_MAX_IDLE: u64 = 64;
 /// Largest legacy request body read into memory (1 MiB; the documented bodies are < 1 KiB).
 pub const DEFAULT_LEGACY_BODY_BYTES: u64 = 1024 * 1024;
 /// Largest upstream reply (after decompression) read into memory to build a legacy reply.
@@ -97,6 +100,7 @@ pub struct UpstreamConfig {
     /// reply body on translated calls.
     pub timeout: Duration,
     pub pool_idle_timeout: Duration,
+    pub pool_max_idle: usize,
     /// Extra PEM roots, trusted beside the built-in web PKI roots.
     pub ca_file: Option<PathBuf>,
     pub add_x_forwarded_for: bool,
@@ -217,6 +221,7 @@ struct FileUpstream {
     connect_timeout: Option<String>,
     timeout: Option<String>,
     pool_idle_timeout: Option<String>,
+    pool_max_idle: Option<u64>,
     ca_file: Option<String>,
     add_x_forwarded_for: Option<bool>,
 }
@@ -446,6 +451,13 @@ impl Config {
                 None,
                 DEFAULT_UPSTREAM_POOL_IDLE_TIMEOUT,
             )?,
+            // Zero is allowed: no idle connections kept, every call connects afresh.
+            pool_max_idle: usize::try_from(
+                file.upstream
+                    .pool_max_idle
+                    .unwrap_or(DEFAULT_UPSTREAM_POOL_MAX_IDLE),
+            )
+            .unwrap_or(usize::MAX),
             ca_file: file
                 .upstream
                 .ca_file

@@ -65,6 +65,7 @@ impl Upstream {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle)
             // Without a timer the idle timeout is never enforced.
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
