@@ -4,8 +4,9 @@
 //! are capped at `limits.max_tracked_clients` distinct values, after which new clients are
 //! counted as `other`. A hostile client cannot grow memory by inventing credentials.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -17,6 +18,8 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::legacy::LegacyRoute;
+use crate::telemetry::{ANONYMOUS, client_fingerprint};
+use http::HeaderValue;
 
 /// The fingerprint label for clients past the cap.
 pub const OTHER_CLIENTS: &str = "other";
@@ -25,7 +28,7 @@ pub const OTHER_CLIENTS: &str = "other";
 struct LegacyCallLabels {
     endpoint: &'static str,
     status_class: &'static str,
-    client: String,
+    client: Arc<String>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,6 +62,24 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
 
+/// A calling client, as the logs and the metrics name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// 12 hex digits of the SHA-256 of the credential (see [`client_fingerprint`]).
+    pub fingerprint: Arc<String>,
+    /// The fingerprint, or `other` once `max_clients` are tracked.
+    pub label: Arc<String>,
+}
+
+impl ClientIdentity {
+    fn known(fingerprint: Arc<String>) -> Self {
+        Self {
+            label: Arc::clone(&fingerprint),
+            fingerprint,
+        }
+    }
+}
+
 /// Every metric the shim exports.
 pub struct Metrics {
     registry: Registry,
@@ -75,7 +96,10 @@ pub struct Metrics {
     rate_limit_refused: Counter,
     cascade_refused: Counter,
     max_clients: usize,
-    clients: Mutex<HashSet<String>>,
+    /// Known clients: a keyed hash of the credential (never the credential itself) to its
+    /// fingerprint, so the SHA-256 runs once per client rather than once per call.
+    clients: Mutex<HashMap<u64, Arc<String>>>,
+    client_key: RandomState,
 }
 
 impl Metrics {
@@ -174,32 +198,42 @@ impl Metrics {
             rate_limit_refused,
             cascade_refused,
             max_clients,
-            clients: Mutex::new(HashSet::new()),
+            clients: Mutex::new(HashMap::new()),
+            client_key: RandomState::new(),
         }
     }
 
-    /// The fingerprint as a label: itself while under the cap, `other` past it.
-    pub fn client_label(&self, fingerprint: &str) -> String {
+    /// Who is calling: the fingerprint of `authorization` and the label metrics and `/usage`
+    /// count it under (the fingerprint itself while under the cap, `other` past it).
+    pub fn identify(&self, authorization: Option<&HeaderValue>) -> ClientIdentity {
+        let Some(credential) = authorization else {
+            return ClientIdentity::known(Arc::new(ANONYMOUS.to_owned()));
+        };
+        let key = self.client_key.hash_one(credential.as_bytes());
         let mut clients = self
             .clients
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if clients.contains(fingerprint) {
-            return fingerprint.to_owned();
+        if let Some(fingerprint) = clients.get(&key) {
+            return ClientIdentity::known(Arc::clone(fingerprint));
         }
+        let fingerprint = Arc::new(client_fingerprint(Some(credential)));
         if clients.len() < self.max_clients {
-            clients.insert(fingerprint.to_owned());
-            return fingerprint.to_owned();
+            clients.insert(key, Arc::clone(&fingerprint));
+            return ClientIdentity::known(fingerprint);
         }
-        OTHER_CLIENTS.to_owned()
+        ClientIdentity {
+            fingerprint,
+            label: Arc::new(OTHER_CLIENTS.to_owned()),
+        }
     }
 
-    pub fn legacy_call(&self, route: LegacyRoute, status: u16, client_label: String) {
+    pub fn legacy_call(&self, route: LegacyRoute, status: u16, client: &ClientIdentity) {
         self.legacy_calls
             .get_or_create(&LegacyCallLabels {
                 endpoint: route.legacy_endpoint(),
                 status_class: status_class(status),
-                client: client_label,
+                client: Arc::clone(&client.label),
             })
             .inc();
     }
@@ -279,17 +313,32 @@ mod tests {
     #[test]
     fn fingerprints_past_the_cap_count_as_other() {
         let metrics = Metrics::new(2);
-        assert_eq!(metrics.client_label("aaa"), "aaa");
-        assert_eq!(metrics.client_label("bbb"), "bbb");
-        assert_eq!(metrics.client_label("ccc"), OTHER_CLIENTS);
-        assert_eq!(metrics.client_label("aaa"), "aaa");
+        let token = |value: &'static str| HeaderValue::from_static(value);
+        let first = metrics.identify(Some(&token("Token a")));
+        assert_eq!(*first.label, *first.fingerprint);
+        assert_eq!(
+            first.fingerprint.as_str(),
+            client_fingerprint(Some(&token("Token a")))
+        );
+        assert_eq!(
+            metrics.identify(Some(&token("Token b"))).label.as_str(),
+            client_fingerprint(Some(&token("Token b")))
+        );
+        let third = metrics.identify(Some(&token("Token c")));
+        assert_eq!(third.label.as_str(), OTHER_CLIENTS);
+        assert_eq!(
+            third.fingerprint.as_str(),
+            client_fingerprint(Some(&token("Token c")))
+        );
+        assert_eq!(metrics.identify(Some(&token("Token a"))), first);
+        assert_eq!(metrics.identify(None).label.as_str(), ANONYMOUS);
     }
 
     #[test]
     fn exposition_names_every_metric() {
         let metrics = Metrics::new(10);
-        let label = metrics.client_label("abc123");
-        metrics.legacy_call(LegacyRoute::UpdateUserGroup, 200, label);
+        let client = ClientIdentity::known(Arc::new("abc123".to_owned()));
+        metrics.legacy_call(LegacyRoute::UpdateUserGroup, 200, &client);
         metrics.pass_through(404);
         metrics.upstream_latency(RouteKind::Translated, Duration::from_millis(3));
         metrics.shed();

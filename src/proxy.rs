@@ -32,7 +32,7 @@ use crate::legacy::request::{
 };
 use crate::legacy::{GET_CUSTOMER_PATH, LegacyRoute};
 use crate::metrics::Metrics;
-use crate::telemetry::{LegacyCallRecord, client_fingerprint, log_legacy_call};
+use crate::telemetry::{LegacyCallRecord, log_legacy_call};
 use crate::upstream::{CollectedReply, Upstream};
 use crate::usage::UsageTracker;
 use tokio::sync::Semaphore;
@@ -171,7 +171,9 @@ impl Proxy {
         client: SocketAddr,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
-        let fingerprint = client_fingerprint(request.headers().get(&EXPLO_AUTHORIZATION));
+        let caller = self
+            .metrics
+            .identify(request.headers().get(&EXPLO_AUTHORIZATION));
         let mut user_group_id = None;
         let (response, upstream_status) = match self
             .translate(route, request, client, &mut user_group_id)
@@ -184,19 +186,18 @@ impl Proxy {
         log_legacy_call(&LegacyCallRecord {
             route,
             user_group_id: user_group_id.as_deref(),
-            client_fingerprint: &fingerprint,
+            client_fingerprint: &caller.fingerprint,
             upstream_status,
             status,
             latency: started.elapsed(),
         });
-        let client_label = self.metrics.client_label(&fingerprint);
         self.usage.record(
-            &client_label,
+            &caller.label,
             route,
             user_group_id.as_deref(),
             SystemTime::now(),
         );
-        self.metrics.legacy_call(route, status, client_label);
+        self.metrics.legacy_call(route, status, &caller);
         response
     }
 

@@ -16,6 +16,9 @@ use crate::legacy::LegacyRoute;
 /// The `tracing` target of the one event per legacy call.
 pub const DEPRECATED_TARGET: &str = "deprecated";
 
+/// The fingerprint of a client that sent no `Explo-Authorization`.
+pub const ANONYMOUS: &str = "anonymous";
+
 /// Libraries whose verbose output could carry header or body bytes.
 const CAPPED_TARGETS: [&str; 5] = ["h2", "hyper", "hyper_util", "rustls", "hyper_rustls"];
 
@@ -41,7 +44,7 @@ pub fn init(format: LogFormat) {
 /// SHA-256 of its `Explo-Authorization` value, or `anonymous` without one.
 pub fn client_fingerprint(authorization: Option<&HeaderValue>) -> String {
     let Some(value) = authorization else {
-        return "anonymous".to_owned();
+        return ANONYMOUS.to_owned();
     };
     Sha256::digest(value.as_bytes())
         .iter()
