@@ -6,6 +6,7 @@
 //! - [`cli`]: the command line (flags and their `EXPLO_SHIM_*` variables).
 //! - [`config`]: defaults as named constants, the TOML file, validation with messages that
 //!   name the key.
+//! - [`framing_guard`]: byte-level request-smuggling guard in front of hyper.
 //! - [`server`]: the accept loop, HTTP/1.1 and h2c, the graceful drain.
 //! - [`admin`]: `/healthz` and `/readyz` on the admin listener.
 //! - [`proxy`]: one request: a legacy route is translated, anything else passes through.
@@ -30,6 +31,7 @@ pub mod config;
 pub mod demo;
 pub mod emulator;
 pub mod error;
+pub mod framing_guard;
 pub mod headers;
 pub mod legacy;
 pub mod metrics;

@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use crate::Prepared;
 use crate::admin::{self, Readiness};
 use crate::config::Config;
+use crate::framing_guard::FramingGuard;
 use crate::proxy::Proxy;
 use crate::tls::InboundTls;
 
@@ -46,7 +47,8 @@ pub async fn serve(
     let proxy = Arc::new(proxy);
     let tls = tls.map(Arc::new);
     let reload_task = tls.clone().map(|tls| tokio::spawn(reload_on_sighup(tls)));
-    let handshake_timeout = config.limits.header_read_timeout;
+    let header_read_timeout = config.limits.header_read_timeout;
+    let max_head_bytes = usize::try_from(config.limits.max_header_bytes).unwrap_or(usize::MAX);
     let admin_task = tokio::spawn(serve_admin(
         admin_listener,
         readiness.clone(),
@@ -100,11 +102,15 @@ pub async fn serve(
                     tokio::spawn(async move {
                         let _slot = connection_slot;
                         let Some(acceptor) = acceptor else {
-                            return serve_io(builder, watcher, TokioIo::new(stream), service, client).await;
+                            let guarded = FramingGuard::new(stream, max_head_bytes, header_read_timeout);
+                            return serve_io(builder, watcher, TokioIo::new(guarded), service, client).await;
                         };
                         // A client that never finishes its handshake is cut off like a slow head.
-                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(stream)) => serve_io(builder, watcher, TokioIo::new(stream), service, client).await,
+                        match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                let guarded = FramingGuard::new(stream, max_head_bytes, header_read_timeout);
+                                serve_io(builder, watcher, TokioIo::new(guarded), service, client).await
+                            }
                             Ok(Err(error)) => tracing::debug!(%client, %error, "TLS handshake failed"),
                             Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
                         }

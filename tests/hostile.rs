@@ -199,26 +199,39 @@ async fn request_smuggling_shapes_are_refused_and_never_forwarded() {
     still_serving(&shim).await;
 }
 
-/// hyper resolves Transfer-Encoding + Content-Length the way RFC 9112 §6.1 allows: it drops
-/// Content-Length, reads the body as chunked and closes the connection after the reply. The
-/// request that was hidden behind the body is therefore never parsed, let alone forwarded.
+/// hyper alone would read TE + CL as chunked and drop the length (RFC 9112 §6.1); the
+/// connection guard makes the shim refuse it instead, whichever header comes first and however
+/// the bytes are split, and also on a later request of a keep-alive connection.
 #[tokio::test]
-async fn te_and_cl_together_cannot_smuggle_a_second_request() {
+async fn te_with_cl_and_repeated_cl_are_refused_with_400_and_never_forwarded() {
     let upstream = ok_upstream().await;
     let shim = Shim::start(&upstream.url(), &[]);
-    let attack = b"POST /api/dashboard/ HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n";
-    let reply = raw_exchange(shim.addr, attack, Duration::from_secs(5)).await;
-    assert_eq!(
-        reply.matches("HTTP/1.1 ").count(),
-        1,
-        "exactly one reply, then close: {reply}"
-    );
-    let seen = upstream.requests();
-    assert!(seen.iter().all(|r| r.target != "/smuggled"), "{seen:?}");
-    assert!(
-        seen.iter()
-            .all(|r| r.headers.get("content-length").is_none())
-    );
+    let shapes: [&[u8]; 4] = [
+        b"POST /api/dashboard/ HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"POST /api/update_user_group/ HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n0\r\n\r\n",
+        b"POST /api/dashboard/ HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\nhello",
+        b"GET /api/dashboard/ HTTP/1.1\r\nhost: x\r\n\r\nPOST /api/dashboard/ HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+    ];
+    for (index, shape) in shapes.iter().enumerate() {
+        let reply = raw_exchange(shim.addr, shape, Duration::from_secs(5)).await;
+        let last = reply
+            .rfind("HTTP/1.1 ")
+            .map(|at| &reply[at..])
+            .unwrap_or("");
+        assert!(
+            last.starts_with("HTTP/1.1 400"),
+            "{}\n=> {reply}",
+            String::from_utf8_lossy(shape)
+        );
+        assert!(last.contains("ambiguous_framing"), "{reply}");
+        assert!(
+            last.to_ascii_lowercase().contains("connection: close"),
+            "{reply}"
+        );
+        let expected_forwarded = if index == 3 { 1 } else { 0 };
+        assert_eq!(upstream.requests().len(), expected_forwarded, "{reply}");
+    }
+    assert!(upstream.requests().iter().all(|r| r.target != "/smuggled"));
     still_serving(&shim).await;
 }
 
@@ -262,4 +275,18 @@ async fn past_max_connections_new_clients_wait_for_a_free_slot() {
     );
     drop(holder);
     assert_eq!(waiting.await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed() {
+    let upstream = ok_upstream().await;
+    let config = TempConfig::new("[limits]\nheader_read_timeout = \"500ms\"\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let mut silent = tokio::net::TcpStream::connect(shim.addr).await.unwrap();
+    let mut received = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut received)).await;
+    assert!(closed.is_ok(), "a silent connection was kept open");
+    assert!(received.is_empty());
+    still_serving(&shim).await;
 }

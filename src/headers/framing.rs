@@ -9,6 +9,7 @@ use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 
 use crate::error::ShimError;
+use crate::framing_guard::AMBIGUOUS_FRAMING_MARKER;
 
 /// Accepts only unambiguous framing: no body headers, one decimal `Content-Length`, or
 /// `Transfer-Encoding: chunked` alone.
@@ -16,6 +17,10 @@ pub fn check_request_framing(headers: &HeaderMap) -> Result<(), ShimError> {
     let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
     let mut encodings = headers.get_all(TRANSFER_ENCODING).iter();
     let ambiguous = |reason: &'static str| Err(ShimError::AmbiguousFraming { reason });
+    // The connection guard renames a Content-Length that hyper would have dropped or merged.
+    if headers.contains_key(AMBIGUOUS_FRAMING_MARKER) {
+        return ambiguous("Transfer-Encoding with Content-Length, or a repeated Content-Length");
+    }
     match (lengths.next(), encodings.next()) {
         (None, None) => Ok(()),
         (Some(_), Some(_)) => ambiguous("both Transfer-Encoding and Content-Length"),
@@ -78,6 +83,7 @@ mod tests {
             ],
             &[("transfer-encoding", "xchunked")],
             &[("transfer-encoding", "identity")],
+            &[("transfer-encoding", "chunked"), ("x-ambiguous-cl", "5")],
         ] {
             let error = check(pairs).unwrap_err();
             assert_eq!(error.status(), http::StatusCode::BAD_REQUEST, "{pairs:?}");

@@ -1,0 +1,452 @@
+//! A byte-level guard against request smuggling on client connections.
+//!
+//! hyper resolves a request carrying both `Transfer-Encoding` and `Content-Length` the way RFC
+//! 9112 §6.1 allows (it drops `Content-Length` and reads chunked), and it folds repeated equal
+//! `Content-Length`s into one. Both are safe for hyper, but the request still reaches the
+//! handler looking ordinary, so it would be forwarded. This guard sits between the socket and
+//! hyper, follows HTTP/1 message framing (heads, `Content-Length` bodies, chunked bodies), and
+//! renames the conflicting `Content-Length` field of such a head to [`AMBIGUOUS_FRAMING_MARKER`]
+//! (same length, so nothing shifts). The handler's framing check then refuses the request with
+//! 400 and `Connection: close`, and nothing is forwarded.
+//!
+//! Heads are held back until complete (at most `max_head_bytes`); body bytes pass straight on.
+//! Anything the guard cannot follow (HTTP/2, a malformed or oversized head, a bad chunk size)
+//! switches it off for the rest of the connection and leaves the verdict to hyper.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// The field name a conflicting `Content-Length` is renamed to. Same length as
+/// `content-length`, so the head keeps its size.
+pub const AMBIGUOUS_FRAMING_MARKER: &str = "x-ambiguous-cl";
+const CONTENT_LENGTH: &str = "content-length";
+const READ_CHUNK: usize = 8 * 1024;
+/// Header fields parsed per head; more is left to hyper's own limit.
+const MAX_FIELDS: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Collecting a request head.
+    Head,
+    /// Bytes left in a `Content-Length` body.
+    Body(u64),
+    /// Reading a chunk-size line.
+    ChunkSize,
+    /// Bytes left in a chunk's data, then its CRLF.
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd(u8),
+    /// Trailer lines after the last chunk, until an empty line.
+    Trailers,
+    /// No longer inspecting.
+    Off,
+}
+
+/// The framing follower, without I/O: bytes in, deliverable bytes out.
+#[derive(Debug)]
+pub struct FramingFollower {
+    state: State,
+    /// Head bytes (or a chunk-size or trailer line) not yet complete.
+    held: Vec<u8>,
+    max_head_bytes: usize,
+}
+
+impl FramingFollower {
+    pub fn new(max_head_bytes: usize) -> Self {
+        Self {
+            state: State::Head,
+            held: Vec::new(),
+            max_head_bytes,
+        }
+    }
+
+    /// Bytes held back (an incomplete head or line); for tests and fuzzing.
+    pub fn held_bytes(&self) -> &[u8] {
+        &self.held
+    }
+
+    /// Whether the follower has stopped inspecting.
+    pub fn is_off(&self) -> bool {
+        self.state == State::Off && self.held.is_empty()
+    }
+
+    /// Feeds `input`; appends every byte that may now go to hyper to `out`.
+    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        while !input.is_empty() {
+            match self.state {
+                State::Off => {
+                    out.append(&mut self.held);
+                    out.extend_from_slice(input);
+                    return;
+                }
+                State::Head => {
+                    self.held.extend_from_slice(input);
+                    input = &[];
+                    if let Some(after_head) = self.try_complete_head(out) {
+                        // The next message (or this one's body) began in the same read.
+                        self.feed(&after_head, out);
+                        return;
+                    }
+                }
+                State::Body(left) => {
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(input.len());
+                    out.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        State::Head
+                    } else {
+                        State::Body(left)
+                    };
+                }
+                State::ChunkData(left) => {
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(input.len());
+                    out.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        State::ChunkEnd(2)
+                    } else {
+                        State::ChunkData(left)
+                    };
+                }
+                State::ChunkEnd(left) => {
+                    let take = usize::from(left).min(input.len());
+                    out.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    let left = left - take as u8;
+                    self.state = if left == 0 {
+                        State::ChunkSize
+                    } else {
+                        State::ChunkEnd(left)
+                    };
+                }
+                State::ChunkSize | State::Trailers => {
+                    let Some(newline) = input.iter().position(|b| *b == b'\n') else {
+                        self.held.extend_from_slice(input);
+                        out.extend_from_slice(input);
+                        if self.held.len() > self.max_head_bytes {
+                            self.state = State::Off;
+                            self.held.clear();
+                        }
+                        return;
+                    };
+                    self.held.extend_from_slice(&input[..=newline]);
+                    out.extend_from_slice(&input[..=newline]);
+                    input = &input[newline + 1..];
+                    let line = std::mem::take(&mut self.held);
+                    self.state = self.after_line(&line);
+                }
+            }
+        }
+    }
+
+    /// The state after a complete chunk-size or trailer line.
+    fn after_line(&self, line: &[u8]) -> State {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        if self.state == State::Trailers {
+            return if text.is_empty() {
+                State::Head
+            } else {
+                State::Trailers
+            };
+        }
+        let size = text.split(';').next().unwrap_or("").trim();
+        match u64::from_str_radix(size, 16) {
+            Ok(0) => State::Trailers,
+            Ok(size) => State::ChunkData(size),
+            Err(_) => State::Off,
+        }
+    }
+
+    /// Parses the held head; when it is complete, marks conflicting framing, releases the head
+    /// to `out` and returns the bytes that followed it, if any.
+    fn try_complete_head(&mut self, out: &mut Vec<u8>) -> Option<Vec<u8>> {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut request = httparse::Request::new(&mut fields);
+        let parsed = request.parse(&self.held);
+        let head_len = match parsed {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if self.held.len() <= self.max_head_bytes => return None,
+            // Too big, malformed or not HTTP/1 (the HTTP/2 preface): hyper decides.
+            _ => {
+                self.state = State::Off;
+                out.append(&mut self.held);
+                return None;
+            }
+        };
+        let base = self.held.as_ptr() as usize;
+        let mut length_fields = Vec::new();
+        let mut content_length = None;
+        let mut chunked = false;
+        let mut transfer_encoding = false;
+        for field in request.headers.iter() {
+            if field.name.eq_ignore_ascii_case(CONTENT_LENGTH) {
+                length_fields.push(field.name.as_ptr() as usize - base);
+                content_length = std::str::from_utf8(field.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+            } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
+                transfer_encoding = true;
+                chunked = std::str::from_utf8(field.value).is_ok_and(|v| {
+                    v.rsplit(',')
+                        .next()
+                        .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+                });
+            }
+        }
+        let conflicting =
+            !length_fields.is_empty() && (transfer_encoding || length_fields.len() > 1);
+        self.state = if conflicting {
+            // The handler refuses this request and closes the connection; stop following.
+            let renamed = if transfer_encoding {
+                &length_fields[..]
+            } else {
+                &length_fields[1..]
+            };
+            for offset in renamed {
+                self.held[*offset..*offset + CONTENT_LENGTH.len()]
+                    .copy_from_slice(AMBIGUOUS_FRAMING_MARKER.as_bytes());
+            }
+            State::Off
+        } else if transfer_encoding {
+            if chunked {
+                State::ChunkSize
+            } else {
+                State::Off
+            }
+        } else {
+            match (length_fields.is_empty(), content_length) {
+                (true, _) | (false, Some(0)) => State::Head,
+                (false, Some(length)) => State::Body(length),
+                // An unparseable length: hyper answers 400.
+                (false, None) => State::Off,
+            }
+        };
+        let after_head = self.held.split_off(head_len);
+        out.append(&mut self.held);
+        (!after_head.is_empty()).then_some(after_head)
+    }
+}
+
+/// The guard around a client connection.
+pub struct FramingGuard<IO> {
+    inner: IO,
+    follower: FramingFollower,
+    ready: Vec<u8>,
+    ready_from: usize,
+    head_timeout: Duration,
+    /// Running while a head is incomplete (or before the first byte); created lazily.
+    head_deadline: Option<Pin<Box<Sleep>>>,
+    head_timer_armed: bool,
+    received_any: bool,
+}
+
+impl<IO> FramingGuard<IO> {
+    pub fn new(inner: IO, max_head_bytes: usize, head_timeout: Duration) -> Self {
+        Self {
+            inner,
+            follower: FramingFollower::new(max_head_bytes),
+            ready: Vec::new(),
+            ready_from: 0,
+            head_timeout,
+            head_deadline: None,
+            head_timer_armed: true,
+            received_any: false,
+        }
+    }
+
+    /// Arms the timer when a head is in progress (or nothing has arrived yet), disarms it once
+    /// the head is complete. Time spent on bodies and replies is never counted.
+    fn update_head_timer(&mut self) {
+        let waiting_for_head = !self.received_any
+            || (self.follower.state == State::Head && !self.follower.held.is_empty());
+        if waiting_for_head && !self.head_timer_armed {
+            let deadline = tokio::time::Instant::now() + self.head_timeout;
+            match self.head_deadline.as_mut() {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => self.head_deadline = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        self.head_timer_armed = waiting_for_head;
+    }
+
+    /// Whether the head timer has run out (registers for a wake-up otherwise).
+    fn head_timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.head_timer_armed {
+            return false;
+        }
+        let timeout = self.head_timeout;
+        let sleep = self
+            .head_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for FramingGuard<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.ready_from < this.ready.len() {
+                let take = buf.remaining().min(this.ready.len() - this.ready_from);
+                buf.put_slice(&this.ready[this.ready_from..this.ready_from + take]);
+                this.ready_from += take;
+                if this.ready_from == this.ready.len() {
+                    this.ready.clear();
+                    this.ready_from = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.follower.is_off() {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            let mut scratch = [0u8; READ_CHUNK];
+            let mut chunk = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut chunk) {
+                Poll::Ready(Ok(())) if chunk.filled().is_empty() => {
+                    // End of stream: whatever is held goes to hyper, which reports it.
+                    if this.follower.held.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    this.ready.append(&mut this.follower.held);
+                    this.follower.state = State::Off;
+                }
+                Poll::Ready(Ok(())) => {
+                    this.received_any = true;
+                    this.follower.feed(chunk.filled(), &mut this.ready);
+                    this.update_head_timer();
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => {
+                    if this.head_timed_out(cx) {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "request head not received within the header read timeout",
+                        )));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for FramingGuard<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, data)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in pieces of `step` bytes; returns what hyper would see.
+    fn through(input: &[u8], step: usize) -> Vec<u8> {
+        let mut follower = FramingFollower::new(16 * 1024);
+        let mut out = Vec::new();
+        for piece in input.chunks(step) {
+            follower.feed(piece, &mut out);
+        }
+        out.extend_from_slice(&follower.held);
+        out
+    }
+
+    #[test]
+    fn ordinary_traffic_passes_unchanged_in_any_split() {
+        let traffic: &[u8] = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+GET /b HTTP/1.1\r\nHost: x\r\n\r\n\
+POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nTrailer: t\r\n\r\n\
+GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
+        for step in [1, 2, 3, 7, 64, traffic.len()] {
+            assert_eq!(through(traffic, step), traffic, "step {step}");
+        }
+    }
+
+    #[test]
+    fn te_with_cl_is_marked_whichever_comes_first() {
+        for head in [
+            &b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\ncontent-length: 4\r\n\r\n0\r\n\r\n",
+        ] {
+            let seen = String::from_utf8(through(head, 5)).unwrap();
+            assert!(seen.contains("x-ambiguous-cl: 4"), "{seen}");
+            assert!(!seen.to_ascii_lowercase().contains("content-length"), "{seen}");
+            assert_eq!(seen.len(), head.len());
+        }
+    }
+
+    #[test]
+    fn a_repeated_content_length_is_marked_after_the_first() {
+        let seen = String::from_utf8(through(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            4,
+        ))
+        .unwrap();
+        assert!(
+            seen.contains("Content-Length: 5\r\nx-ambiguous-cl: 5"),
+            "{seen}"
+        );
+    }
+
+    #[test]
+    fn a_smuggled_second_head_after_a_body_is_inspected_too() {
+        let traffic = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nokPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let seen = String::from_utf8(through(traffic, 9)).unwrap();
+        assert!(seen.contains("okPOST /b"), "{seen}");
+        assert!(seen.contains("x-ambiguous-cl: 1"), "{seen}");
+    }
+
+    #[test]
+    fn http2_and_garbage_switch_the_guard_off() {
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00";
+        assert_eq!(through(preface, 3), preface);
+        let garbage = b"\x16\x03\x01\x02\x00binary";
+        assert_eq!(through(garbage, 2), garbage);
+    }
+
+    #[test]
+    fn an_oversized_head_is_released_to_hyper() {
+        let mut follower = FramingFollower::new(64);
+        let mut out = Vec::new();
+        let head = format!("GET / HTTP/1.1\r\nx-big: {}\r\n", "a".repeat(100));
+        follower.feed(head.as_bytes(), &mut out);
+        assert_eq!(out, head.as_bytes());
+        assert!(follower.is_off());
+    }
+}
