@@ -229,10 +229,13 @@ impl ShimError {
         }
         if matches!(
             self,
-            Self::BodyTooLarge { .. } | Self::IncompleteBody | Self::AmbiguousFraming { .. }
+            Self::BodyTooLarge { .. }
+                | Self::IncompleteBody
+                | Self::AmbiguousFraming { .. }
+                | Self::ConnectRefused
         ) {
-            // The unread rest of the body must never be parsed as the next request on this
-            // HTTP/1 connection, so the connection ends with this reply.
+            // The unread rest of the body (or a refused tunnel's bytes) must never be parsed as
+            // the next request on this HTTP/1 connection, so the connection ends here.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response

@@ -47,11 +47,7 @@ async fn status_and_body_outcome(url: &str) -> (u16, Result<Bytes, String>) {
 
 #[tokio::test]
 async fn refusing_connections_is_502_on_both_routes() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_port();
     let shim = Shim::start(&format!("http://127.0.0.1:{port}"), &[]);
     post_json(&shim.url(UPDATE), &update_body())
         .await

@@ -108,17 +108,7 @@ fn an_unreadable_certificate_stops_start_up() {
     let config = TempConfig::new(
         "[tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"\n",
     );
-    let output = run_binary(
-        &[
-            "--config",
-            config.path(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let output = start_up_output(config.path());
     assert_eq!(output.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&output.stderr).contains("tls.cert_file"));
 }

@@ -25,11 +25,7 @@ type StartupCase<'a> = (
 #[test]
 fn invalid_configuration_exits_64_naming_the_key_and_nothing_listens() {
     let unknown = TempConfig::new("[upstream]\nurll = \"https://x\"\n");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_port();
     let listen = format!("127.0.0.1:{port}");
     let cases: Vec<StartupCase> = vec![
         (vec!["--config", unknown.path()], vec![], "urll"),

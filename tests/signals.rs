@@ -69,17 +69,7 @@ async fn upstream_errors_on_legacy_routes_are_marked_too_and_sunset_is_absent_by
 #[test]
 fn a_sunset_before_the_deprecation_date_stops_start_up() {
     let config = TempConfig::new("[deprecation]\ndate = \"2025-10-15\"\nsunset = \"2025-01-01\"\n");
-    let output = run_binary(
-        &[
-            "--config",
-            config.path(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    let output = start_up_output(config.path());
     assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

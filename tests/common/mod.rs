@@ -524,6 +524,30 @@ impl Drop for Shim {
     }
 }
 
+/// A loopback port with nothing listening on it (bound, then released).
+pub fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the server with `config_file` on free ports and expects it to refuse to start.
+pub fn start_up_output(config_file: &str) -> std::process::Output {
+    run_binary(
+        &[
+            "--config",
+            config_file,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        &[],
+    )
+}
+
 /// Runs the binary to completion (for start-up failures and --check-config).
 pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     run_binary_with_stdin(args, env, "")
