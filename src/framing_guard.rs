@@ -25,7 +25,6 @@ use tokio::time::Sleep;
 /// `content-length`, so the head keeps its size.
 pub const AMBIGUOUS_FRAMING_MARKER: &str = "x-ambiguous-cl";
 const CONTENT_LENGTH: &str = "content-length";
-const READ_CHUNK: usize = 8 * 1024;
 /// Header fields parsed per head; more is left to hyper's own limit.
 const MAX_FIELDS: usize = 128;
 
@@ -314,10 +313,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FramingGuard<IO> {
             if this.follower.is_off() {
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
-            let mut scratch = [0u8; READ_CHUNK];
-            let mut chunk = ReadBuf::new(&mut scratch);
-            match Pin::new(&mut this.inner).poll_read(cx, &mut chunk) {
-                Poll::Ready(Ok(())) if chunk.filled().is_empty() => {
+            // Read straight into hyper's buffer, then take the new bytes back through the
+            // follower: no scratch buffer to clear on every read.
+            let before = buf.filled().len();
+            match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) if buf.filled().len() == before => {
                     // End of stream: whatever is held goes to hyper, which reports it.
                     if this.follower.held.is_empty() {
                         return Poll::Ready(Ok(()));
@@ -327,7 +327,8 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FramingGuard<IO> {
                 }
                 Poll::Ready(Ok(())) => {
                     this.received_any = true;
-                    this.follower.feed(chunk.filled(), &mut this.ready);
+                    this.follower.feed(&buf.filled()[before..], &mut this.ready);
+                    buf.set_filled(before);
                     this.update_head_timer();
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
