@@ -101,15 +101,7 @@ fn translate_turns_every_legacy_example_into_the_right_customer_call() {
 #[test]
 fn translate_reads_the_seed_docs_curl_command() {
     // ../shared/reference/000_d5eb2b5954fced9c.txt, "Example Request".
-    let curl = r#"curl --location --request POST 'https://api.explo.co/api/update_user_group/' \
---header 'Content-Type: application/json' \
---header 'Explo-Authorization: Token <token>' \
---data-raw '{
-    "user_group_id": "example_1",
-    "name": "Example 1",
-    "mapping": {"40": "213", "134": "386"},
-    "properties": {"filterValue": "value"}
-}'"#;
+    let curl = include_str!("fixtures/update_user_group.curl.txt");
     let output = run_binary_with_stdin(&["translate"], &[], curl);
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);

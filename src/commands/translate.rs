@@ -316,15 +316,8 @@ fn shell_quote(text: &str) -> String {
 mod tests {
     use super::*;
 
-    const SEED_CURL: &str = r#"curl --location --request POST 'https://api.explo.co/api/update_user_group/' \
-  --header 'Content-Type: application/json' \
-  --header 'Explo-Authorization: Token <token>' \
-  --data-raw '{
-      "user_group_id": "example_1",
-      "name": "Example 1",
-      "mapping": {"40": "213", "134": "386"},
-      "properties": {"filterValue": "value"}
-  }'"#;
+    /// The Update User Group page's own example (shared/reference/000_d5eb2b5954fced9c.txt).
+    const SEED_CURL: &str = include_str!("../../tests/fixtures/update_user_group.curl.txt");
 
     #[test]
     fn the_seed_doc_curl_becomes_update_customer() {
