@@ -408,44 +408,44 @@ impl Proxy {
         })
     }
 
-    /// The legacy reply for an upstream reply: status and end-to-end headers kept, body
-    /// rewritten into the legacy shape, `Content-Length` matching what is sent.
     fn legacy_reply(
         &self,
         route: LegacyRoute,
         reply: CollectedReply,
     ) -> Result<(Response<ProxyBody>, StatusCode), ShimError> {
         let status = reply.status;
-        let mut headers = reply.headers.clone();
-        strip_hop_by_hop(&mut headers);
-        headers.remove(header::CONTENT_LENGTH);
-
-        let body = if status.is_success() {
+        // The body is built first: decoding reads the upstream's own `Content-Encoding`, and
+        // only then are the reply's headers (owned, not copied) trimmed for the client.
+        let (body, decoded) = if status.is_success() {
             let legacy =
                 legacy_success_reply(route, self.decoded_json(&reply)?, &self.reply_options);
-            headers.remove(header::CONTENT_ENCODING);
-            headers.insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
-            json_bytes(&legacy)
+            (json_bytes(&legacy), true)
         } else {
             match decode_body(
                 &reply.headers,
                 reply.body.clone(),
                 self.limits.upstream_reply_bytes,
             ) {
-                Ok(decoded) => {
-                    headers.remove(header::CONTENT_ENCODING);
-                    match serde_json::from_slice::<Value>(&decoded) {
-                        // Only a `customer` key needs renaming; otherwise the bytes stay exact.
-                        Ok(error_body) if error_body.get("customer").is_some() => {
-                            json_bytes(&legacy_error_reply(error_body))
-                        }
-                        _ => decoded,
+                Ok(decoded) => match serde_json::from_slice::<Value>(&decoded) {
+                    // Only a `customer` key needs renaming; otherwise the bytes stay exact.
+                    Ok(error_body) if error_body.get("customer").is_some() => {
+                        (json_bytes(&legacy_error_reply(error_body)), true)
                     }
-                }
+                    _ => (decoded, true),
+                },
                 // An encoding the shim cannot undo: pass the error through as it came.
-                Err(_) => reply.body,
+                Err(_) => (reply.body.clone(), false),
             }
         };
+        let mut headers = reply.headers;
+        strip_hop_by_hop(&mut headers);
+        headers.remove(header::CONTENT_LENGTH);
+        if decoded {
+            headers.remove(header::CONTENT_ENCODING);
+        }
+        if status.is_success() {
+            headers.insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
+        }
         let mut response = Response::new(full_body(body));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
