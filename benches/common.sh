@@ -10,6 +10,7 @@ UPSTREAM_PORT=19001
 NGINX_PORT=19002
 SHIM_PORT=19003
 SHIM_ADMIN_PORT=19004
+NJS_PORT=19007
 CLK_TCK=$(getconf CLK_TCK)
 WORK=$(mktemp -d /tmp/explo-shim-bench.XXXXXX)
 PIDS=()
@@ -25,6 +26,7 @@ install_tools() {
   local missing=()
   command -v wrk >/dev/null || missing+=(wrk)
   command -v nginx >/dev/null || missing+=(nginx-light)
+  [ -f "$NJS_MODULE" ] || missing+=(libnginx-mod-http-js)
   command -v taskset >/dev/null || missing+=(util-linux)
   command -v valgrind >/dev/null || missing+=(valgrind)
   if [ ${#missing[@]} -gt 0 ]; then
@@ -43,8 +45,11 @@ LOADGEN=target/release/examples/loadgen
 UPSTREAM_BODY='{"success": 1, "customers": [], "customer": {"token": "bench_token", "name": "Example 1", "provided_id": "example_1", "is_demo_group": false, "emails": [], "group_tags": [], "properties": {"filterValue": "value"}, "computed_properties": {"filterValue": "value"}, "access_group": "Production", "parent_schema_datasource_mapping": {"40": "213", "134": "386"}, "computed_parent_schema_datasource_mapping": {"40": "213", "134": "386"}, "hierarchy_level": "Customer"}}'
 UPDATE_BODY='{"user_group_id": "example_1", "name": "Example 1", "mapping": {"40": "213", "134": "386"}, "properties": {"filterValue": "value"}}'
 
-nginx_conf() { # name port body
+NJS_MODULE=/usr/lib/nginx/modules/ngx_http_js_module.so
+
+nginx_conf() { # name port http-block [main-level directives]
   cat <<CONF
+${4:-}
 daemon off;
 master_process off;
 worker_processes 1;
@@ -81,6 +86,43 @@ start_nginx_proxy() {
   NGINX_PID=$!
 }
 
+# The second peer: nginx + njs doing the Update User Group translation, written as small as a
+# user would write it: js_content, one subrequest to update_customer over the same keep-alive
+# upstream, then `customer` renamed to `user_group` in the reply.
+start_njs_proxy() {
+  cat > "$WORK/legacy.js" <<'JS'
+async function update_user_group(r) {
+  let body;
+  try { body = JSON.parse(r.requestText); } catch (e) {
+    r.headersOut['Content-Type'] = 'application/json';
+    r.return(400, '{"success": 0, "error": "invalid JSON"}');
+    return;
+  }
+  if (body.user_group_id !== undefined) {
+    body.provided_id = String(body.user_group_id);
+    delete body.user_group_id;
+  }
+  const reply = await r.subrequest('/_customer/api/update_customer/', { method: 'POST', body: JSON.stringify(body) });
+  const out = JSON.parse(reply.responseText);
+  if (out.customer !== undefined) { out.user_group = out.customer; delete out.customer; }
+  r.headersOut['Content-Type'] = 'application/json';
+  r.return(reply.status, JSON.stringify(out));
+}
+export default { update_user_group };
+JS
+  nginx_conf njs $NJS_PORT "js_path $WORK; js_import legacy.js;
+  upstream explo { server 127.0.0.1:$UPSTREAM_PORT; keepalive 256; }
+  server { listen 127.0.0.1:$NJS_PORT;
+    location = /api/update_user_group/ { js_content legacy.update_user_group; }
+    location /_customer/ { internal; proxy_pass http://explo/; proxy_http_version 1.1;
+      proxy_set_header Connection \"\"; proxy_set_header Content-Type application/json; }
+    location / { proxy_pass http://explo; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" \
+    "load_module $NJS_MODULE;" > "$WORK/njs.conf"
+  taskset -c "$PROXY_CPU" nginx -c "$WORK/njs.conf" -p "$WORK" &
+  PIDS+=($!)
+  NJS_PID=$!
+}
+
 start_shim() { # [extra args...]
   cat > "$WORK/shim.toml" <<CONF
 [rate_limit]
@@ -89,7 +131,9 @@ enabled = false
 max_connections = 16384
 max_in_flight = 16384
 CONF
-  RUST_LOG=warn taskset -c "$PROXY_CPU" "$SHIM" --config "$WORK/shim.toml" \
+  # Default logging (info, the deprecated-usage line per legacy call) into a file, as a
+  # container runtime would collect it.
+  taskset -c "$PROXY_CPU" "$SHIM" --config "$WORK/shim.toml" \
     --listen 127.0.0.1:$SHIM_PORT --admin 127.0.0.1:$SHIM_ADMIN_PORT \
     --upstream http://127.0.0.1:$UPSTREAM_PORT "$@" 2>"$WORK/shim.log" &
   PIDS+=($!)

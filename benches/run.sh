@@ -3,12 +3,14 @@
 #
 #   bash benches/run.sh            (ROUNDS=3 DURATION=8 CONNS=64 by default)
 #
-# Four targets share one static upstream (nginx `return 200`), one load and one CPU pinning:
+# Five targets share one static upstream (nginx `return 200`), one load and one CPU pinning:
 # proxies on core $PROXY_CPU, the load generator and the upstream on core $LOAD_CPU.
 #   direct           the generator against the upstream: the limit
-#   nginx_pass       nginx proxy_pass, 1 worker, upstream keep-alive
+#   nginx_pass       nginx proxy_pass, 1 worker, upstream keep-alive: the pass-through peer
+#   nginx_njs        nginx + njs translating the same Update User Group call: the translation peer
 #   shim_pass        GET through the shim
 #   shim_translated  the Update User Group doc example through the shim
+# The shim runs with its default logging (info, into a file) and its upstream budget off.
 # Closed-loop wrk runs measure the ceiling and the proxy's CPU time per request (from
 # /proc/<pid>/stat); open-loop runs (examples/loadgen.rs) at 50% of the shim's ceiling measure
 # latency. Targets alternate within each round. The report prints ratios, not just absolutes.
@@ -24,8 +26,9 @@ install_tools
 ulimit -n "$(ulimit -Hn)"
 start_upstream
 start_nginx_proxy
+start_njs_proxy
 start_shim
-wait_port $UPSTREAM_PORT; wait_port $NGINX_PORT; wait_port $SHIM_PORT
+wait_port $UPSTREAM_PORT; wait_port $NGINX_PORT; wait_port $NJS_PORT; wait_port $SHIM_PORT
 sleep 0.5
 echo "{\"phase\": \"idle\", \"shim_rss_kb\": $(rss_kb $SHIM_PID), \"nginx_rss_kb\": $(rss_kb $NGINX_PID)}" >> "$RESULTS"
 
@@ -33,6 +36,7 @@ echo "{\"phase\": \"idle\", \"shim_rss_kb\": $(rss_kb $SHIM_PID), \"nginx_rss_kb
 TARGETS=(
   "direct|http://127.0.0.1:$UPSTREAM_PORT/api/customers/|GET||$UPSTREAM_PID"
   "nginx_pass|http://127.0.0.1:$NGINX_PORT/api/customers/|GET||$NGINX_PID"
+  "nginx_njs|http://127.0.0.1:$NJS_PORT/api/update_user_group/|POST|$UPDATE_BODY|$NJS_PID"
   "shim_pass|http://127.0.0.1:$SHIM_PORT/api/customers/|GET||$SHIM_PID"
   "shim_translated|http://127.0.0.1:$SHIM_PORT/api/update_user_group/|POST|$UPDATE_BODY|$SHIM_PID"
 )
@@ -62,16 +66,16 @@ for round in $(seq 1 "$ROUNDS"); do
   for spec in "${TARGETS[@]}"; do run_closed "$round" "$spec"; done
 done
 
-# 50% of the slower shim route's median ceiling, the same rate for every target.
+# 50% of the slowest proxy's median ceiling, the same rate for every target.
 RATE=$(python3 - "$RESULTS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"closed"' in l]
 def ceiling(t):
     return statistics.median(r["result"]["requests"] / r["result"]["seconds"] for r in rows if r["target"] == t)
-print(int(0.5 * min(ceiling("shim_pass"), ceiling("shim_translated"))))
+print(int(0.5 * min(ceiling(t) for t in ("nginx_pass", "nginx_njs", "shim_pass", "shim_translated"))))
 PY
 )
-echo "open loop at $RATE requests/s (50% of the shim's ceiling)" >&2
+echo "open loop at $RATE requests/s (50% of the slowest proxy's ceiling)" >&2
 for round in $(seq 1 "$ROUNDS"); do
   for spec in "${TARGETS[@]}"; do run_open "$round" "$spec" "$RATE"; done
 done
@@ -101,6 +105,7 @@ echo "{\"phase\": \"keepalive\", \"shim_rss_kb\": $(keepalive_rss $SHIM_PORT $SH
 # Instructions per request, from callgrind (repeatable whatever else the machine does): the
 # difference between a short and a long run, so start-up and shutdown cancel out.
 kill "$SHIM_PID"; wait "$SHIM_PID" 2>/dev/null || true
+echo "{\"phase\": \"shim_log\", \"bytes\": $(stat -c %s "$WORK/shim.log")}" >> "$RESULTS"
 callgrind_total() { # requests method path body
   local out="$WORK/callgrind.$1.$2.out" pid
   RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" "$SHIM" --config "$WORK/shim.toml" \
@@ -112,7 +117,7 @@ callgrind_total() { # requests method path body
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   awk '/^(summary|totals):/ {print $2; exit}' "$out"
 }
-for spec in "translated|POST|/api/update_user_group/|$UPDATE_BODY" "pass|GET|/api/customers/|"; do
+[ "${CALLGRIND:-1}" = 1 ] && for spec in "translated|POST|/api/update_user_group/|$UPDATE_BODY" "pass|GET|/api/customers/|"; do
   IFS='|' read -r name method path body <<<"$spec"
   short=$(callgrind_total 200 "$method" "$path" "$body")
   long=$(callgrind_total 1200 "$method" "$path" "$body")
@@ -122,7 +127,7 @@ done
 python3 - "$RESULTS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-targets = ["direct", "nginx_pass", "shim_pass", "shim_translated"]
+targets = ["direct", "nginx_pass", "nginx_njs", "shim_pass", "shim_translated"]
 def pick(phase, target):
     return [r for r in rows if r["phase"] == phase and r.get("target") == target]
 def med(values):
@@ -132,6 +137,7 @@ opened = {t: pick("open", t) for t in targets}
 rps = {t: med(r["result"]["requests"] / r["result"]["seconds"] for r in closed[t]) for t in targets}
 cpu = {t: med(r["cpu_seconds"] * 1e6 / max(r["result"]["requests"], 1) for r in closed[t]) for t in targets}
 lat = {t: {q: med(r["result"][q] for r in opened[t]) for q in ("p50_ms", "p99_ms", "p999_ms")} for t in targets}
+worst99 = {t: max(r["result"]["p99_ms"] for r in opened[t]) for t in targets}
 errors = {t: sum(r["result"]["errors"] + r["result"].get("non2xx", 0) for r in closed[t]) + sum(r["result"]["errors"] for r in opened[t]) for t in targets}
 idle = next(r for r in rows if r["phase"] == "idle")
 keep = next(r for r in rows if r["phase"] == "keepalive")
@@ -146,23 +152,30 @@ print("(direct's CPU is the static upstream's, on the generator's core)")
 
 def check(label, value, target, ok):
     print(f"  {label:<58}{value:>9}   target {target:<8} {'met' if ok else 'NOT met'}")
+def info(label, value):
+    print(f"  {label:<58}{value:>9}")
 print("\nRatios (same run, same core):")
-for t, tp_target, cpu_target in (("shim_pass", 1.0, 1.0), ("shim_translated", 0.8, 1.25)):
-    r = rps[t] / rps["nginx_pass"]
-    c = cpu[t] / cpu["nginx_pass"]
-    check(f"{t} throughput / nginx_pass", f"{r:.2f}x", f">= {tp_target}x", r >= tp_target)
-    check(f"{t} CPU per request / nginx_pass", f"{c:.2f}x", f"<= {cpu_target}x", c <= cpu_target)
-for t in ("shim_pass", "shim_translated"):
-    d50 = lat[t]["p50_ms"] - lat["direct"]["p50_ms"]
+c = cpu["shim_pass"] / cpu["nginx_pass"]
+check("shim_pass CPU per request / nginx_pass", f"{c:.2f}x", "<= 1.0x", c <= 1.0)
+c = cpu["shim_translated"] / cpu["nginx_njs"]
+check("shim_translated CPU per request / nginx_njs", f"{c:.2f}x", "<= 0.75x", c <= 0.75)
+info("(shim_translated CPU per request / nginx_pass; aim 1.0x)", f"{cpu['shim_translated'] / cpu['nginx_pass']:.2f}x")
+info("(shim_pass req/s / nginx_pass)", f"{rps['shim_pass'] / rps['nginx_pass']:.2f}x")
+info("(shim_translated req/s / nginx_njs)", f"{rps['shim_translated'] / rps['nginx_njs']:.2f}x")
+for t in ("shim_pass", "shim_translated", "nginx_pass", "nginx_njs"):
     d99 = lat[t]["p99_ms"] - lat["direct"]["p99_ms"]
-    check(f"{t} added p50 over direct", f"{d50:.3f}ms", "<= 0.2ms", d50 <= 0.2)
-    check(f"{t} added p99 over direct", f"{d99:.3f}ms", "<= 1ms", d99 <= 1.0)
-n50 = lat["nginx_pass"]["p50_ms"] - lat["direct"]["p50_ms"]
-n99 = lat["nginx_pass"]["p99_ms"] - lat["direct"]["p99_ms"]
-print(f"  {'(nginx_pass added p50 / p99 over direct)':<58}{n50:.3f}ms / {n99:.3f}ms")
+    w99 = worst99[t] - lat["direct"]["p99_ms"]
+    label = f"{t} added p99 over direct (median / worst round)"
+    if t.startswith("shim"):
+        check(label, f"{d99:.3f}/{w99:.3f}ms", "<= 1ms", w99 <= 1.0)
+    else:
+        info(f"({label})", f"{d99:.3f}/{w99:.3f}ms")
 check("shim RSS idle", f"{idle['shim_rss_kb']/1024:.1f}MB", "<= 15MB", idle["shim_rss_kb"] <= 15 * 1024)
 check("shim RSS with 1,000 keep-alive connections", f"{keep['shim_rss_kb']/1024:.1f}MB", "<= 60MB", keep["shim_rss_kb"] <= 60 * 1024)
-print(f"  {'(nginx RSS idle / 1,000 connections)':<58}{idle['nginx_rss_kb']/1024:.1f}MB / {keep['nginx_rss_kb']/1024:.1f}MB")
+info("(nginx RSS idle / 1,000 connections)", f"{idle['nginx_rss_kb']/1024:.1f}MB / {keep['nginx_rss_kb']/1024:.1f}MB")
+for row in rows:
+    if row["phase"] == "shim_log":
+        info("(shim log written during the run)", f"{row['bytes'] / 1e6:.1f}MB")
 for route, count in instr.items():
-    print(f"  {'instructions per ' + route + ' request (callgrind)':<58}{count:>9}")
+    info(f"instructions per {route} request (callgrind)", count)
 PY

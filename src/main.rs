@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         println!("explo-shim: configuration is valid\n{config:#?}");
         return ExitCode::SUCCESS;
     }
-    telemetry::init(config.log_format);
+    let _log_writer = telemetry::init(config.log_format);
     let on_listening = |listen, admin| {
         if let Some(emulator) = emulator {
             println!("{}", demo::banner(listen, admin, emulator));

@@ -9,8 +9,9 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -18,7 +19,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::legacy::LegacyRoute;
-use crate::telemetry::{ANONYMOUS, client_fingerprint};
+use crate::telemetry::{ANONYMOUS, client_fingerprint, dropped_log_lines};
 use http::HeaderValue;
 
 /// The fingerprint label for clients past the cap.
@@ -168,6 +169,7 @@ impl Metrics {
             "Legacy deletes refused with 409 because the customer has children",
             cascade_refused.clone(),
         );
+        registry.register_collector(Box::new(DroppedLogLines));
         registry.register(
             "build",
             "Build information",
@@ -283,6 +285,24 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// Reads the background log writer's drop count at scrape time: the writer counts, the
+/// metrics only report.
+#[derive(Debug)]
+struct DroppedLogLines;
+
+impl Collector for DroppedLogLines {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counter = ConstCounter::new(dropped_log_lines());
+        let metric = encoder.encode_descriptor(
+            "log_lines_dropped",
+            "Log lines dropped because the background log writer fell behind",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
     }
 }
 

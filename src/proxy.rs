@@ -113,8 +113,13 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let id = request_id(request.headers());
         request.headers_mut().insert(&X_REQUEST_ID, id.clone());
-        let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or_default());
-        let mut response = self.handle_with_id(request, client).instrument(span).await;
+        // The shim's own lines carry the id as a field; the span is for the libraries' debug
+        // lines, so at the default level it is never built.
+        let span = tracing::debug_span!("request", request_id = id.to_str().unwrap_or_default());
+        let mut response = self
+            .handle_with_id(request, client, id.to_str().unwrap_or_default())
+            .instrument(span)
+            .await;
         response.headers_mut().insert(&X_REQUEST_ID, id);
         response
     }
@@ -123,9 +128,10 @@ impl Proxy {
         &self,
         request: Request<Incoming>,
         client: SocketAddr,
+        id: &str,
     ) -> Response<ProxyBody> {
         let route = LegacyRoute::recognise(request.method(), request.uri().path());
-        let mut response = self.dispatch(route, request, client).await;
+        let mut response = self.dispatch(route, request, client, id).await;
         if let Some(route) = route {
             // Every reply to a legacy call says it is deprecated, the shim's own errors too.
             self.deprecation.apply(route, response.headers_mut());
@@ -138,26 +144,27 @@ impl Proxy {
         route: Option<LegacyRoute>,
         request: Request<Incoming>,
         client: SocketAddr,
+        id: &str,
     ) -> Response<ProxyBody> {
         // Shed at once rather than queue: a queue would grow without bound under overload.
         let Ok(_permit) = self.in_flight.try_acquire() else {
             self.metrics.shed();
-            return error_response(ShimError::Overloaded);
+            return error_response(ShimError::Overloaded, id);
         };
         let _counted = self.metrics.in_flight();
         if let Err(error) = check_request_framing(request.headers()) {
-            return error_response(error);
+            return error_response(error, id);
         }
         if request.method() == Method::CONNECT {
-            return error_response(ShimError::ConnectRefused);
+            return error_response(ShimError::ConnectRefused, id);
         }
         match route {
-            Some(route) => self.handle_legacy(route, request, client).await,
+            Some(route) => self.handle_legacy(route, request, client, id).await,
             None => {
                 let response = self
                     .pass_through(request, client)
                     .await
-                    .unwrap_or_else(error_response);
+                    .unwrap_or_else(|error| error_response(error, id));
                 self.metrics.pass_through(response.status().as_u16());
                 response
             }
@@ -169,6 +176,7 @@ impl Proxy {
         route: LegacyRoute,
         request: Request<Incoming>,
         client: SocketAddr,
+        id: &str,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let caller = self
@@ -180,11 +188,12 @@ impl Proxy {
             .await
         {
             Ok((response, upstream_status)) => (response, Some(upstream_status.as_u16())),
-            Err(error) => (error_response(error), None),
+            Err(error) => (error_response(error, id), None),
         };
         let status = response.status().as_u16();
         log_legacy_call(&LegacyCallRecord {
             route,
+            request_id: id,
             user_group_id: user_group_id.as_deref(),
             client_fingerprint: &caller.fingerprint,
             upstream_status,
@@ -491,10 +500,11 @@ impl Proxy {
 }
 
 /// The one place a `ShimError` becomes a reply and a log line.
-fn error_response(error: ShimError) -> Response<ProxyBody> {
+fn error_response(error: ShimError, request_id: &str) -> Response<ProxyBody> {
     let status = error.status();
     if status.is_server_error() {
         tracing::warn!(
+            request_id,
             code = error.code(),
             status = status.as_u16(),
             cause = error.log_detail(),
@@ -502,6 +512,7 @@ fn error_response(error: ShimError) -> Response<ProxyBody> {
         );
     } else {
         tracing::info!(
+            request_id,
             code = error.code(),
             status = status.as_u16(),
             cause = error.log_detail(),

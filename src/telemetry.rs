@@ -3,11 +3,20 @@
 //! Secrets never reach a log line: the shim logs no header values and no bodies, only the
 //! SHA-256 fingerprint of `Explo-Authorization`. The HTTP and TLS libraries are capped at
 //! `info` whatever `RUST_LOG` says, because their trace output can include frame contents.
+//!
+//! Logging stays off the request path: a line is formatted into a buffer on the request's
+//! thread and handed to a background writer, which batches lines into few `write` calls. When
+//! the writer falls behind (a slow pipe, a full disk), lines are dropped and counted
+//! ([`dropped_log_lines`], exported as a metric) rather than holding a request up. ANSI colours
+//! are used only when stderr is a terminal, so log files and collectors get plain text.
 
+use std::io::{BufWriter, IsTerminal};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -22,22 +31,57 @@ pub const ANONYMOUS: &str = "anonymous";
 /// Libraries whose verbose output could carry header or body bytes.
 const CAPPED_TARGETS: [&str; 5] = ["h2", "hyper", "hyper_util", "rustls", "hyper_rustls"];
 
-/// Installs the global subscriber: level from `RUST_LOG` (default `info`), lines on stderr.
-pub fn init(format: LogFormat) {
+/// Lines the background writer may hold before new ones are dropped: enough for a burst of
+/// several seconds at full load, about 10 MB at the longest lines.
+const LOG_QUEUE_LINES: usize = 32_768;
+
+/// The background writer's buffer: lines are written in batches of up to this many bytes.
+const LOG_WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The drop counter of the process's one background writer (the subscriber is global too).
+static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Keeps the background writer alive; dropping it writes out the lines still queued.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    _writer: WorkerGuard,
+}
+
+/// Installs the global subscriber: level from `RUST_LOG` (default `info`), lines on stderr
+/// through the background writer. Hold the returned guard until the process ends.
+pub fn init(format: LogFormat) -> LogGuard {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     for target in CAPPED_TARGETS {
         if let Ok(directive) = format!("{target}=info").parse() {
             filter = filter.add_directive(directive);
         }
     }
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("explo-shim-log")
+        .finish(BufWriter::with_capacity(
+            LOG_WRITE_BUFFER_BYTES,
+            std::io::stderr(),
+        ));
+    let _ = DROPPED_LINES.set(writer.error_counter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
     // A second init (tests) keeps the first subscriber; that is not an error worth stopping for.
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    LogGuard { _writer: guard }
+}
+
+/// Log lines dropped because the background writer fell behind, since start-up.
+pub fn dropped_log_lines() -> u64 {
+    DROPPED_LINES
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
 }
 
 /// Identifies a client without revealing its credential: the first 12 hex digits of the
@@ -56,6 +100,8 @@ pub fn client_fingerprint(authorization: Option<&HeaderValue>) -> String {
 /// Everything the deprecated-usage event reports about one legacy call.
 pub struct LegacyCallRecord<'a> {
     pub route: LegacyRoute,
+    /// The request's `x-request-id`, so the line stands on its own without a span.
+    pub request_id: &'a str,
     pub user_group_id: Option<&'a str>,
     pub client_fingerprint: &'a str,
     /// The upstream's status, or none when the shim answered without a usable upstream reply.
@@ -69,6 +115,7 @@ pub struct LegacyCallRecord<'a> {
 pub fn log_legacy_call(record: &LegacyCallRecord<'_>) {
     tracing::info!(
         target: DEPRECATED_TARGET,
+        request_id = record.request_id,
         legacy_endpoint = record.route.legacy_endpoint(),
         replacement = record.route.customer_endpoint(),
         user_group_id = record.user_group_id.unwrap_or(""),

@@ -110,6 +110,12 @@ async fn request_ids_are_kept_or_made_sent_upstream_and_logged() {
         "{}",
         deprecated[0]
     );
+    // The line names its request on its own, at any log level.
+    assert_eq!(
+        deprecated[0]["request_id"], "client-req-42",
+        "{}",
+        deprecated[0]
+    );
 }
 
 #[tokio::test]
@@ -141,6 +147,7 @@ async fn metrics_count_legacy_calls_by_endpoint_status_class_and_client() {
         r#"explo_shim_upstream_latency_seconds_count{route="translated"} 2"#.to_owned(),
         r#"explo_shim_upstream_latency_seconds_count{route="pass_through"} 1"#.to_owned(),
         "explo_shim_in_flight_requests 0".to_owned(),
+        "explo_shim_log_lines_dropped_total 0".to_owned(),
         "explo_shim_build_info{version=".to_owned(),
     ] {
         assert!(text.contains(&needle), "missing {needle}\n{text}");
@@ -179,4 +186,45 @@ async fn usage_reports_who_still_calls_what() {
         .find(|e| e["endpoint"] == "create_user_group")
         .unwrap();
     assert_eq!(create["count"], 1);
+}
+
+/// A log file gets plain text: colour codes only go to a terminal. The line is written by the
+/// background writer, and the queued lines are written out when the shim stops.
+#[tokio::test]
+async fn text_logs_to_a_file_have_no_colour_codes_and_are_flushed_at_exit() {
+    let upstream = customer_upstream().await;
+    let port = unused_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_explo-shim"))
+        .args(["--listen", &listen, "--admin", "127.0.0.1:0"])
+        .args(["--upstream", &upstream.url(), "--log-format", "text"])
+        .env("RUST_LOG", "info")
+        .env_remove("EXPLO_SHIM_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn explo-shim");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(std::time::Instant::now() < deadline, "shim did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let got = post_json(
+        &format!("http://{listen}{UPDATE}"),
+        &json!({"user_group_id": "a"}),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("deprecated End User Group API call"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
 }
