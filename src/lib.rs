@@ -11,7 +11,8 @@
 //! - [`admin`]: `/healthz` and `/readyz` on the admin listener.
 //! - [`proxy`]: one request: a legacy route is translated, anything else passes through.
 //! - [`legacy`]: the deprecated surface: the route table and the pure translation functions
-//!   ([`legacy::request`], [`legacy::reply`]) over `serde_json::Value`.
+//!   ([`legacy::request`], [`legacy::reply`]), bytes in and bytes out over borrowed JSON
+//!   members ([`legacy::json`]).
 //! - [`demo`]: `--demo`, the shim in front of the emulator.
 //! - [`emulator`]: an in-memory Customer API for offline tests and `--demo`.
 //! - [`commands`]: the `translate`, `usage` and `healthcheck` subcommands.

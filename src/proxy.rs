@@ -23,12 +23,11 @@ use crate::headers::forwarding::prepare_upstream_headers;
 use crate::headers::framing::check_request_framing;
 use crate::headers::hop::strip_hop_by_hop;
 use crate::headers::request_id::{X_REQUEST_ID, request_id};
-use crate::legacy::json::parse_without_duplicate_keys;
 use crate::legacy::reply::{
-    ReplyOptions, customer_token, legacy_error_reply, legacy_success_reply,
+    ReplyOptions, customer_token, legacy_error_reply, legacy_success_reply, reports_success,
 };
 use crate::legacy::request::{
-    CURRENT_TOKEN, CustomerCall, delete_by_token_body, token_lookup_body, translate_request,
+    CustomerCall, delete_by_token_body, token_lookup_body, translate_request,
 };
 use crate::legacy::{GET_CUSTOMER_PATH, LegacyRoute};
 use crate::metrics::Metrics;
@@ -220,8 +219,8 @@ impl Proxy {
     ) -> Result<(Response<ProxyBody>, StatusCode), ShimError> {
         let (parts, body) = request.into_parts();
         let bytes = read_legacy_body(&parts.headers, body, self.limits.legacy_body_bytes).await?;
-        let legacy_body = parse_legacy_json(&parts.headers, &bytes)?;
-        let translated = translate_request(route, legacy_body)?;
+        let translated =
+            translate_request(route, &bytes).map_err(|error| unparseable(&parts.headers, error))?;
         *user_group_id = translated.user_group_id;
 
         let mut headers = parts.headers;
@@ -236,10 +235,7 @@ impl Proxy {
         let body = match translated.plan {
             CustomerCall::Send(body) => {
                 if route == LegacyRoute::DeleteUserGroup && self.refuse_cascading_delete {
-                    let token = body
-                        .get(CURRENT_TOKEN)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
+                    let token = translated.current_token.as_deref().unwrap_or_default();
                     match self.provided_id_for_token(&headers, token).await? {
                         Precheck::Answer(refusal) => return self.legacy_reply(route, refusal),
                         Precheck::Proceed(None) => {}
@@ -261,7 +257,7 @@ impl Proxy {
                         &Method::POST,
                         GET_CUSTOMER_PATH,
                         &headers,
-                        Some(&lookup_body),
+                        Some(lookup_body),
                     )
                     .await?;
                 let token = match self.lookup_token(&lookup)? {
@@ -276,11 +272,11 @@ impl Proxy {
                 {
                     return self.legacy_reply(route, refusal);
                 }
-                delete_by_token_body(rest, &token)
+                delete_by_token_body(&rest, &token)
             }
         };
         let reply = self
-            .call_customer(route.method(), &target, &headers, Some(&body))
+            .call_customer(route.method(), &target, &headers, Some(body))
             .await?;
         self.legacy_reply(route, reply)
     }
@@ -291,13 +287,13 @@ impl Proxy {
         method: &Method,
         target: &str,
         headers: &HeaderMap,
-        body: Option<&Value>,
+        body: Option<Bytes>,
     ) -> Result<CollectedReply, ShimError> {
         let mut headers = headers.clone();
         let body = match body {
             Some(body) => {
                 headers.insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
-                json_bytes(body)
+                body
             }
             None => Bytes::new(),
         };
@@ -390,11 +386,11 @@ impl Proxy {
         if !lookup.status.is_success() {
             return Ok(None);
         }
-        let reply = self.decoded_json(lookup)?;
+        let reply = self.decoded_body(lookup)?;
         if let Some(token) = customer_token(&reply) {
-            return Ok(Some(token.to_owned()));
+            return Ok(Some(token));
         }
-        if reply.get("success").and_then(Value::as_i64) == Some(1) {
+        if reports_success(&reply) {
             return Err(ShimError::UpstreamInvalidReply {
                 detail: "get_customer succeeded without a customer token".to_owned(),
             });
@@ -402,18 +398,24 @@ impl Proxy {
         Ok(None)
     }
 
-    /// A successful upstream reply as JSON; anything else is an unusable reply.
-    fn decoded_json(&self, reply: &CollectedReply) -> Result<Value, ShimError> {
-        let bytes = decode_body(
+    /// A reply's body without its `Content-Encoding`; one the shim cannot undo is unusable.
+    fn decoded_body(&self, reply: &CollectedReply) -> Result<Bytes, ShimError> {
+        decode_body(
             &reply.headers,
             reply.body.clone(),
             self.limits.upstream_reply_bytes,
         )
         .map_err(|error| ShimError::UpstreamInvalidReply {
             detail: error.to_string(),
-        })?;
-        serde_json::from_slice(&bytes).map_err(|error| ShimError::UpstreamInvalidReply {
-            detail: format!("{} reply is not JSON: {error}", reply.status),
+        })
+    }
+
+    /// A successful upstream reply as JSON; anything else is an unusable reply.
+    fn decoded_json(&self, reply: &CollectedReply) -> Result<Value, ShimError> {
+        serde_json::from_slice(&self.decoded_body(reply)?).map_err(|error| {
+            ShimError::UpstreamInvalidReply {
+                detail: format!("{} reply is not JSON: {error}", reply.status),
+            }
         })
     }
 
@@ -426,22 +428,18 @@ impl Proxy {
         // The body is built first: decoding reads the upstream's own `Content-Encoding`, and
         // only then are the reply's headers (owned, not copied) trimmed for the client.
         let (body, decoded) = if status.is_success() {
+            let decoded = self.decoded_body(&reply)?;
             let legacy =
-                legacy_success_reply(route, self.decoded_json(&reply)?, &self.reply_options);
-            (json_bytes(&legacy), true)
-        } else {
-            match decode_body(
-                &reply.headers,
-                reply.body.clone(),
-                self.limits.upstream_reply_bytes,
-            ) {
-                Ok(decoded) => match serde_json::from_slice::<Value>(&decoded) {
-                    // Only a `customer` key needs renaming; otherwise the bytes stay exact.
-                    Ok(error_body) if error_body.get("customer").is_some() => {
-                        (json_bytes(&legacy_error_reply(error_body)), true)
+                legacy_success_reply(route, &decoded, &self.reply_options).map_err(|error| {
+                    ShimError::UpstreamInvalidReply {
+                        detail: format!("{status} reply is not JSON: {error}"),
                     }
-                    _ => (decoded, true),
-                },
+                })?;
+            (legacy, true)
+        } else {
+            match self.decoded_body(&reply) {
+                // Only a `customer` key needs renaming; otherwise the bytes stay exact.
+                Ok(decoded) => (legacy_error_reply(&decoded).unwrap_or(decoded), true),
                 // An encoding the shim cannot undo: pass the error through as it came.
                 Err(_) => (reply.body.clone(), false),
             }
@@ -530,11 +528,6 @@ fn with_query(path: &str, query: Option<&str>) -> String {
     }
 }
 
-fn json_bytes(value: &Value) -> Bytes {
-    // Serialising a `Value` cannot fail: its keys are strings and its numbers are valid.
-    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
-}
-
 /// Reads a legacy body of at most `limit` bytes; a declared length over the limit is refused
 /// before any of the body is read.
 async fn read_legacy_body(
@@ -565,19 +558,14 @@ async fn read_legacy_body(
     }
 }
 
-/// Parses a legacy body. Old scripts send `curl -d` bodies labelled as form data, so JSON is
-/// accepted whatever the `Content-Type`; a body that does not parse is a 400 when it claimed
-/// to be JSON and a 415 otherwise.
-fn parse_legacy_json(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ShimError> {
-    parse_without_duplicate_keys(bytes).map_err(|error| {
-        if claims_json(headers) {
-            ShimError::InvalidJson {
-                detail: error.to_string(),
-            }
-        } else {
-            ShimError::NotJson
-        }
-    })
+/// Old scripts send `curl -d` bodies labelled as form data, so JSON is accepted whatever the
+/// `Content-Type`; a body that does not parse is a 400 when it claimed to be JSON and a 415
+/// otherwise.
+fn unparseable(headers: &HeaderMap, error: ShimError) -> ShimError {
+    match error {
+        ShimError::InvalidJson { .. } if !claims_json(headers) => ShimError::NotJson,
+        other => other,
+    }
 }
 
 /// `application/json` or any `+json` media type (RFC 6839).
@@ -607,11 +595,17 @@ mod tests {
         headers
     }
 
+    fn parse_legacy_json(headers: &HeaderMap, bytes: &[u8]) -> Result<(), ShimError> {
+        translate_request(LegacyRoute::RefreshUserGroupToken, bytes)
+            .map(drop)
+            .map_err(|error| unparseable(headers, error))
+    }
+
     #[test]
     fn json_is_accepted_whatever_the_content_type() {
         let form = content_type("application/x-www-form-urlencoded");
-        assert!(parse_legacy_json(&form, br#"{"a": 1}"#).is_ok());
-        assert!(parse_legacy_json(&HeaderMap::new(), br#"{"a": 1}"#).is_ok());
+        assert!(parse_legacy_json(&form, br#"{"current_token": "t"}"#).is_ok());
+        assert!(parse_legacy_json(&HeaderMap::new(), br#"{"current_token": "t"}"#).is_ok());
     }
 
     #[test]

@@ -2,11 +2,11 @@
 //! whole `curl` command like the ones in the docs) and prints the equivalent Customer API
 //! call(s), with every semantic difference that applies.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::error::ShimError;
 use crate::legacy::request::{
-    CustomerCall, TranslatedRequest, token_lookup_body, translate_request,
+    CustomerCall, TranslatedRequest, delete_by_token_body, token_lookup_body, translate_request,
 };
 use crate::legacy::{GET_CUSTOMER_PATH, LegacyRoute};
 
@@ -177,8 +177,10 @@ fn url_path(url: &str) -> &str {
 /// The Customer API calls for `input`, and the notes that apply.
 pub fn plan(input: &LegacyInput) -> Result<Migration, TranslateError> {
     let route = input.route;
+    // The body as JSON text again: the same translation the shim runs, bytes in and bytes out.
+    let text = serde_json::to_vec(&input.body).unwrap_or_default();
     let TranslatedRequest { plan, .. } =
-        translate_request(route, input.body.clone()).map_err(TranslateError::Legacy)?;
+        translate_request(route, &text).map_err(TranslateError::Legacy)?;
     let method = route.method().as_str();
     let method: &'static str = if method == "DELETE" { "DELETE" } else { "POST" };
     let mut notes = Vec::new();
@@ -186,7 +188,7 @@ pub fn plan(input: &LegacyInput) -> Result<Migration, TranslateError> {
         CustomerCall::Send(body) => vec![PlannedCall {
             method,
             path: route.customer_path(),
-            body,
+            body: as_value(&body),
         }],
         CustomerCall::LookupTokenThenDelete { provided_id, rest } => {
             notes.push(
@@ -194,21 +196,16 @@ pub fn plan(input: &LegacyInput) -> Result<Migration, TranslateError> {
                  the token up, the second deletes with it."
                     .to_owned(),
             );
-            let mut delete: Map<String, Value> = rest;
-            delete.insert(
-                "current_token".to_owned(),
-                Value::String(LOOKED_UP_TOKEN.to_owned()),
-            );
             vec![
                 PlannedCall {
                     method: "POST",
                     path: GET_CUSTOMER_PATH,
-                    body: token_lookup_body(&provided_id),
+                    body: as_value(&token_lookup_body(&provided_id)),
                 },
                 PlannedCall {
                     method: "DELETE",
                     path: route.customer_path(),
-                    body: Value::Object(delete),
+                    body: as_value(&delete_by_token_body(&rest, LOOKED_UP_TOKEN)),
                 },
             ]
         }
@@ -225,6 +222,11 @@ pub fn plan(input: &LegacyInput) -> Result<Migration, TranslateError> {
     }
     notes.extend(route_notes(route).iter().map(|note| (*note).to_owned()));
     Ok(Migration { calls, notes })
+}
+
+/// A translated body for display; translation only ever writes valid JSON.
+fn as_value(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or(Value::Null)
 }
 
 /// The semantic differences between each legacy endpoint and its replacement.

@@ -1,119 +1,312 @@
-//! Parsing a legacy body: one pass that builds the `Value` and refuses duplicate keys.
+//! JSON read and written without building a tree: an object's members are borrowed slices of
+//! the input, and a rewritten body copies every value's bytes as they came.
 //!
-//! `serde_json` keeps the last of two equal keys, so `{"user_group_id": "a", "user_group_id":
-//! "b"}` would silently become `"b"` here while another parser (the upstream's, a WAF's) may
-//! read `"a"`. Refusing the body is the only answer that cannot be misread. Numbers keep their
-//! exact text (serde_json's `arbitrary_precision`), and serde_json's nesting limit (128) still
+//! Copying the bytes is what keeps numbers exactly as the client wrote them (`1e400` stays
+//! `1e400`, `1E5` stays `1E5`, `1.10` stays `1.10`) and is cheaper than a `Value` round trip:
+//! one parse, no map of owned strings, no re-serialisation of nested values.
+//!
+//! A legacy body is parsed strictly ([`parse_strict_object`]): `serde_json` keeps the last of
+//! two equal keys, so `{"user_group_id": "a", "user_group_id": "b"}` would silently become
+//! `"b"` here while another parser (the upstream's, a WAF's) may read `"a"`. Refusing the body
+//! is the only answer that cannot be misread, at any depth. serde_json's nesting limit (128)
 //! applies, so a deeply nested body is an error rather than a stack overflow.
+//!
+//! Upstream replies are parsed leniently ([`parse_object`]): only the top level is split into
+//! members, and nested values are checked for syntax while being skipped.
 
+use std::borrow::Cow;
 use std::fmt;
-use std::str::FromStr;
 
-use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
+use serde::de::{
+    DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use serde_json::value::RawValue;
 
 /// The key serde_json uses to carry an exact number through `deserialize_any` when
 /// `arbitrary_precision` is on. A unit test below fails if serde_json ever changes it.
 const EXACT_NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
-/// Parses `bytes` as JSON, refusing any object with a repeated key.
-pub fn parse_without_duplicate_keys(bytes: &[u8]) -> Result<Value, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictValue.deserialize(&mut deserializer)?;
-    deserializer.end()?;
-    Ok(value)
+/// An object's members in their order: each key as text (borrowed unless it had escapes) and
+/// each value as the exact bytes of the input.
+pub type Members<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+
+/// A JSON document, split at the top level.
+#[derive(Debug)]
+pub enum Document<'a> {
+    Object(Members<'a>),
+    /// Valid JSON that is not an object (an array, a string, a number, ...).
+    NotAnObject,
 }
 
-struct StrictValue;
-
-/// Inserts `key` unless it is already there; returns the key back when it was a duplicate.
-fn insert_new(object: &mut Map<String, Value>, key: String, value: Value) -> Option<String> {
-    match object.entry(key) {
-        serde_json::map::Entry::Occupied(entry) => Some(entry.key().clone()),
-        serde_json::map::Entry::Vacant(entry) => {
-            entry.insert(value);
-            None
+/// Parses `bytes` as JSON, refusing any object with a repeated key at any depth; an object's
+/// members are returned as borrowed slices.
+pub fn parse_strict_object(bytes: &[u8]) -> Result<Document<'_>, serde_json::Error> {
+    let document = parse_document(bytes)?;
+    match &document {
+        Document::Object(members) => {
+            refuse_repeated_keys(members.iter().map(|(key, _)| key.as_ref()))
+                .map_err(serde_json::Error::custom)?;
+            for (_, value) in members {
+                check_no_duplicate_keys(value.get())?;
+            }
         }
+        Document::NotAnObject => check_no_duplicate_keys(as_str(bytes)?)?,
+    }
+    Ok(document)
+}
+
+/// Parses `bytes` as JSON and splits an object into its members; nested values are checked for
+/// syntax only.
+pub fn parse_object(bytes: &[u8]) -> Result<Document<'_>, serde_json::Error> {
+    parse_document(bytes)
+}
+
+/// Splits a value that is already known to be valid JSON (a member of a parsed document).
+pub fn members_of(value: &RawValue) -> Option<Members<'_>> {
+    match parse_document(value.get().as_bytes()) {
+        Ok(Document::Object(members)) => Some(members),
+        _ => None,
     }
 }
 
-impl<'de> DeserializeSeed<'de> for StrictValue {
-    type Value = Value;
+/// The value of the first member named `key`.
+pub fn member<'a>(members: &[(Cow<'a, str>, &'a RawValue)], key: &str) -> Option<&'a RawValue> {
+    members
+        .iter()
+        .find(|(name, _)| name == key)
+        .map(|(_, value)| *value)
+}
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
+/// The text of a JSON string value, unescaped; `None` for any other kind of value.
+pub fn string_value(value: &RawValue) -> Option<Cow<'_, str>> {
+    if !value.get().starts_with('"') {
+        return None;
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(value.get());
+    KeySeed.deserialize(&mut deserializer).ok()
+}
+
+/// Builds a JSON object by appending members; values are written as the raw text given.
+#[derive(Debug)]
+pub struct ObjectWriter {
+    out: Vec<u8>,
+    empty: bool,
+}
+
+impl ObjectWriter {
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut out = Vec::with_capacity(capacity);
+        out.push(b'{');
+        Self { out, empty: true }
+    }
+
+    /// Appends `"key":` followed by `raw_value`, which must be valid JSON text.
+    pub fn raw(&mut self, key: &str, raw_value: &str) -> &mut Self {
+        self.key(key);
+        self.out.extend_from_slice(raw_value.as_bytes());
+        self
+    }
+
+    /// Appends `"key":` followed by `raw_value`, which must be valid JSON bytes.
+    pub fn raw_bytes(&mut self, key: &str, raw_value: &[u8]) -> &mut Self {
+        self.key(key);
+        self.out.extend_from_slice(raw_value);
+        self
+    }
+
+    /// Appends `"key":"value"` with `value` escaped as a JSON string.
+    pub fn string(&mut self, key: &str, value: &str) -> &mut Self {
+        self.key(key);
+        write_string(&mut self.out, value);
+        self
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        write_string(&mut self.out, key);
+        self.out.push(b':');
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out.push(b'}');
+        self.out
     }
 }
 
-impl<'de> Visitor<'de> for StrictValue {
-    type Value = Value;
+/// `text` as a JSON string literal.
+pub fn write_string(out: &mut Vec<u8>, text: &str) {
+    // Writing a `str` into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+fn as_str(bytes: &[u8]) -> Result<&str, serde_json::Error> {
+    std::str::from_utf8(bytes).map_err(serde_json::Error::custom)
+}
+
+fn parse_document(bytes: &[u8]) -> Result<Document<'_>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let document = deserializer.deserialize_any(DocumentVisitor)?;
+    deserializer.end()?;
+    Ok(document)
+}
+
+/// Refuses the second occurrence of any key. Objects are small, so a linear scan beats a set
+/// until they are not.
+fn refuse_repeated_keys<'k>(keys: impl Iterator<Item = &'k str>) -> Result<(), String> {
+    let mut seen: Vec<&str> = Vec::new();
+    for key in keys {
+        if seen.contains(&key) {
+            return Err(format!("duplicate key `{key}`"));
+        }
+        seen.push(key);
+    }
+    Ok(())
+}
+
+fn check_no_duplicate_keys(text: &str) -> Result<(), serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    deserializer.deserialize_any(StrictCheck)?;
+    deserializer.end()
+}
+
+/// The top level: an object's members as borrowed slices, anything else only validated.
+struct DocumentVisitor;
+
+impl<'de> Visitor<'de> for DocumentVisitor {
+    type Value = Document<'de>;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
-        Ok(Value::Bool(value))
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Document::NotAnObject)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Document::NotAnObject)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Document::NotAnObject)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Document::NotAnObject)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Document::NotAnObject)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Document::NotAnObject)
     }
 
-    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
-        Ok(Value::Number(value.into()))
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Document::NotAnObject)
     }
 
-    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
-        Ok(Value::Number(value.into()))
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Value, E> {
-        Number::from_f64(value)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("number out of range"))
-    }
-
-    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
-        Ok(Value::String(value.to_owned()))
-    }
-
-    fn visit_string<E>(self, value: String) -> Result<Value, E> {
-        Ok(Value::String(value))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element_seed(StrictValue)? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let Some(first_key) = map.next_key::<String>()? else {
-            return Ok(Value::Object(Map::new()));
-        };
-        if first_key == EXACT_NUMBER_TOKEN {
-            let literal: String = map.next_value()?;
-            return Number::from_str(&literal)
-                .map(Value::Number)
-                .map_err(A::Error::custom);
-        }
-        let mut object = Map::new();
-        let mut key = Some(first_key);
-        while let Some(name) = key {
-            let value = map.next_value_seed(StrictValue)?;
-            if let Some(name) = insert_new(&mut object, name, value) {
-                return Err(A::Error::custom(format!("duplicate key `{name}`")));
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Members::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if members.is_empty() && key == EXACT_NUMBER_TOKEN {
+                map.next_value::<IgnoredAny>()?;
+                return Ok(Document::NotAnObject);
             }
-            key = map.next_key::<String>()?;
+            let value: &'de RawValue = map.next_value()?;
+            members.push((key, value));
         }
-        Ok(Value::Object(object))
+        Ok(Document::Object(members))
+    }
+}
+
+/// A key or string, borrowed from the input when it has no escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(value))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(value))
+    }
+}
+
+/// Walks a value, building nothing, and fails on the first object with a repeated key.
+struct StrictCheck;
+
+impl<'de> DeserializeSeed<'de> for StrictCheck {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictCheck {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(StrictCheck)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if keys.is_empty() && key == EXACT_NUMBER_TOKEN {
+                map.next_value::<IgnoredAny>()?;
+                return Ok(());
+            }
+            if keys.contains(&key) {
+                return Err(A::Error::custom(format!("duplicate key `{key}`")));
+            }
+            map.next_value_seed(StrictCheck)?;
+            keys.push(key);
+        }
+        Ok(())
     }
 }
 
@@ -121,29 +314,68 @@ impl<'de> Visitor<'de> for StrictValue {
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_like_serde_json_and_keeps_key_order() {
-        let text = r#"{"b": [1, -2, 3.5, true, null, "x"], "a": {"nested": {}}, "c": []}"#;
-        let strict = parse_without_duplicate_keys(text.as_bytes()).unwrap();
-        assert_eq!(strict, serde_json::from_str::<Value>(text).unwrap());
-        let keys: Vec<&str> = strict
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(keys, ["b", "a", "c"]);
+    fn object(text: &str) -> Members<'_> {
+        match parse_strict_object(text.as_bytes()).unwrap() {
+            Document::Object(members) => members,
+            Document::NotAnObject => panic!("not an object: {text}"),
+        }
     }
 
     #[test]
-    fn numbers_keep_their_exact_text() {
-        let text = r#"{"big": 123456789012345678901234567890, "float": 1.10, "exp": 1e400}"#;
-        let value = parse_without_duplicate_keys(text.as_bytes()).unwrap();
-        assert_eq!(value["big"].to_string(), "123456789012345678901234567890");
-        assert_eq!(value["float"].to_string(), "1.10");
-        // Not rounded to infinity or refused: the value survives, as serde_json writes it.
-        assert_eq!(value["exp"].to_string(), "1e+400");
-        assert_eq!(value, serde_json::from_str::<Value>(text).unwrap());
+    fn members_keep_their_order_and_exact_bytes() {
+        let text = r#"{"b": [1, -2, 3.5, true, null, "x"], "a": {"nested": {}}, "c": 1E5, "d": 1e400, "e": 1.10}"#;
+        let members = object(text);
+        let pairs: Vec<(&str, &str)> = members
+            .iter()
+            .map(|(key, value)| (key.as_ref(), value.get()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("b", r#"[1, -2, 3.5, true, null, "x"]"#),
+                ("a", r#"{"nested": {}}"#),
+                ("c", "1E5"),
+                ("d", "1e400"),
+                ("e", "1.10"),
+            ]
+        );
+    }
+
+    #[test]
+    fn escaped_keys_are_unescaped_and_strings_read() {
+        let members = object(r#"{"user\u005fgroup_id": "a\"b", "n": 5}"#);
+        assert_eq!(members[0].0, "user_group_id");
+        assert_eq!(string_value(members[0].1).unwrap(), "a\"b");
+        assert_eq!(string_value(members[1].1), None);
+        assert!(member(&members, "n").is_some());
+        assert!(member(&members, "missing").is_none());
+    }
+
+    #[test]
+    fn the_exact_number_token_is_what_serde_json_uses() {
+        let value: serde_json::Value =
+            serde_json::from_str("123456789012345678901234567890").unwrap();
+        let json = serde_json::to_string(&serde_json::json!({EXACT_NUMBER_TOKEN: "1"})).unwrap();
+        assert!(json.contains(EXACT_NUMBER_TOKEN));
+        // A top-level number is a number, not an object with the private key.
+        assert!(matches!(
+            parse_strict_object(value.to_string().as_bytes()).unwrap(),
+            Document::NotAnObject
+        ));
+        assert!(object(r#"{"n": 12345678901234567890123}"#).len() == 1);
+    }
+
+    #[test]
+    fn other_documents_are_not_objects_but_valid() {
+        for text in ["[]", "\"x\"", "1", "null", "true", "[{\"a\": 1}]"] {
+            assert!(
+                matches!(
+                    parse_strict_object(text.as_bytes()).unwrap(),
+                    Document::NotAnObject
+                ),
+                "{text}"
+            );
+        }
     }
 
     #[test]
@@ -151,30 +383,52 @@ mod tests {
         for text in [
             r#"{"user_group_id": "a", "user_group_id": "b"}"#,
             r#"{"properties": {"k": 1, "k": 2}}"#,
+            r#"{"list": [{"x": 1, "x": 1}]}"#,
             r#"[{"x": 1, "x": 1}]"#,
+            r#"{"a\u0062": 1, "ab": 2}"#,
         ] {
-            let error = parse_without_duplicate_keys(text.as_bytes()).unwrap_err();
+            let error = parse_strict_object(text.as_bytes()).unwrap_err();
             assert!(
                 error.to_string().contains("duplicate key"),
                 "{text}: {error}"
             );
         }
+        // Replies are not held to it: the upstream's own words pass.
+        assert!(parse_object(br#"{"a": 1, "a": 2}"#).is_ok());
     }
 
     #[test]
     fn malformed_truncated_and_trailing_input_is_refused() {
-        for text in ["{", r#"{"a": }"#, r#"{"a": 1} x"#, "", "\u{feff}{}"] {
-            assert!(
-                parse_without_duplicate_keys(text.as_bytes()).is_err(),
-                "{text:?}"
-            );
+        for text in [
+            "{",
+            r#"{"a": }"#,
+            r#"{"a": 1} x"#,
+            "",
+            "\u{feff}{}",
+            r#"{"a": [1,]}"#,
+        ] {
+            assert!(parse_strict_object(text.as_bytes()).is_err(), "{text:?}");
+            assert!(parse_object(text.as_bytes()).is_err(), "{text:?}");
         }
-        assert!(parse_without_duplicate_keys(b"{\"a\": \"\xff\"}").is_err());
+        assert!(parse_strict_object(b"{\"a\": \"\xff\"}").is_err());
     }
 
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(parse_without_duplicate_keys(deep.as_bytes()).is_err());
+        assert!(parse_strict_object(deep.as_bytes()).is_err());
+        let deep_member = format!("{{\"a\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse_strict_object(deep_member.as_bytes()).is_err());
+        // Skipping a nested value does not recurse, so a reply only has to be well formed.
+        assert!(parse_object(deep_member.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn the_writer_builds_valid_json() {
+        let mut writer = ObjectWriter::with_capacity(16);
+        writer.raw("n", "1e400").string("s", "q\"uote");
+        let text = String::from_utf8(writer.finish()).unwrap();
+        assert_eq!(text, r#"{"n":1e400,"s":"q\"uote"}"#);
+        assert_eq!(ObjectWriter::with_capacity(0).finish(), b"{}");
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! Each legacy path also matches without its trailing slash and under the oldest `/embed/`
 //! prefix (Explo docs S3/S4). Translation itself is pure: [`request`] and [`reply`] are
-//! functions over `serde_json::Value` with no I/O.
+//! functions from bytes to bytes with no I/O, over the borrowed JSON members of [`json`].
 
 pub mod json;
 pub mod reply;

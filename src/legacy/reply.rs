@@ -1,15 +1,23 @@
-//! Customer API reply → legacy End User Group reply. Pure functions, no I/O.
+//! Customer API reply → legacy End User Group reply. Pure functions, bytes in and bytes out,
+//! no I/O.
 //!
 //! A successful reply gets the legacy shape: `customer` becomes `user_group` holding only the
 //! legacy keys (so strict legacy deserialisers keep working), and `new_customer` becomes
 //! `new_user_group` on create. An unsuccessful reply keeps its body: only `customer` is renamed,
-//! because error bodies are the upstream's words and the client may need all of them.
+//! because error bodies are the upstream's words and the client may need all of them. Values
+//! are copied as the upstream wrote them (see [`super::json`]); no `Value` tree is built.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Number, Value};
+use bytes::Bytes;
+use serde_json::Number;
+use serde_json::value::RawValue;
 
 use super::LegacyRoute;
+use super::json::{
+    Document, Members, ObjectWriter, member, members_of, parse_object, string_value,
+};
 
 const CUSTOMER: &str = "customer";
 const USER_GROUP: &str = "user_group";
@@ -36,101 +44,141 @@ pub struct ReplyOptions {
     pub extra_customer_keys: bool,
 }
 
-/// The legacy reply for a successful (2xx) Customer reply.
-pub fn legacy_success_reply(route: LegacyRoute, reply: Value, options: &ReplyOptions) -> Value {
-    let Value::Object(fields) = reply else {
-        return reply;
+/// The legacy reply for a successful (2xx) Customer reply; an error when it is not JSON.
+/// A reply that needs no change (a delete, a body that is not an object) is returned as it came.
+pub fn legacy_success_reply(
+    route: LegacyRoute,
+    reply: &Bytes,
+    options: &ReplyOptions,
+) -> Result<Bytes, serde_json::Error> {
+    let Document::Object(fields) = parse_object(reply)? else {
+        return Ok(reply.clone());
     };
     if route == LegacyRoute::DeleteUserGroup {
         // `{"success": 1}` is the same in both APIs.
-        return Value::Object(fields);
+        return Ok(reply.clone());
     }
-    let mut legacy = Map::with_capacity(fields.len());
-    for (key, value) in fields {
-        match key.as_str() {
+    let mut legacy = ObjectWriter::with_capacity(reply.len() + 64);
+    for (key, value) in &fields {
+        match key.as_ref() {
             CUSTOMER => {
-                legacy.insert(USER_GROUP.to_owned(), legacy_user_group(value, options));
+                legacy.raw_bytes(USER_GROUP, &user_group(value, options));
             }
             NEW_CUSTOMER if route == LegacyRoute::CreateUserGroup => {
-                legacy.insert(NEW_USER_GROUP.to_owned(), value);
+                legacy.raw(NEW_USER_GROUP, value.get());
             }
             _ => {
-                legacy.insert(key, value);
+                legacy.raw(key, value.get());
             }
         }
     }
-    Value::Object(legacy)
+    Ok(Bytes::from(legacy.finish()))
 }
 
-/// The legacy reply for an unsuccessful Customer reply: the same body, `customer` renamed.
-pub fn legacy_error_reply(reply: Value) -> Value {
-    match reply {
-        Value::Object(fields) if fields.contains_key(CUSTOMER) => Value::Object(
-            fields
-                .into_iter()
-                .map(|(key, value)| {
-                    if key == CUSTOMER {
-                        (USER_GROUP.to_owned(), value)
-                    } else {
-                        (key, value)
-                    }
-                })
-                .collect(),
-        ),
-        other => other,
+/// The legacy reply for an unsuccessful Customer reply: the same body with `customer` renamed,
+/// or `None` when there is nothing to rename (the bytes then go back exactly as they came).
+pub fn legacy_error_reply(reply: &[u8]) -> Option<Bytes> {
+    let Ok(Document::Object(fields)) = parse_object(reply) else {
+        return None;
+    };
+    member(&fields, CUSTOMER)?;
+    let mut legacy = ObjectWriter::with_capacity(reply.len() + 4);
+    for (key, value) in &fields {
+        let key = if key == CUSTOMER { USER_GROUP } else { key };
+        legacy.raw(key, value.get());
     }
+    Some(Bytes::from(legacy.finish()))
 }
 
 /// The customer's token from a `get_customer` reply, if it has one.
-pub fn customer_token(reply: &Value) -> Option<&str> {
-    reply
-        .get(CUSTOMER)?
-        .get("token")?
-        .as_str()
+pub fn customer_token(reply: &[u8]) -> Option<String> {
+    let Ok(Document::Object(fields)) = parse_object(reply) else {
+        return None;
+    };
+    let customer = members_of(member(&fields, CUSTOMER)?)?;
+    string_value(member(&customer, "token")?)
         .filter(|token| !token.is_empty())
+        .map(|token| token.into_owned())
 }
 
-/// One Customer object in the legacy `user_group` shape.
-fn legacy_user_group(customer: Value, options: &ReplyOptions) -> Value {
-    let Value::Object(mut customer) = customer else {
-        return customer;
+/// Whether a reply says `"success": 1`.
+pub fn reports_success(reply: &[u8]) -> bool {
+    match parse_object(reply) {
+        Ok(Document::Object(fields)) => member(&fields, "success").is_some_and(|v| v.get() == "1"),
+        _ => false,
+    }
+}
+
+/// One Customer object in the legacy `user_group` shape. Anything but an object is copied as
+/// it is.
+fn user_group<'a>(raw_customer: &'a RawValue, options: &ReplyOptions) -> Cow<'a, [u8]> {
+    let Some(customer) = members_of(raw_customer) else {
+        return Cow::Borrowed(raw_customer.get().as_bytes());
     };
-    let mut group = Map::new();
+    let mut group = ObjectWriter::with_capacity(customer.len() * 32);
+    let mut written: Vec<&str> = Vec::with_capacity(8);
     if let Some(team_id) = &options.team_id {
-        group.insert(TEAM_ID.to_owned(), Value::Number(team_id.clone()));
+        group.raw(TEAM_ID, &team_id.to_string());
+        written.push(TEAM_ID);
     }
     for key in LEGACY_USER_GROUP_KEYS {
-        match customer.shift_remove(key) {
+        match member(&customer, key) {
             Some(value) => {
-                group.insert(key.to_owned(), value);
+                group.raw(key, value.get());
             }
             None if key == PROPERTIES => {
-                group.insert(key.to_owned(), Value::Null);
+                group.raw(key, "null");
             }
-            None => {}
+            None => continue,
         }
+        written.push(key);
     }
-    let tag = customer
-        .get(ACCESS_GROUP)
-        .and_then(Value::as_str)
-        .and_then(|access_group| options.api_environment_tags.get(access_group));
-    if let Some(tag) = tag {
-        group.insert(API_ENVIRONMENT_TAG.to_owned(), Value::String(tag.clone()));
+    if let Some(tag) = api_environment_tag(&customer, options) {
+        group.string(API_ENVIRONMENT_TAG, tag);
+        written.push(API_ENVIRONMENT_TAG);
     }
     if options.extra_customer_keys {
-        for (key, value) in customer {
-            group.entry(key).or_insert(value);
+        let mut extra: Vec<&str> = Vec::new();
+        for (key, value) in &customer {
+            // The first of each key wins, as it did for the legacy keys above.
+            if !written.contains(&key.as_ref()) && !extra.contains(&key.as_ref()) {
+                group.raw(key, value.get());
+                extra.push(key);
+            }
         }
     }
-    Value::Object(group)
+    Cow::Owned(group.finish())
+}
+
+/// The configured tag for the customer's `access_group`, if any.
+fn api_environment_tag<'o>(customer: &Members<'_>, options: &'o ReplyOptions) -> Option<&'o str> {
+    let access_group = string_value(member(customer, ACCESS_GROUP)?)?;
+    options
+        .api_environment_tags
+        .get(access_group.as_ref())
+        .map(String::as_str)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn parse(text: &str) -> Value {
         serde_json::from_str(text).unwrap()
+    }
+
+    /// The translation of `reply` as a `Value`, to compare with the doc examples.
+    fn success(route: LegacyRoute, reply: Value, options: &ReplyOptions) -> Value {
+        let bytes = Bytes::from(serde_json::to_vec(&reply).unwrap());
+        serde_json::from_slice(&legacy_success_reply(route, &bytes, options).unwrap()).unwrap()
+    }
+
+    fn error_reply(reply: Value) -> Value {
+        match legacy_error_reply(&serde_json::to_vec(&reply).unwrap()) {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap(),
+            None => reply,
+        }
     }
 
     fn with_team(team_id: u64) -> ReplyOptions {
@@ -145,7 +193,7 @@ mod tests {
         let customer = parse(include_str!(
             "../../tests/fixtures/update_customer.response.json"
         ));
-        let legacy = legacy_success_reply(LegacyRoute::UpdateUserGroup, customer, &with_team(113));
+        let legacy = success(LegacyRoute::UpdateUserGroup, customer, &with_team(113));
         let mut expected = parse(include_str!(
             "../../tests/fixtures/update_user_group.response.json"
         ));
@@ -160,7 +208,7 @@ mod tests {
         let customer = parse(include_str!(
             "../../tests/fixtures/create_customer.response.json"
         ));
-        let legacy = legacy_success_reply(LegacyRoute::CreateUserGroup, customer, &with_team(3));
+        let legacy = success(LegacyRoute::CreateUserGroup, customer, &with_team(3));
         let mut expected = parse(include_str!(
             "../../tests/fixtures/create_user_group.response.json"
         ));
@@ -179,7 +227,7 @@ mod tests {
     fn without_team_id_the_key_is_absent_and_properties_default_to_null() {
         let reply =
             parse(r#"{"success": 1, "customer": {"token": "t", "name": "n", "provided_id": "p"}}"#);
-        let legacy = legacy_success_reply(
+        let legacy = success(
             LegacyRoute::RefreshUserGroupToken,
             reply,
             &ReplyOptions::default(),
@@ -201,11 +249,11 @@ mod tests {
         options
             .api_environment_tags
             .insert("Production".into(), "Customer".into());
-        let legacy = legacy_success_reply(LegacyRoute::UpdateUserGroup, reply.clone(), &options);
+        let legacy = success(LegacyRoute::UpdateUserGroup, reply.clone(), &options);
         assert_eq!(legacy["user_group"]["api_environment_tag"], "Customer");
 
         options.api_environment_tags = BTreeMap::from([("Development".into(), "Testing".into())]);
-        let legacy = legacy_success_reply(LegacyRoute::UpdateUserGroup, reply, &options);
+        let legacy = success(LegacyRoute::UpdateUserGroup, reply, &options);
         assert!(legacy["user_group"].get("api_environment_tag").is_none());
     }
 
@@ -218,7 +266,7 @@ mod tests {
             extra_customer_keys: true,
             ..ReplyOptions::default()
         };
-        let legacy = legacy_success_reply(LegacyRoute::CreateUserGroup, reply.clone(), &options);
+        let legacy = success(LegacyRoute::CreateUserGroup, reply.clone(), &options);
         let customer = reply["customer"].as_object().unwrap();
         let group = legacy["user_group"].as_object().unwrap();
         assert_eq!(group.len(), customer.len());
@@ -230,13 +278,13 @@ mod tests {
     #[test]
     fn new_customer_is_renamed_on_create_only() {
         let reply = parse(r#"{"success": 1, "new_customer": false}"#);
-        let create = legacy_success_reply(
+        let create = success(
             LegacyRoute::CreateUserGroup,
             reply.clone(),
             &ReplyOptions::default(),
         );
         assert_eq!(create, parse(r#"{"success": 1, "new_user_group": false}"#));
-        let update = legacy_success_reply(
+        let update = success(
             LegacyRoute::UpdateUserGroup,
             reply.clone(),
             &ReplyOptions::default(),
@@ -248,7 +296,7 @@ mod tests {
     fn delete_reply_is_unchanged() {
         let reply = parse(r#"{"success": 1, "customer": {"x": 1}}"#);
         assert_eq!(
-            legacy_success_reply(LegacyRoute::DeleteUserGroup, reply.clone(), &with_team(1)),
+            success(LegacyRoute::DeleteUserGroup, reply.clone(), &with_team(1)),
             reply
         );
     }
@@ -258,23 +306,23 @@ mod tests {
         let reply =
             parse(r#"{"success": 0, "error": "nope", "customer": {"token": "t", "emails": []}}"#);
         assert_eq!(
-            legacy_error_reply(reply),
+            error_reply(reply),
             parse(r#"{"success": 0, "error": "nope", "user_group": {"token": "t", "emails": []}}"#)
         );
         let detail = parse(r#"{"detail": "Invalid token."}"#);
-        assert_eq!(legacy_error_reply(detail.clone()), detail);
+        assert_eq!(error_reply(detail.clone()), detail);
     }
 
     #[test]
     fn odd_shapes_are_left_alone() {
         let options = ReplyOptions::default();
         assert_eq!(
-            legacy_success_reply(LegacyRoute::UpdateUserGroup, parse("[1]"), &options),
+            success(LegacyRoute::UpdateUserGroup, parse("[1]"), &options),
             parse("[1]")
         );
         let null_customer = parse(r#"{"success": 1, "customer": null}"#);
         assert_eq!(
-            legacy_success_reply(LegacyRoute::UpdateUserGroup, null_customer, &options),
+            success(LegacyRoute::UpdateUserGroup, null_customer, &options),
             parse(r#"{"success": 1, "user_group": null}"#)
         );
     }
@@ -282,13 +330,51 @@ mod tests {
     #[test]
     fn customer_token_is_read_from_get_customer() {
         assert_eq!(
-            customer_token(&parse(r#"{"customer": {"token": "abc"}}"#)),
+            customer_token(br#"{"customer": {"token": "abc"}}"#).as_deref(),
             Some("abc")
         );
-        assert_eq!(
-            customer_token(&parse(r#"{"customer": {"token": ""}}"#)),
-            None
+        assert_eq!(customer_token(br#"{"customer": {"token": ""}}"#), None);
+        assert_eq!(customer_token(br#"{"success": 0}"#), None);
+        assert_eq!(customer_token(br#"{"customer": "x"}"#), None);
+        assert!(reports_success(br#"{"success": 1}"#));
+        assert!(!reports_success(br#"{"success": 0}"#));
+        assert!(!reports_success(b"[1]"));
+    }
+
+    #[test]
+    fn values_keep_the_upstreams_exact_bytes_and_unchanged_replies_are_not_rewritten() {
+        let reply = Bytes::from_static(
+            br#"{"success": 1, "customer": {"token": "t", "provided_id": "p", "properties": {"n": 1E5, "big": 1e400}, "name": "n"}, "extra": 1.10}"#,
         );
-        assert_eq!(customer_token(&parse(r#"{"success": 0}"#)), None);
+        let legacy = legacy_success_reply(
+            LegacyRoute::UpdateUserGroup,
+            &reply,
+            &ReplyOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&legacy).unwrap(),
+            r#"{"success":1,"user_group":{"token":"t","name":"n","provided_id":"p","properties":{"n": 1E5, "big": 1e400}},"extra":1.10}"#
+        );
+        let delete = Bytes::from_static(br#"{"success": 1}"#);
+        assert_eq!(
+            legacy_success_reply(
+                LegacyRoute::DeleteUserGroup,
+                &delete,
+                &ReplyOptions::default()
+            )
+            .unwrap(),
+            delete
+        );
+        assert!(
+            legacy_success_reply(
+                LegacyRoute::UpdateUserGroup,
+                &Bytes::from_static(b"<html>"),
+                &ReplyOptions::default()
+            )
+            .is_err()
+        );
+        assert_eq!(legacy_error_reply(br#"{"detail": "Invalid token."}"#), None);
+        assert_eq!(legacy_error_reply(b"not json"), None);
     }
 }

@@ -1,12 +1,17 @@
-//! Legacy request body → Customer API request body. Pure functions, no I/O.
+//! Legacy request body → Customer API request body. Pure functions, bytes in and bytes out,
+//! no I/O.
 //!
-//! Every key the client sent is forwarded (in the client's order) except where this module
-//! says otherwise: `user_group_id` becomes `provided_id` on create and update, and a delete by
-//! `user_group_id` alone is turned into a token lookup followed by a delete by token.
+//! Every key the client sent is forwarded (in the client's order, each value's bytes exactly as
+//! written) except where this module says otherwise: `user_group_id` becomes `provided_id` on
+//! create and update, and a delete by `user_group_id` alone is turned into a token lookup
+//! followed by a delete by token. The body is parsed once, strictly (see [`super::json`]), and
+//! no `Value` tree is built.
 
-use serde_json::{Map, Value, json};
+use bytes::Bytes;
+use serde_json::value::RawValue;
 
 use super::LegacyRoute;
+use super::json::{Document, Members, ObjectWriter, member, parse_strict_object, string_value};
 use crate::error::ShimError;
 
 /// The legacy request key and the Customer key that replaces it (create and update).
@@ -22,6 +27,8 @@ const DATA_SOURCE_FIELDS: [&str; 2] = ["data_source_id", "data_source_provided_i
 pub struct TranslatedRequest {
     /// The group the call names, as a string, for the deprecated-usage log.
     pub user_group_id: Option<String>,
+    /// The `current_token` the call names (delete and refresh), for the checks before a delete.
+    pub current_token: Option<String>,
     /// What to send upstream.
     pub plan: CustomerCall,
 }
@@ -29,129 +36,153 @@ pub struct TranslatedRequest {
 /// The Customer API calls one legacy call turns into.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CustomerCall {
-    /// One call to the route's Customer endpoint with this body.
-    Send(Value),
+    /// One call to the route's Customer endpoint with this JSON body.
+    Send(Bytes),
     /// A legacy delete that named the group by `user_group_id` only: the Customer delete needs
     /// the token, so `POST /api/get_customer/ {provided_id}` comes first, then the delete with
-    /// the remaining keys plus `current_token`.
+    /// the remaining keys plus `current_token` ([`delete_by_token_body`]).
     LookupTokenThenDelete {
         provided_id: String,
-        rest: Map<String, Value>,
+        /// The client's other members, as JSON member text without the braces.
+        rest: String,
     },
 }
 
-/// Translates a parsed legacy body for `route`.
-pub fn translate_request(route: LegacyRoute, body: Value) -> Result<TranslatedRequest, ShimError> {
-    let Value::Object(fields) = body else {
+/// Translates a legacy body for `route`. A body that is not JSON (or repeats a key) is
+/// [`ShimError::InvalidJson`]; JSON that is not an object is [`ShimError::BodyNotObject`].
+pub fn translate_request(route: LegacyRoute, body: &[u8]) -> Result<TranslatedRequest, ShimError> {
+    let document = parse_strict_object(body).map_err(|error| ShimError::InvalidJson {
+        detail: error.to_string(),
+    })?;
+    let Document::Object(members) = document else {
         return Err(ShimError::BodyNotObject);
     };
     match route {
         LegacyRoute::CreateUserGroup | LegacyRoute::UpdateUserGroup => {
-            translate_create_or_update(route, fields)
+            translate_create_or_update(route, &members, body.len())
         }
-        LegacyRoute::DeleteUserGroup => translate_delete(route, fields),
-        LegacyRoute::RefreshUserGroupToken => {
-            require_token(route, &fields)?;
-            Ok(TranslatedRequest {
-                user_group_id: optional_user_group_id(&fields),
-                plan: CustomerCall::Send(Value::Object(fields)),
-            })
-        }
+        LegacyRoute::DeleteUserGroup => translate_delete(route, &members, body),
+        LegacyRoute::RefreshUserGroupToken => Ok(TranslatedRequest {
+            user_group_id: optional_user_group_id(&members),
+            current_token: Some(require_token(route, &members)?),
+            plan: CustomerCall::Send(Bytes::copy_from_slice(body)),
+        }),
     }
 }
 
 fn translate_create_or_update(
     route: LegacyRoute,
-    fields: Map<String, Value>,
+    members: &Members<'_>,
+    size: usize,
 ) -> Result<TranslatedRequest, ShimError> {
     if let Some(field) = DATA_SOURCE_FIELDS
         .into_iter()
-        .find(|f| fields.contains_key(*f))
+        .find(|field| member(members, field).is_some())
     {
         return Err(ShimError::UnsupportedDataSourceField { field });
     }
-    let id = fields.get(USER_GROUP_ID).ok_or(ShimError::MissingField {
+    let id = member(members, USER_GROUP_ID).ok_or(ShimError::MissingField {
         field: USER_GROUP_ID,
         route: route.legacy_endpoint(),
     })?;
     let id = user_group_id_string(id)?;
-    match fields.get(PROVIDED_ID) {
-        None => {}
-        Some(Value::String(provided)) if *provided == id => {}
-        Some(_) => return Err(ShimError::ConflictingIds),
+    if let Some(provided) = member(members, PROVIDED_ID)
+        && string_value(provided).as_deref() != Some(id.as_str())
+    {
+        return Err(ShimError::ConflictingIds);
     }
-    // Rebuild in the client's key order, with `provided_id` where `user_group_id` stood.
-    let mut customer = Map::with_capacity(fields.len());
-    for (key, value) in fields {
-        match key.as_str() {
+    // The client's members in order, with `provided_id` where `user_group_id` stood.
+    let mut customer = ObjectWriter::with_capacity(size + 8);
+    for (key, value) in members {
+        match key.as_ref() {
             USER_GROUP_ID => {
-                customer.insert(PROVIDED_ID.to_owned(), Value::String(id.clone()));
+                customer.string(PROVIDED_ID, &id);
             }
             // Already checked equal to `user_group_id`, which is forwarded in its place.
             PROVIDED_ID => {}
             _ => {
-                customer.insert(key, value);
+                customer.raw(key, value.get());
             }
         }
     }
     Ok(TranslatedRequest {
         user_group_id: Some(id),
-        plan: CustomerCall::Send(Value::Object(customer)),
+        current_token: None,
+        plan: CustomerCall::Send(Bytes::from(customer.finish())),
     })
 }
 
 fn translate_delete(
     route: LegacyRoute,
-    mut fields: Map<String, Value>,
+    members: &Members<'_>,
+    body: &[u8],
 ) -> Result<TranslatedRequest, ShimError> {
-    if fields.contains_key(CURRENT_TOKEN) {
-        require_token(route, &fields)?;
+    if member(members, CURRENT_TOKEN).is_some() {
         return Ok(TranslatedRequest {
-            user_group_id: optional_user_group_id(&fields),
-            plan: CustomerCall::Send(Value::Object(fields)),
+            user_group_id: optional_user_group_id(members),
+            current_token: Some(require_token(route, members)?),
+            plan: CustomerCall::Send(Bytes::copy_from_slice(body)),
         });
     }
-    let Some(id) = fields.shift_remove(USER_GROUP_ID) else {
+    let Some(id) = member(members, USER_GROUP_ID) else {
         return Err(ShimError::MissingField {
             field: CURRENT_TOKEN,
             route: route.legacy_endpoint(),
         });
     };
-    let provided_id = user_group_id_string(&id)?;
+    let provided_id = user_group_id_string(id)?;
+    let mut rest = ObjectWriter::with_capacity(body.len());
+    for (key, value) in members.iter().filter(|(key, _)| key != USER_GROUP_ID) {
+        rest.raw(key, value.get());
+    }
+    let rest = rest.finish();
+    // Without the braces, so the token can be appended once it is known.
+    let rest = String::from_utf8_lossy(&rest[1..rest.len() - 1]).into_owned();
     Ok(TranslatedRequest {
         user_group_id: Some(provided_id.clone()),
-        plan: CustomerCall::LookupTokenThenDelete {
-            provided_id,
-            rest: fields,
-        },
+        current_token: None,
+        plan: CustomerCall::LookupTokenThenDelete { provided_id, rest },
     })
 }
 
 /// The body of the `get_customer` lookup that precedes a delete by id.
-pub fn token_lookup_body(provided_id: &str) -> Value {
-    json!({ PROVIDED_ID: provided_id })
+pub fn token_lookup_body(provided_id: &str) -> Bytes {
+    let mut body = ObjectWriter::with_capacity(provided_id.len() + 20);
+    body.string(PROVIDED_ID, provided_id);
+    Bytes::from(body.finish())
 }
 
 /// The delete body once the token is known: the client's other keys plus `current_token`.
-pub fn delete_by_token_body(mut rest: Map<String, Value>, token: &str) -> Value {
-    rest.insert(CURRENT_TOKEN.to_owned(), Value::String(token.to_owned()));
-    Value::Object(rest)
+pub fn delete_by_token_body(rest: &str, token: &str) -> Bytes {
+    let mut body = Vec::with_capacity(rest.len() + token.len() + 24);
+    body.push(b'{');
+    body.extend_from_slice(rest.as_bytes());
+    if !rest.is_empty() {
+        body.push(b',');
+    }
+    super::json::write_string(&mut body, CURRENT_TOKEN);
+    body.push(b':');
+    super::json::write_string(&mut body, token);
+    body.push(b'}');
+    Bytes::from(body)
 }
 
-fn require_token(route: LegacyRoute, fields: &Map<String, Value>) -> Result<(), ShimError> {
-    match fields.get(CURRENT_TOKEN) {
-        Some(Value::String(token)) if !token.is_empty() => Ok(()),
-        Some(Value::String(_)) => Err(ShimError::InvalidField {
+fn require_token(route: LegacyRoute, members: &Members<'_>) -> Result<String, ShimError> {
+    let Some(token) = member(members, CURRENT_TOKEN) else {
+        return Err(ShimError::MissingField {
+            field: CURRENT_TOKEN,
+            route: route.legacy_endpoint(),
+        });
+    };
+    match string_value(token) {
+        Some(token) if !token.is_empty() => Ok(token.into_owned()),
+        Some(_) => Err(ShimError::InvalidField {
             field: CURRENT_TOKEN,
             reason: "must not be empty".to_owned(),
         }),
-        Some(_) => Err(ShimError::InvalidField {
+        None => Err(ShimError::InvalidField {
             field: CURRENT_TOKEN,
             reason: "must be a string".to_owned(),
-        }),
-        None => Err(ShimError::MissingField {
-            field: CURRENT_TOKEN,
-            route: route.legacy_endpoint(),
         }),
     }
 }
@@ -159,57 +190,60 @@ fn require_token(route: LegacyRoute, fields: &Map<String, Value>) -> Result<(), 
 /// `user_group_id` as the string the Customer API expects.
 ///
 /// Old integrations send numeric ids; an integer is forwarded as its decimal digits, exactly
-/// as written (no float rounding: serde_json keeps the literal). A fraction or exponent is
-/// refused rather than guessed at, because `1.0` and `1` would name different customers.
-fn user_group_id_string(value: &Value) -> Result<String, ShimError> {
+/// as written (the literal is copied, never converted). A fraction or exponent is refused
+/// rather than guessed at, because `1.0` and `1` would name different customers.
+fn user_group_id_string(value: &RawValue) -> Result<String, ShimError> {
     let invalid = |reason: &str| ShimError::InvalidField {
         field: USER_GROUP_ID,
         reason: reason.to_owned(),
     };
-    match value {
-        Value::String(id) if id.is_empty() => Err(invalid("must not be empty")),
-        Value::String(id) => Ok(id.clone()),
-        Value::Number(number) => {
-            let literal = number.to_string();
-            let digits = literal.strip_prefix('-').unwrap_or(&literal);
-            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-                Ok(literal)
-            } else {
-                Err(invalid("must be a string or an integer"))
-            }
-        }
-        _ => Err(invalid("must be a string or an integer")),
+    if let Some(id) = string_value(value) {
+        return if id.is_empty() {
+            Err(invalid("must not be empty"))
+        } else {
+            Ok(id.into_owned())
+        };
+    }
+    let literal = value.get();
+    let digits = literal.strip_prefix('-').unwrap_or(literal);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(literal.to_owned())
+    } else {
+        Err(invalid("must be a string or an integer"))
     }
 }
 
 /// The id for the log on routes where it is optional; never an error.
-fn optional_user_group_id(fields: &Map<String, Value>) -> Option<String> {
-    fields
-        .get(USER_GROUP_ID)
-        .and_then(|id| user_group_id_string(id).ok())
+fn optional_user_group_id(members: &Members<'_>) -> Option<String> {
+    member(members, USER_GROUP_ID).and_then(|id| user_group_id_string(id).ok())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use serde_json::Value;
+
     fn parse(text: &str) -> Value {
         serde_json::from_str(text).unwrap()
     }
 
+    fn json(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
     fn sent(result: Result<TranslatedRequest, ShimError>) -> Value {
         match result.unwrap().plan {
-            CustomerCall::Send(body) => body,
+            CustomerCall::Send(body) => json(&body),
             other => panic!("expected a single call, got {other:?}"),
         }
     }
 
     #[test]
     fn update_renames_user_group_id_to_provided_id_for_the_doc_example() {
-        let legacy = parse(include_str!(
-            "../../tests/fixtures/update_user_group.request.json"
-        ));
-        let translated = translate_request(LegacyRoute::UpdateUserGroup, legacy).unwrap();
+        let legacy = include_str!("../../tests/fixtures/update_user_group.request.json");
+        let translated =
+            translate_request(LegacyRoute::UpdateUserGroup, legacy.as_bytes()).unwrap();
         assert_eq!(translated.user_group_id.as_deref(), Some("example_1"));
         assert_eq!(
             sent(Ok(translated)),
@@ -223,10 +257,12 @@ mod tests {
 
     #[test]
     fn create_keeps_key_order_and_unknown_keys() {
-        let legacy = parse(
-            r#"{"name": "A", "user_group_id": "g1", "is_demo_group": true, "x_custom": [1]}"#,
-        );
-        let body = sent(translate_request(LegacyRoute::CreateUserGroup, legacy));
+        let legacy =
+            r#"{"name": "A", "user_group_id": "g1", "is_demo_group": true, "x_custom": [1]}"#;
+        let body = sent(translate_request(
+            LegacyRoute::CreateUserGroup,
+            legacy.as_bytes(),
+        ));
         let keys: Vec<&str> = body
             .as_object()
             .unwrap()
@@ -241,17 +277,17 @@ mod tests {
     fn numeric_user_group_id_becomes_its_decimal_string() {
         let body = sent(translate_request(
             LegacyRoute::CreateUserGroup,
-            parse(r#"{"user_group_id": 42}"#),
+            r#"{"user_group_id": 42}"#.as_bytes(),
         ));
         assert_eq!(body, parse(r#"{"provided_id": "42"}"#));
         let huge = sent(translate_request(
             LegacyRoute::UpdateUserGroup,
-            parse(r#"{"user_group_id": 123456789012345678901234567890}"#),
+            r#"{"user_group_id": 123456789012345678901234567890}"#.as_bytes(),
         ));
         assert_eq!(huge["provided_id"], "123456789012345678901234567890");
         let negative = sent(translate_request(
             LegacyRoute::UpdateUserGroup,
-            parse(r#"{"user_group_id": -7}"#),
+            r#"{"user_group_id": -7}"#.as_bytes(),
         ));
         assert_eq!(negative["provided_id"], "-7");
     }
@@ -259,8 +295,9 @@ mod tests {
     #[test]
     fn non_integer_or_non_string_user_group_id_is_refused() {
         for bad in ["1.5", "1e3", "true", "null", "[\"a\"]", "{}", "\"\""] {
-            let body = parse(&format!(r#"{{"user_group_id": {bad}}}"#));
-            let error = translate_request(LegacyRoute::UpdateUserGroup, body).unwrap_err();
+            let body = format!(r#"{{"user_group_id": {bad}}}"#);
+            let error =
+                translate_request(LegacyRoute::UpdateUserGroup, body.as_bytes()).unwrap_err();
             assert!(
                 matches!(
                     error,
@@ -277,7 +314,7 @@ mod tests {
     #[test]
     fn missing_user_group_id_on_create_and_update_is_refused() {
         for route in [LegacyRoute::CreateUserGroup, LegacyRoute::UpdateUserGroup] {
-            let error = translate_request(route, parse(r#"{"name": "x"}"#)).unwrap_err();
+            let error = translate_request(route, r#"{"name": "x"}"#.as_bytes()).unwrap_err();
             assert_eq!(
                 error,
                 ShimError::MissingField {
@@ -292,7 +329,7 @@ mod tests {
     fn agreeing_provided_id_is_sent_once_and_a_disagreeing_one_is_refused() {
         let body = sent(translate_request(
             LegacyRoute::UpdateUserGroup,
-            parse(r#"{"user_group_id": "a", "provided_id": "a", "name": "n"}"#),
+            r#"{"user_group_id": "a", "provided_id": "a", "name": "n"}"#.as_bytes(),
         ));
         assert_eq!(body, parse(r#"{"provided_id": "a", "name": "n"}"#));
         for conflicting in [
@@ -300,7 +337,8 @@ mod tests {
             r#"{"user_group_id": 1, "provided_id": 1}"#,
         ] {
             assert_eq!(
-                translate_request(LegacyRoute::UpdateUserGroup, parse(conflicting)).unwrap_err(),
+                translate_request(LegacyRoute::UpdateUserGroup, conflicting.as_bytes())
+                    .unwrap_err(),
                 ShimError::ConflictingIds
             );
         }
@@ -309,8 +347,9 @@ mod tests {
     #[test]
     fn data_source_fields_point_to_mapping() {
         for field in DATA_SOURCE_FIELDS {
-            let body = parse(&format!(r#"{{"user_group_id": "a", "{field}": 5}}"#));
-            let error = translate_request(LegacyRoute::CreateUserGroup, body).unwrap_err();
+            let body = format!(r#"{{"user_group_id": "a", "{field}": 5}}"#);
+            let error =
+                translate_request(LegacyRoute::CreateUserGroup, body.as_bytes()).unwrap_err();
             assert_eq!(error, ShimError::UnsupportedDataSourceField { field });
             assert!(error.message().contains("mapping"));
         }
@@ -321,7 +360,7 @@ mod tests {
         for body in ["[]", "\"x\"", "1", "null"] {
             for route in LegacyRoute::ALL {
                 assert_eq!(
-                    translate_request(route, parse(body)).unwrap_err(),
+                    translate_request(route, body.as_bytes()).unwrap_err(),
                     ShimError::BodyNotObject
                 );
             }
@@ -330,27 +369,30 @@ mod tests {
 
     #[test]
     fn delete_by_token_is_forwarded_unchanged() {
-        let legacy = parse(include_str!(
-            "../../tests/fixtures/delete_user_group.request.json"
-        ));
+        let legacy = include_str!("../../tests/fixtures/delete_user_group.request.json");
         assert_eq!(
             sent(translate_request(
                 LegacyRoute::DeleteUserGroup,
-                legacy.clone()
+                legacy.as_bytes()
             )),
-            legacy
+            parse(legacy)
         );
-        let with_id = parse(r#"{"current_token": "t", "user_group_id": "example_1"}"#);
-        let translated = translate_request(LegacyRoute::DeleteUserGroup, with_id.clone()).unwrap();
+        let with_id = r#"{"current_token": "t", "user_group_id": "example_1"}"#;
+        let translated =
+            translate_request(LegacyRoute::DeleteUserGroup, with_id.as_bytes()).unwrap();
         assert_eq!(translated.user_group_id.as_deref(), Some("example_1"));
-        assert_eq!(translated.plan, CustomerCall::Send(with_id));
+        assert_eq!(translated.current_token.as_deref(), Some("t"));
+        assert_eq!(
+            translated.plan,
+            CustomerCall::Send(Bytes::from_static(with_id.as_bytes()))
+        );
     }
 
     #[test]
     fn delete_by_id_alone_plans_a_token_lookup() {
         let translated = translate_request(
             LegacyRoute::DeleteUserGroup,
-            parse(r#"{"user_group_id": "example_1", "note": "kept"}"#),
+            r#"{"user_group_id": "example_1", "note": "kept"}"#.as_bytes(),
         )
         .unwrap();
         let CustomerCall::LookupTokenThenDelete { provided_id, rest } = translated.plan else {
@@ -358,18 +400,22 @@ mod tests {
         };
         assert_eq!(provided_id, "example_1");
         assert_eq!(
-            token_lookup_body(&provided_id),
+            json(&token_lookup_body(&provided_id)),
             parse(r#"{"provided_id": "example_1"}"#)
         );
         assert_eq!(
-            delete_by_token_body(rest, "tok"),
+            json(&delete_by_token_body(&rest, "tok")),
             parse(r#"{"note": "kept", "current_token": "tok"}"#)
+        );
+        assert_eq!(
+            json(&delete_by_token_body("", "tok")),
+            parse(r#"{"current_token": "tok"}"#)
         );
     }
 
     #[test]
     fn delete_without_token_or_id_is_refused() {
-        let error = translate_request(LegacyRoute::DeleteUserGroup, parse("{}")).unwrap_err();
+        let error = translate_request(LegacyRoute::DeleteUserGroup, "{}".as_bytes()).unwrap_err();
         assert_eq!(
             error,
             ShimError::MissingField {
@@ -381,20 +427,51 @@ mod tests {
 
     #[test]
     fn refresh_is_forwarded_unchanged_and_needs_a_string_token() {
-        let legacy = parse(include_str!(
-            "../../tests/fixtures/refresh_user_group_token.request.json"
-        ));
+        let legacy = include_str!("../../tests/fixtures/refresh_user_group_token.request.json");
         assert_eq!(
             sent(translate_request(
                 LegacyRoute::RefreshUserGroupToken,
-                legacy.clone()
+                legacy.as_bytes()
             )),
-            legacy
+            parse(legacy)
         );
         for bad in ["{}", r#"{"current_token": 5}"#, r#"{"current_token": ""}"#] {
             assert!(
-                translate_request(LegacyRoute::RefreshUserGroupToken, parse(bad)).is_err(),
+                translate_request(LegacyRoute::RefreshUserGroupToken, bad.as_bytes()).is_err(),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_and_other_values_keep_their_exact_bytes() {
+        let legacy = r#"{"user_group_id": "g", "big": 1e400, "upper": 1E5, "float": 1.10, "nested": {"n": 123456789012345678901234567890, "s": "a\u00e9"}}"#;
+        let CustomerCall::Send(body) =
+            translate_request(LegacyRoute::UpdateUserGroup, legacy.as_bytes())
+                .unwrap()
+                .plan
+        else {
+            panic!("one call");
+        };
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"provided_id":"g","big":1e400,"upper":1E5,"float":1.10,"nested":{"n": 123456789012345678901234567890, "s": "a\u00e9"}}"#
+        );
+    }
+
+    #[test]
+    fn unparseable_and_duplicate_key_bodies_are_invalid_json() {
+        for body in [
+            "{nope",
+            r#"{"user_group_id": "a", "user_group_id": "b"}"#,
+            "",
+        ] {
+            assert!(
+                matches!(
+                    translate_request(LegacyRoute::UpdateUserGroup, body.as_bytes()),
+                    Err(ShimError::InvalidJson { .. })
+                ),
+                "{body}"
             );
         }
     }
