@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 /// Errors a streamed body can end with.
@@ -29,7 +29,11 @@ pub fn full_body(bytes: impl Into<Bytes>) -> ProxyBody {
 
 /// A streamed body passed on as it arrives, ended with an error after `idle_timeout` without
 /// a frame.
-pub fn streamed_body(incoming: Incoming, idle_timeout: Duration) -> ProxyBody {
+pub fn streamed_body<B>(incoming: B, idle_timeout: Duration) -> ProxyBody
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     IdleTimeout::new(incoming, idle_timeout).boxed_unsync()
 }
 

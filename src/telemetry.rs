@@ -29,7 +29,7 @@ pub const DEPRECATED_TARGET: &str = "deprecated";
 pub const ANONYMOUS: &str = "anonymous";
 
 /// Libraries whose verbose output could carry header or body bytes.
-const CAPPED_TARGETS: [&str; 5] = ["h2", "hyper", "hyper_util", "rustls", "hyper_rustls"];
+const CAPPED_TARGETS: [&str; 5] = ["h2", "hyper", "hyper_util", "rustls", "tokio_rustls"];
 
 /// Lines the background writer may hold before new ones are dropped: enough for a burst of
 /// several seconds at full load, about 10 MB at the longest lines.

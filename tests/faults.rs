@@ -380,3 +380,56 @@ async fn a_stale_pooled_connection_is_not_an_error_the_client_sees() {
     }
     assert_eq!(upstream.connections(), 3);
 }
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_closed_once_idle() {
+    // Serves every request of a connection, and counts the connections the shim closed.
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&closed);
+    let upstream = RawUpstream::start(move |mut stream| {
+        let closed = std::sync::Arc::clone(&counter);
+        async move {
+            loop {
+                if read_request(&mut stream).await.is_empty() {
+                    closed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                let body = r#"{"success": 1, "customer": {"provided_id": "a"}}"#;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if stream.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let config = TempConfig::new("[upstream]\npool_idle_timeout = \"1s\"\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    for _ in 0..3 {
+        assert_eq!(
+            send("GET", &shim.url("/api/customers/"), &[], "")
+                .await
+                .status,
+            200
+        );
+        let got = post_json(&shim.url(UPDATE), &json!({"user_group_id": "a"})).await;
+        assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+        assert_eq!(got.json()["user_group"]["provided_id"], "a");
+    }
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "one kept-alive upstream connection"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while closed.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle connection was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

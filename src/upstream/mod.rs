@@ -1,9 +1,13 @@
-//! The single client to the configured upstream.
+//! The client to the configured upstream.
 //!
-//! One pooled hyper client, built once: HTTPS through rustls (ring provider, the web PKI roots
+//! Built once from the configuration: HTTPS through rustls (ring provider, the web PKI roots
 //! plus an optional extra CA file), HTTP/2 or HTTP/1.1 chosen by ALPN, plain HTTP only when the
 //! operator configured an `http://` upstream. Every request's target is built here from the
-//! configured base URL, so nothing a client sends can choose where the shim connects.
+//! configured base URL, so nothing a client sends can choose where the shim connects. Each
+//! serving thread gets its own connections ([`Upstream::for_this_thread`], [`pool`]); the
+//! budget and the metrics are shared by all.
+
+pub mod pool;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -11,11 +15,6 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -25,6 +24,7 @@ use crate::config::{ConfigError, RateLimit, UpstreamConfig, UpstreamUrl};
 use crate::error::ShimError;
 use crate::metrics::{Metrics, RouteKind};
 use crate::ratelimit::{Admission, UpstreamBudget, retry_after_delay};
+use pool::{ConnectionPool, Endpoint, PooledBody};
 
 /// A reply read in full (translated calls only; pass-through streams).
 #[derive(Debug)]
@@ -34,10 +34,16 @@ pub struct CollectedReply {
     pub body: Bytes,
 }
 
-/// The upstream: where it is, how long it may take, the pooled client that reaches it, and
-/// the budget that paces calls to it.
+/// The upstream: where it is, how long it may take, this thread's connections to it, and the
+/// budget that paces calls to it.
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    connections: ConnectionPool,
+    shared: Arc<Shared>,
+}
+
+/// What every thread's [`Upstream`] has in common.
+struct Shared {
+    endpoint: Endpoint,
     url: UpstreamUrl,
     timeout: Duration,
     budget: Option<UpstreamBudget>,
@@ -51,25 +57,15 @@ impl Upstream {
         rate_limit: Option<&RateLimit>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, ConfigError> {
-        let tls = tls_config(config)?;
-        let mut http = HttpConnector::new();
-        // The scheme is checked by the TLS layer above, which sees the configured URL.
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(config.connect_timeout));
-        http.set_nodelay(true);
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle)
-            // Without a timer the idle timeout is never enforced.
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
+        let tls = Arc::new(tls_config(config)?);
+        let endpoint = Endpoint::new(
+            &config.url,
+            Some(tls),
+            config.connect_timeout,
+            config.pool_idle_timeout,
+            config.pool_max_idle,
+        )
+        .map_err(|error| ConfigError(format!("`upstream.url`: {error}")))?;
         let budget = rate_limit.map(|limit| {
             UpstreamBudget::new(
                 limit.per_minute,
@@ -79,28 +75,40 @@ impl Upstream {
             )
         });
         Ok(Self {
-            client,
-            url: config.url.clone(),
-            timeout: config.timeout,
-            budget,
-            metrics,
+            connections: ConnectionPool::new(endpoint.clone()),
+            shared: Arc::new(Shared {
+                endpoint,
+                url: config.url.clone(),
+                timeout: config.timeout,
+                budget,
+                metrics,
+            }),
         })
+    }
+
+    /// The same upstream, budget and metrics with connections of its own, for another serving
+    /// thread.
+    pub fn for_this_thread(&self) -> Self {
+        Self {
+            connections: ConnectionPool::new(self.shared.endpoint.clone()),
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Waits for this call's turn in the upstream budget, or refuses it.
     async fn take_turn(&self) -> Result<(), ShimError> {
-        let Some(budget) = &self.budget else {
+        let Some(budget) = &self.shared.budget else {
             return Ok(());
         };
         match budget.admit(Instant::now()) {
             Admission::Go => Ok(()),
             Admission::WaitThenGo(delay) => {
-                self.metrics.rate_limit_wait(delay);
+                self.shared.metrics.rate_limit_wait(delay);
                 tokio::time::sleep(delay).await;
                 Ok(())
             }
             Admission::Refuse { retry_after } => {
-                self.metrics.rate_limit_refused();
+                self.shared.metrics.rate_limit_refused();
                 Err(ShimError::RateLimited { retry_after })
             }
         }
@@ -108,12 +116,15 @@ impl Upstream {
 
     /// Learns from the reply head: a 429 with `Retry-After` holds every later call.
     fn observe(&self, kind: RouteKind, started: Instant, status: StatusCode, headers: &HeaderMap) {
-        self.metrics.upstream_latency(kind, started.elapsed());
+        self.shared
+            .metrics
+            .upstream_latency(kind, started.elapsed());
         if status == StatusCode::TOO_MANY_REQUESTS {
-            self.metrics.upstream_throttled();
-            if let (Some(budget), Some(delay)) =
-                (&self.budget, retry_after_delay(headers, SystemTime::now()))
-            {
+            self.shared.metrics.upstream_throttled();
+            if let (Some(budget), Some(delay)) = (
+                &self.shared.budget,
+                retry_after_delay(headers, SystemTime::now()),
+            ) {
                 budget.upstream_throttled(Instant::now() + delay);
             }
         }
@@ -121,26 +132,26 @@ impl Upstream {
 
     /// The configured base URL.
     pub fn url(&self) -> &UpstreamUrl {
-        &self.url
+        &self.shared.url
     }
 
     /// The whole-request limit.
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.shared.timeout
     }
 
     /// The upstream URI for an origin-form `path_and_query`, under the configured prefix.
     pub fn uri(&self, path_and_query: &str) -> Result<Uri, ShimError> {
-        if self.url.path_prefix.is_empty() {
+        if self.shared.url.path_prefix.is_empty() {
             // The common case: reuse the target as it is, no new string.
             let target = http::uri::PathAndQuery::try_from(path_and_query)
                 .map_err(|_| ShimError::BadRequestTarget)?;
             return self.uri_with(target);
         }
         Uri::builder()
-            .scheme(self.url.scheme.clone())
-            .authority(self.url.authority.clone())
-            .path_and_query(format!("{}{}", self.url.path_prefix, path_and_query))
+            .scheme(self.shared.url.scheme.clone())
+            .authority(self.shared.url.authority.clone())
+            .path_and_query(format!("{}{}", self.shared.url.path_prefix, path_and_query))
             .build()
             .map_err(|_| ShimError::BadRequestTarget)
     }
@@ -148,30 +159,32 @@ impl Upstream {
     /// The upstream URI for a request target that needs no prefix.
     fn uri_with(&self, target: http::uri::PathAndQuery) -> Result<Uri, ShimError> {
         let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.url.scheme.clone());
-        parts.authority = Some(self.url.authority.clone());
+        parts.scheme = Some(self.shared.url.scheme.clone());
+        parts.authority = Some(self.shared.url.authority.clone());
         parts.path_and_query = Some(target);
         Uri::from_parts(parts).map_err(|_| ShimError::BadRequestTarget)
     }
 
     /// The upstream URI for a client's request target, under the configured prefix.
     pub fn uri_for_target(&self, target: &http::uri::PathAndQuery) -> Result<Uri, ShimError> {
-        if self.url.path_prefix.is_empty() {
+        if self.shared.url.path_prefix.is_empty() {
             return self.uri_with(target.clone());
         }
         self.uri(target.as_str())
     }
 
     /// Sends `request` and waits for the reply headers, within the upstream timeout.
-    pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, ShimError> {
+    pub async fn send(
+        &self,
+        request: Request<ProxyBody>,
+    ) -> Result<Response<PooledBody>, ShimError> {
         self.take_turn().await?;
         let started = Instant::now();
-        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+        let response = tokio::time::timeout(self.shared.timeout, self.connections.send(request))
             .await
             .map_err(|_| ShimError::UpstreamTimeout {
-                timeout: self.timeout,
-            })?
-            .map_err(classify_client_error)?;
+                timeout: self.shared.timeout,
+            })??;
         self.observe(
             RouteKind::PassThrough,
             started,
@@ -191,11 +204,7 @@ impl Upstream {
         self.take_turn().await?;
         let started = Instant::now();
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(classify_client_error)?;
+            let response = self.connections.send(request).await?;
             self.observe(
                 RouteKind::Translated,
                 started,
@@ -221,21 +230,11 @@ impl Upstream {
                 body: body.to_bytes(),
             })
         };
-        tokio::time::timeout(self.timeout, exchange)
+        tokio::time::timeout(self.shared.timeout, exchange)
             .await
             .map_err(|_| ShimError::UpstreamTimeout {
-                timeout: self.timeout,
+                timeout: self.shared.timeout,
             })?
-    }
-}
-
-/// Connect-phase failures mean nothing reached the upstream; anything later may have.
-fn classify_client_error(error: hyper_util::client::legacy::Error) -> ShimError {
-    let detail = error_chain(&error);
-    if error.is_connect() {
-        ShimError::UpstreamUnreachable { detail }
-    } else {
-        ShimError::UpstreamFailed { detail }
     }
 }
 
@@ -276,11 +275,14 @@ fn tls_config(config: &UpstreamConfig) -> Result<rustls::ClientConfig, ConfigErr
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|error| ConfigError(format!("TLS set-up failed: {error}")))?
         .with_root_certificates(roots)
-        .with_no_client_auth())
+        .with_no_client_auth();
+    // The upstream picks: HTTP/2 when it speaks it, HTTP/1.1 otherwise.
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tls)
 }
 
 #[cfg(test)]

@@ -1,0 +1,519 @@
+//! Connections to the one upstream, kept by the thread that made them.
+//!
+//! Each serving thread has its own [`ConnectionPool`]: HTTP/1.1 connections are kept idle in a
+//! small stack (the most recently used first, so the rest can age out), and an HTTP/2
+//! connection, when ALPN picks h2, is shared by every request of the thread. A connection's
+//! driver task runs on the same single-threaded runtime as the requests that use it, so a
+//! request never crosses threads and there is no pool checkout machinery beyond a short
+//! uncontended lock.
+//!
+//! A request is only ever retried when hyper hands it back unsent (a pooled connection that
+//! the upstream closed while it sat idle): a request that may have reached the upstream is
+//! never replayed.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Version};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::{TrySendError, http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::body::ProxyBody;
+use crate::error::ShimError;
+
+/// Pooled connections tried before a fresh one: each may have been closed by the upstream
+/// while idle, and each such failure hands the request back unsent.
+const MAX_STALE_RETRIES: usize = 3;
+
+/// Where and how to connect: built once, shared by every thread's pool.
+#[derive(Clone)]
+pub struct Endpoint {
+    host: String,
+    port: u16,
+    /// `Some` for `https://` upstreams.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// The `Host` header every HTTP/1.1 request carries.
+    host_header: HeaderValue,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+}
+
+impl Endpoint {
+    pub fn new(
+        url: &crate::config::UpstreamUrl,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        max_idle: usize,
+    ) -> Result<Self, String> {
+        let https = url.scheme == http::uri::Scheme::HTTPS;
+        let host = url
+            .authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = url
+            .authority
+            .port_u16()
+            .unwrap_or(if https { 443 } else { 80 });
+        let tls = match (https, tls) {
+            (true, Some(config)) => {
+                let name = ServerName::try_from(host.clone())
+                    .map_err(|error| format!("invalid upstream host {host:?}: {error}"))?;
+                Some((TlsConnector::from(config), name))
+            }
+            (true, None) => return Err("an https upstream needs a TLS configuration".to_owned()),
+            (false, _) => None,
+        };
+        let host_header = HeaderValue::from_str(url.authority.as_str())
+            .map_err(|error| format!("invalid upstream authority: {error}"))?;
+        Ok(Self {
+            host,
+            port,
+            tls,
+            host_header,
+            connect_timeout,
+            idle_timeout,
+            max_idle,
+        })
+    }
+}
+
+/// One thread's connections to the upstream.
+#[derive(Clone)]
+pub struct ConnectionPool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    endpoint: Endpoint,
+    idle: Mutex<Idle>,
+    /// Whether the idle sweeper runs: it starts with the first connection, on the runtime of
+    /// the thread that uses the pool.
+    sweeping: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct Idle {
+    /// Idle HTTP/1.1 connections, the most recently used last.
+    http1: Vec<IdleHttp1>,
+    /// The thread's HTTP/2 connection and when it last started a request.
+    http2: Option<(http2::SendRequest<ProxyBody>, Instant)>,
+}
+
+struct IdleHttp1 {
+    sender: http1::SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+/// A connection checked out for one request.
+enum Checkout {
+    Http1(http1::SendRequest<ProxyBody>),
+    Http2(http2::SendRequest<ProxyBody>),
+}
+
+/// Why one attempt failed.
+enum Attempt {
+    /// hyper gave the request back: nothing reached the upstream, so it may be retried.
+    NotSent(Request<ProxyBody>, hyper::Error),
+    /// The request may have reached the upstream.
+    Failed(hyper::Error),
+}
+
+impl ConnectionPool {
+    /// An empty pool; it connects on first use, on the thread that uses it.
+    pub fn new(endpoint: Endpoint) -> Self {
+        Self {
+            inner: Arc::new(PoolInner {
+                endpoint,
+                idle: Mutex::new(Idle::default()),
+                sweeping: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Sends `request` (its URI in absolute form, as built by [`super::Upstream`]) and waits
+    /// for the reply head. The reply body returns the connection to the pool when it ends.
+    pub async fn send(
+        &self,
+        mut request: Request<ProxyBody>,
+    ) -> Result<Response<PooledBody>, ShimError> {
+        for _ in 0..MAX_STALE_RETRIES {
+            let Some(connection) = self.checkout_idle().await else {
+                break;
+            };
+            match self.attempt(connection, request).await {
+                Ok(response) => return Ok(response),
+                Err(Attempt::NotSent(unsent, error)) => {
+                    tracing::debug!(%error, "pooled upstream connection was closed; retrying");
+                    request = unsent;
+                }
+                Err(Attempt::Failed(error)) => return Err(failed(&error)),
+            }
+        }
+        let connection = self.connect().await?;
+        match self.attempt(connection, request).await {
+            Ok(response) => Ok(response),
+            Err(Attempt::NotSent(_, error)) | Err(Attempt::Failed(error)) => Err(failed(&error)),
+        }
+    }
+
+    /// A pooled connection ready for a request, if one is alive and fresh.
+    async fn checkout_idle(&self) -> Option<Checkout> {
+        let idle_timeout = self.inner.endpoint.idle_timeout;
+        let now = Instant::now();
+        {
+            let mut idle = self.inner.lock();
+            if let Some((sender, last_used)) = &mut idle.http2 {
+                if !sender.is_closed() {
+                    *last_used = now;
+                    return Some(Checkout::Http2(sender.clone()));
+                }
+                idle.http2 = None;
+            }
+        }
+        loop {
+            let mut sender = {
+                let mut idle = self.inner.lock();
+                let candidate = idle.http1.pop()?;
+                if candidate.sender.is_closed() || now - candidate.since > idle_timeout {
+                    continue;
+                }
+                candidate.sender
+            };
+            // Ready at once unless the previous reply is still being finished; an error means
+            // the connection is gone.
+            if sender.ready().await.is_ok() {
+                return Some(Checkout::Http1(sender));
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        connection: Checkout,
+        mut request: Request<ProxyBody>,
+    ) -> Result<Response<PooledBody>, Attempt> {
+        match connection {
+            Checkout::Http1(mut sender) => {
+                origin_form(&mut request);
+                request
+                    .headers_mut()
+                    .insert(http::header::HOST, self.inner.endpoint.host_header.clone());
+                *request.version_mut() = Version::HTTP_11;
+                let response = sender
+                    .try_send_request(request)
+                    .await
+                    .map_err(not_sent_or_failed)?;
+                let release = Release {
+                    pool: Arc::downgrade(&self.inner),
+                    sender,
+                };
+                Ok(response.map(|body| PooledBody::new(body, Some(release))))
+            }
+            Checkout::Http2(mut sender) => {
+                // `:authority` comes from the absolute URI; a `Host` header would repeat it.
+                request.headers_mut().remove(http::header::HOST);
+                *request.version_mut() = Version::HTTP_2;
+                if let Err(error) = sender.ready().await {
+                    return Err(Attempt::NotSent(request, error));
+                }
+                let response = sender
+                    .try_send_request(request)
+                    .await
+                    .map_err(not_sent_or_failed)?;
+                Ok(response.map(|body| PooledBody::new(body, None)))
+            }
+        }
+    }
+
+    /// A new connection: TCP, then TLS with ALPN when the upstream is `https://`, then the
+    /// protocol ALPN chose. Any failure here means nothing reached the upstream.
+    async fn connect(&self) -> Result<Checkout, ShimError> {
+        if !self
+            .inner
+            .sweeping
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tokio::spawn(sweep_idle(Arc::downgrade(&self.inner)));
+        }
+        let endpoint = &self.inner.endpoint;
+        let connecting = async {
+            let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
+            tcp.set_nodelay(true)?;
+            match &endpoint.tls {
+                None => Ok::<_, io::Error>(Transport::Plain(tcp)),
+                Some((connector, name)) => Ok(Transport::Tls(Box::new(
+                    connector.connect(name.clone(), tcp).await?,
+                ))),
+            }
+        };
+        let transport = tokio::time::timeout(endpoint.connect_timeout, connecting)
+            .await
+            .map_err(|_| ShimError::UpstreamUnreachable {
+                detail: format!(
+                    "connect timed out after {}",
+                    humantime::format_duration(endpoint.connect_timeout)
+                ),
+            })?
+            .map_err(|error| ShimError::UpstreamUnreachable {
+                detail: error.to_string(),
+            })?;
+        let unreachable = |error: hyper::Error| ShimError::UpstreamUnreachable {
+            detail: super::error_chain(&error),
+        };
+        if transport.negotiated_h2() {
+            let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(TokioIo::new(transport))
+                .await
+                .map_err(unreachable)?;
+            tokio::spawn(drive(connection));
+            self.inner.lock().http2 = Some((sender.clone(), Instant::now()));
+            Ok(Checkout::Http2(sender))
+        } else {
+            let (sender, connection) = http1::Builder::new()
+                .handshake(TokioIo::new(transport))
+                .await
+                .map_err(unreachable)?;
+            tokio::spawn(drive(connection));
+            Ok(Checkout::Http1(sender))
+        }
+    }
+}
+
+impl PoolInner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
+        // The lock guards plain data; a panic while holding it leaves nothing half-done.
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Keeps a connection whose reply has ended, unless the pool is full.
+    fn release(&self, sender: http1::SendRequest<ProxyBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.lock();
+        if idle.http1.len() < self.endpoint.max_idle {
+            idle.http1.push(IdleHttp1 {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+/// Drops idle connections past the idle timeout, so a quiet shim holds no sockets open; ends
+/// with the pool.
+async fn sweep_idle(pool: Weak<PoolInner>) {
+    let period = match pool.upgrade() {
+        Some(pool) => pool.endpoint.idle_timeout.max(Duration::from_secs(1)),
+        None => return,
+    };
+    let mut ticks = tokio::time::interval(period);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        let now = Instant::now();
+        let idle_timeout = pool.endpoint.idle_timeout;
+        let mut idle = pool.lock();
+        idle.http1.retain(|connection| {
+            !connection.sender.is_closed() && now - connection.since <= idle_timeout
+        });
+        if idle.http2.as_ref().is_some_and(|(sender, last_used)| {
+            sender.is_closed() || now - *last_used > idle_timeout
+        }) {
+            idle.http2 = None;
+        }
+    }
+}
+
+/// Runs a connection until it closes; its errors reach the request that was using it.
+async fn drive<C, E>(connection: C)
+where
+    C: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, "upstream connection ended with an error");
+    }
+}
+
+fn not_sent_or_failed(mut error: TrySendError<Request<ProxyBody>>) -> Attempt {
+    match error.take_message() {
+        Some(request) => Attempt::NotSent(request, error.into_error()),
+        None => Attempt::Failed(error.into_error()),
+    }
+}
+
+fn failed(error: &hyper::Error) -> ShimError {
+    ShimError::UpstreamFailed {
+        detail: super::error_chain(error),
+    }
+}
+
+/// HTTP/1.1 requests carry the path only; the connection already names the upstream.
+fn origin_form(request: &mut Request<ProxyBody>) {
+    let path = request
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    *request.uri_mut() = http::Uri::from(path);
+}
+
+/// A reply body that gives its HTTP/1.1 connection back to the pool once it has been read to
+/// the end. A body dropped early takes the connection with it: hyper closes it, since the rest
+/// of the reply would otherwise be read as the next one.
+pub struct PooledBody {
+    inner: Incoming,
+    release: Option<Release>,
+}
+
+struct Release {
+    pool: Weak<PoolInner>,
+    sender: http1::SendRequest<ProxyBody>,
+}
+
+impl std::fmt::Debug for PooledBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledBody")
+            .field("returns_connection", &self.release.is_some())
+            .finish()
+    }
+}
+
+impl PooledBody {
+    fn new(inner: Incoming, release: Option<Release>) -> Self {
+        let mut body = Self { inner, release };
+        if body.inner.is_end_stream() {
+            body.release_connection();
+        }
+        body
+    }
+
+    fn release_connection(&mut self) {
+        if let Some(Release { pool, sender }) = self.release.take()
+            && let Some(pool) = pool.upgrade()
+        {
+            pool.release(sender);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        match &frame {
+            None => self.release_connection(),
+            Some(Ok(_)) if self.inner.is_end_stream() => self.release_connection(),
+            // A broken reply leaves the connection unusable.
+            Some(Err(_)) => self.release = None,
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A connection's byte stream: plain TCP or TLS over it.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Transport {
+    fn negotiated_h2(&self) -> bool {
+        match self {
+            Self::Plain(_) => false,
+            Self::Tls(stream) => stream.get_ref().1.alpn_protocol() == Some(b"h2"),
+        }
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(stream) => stream.is_write_vectored(),
+            Self::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
