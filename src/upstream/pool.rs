@@ -128,7 +128,7 @@ enum Checkout {
 /// Why one attempt failed.
 enum Attempt {
     /// hyper gave the request back: nothing reached the upstream, so it may be retried.
-    NotSent(Request<ProxyBody>, hyper::Error),
+    NotSent(Box<Request<ProxyBody>>, hyper::Error),
     /// The request may have reached the upstream.
     Failed(hyper::Error),
 }
@@ -159,7 +159,7 @@ impl ConnectionPool {
                 Ok(response) => return Ok(response),
                 Err(Attempt::NotSent(unsent, error)) => {
                     tracing::debug!(%error, "pooled upstream connection was closed; retrying");
-                    request = unsent;
+                    request = *unsent;
                 }
                 Err(Attempt::Failed(error)) => return Err(failed(&error)),
             }
@@ -229,7 +229,7 @@ impl ConnectionPool {
                 request.headers_mut().remove(http::header::HOST);
                 *request.version_mut() = Version::HTTP_2;
                 if let Err(error) = sender.ready().await {
-                    return Err(Attempt::NotSent(request, error));
+                    return Err(Attempt::NotSent(Box::new(request), error));
                 }
                 let response = sender
                     .try_send_request(request)
@@ -357,7 +357,7 @@ where
 
 fn not_sent_or_failed(mut error: TrySendError<Request<ProxyBody>>) -> Attempt {
     match error.take_message() {
-        Some(request) => Attempt::NotSent(request, error.into_error()),
+        Some(request) => Attempt::NotSent(Box::new(request), error.into_error()),
         None => Attempt::Failed(error.into_error()),
     }
 }
