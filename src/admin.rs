@@ -15,7 +15,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde_json::json;
 
 use crate::body::{ProxyBody, full_body};
-use crate::proxy::Proxy;
+use crate::metrics::Metrics;
+use crate::usage::UsageTracker;
 
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -33,15 +34,21 @@ impl Readiness {
     }
 }
 
+/// What the admin endpoints read: the process's readiness, metrics and usage records. Shared
+/// with the serving threads, never the request path itself.
+#[derive(Clone)]
+pub struct AdminState {
+    pub readiness: Readiness,
+    pub metrics: Arc<Metrics>,
+    pub usage: Arc<UsageTracker>,
+}
+
 /// Answers one admin request.
-pub fn handle<B>(
-    request: &Request<B>,
-    readiness: &Readiness,
-    proxy: &Proxy,
-) -> Response<ProxyBody> {
+pub fn handle<B>(request: &Request<B>, state: &AdminState) -> Response<ProxyBody> {
+    let readiness = &state.readiness;
     let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
     if is_read && request.uri().path() == "/metrics" {
-        let mut response = Response::new(full_body(proxy.metrics().encode()));
+        let mut response = Response::new(full_body(state.metrics.encode()));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE),
@@ -49,7 +56,7 @@ pub fn handle<B>(
         return response;
     }
     let (status, body) = match (request.method(), request.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/usage") => (StatusCode::OK, proxy.usage().report()),
+        (&Method::GET | &Method::HEAD, "/usage") => (StatusCode::OK, state.usage.report()),
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET | &Method::HEAD, "/readyz") if readiness.is_ready() => {
             (StatusCode::OK, json!({"status": "ready"}))
@@ -80,42 +87,39 @@ mod tests {
         Request::get(path).body(()).unwrap()
     }
 
-    fn proxy() -> Proxy {
-        let config = crate::config::Config::resolve(&crate::cli::Overrides::default()).unwrap();
-        Proxy::new(&config).unwrap()
+    fn state() -> AdminState {
+        AdminState {
+            readiness: Readiness::default(),
+            metrics: Arc::new(Metrics::new(10)),
+            usage: Arc::new(UsageTracker::default()),
+        }
     }
 
-    #[tokio::test]
-    async fn metrics_and_usage_are_served() {
-        let (readiness, proxy) = (Readiness::default(), proxy());
-        let metrics = handle(&get("/metrics"), &readiness, &proxy);
+    #[test]
+    fn metrics_and_usage_are_served() {
+        let state = state();
+        let metrics = handle(&get("/metrics"), &state);
         assert_eq!(metrics.status(), StatusCode::OK);
         assert_eq!(
             metrics.headers()[header::CONTENT_TYPE],
             OPENMETRICS_CONTENT_TYPE
         );
-        let usage = handle(&get("/usage"), &readiness, &proxy);
+        let usage = handle(&get("/usage"), &state);
         assert_eq!(usage.status(), StatusCode::OK);
     }
 
-    #[tokio::test]
-    async fn readyz_follows_readiness() {
-        let (readiness, proxy) = (Readiness::default(), proxy());
-        let handle = |request: &Request<()>, readiness: &Readiness| {
-            super::handle(request, readiness, &proxy)
-        };
+    #[test]
+    fn readyz_follows_readiness() {
+        let state = state();
         assert_eq!(
-            handle(&get("/readyz"), &readiness).status(),
+            handle(&get("/readyz"), &state).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
-        readiness.set_ready(true);
-        assert_eq!(handle(&get("/readyz"), &readiness).status(), StatusCode::OK);
+        state.readiness.set_ready(true);
+        assert_eq!(handle(&get("/readyz"), &state).status(), StatusCode::OK);
+        assert_eq!(handle(&get("/healthz"), &state).status(), StatusCode::OK);
         assert_eq!(
-            handle(&get("/healthz"), &readiness).status(),
-            StatusCode::OK
-        );
-        assert_eq!(
-            handle(&get("/other"), &readiness).status(),
+            handle(&get("/other"), &state).status(),
             StatusCode::NOT_FOUND
         );
     }

@@ -32,6 +32,10 @@ pub struct Cli {
     /// Log line format.
     #[arg(long, env = "EXPLO_SHIM_LOG_FORMAT", value_name = "json|text")]
     pub log_format: Option<String>,
+    /// Serving threads, each with its own listener, runtime and upstream connections:
+    /// "auto" (the CPUs this process may use) or a number.
+    #[arg(long, env = "EXPLO_SHIM_WORKERS", value_name = "auto|N")]
+    pub workers: Option<String>,
     /// Validate the configuration, print it and exit (0 when valid, 64 when not).
     #[arg(long)]
     pub check_config: bool,
@@ -101,6 +105,7 @@ pub struct Overrides {
     pub admin: Option<Setting>,
     pub upstream_timeout: Option<Setting>,
     pub log_format: Option<Setting>,
+    pub workers: Option<Setting>,
 }
 
 /// Parses `args` (including the program name). Help and version come back as `Err` too;
@@ -143,6 +148,7 @@ where
             "EXPLO_SHIM_LOG_FORMAT",
             &cli.log_format,
         ),
+        workers: setting("workers", "--workers", "EXPLO_SHIM_WORKERS", &cli.workers),
     };
     Ok((cli, overrides))
 }

@@ -54,6 +54,9 @@ pub const DEFAULT_RATE_LIMIT_BURST: u64 = 30;
 /// A call that would wait longer than this for the budget is refused with 429.
 pub const DEFAULT_RATE_LIMIT_MAX_WAIT: Duration = Duration::from_secs(10);
 
+/// The most serving threads `workers` may ask for: more would only cost memory.
+pub const MAX_WORKERS: usize = 256;
+
 /// A configuration problem, worded for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -141,6 +144,8 @@ pub struct LegacyBehaviour {
 pub struct Config {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    /// Serving threads; `None` is one per CPU this process may use ([`Config::worker_threads`]).
+    pub workers: Option<usize>,
     pub log_format: LogFormat,
     pub upstream: UpstreamConfig,
     pub limits: Limits,
@@ -174,6 +179,7 @@ pub struct DeprecationDates {
 struct FileConfig {
     listen: Option<String>,
     admin: Option<String>,
+    workers: Option<toml::Value>,
     log_format: Option<String>,
     #[serde(default)]
     upstream: FileUpstream,
@@ -285,6 +291,19 @@ impl Sourced<'_> {
             return Err(self.invalid("must be greater than zero"));
         }
         Ok(duration)
+    }
+
+    /// `auto` (`None`) or a thread count from 1 to [`MAX_WORKERS`].
+    fn workers(&self) -> Result<Option<usize>, ConfigError> {
+        if self.value == "auto" {
+            return Ok(None);
+        }
+        match self.value.parse::<usize>() {
+            Ok(count) if (1..=MAX_WORKERS).contains(&count) => Ok(Some(count)),
+            _ => Err(self.invalid(format!(
+                "expected \"auto\" or a number from 1 to {MAX_WORKERS}"
+            ))),
+        }
     }
 
     fn log_format(&self) -> Result<LogFormat, ConfigError> {
@@ -414,6 +433,19 @@ impl Config {
         )
         .unwrap_or(from_default("admin", DEFAULT_ADMIN))
         .socket_addr()?;
+        // The file may say `workers = 4` or `workers = "auto"`.
+        let file_workers = file.workers.as_ref().map(|value| match value {
+            toml::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        });
+        let workers = chosen(
+            "workers",
+            overrides.workers.as_ref(),
+            file_workers.as_deref(),
+            origin,
+        )
+        .unwrap_or(from_default("workers", "auto"))
+        .workers()?;
         let log_format = chosen(
             "log_format",
             overrides.log_format.as_ref(),
@@ -611,6 +643,7 @@ impl Config {
         Ok(Config {
             listen,
             admin,
+            workers,
             log_format,
             upstream,
             limits,
@@ -620,6 +653,18 @@ impl Config {
             deprecation,
             tls,
             shutdown_grace,
+        })
+    }
+}
+
+impl Config {
+    /// How many serving threads to run: the configured count, or one per CPU this process may
+    /// use (the standard library reads the affinity mask and the cgroup CPU quota).
+    pub fn worker_threads(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .min(MAX_WORKERS)
         })
     }
 }
@@ -830,5 +875,24 @@ mod tests {
                 .to_string()
                 .contains("/nonexistent/explo.toml")
         );
+    }
+
+    #[test]
+    fn workers_are_auto_by_default_and_validated() {
+        let config = Config::resolve(&Overrides::default()).unwrap();
+        assert_eq!(config.workers, None);
+        assert!(config.worker_threads() >= 1);
+        let (_file, mut overrides) = write_config("workers = 3\n");
+        assert_eq!(Config::resolve(&overrides).unwrap().worker_threads(), 3);
+        overrides.workers = setting("auto", "--workers");
+        assert_eq!(Config::resolve(&overrides).unwrap().workers, None);
+        for bad in ["0", "-1", "many", "100000"] {
+            overrides.workers = setting(bad, "--workers");
+            let error = Config::resolve(&overrides).unwrap_err().to_string();
+            assert!(
+                error.contains("`workers`") && error.contains("--workers"),
+                "{error}"
+            );
+        }
     }
 }

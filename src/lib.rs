@@ -7,7 +7,8 @@
 //! - [`config`]: defaults as named constants, the TOML file, validation with messages that
 //!   name the key.
 //! - [`framing_guard`]: byte-level request-smuggling guard in front of hyper.
-//! - [`server`]: the accept loop, HTTP/1.1 and h2c, the graceful drain.
+//! - [`server`]: thread per core: one runtime, `SO_REUSEPORT` listener and upstream pool per
+//!   serving thread; HTTP/1.1 and h2c; the graceful drain.
 //! - [`admin`]: `/healthz` and `/readyz` on the admin listener.
 //! - [`proxy`]: one request: a legacy route is translated, anything else passes through.
 //! - [`legacy`]: the deprecated surface: the route table and the pure translation functions
@@ -16,7 +17,8 @@
 //! - [`demo`]: `--demo`, the shim in front of the emulator.
 //! - [`emulator`]: an in-memory Customer API for offline tests and `--demo`.
 //! - [`commands`]: the `translate`, `usage` and `healthcheck` subcommands.
-//! - [`upstream`]: the one pooled HTTPS client to the configured upstream.
+//! - [`upstream`]: the client to the configured upstream: the shared budget and each thread's
+//!   own connections ([`upstream::pool`]).
 //! - [`headers`]: one module per header concern (hop-by-hop, content encoding, forwarding).
 //! - [`error`]: the one error type, mapped to a status and the legacy JSON envelope in one place.
 //! - [`body`]: the body type shared by streamed and built messages.
@@ -77,22 +79,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     on_listening: impl FnOnce(std::net::SocketAddr, std::net::SocketAddr),
 ) -> std::io::Result<()> {
-    let (listener, admin) = server::bind(&config).await?;
-    let (listen_addr, admin_addr) = server::local_addrs(&listener, &admin);
-    if let (Some(listen), Some(admin)) = (listen_addr, admin_addr) {
-        on_listening(listen, admin);
-    }
+    let listeners = server::bind(&config)?;
+    let (listen, admin) = (listeners.main_addr()?, listeners.admin_addr()?);
+    on_listening(listen, admin);
     tracing::info!(
-        listen = %display_addr(listen_addr),
-        admin = %display_addr(admin_addr),
+        %listen,
+        %admin,
         upstream = %config.upstream.url,
         tls = prepared.tls.is_some(),
+        workers = listeners.workers(),
         "explo-shim listening"
     );
-    server::serve(&config, prepared, listener, admin, shutdown).await;
-    Ok(())
-}
-
-fn display_addr(addr: Option<std::net::SocketAddr>) -> String {
-    addr.map_or_else(|| "unknown".to_owned(), |addr| addr.to_string())
+    server::serve(&config, prepared, listeners, shutdown).await
 }

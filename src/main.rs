@@ -29,7 +29,9 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(error) => return usage_error(&error),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // This thread coordinates (signals, admin, the demo emulator); the serving threads run
+    // runtimes of their own (see `server`).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

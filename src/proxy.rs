@@ -51,9 +51,16 @@ enum Precheck<T> {
     Answer(CollectedReply),
 }
 
-/// Everything one request needs, built once at start-up and shared by all connections.
+/// Everything one request needs. One per serving thread: the upstream connections are the
+/// thread's own ([`Proxy::for_this_thread`]); the rest is built once and shared, so the caps
+/// and counts hold for the whole process.
 pub struct Proxy {
     upstream: Upstream,
+    shared: Arc<Shared>,
+}
+
+/// What every thread's [`Proxy`] has in common.
+struct Shared {
     limits: Limits,
     reply_options: ReplyOptions,
     refuse_cascading_delete: bool,
@@ -61,7 +68,7 @@ pub struct Proxy {
     in_flight: Semaphore,
     deprecation: DeprecationHeaders,
     metrics: Arc<Metrics>,
-    usage: UsageTracker,
+    usage: Arc<UsageTracker>,
 }
 
 impl Proxy {
@@ -69,12 +76,12 @@ impl Proxy {
         let metrics = Arc::new(Metrics::new(
             usize::try_from(config.limits.max_tracked_clients).unwrap_or(usize::MAX),
         ));
-        Ok(Self {
-            upstream: Upstream::new(
-                &config.upstream,
-                config.rate_limit.as_ref(),
-                Arc::clone(&metrics),
-            )?,
+        let upstream = Upstream::new(
+            &config.upstream,
+            config.rate_limit.as_ref(),
+            Arc::clone(&metrics),
+        )?;
+        let shared = Shared {
             limits: config.limits.clone(),
             reply_options: config.legacy.clone(),
             refuse_cascading_delete: config.legacy_behaviour.refuse_cascading_delete,
@@ -90,16 +97,28 @@ impl Proxy {
                 ConfigError("`deprecation.sunset` is earlier than `deprecation.date`".to_owned())
             })?,
             metrics,
-            usage: UsageTracker::default(),
+            usage: Arc::new(UsageTracker::default()),
+        };
+        Ok(Self {
+            upstream,
+            shared: Arc::new(shared),
         })
     }
 
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+    /// The same proxy with upstream connections of its own, for another serving thread.
+    pub fn for_this_thread(&self) -> Self {
+        Self {
+            upstream: self.upstream.for_this_thread(),
+            shared: Arc::clone(&self.shared),
+        }
     }
 
-    pub fn usage(&self) -> &UsageTracker {
-        &self.usage
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    pub fn usage(&self) -> &Arc<UsageTracker> {
+        &self.shared.usage
     }
 
     /// Answers one request. Never fails: errors become legacy-envelope replies here. Every
@@ -133,7 +152,7 @@ impl Proxy {
         let mut response = self.dispatch(route, request, client, id).await;
         if let Some(route) = route {
             // Every reply to a legacy call says it is deprecated, the shim's own errors too.
-            self.deprecation.apply(route, response.headers_mut());
+            self.shared.deprecation.apply(route, response.headers_mut());
         }
         response
     }
@@ -146,11 +165,11 @@ impl Proxy {
         id: &str,
     ) -> Response<ProxyBody> {
         // Shed at once rather than queue: a queue would grow without bound under overload.
-        let Ok(_permit) = self.in_flight.try_acquire() else {
-            self.metrics.shed();
+        let Ok(_permit) = self.shared.in_flight.try_acquire() else {
+            self.shared.metrics.shed();
             return error_response(ShimError::Overloaded, id);
         };
-        let _counted = self.metrics.in_flight();
+        let _counted = self.shared.metrics.in_flight();
         if let Err(error) = check_request_framing(request.headers()) {
             return error_response(error, id);
         }
@@ -164,7 +183,7 @@ impl Proxy {
                     .pass_through(request, client)
                     .await
                     .unwrap_or_else(|error| error_response(error, id));
-                self.metrics.pass_through(response.status().as_u16());
+                self.shared.metrics.pass_through(response.status().as_u16());
                 response
             }
         }
@@ -179,6 +198,7 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let caller = self
+            .shared
             .metrics
             .identify(request.headers().get(&EXPLO_AUTHORIZATION));
         let mut user_group_id = None;
@@ -199,13 +219,13 @@ impl Proxy {
             status,
             latency: started.elapsed(),
         });
-        self.usage.record(
+        self.shared.usage.record(
             &caller.label,
             route,
             user_group_id.as_deref(),
             SystemTime::now(),
         );
-        self.metrics.legacy_call(route, status, &caller);
+        self.shared.metrics.legacy_call(route, status, &caller);
         response
     }
 
@@ -218,13 +238,14 @@ impl Proxy {
         user_group_id: &mut Option<String>,
     ) -> Result<(Response<ProxyBody>, StatusCode), ShimError> {
         let (parts, body) = request.into_parts();
-        let bytes = read_legacy_body(&parts.headers, body, self.limits.legacy_body_bytes).await?;
+        let bytes =
+            read_legacy_body(&parts.headers, body, self.shared.limits.legacy_body_bytes).await?;
         let translated =
             translate_request(route, &bytes).map_err(|error| unparseable(&parts.headers, error))?;
         *user_group_id = translated.user_group_id;
 
         let mut headers = parts.headers;
-        prepare_upstream_headers(&mut headers, client.ip(), self.add_x_forwarded_for);
+        prepare_upstream_headers(&mut headers, client.ip(), self.shared.add_x_forwarded_for);
         headers.remove(header::CONTENT_LENGTH);
         headers.remove(header::CONTENT_ENCODING);
         headers.remove(header::CONTENT_TYPE);
@@ -234,7 +255,7 @@ impl Proxy {
 
         let body = match translated.plan {
             CustomerCall::Send(body) => {
-                if route == LegacyRoute::DeleteUserGroup && self.refuse_cascading_delete {
+                if route == LegacyRoute::DeleteUserGroup && self.shared.refuse_cascading_delete {
                     let token = translated.current_token.as_deref().unwrap_or_default();
                     match self.provided_id_for_token(&headers, token).await? {
                         Precheck::Answer(refusal) => return self.legacy_reply(route, refusal),
@@ -266,7 +287,7 @@ impl Proxy {
                     // the answer the legacy client gets.
                     None => return self.legacy_reply(route, lookup),
                 };
-                if self.refuse_cascading_delete
+                if self.shared.refuse_cascading_delete
                     && let Precheck::Answer(refusal) =
                         self.check_no_children(&headers, &provided_id).await?
                 {
@@ -302,7 +323,7 @@ impl Proxy {
         *request.uri_mut() = self.upstream.uri(target)?;
         *request.headers_mut() = headers;
         self.upstream
-            .exchange(request, self.limits.upstream_reply_bytes)
+            .exchange(request, self.shared.limits.upstream_reply_bytes)
             .await
     }
 
@@ -372,7 +393,7 @@ impl Proxy {
             .filter(|child| child.get("provided_id").and_then(Value::as_str) != Some(provided_id))
             .count();
         if children > 0 {
-            self.metrics.cascade_refused();
+            self.shared.metrics.cascade_refused();
             return Err(ShimError::DeleteWouldCascade {
                 provided_id: provided_id.to_owned(),
                 children,
@@ -403,7 +424,7 @@ impl Proxy {
         decode_body(
             &reply.headers,
             reply.body.clone(),
-            self.limits.upstream_reply_bytes,
+            self.shared.limits.upstream_reply_bytes,
         )
         .map_err(|error| ShimError::UpstreamInvalidReply {
             detail: error.to_string(),
@@ -429,11 +450,9 @@ impl Proxy {
         // only then are the reply's headers (owned, not copied) trimmed for the client.
         let (body, decoded) = if status.is_success() {
             let decoded = self.decoded_body(&reply)?;
-            let legacy =
-                legacy_success_reply(route, &decoded, &self.reply_options).map_err(|error| {
-                    ShimError::UpstreamInvalidReply {
-                        detail: format!("{status} reply is not JSON: {error}"),
-                    }
+            let legacy = legacy_success_reply(route, &decoded, &self.shared.reply_options)
+                .map_err(|error| ShimError::UpstreamInvalidReply {
+                    detail: format!("{status} reply is not JSON: {error}"),
                 })?;
             (legacy, true)
         } else {
@@ -479,12 +498,16 @@ impl Proxy {
         // The client's HTTP version is a property of its connection; the pooled upstream
         // connection picks its own (ALPN).
         parts.version = Version::HTTP_11;
-        prepare_upstream_headers(&mut parts.headers, client.ip(), self.add_x_forwarded_for);
+        prepare_upstream_headers(
+            &mut parts.headers,
+            client.ip(),
+            self.shared.add_x_forwarded_for,
+        );
         let response = self
             .upstream
             .send(Request::from_parts(
                 parts,
-                streamed_body(body, self.limits.body_idle_timeout),
+                streamed_body(body, self.shared.limits.body_idle_timeout),
             ))
             .await?;
         let (mut parts, body) = response.into_parts();
@@ -492,7 +515,7 @@ impl Proxy {
         parts.version = Version::HTTP_11;
         Ok(Response::from_parts(
             parts,
-            streamed_body(body, self.limits.body_idle_timeout),
+            streamed_body(body, self.shared.limits.body_idle_timeout),
         ))
     }
 }

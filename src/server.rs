@@ -1,9 +1,17 @@
 //! Listening, serving connections, and the graceful drain.
 //!
+//! Thread per core: `workers` serving threads, each with a single-threaded tokio runtime, its
+//! own `SO_REUSEPORT` listener on the one address, and its own upstream connections. The
+//! kernel spreads new connections over the listeners, and a request is served from accept to
+//! reply on the thread that accepted it: no work-stealing, no hand-off between threads. The
+//! caps (open connections, requests in flight) are semaphores shared by every thread, so they
+//! hold for the whole process. The admin listener, the signals and the certificate reload run
+//! on the coordinating thread that called [`serve`].
+//!
 //! Each accepted connection is served by hyper's auto builder (HTTP/1.1, or HTTP/2 with prior
-//! knowledge, h2c) and watched by a `GracefulShutdown`. On shutdown the shim stops accepting,
-//! `/readyz` turns 503, idle keep-alive connections close at once, and in-flight requests get
-//! `shutdown.grace` to finish.
+//! knowledge, h2c) and watched by its thread's `GracefulShutdown`. On shutdown every thread
+//! stops accepting, `/readyz` turns 503, idle keep-alive connections close at once, and
+//! in-flight requests get `shutdown.grace` to finish.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,11 +23,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
 
 use crate::Prepared;
-use crate::admin::{self, Readiness};
+use crate::admin::{self, AdminState, Readiness};
 use crate::config::Config;
 use crate::framing_guard::FramingGuard;
 use crate::proxy::Proxy;
@@ -33,28 +41,183 @@ const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Serves legacy clients on `listener` and the admin endpoints on `admin_listener` until
-/// `shutdown` completes, then drains.
+/// Pending connections each listener's kernel queue holds (tokio's own default).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// The bound sockets, before any runtime serves them: one main listener per serving thread,
+/// all on the same address, and the admin listener.
+pub struct Listeners {
+    main: Vec<std::net::TcpListener>,
+    admin: std::net::TcpListener,
+}
+
+impl Listeners {
+    /// The address legacy clients reach (it differs from the config when that asked for port 0).
+    pub fn main_addr(&self) -> std::io::Result<SocketAddr> {
+        self.main[0].local_addr()
+    }
+
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+
+    /// How many serving threads will run.
+    pub fn workers(&self) -> usize {
+        self.main.len()
+    }
+}
+
+/// Binds the admin listener and one main listener per serving thread. Separate from [`serve`]
+/// so the caller can report the bound ports.
+pub fn bind(config: &Config) -> std::io::Result<Listeners> {
+    let workers = config.worker_threads().max(1);
+    let named = |what: &'static str, addr: SocketAddr| {
+        move |error: std::io::Error| {
+            std::io::Error::new(
+                error.kind(),
+                format!("cannot listen on {addr}{what}: {error}"),
+            )
+        }
+    };
+    let first = reuse_port_listener(config.listen).map_err(named("", config.listen))?;
+    // Port 0 picks a port once; every other thread joins the first one's.
+    let addr = first.local_addr()?;
+    let mut main = vec![first];
+    for _ in 1..workers {
+        main.push(reuse_port_listener(addr).map_err(named("", addr))?);
+    }
+    let admin =
+        std::net::TcpListener::bind(config.admin).map_err(named(" (admin)", config.admin))?;
+    admin.set_nonblocking(true)?;
+    Ok(Listeners { main, admin })
+}
+
+/// A listening socket that other sockets of this process may bind too (`SO_REUSEPORT`); the
+/// kernel then balances new connections between them. Only sockets of the same user can join.
+fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// The next connection on `listener`. An accept error (out of file descriptors, say) is
+/// logged and waited out, never a busy loop: the main, admin and emulator listeners share it.
+pub async fn accept(listener: &TcpListener, which: &'static str) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(error) => {
+                tracing::warn!(listener = which, %error, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// What every serving thread needs besides its listener and its proxy.
+struct ThreadSettings {
+    builder: auto::Builder<TokioExecutor>,
+    connections: Arc<Semaphore>,
+    tls: Option<Arc<InboundTls>>,
+    header_read_timeout: Duration,
+    max_head_bytes: usize,
+    grace: Duration,
+}
+
+/// Serves legacy clients on the main listeners (one thread each) and the admin endpoints on
+/// this thread until `shutdown` completes, then drains every thread.
 pub async fn serve(
     config: &Config,
     prepared: Prepared,
-    listener: TcpListener,
-    admin_listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
-) {
-    let readiness = Readiness::default();
+) -> std::io::Result<()> {
     let Prepared { proxy, tls } = prepared;
-    let proxy = Arc::new(proxy);
     let tls = tls.map(Arc::new);
-    let reload_task = tls.clone().map(|tls| tokio::spawn(reload_on_sighup(tls)));
-    let header_read_timeout = config.limits.header_read_timeout;
-    let max_head_bytes = usize::try_from(config.limits.max_header_bytes).unwrap_or(usize::MAX);
+    let admin_state = AdminState {
+        readiness: Readiness::default(),
+        metrics: Arc::clone(proxy.metrics()),
+        usage: Arc::clone(proxy.usage()),
+    };
     let admin_task = tokio::spawn(serve_admin(
-        admin_listener,
-        readiness.clone(),
-        Arc::clone(&proxy),
+        TcpListener::from_std(listeners.admin)?,
+        admin_state.clone(),
     ));
+    let reload_task = tls.clone().map(|tls| tokio::spawn(reload_on_sighup(tls)));
 
+    let settings = Arc::new(ThreadSettings {
+        builder: connection_builder(config),
+        connections: Arc::new(Semaphore::new(
+            usize::try_from(config.limits.max_connections).unwrap_or(usize::MAX),
+        )),
+        tls,
+        header_read_timeout: config.limits.header_read_timeout,
+        max_head_bytes: usize::try_from(config.limits.max_header_bytes).unwrap_or(usize::MAX),
+        grace: config.shutdown_grace,
+    });
+    let (stop, stopped) = watch::channel(false);
+    let mut threads = Vec::with_capacity(listeners.main.len());
+    for (index, listener) in listeners.main.into_iter().enumerate() {
+        let proxy = proxy.for_this_thread();
+        let settings = Arc::clone(&settings);
+        let stopped = stopped.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("explo-shim-{index}"))
+            .spawn(move || serve_thread(listener, proxy, &settings, stopped));
+        match thread {
+            Ok(thread) => threads.push(thread),
+            Err(error) => {
+                // Stop the threads already serving before reporting.
+                let _ = stop.send(true);
+                join_all(threads).await;
+                return Err(std::io::Error::new(
+                    error.kind(),
+                    format!("cannot start serving thread {index}: {error}"),
+                ));
+            }
+        }
+    }
+    drop(proxy);
+    admin_state.readiness.set_ready(true);
+    shutdown.await;
+
+    admin_state.readiness.set_ready(false);
+    tracing::info!(grace = %humantime::format_duration(config.shutdown_grace), "shutting down: draining in-flight requests");
+    let _ = stop.send(true);
+    if join_all(threads).await {
+        tracing::info!("drained; exiting");
+    } else {
+        tracing::warn!("grace period over; closing the remaining connections");
+    }
+    admin_task.abort();
+    if let Some(task) = reload_task {
+        task.abort();
+    }
+    Ok(())
+}
+
+/// Waits for the serving threads; true when every one drained within the grace period.
+async fn join_all(threads: Vec<std::thread::JoinHandle<bool>>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        // Every thread is joined, whatever the others did.
+        let drained: Vec<bool> = threads
+            .into_iter()
+            .map(|thread| thread.join().unwrap_or(false))
+            .collect();
+        drained.into_iter().all(|drained| drained)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// The HTTP settings every client connection is served with.
+fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     let limits = &config.limits;
     let header_bytes = usize::try_from(limits.max_header_bytes).unwrap_or(usize::MAX);
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -71,71 +234,99 @@ pub async fn serve(
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL);
-    let connections = Arc::new(Semaphore::new(
-        usize::try_from(limits.max_connections).unwrap_or(usize::MAX),
-    ));
+    builder
+}
 
+/// One serving thread: its own runtime, listener and proxy, until `stopped` turns true.
+/// Returns whether its connections drained within the grace period.
+fn serve_thread(
+    listener: std::net::TcpListener,
+    proxy: Proxy,
+    settings: &ThreadSettings,
+    stopped: watch::Receiver<bool>,
+) -> bool {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start a serving thread's runtime");
+            return false;
+        }
+    };
+    runtime.block_on(async move {
+        match TcpListener::from_std(listener) {
+            Ok(listener) => {
+                accept_until_stopped(listener, Arc::new(proxy), settings, stopped).await
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot serve a listener");
+                false
+            }
+        }
+    })
+}
+
+async fn accept_until_stopped(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    settings: &ThreadSettings,
+    mut stopped: watch::Receiver<bool>,
+) -> bool {
     let graceful = GracefulShutdown::new();
-    readiness.set_ready(true);
-    tokio::pin!(shutdown);
+    let stop = async move {
+        // An error means the coordinator is gone: stop too.
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stop);
     loop {
-        // Past max_connections, stop accepting: the kernel backlog holds the rest.
+        let (stream, client) = tokio::select! {
+            accepted = accept(&listener, "main") => accepted,
+            () = &mut stop => break,
+        };
+        // Past max_connections, the accepted connection waits for a slot and this thread
+        // accepts nothing more: the kernel backlog holds the rest. The slot is taken after
+        // the accept, not before, so an idle thread never sits on a slot that a busy one needs.
         let connection_slot = tokio::select! {
-            slot = Arc::clone(&connections).acquire_owned() => match slot {
+            slot = Arc::clone(&settings.connections).acquire_owned() => match slot {
                 Ok(slot) => slot,
                 Err(_) => break,
             },
-            () = &mut shutdown => break,
+            () = &mut stop => break,
         };
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, client)) => {
-                    let _ = stream.set_nodelay(true);
-                    let proxy = Arc::clone(&proxy);
-                    let service = service_fn(move |request| {
-                        let proxy = Arc::clone(&proxy);
-                        async move { Ok::<_, Infallible>(proxy.handle(request, client).await) }
-                    });
-                    let builder = builder.clone();
-                    let watcher = graceful.watcher();
-                    let acceptor = tls.as_ref().map(|tls| tls.acceptor());
-                    tokio::spawn(async move {
-                        let _slot = connection_slot;
-                        let Some(acceptor) = acceptor else {
-                            let guarded = FramingGuard::new(stream, max_head_bytes, header_read_timeout);
-                            return serve_io(builder, watcher, TokioIo::new(guarded), service, client).await;
-                        };
-                        // A client that never finishes its handshake is cut off like a slow head.
-                        match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(stream)) => {
-                                let guarded = FramingGuard::new(stream, max_head_bytes, header_read_timeout);
-                                serve_io(builder, watcher, TokioIo::new(guarded), service, client).await
-                            }
-                            Ok(Err(error)) => tracing::debug!(%client, %error, "TLS handshake failed"),
-                            Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
-                        }
-                    });
+        let _ = stream.set_nodelay(true);
+        let proxy = Arc::clone(&proxy);
+        let service = service_fn(move |request| {
+            let proxy = Arc::clone(&proxy);
+            async move { Ok::<_, Infallible>(proxy.handle(request, client).await) }
+        });
+        let builder = settings.builder.clone();
+        let watcher = graceful.watcher();
+        let acceptor = settings.tls.as_ref().map(|tls| tls.acceptor());
+        let (max_head_bytes, header_read_timeout) =
+            (settings.max_head_bytes, settings.header_read_timeout);
+        tokio::spawn(async move {
+            let _slot = connection_slot;
+            let Some(acceptor) = acceptor else {
+                let guarded = FramingGuard::new(stream, max_head_bytes, header_read_timeout);
+                return serve_io(builder, watcher, TokioIo::new(guarded), service, client).await;
+            };
+            // A client that never finishes its handshake is cut off like a slow head.
+            match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let guarded = FramingGuard::new(stream, max_head_bytes, header_read_timeout);
+                    serve_io(builder, watcher, TokioIo::new(guarded), service, client).await
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-                }
-            },
-            () = &mut shutdown => break,
-        }
+                Ok(Err(error)) => tracing::debug!(%client, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
+            }
+        });
     }
-
-    readiness.set_ready(false);
     drop(listener);
-    tracing::info!(grace = %humantime::format_duration(config.shutdown_grace), "shutting down: draining in-flight requests");
-    match tokio::time::timeout(config.shutdown_grace, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("drained; exiting"),
-        Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
-    }
-    admin_task.abort();
-    if let Some(task) = reload_task {
-        task.abort();
-    }
+    tokio::time::timeout(settings.grace, graceful.shutdown())
+        .await
+        .is_ok()
 }
 
 /// Serves one client connection until it ends or the drain closes it.
@@ -185,20 +376,13 @@ async fn reload_on_sighup(tls: Arc<InboundTls>) {
     let _ = tls;
 }
 
-async fn serve_admin(listener: TcpListener, readiness: Readiness, proxy: Arc<Proxy>) {
+/// The admin endpoints, on the coordinating thread; stopped by aborting the task.
+async fn serve_admin(listener: TcpListener, state: AdminState) {
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(%error, "admin accept failed");
-                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-                continue;
-            }
-        };
-        let readiness = readiness.clone();
-        let proxy = Arc::clone(&proxy);
+        let (stream, _) = accept(&listener, "admin").await;
+        let state = state.clone();
         let service = service_fn(move |request| {
-            let response = admin::handle(&request, &readiness, &proxy);
+            let response = admin::handle(&request, &state);
             async move { Ok::<_, Infallible>(response) }
         });
         tokio::spawn(async move {
@@ -207,29 +391,4 @@ async fn serve_admin(listener: TcpListener, readiness: Readiness, proxy: Arc<Pro
                 .await;
         });
     }
-}
-
-/// Binds both listeners. Separate from [`serve`] so the caller can report the bound ports.
-pub async fn bind(config: &Config) -> std::io::Result<(TcpListener, TcpListener)> {
-    let listener = TcpListener::bind(config.listen).await.map_err(|error| {
-        std::io::Error::new(
-            error.kind(),
-            format!("cannot listen on {}: {error}", config.listen),
-        )
-    })?;
-    let admin = TcpListener::bind(config.admin).await.map_err(|error| {
-        std::io::Error::new(
-            error.kind(),
-            format!("cannot listen on {} (admin): {error}", config.admin),
-        )
-    })?;
-    Ok((listener, admin))
-}
-
-/// The addresses actually bound (they differ from the config when it asked for port 0).
-pub fn local_addrs(
-    listener: &TcpListener,
-    admin: &TcpListener,
-) -> (Option<SocketAddr>, Option<SocketAddr>) {
-    (listener.local_addr().ok(), admin.local_addr().ok())
 }

@@ -406,7 +406,8 @@ async fn upstream_connections_are_reused_and_closed_once_idle() {
         }
     })
     .await;
-    let config = TempConfig::new("[upstream]\npool_idle_timeout = \"1s\"\n");
+    // One serving thread, so every request meets the same connection pool.
+    let config = TempConfig::new("workers = 1\n[upstream]\npool_idle_timeout = \"1s\"\n");
     let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
     for _ in 0..3 {
         assert_eq!(

@@ -45,6 +45,12 @@ fn invalid_configuration_exits_64_naming_the_key_and_nothing_listens() {
             "EXPLO_SHIM_UPSTREAM",
         ),
         (vec!["--log-format", "xml"], vec![], "log_format"),
+        (vec!["--workers", "0"], vec![], "--workers"),
+        (
+            vec![],
+            vec![("EXPLO_SHIM_WORKERS", "lots")],
+            "EXPLO_SHIM_WORKERS",
+        ),
         (vec!["--listen", "nowhere"], vec![], "listen"),
         (vec!["--no-such-flag"], vec![], "--no-such-flag"),
         (
@@ -215,4 +221,68 @@ async fn each_legacy_call_logs_one_deprecated_event_and_no_secret() {
             "customer token in a log line: {line}"
         );
     }
+}
+
+/// Thread per core: each serving thread has its own listener on the one port; connections
+/// spread over them, and what the process counts (metrics, usage) covers every thread.
+#[tokio::test]
+async fn serving_threads_share_one_port_and_one_set_of_counts() {
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("example_1", "t")}),
+    ))
+    .await;
+    let shim = Shim::start(&upstream.url(), &["--workers", "4"]);
+    let listening = shim
+        .logs()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|event| event["message"] == "explo-shim listening")
+        .unwrap();
+    assert_eq!(listening["workers"], 4, "{listening}");
+    let threads = std::fs::read_dir(format!("/proc/{}/task", shim.pid()))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| {
+            name.trim()
+                .strip_prefix("explo-shim-")
+                .is_some_and(|index| index.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .count();
+    assert_eq!(threads, 4, "one named thread per worker");
+
+    // Each call is a new connection; the kernel spreads them over the four listeners.
+    let calls = (0..40).map(|i| {
+        let url = shim.url("/api/update_user_group/");
+        async move { post_json(&url, &json!({"user_group_id": format!("g{i}")})).await }
+    });
+    for got in futures_join_all(calls).await {
+        assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
+    }
+    let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains(
+            r#"explo_shim_legacy_calls_total{endpoint="update_user_group",status_class="2xx""#
+        ) && text.contains("} 40\n"),
+        "{text}"
+    );
+    let usage = send("GET", &shim.admin_url("/usage"), &[], "").await.json();
+    assert_eq!(usage["clients"][0]["endpoints"][0]["count"], 40, "{usage}");
+    assert_eq!(upstream.requests().len(), 40);
+}
+
+/// Runs the futures at once on this runtime and returns their outputs in order.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outputs.push(task.await.unwrap());
+    }
+    outputs
 }

@@ -203,13 +203,9 @@ pub async fn serve(
 ) {
     tokio::pin!(shutdown);
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let (stream, _) = tokio::select! {
+            accepted = crate::server::accept(&listener, "emulator") => accepted,
             () = &mut shutdown => return,
-        };
-        let Ok((stream, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
         };
         let emulator = Arc::clone(&emulator);
         let service = service_fn(move |request| {

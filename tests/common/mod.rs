@@ -477,6 +477,10 @@ impl Shim {
         format!("http://{}{}", self.addr, path)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{}", self.admin, path)
     }
