@@ -37,7 +37,7 @@ install_tools() {
   cargo build --release --locked --bin explo-shim --example loadgen >&2
 }
 
-SHIM=target/release/explo-shim
+SHIM=${SHIM:-target/release/explo-shim}
 LOADGEN=target/release/examples/loadgen
 
 # One reply fits every route: a Customer for the translated calls, an empty list for the

@@ -112,14 +112,19 @@ pub struct LegacyCallRecord<'a> {
 }
 
 /// Emits the one structured event per legacy call (target `deprecated`).
+///
+/// Values the shim itself made or checked (endpoint names, the fingerprint's hex digits, a
+/// request ID of the sane characters only) are recorded with `Display`: the text format then
+/// skips the character-by-character escaping `Debug` does, which was most of the line's cost.
+/// The client-chosen `user_group_id` keeps `Debug`, so it cannot forge a line of its own.
 pub fn log_legacy_call(record: &LegacyCallRecord<'_>) {
     tracing::info!(
         target: DEPRECATED_TARGET,
-        request_id = record.request_id,
-        legacy_endpoint = record.route.legacy_endpoint(),
-        replacement = record.route.customer_endpoint(),
+        request_id = tracing::field::display(record.request_id),
+        legacy_endpoint = tracing::field::display(record.route.legacy_endpoint()),
+        replacement = tracing::field::display(record.route.customer_endpoint()),
         user_group_id = record.user_group_id.unwrap_or(""),
-        client_fingerprint = record.client_fingerprint,
+        client_fingerprint = tracing::field::display(record.client_fingerprint),
         upstream_status = record.upstream_status,
         status = record.status,
         latency_ms = record.latency.as_secs_f64() * 1000.0,

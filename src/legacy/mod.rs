@@ -32,6 +32,7 @@ struct RouteSpec {
     method: Method,
     legacy_endpoint: &'static str,
     customer_path: &'static str,
+    customer_endpoint: &'static str,
 }
 
 static ROUTES: [RouteSpec; 4] = [
@@ -40,24 +41,28 @@ static ROUTES: [RouteSpec; 4] = [
         method: Method::POST,
         legacy_endpoint: "create_user_group",
         customer_path: "/api/create_customer/",
+        customer_endpoint: "create_customer",
     },
     RouteSpec {
         route: LegacyRoute::UpdateUserGroup,
         method: Method::POST,
         legacy_endpoint: "update_user_group",
         customer_path: "/api/update_customer/",
+        customer_endpoint: "update_customer",
     },
     RouteSpec {
         route: LegacyRoute::DeleteUserGroup,
         method: Method::DELETE,
         legacy_endpoint: "delete_user_group",
         customer_path: "/api/delete_customer/",
+        customer_endpoint: "delete_customer",
     },
     RouteSpec {
         route: LegacyRoute::RefreshUserGroupToken,
         method: Method::POST,
         legacy_endpoint: "refresh_user_group_token",
         customer_path: "/api/refresh_customer_token/",
+        customer_endpoint: "refresh_customer_token",
     },
 ];
 
@@ -107,9 +112,7 @@ impl LegacyRoute {
 
     /// The Customer endpoint name, e.g. `update_customer`.
     pub fn customer_endpoint(self) -> &'static str {
-        self.customer_path()
-            .trim_start_matches("/api/")
-            .trim_end_matches('/')
+        self.spec().customer_endpoint
     }
 
     /// The HTTP method of both the legacy and the Customer call.
@@ -171,6 +174,16 @@ mod tests {
             None
         );
         assert_eq!(LegacyRoute::recognise(&Method::POST, "/api/"), None);
+    }
+
+    #[test]
+    fn customer_endpoint_names_match_their_paths() {
+        for route in LegacyRoute::ALL {
+            assert_eq!(
+                route.customer_path(),
+                format!("/api/{}/", route.customer_endpoint())
+            );
+        }
     }
 
     #[test]
