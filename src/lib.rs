@@ -23,7 +23,8 @@
 //! - [`error`]: the one error type, mapped to a status and the legacy JSON envelope in one place.
 //! - [`body`]: the body type shared by streamed and built messages.
 //! - [`tls`]: optional TLS on the main listener, reloaded on SIGHUP.
-//! - [`telemetry`]: log set-up, client fingerprints, the deprecated-usage event.
+//! - [`telemetry`]: log set-up, client fingerprints, the deprecated-usage event; [`log_text`]
+//!   is the `text` line format.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -37,6 +38,7 @@ pub mod error;
 pub mod framing_guard;
 pub mod headers;
 pub mod legacy;
+pub mod log_text;
 pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;

@@ -21,6 +21,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 use crate::legacy::LegacyRoute;
+use crate::log_text::{PlainFields, PlainText};
 
 /// The `tracing` target of the one event per legacy call.
 pub const DEPRECATED_TARGET: &str = "deprecated";
@@ -65,14 +66,18 @@ pub fn init(format: LogFormat) -> LogGuard {
             std::io::stderr(),
         ));
     let _ = DROPPED_LINES.set(writer.error_counter());
+    let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ansi)
         .with_writer(writer);
     // A second init (tests) keeps the first subscriber; that is not an error worth stopping for.
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder
+            .event_format(PlainText { ansi })
+            .fmt_fields(PlainFields)
+            .try_init(),
     };
     LogGuard { _writer: guard }
 }
