@@ -61,6 +61,32 @@ pub fn parse_object(bytes: &[u8]) -> Result<Document<'_>, serde_json::Error> {
     parse_document(bytes)
 }
 
+/// An object split at the top level, with the first member named by the caller split one
+/// level further in the same pass: an upstream reply and its `customer`, scanned once.
+#[derive(Debug)]
+pub enum SplitReply<'a> {
+    /// The expanded member, if present, holds `null` in `members` (it keeps its place) and
+    /// its own members are in `expanded`.
+    Object {
+        members: Members<'a>,
+        expanded: Option<Members<'a>>,
+    },
+    NotAnObject,
+    /// The member to expand is not an object: parse with [`parse_object`] instead.
+    ExpandedIsNotAnObject,
+}
+
+/// Parses `bytes` like [`parse_object`], splitting the first member named `key` too.
+pub fn parse_object_expanding<'a>(
+    bytes: &'a [u8],
+    key: &'static str,
+) -> Result<SplitReply<'a>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let split = deserializer.deserialize_any(ExpandingVisitor { key })?;
+    deserializer.end()?;
+    Ok(split)
+}
+
 /// Splits a value that is already known to be valid JSON (a member of a parsed document).
 pub fn members_of(value: &RawValue) -> Option<Members<'_>> {
     match parse_document(value.get().as_bytes()) {
@@ -217,6 +243,80 @@ impl<'de> Visitor<'de> for DocumentVisitor {
             members.push((key, value));
         }
         Ok(Document::Object(members))
+    }
+}
+
+/// The top level of [`parse_object_expanding`].
+struct ExpandingVisitor {
+    key: &'static str,
+}
+
+impl<'de> Visitor<'de> for ExpandingVisitor {
+    type Value = SplitReply<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(SplitReply::NotAnObject)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(SplitReply::NotAnObject)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(SplitReply::NotAnObject)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(SplitReply::NotAnObject)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(SplitReply::NotAnObject)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(SplitReply::NotAnObject)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(SplitReply::NotAnObject)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Members::new();
+        let mut expanded = None;
+        let mut expanded_is_not_an_object = false;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if members.is_empty() && key == EXACT_NUMBER_TOKEN {
+                map.next_value::<IgnoredAny>()?;
+                return Ok(SplitReply::NotAnObject);
+            }
+            if expanded.is_none() && !expanded_is_not_an_object && key == self.key {
+                match map.next_value_seed(ObjectSeed)? {
+                    Document::Object(inner) => expanded = Some(inner),
+                    Document::NotAnObject => expanded_is_not_an_object = true,
+                }
+                members.push((key, RawValue::NULL));
+                continue;
+            }
+            let value: &'de RawValue = map.next_value()?;
+            members.push((key, value));
+        }
+        if expanded_is_not_an_object {
+            return Ok(SplitReply::ExpandedIsNotAnObject);
+        }
+        Ok(SplitReply::Object { members, expanded })
+    }
+}
+
+/// A nested value split like a document: an object's members, or only validated.
+struct ObjectSeed;
+
+impl<'de> DeserializeSeed<'de> for ObjectSeed {
+    type Value = Document<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(DocumentVisitor)
     }
 }
 
@@ -421,6 +521,36 @@ mod tests {
         assert!(parse_strict_object(deep_member.as_bytes()).is_err());
         // Skipping a nested value does not recurse, so a reply only has to be well formed.
         assert!(parse_object(deep_member.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn one_member_is_split_in_the_same_pass() {
+        let text = br#"{"success": 1, "customer": {"token": "t", "n": 1E5}, "x": [1]}"#;
+        let SplitReply::Object { members, expanded } =
+            parse_object_expanding(text, "customer").unwrap()
+        else {
+            panic!("an object");
+        };
+        let keys: Vec<&str> = members.iter().map(|(key, _)| key.as_ref()).collect();
+        assert_eq!(keys, ["success", "customer", "x"]);
+        let inner = expanded.unwrap();
+        assert_eq!(inner[1].0, "n");
+        assert_eq!(inner[1].1.get(), "1E5");
+        assert!(matches!(
+            parse_object_expanding(br#"{"customer": null}"#, "customer").unwrap(),
+            SplitReply::ExpandedIsNotAnObject
+        ));
+        assert!(matches!(
+            parse_object_expanding(b"[1]", "customer").unwrap(),
+            SplitReply::NotAnObject
+        ));
+        assert!(parse_object_expanding(br#"{"customer": {"a": }}"#, "customer").is_err());
+        let SplitReply::Object { expanded, .. } =
+            parse_object_expanding(br#"{"a": 1}"#, "customer").unwrap()
+        else {
+            panic!("an object");
+        };
+        assert!(expanded.is_none());
     }
 
     #[test]

@@ -16,7 +16,8 @@ use serde_json::value::RawValue;
 
 use super::LegacyRoute;
 use super::json::{
-    Document, Members, ObjectWriter, member, members_of, parse_object, string_value,
+    Document, Members, ObjectWriter, SplitReply, member, members_of, parse_object,
+    parse_object_expanding, string_value,
 };
 
 const CUSTOMER: &str = "customer";
@@ -51,19 +52,32 @@ pub fn legacy_success_reply(
     reply: &Bytes,
     options: &ReplyOptions,
 ) -> Result<Bytes, serde_json::Error> {
-    let Document::Object(fields) = parse_object(reply)? else {
-        return Ok(reply.clone());
-    };
     if route == LegacyRoute::DeleteUserGroup {
-        // `{"success": 1}` is the same in both APIs.
+        // `{"success": 1}` is the same in both APIs; it only has to be JSON.
+        parse_object(reply)?;
         return Ok(reply.clone());
     }
+    // The reply and its `customer` are split in one pass; the rare reply whose `customer` is
+    // not an object takes a second one.
+    let (fields, mut customer) = match parse_object_expanding(reply, CUSTOMER)? {
+        SplitReply::Object { members, expanded } => (members, expanded),
+        SplitReply::NotAnObject => return Ok(reply.clone()),
+        SplitReply::ExpandedIsNotAnObject => match parse_object(reply)? {
+            Document::Object(members) => (members, None),
+            Document::NotAnObject => return Ok(reply.clone()),
+        },
+    };
     let mut legacy = ObjectWriter::with_capacity(reply.len() + 64);
     for (key, value) in &fields {
         match key.as_ref() {
-            CUSTOMER => {
-                legacy.raw_bytes(USER_GROUP, &user_group(value, options));
-            }
+            CUSTOMER => match customer.take() {
+                Some(members) => {
+                    legacy.raw_bytes(USER_GROUP, &user_group_of(&members, options));
+                }
+                None => {
+                    legacy.raw_bytes(USER_GROUP, &user_group(value, options));
+                }
+            },
             NEW_CUSTOMER if route == LegacyRoute::CreateUserGroup => {
                 legacy.raw(NEW_USER_GROUP, value.get());
             }
@@ -112,9 +126,14 @@ pub fn reports_success(reply: &[u8]) -> bool {
 /// One Customer object in the legacy `user_group` shape. Anything but an object is copied as
 /// it is.
 fn user_group<'a>(raw_customer: &'a RawValue, options: &ReplyOptions) -> Cow<'a, [u8]> {
-    let Some(customer) = members_of(raw_customer) else {
-        return Cow::Borrowed(raw_customer.get().as_bytes());
-    };
+    match members_of(raw_customer) {
+        Some(customer) => Cow::Owned(user_group_of(&customer, options)),
+        None => Cow::Borrowed(raw_customer.get().as_bytes()),
+    }
+}
+
+/// The legacy `user_group` for a Customer object's members.
+fn user_group_of(customer: &Members<'_>, options: &ReplyOptions) -> Vec<u8> {
     let mut group = ObjectWriter::with_capacity(customer.len() * 32);
     let mut written: Vec<&str> = Vec::with_capacity(8);
     if let Some(team_id) = &options.team_id {
@@ -122,7 +141,7 @@ fn user_group<'a>(raw_customer: &'a RawValue, options: &ReplyOptions) -> Cow<'a,
         written.push(TEAM_ID);
     }
     for key in LEGACY_USER_GROUP_KEYS {
-        match member(&customer, key) {
+        match member(customer, key) {
             Some(value) => {
                 group.raw(key, value.get());
             }
@@ -133,13 +152,13 @@ fn user_group<'a>(raw_customer: &'a RawValue, options: &ReplyOptions) -> Cow<'a,
         }
         written.push(key);
     }
-    if let Some(tag) = api_environment_tag(&customer, options) {
+    if let Some(tag) = api_environment_tag(customer, options) {
         group.string(API_ENVIRONMENT_TAG, tag);
         written.push(API_ENVIRONMENT_TAG);
     }
     if options.extra_customer_keys {
         let mut extra: Vec<&str> = Vec::new();
-        for (key, value) in &customer {
+        for (key, value) in customer {
             // The first of each key wins, as it did for the legacy keys above.
             if !written.contains(&key.as_ref()) && !extra.contains(&key.as_ref()) {
                 group.raw(key, value.get());
@@ -147,7 +166,7 @@ fn user_group<'a>(raw_customer: &'a RawValue, options: &ReplyOptions) -> Cow<'a,
             }
         }
     }
-    Cow::Owned(group.finish())
+    group.finish()
 }
 
 /// The configured tag for the customer's `access_group`, if any.
