@@ -41,6 +41,9 @@ const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
+/// hyper's header-count limit when none is set (`hyper::proto::h1::role::DEFAULT_MAX_HEADERS`).
+const HYPER_DEFAULT_MAX_HEADERS: u64 = 100;
+
 /// Pending connections each listener's kernel queue holds (tokio's own default).
 const LISTEN_BACKLOG: i32 = 1024;
 
@@ -226,8 +229,14 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         // hyper answers 431 when the head does not fit or has too many fields.
-        .max_buf_size(header_bytes)
-        .max_headers(usize::try_from(limits.max_headers).unwrap_or(usize::MAX));
+        .max_buf_size(header_bytes);
+    // hyper's own limit is the default's 100 fields, parsed into a stack array; any other
+    // limit makes hyper fill a heap array of that size for every request head.
+    if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+        builder
+            .http1()
+            .max_headers(usize::try_from(limits.max_headers).unwrap_or(usize::MAX));
+    }
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -120,6 +120,24 @@ async fn oversized_or_too_many_headers_get_431() {
 }
 
 #[tokio::test]
+async fn a_configured_header_count_limit_is_enforced() {
+    let upstream = ok_upstream().await;
+    let config = TempConfig::new("[limits]\nmax_headers = 10\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let head = |count: usize| {
+        let mut head = String::from("GET /api/dashboard/ HTTP/1.1\r\nhost: x\r\n");
+        for i in 0..count {
+            head.push_str(&format!("x-h{i}: v\r\nconnection: close\r\n"));
+        }
+        head + "\r\n"
+    };
+    let reply = raw_exchange(shim.addr, head(12).as_bytes(), Duration::from_secs(5)).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply:.200}");
+    let reply = raw_exchange(shim.addr, head(3).as_bytes(), Duration::from_secs(5)).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply:.200}");
+}
+
+#[tokio::test]
 async fn a_slowloris_client_is_cut_off_after_the_header_read_timeout() {
     let upstream = ok_upstream().await;
     let config = TempConfig::new("[limits]\nheader_read_timeout = \"700ms\"\n");
