@@ -103,26 +103,38 @@ PY
 echo "{\"phase\": \"keepalive\", \"shim_rss_kb\": $(keepalive_rss $SHIM_PORT $SHIM_PID), \"nginx_rss_kb\": $(keepalive_rss $NGINX_PORT $NGINX_PID)}" >> "$RESULTS"
 
 # Instructions per request, from callgrind (repeatable whatever else the machine does): the
-# difference between a short and a long run, so start-up and shutdown cancel out.
-kill "$SHIM_PID"; wait "$SHIM_PID" 2>/dev/null || true
+# difference between a short and a long run, so start-up and shutdown cancel out. The shim
+# runs with its default logging, like the peers; each peer gets its own copy on spare ports.
+kill "$SHIM_PID" "$NGINX_PID" "$NJS_PID"; wait "$SHIM_PID" "$NGINX_PID" "$NJS_PID" 2>/dev/null || true
 echo "{\"phase\": \"shim_log\", \"bytes\": $(stat -c %s "$WORK/shim.log")}" >> "$RESULTS"
-callgrind_total() { # requests method path body
-  local out="$WORK/callgrind.$1.$2.out" pid
-  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" "$SHIM" --config "$WORK/shim.toml" \
-    --listen 127.0.0.1:19005 --admin 127.0.0.1:19006 --upstream "http://127.0.0.1:$UPSTREAM_PORT" 2>/dev/null &
+CG_PORT=19005
+sed "s/127.0.0.1:$NGINX_PORT/127.0.0.1:$CG_PORT/; s|$WORK/proxy.pid|$WORK/cg-proxy.pid|" "$WORK/proxy.conf" > "$WORK/cg-proxy.conf"
+sed "s/127.0.0.1:$NJS_PORT/127.0.0.1:$CG_PORT/; s|$WORK/njs.pid|$WORK/cg-njs.pid|" "$WORK/njs.conf" > "$WORK/cg-njs.conf"
+callgrind_total() { # requests method path body target
+  local out="$WORK/callgrind.$5.$1.out" pid command
+  case "$5" in
+    shim) command=("$SHIM" --config "$WORK/shim.toml" --listen 127.0.0.1:$CG_PORT --admin 127.0.0.1:19006 \
+            --upstream "http://127.0.0.1:$UPSTREAM_PORT") ;;
+    nginx_pass) command=(nginx -c "$WORK/cg-proxy.conf" -p "$WORK") ;;
+    nginx_njs) command=(nginx -c "$WORK/cg-njs.conf" -p "$WORK") ;;
+  esac
+  valgrind --tool=callgrind --callgrind-out-file="$out" "${command[@]}" 2>"$WORK/callgrind.$5.log" &
   pid=$!
-  for _ in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/19006) 2>/dev/null && break; sleep 0.1; done
-  timeout 120 "$LOADGEN" --url "http://127.0.0.1:19005$3" --method "$2" --body "$4" --rate 100 \
+  for _ in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/$CG_PORT) 2>/dev/null && break; sleep 0.1; done
+  timeout 120 "$LOADGEN" --url "http://127.0.0.1:$CG_PORT$3" --method "$2" --body "$4" --rate 100 \
     --duration "$(awk "BEGIN {print $1 / 100}")" --connections 1 >/dev/null
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   awk '/^(summary|totals):/ {print $2; exit}' "$out"
 }
-[ "${CALLGRIND:-1}" = 1 ] && for spec in "translated|POST|/api/update_user_group/|$UPDATE_BODY" "pass|GET|/api/customers/|"; do
-  IFS='|' read -r name method path body <<<"$spec"
-  short=$(callgrind_total 200 "$method" "$path" "$body")
-  long=$(callgrind_total 1200 "$method" "$path" "$body")
-  echo "{\"phase\": \"callgrind\", \"route\": \"$name\", \"instructions_per_request\": $(( (long - short) / 1000 ))}" >> "$RESULTS"
-done
+if [ "${CALLGRIND:-1}" = 1 ]; then
+  for spec in "shim|translated|POST|/api/update_user_group/|$UPDATE_BODY" "shim|pass|GET|/api/customers/|" \
+              "nginx_njs|translated|POST|/api/update_user_group/|$UPDATE_BODY" "nginx_pass|pass|GET|/api/customers/|"; do
+    IFS='|' read -r target route method path body <<<"$spec"
+    short=$(callgrind_total 200 "$method" "$path" "$body" "$target")
+    long=$(callgrind_total 1200 "$method" "$path" "$body" "$target")
+    echo "{\"phase\": \"callgrind\", \"target\": \"$target\", \"route\": \"$route\", \"instructions_per_request\": $(( (long - short) / 1000 ))}" >> "$RESULTS"
+  done
+fi
 
 python3 - "$RESULTS" <<'PY'
 import json, statistics, sys
@@ -141,7 +153,7 @@ worst99 = {t: max(r["result"]["p99_ms"] for r in opened[t]) for t in targets}
 errors = {t: sum(r["result"]["errors"] + r["result"].get("non2xx", 0) for r in closed[t]) + sum(r["result"]["errors"] for r in opened[t]) for t in targets}
 idle = next(r for r in rows if r["phase"] == "idle")
 keep = next(r for r in rows if r["phase"] == "keepalive")
-instr = {r["route"]: r["instructions_per_request"] for r in rows if r["phase"] == "callgrind"}
+instr = {(r["target"], r["route"]): r["instructions_per_request"] for r in rows if r["phase"] == "callgrind"}
 rate = opened["shim_pass"][0]["rate"]
 
 print(f"\nMedians of {len(closed['direct'])} alternating rounds; ceilings closed-loop, latency open-loop at {rate}/s.")
@@ -176,6 +188,10 @@ info("(nginx RSS idle / 1,000 connections)", f"{idle['nginx_rss_kb']/1024:.1f}MB
 for row in rows:
     if row["phase"] == "shim_log":
         info("(shim log written during the run)", f"{row['bytes'] / 1e6:.1f}MB")
-for route, count in instr.items():
-    info(f"instructions per {route} request (callgrind)", count)
+for (target, route), count in sorted(instr.items()):
+    info(f"instructions per {route} request, {target} (callgrind, user space)", count)
+if ("shim", "pass") in instr and ("nginx_pass", "pass") in instr:
+    info("(instructions shim_pass / nginx_pass)", f"{instr[('shim', 'pass')] / instr[('nginx_pass', 'pass')]:.2f}x")
+if ("shim", "translated") in instr and ("nginx_njs", "translated") in instr:
+    info("(instructions shim_translated / nginx_njs)", f"{instr[('shim', 'translated')] / instr[('nginx_njs', 'translated')]:.2f}x")
 PY
