@@ -277,7 +277,7 @@ impl Proxy {
                     .call_customer(
                         &Method::POST,
                         GET_CUSTOMER_PATH,
-                        &headers,
+                        headers.clone(),
                         Some(lookup_body),
                     )
                     .await?;
@@ -296,8 +296,9 @@ impl Proxy {
                 delete_by_token_body(&rest, &token)
             }
         };
+        // The last call takes the headers themselves; only the look-ups before it copy them.
         let reply = self
-            .call_customer(route.method(), &target, &headers, Some(body))
+            .call_customer(route.method(), &target, headers, Some(body))
             .await?;
         self.legacy_reply(route, reply)
     }
@@ -307,10 +308,9 @@ impl Proxy {
         &self,
         method: &Method,
         target: &str,
-        headers: &HeaderMap,
+        mut headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<CollectedReply, ShimError> {
-        let mut headers = headers.clone();
         let body = match body {
             Some(body) => {
                 headers.insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
@@ -350,7 +350,7 @@ impl Proxy {
         token: &str,
     ) -> Result<Precheck<Option<String>>, ShimError> {
         let reply = self
-            .call_customer(&Method::GET, CUSTOMERS_PATH, headers, None)
+            .call_customer(&Method::GET, CUSTOMERS_PATH, headers.clone(), None)
             .await?;
         if !reply.status.is_success() {
             return Ok(Precheck::Answer(reply));
@@ -382,7 +382,7 @@ impl Proxy {
             .finish();
         let target = with_query(CUSTOMERS_PATH, Some(&query));
         let reply = self
-            .call_customer(&Method::GET, &target, headers, None)
+            .call_customer(&Method::GET, &target, headers.clone(), None)
             .await?;
         if !reply.status.is_success() {
             return Ok(Precheck::Answer(reply));
