@@ -105,8 +105,9 @@ echo "{\"phase\": \"keepalive\", \"shim_rss_kb\": $(keepalive_rss $SHIM_PORT $SH
 # Instructions per request, from callgrind (repeatable whatever else the machine does): the
 # difference between a short and a long run, so start-up and shutdown cancel out. The shim
 # runs with its default logging, like the peers; each peer gets its own copy on spare ports.
+DROPPED=$(python3 -c "import urllib.request; print(next((l.split()[1] for l in urllib.request.urlopen('http://127.0.0.1:$SHIM_ADMIN_PORT/metrics').read().decode().splitlines() if l.startswith('explo_shim_log_lines_dropped_total')), 0))")
 kill "$SHIM_PID" "$NGINX_PID" "$NJS_PID"; wait "$SHIM_PID" "$NGINX_PID" "$NJS_PID" 2>/dev/null || true
-echo "{\"phase\": \"shim_log\", \"bytes\": $(stat -c %s "$WORK/shim.log")}" >> "$RESULTS"
+echo "{\"phase\": \"shim_log\", \"bytes\": $(stat -c %s "$WORK/shim.log"), \"dropped\": $DROPPED}" >> "$RESULTS"
 CG_PORT=19005
 sed "s/127.0.0.1:$NGINX_PORT/127.0.0.1:$CG_PORT/; s|$WORK/proxy.pid|$WORK/cg-proxy.pid|" "$WORK/proxy.conf" > "$WORK/cg-proxy.conf"
 sed "s/127.0.0.1:$NJS_PORT/127.0.0.1:$CG_PORT/; s|$WORK/njs.pid|$WORK/cg-njs.pid|" "$WORK/njs.conf" > "$WORK/cg-njs.conf"
@@ -187,7 +188,7 @@ check("shim RSS with 1,000 keep-alive connections", f"{keep['shim_rss_kb']/1024:
 info("(nginx RSS idle / 1,000 connections)", f"{idle['nginx_rss_kb']/1024:.1f}MB / {keep['nginx_rss_kb']/1024:.1f}MB")
 for row in rows:
     if row["phase"] == "shim_log":
-        info("(shim log written during the run)", f"{row['bytes'] / 1e6:.1f}MB")
+        info("(shim log written / lines dropped during the run)", f"{row['bytes'] / 1e6:.1f}MB / {row['dropped']}")
 for (target, route), count in sorted(instr.items()):
     info(f"instructions per {route} request, {target} (callgrind, user space)", count)
 if ("shim", "pass") in instr and ("nginx_pass", "pass") in instr:

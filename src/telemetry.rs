@@ -61,10 +61,10 @@ pub fn init(format: LogFormat) -> LogGuard {
         .lossy(true)
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("explo-shim-log")
-        .finish(BufWriter::with_capacity(
-            LOG_WRITE_BUFFER_BYTES,
-            std::io::stderr(),
-        ));
+        .finish(YieldingStderr {
+            stderr: BufWriter::with_capacity(LOG_WRITE_BUFFER_BYTES, std::io::stderr()),
+            yielding: false,
+        });
     let _ = DROPPED_LINES.set(writer.error_counter());
     let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
@@ -80,6 +80,53 @@ pub fn init(format: LogFormat) -> LogGuard {
             .try_init(),
     };
     LogGuard { _writer: guard }
+}
+
+/// Stderr as the background writer's thread sees it: buffered, and written by a thread that
+/// yields the CPU to the serving threads. On a busy core an equal-priority writer takes whole
+/// scheduler slices from the thread serving requests (measured: added p99 latency of several
+/// milliseconds on a single core); at the lowest priority it runs in the gaps instead, and if
+/// there are none its queue fills and lines are dropped and counted, as designed.
+struct YieldingStderr {
+    stderr: BufWriter<std::io::Stderr>,
+    yielding: bool,
+}
+
+impl YieldingStderr {
+    /// Lowers the priority of the calling thread, which is the writer's own: the first write
+    /// is the first moment this code runs there.
+    fn yield_to_serving_threads(&mut self) {
+        if self.yielding {
+            return;
+        }
+        self.yielding = true;
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+            set_thread_priority_and_policy, thread_native_id,
+        };
+        // Best effort: a platform that refuses keeps the default priority.
+        let _ = set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+        );
+    }
+}
+
+impl std::io::Write for YieldingStderr {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.yield_to_serving_threads();
+        self.stderr.write(bytes)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.yield_to_serving_threads();
+        self.stderr.write_all(bytes)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stderr.flush()
+    }
 }
 
 /// Log lines dropped because the background writer fell behind, since start-up.

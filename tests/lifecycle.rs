@@ -270,6 +270,30 @@ async fn serving_threads_share_one_port_and_one_set_of_counts() {
     let usage = send("GET", &shim.admin_url("/usage"), &[], "").await.json();
     assert_eq!(usage["clients"][0]["endpoints"][0]["count"], 40, "{usage}");
     assert_eq!(upstream.requests().len(), 40);
+
+    // The log writer, having written, runs at the lowest priority: it yields to the serving
+    // threads. (`nice` is the 19th field of a task's `stat`, after the parenthesised name.)
+    let _ = shim.logs();
+    let log_thread_nice = std::fs::read_dir(format!("/proc/{}/task", shim.pid()))
+        .unwrap()
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            (name.trim() == "explo-shim-log")
+                .then(|| std::fs::read_to_string(path.join("stat")).ok())?
+        })
+        .map(|stat| {
+            let after_name = stat.rsplit_once(')').unwrap().1;
+            after_name
+                .split_whitespace()
+                .nth(16)
+                .unwrap()
+                .parse::<i32>()
+                .unwrap()
+        })
+        .next()
+        .expect("a log writer thread");
+    assert_eq!(log_thread_nice, 19);
 }
 
 /// Runs the futures at once on this runtime and returns their outputs in order.
