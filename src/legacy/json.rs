@@ -198,6 +198,31 @@ fn check_no_duplicate_keys(text: &str) -> Result<(), serde_json::Error> {
     deserializer.end()
 }
 
+/// The `visit_*` methods for every scalar (booleans, numbers, strings, null), each answering
+/// `$value`: the visitors below only look inside objects and arrays.
+macro_rules! accept_scalars {
+    ($value:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+}
+
 /// The top level: an object's members as borrowed slices, anything else only validated.
 struct DocumentVisitor;
 
@@ -208,24 +233,7 @@ impl<'de> Visitor<'de> for DocumentVisitor {
         formatter.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Document::NotAnObject)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Document::NotAnObject)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Document::NotAnObject)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Document::NotAnObject)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Document::NotAnObject)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Document::NotAnObject)
-    }
+    accept_scalars!(Document::NotAnObject);
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -258,24 +266,7 @@ impl<'de> Visitor<'de> for ExpandingVisitor {
         formatter.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(SplitReply::NotAnObject)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(SplitReply::NotAnObject)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(SplitReply::NotAnObject)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(SplitReply::NotAnObject)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(SplitReply::NotAnObject)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(SplitReply::NotAnObject)
-    }
+    accept_scalars!(SplitReply::NotAnObject);
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -369,24 +360,7 @@ impl<'de> Visitor<'de> for StrictCheck {
         formatter.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
+    accept_scalars!(());
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while seq.next_element_seed(StrictCheck)?.is_some() {}
