@@ -9,7 +9,8 @@
 //! - [`framing_guard`]: byte-level request-smuggling guard in front of hyper.
 //! - [`server`]: thread per core: one runtime, `SO_REUSEPORT` listener and upstream pool per
 //!   serving thread; HTTP/1.1 and h2c; the graceful drain.
-//! - [`admin`]: `/healthz` and `/readyz` on the admin listener.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/usage` on the admin listener, read from
+//!   handles shared with the serving threads.
 //! - [`proxy`]: one request: a legacy route is translated, anything else passes through.
 //! - [`legacy`]: the deprecated surface: the route table and the pure translation functions
 //!   ([`legacy::request`], [`legacy::reply`]), bytes in and bytes out over borrowed JSON
@@ -61,7 +62,8 @@ pub struct Prepared {
     pub tls: Option<InboundTls>,
 }
 
-/// Builds the upstream client, the request handler and the listener's TLS.
+/// Builds the upstream client, the request handler and the listener's TLS. Needs no runtime:
+/// connections are made later, by the serving threads.
 pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     let tls = match &config.tls {
         Some(files) => Some(InboundTls::load(&files.cert_file, &files.key_file)?),

@@ -52,8 +52,8 @@ fn main() -> ExitCode {
     } else {
         None
     };
-    // The client is built inside the runtime (its timers need one) but before anything binds.
-    let prepared = match runtime.block_on(async { explo_shim::prepare(&config) }) {
+    // Built before anything binds, so a bad CA file or certificate stops start-up.
+    let prepared = match explo_shim::prepare(&config) {
         Ok(prepared) => prepared,
         Err(error) => return usage_error(&error),
     };
