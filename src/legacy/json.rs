@@ -50,6 +50,7 @@ pub fn parse_strict_object(bytes: &[u8]) -> Result<Document<'_>, serde_json::Err
                 check_no_duplicate_keys(value.get())?;
             }
         }
+        // `parse_document` has checked the whole input is UTF-8.
         Document::NotAnObject => check_no_duplicate_keys(as_str(bytes)?)?,
     }
     Ok(document)
@@ -81,7 +82,7 @@ pub fn parse_object_expanding<'a>(
     bytes: &'a [u8],
     key: &'static str,
 ) -> Result<SplitReply<'a>, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let mut deserializer = serde_json::Deserializer::from_str(as_str(bytes)?);
     let split = deserializer.deserialize_any(ExpandingVisitor { key })?;
     deserializer.end()?;
     Ok(split)
@@ -172,8 +173,10 @@ fn as_str(bytes: &[u8]) -> Result<&str, serde_json::Error> {
     std::str::from_utf8(bytes).map_err(serde_json::Error::custom)
 }
 
+/// The whole input is checked to be UTF-8 first: serde_json checks the strings it reads but not
+/// the ones it skips, and a skipped value must be JSON too, since it may be copied out as is.
 fn parse_document(bytes: &[u8]) -> Result<Document<'_>, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let mut deserializer = serde_json::Deserializer::from_str(as_str(bytes)?);
     let document = deserializer.deserialize_any(DocumentVisitor)?;
     deserializer.end()?;
     Ok(document)
@@ -485,6 +488,18 @@ mod tests {
             assert!(parse_object(text.as_bytes()).is_err(), "{text:?}");
         }
         assert!(parse_strict_object(b"{\"a\": \"\xff\"}").is_err());
+        // Found by fuzzing: a string skipped inside an array must be UTF-8 too.
+        for text in [
+            &b"[\"\xea\"]"[..],
+            b"{\"a\": [\"\xea\"]}",
+            b"{\"customer\": [\"\xea\"]}",
+        ] {
+            assert!(parse_object(text).is_err(), "{text:?}");
+            assert!(
+                parse_object_expanding(text, "customer").is_err(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
