@@ -133,9 +133,11 @@ impl Proxy {
         request.headers_mut().insert(&X_REQUEST_ID, id.clone());
         // The shim's own lines carry the id as a field; the span is for the libraries' debug
         // lines, so at the default level it is never built.
-        let span = tracing::debug_span!("request", request_id = id.to_str().unwrap_or_default());
+        // Sane IDs are visible ASCII (see `request_id`), so this never falls back.
+        let id_text = id.to_str().unwrap_or_default();
+        let span = tracing::debug_span!("request", request_id = id_text);
         let mut response = self
-            .handle_with_id(request, client, id.to_str().unwrap_or_default())
+            .handle_with_id(request, client, id_text)
             .instrument(span)
             .await;
         response.headers_mut().insert(&X_REQUEST_ID, id);
@@ -293,7 +295,7 @@ impl Proxy {
                 {
                     return self.legacy_reply(route, refusal);
                 }
-                delete_by_token_body(&rest, &token)
+                delete_by_token_body(rest, &token)
             }
         };
         // The last call takes the headers themselves; only the look-ups before it copy them.

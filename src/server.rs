@@ -73,7 +73,7 @@ impl Listeners {
 /// Binds the admin listener and one main listener per serving thread. Separate from [`serve`]
 /// so the caller can report the bound ports.
 pub fn bind(config: &Config) -> std::io::Result<Listeners> {
-    let workers = config.worker_threads().max(1);
+    let workers = config.worker_threads();
     let named = |what: &'static str, addr: SocketAddr| {
         move |error: std::io::Error| {
             std::io::Error::new(

@@ -205,7 +205,7 @@ pub fn plan(input: &LegacyInput) -> Result<Migration, TranslateError> {
                 PlannedCall {
                     method: "DELETE",
                     path: route.customer_path(),
-                    body: as_value(&delete_by_token_body(&rest, LOOKED_UP_TOKEN)),
+                    body: as_value(&delete_by_token_body(rest, LOOKED_UP_TOKEN)),
                 },
             ]
         }

@@ -39,27 +39,22 @@ pub enum Document<'a> {
 }
 
 /// Parses `bytes` as JSON, refusing any object with a repeated key at any depth; an object's
-/// members are returned as borrowed slices.
+/// members are returned as borrowed slices. Two walks, neither building anything: the check,
+/// then the split.
 pub fn parse_strict_object(bytes: &[u8]) -> Result<Document<'_>, serde_json::Error> {
-    let document = parse_document(bytes)?;
-    match &document {
-        Document::Object(members) => {
-            refuse_repeated_keys(members.iter().map(|(key, _)| key.as_ref()))
-                .map_err(serde_json::Error::custom)?;
-            for (_, value) in members {
-                check_no_duplicate_keys(value.get())?;
-            }
-        }
-        // `parse_document` has checked the whole input is UTF-8.
-        Document::NotAnObject => check_no_duplicate_keys(as_str(bytes)?)?,
-    }
-    Ok(document)
+    let text = as_str(bytes)?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    deserializer.deserialize_any(StrictCheck)?;
+    deserializer.end()?;
+    split_document(text)
 }
 
 /// Parses `bytes` as JSON and splits an object into its members; nested values are checked for
-/// syntax only.
+/// syntax only. The whole input is checked to be UTF-8 first: serde_json checks the strings it
+/// reads but not the ones it skips, and a skipped value must be JSON too, since it may be
+/// copied out as is.
 pub fn parse_object(bytes: &[u8]) -> Result<Document<'_>, serde_json::Error> {
-    parse_document(bytes)
+    split_document(as_str(bytes)?)
 }
 
 /// An object split at the top level, with the first member named by the caller split one
@@ -82,15 +77,12 @@ pub fn parse_object_expanding<'a>(
     bytes: &'a [u8],
     key: &'static str,
 ) -> Result<SplitReply<'a>, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_str(as_str(bytes)?);
-    let split = deserializer.deserialize_any(ExpandingVisitor { key })?;
-    deserializer.end()?;
-    Ok(split)
+    split(as_str(bytes)?, Some(key))
 }
 
 /// Splits a value that is already known to be valid JSON (a member of a parsed document).
 pub fn members_of(value: &RawValue) -> Option<Members<'_>> {
-    match parse_document(value.get().as_bytes()) {
+    match split_document(value.get()) {
         Ok(Document::Object(members)) => Some(members),
         _ => None,
     }
@@ -114,7 +106,7 @@ pub fn string_value(value: &RawValue) -> Option<Cow<'_, str>> {
 }
 
 /// Builds a JSON object by appending members; values are written as the raw text given.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ObjectWriter {
     out: Vec<u8>,
     empty: bool,
@@ -164,7 +156,7 @@ impl ObjectWriter {
 }
 
 /// `text` as a JSON string literal.
-pub fn write_string(out: &mut Vec<u8>, text: &str) {
+fn write_string(out: &mut Vec<u8>, text: &str) {
     // Writing a `str` into a `Vec` cannot fail.
     let _ = serde_json::to_writer(&mut *out, text);
 }
@@ -173,32 +165,30 @@ fn as_str(bytes: &[u8]) -> Result<&str, serde_json::Error> {
     std::str::from_utf8(bytes).map_err(serde_json::Error::custom)
 }
 
-/// The whole input is checked to be UTF-8 first: serde_json checks the strings it reads but not
-/// the ones it skips, and a skipped value must be JSON too, since it may be copied out as is.
-fn parse_document(bytes: &[u8]) -> Result<Document<'_>, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_str(as_str(bytes)?);
-    let document = deserializer.deserialize_any(DocumentVisitor)?;
-    deserializer.end()?;
-    Ok(document)
-}
-
-/// Refuses the second occurrence of any key. Objects are small, so a linear scan beats a set
-/// until they are not.
-fn refuse_repeated_keys<'k>(keys: impl Iterator<Item = &'k str>) -> Result<(), String> {
-    let mut seen: Vec<&str> = Vec::new();
-    for key in keys {
-        if seen.contains(&key) {
-            return Err(format!("duplicate key `{key}`"));
-        }
-        seen.push(key);
-    }
-    Ok(())
-}
-
-fn check_no_duplicate_keys(text: &str) -> Result<(), serde_json::Error> {
+/// Walks `text` once: the top level's members as borrowed slices, and the members of the
+/// first one named `expand`, if asked.
+fn split<'a>(
+    text: &'a str,
+    expand: Option<&'static str>,
+) -> Result<SplitReply<'a>, serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    deserializer.deserialize_any(StrictCheck)?;
-    deserializer.end()
+    let split = deserializer.deserialize_any(SplitVisitor { expand })?;
+    deserializer.end()?;
+    Ok(split)
+}
+
+fn split_document(text: &str) -> Result<Document<'_>, serde_json::Error> {
+    split(text, None).map(Document::from)
+}
+
+impl<'a> From<SplitReply<'a>> for Document<'a> {
+    fn from(split: SplitReply<'a>) -> Self {
+        match split {
+            SplitReply::Object { members, .. } => Document::Object(members),
+            // Without a member to expand, nothing else comes back.
+            SplitReply::NotAnObject | SplitReply::ExpandedIsNotAnObject => Document::NotAnObject,
+        }
+    }
 }
 
 /// The `visit_*` methods for every scalar (booleans, numbers, strings, null), each answering
@@ -226,43 +216,13 @@ macro_rules! accept_scalars {
     };
 }
 
-/// The top level: an object's members as borrowed slices, anything else only validated.
-struct DocumentVisitor;
-
-impl<'de> Visitor<'de> for DocumentVisitor {
-    type Value = Document<'de>;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("any JSON value")
-    }
-
-    accept_scalars!(Document::NotAnObject);
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Document::NotAnObject)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Members::new();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            if members.is_empty() && key == EXACT_NUMBER_TOKEN {
-                map.next_value::<IgnoredAny>()?;
-                return Ok(Document::NotAnObject);
-            }
-            let value: &'de RawValue = map.next_value()?;
-            members.push((key, value));
-        }
-        Ok(Document::Object(members))
-    }
+/// An object's members as borrowed slices (one of them split further when `expand` names
+/// it); anything else only validated.
+struct SplitVisitor {
+    expand: Option<&'static str>,
 }
 
-/// The top level of [`parse_object_expanding`].
-struct ExpandingVisitor {
-    key: &'static str,
-}
-
-impl<'de> Visitor<'de> for ExpandingVisitor {
+impl<'de> Visitor<'de> for SplitVisitor {
     type Value = SplitReply<'de>;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -278,6 +238,7 @@ impl<'de> Visitor<'de> for ExpandingVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut members = Members::new();
+        let mut expand = self.expand;
         let mut expanded = None;
         let mut expanded_is_not_an_object = false;
         while let Some(key) = map.next_key_seed(KeySeed)? {
@@ -285,9 +246,12 @@ impl<'de> Visitor<'de> for ExpandingVisitor {
                 map.next_value::<IgnoredAny>()?;
                 return Ok(SplitReply::NotAnObject);
             }
-            if expanded.is_none() && !expanded_is_not_an_object && key == self.key {
-                match map.next_value_seed(ObjectSeed)? {
+            if expand.is_some_and(|name| key == name) {
+                // Only the first member of that name is split.
+                expand = None;
+                match map.next_value_seed(NestedObject)? {
                     Document::Object(inner) => expanded = Some(inner),
+                    // Its bytes are not kept: the caller splits the top level alone.
                     Document::NotAnObject => expanded_is_not_an_object = true,
                 }
                 members.push((key, RawValue::NULL));
@@ -304,13 +268,15 @@ impl<'de> Visitor<'de> for ExpandingVisitor {
 }
 
 /// A nested value split like a document: an object's members, or only validated.
-struct ObjectSeed;
+struct NestedObject;
 
-impl<'de> DeserializeSeed<'de> for ObjectSeed {
+impl<'de> DeserializeSeed<'de> for NestedObject {
     type Value = Document<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(DocumentVisitor)
+        deserializer
+            .deserialize_any(SplitVisitor { expand: None })
+            .map(Document::from)
     }
 }
 

@@ -135,10 +135,8 @@ fn user_group<'a>(raw_customer: &'a RawValue, options: &ReplyOptions) -> Cow<'a,
 /// The legacy `user_group` for a Customer object's members.
 fn user_group_of(customer: &Members<'_>, options: &ReplyOptions) -> Vec<u8> {
     let mut group = ObjectWriter::with_capacity(customer.len() * 32);
-    let mut written: Vec<&str> = Vec::with_capacity(8);
     if let Some(team_id) = &options.team_id {
         group.raw(TEAM_ID, &team_id.to_string());
-        written.push(TEAM_ID);
     }
     for key in LEGACY_USER_GROUP_KEYS {
         match member(customer, key) {
@@ -148,19 +146,24 @@ fn user_group_of(customer: &Members<'_>, options: &ReplyOptions) -> Vec<u8> {
             None if key == PROPERTIES => {
                 group.raw(key, "null");
             }
-            None => continue,
+            None => {}
         }
-        written.push(key);
     }
-    if let Some(tag) = api_environment_tag(customer, options) {
+    let tag = api_environment_tag(customer, options);
+    if let Some(tag) = tag {
         group.string(API_ENVIRONMENT_TAG, tag);
-        written.push(API_ENVIRONMENT_TAG);
     }
     if options.extra_customer_keys {
+        // Every legacy key the customer has is written above, as are the configured ones.
+        let written = |key: &str| {
+            LEGACY_USER_GROUP_KEYS.contains(&key)
+                || (key == TEAM_ID && options.team_id.is_some())
+                || (key == API_ENVIRONMENT_TAG && tag.is_some())
+        };
         let mut extra: Vec<&str> = Vec::new();
         for (key, value) in customer {
             // The first of each key wins, as it did for the legacy keys above.
-            if !written.contains(&key.as_ref()) && !extra.contains(&key.as_ref()) {
+            if !written(key) && !extra.contains(&key.as_ref()) {
                 group.raw(key, value.get());
                 extra.push(key);
             }

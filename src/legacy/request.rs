@@ -43,8 +43,8 @@ pub enum CustomerCall {
     /// the remaining keys plus `current_token` ([`delete_by_token_body`]).
     LookupTokenThenDelete {
         provided_id: String,
-        /// The client's other members, as JSON member text without the braces.
-        rest: String,
+        /// The client's other members; the token is appended once it is known.
+        rest: ObjectWriter,
     },
 }
 
@@ -135,9 +135,6 @@ fn translate_delete(
     for (key, value) in members.iter().filter(|(key, _)| key != USER_GROUP_ID) {
         rest.raw(key, value.get());
     }
-    let rest = rest.finish();
-    // Without the braces, so the token can be appended once it is known.
-    let rest = String::from_utf8_lossy(&rest[1..rest.len() - 1]).into_owned();
     Ok(TranslatedRequest {
         user_group_id: Some(provided_id.clone()),
         current_token: None,
@@ -153,18 +150,9 @@ pub fn token_lookup_body(provided_id: &str) -> Bytes {
 }
 
 /// The delete body once the token is known: the client's other keys plus `current_token`.
-pub fn delete_by_token_body(rest: &str, token: &str) -> Bytes {
-    let mut body = Vec::with_capacity(rest.len() + token.len() + 24);
-    body.push(b'{');
-    body.extend_from_slice(rest.as_bytes());
-    if !rest.is_empty() {
-        body.push(b',');
-    }
-    super::json::write_string(&mut body, CURRENT_TOKEN);
-    body.push(b':');
-    super::json::write_string(&mut body, token);
-    body.push(b'}');
-    Bytes::from(body)
+pub fn delete_by_token_body(mut rest: ObjectWriter, token: &str) -> Bytes {
+    rest.string(CURRENT_TOKEN, token);
+    Bytes::from(rest.finish())
 }
 
 fn require_token(route: LegacyRoute, members: &Members<'_>) -> Result<String, ShimError> {
@@ -404,11 +392,11 @@ mod tests {
             parse(r#"{"provided_id": "example_1"}"#)
         );
         assert_eq!(
-            json(&delete_by_token_body(&rest, "tok")),
+            json(&delete_by_token_body(rest, "tok")),
             parse(r#"{"note": "kept", "current_token": "tok"}"#)
         );
         assert_eq!(
-            json(&delete_by_token_body("", "tok")),
+            json(&delete_by_token_body(ObjectWriter::with_capacity(0), "tok")),
             parse(r#"{"current_token": "tok"}"#)
         );
     }

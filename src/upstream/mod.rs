@@ -60,7 +60,7 @@ impl Upstream {
         let tls = Arc::new(tls_config(config)?);
         let endpoint = Endpoint::new(
             &config.url,
-            Some(tls),
+            tls,
             config.connect_timeout,
             config.pool_idle_timeout,
             config.pool_max_idle,

@@ -53,7 +53,7 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn new(
         url: &crate::config::UpstreamUrl,
-        tls: Option<Arc<rustls::ClientConfig>>,
+        tls: Arc<rustls::ClientConfig>,
         connect_timeout: Duration,
         idle_timeout: Duration,
         max_idle: usize,
@@ -69,14 +69,12 @@ impl Endpoint {
             .authority
             .port_u16()
             .unwrap_or(if https { 443 } else { 80 });
-        let tls = match (https, tls) {
-            (true, Some(config)) => {
-                let name = ServerName::try_from(host.clone())
-                    .map_err(|error| format!("invalid upstream host {host:?}: {error}"))?;
-                Some((TlsConnector::from(config), name))
-            }
-            (true, None) => return Err("an https upstream needs a TLS configuration".to_owned()),
-            (false, _) => None,
+        let tls = if https {
+            let name = ServerName::try_from(host.clone())
+                .map_err(|error| format!("invalid upstream host {host:?}: {error}"))?;
+            Some((TlsConnector::from(tls), name))
+        } else {
+            None
         };
         let host_header = HeaderValue::from_str(url.authority.as_str())
             .map_err(|error| format!("invalid upstream authority: {error}"))?;
@@ -93,7 +91,6 @@ impl Endpoint {
 }
 
 /// One thread's connections to the upstream.
-#[derive(Clone)]
 pub struct ConnectionPool {
     inner: Arc<PoolInner>,
 }
@@ -117,6 +114,13 @@ struct Idle {
 struct IdleHttp1 {
     sender: http1::SendRequest<ProxyBody>,
     since: Instant,
+}
+
+impl IdleHttp1 {
+    /// Still open, and idle for no longer than the idle timeout.
+    fn reusable(&self, now: Instant, idle_timeout: Duration) -> bool {
+        !self.sender.is_closed() && now - self.since <= idle_timeout
+    }
 }
 
 /// A connection checked out for one request.
@@ -189,7 +193,7 @@ impl ConnectionPool {
             let mut sender = {
                 let mut idle = self.inner.lock();
                 let candidate = idle.http1.pop()?;
-                if candidate.sender.is_closed() || now - candidate.since > idle_timeout {
+                if !candidate.reusable(now, idle_timeout) {
                     continue;
                 }
                 candidate.sender
@@ -333,9 +337,8 @@ async fn sweep_idle(pool: Weak<PoolInner>) {
         let now = Instant::now();
         let idle_timeout = pool.endpoint.idle_timeout;
         let mut idle = pool.lock();
-        idle.http1.retain(|connection| {
-            !connection.sender.is_closed() && now - connection.since <= idle_timeout
-        });
+        idle.http1
+            .retain(|connection| connection.reusable(now, idle_timeout));
         if idle.http2.as_ref().is_some_and(|(sender, last_used)| {
             sender.is_closed() || now - *last_used > idle_timeout
         }) {
