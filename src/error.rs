@@ -40,6 +40,8 @@ pub enum ShimError {
     ConnectRefused,
     /// The request target cannot be forwarded (e.g. the asterisk form `OPTIONS *`).
     BadRequestTarget,
+    /// A path spelled so that the shim cannot tell whether it names a legacy endpoint.
+    UnsafePath { reason: &'static str },
     /// The legacy body was sent with a `Content-Encoding` the shim does not undo.
     EncodedRequestBody,
     /// Framing two parsers could read differently (request smuggling).
@@ -53,6 +55,11 @@ pub enum ShimError {
         provided_id: String,
         children: usize,
     },
+    /// A by-token call also named a `user_group_id` that does not hold the token.
+    TokenOfAnotherGroup { provided_id: String },
+    /// The legacy delete was not carried out because the shim could not establish that the
+    /// customer has no children (`refuse_cascading_delete`).
+    CascadeUnverified { reason: String },
     /// The upstream could not be reached (DNS, TCP, TLS).
     UpstreamUnreachable { detail: String },
     /// The upstream broke the exchange after the connection was made.
@@ -61,6 +68,18 @@ pub enum ShimError {
     UpstreamTimeout { timeout: Duration },
     /// The upstream answered, but with something a legacy reply cannot be built from.
     UpstreamInvalidReply { detail: String },
+}
+
+impl From<crate::legacy::path::UnsafePath> for ShimError {
+    fn from(unsafe_path: crate::legacy::path::UnsafePath) -> Self {
+        use crate::legacy::path::UnsafePath;
+        Self::UnsafePath {
+            reason: match unsafe_path {
+                UnsafePath::MalformedEscape => "a malformed percent-escape",
+                UnsafePath::EncodedSeparator => "an encoded `/`, `\\` or NUL",
+            },
+        }
+    }
 }
 
 impl ShimError {
@@ -75,10 +94,13 @@ impl ShimError {
             | Self::UnsupportedDataSourceField { .. }
             | Self::IncompleteBody
             | Self::BadRequestTarget
+            | Self::UnsafePath { .. }
             | Self::AmbiguousFraming { .. } => StatusCode::BAD_REQUEST,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::DeleteWouldCascade { .. } => StatusCode::CONFLICT,
+            Self::DeleteWouldCascade { .. }
+            | Self::TokenOfAnotherGroup { .. }
+            | Self::CascadeUnverified { .. } => StatusCode::CONFLICT,
             Self::NotJson | Self::EncodedRequestBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ConnectRefused => StatusCode::METHOD_NOT_ALLOWED,
@@ -103,11 +125,14 @@ impl ShimError {
             Self::IncompleteBody => "incomplete_body",
             Self::ConnectRefused => "connect_refused",
             Self::BadRequestTarget => "bad_request_target",
+            Self::UnsafePath { .. } => "unsafe_path",
             Self::EncodedRequestBody => "encoded_request_body",
             Self::AmbiguousFraming { .. } => "ambiguous_framing",
             Self::Overloaded => "overloaded",
             Self::RateLimited { .. } => "rate_limited",
             Self::DeleteWouldCascade { .. } => "delete_would_cascade",
+            Self::TokenOfAnotherGroup { .. } => "token_of_another_group",
+            Self::CascadeUnverified { .. } => "cascade_unverified",
             Self::UpstreamUnreachable { .. } => "upstream_unreachable",
             Self::UpstreamFailed { .. } => "upstream_failed",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
@@ -149,6 +174,10 @@ impl ShimError {
             Self::BadRequestTarget => {
                 "the request target cannot be forwarded; send an origin-form path".to_owned()
             }
+            Self::UnsafePath { reason } => format!(
+                "the request path has {reason}, so it is unclear which endpoint it names; send \
+                 the path with only the escapes RFC 3986 requires"
+            ),
             Self::EncodedRequestBody => {
                 "compressed legacy request bodies are not supported; send plain JSON".to_owned()
             }
@@ -172,6 +201,18 @@ impl ShimError {
                  API delete would delete them too, which the legacy delete never did; nothing \
                  was deleted. Delete the children first, or delete deliberately with \
                  DELETE /api/delete_customer/ on the Customer API"
+            ),
+            Self::TokenOfAnotherGroup { provided_id } => format!(
+                "`current_token` does not belong to user group `{provided_id}` named by \
+                 `user_group_id`; nothing was changed. Send that group's token, or only one of \
+                 the two"
+            ),
+            Self::CascadeUnverified { reason } => format!(
+                "the shim could not establish that this user group has no child customers \
+                 ({reason}), and the Customer API delete would delete them too, which the \
+                 legacy delete never did; nothing was deleted. Delete by `user_group_id` \
+                 instead, or delete deliberately with DELETE /api/delete_customer/ on the \
+                 Customer API"
             ),
             Self::UpstreamUnreachable { .. } => {
                 "the Explo API could not be reached; retry later".to_owned()
@@ -204,6 +245,29 @@ impl ShimError {
     /// The legacy JSON envelope.
     pub fn body(&self) -> serde_json::Value {
         json!({"success": 0, "error": self.message(), "code": self.code()})
+    }
+
+    /// The reply and its one log line: a warning for the shim's 5xx, information otherwise.
+    pub fn into_logged_response(self, request_id: &str) -> Response<ProxyBody> {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(
+                request_id,
+                code = self.code(),
+                status = status.as_u16(),
+                cause = self.log_detail(),
+                "{self}"
+            );
+        } else {
+            tracing::info!(
+                request_id,
+                code = self.code(),
+                status = status.as_u16(),
+                cause = self.log_detail(),
+                "{self}"
+            );
+        }
+        self.into_response()
     }
 
     /// The complete reply. The one place where a `ShimError` becomes HTTP.

@@ -39,6 +39,7 @@ pub mod error;
 pub mod framing_guard;
 pub mod headers;
 pub mod legacy;
+pub mod legacy_call;
 pub mod log_text;
 pub mod metrics;
 pub mod proxy;

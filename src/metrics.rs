@@ -33,6 +33,16 @@ struct LegacyCallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookupLabels {
+    lookup: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusClassLabels {
     status_class: &'static str,
 }
@@ -96,6 +106,9 @@ pub struct Metrics {
     rate_limit_wait_seconds: Histogram,
     rate_limit_refused: Counter,
     cascade_refused: Counter,
+    cascade_unverified: Counter,
+    untranslated_successes: Family<EndpointLabels, Counter>,
+    lookups: Family<LookupLabels, Counter>,
     max_clients: usize,
     /// Known clients: a keyed hash of the credential (never the credential itself) to its
     /// fingerprint, so the SHA-256 runs once per client rather than once per call.
@@ -169,6 +182,26 @@ impl Metrics {
             "Legacy deletes refused with 409 because the customer has children",
             cascade_refused.clone(),
         );
+        let cascade_unverified = Counter::default();
+        registry.register(
+            "cascade_unverified",
+            "Legacy deletes refused with 409 because the shim could not establish that the \
+             customer has no children",
+            cascade_unverified.clone(),
+        );
+        let untranslated_successes = Family::<EndpointLabels, Counter>::default();
+        registry.register(
+            "untranslated_successes",
+            "Successful upstream replies to legacy calls passed on as they came because they \
+             could not be translated",
+            untranslated_successes.clone(),
+        );
+        let lookups = Family::<LookupLabels, Counter>::default();
+        registry.register(
+            "lookups",
+            "Upstream calls made before a legacy call's own Customer call, by what they looked up",
+            lookups.clone(),
+        );
         registry.register_collector(Box::new(DroppedLogLines));
         registry.register(
             "build",
@@ -199,6 +232,9 @@ impl Metrics {
             rate_limit_wait_seconds,
             rate_limit_refused,
             cascade_refused,
+            cascade_unverified,
+            untranslated_successes,
+            lookups,
             max_clients,
             clients: Mutex::new(HashMap::new()),
             client_key: RandomState::new(),
@@ -277,6 +313,25 @@ impl Metrics {
 
     pub fn cascade_refused(&self) {
         self.cascade_refused.inc();
+    }
+
+    pub fn cascade_unverified(&self) {
+        self.cascade_unverified.inc();
+    }
+
+    /// A 2xx reply to a legacy call that could not be translated and was passed on as it came.
+    pub fn untranslated_success(&self, route: LegacyRoute) {
+        self.untranslated_successes
+            .get_or_create(&EndpointLabels {
+                endpoint: route.legacy_endpoint(),
+            })
+            .inc();
+    }
+
+    /// One upstream call made before a legacy call's own: `lookup` names what it looked for
+    /// (`token_by_id`, `owner_check`, `children_v2`, `children_v1`, `list_v2_page`, `list_v1`).
+    pub fn lookup(&self, lookup: &'static str) {
+        self.lookups.get_or_create(&LookupLabels { lookup }).inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -71,7 +71,16 @@ fn translate_turns_every_legacy_example_into_the_right_customer_call() {
         &["--endpoint", "delete_user_group"],
         &json!({"current_token": token, "user_group_id": "example_1"}).to_string(),
     );
-    assert_eq!(delete_s3["calls"].as_array().unwrap().len(), 1);
+    // The id is checked against the token first, and never sent to the Customer delete.
+    assert_eq!(delete_s3["calls"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        delete_s3["calls"][0]["url"],
+        "https://api.explo.co/api/get_customer/"
+    );
+    assert_eq!(
+        delete_s3["calls"][1]["body"],
+        json!({"current_token": token})
+    );
 
     let delete_by_id = translate(
         &["--endpoint", "delete"],

@@ -316,17 +316,40 @@ async fn upstream_html_error_page_is_passed_through() {
     assert_eq!(got.header("retry-after"), Some("30"));
 }
 
+/// Rule 1 (issue 9): a 2xx means the write happened, so an untranslatable reply goes to the
+/// client as it came (with the deprecation headers), never as a 5xx that invites a retry.
 #[tokio::test]
-async fn a_2xx_reply_that_is_not_json_is_a_502() {
-    let upstream =
-        FakeUpstream::always(Reply::raw(200, "text/html", "<html>maintenance</html>")).await;
+async fn a_2xx_reply_that_is_not_json_is_passed_on_as_it_came_and_counted() {
+    let upstream = FakeUpstream::always(
+        Reply::raw(200, "text/html", "<html>maintenance</html>").header("x-upstream", "kept"),
+    )
+    .await;
     let shim = Shim::start(&upstream.url(), &[]);
-    post_json(
+    let got = post_json(
         &shim.url("/api/update_user_group/"),
         &json!({"user_group_id": "a"}),
     )
-    .await
-    .assert_shim_error(502, "upstream_invalid_reply");
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(&got.body[..], b"<html>maintenance</html>");
+    assert_eq!(got.header("content-type"), Some("text/html"));
+    assert_eq!(got.header("x-upstream"), Some("kept"));
+    assert!(got.header("deprecation").is_some());
+    let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metrics
+            .contains(r#"explo_shim_untranslated_successes_total{endpoint="update_user_group"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        shim.logs()
+            .iter()
+            .any(|line| line.contains("\"level\":\"ERROR\"")
+                && line.contains("could not be translated")),
+        "{:?}",
+        shim.logs()
+    );
 }
 
 #[tokio::test]
@@ -386,19 +409,21 @@ async fn gzip_from_the_upstream_is_decoded_on_success_and_error() {
 }
 
 #[tokio::test]
-async fn a_corrupt_gzip_success_is_a_502() {
+async fn a_corrupt_gzip_success_is_passed_on_as_it_came() {
+    let garbled = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xff\xff\xff\xff garbage".to_vec();
     let upstream = FakeUpstream::always(
-        Reply::raw(200, "application/json", b"\x1f\x8b\x08\x00garbage".to_vec())
-            .header("content-encoding", "gzip"),
+        Reply::raw(200, "application/json", garbled.clone()).header("content-encoding", "gzip"),
     )
     .await;
     let shim = Shim::start(&upstream.url(), &[]);
-    post_json(
+    let got = post_json(
         &shim.url("/api/update_user_group/"),
         &json!({"user_group_id": "a"}),
     )
-    .await
-    .assert_shim_error(502, "upstream_invalid_reply");
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-encoding"), Some("gzip"));
+    assert_eq!(&got.body[..], &garbled[..]);
 }
 
 #[tokio::test]

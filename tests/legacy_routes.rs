@@ -37,6 +37,7 @@ async fn update_user_group_doc_example_becomes_update_customer_and_back() {
     assert_eq!(got.status, 200);
     let mut expected = doc_fixture("update_user_group.response.json");
     expected["user_group"]["properties"] = json!({"filterValue": "new_value"});
+    expected["user_group"]["api_environment_tag"] = serde_json::Value::Null;
     assert_eq!(got.json(), expected);
     assert_eq!(got.header("content-type"), Some("application/json"));
     assert_eq!(
@@ -58,6 +59,7 @@ async fn update_user_group_doc_example_becomes_update_customer_and_back() {
     assert_eq!(seen[0].headers["host"], upstream.addr.to_string());
     assert_eq!(seen[0].headers["content-type"], "application/json");
     assert_eq!(seen[0].headers["accept-encoding"], "identity");
+    assert_eq!(seen[0].headers["accept"], "application/json");
     assert!(seen[0].headers.get("x-forwarded-for").is_none());
 }
 
@@ -84,6 +86,7 @@ async fn create_user_group_renames_both_ways_under_every_path_variant() {
         assert_eq!(got.status, 200, "{path}");
         let mut expected = doc_fixture("create_user_group.response.json");
         expected["user_group"]["properties"] = json!({"filterValue": "value"});
+        expected["user_group"]["api_environment_tag"] = serde_json::Value::Null;
         assert_eq!(got.json(), expected, "{path}");
     }
     let seen = upstream.requests();
@@ -113,33 +116,59 @@ async fn numeric_user_group_id_is_forwarded_as_a_string() {
         upstream.requests()[0].json(),
         json!({"provided_id": "42", "name": "n"})
     );
-    // Without team_id configured the key is absent; only legacy keys are returned.
+    // Without team_id configured the key is null (issue 9, rule 5); only legacy keys are
+    // returned.
     assert_eq!(
         got.json(),
-        json!({"success": 1, "user_group": {"token": "t", "name": "Example 1", "provided_id": "42",
-               "is_demo_group": false, "properties": {"filterValue": "value"}}})
+        json!({"success": 1, "user_group": {"team_id": null, "token": "t", "name": "Example 1",
+               "provided_id": "42", "is_demo_group": false,
+               "properties": {"filterValue": "value"}, "api_environment_tag": null}})
     );
 }
 
-/// A Customer API holding `example_1` (token `CUSTOMER_TOKEN`) with the given children.
-fn customer_api_with_children(children: &'static [&'static str]) -> impl Fn(&Recorded) -> Reply {
-    move |request| match request.target.as_str() {
-        "/api/get_customer/" => Reply::json(
-            200,
-            json!({"success": 1, "customer": customer("example_1", CUSTOMER_TOKEN)}),
-        ),
-        "/api/customers/" => Reply::json(
-            200,
-            json!({"success": 1, "customers": [customer("other", "tok_other"), customer("example_1", CUSTOMER_TOKEN)]}),
-        ),
-        "/api/customers/?parent_provided_id=example_1" => Reply::json(
-            200,
-            json!({"success": 1, "customers": children.iter().map(|id| customer(id, "child_tok")).collect::<Vec<_>>()}),
-        ),
-        "/api/delete_customer/" => Reply::json(200, json!({"success": 1})),
-        other => Reply::json(404, json!({"detail": format!("unexpected {other}")})),
+/// A Customer API holding `example_1` (token `CUSTOMER_TOKEN`) with the given children. Both
+/// list versions answer, unless `serves_v2` is off (v2 then answers 404, as a deployment
+/// without it would).
+fn customer_api(children: &'static [&'static str], serves_v2: bool) -> impl Fn(&Recorded) -> Reply {
+    move |request| {
+        let filtered = request.target.contains("parent_provided_id=example_1");
+        let listed: Vec<serde_json::Value> = if filtered {
+            children
+                .iter()
+                .map(|id| customer(id, "child_tok"))
+                .collect()
+        } else {
+            vec![
+                customer("other", "tok_other"),
+                customer("example_1", CUSTOMER_TOKEN),
+            ]
+        };
+        match request.path() {
+            "/api/get_customer/" | "/api/update_customer/" => Reply::json(
+                200,
+                json!({"success": 1, "customer": customer("example_1", CUSTOMER_TOKEN)}),
+            ),
+            "/v2/api/customers/" if serves_v2 => {
+                let page_size = if filtered { 1 } else { 1000 };
+                let page: Vec<_> = listed.iter().take(page_size).cloned().collect();
+                Reply::json(
+                    200,
+                    json!({"total_count": listed.len(), "results": {"customers": page}}),
+                )
+            }
+            "/api/customers/" => Reply::json(200, json!({"success": 1, "customers": listed})),
+            "/api/delete_customer/" => Reply::json(200, json!({"success": 1})),
+            other => Reply::json(404, json!({"detail": format!("unexpected {other}")})),
+        }
     }
 }
+
+fn customer_api_with_children(children: &'static [&'static str]) -> impl Fn(&Recorded) -> Reply {
+    customer_api(children, true)
+}
+
+const LIST_V2_PAGE: &str = "GET /v2/api/customers/?page=1&page_size=1000&pageSize=1000";
+const CHILDREN_V2: &str = "GET /v2/api/customers/?parent_provided_id=example_1&parentProvidedId=example_1&page=1&page_size=1&pageSize=1";
 
 fn calls(upstream: &FakeUpstream) -> Vec<String> {
     upstream
@@ -166,20 +195,72 @@ async fn delete_by_token_checks_for_children_then_forwards_its_body() {
     .await;
     assert_eq!(got.status, 200);
     assert_eq!(got.json(), json!({"success": 1}));
+    // Never seen before: the token's customer comes from the list, then one filtered call.
     assert_eq!(
         calls(&upstream),
-        [
-            "GET /api/customers/",
-            "GET /api/customers/?parent_provided_id=example_1",
-            "DELETE /api/delete_customer/"
-        ]
+        [LIST_V2_PAGE, CHILDREN_V2, "DELETE /api/delete_customer/"]
     );
     let seen = upstream.requests();
     assert_eq!(seen[2].json(), body);
     for request in &seen {
         assert_eq!(request.headers[TOKEN_HEADER], TEAM_TOKEN);
+        assert_eq!(request.headers["accept"], "application/json");
     }
     assert!(seen[0].body.is_empty());
+}
+
+#[tokio::test]
+async fn a_token_seen_before_is_confirmed_with_one_get_customer_instead_of_the_list() {
+    let upstream = FakeUpstream::start(customer_api_with_children(&[])).await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    // Any Customer reply through the shim shows whose token it is; here an update's.
+    let got = post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "example_1", "name": "n"}),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let before = upstream.requests().len();
+    let got = send(
+        "DELETE",
+        &shim.url("/api/delete_user_group/"),
+        &[],
+        json!({"current_token": CUSTOMER_TOKEN}).to_string(),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        calls(&upstream)[before..],
+        [
+            "POST /api/get_customer/",
+            CHILDREN_V2,
+            "DELETE /api/delete_customer/"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn without_v2_the_v1_lists_answer() {
+    let upstream = FakeUpstream::start(customer_api(&[], false)).await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let got = send(
+        "DELETE",
+        &shim.url("/api/delete_user_group/"),
+        &[],
+        json!({"current_token": CUSTOMER_TOKEN}).to_string(),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        calls(&upstream),
+        [
+            LIST_V2_PAGE,
+            "GET /api/customers/",
+            CHILDREN_V2,
+            "GET /api/customers/?parent_provided_id=example_1",
+            "DELETE /api/delete_customer/"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -199,7 +280,7 @@ async fn delete_by_user_group_id_looks_the_token_up_first() {
         calls(&upstream),
         [
             "POST /api/get_customer/",
-            "GET /api/customers/?parent_provided_id=example_1",
+            CHILDREN_V2,
             "DELETE /api/delete_customer/"
         ]
     );
@@ -270,7 +351,7 @@ async fn a_failed_children_check_is_answered_with_the_upstream_refusal() {
     .await;
     assert_eq!(got.status, 403);
     assert_eq!(got.json(), json!({"detail": "read-only token"}));
-    assert_eq!(calls(&upstream), ["GET /api/customers/"]);
+    assert_eq!(calls(&upstream), [LIST_V2_PAGE]);
 }
 
 #[tokio::test]
@@ -307,7 +388,8 @@ async fn refresh_user_group_token_renames_customer() {
     assert_eq!(
         got.json(),
         json!({"success": 1, "user_group": {"team_id": 3, "token": "new_token", "name": "Example 1",
-               "provided_id": "example_1", "is_demo_group": false, "properties": {"filterValue": "value"}}})
+               "provided_id": "example_1", "is_demo_group": false,
+               "properties": {"filterValue": "value"}, "api_environment_tag": null}})
     );
     let seen = upstream.requests();
     assert_eq!(seen[0].target, "/api/refresh_customer_token/");

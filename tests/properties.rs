@@ -107,16 +107,25 @@ proptest! {
     }
 
     #[test]
-    fn delete_and_refresh_with_a_token_forward_the_body_unchanged(
+    fn delete_and_refresh_with_a_token_send_every_key_but_the_legacy_only_ones(
         fields in legacy_object(),
         token in "[a-z0-9]{1,64}",
+        data_source_id in proptest::option::of(0u32..100),
     ) {
         for route in [LegacyRoute::DeleteUserGroup, LegacyRoute::RefreshUserGroupToken] {
             let mut legacy = fields.clone();
             legacy.insert("current_token".into(), Value::String(token.clone()));
-            let body = text(&Value::Object(legacy.clone()));
-            let translated = translate_request(route, &body).unwrap();
-            prop_assert_eq!(translated.plan, CustomerCall::Send(body.into()));
+            let expected = legacy.clone();
+            if let Some(id) = data_source_id {
+                legacy.insert("data_source_id".into(), Value::from(id));
+            }
+            let translated = translate_request(route, &text(&Value::Object(legacy))).unwrap();
+            let CustomerCall::ByToken(call) = translated.plan else {
+                panic!("expected a by-token call");
+            };
+            prop_assert_eq!(call.token.as_deref(), Some(token.as_str()));
+            let sent: Map<String, Value> = serde_json::from_slice(&call.body(None)).unwrap();
+            prop_assert_eq!(sent, expected);
         }
     }
 
@@ -132,15 +141,16 @@ proptest! {
         let options = ReplyOptions { team_id: team_id.map(Into::into), ..ReplyOptions::default() };
         for route in [LegacyRoute::CreateUserGroup, LegacyRoute::UpdateUserGroup, LegacyRoute::RefreshUserGroupToken] {
             let bytes = text(&Value::Object(reply.clone())).into();
-            let legacy: Value = serde_json::from_slice(&legacy_success_reply(route, &bytes, &options).unwrap()).unwrap();
+            let legacy: Value = serde_json::from_slice(&legacy_success_reply(route, &bytes, &options).unwrap().body).unwrap();
             let legacy = legacy.as_object().unwrap();
             prop_assert!(!legacy.contains_key("customer"));
             let group = legacy["user_group"].as_object().unwrap();
             prop_assert!(group.keys().all(|k| LEGACY_GROUP_KEYS.contains(&k.as_str())), "{:?}", group.keys());
-            prop_assert!(group.contains_key("properties"));
-            prop_assert_eq!(group.contains_key("team_id"), team_id.is_some());
-            for key in ["token", "name", "provided_id", "is_demo_group"] {
-                prop_assert_eq!(group.get(key), customer.get(key));
+            // Every legacy key is always there, null when the customer has no value.
+            prop_assert_eq!(group.len(), LEGACY_GROUP_KEYS.len());
+            prop_assert_eq!(group["team_id"].is_null(), team_id.is_none());
+            for key in ["token", "name", "provided_id", "is_demo_group", "properties"] {
+                prop_assert_eq!(&group[key], customer.get(key).unwrap_or(&Value::Null));
             }
             for (key, value) in &reply {
                 if key != "customer" && !(key == "new_customer" && route == LegacyRoute::CreateUserGroup) {

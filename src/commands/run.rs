@@ -95,11 +95,9 @@ fn run_translate(endpoint: Option<&str>, json: bool, base_url: &str) -> u8 {
     match migration {
         Ok((migration, authorization)) => {
             if json {
-                let rendered =
-                    translate::render_json(&migration, base_url, authorization.as_deref());
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&rendered).unwrap_or_default()
+                    translate::render_json(&migration, base_url, authorization.as_deref())
                 );
             } else {
                 print!(

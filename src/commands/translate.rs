@@ -2,11 +2,16 @@
 //! whole `curl` command like the ones in the docs) and prints the equivalent Customer API
 //! call(s), with every semantic difference that applies.
 
+use bytes::Bytes;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use crate::config::DEFAULT_LEGACY_BODY_BYTES;
 use crate::error::ShimError;
+use crate::legacy::json::{Document, member, parse_object};
 use crate::legacy::request::{
-    CustomerCall, TranslatedRequest, delete_by_token_body, token_lookup_body, translate_request,
+    CustomerCall, USER_GROUP_ID, check_body_size, token_lookup_body, translate_request,
 };
 use crate::legacy::{GET_CUSTOMER_PATH, LegacyRoute};
 
@@ -19,7 +24,8 @@ const LOOKED_UP_TOKEN: &str = "<customer.token from the get_customer reply>";
 #[derive(Debug, Clone, PartialEq)]
 pub struct LegacyInput {
     pub route: LegacyRoute,
-    pub body: Value,
+    /// The body exactly as given: it goes through the shim's own parser, limit and errors.
+    pub body: Bytes,
     pub authorization: Option<String>,
 }
 
@@ -28,7 +34,8 @@ pub struct LegacyInput {
 pub struct PlannedCall {
     pub method: &'static str,
     pub path: &'static str,
-    pub body: Value,
+    /// The JSON body as the shim would send it, numbers and all.
+    pub body: Bytes,
 }
 
 /// The whole answer: the calls in order and the differences to know about.
@@ -80,11 +87,13 @@ pub fn parse_input(
     if trimmed.starts_with("curl") {
         return parse_curl(trimmed, endpoint);
     }
-    let body: Value = serde_json::from_str(trimmed).map_err(|error| {
+    // Only a first look, to tell what the input is; the shim's own parser reads it in `plan`.
+    serde_json::from_str::<IgnoredAny>(trimmed).map_err(|error| {
         TranslateError::Input(format!(
             "the input is neither a curl command nor JSON: {error}"
         ))
     })?;
+    let body = Bytes::copy_from_slice(trimmed.as_bytes());
     let route = endpoint.ok_or_else(|| {
         TranslateError::Input(
             "a JSON body alone does not say which endpoint it is for; add --endpoint \
@@ -134,8 +143,9 @@ fn parse_curl(command: &str, endpoint: Option<LegacyRoute>) -> Result<LegacyInpu
     let body_text = data.ok_or_else(|| {
         TranslateError::Input("the curl command sends no body (--data-raw)".to_owned())
     })?;
-    let body: Value = serde_json::from_str(&body_text)
+    serde_json::from_str::<IgnoredAny>(&body_text)
         .map_err(|error| TranslateError::Input(format!("the curl body is not JSON: {error}")))?;
+    let body = Bytes::from(body_text);
     let route = match endpoint {
         Some(route) => route,
         None => {
@@ -174,89 +184,82 @@ fn url_path(url: &str) -> &str {
     path.split(['?', '#']).next().unwrap_or(path)
 }
 
-/// The Customer API calls for `input`, and the notes that apply.
+/// The Customer API calls for `input`, and the notes that apply: the shim's own translation,
+/// with its parser, its default body limit and its errors.
 pub fn plan(input: &LegacyInput) -> Result<Migration, TranslateError> {
     let route = input.route;
-    // The body as JSON text again: the same translation the shim runs, bytes in and bytes out.
-    let text = serde_json::to_vec(&input.body).unwrap_or_default();
-    let TranslatedRequest { plan, .. } =
-        translate_request(route, &text).map_err(TranslateError::Legacy)?;
-    let method = route.method().as_str();
-    let method: &'static str = if method == "DELETE" { "DELETE" } else { "POST" };
-    let mut notes = Vec::new();
-    let calls = match plan {
-        CustomerCall::Send(body) => vec![PlannedCall {
-            method,
-            path: route.customer_path(),
-            body: as_value(&body),
-        }],
-        CustomerCall::LookupTokenThenDelete { provided_id, rest } => {
-            notes.push(
-                "The Customer delete takes the customer's token, not its id: the first call looks \
-                 the token up, the second deletes with it."
-                    .to_owned(),
-            );
-            vec![
-                PlannedCall {
-                    method: "POST",
-                    path: GET_CUSTOMER_PATH,
-                    body: as_value(&token_lookup_body(&provided_id)),
-                },
-                PlannedCall {
-                    method: "DELETE",
-                    path: route.customer_path(),
-                    body: as_value(&delete_by_token_body(rest, LOOKED_UP_TOKEN)),
-                },
-            ]
-        }
+    check_body_size(input.body.len(), DEFAULT_LEGACY_BODY_BYTES).map_err(TranslateError::Legacy)?;
+    let translated = translate_request(route, &input.body).map_err(TranslateError::Legacy)?;
+    let method = if *route.method() == http::Method::DELETE {
+        "DELETE"
+    } else {
+        "POST"
     };
-    if input
-        .body
-        .get("user_group_id")
-        .is_some_and(Value::is_number)
-    {
+    let mut notes: Vec<String> = Vec::new();
+    let calls =
+        match translated.plan {
+            CustomerCall::Send(body) => vec![PlannedCall {
+                method,
+                path: route.customer_path(),
+                body,
+            }],
+            CustomerCall::ByToken(call) => {
+                let mut calls = Vec::new();
+                if let Some(provided_id) = &call.provided_id {
+                    notes.push(if call.token.is_none() {
+                    "The Customer call takes the customer's token, not its id: the first call \
+                     looks the token up, the second uses it."
+                } else {
+                    "`user_group_id` is not a Customer key and is not sent; the shim checks \
+                     first that the token belongs to that group (the first call), and refuses \
+                     the call if it does not."
+                }
+                .to_owned());
+                    calls.push(PlannedCall {
+                        method: "POST",
+                        path: GET_CUSTOMER_PATH,
+                        body: token_lookup_body(provided_id),
+                    });
+                }
+                calls.push(PlannedCall {
+                    method,
+                    path: route.customer_path(),
+                    body: call.body(Some(LOOKED_UP_TOKEN)),
+                });
+                calls
+            }
+        };
+    if sends_a_numeric_group_id(&input.body) {
         notes.push(
             "`provided_id` is a string: the numeric `user_group_id` is sent as its digits."
                 .to_owned(),
         );
     }
-    notes.extend(route_notes(route).iter().map(|note| (*note).to_owned()));
+    notes.extend(
+        route
+            .spec()
+            .migration_notes
+            .iter()
+            .map(|note| (*note).to_owned()),
+    );
     Ok(Migration { calls, notes })
 }
 
-/// A translated body for display; translation only ever writes valid JSON.
-fn as_value(body: &[u8]) -> Value {
-    serde_json::from_slice(body).unwrap_or(Value::Null)
+/// Whether the (already translated, so valid) body has a `user_group_id` that is a number.
+fn sends_a_numeric_group_id(body: &[u8]) -> bool {
+    match parse_object(body) {
+        Ok(Document::Object(members)) => {
+            member(&members, USER_GROUP_ID).is_some_and(|id| !id.get().starts_with('"'))
+        }
+        _ => false,
+    }
 }
 
-/// The semantic differences between each legacy endpoint and its replacement.
-fn route_notes(route: LegacyRoute) -> &'static [&'static str] {
-    const REPLY: &str = "The reply holds `customer` instead of `user_group`, with more keys (emails, \
-        group_tags, access_group, hierarchy_level, computed_*); `team_id` and \
-        `api_environment_tag` do not exist in the Customer API (`access_group` names a Data \
-        Visibility Group, not an environment).";
-    match route {
-        LegacyRoute::CreateUserGroup => &[
-            "`user_group_id` is now `provided_id`.",
-            "`new_user_group` is now `new_customer`. create_customer is get-or-create: an existing \
-             customer is returned, and whether the other fields are applied to it is not documented.",
-            REPLY,
-        ],
-        LegacyRoute::UpdateUserGroup => &[
-            "`user_group_id` is now `provided_id` and selects the customer; only the fields sent are \
-             updated. Whether `properties` is merged or replaced is not documented.",
-            REPLY,
-        ],
-        LegacyRoute::DeleteUserGroup => &[
-            "CASCADE: delete_customer also deletes every descendant customer, which the legacy \
-             delete never did. Check for children first with \
-             GET /api/customers/?parent_provided_id=<provided_id>.",
-            "The reply is `{\"success\": 1}` as before.",
-        ],
-        LegacyRoute::RefreshUserGroupToken => {
-            &["The new token is `customer.token` in the reply.", REPLY]
-        }
-    }
+/// A planned body for JSON output, its bytes kept exactly (translation only writes JSON).
+fn as_raw(body: &[u8]) -> Box<RawValue> {
+    let text = String::from_utf8_lossy(body).into_owned();
+    RawValue::from_string(text)
+        .unwrap_or_else(|_| RawValue::from_string("null".to_owned()).expect("`null` is JSON"))
 }
 
 /// The migration as ready-to-run curl commands followed by the notes.
@@ -272,7 +275,7 @@ pub fn render_curl(migration: &Migration, base_url: &str, authorization: Option<
                 migration.calls.len()
             ));
         }
-        let body = serde_json::to_string_pretty(&call.body).unwrap_or_default();
+        let body = pretty(&call.body);
         out.push_str(&format!(
             "curl --request {} {} \\\n  --header 'Content-Type: application/json' \\\n  --header {} \\\n  --data-raw {}\n",
             call.method,
@@ -288,25 +291,96 @@ pub fn render_curl(migration: &Migration, base_url: &str, authorization: Option<
     out
 }
 
-/// The migration as JSON, for tools.
-pub fn render_json(migration: &Migration, base_url: &str, authorization: Option<&str>) -> Value {
+/// The migration as JSON text, for tools. Each body is embedded exactly as it would be sent.
+pub fn render_json(migration: &Migration, base_url: &str, authorization: Option<&str>) -> String {
+    #[derive(serde::Serialize)]
+    struct Rendered<'a> {
+        calls: Vec<RenderedCall<'a>>,
+        notes: &'a [String],
+    }
+    #[derive(serde::Serialize)]
+    struct RenderedCall<'a> {
+        method: &'a str,
+        url: String,
+        headers: Value,
+        body: Box<RawValue>,
+    }
     let base_url = base_url.trim_end_matches('/');
-    let calls: Vec<Value> = migration
-        .calls
-        .iter()
-        .map(|call| {
-            json!({
-                "method": call.method,
-                "url": format!("{base_url}{}", call.path),
-                "headers": {
+    let rendered = Rendered {
+        calls: migration
+            .calls
+            .iter()
+            .map(|call| RenderedCall {
+                method: call.method,
+                url: format!("{base_url}{}", call.path),
+                headers: json!({
                     "Content-Type": "application/json",
                     "Explo-Authorization": authorization.unwrap_or(TOKEN_PLACEHOLDER),
-                },
-                "body": call.body,
+                }),
+                body: as_raw(&call.body),
             })
-        })
-        .collect();
-    json!({"calls": calls, "notes": migration.notes})
+            .collect(),
+        notes: &migration.notes,
+    };
+    serde_json::to_string_pretty(&rendered).unwrap_or_default()
+}
+
+/// The body indented for reading, two spaces a level. Only whitespace outside strings changes:
+/// every number and string keeps its exact text (a `Value` would turn `1e400` into `1e+400`).
+fn pretty(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = text.chars().peekable();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                while chars.peek().is_some_and(|next| next.is_ascii_whitespace()) {
+                    chars.next();
+                }
+                if chars.peek().is_some_and(|next| matches!(next, '}' | ']')) {
+                    out.extend(chars.next());
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_ascii_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Single-quotes `text` for a POSIX shell.
@@ -330,7 +404,7 @@ mod tests {
         assert_eq!(migration.calls.len(), 1);
         assert_eq!(migration.calls[0].path, "/api/update_customer/");
         assert_eq!(
-            migration.calls[0].body,
+            body_of(&migration.calls[0]),
             json!({"provided_id": "example_1", "name": "Example 1",
                    "mapping": {"40": "213", "134": "386"}, "properties": {"filterValue": "value"}})
         );
@@ -397,6 +471,72 @@ mod tests {
             ("DELETE", "/api/delete_customer/")
         );
         assert!(migration.notes.iter().any(|n| n.starts_with("CASCADE")));
+    }
+
+    fn body_of(call: &PlannedCall) -> Value {
+        serde_json::from_slice(&call.body).unwrap()
+    }
+
+    #[test]
+    fn translate_gives_the_shims_answer_for_duplicates_limits_and_numbers() {
+        let duplicate = parse_input(
+            r#"{"user_group_id": "a", "user_group_id": "b"}"#,
+            Some(LegacyRoute::UpdateUserGroup),
+        )
+        .unwrap();
+        assert!(matches!(
+            plan(&duplicate),
+            Err(TranslateError::Legacy(ShimError::InvalidJson { .. }))
+        ));
+        let huge = format!(
+            r#"{{"user_group_id": "a", "name": "{}"}}"#,
+            "x".repeat(usize::try_from(DEFAULT_LEGACY_BODY_BYTES).unwrap())
+        );
+        let huge = parse_input(&huge, Some(LegacyRoute::UpdateUserGroup)).unwrap();
+        assert!(matches!(
+            plan(&huge),
+            Err(TranslateError::Legacy(ShimError::BodyTooLarge { .. }))
+        ));
+        let exact = parse_input(
+            r#"{"user_group_id": "a", "properties": {"n": 1e400, "m": 1E5}}"#,
+            Some(LegacyRoute::UpdateUserGroup),
+        )
+        .unwrap();
+        let migration = plan(&exact).unwrap();
+        assert_eq!(
+            &migration.calls[0].body[..],
+            br#"{"provided_id":"a","properties":{"n": 1e400, "m": 1E5}}"#
+        );
+        let text = render_curl(&migration, DEFAULT_BASE_URL, None);
+        assert!(text.contains("1e400") && text.contains("1E5"), "{text}");
+        let json = render_json(&migration, DEFAULT_BASE_URL, None);
+        assert!(json.contains("1e400") && json.contains("1E5"), "{json}");
+    }
+
+    #[test]
+    fn by_token_calls_drop_the_group_id_and_check_it_first() {
+        let input = parse_input(
+            r#"{"current_token": "t", "user_group_id": "g"}"#,
+            Some(LegacyRoute::RefreshUserGroupToken),
+        )
+        .unwrap();
+        let migration = plan(&input).unwrap();
+        assert_eq!(migration.calls.len(), 2);
+        assert_eq!(migration.calls[0].path, "/api/get_customer/");
+        assert_eq!(body_of(&migration.calls[1]), json!({"current_token": "t"}));
+    }
+
+    #[test]
+    fn pretty_printing_changes_only_whitespace() {
+        let body = br#"{"a":{"b":[1e400, 2],"e":{}},"s":"x, {y}: \"z\"","n":[ ]}"#;
+        let printed = pretty(body);
+        assert_eq!(
+            printed,
+            "{\n  \"a\": {\n    \"b\": [\n      1e400,\n      2\n    ],\n    \"e\": {}\n  },\n  \
+             \"s\": \"x, {y}: \\\"z\\\"\",\n  \"n\": []\n}"
+        );
+        let reparsed: Value = serde_json::from_str(&printed).unwrap();
+        assert_eq!(reparsed, serde_json::from_slice::<Value>(body).unwrap());
     }
 
     #[test]

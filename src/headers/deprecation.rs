@@ -26,24 +26,14 @@ const DOCS: &str = "https://docs.explo.co/api-reference";
 /// carried the deprecation notice.
 pub const DEFAULT_DEPRECATION_DATE: Duration = Duration::from_secs(1_760_486_400);
 
-/// The documentation page slug shared by the legacy and the Customer page of an endpoint.
-fn doc_slug(route: LegacyRoute) -> &'static str {
-    match route {
-        LegacyRoute::CreateUserGroup => "get-or-create",
-        LegacyRoute::UpdateUserGroup => "update",
-        LegacyRoute::DeleteUserGroup => "delete",
-        LegacyRoute::RefreshUserGroupToken => "refresh-token",
-    }
-}
-
 /// The Customer API page that replaces `route`.
 pub fn successor_doc_url(route: LegacyRoute) -> String {
-    format!("{DOCS}/customer-api/{}", doc_slug(route))
+    format!("{DOCS}/customer-api/{}", route.spec().doc_slug)
 }
 
 /// The deprecated End User Group page for `route`.
 pub fn legacy_doc_url(route: LegacyRoute) -> String {
-    format!("{DOCS}/end-user-group-api/{}", doc_slug(route))
+    format!("{DOCS}/end-user-group-api/{}", route.spec().doc_slug)
 }
 
 /// A configuration problem with the dates.

@@ -15,10 +15,12 @@ use http::header::CONTENT_ENCODING;
 /// Why a body could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
-    /// A coding the shim does not implement (`br`, `zstd`, ...).
+    /// A coding the shim does not implement (`zstd`, ...).
     Unsupported(String),
     /// The bytes are not valid for the declared coding.
     Corrupt(String),
+    /// The compressed stream ends before its end marker: the reply was cut short.
+    Truncated,
     /// Decoding would exceed the configured limit (a compression bomb, or just too big).
     TooLarge { limit: u64 },
 }
@@ -28,6 +30,7 @@ impl std::fmt::Display for DecodeError {
         match self {
             Self::Unsupported(coding) => write!(f, "unsupported content-encoding `{coding}`"),
             Self::Corrupt(detail) => write!(f, "corrupt compressed body: {detail}"),
+            Self::Truncated => f.write_str("the compressed body ends early"),
             Self::TooLarge { limit } => write!(f, "decoded body exceeds {limit} bytes"),
         }
     }
@@ -58,6 +61,11 @@ pub fn decode_body(headers: &HeaderMap, body: Bytes, limit: u64) -> Result<Bytes
             // RFC 9110 says "deflate" is zlib-wrapped; some servers send raw deflate instead.
             "deflate" => read_limited(ZlibDecoder::new(&decoded[..]), limit)
                 .or_else(|_| read_limited(DeflateDecoder::new(&decoded[..]), limit))?,
+            // 4 KiB is the decoder's window buffer, not a limit on the body.
+            "br" => read_limited(
+                brotli_decompressor::Decompressor::new(&decoded[..], 4096),
+                limit,
+            )?,
             other => return Err(DecodeError::Unsupported(other.to_owned())),
         };
     }
@@ -69,7 +77,10 @@ fn read_limited(reader: impl Read, limit: u64) -> Result<Bytes, DecodeError> {
     reader
         .take(limit.saturating_add(1))
         .read_to_end(&mut out)
-        .map_err(|error| DecodeError::Corrupt(error.to_string()))?;
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::UnexpectedEof => DecodeError::Truncated,
+            _ => DecodeError::Corrupt(error.to_string()),
+        })?;
     if out.len() as u64 > limit {
         return Err(DecodeError::TooLarge { limit });
     }
@@ -153,11 +164,38 @@ mod tests {
     }
 
     #[test]
-    fn truncated_gzip_is_corrupt() {
+    fn truncated_gzip_is_told_apart_from_corrupt_gzip() {
         let whole = gzip(b"{\"success\": 1, \"customer\": {}}");
         let cut = whole.slice(..whole.len() / 2);
-        assert!(matches!(
+        assert_eq!(
             decode_body(&encoded_as("gzip"), cut, 1000),
+            Err(DecodeError::Truncated)
+        );
+        let mut garbled = whole.to_vec();
+        garbled[12] ^= 0xff;
+        garbled[13] ^= 0xff;
+        assert!(matches!(
+            decode_body(&encoded_as("gzip"), Bytes::from(garbled), 1000),
+            Err(DecodeError::Corrupt(_))
+        ));
+    }
+
+    fn brotli(data: &[u8]) -> Bytes {
+        let mut out = Vec::new();
+        brotli::BrotliCompress(&mut &data[..], &mut out, &Default::default()).unwrap();
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn brotli_is_decoded_and_bounded() {
+        let decoded = decode_body(&encoded_as("br"), brotli(b"{\"a\":1}"), 100).unwrap();
+        assert_eq!(&decoded[..], b"{\"a\":1}");
+        assert_eq!(
+            decode_body(&encoded_as("br"), brotli(&vec![b'a'; 100_000]), 1000),
+            Err(DecodeError::TooLarge { limit: 1000 })
+        );
+        assert!(matches!(
+            decode_body(&encoded_as("br"), Bytes::from_static(b"not brotli"), 100),
             Err(DecodeError::Corrupt(_))
         ));
     }
@@ -165,8 +203,8 @@ mod tests {
     #[test]
     fn unknown_codings_are_reported() {
         assert_eq!(
-            decode_body(&encoded_as("br"), Bytes::from_static(b"x"), 10),
-            Err(DecodeError::Unsupported("br".into()))
+            decode_body(&encoded_as("zstd"), Bytes::from_static(b"x"), 10),
+            Err(DecodeError::Unsupported("zstd".into()))
         );
     }
 }

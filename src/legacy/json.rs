@@ -30,6 +30,16 @@ const EXACT_NUMBER_TOKEN: &str = "$serde_json::private::Number";
 /// each value as the exact bytes of the input.
 pub type Members<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
 
+/// The bytes without a leading UTF-8 byte order mark, which JSON parsers refuse (RFC 8259
+/// §8.1 lets a parser ignore one; some servers send it).
+pub fn without_bom(bytes: &bytes::Bytes) -> bytes::Bytes {
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        bytes.slice(3..)
+    } else {
+        bytes.clone()
+    }
+}
+
 /// A JSON document, split at the top level.
 #[derive(Debug)]
 pub enum Document<'a> {

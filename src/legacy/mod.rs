@@ -4,14 +4,23 @@
 //! |----------------------------------------|-------------------------------------|----------------------|-----------------------------------------|
 //! | `POST /api/create_user_group/`         | `POST /api/create_customer/`        | `user_group_id` → `provided_id` | `new_customer` → `new_user_group`, `customer` → `user_group` |
 //! | `POST /api/update_user_group/`         | `POST /api/update_customer/`        | `user_group_id` → `provided_id` | `customer` → `user_group`       |
-//! | `DELETE /api/delete_user_group/`       | `DELETE /api/delete_customer/`      | unchanged; by `user_group_id` only: token looked up with `POST /api/get_customer/` | unchanged |
-//! | `POST /api/refresh_user_group_token/`  | `POST /api/refresh_customer_token/` | unchanged            | `customer` → `user_group`               |
+//! | `DELETE /api/delete_user_group/`       | `DELETE /api/delete_customer/`      | `current_token` only; by `user_group_id` only: token looked up with `POST /api/get_customer/`; refused if the customer has children | unchanged |
+//! | `POST /api/refresh_user_group_token/`  | `POST /api/refresh_customer_token/` | `current_token` only | `customer` → `user_group`               |
 //!
-//! Each legacy path also matches without its trailing slash and under the oldest `/embed/`
-//! prefix (Explo docs S3/S4). Translation itself is pure: [`request`] and [`reply`] are
+//! Every `user_group` carries the documented legacy keys (`team_id`, `token`, `name`,
+//! `provided_id`, `is_demo_group`, `properties`, `api_environment_tag`), `null` where the
+//! Customer API has no value.
+//!
+//! [`ROUTES`] holds everything else that differs per route (documentation pages, call plan,
+//! reply shape, migration notes); the rest of the crate reads it rather than matching on
+//! routes. Each legacy path also matches without its trailing slash, under the oldest
+//! `/embed/` prefix (Explo docs S3/S4), and in any equivalent spelling ([`path`]). Translation
+//! itself is pure: [`request`] and [`reply`] are
 //! functions from bytes to bytes with no I/O, over the borrowed JSON members of [`json`].
 
 pub mod json;
+pub mod lists;
+pub mod path;
 pub mod reply;
 pub mod request;
 
@@ -26,43 +35,123 @@ pub enum LegacyRoute {
     RefreshUserGroupToken,
 }
 
-/// The route table: legacy method and endpoint name, and the Customer endpoint it became.
-struct RouteSpec {
-    route: LegacyRoute,
-    method: Method,
-    legacy_endpoint: &'static str,
-    customer_path: &'static str,
-    customer_endpoint: &'static str,
+/// How the legacy request names its customer, and so which calls it becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallPlan {
+    /// By `user_group_id`, sent on as `provided_id`; one call with the client's other keys.
+    ByGroupId,
+    /// By `current_token`; only the Customer keys are sent.
+    ByToken,
+    /// By `current_token`, or by `user_group_id` alone: the token is then looked up first
+    /// (`POST /api/get_customer/`), because the Customer call takes only the token.
+    ByTokenOrGroupId,
 }
 
-static ROUTES: [RouteSpec; 4] = [
+/// What a successful Customer reply becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyShape {
+    /// `customer` becomes the legacy `user_group`.
+    UserGroup,
+    /// As [`ReplyShape::UserGroup`], and `new_customer` becomes `new_user_group` (create).
+    NewUserGroup,
+    /// The same in both APIs (`{"success": 1}`).
+    Unchanged,
+}
+
+/// The route table: everything that differs between the four routes, on one screen.
+pub struct RouteSpec {
+    pub route: LegacyRoute,
+    /// The method of both the legacy and the Customer call.
+    pub method: Method,
+    /// The legacy endpoint name, e.g. `update_user_group`.
+    pub legacy_endpoint: &'static str,
+    /// The Customer endpoint name, e.g. `update_customer`.
+    pub customer_endpoint: &'static str,
+    /// The Customer API path, always with the trailing slash the API requires ("Method not
+    /// allowed" otherwise, Explo overview page).
+    pub customer_path: &'static str,
+    /// The page slug shared by the legacy and the Customer documentation page (`Link`).
+    pub doc_slug: &'static str,
+    pub plan: CallPlan,
+    /// Whether the call is refused when the customer has children, because the Customer
+    /// call cascades to them and the legacy call never did (`refuse_cascading_delete`).
+    pub guards_against_cascade: bool,
+    pub reply: ReplyShape,
+    /// The semantic differences `explo-shim translate` prints.
+    pub migration_notes: &'static [&'static str],
+}
+
+const REPLY_NOTE: &str = "The reply holds `customer` instead of `user_group`, with more keys \
+    (emails, group_tags, access_group, hierarchy_level, computed_*); `team_id` and \
+    `api_environment_tag` do not exist in the Customer API (`access_group` names a Data \
+    Visibility Group, not an environment).";
+
+pub static ROUTES: [RouteSpec; 4] = [
     RouteSpec {
         route: LegacyRoute::CreateUserGroup,
         method: Method::POST,
         legacy_endpoint: "create_user_group",
-        customer_path: "/api/create_customer/",
         customer_endpoint: "create_customer",
+        customer_path: "/api/create_customer/",
+        doc_slug: "get-or-create",
+        plan: CallPlan::ByGroupId,
+        guards_against_cascade: false,
+        reply: ReplyShape::NewUserGroup,
+        migration_notes: &[
+            "`user_group_id` is now `provided_id`.",
+            "`new_user_group` is now `new_customer`. create_customer is get-or-create: an \
+             existing customer is returned, and whether the other fields are applied to it is \
+             not documented.",
+            REPLY_NOTE,
+        ],
     },
     RouteSpec {
         route: LegacyRoute::UpdateUserGroup,
         method: Method::POST,
         legacy_endpoint: "update_user_group",
-        customer_path: "/api/update_customer/",
         customer_endpoint: "update_customer",
+        customer_path: "/api/update_customer/",
+        doc_slug: "update",
+        plan: CallPlan::ByGroupId,
+        guards_against_cascade: false,
+        reply: ReplyShape::UserGroup,
+        migration_notes: &[
+            "`user_group_id` is now `provided_id` and selects the customer; only the fields \
+             sent are updated. Whether `properties` is merged or replaced is not documented.",
+            REPLY_NOTE,
+        ],
     },
     RouteSpec {
         route: LegacyRoute::DeleteUserGroup,
         method: Method::DELETE,
         legacy_endpoint: "delete_user_group",
-        customer_path: "/api/delete_customer/",
         customer_endpoint: "delete_customer",
+        customer_path: "/api/delete_customer/",
+        doc_slug: "delete",
+        plan: CallPlan::ByTokenOrGroupId,
+        guards_against_cascade: true,
+        reply: ReplyShape::Unchanged,
+        migration_notes: &[
+            "CASCADE: delete_customer also deletes every descendant customer, which the legacy \
+             delete never did. Check for children first with \
+             GET /api/customers/?parent_provided_id=<provided_id>.",
+            "The reply is `{\"success\": 1}` as before.",
+        ],
     },
     RouteSpec {
         route: LegacyRoute::RefreshUserGroupToken,
         method: Method::POST,
         legacy_endpoint: "refresh_user_group_token",
-        customer_path: "/api/refresh_customer_token/",
         customer_endpoint: "refresh_customer_token",
+        customer_path: "/api/refresh_customer_token/",
+        doc_slug: "refresh-token",
+        plan: CallPlan::ByToken,
+        guards_against_cascade: false,
+        reply: ReplyShape::UserGroup,
+        migration_notes: &[
+            "The new token is `customer.token` in the reply.",
+            REPLY_NOTE,
+        ],
     },
 ];
 
@@ -81,8 +170,9 @@ impl LegacyRoute {
         Self::RefreshUserGroupToken,
     ];
 
-    /// The legacy route for this method and path, if it is one. The query string is not part
-    /// of `path`. Anything else (including a legacy path with another method) passes through.
+    /// The legacy route for this method and already normalised path, if it is one (see
+    /// [`path::recognise`] for paths as clients send them). The query string is not part of
+    /// `path`. Anything else (including a legacy path with another method) passes through.
     pub fn recognise(method: &Method, path: &str) -> Option<Self> {
         let endpoint = LEGACY_PREFIXES
             .iter()
@@ -94,7 +184,8 @@ impl LegacyRoute {
             .map(|spec| spec.route)
     }
 
-    fn spec(self) -> &'static RouteSpec {
+    /// This route's row of the table.
+    pub fn spec(self) -> &'static RouteSpec {
         // The table holds every variant, in the order of `ALL`.
         &ROUTES[self as usize]
     }
@@ -104,8 +195,7 @@ impl LegacyRoute {
         self.spec().legacy_endpoint
     }
 
-    /// The Customer API path it is translated to, always with the trailing slash the API
-    /// requires ("Method not allowed" otherwise, Explo overview page).
+    /// The Customer API path it is translated to.
     pub fn customer_path(self) -> &'static str {
         self.spec().customer_path
     }

@@ -14,11 +14,11 @@ use bytes::Bytes;
 use serde_json::Number;
 use serde_json::value::RawValue;
 
-use super::LegacyRoute;
 use super::json::{
     Document, Members, ObjectWriter, SplitReply, member, members_of, parse_object,
     parse_object_expanding, string_value,
 };
+use super::{LegacyRoute, ReplyShape};
 
 const CUSTOMER: &str = "customer";
 const USER_GROUP: &str = "user_group";
@@ -29,10 +29,30 @@ const TEAM_ID: &str = "team_id";
 const API_ENVIRONMENT_TAG: &str = "api_environment_tag";
 const PROPERTIES: &str = "properties";
 
-/// The Customer keys that have a legacy `user_group` counterpart, in legacy order.
-/// `properties` is always present in the legacy shape (null when absent).
-const LEGACY_USER_GROUP_KEYS: [&str; 5] =
-    ["token", "name", "provided_id", "is_demo_group", PROPERTIES];
+const TOKEN: &str = "token";
+const PROVIDED_ID: &str = "provided_id";
+
+/// The Customer keys that have a legacy `user_group` counterpart, in legacy order. Each is
+/// always present in the legacy shape, `null` when the customer has no value.
+const LEGACY_USER_GROUP_KEYS: [&str; 5] = [TOKEN, "name", PROVIDED_ID, "is_demo_group", PROPERTIES];
+
+/// Keys of the legacy `user_group` that the Customer API does not have; also always present.
+const LEGACY_ONLY_KEYS: [&str; 2] = [TEAM_ID, API_ENVIRONMENT_TAG];
+
+/// A successful legacy reply, and whose token it shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegacySuccess {
+    pub body: Bytes,
+    /// The customer's token and `provided_id`, when the reply names both.
+    pub owner: Option<TokenOwner>,
+}
+
+/// A customer token and the `provided_id` of the customer holding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub token: String,
+    pub provided_id: String,
+}
 
 /// What the operator configured about the legacy reply shape.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,22 +71,28 @@ pub fn legacy_success_reply(
     route: LegacyRoute,
     reply: &Bytes,
     options: &ReplyOptions,
-) -> Result<Bytes, serde_json::Error> {
-    if route == LegacyRoute::DeleteUserGroup {
+) -> Result<LegacySuccess, serde_json::Error> {
+    let as_it_came = || LegacySuccess {
+        body: reply.clone(),
+        owner: None,
+    };
+    let shape = route.spec().reply;
+    if shape == ReplyShape::Unchanged {
         // `{"success": 1}` is the same in both APIs; it only has to be JSON.
         parse_object(reply)?;
-        return Ok(reply.clone());
+        return Ok(as_it_came());
     }
     // The reply and its `customer` are split in one pass; the rare reply whose `customer` is
     // not an object takes a second one.
     let (fields, mut customer) = match parse_object_expanding(reply, CUSTOMER)? {
         SplitReply::Object { members, expanded } => (members, expanded),
-        SplitReply::NotAnObject => return Ok(reply.clone()),
+        SplitReply::NotAnObject => return Ok(as_it_came()),
         SplitReply::ExpandedIsNotAnObject => match parse_object(reply)? {
             Document::Object(members) => (members, None),
-            Document::NotAnObject => return Ok(reply.clone()),
+            Document::NotAnObject => return Ok(as_it_came()),
         },
     };
+    let owner = customer.as_ref().and_then(token_owner);
     let mut legacy = ObjectWriter::with_capacity(reply.len() + 64);
     for (key, value) in &fields {
         match key.as_ref() {
@@ -78,7 +104,7 @@ pub fn legacy_success_reply(
                     legacy.raw_bytes(USER_GROUP, &user_group(value, options));
                 }
             },
-            NEW_CUSTOMER if route == LegacyRoute::CreateUserGroup => {
+            NEW_CUSTOMER if shape == ReplyShape::NewUserGroup => {
                 legacy.raw(NEW_USER_GROUP, value.get());
             }
             _ => {
@@ -86,7 +112,31 @@ pub fn legacy_success_reply(
             }
         }
     }
-    Ok(Bytes::from(legacy.finish()))
+    Ok(LegacySuccess {
+        body: Bytes::from(legacy.finish()),
+        owner,
+    })
+}
+
+/// The token and `provided_id` of a Customer object, when it has both as non-empty strings.
+fn token_owner(customer: &Members<'_>) -> Option<TokenOwner> {
+    let text = |key| {
+        string_value(member(customer, key)?)
+            .filter(|value| !value.is_empty())
+            .map(|value| value.into_owned())
+    };
+    Some(TokenOwner {
+        token: text(TOKEN)?,
+        provided_id: text(PROVIDED_ID)?,
+    })
+}
+
+/// The customer a `get_customer` (or any single-customer) reply shows, if it names one.
+pub fn reply_owner(reply: &[u8]) -> Option<TokenOwner> {
+    let Ok(Document::Object(fields)) = parse_object(reply) else {
+        return None;
+    };
+    token_owner(&members_of(member(&fields, CUSTOMER)?)?)
 }
 
 /// The legacy reply for an unsuccessful Customer reply: the same body with `customer` renamed,
@@ -110,7 +160,7 @@ pub fn customer_token(reply: &[u8]) -> Option<String> {
         return None;
     };
     let customer = members_of(member(&fields, CUSTOMER)?)?;
-    string_value(member(&customer, "token")?)
+    string_value(member(&customer, TOKEN)?)
         .filter(|token| !token.is_empty())
         .map(|token| token.into_owned())
 }
@@ -132,38 +182,33 @@ fn user_group<'a>(raw_customer: &'a RawValue, options: &ReplyOptions) -> Cow<'a,
     }
 }
 
-/// The legacy `user_group` for a Customer object's members.
+/// The legacy `user_group` for a Customer object's members: every documented legacy key, in
+/// the legacy order, `null` where there is no value, so a client that reads
+/// `user_group["team_id"]` always finds the key.
 fn user_group_of(customer: &Members<'_>, options: &ReplyOptions) -> Vec<u8> {
     let mut group = ObjectWriter::with_capacity(customer.len() * 32);
-    if let Some(team_id) = &options.team_id {
-        group.raw(TEAM_ID, &team_id.to_string());
-    }
+    match &options.team_id {
+        Some(team_id) => group.raw(TEAM_ID, &team_id.to_string()),
+        None => group.raw(TEAM_ID, "null"),
+    };
     for key in LEGACY_USER_GROUP_KEYS {
         match member(customer, key) {
-            Some(value) => {
-                group.raw(key, value.get());
-            }
-            None if key == PROPERTIES => {
-                group.raw(key, "null");
-            }
-            None => {}
-        }
-    }
-    let tag = api_environment_tag(customer, options);
-    if let Some(tag) = tag {
-        group.string(API_ENVIRONMENT_TAG, tag);
-    }
-    if options.extra_customer_keys {
-        // Every legacy key the customer has is written above, as are the configured ones.
-        let written = |key: &str| {
-            LEGACY_USER_GROUP_KEYS.contains(&key)
-                || (key == TEAM_ID && options.team_id.is_some())
-                || (key == API_ENVIRONMENT_TAG && tag.is_some())
+            Some(value) => group.raw(key, value.get()),
+            None => group.raw(key, "null"),
         };
+    }
+    match api_environment_tag(customer, options) {
+        Some(tag) => group.string(API_ENVIRONMENT_TAG, tag),
+        None => group.raw(API_ENVIRONMENT_TAG, "null"),
+    };
+    if options.extra_customer_keys {
         let mut extra: Vec<&str> = Vec::new();
         for (key, value) in customer {
-            // The first of each key wins, as it did for the legacy keys above.
-            if !written(key) && !extra.contains(&key.as_ref()) {
+            // Every legacy key is written above; the first of each other key wins, as it did
+            // for the legacy keys.
+            let written = LEGACY_USER_GROUP_KEYS.contains(&key.as_ref())
+                || LEGACY_ONLY_KEYS.contains(&key.as_ref());
+            if !written && !extra.contains(&key.as_ref()) {
                 group.raw(key, value.get());
                 extra.push(key);
             }
@@ -193,7 +238,7 @@ mod tests {
     /// The translation of `reply` as a `Value`, to compare with the doc examples.
     fn success(route: LegacyRoute, reply: Value, options: &ReplyOptions) -> Value {
         let bytes = Bytes::from(serde_json::to_vec(&reply).unwrap());
-        serde_json::from_slice(&legacy_success_reply(route, &bytes, options).unwrap()).unwrap()
+        serde_json::from_slice(&legacy_success_reply(route, &bytes, options).unwrap().body).unwrap()
     }
 
     fn error_reply(reply: Value) -> Value {
@@ -219,9 +264,10 @@ mod tests {
         let mut expected = parse(include_str!(
             "../../tests/fixtures/update_user_group.response.json"
         ));
-        // The doc example omits properties; the Customer reply carries them and the legacy
-        // shape always has the key.
+        // The doc example omits properties and the tag; the Customer reply carries properties,
+        // and the legacy shape always has both keys.
         expected["user_group"]["properties"] = parse(r#"{"filterValue": "new_value"}"#);
+        expected["user_group"]["api_environment_tag"] = Value::Null;
         assert_eq!(legacy, expected);
     }
 
@@ -235,6 +281,7 @@ mod tests {
             "../../tests/fixtures/create_user_group.response.json"
         ));
         expected["user_group"]["properties"] = parse(r#"{"filterValue": "value"}"#);
+        expected["user_group"]["api_environment_tag"] = Value::Null;
         assert_eq!(legacy, expected);
         let keys: Vec<&str> = legacy
             .as_object()
@@ -246,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn without_team_id_the_key_is_absent_and_properties_default_to_null() {
+    fn every_legacy_key_is_present_null_when_unknown_in_the_legacy_order() {
         let reply =
             parse(r#"{"success": 1, "customer": {"token": "t", "name": "n", "provided_id": "p"}}"#);
         let legacy = success(
@@ -257,8 +304,52 @@ mod tests {
         assert_eq!(
             legacy,
             parse(
-                r#"{"success": 1, "user_group": {"token": "t", "name": "n", "provided_id": "p", "properties": null}}"#
+                r#"{"success": 1, "user_group": {"team_id": null, "token": "t", "name": "n",
+                    "provided_id": "p", "is_demo_group": null, "properties": null,
+                    "api_environment_tag": null}}"#
             )
+        );
+        let keys: Vec<&str> = legacy["user_group"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "team_id",
+                "token",
+                "name",
+                "provided_id",
+                "is_demo_group",
+                "properties",
+                "api_environment_tag"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_reply_names_the_token_owner() {
+        let reply = Bytes::from_static(
+            br#"{"success": 1, "customer": {"token": "t", "provided_id": "p"}}"#,
+        );
+        let legacy = legacy_success_reply(
+            LegacyRoute::RefreshUserGroupToken,
+            &reply,
+            &ReplyOptions::default(),
+        )
+        .unwrap();
+        let owner = TokenOwner {
+            token: "t".into(),
+            provided_id: "p".into(),
+        };
+        assert_eq!(legacy.owner, Some(owner.clone()));
+        assert_eq!(reply_owner(&reply), Some(owner));
+        assert_eq!(reply_owner(br#"{"customer": {"token": "t"}}"#), None);
+        assert_eq!(
+            reply_owner(br#"{"customer": {"token": "", "provided_id": "p"}}"#),
+            None
         );
     }
 
@@ -276,7 +367,7 @@ mod tests {
 
         options.api_environment_tags = BTreeMap::from([("Development".into(), "Testing".into())]);
         let legacy = success(LegacyRoute::UpdateUserGroup, reply, &options);
-        assert!(legacy["user_group"].get("api_environment_tag").is_none());
+        assert_eq!(legacy["user_group"]["api_environment_tag"], Value::Null);
     }
 
     #[test]
@@ -291,7 +382,9 @@ mod tests {
         let legacy = success(LegacyRoute::CreateUserGroup, reply.clone(), &options);
         let customer = reply["customer"].as_object().unwrap();
         let group = legacy["user_group"].as_object().unwrap();
-        assert_eq!(group.len(), customer.len());
+        // Every Customer key, plus the two legacy-only ones.
+        assert_eq!(group.len(), customer.len() + 2);
+        assert_eq!(group["team_id"], Value::Null);
         for (key, value) in customer {
             assert_eq!(&group[key], value, "{key}");
         }
@@ -375,8 +468,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            std::str::from_utf8(&legacy).unwrap(),
-            r#"{"success":1,"user_group":{"token":"t","name":"n","provided_id":"p","properties":{"n": 1E5, "big": 1e400}},"extra":1.10}"#
+            std::str::from_utf8(&legacy.body).unwrap(),
+            r#"{"success":1,"user_group":{"team_id":null,"token":"t","name":"n","provided_id":"p","is_demo_group":null,"properties":{"n": 1E5, "big": 1e400},"api_environment_tag":null},"extra":1.10}"#
         );
         let delete = Bytes::from_static(br#"{"success": 1}"#);
         assert_eq!(
@@ -385,7 +478,8 @@ mod tests {
                 &delete,
                 &ReplyOptions::default()
             )
-            .unwrap(),
+            .unwrap()
+            .body,
             delete
         );
         assert!(

@@ -1,17 +1,20 @@
 //! Legacy request body → Customer API request body. Pure functions, bytes in and bytes out,
 //! no I/O.
 //!
-//! Every key the client sent is forwarded (in the client's order, each value's bytes exactly as
-//! written) except where this module says otherwise: `user_group_id` becomes `provided_id` on
-//! create and update, and a delete by `user_group_id` alone is turned into a token lookup
-//! followed by a delete by token. The body is parsed once, strictly (see [`super::json`]), and
-//! no `Value` tree is built.
+//! Create and update forward every key the client sent (in the client's order, each value's
+//! bytes exactly as written), with `user_group_id` renamed to `provided_id`. Delete and refresh
+//! name the customer by `current_token` and send the Customer API its own keys: the legacy-only
+//! `user_group_id` and `data_source_*` are dropped. A `user_group_id` sent next to the token is
+//! not simply dropped, because it says which group the client means: the workflow checks that
+//! it is the token's customer before anything is changed. A delete by `user_group_id` alone is
+//! turned into a token lookup followed by a delete by token. The body is parsed once, strictly
+//! (see [`super::json`]), and no `Value` tree is built.
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use super::LegacyRoute;
 use super::json::{Document, Members, ObjectWriter, member, parse_strict_object, string_value};
+use super::{CallPlan, LegacyRoute};
 use crate::error::ShimError;
 
 /// The legacy request key and the Customer key that replaces it (create and update).
@@ -22,13 +25,14 @@ pub const CURRENT_TOKEN: &str = "current_token";
 /// Fields from the oldest docs (S4) that no Customer endpoint accepts.
 const DATA_SOURCE_FIELDS: [&str; 2] = ["data_source_id", "data_source_provided_id"];
 
+/// Keys only the legacy API knows; never sent to a by-token Customer endpoint.
+const LEGACY_ONLY_KEYS: [&str; 3] = [USER_GROUP_ID, DATA_SOURCE_FIELDS[0], DATA_SOURCE_FIELDS[1]];
+
 /// A translated legacy call, ready to be sent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TranslatedRequest {
     /// The group the call names, as a string, for the deprecated-usage log.
     pub user_group_id: Option<String>,
-    /// The `current_token` the call names (delete and refresh), for the checks before a delete.
-    pub current_token: Option<String>,
     /// What to send upstream.
     pub plan: CustomerCall,
 }
@@ -36,16 +40,36 @@ pub struct TranslatedRequest {
 /// The Customer API calls one legacy call turns into.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CustomerCall {
-    /// One call to the route's Customer endpoint with this JSON body.
+    /// One call to the route's Customer endpoint with this JSON body (create, update).
     Send(Bytes),
-    /// A legacy delete that named the group by `user_group_id` only: the Customer delete needs
-    /// the token, so `POST /api/get_customer/ {provided_id}` comes first, then the delete with
-    /// the remaining keys plus `current_token` ([`delete_by_token_body`]).
-    LookupTokenThenDelete {
-        provided_id: String,
-        /// The client's other members; the token is appended once it is known.
-        rest: ObjectWriter,
-    },
+    /// A call that names the customer by token (delete, refresh).
+    ByToken(ByToken),
+}
+
+/// A by-token call: what the client named the customer by, and the Customer keys to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ByToken {
+    /// The client's `current_token`; `None` for a delete by `user_group_id` alone, whose token
+    /// is looked up first (`POST /api/get_customer/ {provided_id}`).
+    pub token: Option<String>,
+    /// The client's `user_group_id`, which must name the token's customer.
+    pub provided_id: Option<String>,
+    /// The client's keys without the legacy-only ones; [`ByToken::body`] completes it.
+    pub keys: ObjectWriter,
+}
+
+impl ByToken {
+    /// The Customer request body: the client's Customer keys, plus `current_token` when it was
+    /// looked up rather than sent.
+    pub fn body(self, looked_up_token: Option<&str>) -> Bytes {
+        let mut keys = self.keys;
+        if self.token.is_none()
+            && let Some(token) = looked_up_token
+        {
+            keys.string(CURRENT_TOKEN, token);
+        }
+        Bytes::from(keys.finish())
+    }
 }
 
 /// Translates a legacy body for `route`. A body that is not JSON (or repeats a key) is
@@ -57,20 +81,14 @@ pub fn translate_request(route: LegacyRoute, body: &[u8]) -> Result<TranslatedRe
     let Document::Object(members) = document else {
         return Err(ShimError::BodyNotObject);
     };
-    match route {
-        LegacyRoute::CreateUserGroup | LegacyRoute::UpdateUserGroup => {
-            translate_create_or_update(route, &members, body.len())
-        }
-        LegacyRoute::DeleteUserGroup => translate_delete(route, &members, body),
-        LegacyRoute::RefreshUserGroupToken => Ok(TranslatedRequest {
-            user_group_id: optional_user_group_id(&members),
-            current_token: Some(require_token(route, &members)?),
-            plan: CustomerCall::Send(Bytes::copy_from_slice(body)),
-        }),
+    match route.spec().plan {
+        CallPlan::ByGroupId => translate_by_group_id(route, &members, body.len()),
+        CallPlan::ByToken => translate_by_token(route, &members, body.len(), false),
+        CallPlan::ByTokenOrGroupId => translate_by_token(route, &members, body.len(), true),
     }
 }
 
-fn translate_create_or_update(
+fn translate_by_group_id(
     route: LegacyRoute,
     members: &Members<'_>,
     size: usize,
@@ -107,52 +125,59 @@ fn translate_create_or_update(
     }
     Ok(TranslatedRequest {
         user_group_id: Some(id),
-        current_token: None,
         plan: CustomerCall::Send(Bytes::from(customer.finish())),
     })
 }
 
-fn translate_delete(
+fn translate_by_token(
     route: LegacyRoute,
     members: &Members<'_>,
-    body: &[u8],
+    size: usize,
+    group_id_alone_allowed: bool,
 ) -> Result<TranslatedRequest, ShimError> {
-    if member(members, CURRENT_TOKEN).is_some() {
-        return Ok(TranslatedRequest {
-            user_group_id: optional_user_group_id(members),
-            current_token: Some(require_token(route, members)?),
-            plan: CustomerCall::Send(Bytes::copy_from_slice(body)),
-        });
-    }
-    let Some(id) = member(members, USER_GROUP_ID) else {
-        return Err(ShimError::MissingField {
-            field: CURRENT_TOKEN,
-            route: route.legacy_endpoint(),
-        });
+    let provided_id = member(members, USER_GROUP_ID)
+        .map(user_group_id_string)
+        .transpose()?;
+    let token = match member(members, CURRENT_TOKEN) {
+        Some(_) => Some(require_token(route, members)?),
+        None if provided_id.is_some() && group_id_alone_allowed => None,
+        None => {
+            return Err(ShimError::MissingField {
+                field: CURRENT_TOKEN,
+                route: route.legacy_endpoint(),
+            });
+        }
     };
-    let provided_id = user_group_id_string(id)?;
-    let mut rest = ObjectWriter::with_capacity(body.len());
-    for (key, value) in members.iter().filter(|(key, _)| key != USER_GROUP_ID) {
-        rest.raw(key, value.get());
+    let mut keys = ObjectWriter::with_capacity(size);
+    for (key, value) in members {
+        if !LEGACY_ONLY_KEYS.contains(&key.as_ref()) {
+            keys.raw(key, value.get());
+        }
     }
     Ok(TranslatedRequest {
-        user_group_id: Some(provided_id.clone()),
-        current_token: None,
-        plan: CustomerCall::LookupTokenThenDelete { provided_id, rest },
+        user_group_id: provided_id.clone(),
+        plan: CustomerCall::ByToken(ByToken {
+            token,
+            provided_id,
+            keys,
+        }),
     })
 }
 
-/// The body of the `get_customer` lookup that precedes a delete by id.
+/// Refuses a legacy body larger than `limit` bytes (the shim while reading, `translate` on its
+/// input), with the same error.
+pub fn check_body_size(size: usize, limit: u64) -> Result<(), ShimError> {
+    if u64::try_from(size).unwrap_or(u64::MAX) > limit {
+        return Err(ShimError::BodyTooLarge { limit });
+    }
+    Ok(())
+}
+
+/// The body of the `get_customer` lookup that finds a customer's token by its id.
 pub fn token_lookup_body(provided_id: &str) -> Bytes {
     let mut body = ObjectWriter::with_capacity(provided_id.len() + 20);
     body.string(PROVIDED_ID, provided_id);
     Bytes::from(body.finish())
-}
-
-/// The delete body once the token is known: the client's other keys plus `current_token`.
-pub fn delete_by_token_body(mut rest: ObjectWriter, token: &str) -> Bytes {
-    rest.string(CURRENT_TOKEN, token);
-    Bytes::from(rest.finish())
 }
 
 fn require_token(route: LegacyRoute, members: &Members<'_>) -> Result<String, ShimError> {
@@ -201,11 +226,6 @@ fn user_group_id_string(value: &RawValue) -> Result<String, ShimError> {
     }
 }
 
-/// The id for the log on routes where it is optional; never an error.
-fn optional_user_group_id(members: &Members<'_>) -> Option<String> {
-    member(members, USER_GROUP_ID).and_then(|id| user_group_id_string(id).ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,7 +243,14 @@ mod tests {
     fn sent(result: Result<TranslatedRequest, ShimError>) -> Value {
         match result.unwrap().plan {
             CustomerCall::Send(body) => json(&body),
-            other => panic!("expected a single call, got {other:?}"),
+            CustomerCall::ByToken(by_token) => json(&by_token.body(None)),
+        }
+    }
+
+    fn by_token(route: LegacyRoute, body: &str) -> ByToken {
+        match translate_request(route, body.as_bytes()).unwrap().plan {
+            CustomerCall::ByToken(by_token) => by_token,
+            other => panic!("expected a by-token call, got {other:?}"),
         }
     }
 
@@ -356,7 +383,7 @@ mod tests {
     }
 
     #[test]
-    fn delete_by_token_is_forwarded_unchanged() {
+    fn delete_by_token_sends_the_token() {
         let legacy = include_str!("../../tests/fixtures/delete_user_group.request.json");
         assert_eq!(
             sent(translate_request(
@@ -365,44 +392,63 @@ mod tests {
             )),
             parse(legacy)
         );
-        let with_id = r#"{"current_token": "t", "user_group_id": "example_1"}"#;
-        let translated =
-            translate_request(LegacyRoute::DeleteUserGroup, with_id.as_bytes()).unwrap();
-        assert_eq!(translated.user_group_id.as_deref(), Some("example_1"));
-        assert_eq!(translated.current_token.as_deref(), Some("t"));
-        assert_eq!(
-            translated.plan,
-            CustomerCall::Send(Bytes::from_static(with_id.as_bytes()))
+    }
+
+    #[test]
+    fn by_token_calls_drop_legacy_only_keys_but_remember_the_id() {
+        for route in [
+            LegacyRoute::DeleteUserGroup,
+            LegacyRoute::RefreshUserGroupToken,
+        ] {
+            let call = by_token(
+                route,
+                r#"{"user_group_id": "example_1", "current_token": "t", "data_source_id": 4,
+                    "data_source_provided_id": "ds"}"#,
+            );
+            assert_eq!(call.token.as_deref(), Some("t"));
+            assert_eq!(call.provided_id.as_deref(), Some("example_1"));
+            assert_eq!(
+                json(&call.body(Some("ignored"))),
+                parse(r#"{"current_token": "t"}"#)
+            );
+        }
+        let numeric = by_token(
+            LegacyRoute::RefreshUserGroupToken,
+            r#"{"user_group_id": 7, "current_token": "t"}"#,
         );
+        assert_eq!(numeric.provided_id.as_deref(), Some("7"));
+        assert!(matches!(
+            translate_request(
+                LegacyRoute::RefreshUserGroupToken,
+                br#"{"user_group_id": 1.5, "current_token": "t"}"#
+            ),
+            Err(ShimError::InvalidField {
+                field: "user_group_id",
+                ..
+            })
+        ));
     }
 
     #[test]
     fn delete_by_id_alone_plans_a_token_lookup() {
-        let translated = translate_request(
+        let call = by_token(
             LegacyRoute::DeleteUserGroup,
-            r#"{"user_group_id": "example_1", "note": "kept"}"#.as_bytes(),
-        )
-        .unwrap();
-        let CustomerCall::LookupTokenThenDelete { provided_id, rest } = translated.plan else {
-            panic!("expected a lookup");
-        };
-        assert_eq!(provided_id, "example_1");
+            r#"{"user_group_id": "example_1", "note": "kept"}"#,
+        );
+        assert_eq!(call.token, None);
+        assert_eq!(call.provided_id.as_deref(), Some("example_1"));
         assert_eq!(
-            json(&token_lookup_body(&provided_id)),
+            json(&token_lookup_body("example_1")),
             parse(r#"{"provided_id": "example_1"}"#)
         );
         assert_eq!(
-            json(&delete_by_token_body(rest, "tok")),
+            json(&call.body(Some("tok"))),
             parse(r#"{"note": "kept", "current_token": "tok"}"#)
-        );
-        assert_eq!(
-            json(&delete_by_token_body(ObjectWriter::with_capacity(0), "tok")),
-            parse(r#"{"current_token": "tok"}"#)
         );
     }
 
     #[test]
-    fn delete_without_token_or_id_is_refused() {
+    fn delete_without_token_or_id_and_refresh_without_token_are_refused() {
         let error = translate_request(LegacyRoute::DeleteUserGroup, "{}".as_bytes()).unwrap_err();
         assert_eq!(
             error,
@@ -411,10 +457,22 @@ mod tests {
                 route: "delete_user_group"
             }
         );
+        let error = translate_request(
+            LegacyRoute::RefreshUserGroupToken,
+            br#"{"user_group_id": "g"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            ShimError::MissingField {
+                field: "current_token",
+                route: "refresh_user_group_token"
+            }
+        );
     }
 
     #[test]
-    fn refresh_is_forwarded_unchanged_and_needs_a_string_token() {
+    fn refresh_sends_the_token_and_needs_a_string_token() {
         let legacy = include_str!("../../tests/fixtures/refresh_user_group_token.request.json");
         assert_eq!(
             sent(translate_request(

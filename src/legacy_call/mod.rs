@@ -1,0 +1,563 @@
+//! One legacy call from end to end: read the body, translate it, run the checks a by-token call
+//! needs, call the Customer API, and build the legacy reply. [`crate::proxy`] hands every
+//! recognised legacy route here; the translation itself is pure ([`crate::legacy`]).
+//!
+//! Two rules shape the workflow:
+//! - **A success is never turned into a failure.** A 2xx from the Customer call means the write
+//!   happened (a token may have been rotated). If its reply cannot be translated, the client
+//!   gets it as it came, and the shim logs an error and counts it; never a 5xx that invites a
+//!   retry. Only an incomplete reply is a 502.
+//! - **The cascade guard fails closed** ([`cascade`]): a delete goes ahead only once the shim
+//!   has established that the customer has no children.
+//!
+//! Upstream calls per legacy call:
+//!
+//! | legacy call | Customer calls |
+//! |---|---|
+//! | create, update | 1 |
+//! | refresh | 1; 2 when `user_group_id` is sent too (its token is checked first) |
+//! | delete by `user_group_id` | `get_customer`, children check, delete: 3 |
+//! | delete by token, its customer seen before | `get_customer` (confirms it), children check, delete: 3 |
+//! | delete by token, never seen | list pages until found (1 per 1,000 customers), children check, delete |
+//! | delete, `refuse_cascading_delete = false` | 1 (2 by `user_group_id`) |
+//!
+//! The children check is one call when the v2 list answers, two when only v1 does.
+
+mod cascade;
+pub mod token_owners;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::body::{ProxyBody, full_body};
+use crate::config::{Config, Limits};
+use crate::error::ShimError;
+use crate::headers::encoding::{DecodeError, decode_body};
+use crate::headers::forwarding::prepare_upstream_headers;
+use crate::headers::hop::strip_hop_by_hop;
+use crate::legacy::json::without_bom;
+use crate::legacy::reply::{
+    ReplyOptions, customer_token, legacy_error_reply, legacy_success_reply, reply_owner,
+    reports_success,
+};
+use crate::legacy::request::{ByToken, CustomerCall, token_lookup_body, translate_request};
+use crate::legacy::{GET_CUSTOMER_PATH, LegacyRoute};
+use crate::metrics::Metrics;
+use crate::telemetry::{LegacyCallRecord, log_legacy_call};
+use crate::upstream::{CollectedReply, Upstream};
+use crate::usage::UsageTracker;
+use token_owners::TokenOwners;
+
+/// The Explo API credential header (Explo docs, "Explo's authentication").
+pub static EXPLO_AUTHORIZATION: HeaderName = HeaderName::from_static("explo-authorization");
+static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+static IDENTITY: HeaderValue = HeaderValue::from_static("identity");
+
+/// The result of a look-up made before the Customer call: go on, or answer with the
+/// upstream's refusal.
+enum Precheck<T> {
+    Proceed(T),
+    Answer(CollectedReply),
+}
+
+/// Why a success reply could not be translated.
+enum Untranslatable {
+    Encoding(DecodeError),
+    NotJson(serde_json::Error),
+}
+
+impl std::fmt::Display for Untranslatable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Encoding(error) => error.fmt(f),
+            Self::NotJson(error) => write!(f, "the reply is not JSON: {error}"),
+        }
+    }
+}
+
+/// What every legacy call shares, across serving threads.
+pub struct LegacyCalls {
+    limits: Limits,
+    reply_options: ReplyOptions,
+    refuse_cascading_delete: bool,
+    add_x_forwarded_for: bool,
+    metrics: Arc<Metrics>,
+    usage: Arc<UsageTracker>,
+    owners: TokenOwners,
+}
+
+impl LegacyCalls {
+    pub fn new(config: &Config, metrics: Arc<Metrics>, usage: Arc<UsageTracker>) -> Self {
+        Self {
+            limits: config.limits.clone(),
+            reply_options: config.legacy.clone(),
+            refuse_cascading_delete: config.legacy_behaviour.refuse_cascading_delete,
+            add_x_forwarded_for: config.upstream.add_x_forwarded_for,
+            metrics,
+            usage,
+            owners: TokenOwners::new(token_owners::DEFAULT_CAPACITY),
+        }
+    }
+
+    /// Answers one legacy call, and logs, meters and records it as a deprecated call.
+    pub async fn handle(
+        &self,
+        upstream: &Upstream,
+        route: LegacyRoute,
+        request: Request<Incoming>,
+        client: SocketAddr,
+        id: &str,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let caller = self
+            .metrics
+            .identify(request.headers().get(&EXPLO_AUTHORIZATION));
+        let mut user_group_id = None;
+        let (response, upstream_status) = match self
+            .run(upstream, route, request, client, id, &mut user_group_id)
+            .await
+        {
+            Ok((response, upstream_status)) => (response, Some(upstream_status.as_u16())),
+            Err(error) => (error.into_logged_response(id), None),
+        };
+        let status = response.status().as_u16();
+        log_legacy_call(&LegacyCallRecord {
+            route,
+            request_id: id,
+            user_group_id: user_group_id.as_deref(),
+            client_fingerprint: &caller.fingerprint,
+            upstream_status,
+            status,
+            latency: started.elapsed(),
+        });
+        self.usage.record(
+            &caller.label,
+            route,
+            user_group_id.as_deref(),
+            SystemTime::now(),
+        );
+        self.metrics.legacy_call(route, status, &caller);
+        response
+    }
+
+    /// The legacy call as Customer API calls. Returns the legacy reply and the upstream status.
+    async fn run(
+        &self,
+        upstream: &Upstream,
+        route: LegacyRoute,
+        request: Request<Incoming>,
+        client: SocketAddr,
+        id: &str,
+        user_group_id: &mut Option<String>,
+    ) -> Result<(Response<ProxyBody>, StatusCode), ShimError> {
+        let (parts, body) = request.into_parts();
+        let bytes = read_legacy_body(&parts.headers, body, self.limits.legacy_body_bytes).await?;
+        let translated =
+            translate_request(route, &bytes).map_err(|error| unparseable(&parts.headers, error))?;
+        *user_group_id = translated.user_group_id;
+        let api = CustomerApi {
+            calls: self,
+            upstream,
+            headers: self.customer_headers(parts.headers, client),
+        };
+        let (body, sent_token) = match translated.plan {
+            CustomerCall::Send(body) => (body, None),
+            CustomerCall::ByToken(call) => match self.prepare_by_token(&api, route, &call).await? {
+                Precheck::Answer(refusal) => return self.legacy_reply(route, refusal, None, id),
+                Precheck::Proceed(token) => (call.body(Some(&token)), Some(token)),
+            },
+        };
+        let target = with_query(route.customer_path(), parts.uri.query());
+        let reply = api.call_last(route.method(), &target, body).await?;
+        self.legacy_reply(route, reply, sent_token.as_deref(), id)
+    }
+
+    /// The client's headers made ready for Customer calls, whose bodies the shim writes and
+    /// whose replies it reads.
+    fn customer_headers(&self, mut headers: HeaderMap, client: SocketAddr) -> HeaderMap {
+        prepare_upstream_headers(&mut headers, client.ip(), self.add_x_forwarded_for);
+        headers.remove(header::CONTENT_LENGTH);
+        headers.remove(header::CONTENT_ENCODING);
+        headers.remove(header::CONTENT_TYPE);
+        // The reply is rewritten, so ask for JSON, plain; a server that compresses anyway is
+        // decoded. A client's `Accept: text/html` could otherwise get HTML for a write.
+        headers.insert(header::ACCEPT_ENCODING, IDENTITY.clone());
+        headers.insert(header::ACCEPT, APPLICATION_JSON.clone());
+        headers
+    }
+
+    /// What a by-token call needs before its Customer call: the token (the client's, or looked
+    /// up by `user_group_id`), a `user_group_id` sent with the token confirmed to hold it, and
+    /// for a guarded delete, no children.
+    async fn prepare_by_token(
+        &self,
+        api: &CustomerApi<'_>,
+        route: LegacyRoute,
+        call: &ByToken,
+    ) -> Result<Precheck<String>, ShimError> {
+        let (token, owner) = match (&call.token, &call.provided_id) {
+            (sent, Some(provided_id)) => {
+                let held = match api.token_of(provided_id, "token_by_id").await? {
+                    Precheck::Proceed(token) => token,
+                    Precheck::Answer(refusal) => return Ok(Precheck::Answer(refusal)),
+                };
+                // Dropping the id would act on the token's customer, which is not the one the
+                // client named.
+                if sent.as_ref().is_some_and(|sent| *sent != held) {
+                    return Err(ShimError::TokenOfAnotherGroup {
+                        provided_id: provided_id.clone(),
+                    });
+                }
+                (held, Some(provided_id.clone()))
+            }
+            (Some(token), None) => (token.clone(), None),
+            // The translation requires one of the two.
+            (None, None) => {
+                return Err(ShimError::MissingField {
+                    field: crate::legacy::request::CURRENT_TOKEN,
+                    route: route.legacy_endpoint(),
+                });
+            }
+        };
+        if !(route.spec().guards_against_cascade && self.refuse_cascading_delete) {
+            return Ok(Precheck::Proceed(token));
+        }
+        let owner = match owner {
+            Some(owner) => owner,
+            None => match cascade::owner_of(api, &token).await? {
+                Precheck::Proceed(cascade::Owner::Customer(owner)) => owner,
+                // Nothing to protect: the upstream answers the delete of an unknown token.
+                Precheck::Proceed(cascade::Owner::Nobody) => return Ok(Precheck::Proceed(token)),
+                Precheck::Answer(refusal) => return Ok(Precheck::Answer(refusal)),
+            },
+        };
+        match cascade::check_no_children(api, &owner).await? {
+            Precheck::Proceed(()) => Ok(Precheck::Proceed(token)),
+            Precheck::Answer(refusal) => Ok(Precheck::Answer(refusal)),
+        }
+    }
+
+    /// The legacy reply for the Customer reply. `sent_token` is the token the call named. Only
+    /// a success whose compressed body ends early is an error (502): it is incomplete.
+    fn legacy_reply(
+        &self,
+        route: LegacyRoute,
+        reply: CollectedReply,
+        sent_token: Option<&str>,
+        id: &str,
+    ) -> Result<(Response<ProxyBody>, StatusCode), ShimError> {
+        let status = reply.status;
+        if status.is_success() {
+            // The write happened: a rotated or deleted token names nothing any more.
+            if let Some(token) = sent_token {
+                self.owners.forget(token);
+            }
+            match self.translate_success(route, &reply) {
+                Ok(body) => return Ok((self.rebuilt(reply, body, true), status)),
+                Err(Untranslatable::Encoding(DecodeError::Truncated)) => {
+                    return Err(ShimError::UpstreamInvalidReply {
+                        detail: format!("{status} reply: {}", DecodeError::Truncated),
+                    });
+                }
+                Err(cause) => {
+                    tracing::error!(
+                        request_id = id,
+                        endpoint = route.legacy_endpoint(),
+                        status = status.as_u16(),
+                        cause = %cause,
+                        "the upstream's success reply could not be translated; it is passed on \
+                         as it came"
+                    );
+                    self.metrics.untranslated_success(route);
+                    let body = reply.body.clone();
+                    return Ok((self.rebuilt(reply, body, false), status));
+                }
+            }
+        }
+        let response = match self.decoded(&reply) {
+            // Only a `customer` key needs renaming; otherwise the bytes stay exact.
+            Ok(decoded) => {
+                let body = legacy_error_reply(&decoded).unwrap_or(decoded);
+                self.rebuilt(reply, body, true)
+            }
+            // An encoding the shim cannot undo: the error goes on as it came.
+            Err(_) => {
+                let body = reply.body.clone();
+                self.rebuilt(reply, body, false)
+            }
+        };
+        Ok((response, status))
+    }
+
+    /// The legacy body for a 2xx reply, remembering whose token it shows.
+    fn translate_success(
+        &self,
+        route: LegacyRoute,
+        reply: &CollectedReply,
+    ) -> Result<Bytes, Untranslatable> {
+        let decoded = self.decoded(reply).map_err(Untranslatable::Encoding)?;
+        let legacy = legacy_success_reply(route, &decoded, &self.reply_options)
+            .map_err(Untranslatable::NotJson)?;
+        if let Some(owner) = &legacy.owner {
+            self.owners.remember(&owner.token, &owner.provided_id);
+        }
+        Ok(legacy.body)
+    }
+
+    /// The client's response: the upstream's status and headers with `body`. A `decoded` body
+    /// loses the upstream's `Content-Encoding`; one passed on as it came keeps its headers.
+    fn rebuilt(&self, reply: CollectedReply, body: Bytes, decoded: bool) -> Response<ProxyBody> {
+        let mut headers = reply.headers;
+        strip_hop_by_hop(&mut headers);
+        headers.remove(header::CONTENT_LENGTH);
+        if decoded {
+            headers.remove(header::CONTENT_ENCODING);
+            if reply.status.is_success() {
+                headers.insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
+            }
+        }
+        let mut response = Response::new(full_body(body));
+        *response.status_mut() = reply.status;
+        *response.headers_mut() = headers;
+        response
+    }
+
+    /// A reply's body without its `Content-Encoding` or a leading byte order mark.
+    fn decoded(&self, reply: &CollectedReply) -> Result<Bytes, DecodeError> {
+        decode_body(
+            &reply.headers,
+            reply.body.clone(),
+            self.limits.upstream_reply_bytes,
+        )
+        .map(|body| without_bom(&body))
+    }
+}
+
+/// The Customer API as one legacy call sees it: the upstream with the client's headers.
+struct CustomerApi<'a> {
+    calls: &'a LegacyCalls,
+    upstream: &'a Upstream,
+    headers: HeaderMap,
+}
+
+impl CustomerApi<'_> {
+    /// A look-up before the call itself; the client's headers are copied.
+    async fn lookup(
+        &self,
+        lookup: &'static str,
+        method: &Method,
+        target: &str,
+        body: Option<Bytes>,
+    ) -> Result<CollectedReply, ShimError> {
+        self.calls.metrics.lookup(lookup);
+        let limit = self.calls.limits.upstream_reply_bytes;
+        send(
+            self.upstream,
+            limit,
+            method,
+            target,
+            self.headers.clone(),
+            body,
+        )
+        .await
+    }
+
+    /// The call itself, which takes the headers.
+    async fn call_last(
+        self,
+        method: &Method,
+        target: &str,
+        body: Bytes,
+    ) -> Result<CollectedReply, ShimError> {
+        let limit = self.calls.limits.upstream_reply_bytes;
+        send(
+            self.upstream,
+            limit,
+            method,
+            target,
+            self.headers,
+            Some(body),
+        )
+        .await
+    }
+
+    /// A successful reply's body, decoded; `None` when it cannot be decoded.
+    fn decoded_success(&self, reply: &CollectedReply) -> Option<Bytes> {
+        self.calls.decoded(reply).ok()
+    }
+
+    /// The token of the customer `provided_id` (`POST /api/get_customer/`), or the upstream's
+    /// refusal. The reply also tells the cache whose token it is.
+    async fn token_of(
+        &self,
+        provided_id: &str,
+        lookup: &'static str,
+    ) -> Result<Precheck<String>, ShimError> {
+        let reply = self
+            .lookup(
+                lookup,
+                &Method::POST,
+                GET_CUSTOMER_PATH,
+                Some(token_lookup_body(provided_id)),
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Ok(Precheck::Answer(reply));
+        }
+        let body = self
+            .decoded_success(&reply)
+            .ok_or_else(|| ShimError::UpstreamInvalidReply {
+                detail: "get_customer reply cannot be decoded".to_owned(),
+            })?;
+        if let Some(owner) = reply_owner(&body) {
+            self.calls.owners.remember(&owner.token, &owner.provided_id);
+        }
+        match customer_token(&body) {
+            Some(token) => Ok(Precheck::Proceed(token)),
+            None if reports_success(&body) => Err(ShimError::UpstreamInvalidReply {
+                detail: "get_customer succeeded without a customer token".to_owned(),
+            }),
+            // A 2xx that says no: that is the answer the legacy client gets.
+            None => Ok(Precheck::Answer(reply)),
+        }
+    }
+}
+
+/// One Customer API call; `body` is sent as JSON.
+async fn send(
+    upstream: &Upstream,
+    reply_limit: u64,
+    method: &Method,
+    target: &str,
+    mut headers: HeaderMap,
+    body: Option<Bytes>,
+) -> Result<CollectedReply, ShimError> {
+    let body = match body {
+        Some(body) => {
+            headers.insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
+            body
+        }
+        None => Bytes::new(),
+    };
+    let mut request = Request::new(full_body(body));
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = upstream.uri(target)?;
+    *request.headers_mut() = headers;
+    upstream.exchange(request, reply_limit).await
+}
+
+/// `path` with the legacy call's query string, if it had one.
+fn with_query(path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    }
+}
+
+/// Reads a legacy body of at most `limit` bytes; a declared length over the limit is refused
+/// before any of the body is read.
+async fn read_legacy_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: u64,
+) -> Result<Bytes, ShimError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ShimError::BodyTooLarge { limit });
+    }
+    if headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(ShimError::EncodedRequestBody);
+    }
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, limit_usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(ShimError::BodyTooLarge { limit })
+        }
+        Err(_) => Err(ShimError::IncompleteBody),
+    }
+}
+
+/// Old scripts send `curl -d` bodies labelled as form data, so JSON is accepted whatever the
+/// `Content-Type`; a body that does not parse is a 400 when it claimed to be JSON and a 415
+/// otherwise.
+fn unparseable(headers: &HeaderMap, error: ShimError) -> ShimError {
+    match error {
+        ShimError::InvalidJson { .. } if !claims_json(headers) => ShimError::NotJson,
+        other => other,
+    }
+}
+
+/// `application/json` or any `+json` media type (RFC 6839).
+fn claims_json(headers: &HeaderMap) -> bool {
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content_type(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+        headers
+    }
+
+    fn parse_legacy_json(headers: &HeaderMap, bytes: &[u8]) -> Result<(), ShimError> {
+        translate_request(LegacyRoute::RefreshUserGroupToken, bytes)
+            .map(drop)
+            .map_err(|error| unparseable(headers, error))
+    }
+
+    #[test]
+    fn json_is_accepted_whatever_the_content_type() {
+        let form = content_type("application/x-www-form-urlencoded");
+        assert!(parse_legacy_json(&form, br#"{"current_token": "t"}"#).is_ok());
+        assert!(parse_legacy_json(&HeaderMap::new(), br#"{"current_token": "t"}"#).is_ok());
+    }
+
+    #[test]
+    fn unparseable_body_is_400_when_it_claimed_json_and_415_otherwise() {
+        for claimed in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/vnd.api+json",
+        ] {
+            let error = parse_legacy_json(&content_type(claimed), b"{nope").unwrap_err();
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{claimed}");
+        }
+        for other in ["text/plain", "application/x-www-form-urlencoded"] {
+            let error = parse_legacy_json(&content_type(other), b"user_group_id=1").unwrap_err();
+            assert_eq!(error, ShimError::NotJson, "{other}");
+        }
+        assert_eq!(
+            parse_legacy_json(&HeaderMap::new(), b"").unwrap_err(),
+            ShimError::NotJson
+        );
+    }
+}
