@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let is_object = serde_json::from_slice::<serde_json::Value>(data).is_ok_and(|v| v.is_object());
     for route in LegacyRoute::ALL {
         let Ok(legacy) = legacy_success_reply(route, &reply, &options) else { continue };
-        let legacy: serde_json::Value = serde_json::from_slice(&legacy).expect("valid JSON");
+        let legacy: serde_json::Value = serde_json::from_slice(&legacy.body).expect("valid JSON");
         if route != LegacyRoute::DeleteUserGroup && is_object {
             assert!(legacy.get("customer").is_none());
         }
