@@ -79,6 +79,9 @@ pub enum Command {
         /// Answer 429 with Retry-After past 180 requests per minute, like the real API.
         #[arg(long)]
         rate_limit: bool,
+        /// Misbehave, to see what clients get when the real API does (repeatable).
+        #[arg(long, value_enum, value_name = "FAULT")]
+        fault: Vec<crate::emulator::Fault>,
     },
     /// Exit 0 when the admin /readyz answers 200 (for container health checks).
     Healthcheck {

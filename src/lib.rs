@@ -95,5 +95,12 @@ pub async fn run(
         workers = listeners.workers(),
         "explo-shim listening"
     );
+    if config.legacy.team_id.is_none() {
+        // The Customer API has no team id, so legacy replies can only carry the configured one.
+        tracing::warn!(
+            "`legacy.team_id` is unset: every legacy `user_group` will carry \"team_id\": null; \
+             set it to your Explo team id if legacy clients read it"
+        );
+    }
     server::serve(&config, prepared, listeners, shutdown).await
 }

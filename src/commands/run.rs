@@ -41,7 +41,11 @@ pub fn run(command: Command, overrides: &Overrides) -> u8 {
                 Err(error) => fail("healthcheck", &error),
             },
         },
-        Command::Emulate { listen, rate_limit } => run_emulator(&listen, rate_limit),
+        Command::Emulate {
+            listen,
+            rate_limit,
+            fault,
+        } => run_emulator(&listen, rate_limit, fault.into_iter().collect()),
     }
 }
 
@@ -114,7 +118,7 @@ fn run_translate(endpoint: Option<&str>, json: bool, base_url: &str) -> u8 {
     }
 }
 
-fn run_emulator(listen: &str, rate_limit: bool) -> u8 {
+fn run_emulator(listen: &str, rate_limit: bool, faults: emulator::Faults) -> u8 {
     let Ok(addr) = listen.parse::<std::net::SocketAddr>() else {
         eprintln!("explo-shim emulate: invalid --listen {listen:?}; expected IP:PORT");
         return EXIT_USAGE;
@@ -132,8 +136,9 @@ fn run_emulator(listen: &str, rate_limit: bool) -> u8 {
                 String::new()
             }
         );
-        let emulator = Arc::new(Emulator::new(
+        let emulator = Arc::new(Emulator::with_faults(
             rate_limit.then_some(EXPLO_RATE_LIMIT_PER_MINUTE),
+            faults,
         ));
         emulator::serve(listener, emulator, async {
             let _ = tokio::signal::ctrl_c().await;

@@ -32,11 +32,50 @@ pub const EXPLO_RATE_LIMIT_PER_MINUTE: u32 = 180;
 /// Largest request body the emulator reads.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The emulated API: its data and its optional rate limit.
+/// The emulated API: its data, its optional rate limit and the faults it was told to show.
 pub struct Emulator {
     store: Mutex<Store>,
     rate_limit: Option<UpstreamBudget>,
+    faults: Faults,
 }
+
+/// Ways the emulator can misbehave, so that what a client sees when the real API does can be
+/// tried offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// After a successful write (create, update, delete, refresh), the reply is not JSON; the
+    /// write still happens.
+    NonJsonAfterWrite,
+    /// Customer lists (v1 and v2) leave each customer's token out.
+    ListsWithoutTokens,
+    /// The v1 list answers 410 Gone, as once it is retired.
+    V1ListRetired,
+}
+
+/// The faults in effect.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Faults {
+    pub non_json_after_write: bool,
+    pub lists_without_tokens: bool,
+    pub v1_list_retired: bool,
+}
+
+impl FromIterator<Fault> for Faults {
+    fn from_iter<I: IntoIterator<Item = Fault>>(faults: I) -> Self {
+        let mut all = Faults::default();
+        for fault in faults {
+            match fault {
+                Fault::NonJsonAfterWrite => all.non_json_after_write = true,
+                Fault::ListsWithoutTokens => all.lists_without_tokens = true,
+                Fault::V1ListRetired => all.v1_list_retired = true,
+            }
+        }
+        all
+    }
+}
+
+/// What the emulator answers after a write when told to misbehave.
+const NON_JSON_WRITE_REPLY: &str = "<html><body>OK</body></html>";
 
 /// The Customer endpoints, their method, and the store operation behind each.
 #[derive(Clone, Copy)]
@@ -69,10 +108,16 @@ const ENDPOINTS: [(&str, Method, Endpoint); 8] = [
 impl Emulator {
     /// `rate_limit_per_minute`: `None` for no limit, else requests per minute per emulator.
     pub fn new(rate_limit_per_minute: Option<u32>) -> Self {
+        Self::with_faults(rate_limit_per_minute, Faults::default())
+    }
+
+    /// An emulator that misbehaves as `faults` say.
+    pub fn with_faults(rate_limit_per_minute: Option<u32>, faults: Faults) -> Self {
         Self {
             store: Mutex::new(Store::default()),
             rate_limit: rate_limit_per_minute
                 .map(|limit| UpstreamBudget::new(limit, limit, Duration::ZERO, Instant::now())),
+            faults,
         }
     }
 
@@ -135,6 +180,9 @@ impl Emulator {
                 }
             }
         };
+        if self.faults.v1_list_retired && matches!(endpoint, Endpoint::List) {
+            return json_response(410, json!({"detail": "This endpoint has been retired."}));
+        }
         let query: BTreeMap<String, String> =
             form_urlencoded::parse(query.unwrap_or("").as_bytes())
                 .into_owned()
@@ -152,8 +200,40 @@ impl Emulator {
             Endpoint::List => store.list(&query),
             Endpoint::ListV2 => store.list_v2(&query),
         };
-        let (status, body) = reply.unwrap_or_else(|refusal| refusal);
+        let (status, mut body) = reply.unwrap_or_else(|refusal| refusal);
+        let is_write = matches!(
+            endpoint,
+            Endpoint::Create | Endpoint::Update | Endpoint::Delete | Endpoint::Refresh
+        );
+        if self.faults.non_json_after_write && is_write && (200..300).contains(&status) {
+            let mut response = Response::new(full_body(NON_JSON_WRITE_REPLY));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            return response;
+        }
+        if self.faults.lists_without_tokens && matches!(endpoint, Endpoint::List | Endpoint::ListV2)
+        {
+            remove_tokens(&mut body);
+        }
         json_response(status, body)
+    }
+}
+
+/// Takes `token` out of every customer in a v1 or v2 list reply.
+fn remove_tokens(list: &mut Value) {
+    let customers = match list.get_mut("customers") {
+        Some(customers) => Some(customers),
+        None => list
+            .get_mut("results")
+            .and_then(|results| results.get_mut("customers")),
+    };
+    if let Some(Value::Array(customers)) = customers {
+        for customer in customers {
+            if let Value::Object(fields) = customer {
+                fields.remove("token");
+            }
+        }
     }
 }
 
@@ -303,6 +383,45 @@ mod tests {
         let response = emulator.handle(&Method::GET, "/api/customers/", None, Some(&TOKEN), b"");
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()[header::RETRY_AFTER], "30");
+    }
+
+    #[tokio::test]
+    async fn faults_misbehave_as_told_and_the_write_still_happens() {
+        let faults = [
+            Fault::NonJsonAfterWrite,
+            Fault::ListsWithoutTokens,
+            Fault::V1ListRetired,
+        ]
+        .into_iter()
+        .collect();
+        let emulator = Emulator::with_faults(None, faults);
+        let created = emulator.handle(
+            &Method::POST,
+            "/api/create_customer/",
+            None,
+            Some(&TOKEN),
+            br#"{"provided_id": "a"}"#,
+        );
+        assert_eq!(created.status(), 200);
+        let body = created.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], NON_JSON_WRITE_REPLY.as_bytes());
+        let (status, listed) = call(&emulator, Method::GET, "/v2/api/customers/", "").await;
+        assert_eq!(status, 200);
+        assert_eq!(listed["results"]["customers"][0]["provided_id"], "a");
+        assert!(listed["results"]["customers"][0].get("token").is_none());
+        assert_eq!(
+            call(&emulator, Method::GET, "/api/customers/", "").await.0,
+            410
+        );
+        let (status, got) = call(
+            &emulator,
+            Method::POST,
+            "/api/get_customer/",
+            r#"{"provided_id": "a"}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "reads are not writes");
+        assert!(got["customer"]["token"].is_string());
     }
 
     #[tokio::test]
