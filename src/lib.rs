@@ -4,17 +4,21 @@
 //! # Layout
 //!
 //! - [`cli`]: the command line (flags and their `EXPLO_SHIM_*` variables).
-//! - [`config`]: defaults as named constants, the TOML file, validation with messages that
-//!   name the key.
+//! - [`config`]: defaults as named constants and the resolved settings; the TOML file as
+//!   written (`config::file`); validation with messages that name the key.
 //! - [`framing_guard`]: byte-level request-smuggling guard in front of hyper.
 //! - [`server`]: thread per core: one runtime, `SO_REUSEPORT` listener and upstream pool per
 //!   serving thread; HTTP/1.1 and h2c; the graceful drain.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/usage` on the admin listener, read from
 //!   handles shared with the serving threads.
-//! - [`proxy`]: one request: a legacy route is translated, anything else passes through.
-//! - [`legacy`]: the deprecated surface: the route table and the pure translation functions
-//!   ([`legacy::request`], [`legacy::reply`]), bytes in and bytes out over borrowed JSON
-//!   members ([`legacy::json`]).
+//! - [`proxy`]: one request: the dispatch (a legacy route goes to [`legacy_call`]) and the
+//!   pass-through.
+//! - [`legacy`]: the deprecated surface: the route table with everything that varies per route,
+//!   path recognition ([`legacy::path`]) and the pure translation functions
+//!   ([`legacy::request`], [`legacy::reply`], [`legacy::lists`]), bytes in and bytes out over
+//!   borrowed JSON members ([`legacy::json`]).
+//! - [`legacy_call`]: one legacy call end to end: read, translate, the checks before a
+//!   by-token call (the cascade guard and its token cache), the Customer calls, the reply.
 //! - [`demo`]: `--demo`, the shim in front of the emulator.
 //! - [`emulator`]: an in-memory Customer API for offline tests and `--demo`.
 //! - [`commands`]: the `translate`, `usage` and `healthcheck` subcommands.
@@ -26,29 +30,32 @@
 //! - [`tls`]: optional TLS on the main listener, reloaded on SIGHUP.
 //! - [`telemetry`]: log set-up, client fingerprints, the deprecated-usage event; [`log_text`]
 //!   is the `text` line format.
+//!
+//! Modules that tests, fuzz targets and `main` do not use are `pub(crate)`, so the compiler
+//! reports dead code in them.
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod body;
+pub(crate) mod admin;
+pub(crate) mod body;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod emulator;
-pub mod error;
+pub(crate) mod error;
 pub mod framing_guard;
 pub mod headers;
 pub mod legacy;
-pub mod legacy_call;
-pub mod log_text;
-pub mod metrics;
-pub mod proxy;
-pub mod ratelimit;
-pub mod server;
+pub(crate) mod legacy_call;
+pub(crate) mod log_text;
+pub(crate) mod metrics;
+pub(crate) mod proxy;
+pub(crate) mod ratelimit;
+pub(crate) mod server;
 pub mod telemetry;
-pub mod tls;
-pub mod upstream;
-pub mod usage;
+pub(crate) mod tls;
+pub(crate) mod upstream;
+pub(crate) mod usage;
 
 use std::future::Future;
 

@@ -26,8 +26,6 @@ use crate::metrics::Metrics;
 use crate::upstream::Upstream;
 use crate::usage::UsageTracker;
 
-pub use crate::legacy_call::EXPLO_AUTHORIZATION;
-
 /// Everything one request needs. One per serving thread: the upstream connections are the
 /// thread's own ([`Proxy::for_this_thread`]); the rest is built once and shared, so the caps
 /// and counts hold for the whole process.

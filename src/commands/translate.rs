@@ -68,13 +68,8 @@ pub fn parse_endpoint(name: &str) -> Option<LegacyRoute> {
     let name = name.trim().trim_matches('/');
     let name = name.rsplit('/').next().unwrap_or(name);
     LegacyRoute::ALL.into_iter().find(|route| {
-        let legacy = route.legacy_endpoint();
-        name == legacy
-            || legacy
-                .strip_suffix("_user_group")
-                .is_some_and(|short| short == name)
-            || (name == "refresh" && *route == LegacyRoute::RefreshUserGroupToken)
-            || (name == "create" && *route == LegacyRoute::CreateUserGroup)
+        let spec = route.spec();
+        name == spec.legacy_endpoint || name == spec.short_name
     })
 }
 

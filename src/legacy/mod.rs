@@ -65,6 +65,8 @@ pub struct RouteSpec {
     pub method: Method,
     /// The legacy endpoint name, e.g. `update_user_group`.
     pub legacy_endpoint: &'static str,
+    /// A short name `explo-shim translate --endpoint` accepts too.
+    pub short_name: &'static str,
     /// The Customer endpoint name, e.g. `update_customer`.
     pub customer_endpoint: &'static str,
     /// The Customer API path, always with the trailing slash the API requires ("Method not
@@ -91,6 +93,7 @@ pub static ROUTES: [RouteSpec; 4] = [
         route: LegacyRoute::CreateUserGroup,
         method: Method::POST,
         legacy_endpoint: "create_user_group",
+        short_name: "create",
         customer_endpoint: "create_customer",
         customer_path: "/api/create_customer/",
         doc_slug: "get-or-create",
@@ -109,6 +112,7 @@ pub static ROUTES: [RouteSpec; 4] = [
         route: LegacyRoute::UpdateUserGroup,
         method: Method::POST,
         legacy_endpoint: "update_user_group",
+        short_name: "update",
         customer_endpoint: "update_customer",
         customer_path: "/api/update_customer/",
         doc_slug: "update",
@@ -125,6 +129,7 @@ pub static ROUTES: [RouteSpec; 4] = [
         route: LegacyRoute::DeleteUserGroup,
         method: Method::DELETE,
         legacy_endpoint: "delete_user_group",
+        short_name: "delete",
         customer_endpoint: "delete_customer",
         customer_path: "/api/delete_customer/",
         doc_slug: "delete",
@@ -142,6 +147,7 @@ pub static ROUTES: [RouteSpec; 4] = [
         route: LegacyRoute::RefreshUserGroupToken,
         method: Method::POST,
         legacy_endpoint: "refresh_user_group_token",
+        short_name: "refresh",
         customer_endpoint: "refresh_customer_token",
         customer_path: "/api/refresh_customer_token/",
         doc_slug: "refresh-token",

@@ -130,16 +130,6 @@ impl Upstream {
         }
     }
 
-    /// The configured base URL.
-    pub fn url(&self) -> &UpstreamUrl {
-        &self.shared.url
-    }
-
-    /// The whole-request limit.
-    pub fn timeout(&self) -> Duration {
-        self.shared.timeout
-    }
-
     /// The upstream URI for an origin-form `path_and_query`, under the configured prefix.
     pub fn uri(&self, path_and_query: &str) -> Result<Uri, ShimError> {
         if self.shared.url.path_prefix.is_empty() {

@@ -1,0 +1,676 @@
+//! Configuration: built-in defaults, the TOML file, then the environment and flags on top.
+//!
+//! Every default is a named constant with its unit and appears once, commented, in
+//! `config/explo-shim.toml`. Resolution fails with a message that names the key and where the
+//! bad value came from; `main` turns that into exit code 64 (EX_USAGE) before anything listens.
+//!
+//! [`file`] is the file as written; [`sourced`] parses one value and names its source; this
+//! module holds the resolved settings and resolves each section.
+
+mod file;
+mod sourced;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::cli::{Overrides, Setting};
+use crate::headers::deprecation::{DEFAULT_DEPRECATION_DATE, DeprecationHeaders};
+use crate::legacy::reply::ReplyOptions;
+use file::FileConfig;
+use sourced::{chosen, chosen_or_default, parse_date, positive, small_positive};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+pub const DEFAULT_UPSTREAM: &str = "https://api.explo.co";
+pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_UPSTREAM_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle upstream connections kept for reuse; a burst's extra connections close when it ends,
+/// so memory falls back after a load peak.
+pub const DEFAULT_UPSTREAM_POOL_MAX_IDLE: u64 = 64;
+/// Largest legacy request body read into memory (1 MiB; the documented bodies are < 1 KiB).
+pub const DEFAULT_LEGACY_BODY_BYTES: u64 = 1024 * 1024;
+/// Largest upstream reply (after decompression) read into memory to build a legacy reply.
+pub const DEFAULT_UPSTREAM_REPLY_BYTES: u64 = 8 * 1024 * 1024;
+/// A client that has not finished sending its request headers by then is disconnected.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// A streamed pass-through body (either direction) silent this long is aborted.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request head (request line plus headers), in bytes; larger gets 431. hyper's
+/// read buffer cannot be smaller than 8 KiB.
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
+pub const MIN_MAX_HEADER_BYTES: u64 = 8 * 1024;
+/// Most header fields in one request; more gets 431.
+pub const DEFAULT_MAX_HEADERS: u64 = 100;
+/// Requests served at once; past this the shim answers 503 at once instead of queueing.
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1024;
+/// Open client connections; past this the shim stops accepting (the kernel backlog holds
+/// the rest), so memory stays bounded however many clients connect.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 4096;
+/// Distinct client fingerprints tracked in metrics and `/usage`; the rest count as `other`.
+pub const DEFAULT_MAX_TRACKED_CLIENTS: u64 = 1000;
+/// Explo's documented limit: 180 requests per minute per source IP.
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u64 = 180;
+/// Calls that may go at once from a full bucket.
+pub const DEFAULT_RATE_LIMIT_BURST: u64 = 30;
+/// A call that would wait longer than this for the budget is refused with 429.
+pub const DEFAULT_RATE_LIMIT_MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// The most serving threads `workers` may ask for: more would only cost memory.
+pub const MAX_WORKERS: usize = 256;
+
+/// A configuration problem, worded for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// The upstream base URL, split once at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// Path prefix without a trailing slash ("" for none), put before every forwarded path.
+    pub path_prefix: String,
+}
+
+impl std::fmt::Display for UpstreamUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}://{}{}",
+            self.scheme, self.authority, self.path_prefix
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    pub url: UpstreamUrl,
+    pub connect_timeout: Duration,
+    /// The whole upstream exchange: until the reply headers on pass-through, until the full
+    /// reply body on translated calls.
+    pub timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle: usize,
+    /// Extra PEM roots, trusted beside the built-in web PKI roots.
+    pub ca_file: Option<PathBuf>,
+    pub add_x_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub legacy_body_bytes: u64,
+    pub upstream_reply_bytes: u64,
+    /// Also bounds how long an idle keep-alive connection stays open: hyper starts this
+    /// timer whenever it waits for the next request head.
+    pub header_read_timeout: Duration,
+    pub body_idle_timeout: Duration,
+    pub max_header_bytes: u64,
+    pub max_headers: u64,
+    pub max_in_flight: u64,
+    pub max_connections: u64,
+    pub max_tracked_clients: u64,
+}
+
+/// The client-side budget for upstream calls; `None` in [`Config`] when disabled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+    pub max_wait: Duration,
+}
+
+/// Legacy behaviour switches beyond the reply shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegacyBehaviour {
+    /// Refuse (409) a legacy delete whose customer has children.
+    pub refuse_cascading_delete: bool,
+}
+
+/// The fully resolved configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    /// Serving threads; `None` is one per CPU this process may use ([`Config::worker_threads`]).
+    pub workers: Option<usize>,
+    pub log_format: LogFormat,
+    pub upstream: UpstreamConfig,
+    pub limits: Limits,
+    pub legacy: ReplyOptions,
+    pub legacy_behaviour: LegacyBehaviour,
+    pub rate_limit: Option<RateLimit>,
+    pub deprecation: DeprecationDates,
+    /// TLS on the main listener: certificate chain and private key (PEM).
+    pub tls: Option<TlsFiles>,
+    pub shutdown_grace: Duration,
+}
+
+/// Where the main listener's certificate and key live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// When the legacy API was deprecated and, optionally, when it goes away.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeprecationDates {
+    pub deprecated_at: SystemTime,
+    pub sunset_at: Option<SystemTime>,
+}
+
+impl Config {
+    /// Resolves the configuration from `overrides` (flags and environment) and the file they
+    /// name, if any.
+    pub fn resolve(overrides: &Overrides) -> Result<Config, ConfigError> {
+        let (file, file_origin) = match &overrides.config {
+            Some(path) => (file::read(path)?, format!("config file {}", path.display())),
+            None => (FileConfig::default(), String::new()),
+        };
+        let origin = file_origin.as_str();
+        // The file may say `workers = 4` or `workers = "auto"`.
+        let file_workers = file.workers.as_ref().map(|value| match value {
+            toml::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        });
+        Ok(Config {
+            listen: chosen_or_default(
+                "listen",
+                overrides.listen.as_ref(),
+                file.listen.as_deref(),
+                origin,
+                DEFAULT_LISTEN,
+            )
+            .socket_addr()?,
+            admin: chosen_or_default(
+                "admin",
+                overrides.admin.as_ref(),
+                file.admin.as_deref(),
+                origin,
+                DEFAULT_ADMIN,
+            )
+            .socket_addr()?,
+            workers: chosen_or_default(
+                "workers",
+                overrides.workers.as_ref(),
+                file_workers.as_deref(),
+                origin,
+                "auto",
+            )
+            .workers()?,
+            log_format: chosen_or_default(
+                "log_format",
+                overrides.log_format.as_ref(),
+                file.log_format.as_deref(),
+                origin,
+                "text",
+            )
+            .log_format()?,
+            upstream: resolve_upstream(&file.upstream, overrides, origin)?,
+            limits: resolve_limits(&file.limits, origin)?,
+            legacy: ReplyOptions {
+                team_id: file.legacy.team_id.map(serde_json::Number::from),
+                api_environment_tags: file.legacy.api_environment_tag,
+                extra_customer_keys: file.legacy.extra_customer_keys,
+            },
+            legacy_behaviour: LegacyBehaviour {
+                refuse_cascading_delete: file.legacy.refuse_cascading_delete.unwrap_or(true),
+            },
+            rate_limit: resolve_rate_limit(&file.rate_limit, origin)?,
+            deprecation: resolve_deprecation(&file.deprecation, origin)?,
+            tls: resolve_tls(&file.tls, origin)?,
+            shutdown_grace: duration(
+                "shutdown.grace",
+                None,
+                &file.shutdown.grace,
+                origin,
+                DEFAULT_SHUTDOWN_GRACE,
+            )?,
+        })
+    }
+}
+
+fn resolve_upstream(
+    file: &file::FileUpstream,
+    overrides: &Overrides,
+    origin: &str,
+) -> Result<UpstreamConfig, ConfigError> {
+    Ok(UpstreamConfig {
+        url: chosen_or_default(
+            "upstream.url",
+            overrides.upstream.as_ref(),
+            file.url.as_deref(),
+            origin,
+            DEFAULT_UPSTREAM,
+        )
+        .upstream_url()?,
+        connect_timeout: duration(
+            "upstream.connect_timeout",
+            None,
+            &file.connect_timeout,
+            origin,
+            DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+        )?,
+        timeout: duration(
+            "upstream.timeout",
+            overrides.upstream_timeout.as_ref(),
+            &file.timeout,
+            origin,
+            DEFAULT_UPSTREAM_TIMEOUT,
+        )?,
+        pool_idle_timeout: duration(
+            "upstream.pool_idle_timeout",
+            None,
+            &file.pool_idle_timeout,
+            origin,
+            DEFAULT_UPSTREAM_POOL_IDLE_TIMEOUT,
+        )?,
+        // Zero is allowed: no idle connections kept, every call connects afresh.
+        pool_max_idle: usize::try_from(
+            file.pool_max_idle.unwrap_or(DEFAULT_UPSTREAM_POOL_MAX_IDLE),
+        )
+        .unwrap_or(usize::MAX),
+        ca_file: file
+            .ca_file
+            .as_deref()
+            .filter(|path| !path.trim().is_empty())
+            .map(PathBuf::from),
+        add_x_forwarded_for: file.add_x_forwarded_for.unwrap_or(false),
+    })
+}
+
+fn resolve_limits(file: &file::FileLimits, origin: &str) -> Result<Limits, ConfigError> {
+    let limits = Limits {
+        legacy_body_bytes: positive(
+            "limits.legacy_body_bytes",
+            file.legacy_body_bytes,
+            DEFAULT_LEGACY_BODY_BYTES,
+        )?,
+        upstream_reply_bytes: positive(
+            "limits.upstream_reply_bytes",
+            file.upstream_reply_bytes,
+            DEFAULT_UPSTREAM_REPLY_BYTES,
+        )?,
+        header_read_timeout: duration(
+            "limits.header_read_timeout",
+            None,
+            &file.header_read_timeout,
+            origin,
+            DEFAULT_HEADER_READ_TIMEOUT,
+        )?,
+        body_idle_timeout: duration(
+            "limits.body_idle_timeout",
+            None,
+            &file.body_idle_timeout,
+            origin,
+            DEFAULT_BODY_IDLE_TIMEOUT,
+        )?,
+        max_header_bytes: positive(
+            "limits.max_header_bytes",
+            file.max_header_bytes,
+            DEFAULT_MAX_HEADER_BYTES,
+        )?,
+        max_headers: positive("limits.max_headers", file.max_headers, DEFAULT_MAX_HEADERS)?,
+        max_in_flight: positive(
+            "limits.max_in_flight",
+            file.max_in_flight,
+            DEFAULT_MAX_IN_FLIGHT,
+        )?,
+        max_connections: positive(
+            "limits.max_connections",
+            file.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+        )?,
+        max_tracked_clients: positive(
+            "limits.max_tracked_clients",
+            file.max_tracked_clients,
+            DEFAULT_MAX_TRACKED_CLIENTS,
+        )?,
+    };
+    if limits.max_header_bytes < MIN_MAX_HEADER_BYTES {
+        return Err(ConfigError(format!(
+            "invalid `limits.max_header_bytes` = {}: must be at least {MIN_MAX_HEADER_BYTES}",
+            limits.max_header_bytes
+        )));
+    }
+    for (key, value) in [
+        ("limits.max_headers", limits.max_headers),
+        ("limits.max_in_flight", limits.max_in_flight),
+        ("limits.max_connections", limits.max_connections),
+        ("limits.max_header_bytes", limits.max_header_bytes),
+    ] {
+        if value > u64::from(u32::MAX) {
+            return Err(ConfigError(format!("invalid `{key}` = {value}: too large")));
+        }
+    }
+    Ok(limits)
+}
+
+fn resolve_rate_limit(
+    file: &file::FileRateLimit,
+    origin: &str,
+) -> Result<Option<RateLimit>, ConfigError> {
+    if !file.enabled.unwrap_or(true) {
+        return Ok(None);
+    }
+    Ok(Some(RateLimit {
+        per_minute: small_positive(
+            "rate_limit.per_minute",
+            file.per_minute,
+            DEFAULT_RATE_LIMIT_PER_MINUTE,
+        )?,
+        burst: small_positive("rate_limit.burst", file.burst, DEFAULT_RATE_LIMIT_BURST)?,
+        max_wait: match &file.max_wait {
+            Some(value) => humantime::parse_duration(value).map_err(|error| {
+                ConfigError(format!(
+                    "invalid `rate_limit.max_wait` = {value:?} (from {origin}): {error}"
+                ))
+            })?,
+            None => DEFAULT_RATE_LIMIT_MAX_WAIT,
+        },
+    }))
+}
+
+fn resolve_deprecation(
+    file: &file::FileDeprecation,
+    origin: &str,
+) -> Result<DeprecationDates, ConfigError> {
+    let deprecated_at = match &file.date {
+        Some(date) => parse_date("deprecation.date", date, origin)?,
+        None => SystemTime::UNIX_EPOCH + DEFAULT_DEPRECATION_DATE,
+    };
+    let sunset_at = match file.sunset.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(date) => Some(parse_date("deprecation.sunset", date, origin)?),
+    };
+    if DeprecationHeaders::new(deprecated_at, sunset_at).is_err() {
+        return Err(ConfigError(format!(
+            "invalid `deprecation.sunset` (from {origin}): {} is earlier than the deprecation date {}",
+            humantime::format_rfc3339_seconds(sunset_at.unwrap_or(deprecated_at)),
+            humantime::format_rfc3339_seconds(deprecated_at)
+        )));
+    }
+    Ok(DeprecationDates {
+        deprecated_at,
+        sunset_at,
+    })
+}
+
+fn resolve_tls(file: &file::FileTls, origin: &str) -> Result<Option<TlsFiles>, ConfigError> {
+    let non_empty = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    match (non_empty(&file.cert_file), non_empty(&file.key_file)) {
+        (None, None) => Ok(None),
+        (Some(cert_file), Some(key_file)) => Ok(Some(TlsFiles {
+            cert_file,
+            key_file,
+        })),
+        _ => Err(ConfigError(format!(
+            "invalid `tls` (from {origin}): set both `tls.cert_file` and `tls.key_file`, or neither"
+        ))),
+    }
+}
+
+/// A duration from a flag or variable, else the file, else `default`.
+fn duration(
+    key: &'static str,
+    setting: Option<&Setting>,
+    file_value: &Option<String>,
+    origin: &str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    chosen(key, setting, file_value.as_deref(), origin)
+        .map(|sourced| sourced.duration())
+        .unwrap_or(Ok(default))
+}
+
+impl Config {
+    /// How many serving threads to run: the configured count, or one per CPU this process may
+    /// use (the standard library reads the affinity mask and the cgroup CPU quota).
+    pub fn worker_threads(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .min(MAX_WORKERS)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting(value: &str, origin: &'static str) -> Option<Setting> {
+        Some(Setting {
+            value: value.to_owned(),
+            origin,
+        })
+    }
+
+    fn write_config(text: &str) -> (tempfile_path::TempPath, Overrides) {
+        let path = tempfile_path::TempPath::new(text);
+        let overrides = Overrides {
+            config: Some(path.0.clone()),
+            ..Overrides::default()
+        };
+        (path, overrides)
+    }
+
+    /// A file under the target dir that is removed when dropped.
+    mod tempfile_path {
+        use std::path::PathBuf;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        pub struct TempPath(pub PathBuf);
+
+        impl TempPath {
+            pub fn new(text: &str) -> Self {
+                static NEXT: AtomicUsize = AtomicUsize::new(0);
+                let path = std::env::temp_dir().join(format!(
+                    "explo-shim-config-{}-{}.toml",
+                    std::process::id(),
+                    NEXT.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::write(&path, text).unwrap();
+                Self(path)
+            }
+        }
+
+        impl Drop for TempPath {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let config = Config::resolve(&Overrides::default()).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.admin.to_string(), DEFAULT_ADMIN);
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.upstream.url.to_string(), DEFAULT_UPSTREAM);
+        assert_eq!(config.upstream.timeout, DEFAULT_UPSTREAM_TIMEOUT);
+        assert_eq!(config.limits.legacy_body_bytes, DEFAULT_LEGACY_BODY_BYTES);
+        assert_eq!(config.legacy, ReplyOptions::default());
+        assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    }
+
+    #[test]
+    fn the_shipped_config_file_is_valid_and_matches_the_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/explo-shim.toml");
+        let overrides = Overrides {
+            config: Some(path.into()),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            Config::resolve(&overrides).unwrap(),
+            Config::resolve(&Overrides::default()).unwrap()
+        );
+    }
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let (_file, mut overrides) = write_config(
+            "listen = \"127.0.0.1:1111\"\nadmin = \"127.0.0.1:2222\"\n[upstream]\ntimeout = \"7s\"\n",
+        );
+        overrides.listen = setting("127.0.0.1:3333", "--listen");
+        let config = Config::resolve(&overrides).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:3333");
+        assert_eq!(config.admin.to_string(), "127.0.0.1:2222");
+        assert_eq!(config.upstream.timeout, Duration::from_secs(7));
+        overrides.upstream_timeout = setting("500ms", "EXPLO_SHIM_UPSTREAM_TIMEOUT");
+        assert_eq!(
+            Config::resolve(&overrides).unwrap().upstream.timeout,
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let (_file, overrides) = write_config("[upstream]\nurll = \"https://x\"\n");
+        let error = Config::resolve(&overrides).unwrap_err().to_string();
+        assert!(error.contains("urll"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_origin() {
+        let overrides = Overrides {
+            upstream_timeout: setting("soon", "EXPLO_SHIM_UPSTREAM_TIMEOUT"),
+            ..Overrides::default()
+        };
+        let error = Config::resolve(&overrides).unwrap_err().to_string();
+        assert!(
+            error.contains("upstream.timeout") && error.contains("EXPLO_SHIM_UPSTREAM_TIMEOUT"),
+            "{error}"
+        );
+
+        for (bad, key) in [
+            ("listen = \"localhost\"", "listen"),
+            ("log_format = \"xml\"", "log_format"),
+            ("[upstream]\nurl = \"ftp://x\"", "upstream.url"),
+            ("[upstream]\nurl = \"https://u:p@x\"", "upstream.url"),
+            ("[upstream]\ntimeout = \"0s\"", "upstream.timeout"),
+            (
+                "[limits]\nlegacy_body_bytes = 0",
+                "limits.legacy_body_bytes",
+            ),
+            ("[shutdown]\ngrace = \"forever\"", "shutdown.grace"),
+            (
+                "[limits]\nmax_header_bytes = 100",
+                "limits.max_header_bytes",
+            ),
+            ("[limits]\nmax_in_flight = 0", "limits.max_in_flight"),
+            ("[rate_limit]\nper_minute = 0", "rate_limit.per_minute"),
+            ("[deprecation]\ndate = \"yesterday\"", "deprecation.date"),
+            ("[tls]\ncert_file = \"/x.pem\"", "tls"),
+            (
+                "[deprecation]\ndate = \"2025-10-15\"\nsunset = \"2025-01-01\"",
+                "deprecation.sunset",
+            ),
+            ("[rate_limit]\nmax_wait = \"x\"", "rate_limit.max_wait"),
+            (
+                "[legacy]\nrefuse_cascading_delete = \"yes\"",
+                "refuse_cascading_delete",
+            ),
+        ] {
+            let (_file, overrides) = write_config(bad);
+            let error = Config::resolve(&overrides).unwrap_err().to_string();
+            assert!(error.contains(key), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn upstream_url_keeps_a_path_prefix_without_trailing_slash() {
+        let overrides = Overrides {
+            upstream: setting("http://127.0.0.1:9/explo/", "--upstream"),
+            ..Overrides::default()
+        };
+        let url = Config::resolve(&overrides).unwrap().upstream.url;
+        assert_eq!(url.scheme, http::uri::Scheme::HTTP);
+        assert_eq!(url.authority.as_str(), "127.0.0.1:9");
+        assert_eq!(url.path_prefix, "/explo");
+    }
+
+    #[test]
+    fn legacy_reply_options_are_read() {
+        let (_file, overrides) = write_config(
+            "[legacy]\nteam_id = 113\nextra_customer_keys = true\n[legacy.api_environment_tag]\nProduction = \"Customer\"\n",
+        );
+        let legacy = Config::resolve(&overrides).unwrap().legacy;
+        assert_eq!(legacy.team_id, Some(113.into()));
+        assert!(legacy.extra_customer_keys);
+        assert_eq!(legacy.api_environment_tags["Production"], "Customer");
+    }
+
+    #[test]
+    fn deprecation_dates_accept_dates_and_date_times() {
+        let (_file, overrides) = write_config(
+            "[deprecation]\ndate = \"2025-10-15\"\nsunset = \"2026-10-15T12:00:00Z\"\n",
+        );
+        let dates = Config::resolve(&overrides).unwrap().deprecation;
+        assert_eq!(
+            dates.deprecated_at,
+            SystemTime::UNIX_EPOCH + DEFAULT_DEPRECATION_DATE
+        );
+        assert_eq!(
+            dates.sunset_at,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_792_065_600))
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let overrides = Overrides {
+            config: Some("/nonexistent/explo.toml".into()),
+            ..Overrides::default()
+        };
+        assert!(
+            Config::resolve(&overrides)
+                .unwrap_err()
+                .to_string()
+                .contains("/nonexistent/explo.toml")
+        );
+    }
+
+    #[test]
+    fn workers_are_auto_by_default_and_validated() {
+        let config = Config::resolve(&Overrides::default()).unwrap();
+        assert_eq!(config.workers, None);
+        assert!(config.worker_threads() >= 1);
+        let (_file, mut overrides) = write_config("workers = 3\n");
+        assert_eq!(Config::resolve(&overrides).unwrap().worker_threads(), 3);
+        overrides.workers = setting("auto", "--workers");
+        assert_eq!(Config::resolve(&overrides).unwrap().workers, None);
+        for bad in ["0", "-1", "many", "100000"] {
+            overrides.workers = setting(bad, "--workers");
+            let error = Config::resolve(&overrides).unwrap_err().to_string();
+            assert!(
+                error.contains("`workers`") && error.contains("--workers"),
+                "{error}"
+            );
+        }
+    }
+}
