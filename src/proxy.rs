@@ -179,6 +179,10 @@ impl Proxy {
         client: SocketAddr,
     ) -> Result<Response<ProxyBody>, ShimError> {
         let (mut parts, body) = request.into_parts();
+        let teaches = self
+            .shared
+            .legacy
+            .learns_from(&parts.method, parts.uri.path());
         // Absolute-form targets are reduced to their path: the authority never chooses the
         // upstream.
         let target = parts
@@ -208,9 +212,12 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.version = Version::HTTP_11;
-        Ok(Response::from_parts(
-            parts,
-            streamed_body(body, self.shared.body_idle_timeout),
-        ))
+        let response =
+            Response::from_parts(parts, streamed_body(body, self.shared.body_idle_timeout));
+        Ok(if teaches {
+            self.shared.legacy.learn_from(response)
+        } else {
+            response
+        })
     }
 }

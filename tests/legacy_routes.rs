@@ -240,6 +240,36 @@ async fn a_token_seen_before_is_confirmed_with_one_get_customer_instead_of_the_l
 }
 
 #[tokio::test]
+async fn a_customer_reply_passed_through_teaches_the_token_too() {
+    let upstream = FakeUpstream::start(customer_api_with_children(&[])).await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    // A migrated client calling the Customer API through the shim.
+    let got = post_json(
+        &shim.url("/api/get_customer/"),
+        &json!({"provided_id": "example_1"}),
+    )
+    .await;
+    assert_eq!(got.json()["customer"]["token"], CUSTOMER_TOKEN, "unchanged");
+    let before = upstream.requests().len();
+    let got = send(
+        "DELETE",
+        &shim.url("/api/delete_user_group/"),
+        &[],
+        json!({"current_token": CUSTOMER_TOKEN}).to_string(),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        calls(&upstream)[before..],
+        [
+            "POST /api/get_customer/",
+            CHILDREN_V2,
+            "DELETE /api/delete_customer/"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn without_v2_the_v1_lists_answer() {
     let upstream = FakeUpstream::start(customer_api(&[], false)).await;
     let shim = Shim::start(&upstream.url(), &[]);

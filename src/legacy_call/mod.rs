@@ -53,7 +53,7 @@ use crate::metrics::Metrics;
 use crate::telemetry::{LegacyCallRecord, log_legacy_call};
 use crate::upstream::{CollectedReply, Upstream};
 use crate::usage::UsageTracker;
-use token_owners::TokenOwners;
+use token_owners::{OwnerTap, TokenOwners};
 
 /// The Explo API credential header (Explo docs, "Explo's authentication").
 pub static EXPLO_AUTHORIZATION: HeaderName = HeaderName::from_static("explo-authorization");
@@ -90,8 +90,16 @@ pub struct LegacyCalls {
     add_x_forwarded_for: bool,
     metrics: Arc<Metrics>,
     usage: Arc<UsageTracker>,
-    owners: TokenOwners,
+    owners: Arc<TokenOwners>,
 }
+
+/// Customer endpoints whose successful reply names one customer with its token.
+const SINGLE_CUSTOMER_PATHS: [&str; 4] = [
+    "/api/create_customer/",
+    "/api/update_customer/",
+    GET_CUSTOMER_PATH,
+    "/api/refresh_customer_token/",
+];
 
 impl LegacyCalls {
     pub fn new(config: &Config, metrics: Arc<Metrics>, usage: Arc<UsageTracker>) -> Self {
@@ -102,8 +110,28 @@ impl LegacyCalls {
             add_x_forwarded_for: config.upstream.add_x_forwarded_for,
             metrics,
             usage,
-            owners: TokenOwners::new(token_owners::DEFAULT_CAPACITY),
+            owners: Arc::new(TokenOwners::new(token_owners::DEFAULT_CAPACITY)),
         }
+    }
+
+    /// Whether a passed-through request's reply names one customer and its token, worth
+    /// reading on its way to the client ([`LegacyCalls::learn_from`]); only the cascade guard
+    /// uses what it learns.
+    pub fn learns_from(&self, method: &Method, path: &str) -> bool {
+        self.refuse_cascading_delete
+            && *method == Method::POST
+            && SINGLE_CUSTOMER_PATHS.contains(&path)
+    }
+
+    /// The passed-through reply, read as it streams to the client (a success, uncompressed).
+    pub fn learn_from(&self, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        if !response.status().is_success()
+            || response.headers().contains_key(header::CONTENT_ENCODING)
+        {
+            return response;
+        }
+        let owners = Arc::clone(&self.owners);
+        response.map(|body| http_body_util::BodyExt::boxed_unsync(OwnerTap::new(body, owners)))
     }
 
     /// Answers one legacy call, and logs, meters and records it as a deprecated call.

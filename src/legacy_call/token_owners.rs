@@ -1,5 +1,6 @@
-//! Which customer holds a token, remembered from the Customer replies the shim has seen, so a
-//! legacy delete by token rarely needs the whole customer list.
+//! Which customer holds a token, remembered from the Customer replies the shim has seen (the
+//! ones it translates or looks up, and the single-customer replies it passes through, read by
+//! [`OwnerTap`] as they stream by), so a legacy delete by token rarely needs the whole list.
 //!
 //! Tokens embed dashboards, so the raw token is never kept: entries are keyed by a keyed hash
 //! (SipHash with a per-process random key), which is useless outside this process. The map is
@@ -10,7 +11,15 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+
+use crate::body::{BoxError, ProxyBody};
+use crate::legacy::reply::reply_owner;
 
 /// Entries kept: about 1 MB at typical `provided_id` lengths.
 pub const DEFAULT_CAPACITY: usize = 10_000;
@@ -83,6 +92,87 @@ impl TokenOwners {
     }
 }
 
+/// The most of a passed-through reply [`OwnerTap`] keeps to read; a single customer is far
+/// smaller, and a larger reply is let go unread.
+const TAP_LIMIT: usize = 64 * 1024;
+
+/// A passed-through single-customer reply (`create_customer`, `update_customer`,
+/// `get_customer`, `refresh_customer_token`), streamed to the client unchanged while a copy of
+/// at most [`TAP_LIMIT`] bytes is kept; at its end the customer's token and `provided_id` are
+/// remembered.
+pub struct OwnerTap {
+    inner: ProxyBody,
+    copy: Vec<u8>,
+    /// Too large, or already read: nothing more to keep.
+    done: bool,
+    owners: Arc<TokenOwners>,
+}
+
+impl OwnerTap {
+    pub fn new(inner: ProxyBody, owners: Arc<TokenOwners>) -> Self {
+        Self {
+            inner,
+            copy: Vec::new(),
+            done: false,
+            owners,
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.done {
+            self.done = true;
+            if let Some(owner) = reply_owner(&self.copy) {
+                self.owners.remember(&owner.token, &owner.provided_id);
+            }
+            self.copy = Vec::new();
+        }
+    }
+}
+
+impl Body for OwnerTap {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref()
+                    && !this.done
+                {
+                    if this.copy.len() + data.len() > TAP_LIMIT {
+                        this.done = true;
+                        this.copy = Vec::new();
+                    } else {
+                        this.copy.extend_from_slice(data);
+                    }
+                }
+                // hyper stops polling once the body says it has ended.
+                if this.inner.is_end_stream() {
+                    this.finish();
+                }
+            }
+            Poll::Ready(None) => this.finish(),
+            // A broken reply teaches nothing.
+            Poll::Ready(Some(Err(_))) => this.done = true,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +207,28 @@ mod tests {
         }
         assert!(owners.entries().order.len() <= 6);
         assert_eq!(owners.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_tapped_reply_streams_unchanged_and_teaches_its_owner() {
+        use http_body_util::BodyExt;
+        let owners = Arc::new(TokenOwners::new(3));
+        let reply = r#"{"success": 1, "customer": {"token": "tk", "provided_id": "p"}}"#;
+        let tapped = OwnerTap::new(crate::body::full_body(reply), Arc::clone(&owners));
+        let streamed = tapped.collect().await.unwrap().to_bytes();
+        assert_eq!(&streamed[..], reply.as_bytes());
+        assert_eq!(owners.get("tk").as_deref(), Some("p"));
+
+        let large = format!(
+            r#"{{"customer": {{"token": "big", "provided_id": "p", "pad": "{}"}}}}"#,
+            "x".repeat(TAP_LIMIT)
+        );
+        let tapped = OwnerTap::new(crate::body::full_body(large.clone()), Arc::clone(&owners));
+        assert_eq!(
+            tapped.collect().await.unwrap().to_bytes().len(),
+            large.len()
+        );
+        assert_eq!(owners.get("big"), None, "too large to read");
     }
 
     #[test]
