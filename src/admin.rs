@@ -6,17 +6,23 @@
 //!
 //! `GET /healthz` is 200 while the process runs. `GET /readyz` is 200 while the shim accepts
 //! traffic and 503 once shutdown has begun, so a load balancer stops sending new requests
-//! while in-flight ones drain.
+//! while in-flight ones drain. Neither depends on a fleet's Redis: without it the shim still
+//! serves, on its own budget, so taking it out of rotation would only lose capacity; `/readyz`
+//! names the budget in use (`rate_limit_backend`).
+//!
+//! With a fleet, `/usage` is the fleet's records from Redis (`"source": "fleet"`); while Redis
+//! is unreachable it is this replica's own (`"source": "replica"`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::body::{ProxyBody, full_body};
+use crate::fleet::FleetLink;
 use crate::metrics::Metrics;
-use crate::usage::UsageTracker;
+use crate::usage::{self, UsageTracker};
 
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -41,10 +47,12 @@ pub struct AdminState {
     pub readiness: Readiness,
     pub metrics: Arc<Metrics>,
     pub usage: Arc<UsageTracker>,
+    /// The fleet's Redis, for its usage records.
+    pub fleet: Option<FleetLink>,
 }
 
 /// Answers one admin request.
-pub fn handle<B>(request: &Request<B>, state: &AdminState) -> Response<ProxyBody> {
+pub async fn handle<B>(request: &Request<B>, state: &AdminState) -> Response<ProxyBody> {
     let readiness = &state.readiness;
     let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
     if is_read && request.uri().path() == "/metrics" {
@@ -56,11 +64,12 @@ pub fn handle<B>(request: &Request<B>, state: &AdminState) -> Response<ProxyBody
         return response;
     }
     let (status, body) = match (request.method(), request.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/usage") => (StatusCode::OK, state.usage.report()),
+        (&Method::GET | &Method::HEAD, "/usage") => (StatusCode::OK, usage_report(state).await),
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, json!({"status": "ok"})),
-        (&Method::GET | &Method::HEAD, "/readyz") if readiness.is_ready() => {
-            (StatusCode::OK, json!({"status": "ready"}))
-        }
+        (&Method::GET | &Method::HEAD, "/readyz") if readiness.is_ready() => (
+            StatusCode::OK,
+            json!({"status": "ready", "rate_limit_backend": rate_limit_backend(state)}),
+        ),
         (&Method::GET | &Method::HEAD, "/readyz") => (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "shutting_down"}),
@@ -79,6 +88,27 @@ pub fn handle<B>(request: &Request<B>, state: &AdminState) -> Response<ProxyBody
     response
 }
 
+/// The fleet's usage when Redis answers, else this replica's.
+async fn usage_report(state: &AdminState) -> Value {
+    let fleet_records = match &state.fleet {
+        Some(fleet) => fleet.usage_records().await,
+        None => None,
+    };
+    let (mut report, source) = match fleet_records {
+        Some(records) => (usage::report(&records), "fleet"),
+        None => (state.usage.report(), "replica"),
+    };
+    report["source"] = Value::from(source);
+    report
+}
+
+fn rate_limit_backend(state: &AdminState) -> &'static str {
+    match &state.fleet {
+        Some(fleet) if fleet.fleet().is_reachable() => "redis",
+        _ => "local",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,34 +122,41 @@ mod tests {
             readiness: Readiness::default(),
             metrics: Arc::new(Metrics::new(10)),
             usage: Arc::new(UsageTracker::default()),
+            fleet: None,
         }
     }
 
-    #[test]
-    fn metrics_and_usage_are_served() {
+    #[tokio::test]
+    async fn metrics_and_usage_are_served() {
         let state = state();
-        let metrics = handle(&get("/metrics"), &state);
+        let metrics = handle(&get("/metrics"), &state).await;
         assert_eq!(metrics.status(), StatusCode::OK);
         assert_eq!(
             metrics.headers()[header::CONTENT_TYPE],
             OPENMETRICS_CONTENT_TYPE
         );
-        let usage = handle(&get("/usage"), &state);
+        let usage = handle(&get("/usage"), &state).await;
         assert_eq!(usage.status(), StatusCode::OK);
     }
 
-    #[test]
-    fn readyz_follows_readiness() {
+    #[tokio::test]
+    async fn readyz_follows_readiness() {
         let state = state();
         assert_eq!(
-            handle(&get("/readyz"), &state).status(),
+            handle(&get("/readyz"), &state).await.status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
         state.readiness.set_ready(true);
-        assert_eq!(handle(&get("/readyz"), &state).status(), StatusCode::OK);
-        assert_eq!(handle(&get("/healthz"), &state).status(), StatusCode::OK);
         assert_eq!(
-            handle(&get("/other"), &state).status(),
+            handle(&get("/readyz"), &state).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            handle(&get("/healthz"), &state).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            handle(&get("/other"), &state).await.status(),
             StatusCode::NOT_FOUND
         );
     }

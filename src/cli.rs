@@ -36,6 +36,15 @@ pub struct Cli {
     /// "auto" (the CPUs this process may use) or a number.
     #[arg(long, env = "EXPLO_SHIM_WORKERS", value_name = "auto|N")]
     pub workers: Option<String>,
+    /// Redis shared by a fleet of shims for one upstream budget and one usage view:
+    /// redis://[:password@]host[:port][/db] or rediss://...
+    #[arg(
+        long,
+        env = "EXPLO_SHIM_RATE_LIMIT_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub rate_limit_redis_url: Option<String>,
     /// Validate the configuration, print it and exit (0 when valid, 64 when not).
     #[arg(long)]
     pub check_config: bool,
@@ -109,6 +118,7 @@ pub struct Overrides {
     pub upstream_timeout: Option<Setting>,
     pub log_format: Option<Setting>,
     pub workers: Option<Setting>,
+    pub rate_limit_redis_url: Option<Setting>,
 }
 
 /// Parses `args` (including the program name). Help and version come back as `Err` too;
@@ -152,6 +162,12 @@ where
             &cli.log_format,
         ),
         workers: setting("workers", "--workers", "EXPLO_SHIM_WORKERS", &cli.workers),
+        rate_limit_redis_url: setting(
+            "rate_limit_redis_url",
+            "--rate-limit-redis-url",
+            "EXPLO_SHIM_RATE_LIMIT_REDIS_URL",
+            &cli.rate_limit_redis_url,
+        ),
     };
     Ok((cli, overrides))
 }

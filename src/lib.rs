@@ -43,6 +43,7 @@ pub mod config;
 pub mod demo;
 pub mod emulator;
 pub(crate) mod error;
+pub(crate) mod fleet;
 pub mod framing_guard;
 pub mod headers;
 pub mod legacy;

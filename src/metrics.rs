@@ -38,6 +38,11 @@ struct EndpointLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LookupLabels {
     lookup: &'static str,
 }
@@ -109,6 +114,9 @@ pub struct Metrics {
     cascade_unverified: Counter,
     untranslated_successes: Family<EndpointLabels, Counter>,
     lookups: Family<LookupLabels, Counter>,
+    /// `[redis, local]`: 1 for the budget in use, only registered with a fleet.
+    rate_limit_backend: [Gauge; 2],
+    fleet_usage_dropped: Counter,
     max_clients: usize,
     /// Known clients: a keyed hash of the credential (never the credential itself) to its
     /// fingerprint, so the SHA-256 runs once per client rather than once per call.
@@ -202,6 +210,28 @@ impl Metrics {
             "Upstream calls made before a legacy call's own Customer call, by what they looked up",
             lookups.clone(),
         );
+        let backend = Family::<BackendLabels, Gauge>::default();
+        registry.register(
+            "rate_limit_backend",
+            "Which upstream budget is in use: the fleet's in Redis, or this replica's own while \
+             Redis is unreachable (1 for the one in use)",
+            backend.clone(),
+        );
+        let rate_limit_backend = ["redis", "local"].map(|backend_name| {
+            backend
+                .get_or_create(&BackendLabels {
+                    backend: backend_name,
+                })
+                .clone()
+        });
+        // Without a fleet the replica's own budget is the only one.
+        rate_limit_backend[1].set(1);
+        let fleet_usage_dropped = Counter::default();
+        registry.register(
+            "fleet_usage_dropped",
+            "Legacy calls left out of the fleet's usage records because the queue to Redis was full",
+            fleet_usage_dropped.clone(),
+        );
         registry.register_collector(Box::new(DroppedLogLines));
         registry.register(
             "build",
@@ -235,6 +265,8 @@ impl Metrics {
             cascade_unverified,
             untranslated_successes,
             lookups,
+            rate_limit_backend,
+            fleet_usage_dropped,
             max_clients,
             clients: Mutex::new(HashMap::new()),
             client_key: RandomState::new(),
@@ -313,6 +345,17 @@ impl Metrics {
 
     pub fn cascade_refused(&self) {
         self.cascade_refused.inc();
+    }
+
+    /// The budget in use: the fleet's (`true`) or this replica's own.
+    pub fn rate_limit_backend(&self, shared: bool) {
+        let [redis, local] = &self.rate_limit_backend;
+        redis.set(i64::from(shared));
+        local.set(i64::from(!shared));
+    }
+
+    pub fn fleet_usage_dropped(&self) {
+        self.fleet_usage_dropped.inc();
     }
 
     pub fn cascade_unverified(&self) {

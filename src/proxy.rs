@@ -15,6 +15,7 @@ use tracing::Instrument;
 use crate::body::{ProxyBody, streamed_body};
 use crate::config::{Config, ConfigError};
 use crate::error::ShimError;
+use crate::fleet::Fleet;
 use crate::headers::deprecation::DeprecationHeaders;
 use crate::headers::forwarding::prepare_upstream_headers;
 use crate::headers::framing::check_request_framing;
@@ -43,6 +44,7 @@ struct Shared {
     deprecation: DeprecationHeaders,
     metrics: Arc<Metrics>,
     usage: Arc<UsageTracker>,
+    fleet: Option<Arc<Fleet>>,
 }
 
 impl Proxy {
@@ -50,16 +52,33 @@ impl Proxy {
         let metrics = Arc::new(Metrics::new(
             usize::try_from(config.limits.max_tracked_clients).unwrap_or(usize::MAX),
         ));
+        let fleet = config
+            .fleet
+            .as_ref()
+            .map(|settings| {
+                Fleet::new(
+                    settings,
+                    config.limits.max_tracked_clients,
+                    Arc::clone(&metrics),
+                )
+            })
+            .transpose()?;
         let upstream = Upstream::new(
             &config.upstream,
             config.rate_limit.as_ref(),
+            fleet.as_ref().map(Fleet::link),
             Arc::clone(&metrics),
         )?;
         let usage = Arc::new(UsageTracker::default());
         let shared = Shared {
             body_idle_timeout: config.limits.body_idle_timeout,
             add_x_forwarded_for: config.upstream.add_x_forwarded_for,
-            legacy: LegacyCalls::new(config, Arc::clone(&metrics), Arc::clone(&usage)),
+            legacy: LegacyCalls::new(
+                config,
+                Arc::clone(&metrics),
+                Arc::clone(&usage),
+                fleet.clone(),
+            ),
             in_flight: Semaphore::new(
                 usize::try_from(config.limits.max_in_flight).unwrap_or(usize::MAX),
             ),
@@ -72,6 +91,7 @@ impl Proxy {
             })?,
             metrics,
             usage,
+            fleet,
         };
         Ok(Self {
             upstream,
@@ -93,6 +113,11 @@ impl Proxy {
 
     pub fn usage(&self) -> &Arc<UsageTracker> {
         &self.shared.usage
+    }
+
+    /// The fleet's Redis, when `rate_limit.redis_url` is set.
+    pub fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.shared.fleet.as_ref()
     }
 
     /// Answers one request. Never fails: errors become legacy-envelope replies here. Every

@@ -29,6 +29,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::Prepared;
 use crate::admin::{self, AdminState, Readiness};
 use crate::config::Config;
+use crate::fleet::Fleet;
 use crate::framing_guard::FramingGuard;
 use crate::proxy::Proxy;
 use crate::tls::InboundTls;
@@ -147,7 +148,15 @@ pub async fn serve(
         readiness: Readiness::default(),
         metrics: Arc::clone(proxy.metrics()),
         usage: Arc::clone(proxy.usage()),
+        fleet: proxy.fleet().map(Fleet::link),
     };
+    // The fleet's usage writer runs here, off the serving threads, until the drain is over.
+    let (usage_writer_stop, usage_writer_stopped) = tokio::sync::oneshot::channel::<()>();
+    let usage_writer = proxy.fleet().map(|fleet| {
+        tokio::spawn(Arc::clone(fleet).run_usage_writer(async move {
+            let _ = usage_writer_stopped.await;
+        }))
+    });
     let admin_task = tokio::spawn(serve_admin(
         TcpListener::from_std(listeners.admin)?,
         admin_state.clone(),
@@ -201,6 +210,11 @@ pub async fn serve(
     admin_task.abort();
     if let Some(task) = reload_task {
         task.abort();
+    }
+    let _ = usage_writer_stop.send(());
+    if let Some(writer) = usage_writer {
+        // The last records go to Redis, within the Redis timeout per record.
+        let _ = writer.await;
     }
     Ok(())
 }
@@ -391,8 +405,8 @@ async fn serve_admin(listener: TcpListener, state: AdminState) {
         let (stream, _) = accept(&listener, "admin").await;
         let state = state.clone();
         let service = service_fn(move |request| {
-            let response = admin::handle(&request, &state);
-            async move { Ok::<_, Infallible>(response) }
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(admin::handle(&request, &state).await) }
         });
         tokio::spawn(async move {
             let _ = auto::Builder::new(TokioExecutor::new())

@@ -30,7 +30,14 @@ pub const DEPRECATED_TARGET: &str = "deprecated";
 pub const ANONYMOUS: &str = "anonymous";
 
 /// Libraries whose verbose output could carry header or body bytes.
-const CAPPED_TARGETS: [&str; 5] = ["h2", "hyper", "hyper_util", "rustls", "tokio_rustls"];
+const CAPPED_TARGETS: [&str; 6] = [
+    "h2",
+    "hyper",
+    "hyper_util",
+    "redis",
+    "rustls",
+    "tokio_rustls",
+];
 
 /// Lines the background writer may hold before new ones are dropped: enough for a burst of
 /// several seconds at full load, about 10 MB at the longest lines.

@@ -12,19 +12,22 @@ use serde_json::{Value, json};
 
 use crate::legacy::LegacyRoute;
 
-#[derive(Debug, Clone)]
-struct UsageEntry {
-    count: u64,
-    first_seen: SystemTime,
-    last_seen: SystemTime,
-    last_user_group_id: Option<String>,
+/// One client's use of one legacy endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageEntry {
+    pub count: u64,
+    pub first_seen: SystemTime,
+    pub last_seen: SystemTime,
+    pub last_user_group_id: Option<String>,
 }
+
+/// client fingerprint -> legacy endpoint -> usage
+pub type UsageRecords = BTreeMap<String, BTreeMap<&'static str, UsageEntry>>;
 
 /// Per client fingerprint and legacy endpoint usage.
 #[derive(Debug, Default)]
 pub struct UsageTracker {
-    /// client fingerprint -> legacy endpoint -> usage
-    entries: Mutex<BTreeMap<String, BTreeMap<&'static str, UsageEntry>>>,
+    entries: Mutex<UsageRecords>,
 }
 
 impl UsageTracker {
@@ -68,30 +71,35 @@ impl UsageTracker {
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let clients: Vec<Value> = entries
-            .iter()
-            .map(|(client, endpoints)| {
-                let endpoints: Vec<Value> = endpoints
-                    .iter()
-                    .map(|(endpoint, entry)| {
-                        json!({
-                            "endpoint": endpoint,
-                            "replacement": LegacyRoute::ALL
-                                .iter()
-                                .find(|route| route.legacy_endpoint() == *endpoint)
-                                .map(|route| route.customer_endpoint()),
-                            "count": entry.count,
-                            "first_seen": humantime::format_rfc3339_seconds(entry.first_seen).to_string(),
-                            "last_seen": humantime::format_rfc3339_seconds(entry.last_seen).to_string(),
-                            "last_user_group_id": entry.last_user_group_id,
-                        })
-                    })
-                    .collect();
-                json!({"client_fingerprint": client, "endpoints": endpoints})
-            })
-            .collect();
-        json!({ "clients": clients })
+        report(&entries)
     }
+}
+
+/// The `/usage` report of `records` (this replica's, or the fleet's from Redis).
+pub fn report(records: &UsageRecords) -> Value {
+    let clients: Vec<Value> = records
+        .iter()
+        .map(|(client, endpoints)| {
+            let endpoints: Vec<Value> = endpoints
+                .iter()
+                .map(|(endpoint, entry)| {
+                    json!({
+                        "endpoint": endpoint,
+                        "replacement": LegacyRoute::ALL
+                            .iter()
+                            .find(|route| route.legacy_endpoint() == *endpoint)
+                            .map(|route| route.customer_endpoint()),
+                        "count": entry.count,
+                        "first_seen": humantime::format_rfc3339_seconds(entry.first_seen).to_string(),
+                        "last_seen": humantime::format_rfc3339_seconds(entry.last_seen).to_string(),
+                        "last_user_group_id": entry.last_user_group_id,
+                    })
+                })
+                .collect();
+            json!({"client_fingerprint": client, "endpoints": endpoints})
+        })
+        .collect();
+    json!({ "clients": clients })
 }
 
 #[cfg(test)]

@@ -53,6 +53,9 @@ pub(super) struct FileRateLimit {
     pub(super) per_minute: Option<u64>,
     pub(super) burst: Option<u64>,
     pub(super) max_wait: Option<String>,
+    pub(super) redis_url: Option<String>,
+    pub(super) key: Option<String>,
+    pub(super) redis_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -57,6 +57,8 @@ pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u64 = 180;
 pub const DEFAULT_RATE_LIMIT_BURST: u64 = 30;
 /// A call that would wait longer than this for the budget is refused with 429.
 pub const DEFAULT_RATE_LIMIT_MAX_WAIT: Duration = Duration::from_secs(10);
+/// The longest one Redis round trip may take before the replica uses its own budget instead.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(25);
 
 /// The most serving threads `workers` may ask for: more would only cost memory.
 pub const MAX_WORKERS: usize = 256;
@@ -136,6 +138,40 @@ pub struct RateLimit {
     pub max_wait: Duration,
 }
 
+/// The Redis a fleet of shims shares ([`crate::fleet`]): one upstream budget and one usage view.
+#[derive(Clone, PartialEq)]
+pub struct FleetSettings {
+    /// `redis://` or `rediss://`; may hold a password, so it is never printed whole.
+    pub redis_url: String,
+    /// Replicas with the same key share a budget and a usage view.
+    pub key: String,
+    /// The most one Redis round trip may take.
+    pub timeout: Duration,
+}
+
+impl FleetSettings {
+    /// The URL without credentials, for logs and `--check-config`.
+    pub fn redacted_url(&self) -> String {
+        match self.redis_url.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                format!("{scheme}://{host}")
+            }
+            None => "<redis url>".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for FleetSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetSettings")
+            .field("redis_url", &self.redacted_url())
+            .field("key", &self.key)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 /// Legacy behaviour switches beyond the reply shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LegacyBehaviour {
@@ -156,6 +192,8 @@ pub struct Config {
     pub legacy: ReplyOptions,
     pub legacy_behaviour: LegacyBehaviour,
     pub rate_limit: Option<RateLimit>,
+    /// Set when `rate_limit.redis_url` is: the budget and usage are shared through Redis.
+    pub fleet: Option<FleetSettings>,
     pub deprecation: DeprecationDates,
     /// TLS on the main listener: certificate chain and private key (PEM).
     pub tls: Option<TlsFiles>,
@@ -190,6 +228,8 @@ impl Config {
             toml::Value::String(text) => text.clone(),
             other => other.to_string(),
         });
+        let upstream = resolve_upstream(&file.upstream, overrides, origin)?;
+        let fleet = resolve_fleet(&file.rate_limit, overrides, origin, &upstream)?;
         Ok(Config {
             listen: chosen_or_default(
                 "listen",
@@ -223,7 +263,7 @@ impl Config {
                 "text",
             )
             .log_format()?,
-            upstream: resolve_upstream(&file.upstream, overrides, origin)?,
+            upstream,
             limits: resolve_limits(&file.limits, origin)?,
             legacy: ReplyOptions {
                 team_id: file.legacy.team_id.map(serde_json::Number::from),
@@ -234,6 +274,7 @@ impl Config {
                 refuse_cascading_delete: file.legacy.refuse_cascading_delete.unwrap_or(true),
             },
             rate_limit: resolve_rate_limit(&file.rate_limit, origin)?,
+            fleet,
             deprecation: resolve_deprecation(&file.deprecation, origin)?,
             tls: resolve_tls(&file.tls, origin)?,
             shutdown_grace: duration(
@@ -385,6 +426,44 @@ fn resolve_rate_limit(
             })?,
             None => DEFAULT_RATE_LIMIT_MAX_WAIT,
         },
+    }))
+}
+
+fn resolve_fleet(
+    file: &file::FileRateLimit,
+    overrides: &Overrides,
+    origin: &str,
+    upstream: &UpstreamConfig,
+) -> Result<Option<FleetSettings>, ConfigError> {
+    let Some(url) = chosen(
+        "rate_limit.redis_url",
+        overrides.rate_limit_redis_url.as_ref(),
+        file.redis_url.as_deref(),
+        origin,
+    )
+    .filter(|sourced| !sourced.is_blank()) else {
+        return Ok(None);
+    };
+    let redis_url = url.redis_url()?;
+    let key = match file.key.as_deref().map(str::trim) {
+        None => upstream.url.to_string(),
+        Some("") => {
+            return Err(ConfigError(format!(
+                "invalid `rate_limit.key` (from {origin}): must not be empty"
+            )));
+        }
+        Some(key) => key.to_owned(),
+    };
+    Ok(Some(FleetSettings {
+        redis_url,
+        key,
+        timeout: duration(
+            "rate_limit.redis_timeout",
+            None,
+            &file.redis_timeout,
+            origin,
+            DEFAULT_REDIS_TIMEOUT,
+        )?,
     }))
 }
 

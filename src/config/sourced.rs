@@ -61,6 +61,35 @@ impl Sourced<'_> {
         }
     }
 
+    /// Whether the value is empty or blank (an unset variable written as `VAR=`).
+    pub(super) fn is_blank(&self) -> bool {
+        self.value.trim().is_empty()
+    }
+
+    /// A `redis://` or `rediss://` URL the Redis client accepts. The value is never echoed:
+    /// it may hold a password.
+    pub(super) fn redis_url(&self) -> Result<String, ConfigError> {
+        let invalid = |reason: &str| {
+            ConfigError(format!(
+                "invalid `{}` (from {}): {reason}; expected redis://[:password@]host[:port][/db] \
+                 or rediss://...",
+                self.key, self.origin
+            ))
+        };
+        let value = self.value.trim();
+        if !(value.starts_with("redis://") || value.starts_with("rediss://")) {
+            return Err(invalid("the scheme must be redis:// or rediss://"));
+        }
+        let info = redis::IntoConnectionInfo::into_connection_info(value)
+            .map_err(|error| invalid(&error.to_string()))?;
+        match info.addr() {
+            redis::ConnectionAddr::Tcp(host, _) | redis::ConnectionAddr::TcpTls { host, .. }
+                if !host.is_empty() => {}
+            _ => return Err(invalid("a host is required")),
+        }
+        Ok(value.to_owned())
+    }
+
     pub(super) fn upstream_url(&self) -> Result<UpstreamUrl, ConfigError> {
         let uri: Uri = self
             .value

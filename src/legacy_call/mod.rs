@@ -39,6 +39,7 @@ use hyper::body::Incoming;
 use crate::body::{ProxyBody, full_body};
 use crate::config::{Config, Limits};
 use crate::error::ShimError;
+use crate::fleet::Fleet;
 use crate::headers::encoding::{DecodeError, decode_body};
 use crate::headers::forwarding::prepare_upstream_headers;
 use crate::headers::hop::strip_hop_by_hop;
@@ -90,6 +91,7 @@ pub struct LegacyCalls {
     add_x_forwarded_for: bool,
     metrics: Arc<Metrics>,
     usage: Arc<UsageTracker>,
+    fleet: Option<Arc<Fleet>>,
     owners: Arc<TokenOwners>,
 }
 
@@ -102,7 +104,12 @@ const SINGLE_CUSTOMER_PATHS: [&str; 4] = [
 ];
 
 impl LegacyCalls {
-    pub fn new(config: &Config, metrics: Arc<Metrics>, usage: Arc<UsageTracker>) -> Self {
+    pub fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        usage: Arc<UsageTracker>,
+        fleet: Option<Arc<Fleet>>,
+    ) -> Self {
         Self {
             limits: config.limits.clone(),
             reply_options: config.legacy.clone(),
@@ -110,6 +117,7 @@ impl LegacyCalls {
             add_x_forwarded_for: config.upstream.add_x_forwarded_for,
             metrics,
             usage,
+            fleet,
             owners: Arc::new(TokenOwners::new(token_owners::DEFAULT_CAPACITY)),
         }
     }
@@ -165,12 +173,13 @@ impl LegacyCalls {
             status,
             latency: started.elapsed(),
         });
-        self.usage.record(
-            &caller.label,
-            route,
-            user_group_id.as_deref(),
-            SystemTime::now(),
-        );
+        let now = SystemTime::now();
+        self.usage
+            .record(&caller.label, route, user_group_id.as_deref(), now);
+        if let Some(fleet) = &self.fleet {
+            // The fleet caps clients itself, across replicas.
+            fleet.record_usage(&caller.fingerprint, route, user_group_id.as_deref(), now);
+        }
         self.metrics.legacy_call(route, status, &caller);
         response
     }

@@ -22,6 +22,7 @@ use rustls_pki_types::pem::PemObject;
 use crate::body::ProxyBody;
 use crate::config::{ConfigError, RateLimit, UpstreamConfig, UpstreamUrl};
 use crate::error::ShimError;
+use crate::fleet::FleetLink;
 use crate::metrics::{Metrics, RouteKind};
 use crate::ratelimit::{Admission, UpstreamBudget, retry_after_delay};
 use pool::{ConnectionPool, Endpoint, PooledBody};
@@ -38,6 +39,8 @@ pub struct CollectedReply {
 /// budget that paces calls to it.
 pub struct Upstream {
     connections: ConnectionPool,
+    /// This thread's connection to the fleet's Redis, when the budget is shared.
+    fleet: Option<FleetLink>,
     shared: Arc<Shared>,
 }
 
@@ -46,7 +49,9 @@ struct Shared {
     endpoint: Endpoint,
     url: UpstreamUrl,
     timeout: Duration,
-    budget: Option<UpstreamBudget>,
+    /// The budget's settings and this replica's own bucket (the only one without a fleet, the
+    /// fallback with one); `None` when the budget is off.
+    budget: Option<(RateLimit, UpstreamBudget)>,
     metrics: Arc<Metrics>,
 }
 
@@ -55,6 +60,7 @@ impl Upstream {
     pub fn new(
         config: &UpstreamConfig,
         rate_limit: Option<&RateLimit>,
+        fleet: Option<FleetLink>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, ConfigError> {
         let tls = Arc::new(tls_config(config)?);
@@ -67,15 +73,17 @@ impl Upstream {
         )
         .map_err(|error| ConfigError(format!("`upstream.url`: {error}")))?;
         let budget = rate_limit.map(|limit| {
-            UpstreamBudget::new(
+            let local = UpstreamBudget::new(
                 limit.per_minute,
                 limit.burst,
                 limit.max_wait,
                 Instant::now(),
-            )
+            );
+            (limit.clone(), local)
         });
         Ok(Self {
             connections: ConnectionPool::new(endpoint.clone()),
+            fleet: fleet.filter(|_| budget.is_some()),
             shared: Arc::new(Shared {
                 endpoint,
                 url: config.url.clone(),
@@ -91,16 +99,23 @@ impl Upstream {
     pub fn for_this_thread(&self) -> Self {
         Self {
             connections: ConnectionPool::new(self.shared.endpoint.clone()),
+            fleet: self.fleet.as_ref().map(FleetLink::for_this_thread),
             shared: Arc::clone(&self.shared),
         }
     }
 
     /// Waits for this call's turn in the upstream budget, or refuses it.
     async fn take_turn(&self) -> Result<(), ShimError> {
-        let Some(budget) = &self.shared.budget else {
+        let Some((limit, local)) = &self.shared.budget else {
             return Ok(());
         };
-        match budget.admit(Instant::now()) {
+        let shared = match &self.fleet {
+            Some(fleet) => fleet.admit(limit).await,
+            None => None,
+        };
+        // Without an answer from the fleet's Redis, this replica's own bucket decides.
+        let admission = shared.unwrap_or_else(|| local.admit(Instant::now()));
+        match admission {
             Admission::Go => Ok(()),
             Admission::WaitThenGo(delay) => {
                 self.shared.metrics.rate_limit_wait(delay);
@@ -121,11 +136,15 @@ impl Upstream {
             .upstream_latency(kind, started.elapsed());
         if status == StatusCode::TOO_MANY_REQUESTS {
             self.shared.metrics.upstream_throttled();
-            if let (Some(budget), Some(delay)) = (
+            if let (Some((_, local)), Some(delay)) = (
                 &self.shared.budget,
                 retry_after_delay(headers, SystemTime::now()),
             ) {
-                budget.upstream_throttled(Instant::now() + delay);
+                local.upstream_throttled(Instant::now() + delay);
+                if let Some(fleet) = self.fleet.clone() {
+                    // Off the request path: every replica waits, not just this one.
+                    tokio::spawn(async move { fleet.hold_for(delay).await });
+                }
             }
         }
     }
@@ -301,6 +320,7 @@ mod tests {
         let upstream = Upstream::new(
             &upstream_config("https://api.explo.co/base/"),
             None,
+            None,
             metrics(),
         )
         .unwrap();
@@ -314,7 +334,7 @@ mod tests {
     fn a_bad_ca_file_is_a_config_error_that_names_the_key() {
         let mut config = upstream_config("https://api.explo.co");
         config.ca_file = Some("/nonexistent/ca.pem".into());
-        let error = Upstream::new(&config, None, metrics())
+        let error = Upstream::new(&config, None, None, metrics())
             .err()
             .unwrap()
             .to_string();
@@ -331,6 +351,7 @@ mod tests {
             .port();
         let upstream = Upstream::new(
             &upstream_config(&format!("http://127.0.0.1:{port}")),
+            None,
             None,
             metrics(),
         )

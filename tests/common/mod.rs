@@ -720,3 +720,71 @@ impl Drop for TempConfig {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+// ---------------------------------------------------------------- redis
+
+/// A `redis-server` of the test's own: a free loopback port, no persistence, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts one, or says why it cannot. Without `redis-server` installed the test is
+    /// skipped with a message, except where `EXPLO_SHIM_REQUIRE_REDIS` is set (`.ci/run` sets
+    /// it after installing Redis), where that is a failure.
+    pub fn start() -> Option<RedisServer> {
+        Self::start_on(unused_port())
+    }
+
+    /// On a given port (to bring one back after an outage).
+    pub fn start_on(port: u16) -> Option<RedisServer> {
+        let installed = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !installed {
+            let why = "redis-server is not installed (apt-get install redis-server; .ci/run \
+                       installs it), so this Redis test cannot run";
+            assert!(
+                std::env::var_os("EXPLO_SHIM_REQUIRE_REDIS").is_none(),
+                "{why}"
+            );
+            eprintln!("SKIPPED: {why}");
+            return None;
+        }
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(RedisServer { child, port })
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Stops it, as an outage would.
+    pub fn stop(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,263 @@
+//! The fleet's migration tracker: every replica's legacy calls in one place, kept across
+//! restarts, so `/usage` on any replica answers "who still calls the legacy API" for all.
+//!
+//! A legacy call only puts an event on a bounded queue (never waiting: a full queue drops the
+//! event and counts it). A writer task on the main thread folds events per client and endpoint
+//! and writes the folded records once a second, one atomic script per record:
+//!
+//! - `…usage:clients` (set): the fingerprints counted, capped at `limits.max_tracked_clients`
+//!   for the whole fleet; past the cap a new client is counted as `other`;
+//! - `…usage:records` (set) of `<client> <endpoint>`;
+//! - `…usage:record:<client>:<endpoint>` (hash): `count`, `first_seen` and `last_seen` (Unix
+//!   seconds), `last_user_group_id`.
+//!
+//! While Redis is away the folded records wait (bounded) and are written when it returns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::Script;
+
+use super::{Fleet, FleetLink};
+use crate::legacy::LegacyRoute;
+use crate::metrics::OTHER_CLIENTS;
+use crate::usage::{UsageEntry, UsageRecords};
+
+/// Events waiting for the writer; beyond this, events are dropped and counted.
+pub const QUEUE_LENGTH: usize = 65_536;
+/// How often folded records are written.
+const WRITE_EVERY: Duration = Duration::from_secs(1);
+/// Folded records kept while Redis is away (every client on every endpoint, with room).
+const MAX_PENDING: usize = 16_384;
+
+/// One legacy call, for the fleet's records.
+#[derive(Debug)]
+pub struct UsageEvent {
+    client: Arc<String>,
+    route: LegacyRoute,
+    user_group_id: Option<String>,
+    at: SystemTime,
+}
+
+/// Calls folded per client and endpoint, not yet written.
+#[derive(Debug, Clone)]
+struct Folded {
+    count: u64,
+    first_seen: u64,
+    last_seen: u64,
+    last_user_group_id: Option<String>,
+}
+
+/// KEYS: clients set, records set. ARGV: key prefix, client, endpoint, count, first seen, last
+/// seen, last user_group_id ("" for none), the client cap.
+static RECORD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local client = ARGV[2]
+if redis.call('SISMEMBER', KEYS[1], client) == 0 then
+  if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[8]) then
+    client = ARGV[9]
+  end
+  redis.call('SADD', KEYS[1], client)
+end
+redis.call('SADD', KEYS[2], client .. ' ' .. ARGV[3])
+local record = ARGV[1] .. 'usage:record:' .. client .. ':' .. ARGV[3]
+redis.call('HINCRBY', record, 'count', ARGV[4])
+local first = tonumber(redis.call('HGET', record, 'first_seen') or '0')
+if first == 0 or tonumber(ARGV[5]) < first then
+  redis.call('HSET', record, 'first_seen', ARGV[5])
+end
+local last = tonumber(redis.call('HGET', record, 'last_seen') or '0')
+if tonumber(ARGV[6]) >= last then
+  redis.call('HSET', record, 'last_seen', ARGV[6])
+  if ARGV[7] ~= '' then
+    redis.call('HSET', record, 'last_user_group_id', ARGV[7])
+  end
+end
+return 1
+",
+    )
+});
+
+fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+impl Fleet {
+    /// Queues one legacy call for the fleet's records; never waits.
+    pub fn record_usage(
+        &self,
+        client: &Arc<String>,
+        route: LegacyRoute,
+        user_group_id: Option<&str>,
+        at: SystemTime,
+    ) {
+        let event = UsageEvent {
+            client: Arc::clone(client),
+            route,
+            user_group_id: user_group_id.map(str::to_owned),
+            at,
+        };
+        if self.usage_events.try_send(event).is_err() {
+            self.metrics.fleet_usage_dropped();
+        }
+    }
+
+    /// Writes queued usage to Redis until `shutdown`, then once more. Run once, on the main
+    /// thread's runtime.
+    pub async fn run_usage_writer(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        let receiver = self
+            .usage_receiver
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let Some(mut receiver) = receiver else {
+            return;
+        };
+        let link = self.link();
+        let mut pending: HashMap<(Arc<String>, LegacyRoute), Folded> = HashMap::new();
+        let mut tick = tokio::time::interval(WRITE_EVERY);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                event = receiver.recv() => match event {
+                    Some(event) => self.fold(&mut pending, event),
+                    None => break,
+                },
+                _ = tick.tick() => write(&link, &mut pending).await,
+                () = &mut shutdown => break,
+            }
+        }
+        while let Ok(event) = receiver.try_recv() {
+            self.fold(&mut pending, event);
+        }
+        write(&link, &mut pending).await;
+    }
+
+    fn fold(&self, pending: &mut HashMap<(Arc<String>, LegacyRoute), Folded>, event: UsageEvent) {
+        let at = unix_seconds(event.at);
+        let key = (event.client, event.route);
+        if !pending.contains_key(&key) && pending.len() >= MAX_PENDING {
+            self.metrics.fleet_usage_dropped();
+            return;
+        }
+        let folded = pending.entry(key).or_insert(Folded {
+            count: 0,
+            first_seen: at,
+            last_seen: at,
+            last_user_group_id: None,
+        });
+        folded.count += 1;
+        folded.first_seen = folded.first_seen.min(at);
+        if at >= folded.last_seen {
+            folded.last_seen = at;
+            if event.user_group_id.is_some() {
+                folded.last_user_group_id = event.user_group_id;
+            }
+        }
+    }
+}
+
+/// Writes the folded records; what Redis does not take stays for the next round.
+async fn write(link: &FleetLink, pending: &mut HashMap<(Arc<String>, LegacyRoute), Folded>) {
+    let fleet = link.fleet();
+    let keys: Vec<(Arc<String>, LegacyRoute)> = pending.keys().cloned().collect();
+    for key in keys {
+        let Some(folded) = pending.get(&key) else {
+            continue;
+        };
+        let (clients, records) = (fleet.key("usage:clients"), fleet.key("usage:records"));
+        let prefix = fleet.prefix.clone();
+        let client = key.0.to_string();
+        let endpoint = key.1.legacy_endpoint();
+        let folded = folded.clone();
+        let cap = fleet.max_clients;
+        let written: Option<i64> = link
+            .call(|mut connection| async move {
+                RECORD
+                    .key(clients)
+                    .key(records)
+                    .arg(prefix)
+                    .arg(client)
+                    .arg(endpoint)
+                    .arg(folded.count)
+                    .arg(folded.first_seen)
+                    .arg(folded.last_seen)
+                    .arg(folded.last_user_group_id.unwrap_or_default())
+                    .arg(cap)
+                    .arg(OTHER_CLIENTS)
+                    .invoke_async(&mut connection)
+                    .await
+            })
+            .await;
+        if written.is_none() {
+            // Redis is away: keep the rest for the next round.
+            return;
+        }
+        pending.remove(&key);
+    }
+}
+
+impl FleetLink {
+    /// The fleet's records, or `None` when Redis cannot answer in time.
+    pub async fn usage_records(&self) -> Option<UsageRecords> {
+        let fleet = &self.fleet;
+        let records_key = fleet.key("usage:records");
+        let members: Vec<String> = self
+            .call(|mut connection| async move {
+                redis::cmd("SMEMBERS")
+                    .arg(records_key)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        let mut pipeline = redis::pipe();
+        let mut named = Vec::with_capacity(members.len());
+        for member in &members {
+            let Some((client, endpoint)) = member.rsplit_once(' ') else {
+                continue;
+            };
+            let Some(route) = LegacyRoute::ALL
+                .into_iter()
+                .find(|route| route.legacy_endpoint() == endpoint)
+            else {
+                continue;
+            };
+            pipeline
+                .cmd("HGETALL")
+                .arg(fleet.key(&format!("usage:record:{client}:{endpoint}")));
+            named.push((client.to_owned(), route));
+        }
+        let hashes: Vec<HashMap<String, String>> = if named.is_empty() {
+            Vec::new()
+        } else {
+            self.call(|mut connection| async move { pipeline.query_async(&mut connection).await })
+                .await?
+        };
+        let mut records: UsageRecords = BTreeMap::new();
+        for ((client, route), hash) in named.into_iter().zip(hashes) {
+            let number = |field: &str| {
+                hash.get(field)
+                    .and_then(|value| value.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let seconds = |field| UNIX_EPOCH + Duration::from_secs(number(field));
+            records.entry(client).or_default().insert(
+                route.legacy_endpoint(),
+                UsageEntry {
+                    count: number("count"),
+                    first_seen: seconds("first_seen"),
+                    last_seen: seconds("last_seen"),
+                    last_user_group_id: hash
+                        .get("last_user_group_id")
+                        .filter(|id| !id.is_empty())
+                        .cloned(),
+                },
+            );
+        }
+        Some(records)
+    }
+}

@@ -1,0 +1,268 @@
+//! Issue 10: replicas sharing one Redis act as one shim: one upstream budget, one usage view.
+//! Every test starts its own `redis-server` (free loopback port, no persistence) and real
+//! shims against an in-process upstream.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// A fleet config: `per_minute` and `burst` for the whole fleet, no waiting for a turn.
+fn fleet_config(redis: &RedisServer, per_minute: u32, burst: u32) -> TempConfig {
+    TempConfig::new(&format!(
+        "[rate_limit]\nper_minute = {per_minute}\nburst = {burst}\nmax_wait = \"1ms\"\n\
+         redis_url = \"{}\"\n",
+        redis.url()
+    ))
+}
+
+async fn metric(shim: &Shim, line_start: &str) -> Option<f64> {
+    let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
+    String::from_utf8_lossy(&metrics.body)
+        .lines()
+        .find(|line| line.starts_with(line_start))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+async fn backend(shim: &Shim) -> Value {
+    send("GET", &shim.admin_url("/readyz"), &[], "")
+        .await
+        .json()["rate_limit_backend"]
+        .clone()
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_budget() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1}))).await;
+    let config = fleet_config(&redis, 60, 4);
+    let replicas = [
+        Shim::start(&upstream.url(), &["--config", config.path()]),
+        Shim::start(&upstream.url(), &["--config", config.path()]),
+    ];
+    let started = Instant::now();
+    let (mut admitted, mut refused) = (0u32, 0u32);
+    for round in 0..12 {
+        let got = send("GET", &replicas[round % 2].url("/api/customers/"), &[], "").await;
+        match got.status.as_u16() {
+            200 => admitted += 1,
+            429 => {
+                got.assert_shim_error(429, "rate_limited");
+                assert!(got.header("retry-after").is_some());
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {:?}", got.body),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // The fleet's burst plus its refill (one a second), with one for the boundary; two
+    // separate budgets would have let 8 through at once.
+    let most = 4 + elapsed.ceil() as u32;
+    assert!(admitted >= 4, "the burst goes through: {admitted}");
+    assert!(
+        admitted <= most,
+        "{admitted} admitted in {elapsed:.2}s, at most {most}"
+    );
+    assert_eq!(admitted + refused, 12, "none lost");
+    assert_eq!(upstream.requests().len() as u32, admitted);
+    for replica in &replicas {
+        assert_eq!(backend(replica).await, "redis");
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_429_holds_the_whole_fleet() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let upstream = FakeUpstream::start(|request| {
+        if request.path() == "/throttled" {
+            Reply::json(429, json!({"detail": "slow down"})).header("retry-after", "3")
+        } else {
+            Reply::json(200, json!({"success": 1}))
+        }
+    })
+    .await;
+    let config = fleet_config(&redis, 600, 50);
+    let first = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let second = Shim::start(&upstream.url(), &["--config", config.path()]);
+    assert_eq!(
+        send("GET", &first.url("/throttled"), &[], "").await.status,
+        429
+    );
+    // The hold is written off the request path; give it a moment to land.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send("GET", &second.url("/api/customers/"), &[], "")
+        .await
+        .assert_shim_error(429, "rate_limited");
+    assert_eq!(upstream.requests().len(), 1, "the other replica waited too");
+}
+
+#[tokio::test]
+async fn a_redis_outage_costs_no_requests_and_its_return_is_noticed() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1}))).await;
+    let config = fleet_config(&redis, 6000, 100);
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    assert_eq!(
+        send("GET", &shim.url("/api/customers/"), &[], "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(backend(&shim).await, "redis");
+
+    let port = redis.stop();
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(
+            send("GET", &shim.url("/api/customers/"), &[], "")
+                .await
+                .status,
+            200
+        );
+    }
+    // Twenty requests with Redis gone take nowhere near twenty timeouts.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(backend(&shim).await, "local");
+    assert_eq!(
+        send("GET", &shim.admin_url("/healthz"), &[], "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send("GET", &shim.admin_url("/readyz"), &[], "")
+            .await
+            .status,
+        200
+    );
+    let warnings = shim
+        .events("explo_shim::fleet")
+        .into_iter()
+        .filter(|event| event["level"] == "WARN")
+        .count();
+    assert_eq!(warnings, 1, "one warning per outage, not one per request");
+    assert_eq!(
+        metric(&shim, "explo_shim_rate_limit_backend{backend=\"local\"}").await,
+        Some(1.0)
+    );
+
+    let _back = RedisServer::start_on(port).expect("redis-server again");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(
+            send("GET", &shim.url("/api/customers/"), &[], "")
+                .await
+                .status,
+            200
+        );
+        if backend(&shim).await == "redis" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Redis's return was not noticed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        shim.events("explo_shim::fleet")
+            .iter()
+            .any(|event| event["level"] == "INFO")
+    );
+    // The Redis URL (which may hold a password) is never logged whole; the team token never.
+    assert!(!shim.logs().iter().any(|line| line.contains(TEAM_TOKEN)));
+}
+
+#[tokio::test]
+async fn a_new_replica_sees_the_usage_of_the_others() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("g1", "t")}),
+    ))
+    .await;
+    let config = fleet_config(&redis, 6000, 100);
+    {
+        let first = Shim::start(&upstream.url(), &["--config", config.path()]);
+        let second = Shim::start(&upstream.url(), &["--config", config.path()]);
+        for shim in [&first, &second] {
+            let got = send(
+                "POST",
+                &shim.url("/api/update_user_group/"),
+                &[(TOKEN_HEADER, TEAM_TOKEN)],
+                r#"{"user_group_id": "g1"}"#,
+            )
+            .await;
+            assert_eq!(got.status, 200);
+        }
+        // Both stop here; their last records are written as they shut down.
+        for mut shim in [first, second] {
+            shim.signal("TERM");
+            assert!(shim.wait_exit(Duration::from_secs(10)).is_some());
+        }
+    }
+    let newcomer = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let usage = send("GET", &newcomer.admin_url("/usage"), &[], "")
+        .await
+        .json();
+    assert_eq!(usage["source"], "fleet");
+    let clients = usage["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 1, "{usage}");
+    let endpoint = &clients[0]["endpoints"][0];
+    assert_eq!(endpoint["endpoint"], "update_user_group");
+    assert_eq!(endpoint["count"], 2);
+    assert_eq!(endpoint["last_user_group_id"], "g1");
+    // Fingerprints only: the token is stored nowhere in Redis.
+    let dump = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "--scan"])
+        .output();
+    if let Ok(dump) = dump {
+        assert!(!String::from_utf8_lossy(&dump.stdout).contains("sk_live"));
+    }
+    // `explo-shim usage` shows the same.
+    let output = run_binary(&["usage", "--admin", &newcomer.admin_url("")], &[]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("update_user_group"));
+}
+
+#[test]
+fn bad_redis_urls_stop_start_up_and_name_the_key() {
+    for url in ["http://localhost:6379", "redis://", "not a url"] {
+        let output = run_binary(
+            &[
+                "--check-config",
+                "--upstream",
+                "https://api.explo.co",
+                "--rate-limit-redis-url",
+                url,
+            ],
+            &[],
+        );
+        assert_eq!(output.status.code(), Some(64), "{url}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("rate_limit.redis_url"), "{url}: {stderr}");
+    }
+    let output = run_binary(
+        &["--check-config"],
+        &[(
+            "EXPLO_SHIM_RATE_LIMIT_REDIS_URL",
+            "redis://:hunter2@127.0.0.1:6379/0",
+        )],
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !stdout.contains("hunter2"),
+        "the password is never printed: {stdout}"
+    );
+}
