@@ -22,6 +22,8 @@
 //! - [`demo`]: `--demo`, the shim in front of the emulator.
 //! - [`emulator`]: an in-memory Customer API for offline tests and `--demo`.
 //! - [`commands`]: the `translate`, `usage` and `healthcheck` subcommands.
+//! - [`fleet`]: replicas as one through Redis: the shared upstream budget and usage records,
+//!   with a local fallback while Redis is away.
 //! - [`upstream`]: the client to the configured upstream: the shared budget and each thread's
 //!   own connections ([`upstream::pool`]).
 //! - [`headers`]: one module per header concern (hop-by-hop, content encoding, forwarding).
@@ -103,6 +105,14 @@ pub async fn run(
         workers = listeners.workers(),
         "explo-shim listening"
     );
+    if let Some(fleet) = &config.fleet {
+        tracing::info!(
+            redis = %fleet.redacted_url(),
+            key = %fleet.key,
+            budget_shared = config.rate_limit.is_some(),
+            "sharing the upstream budget and usage records with every replica on this Redis"
+        );
+    }
     if config.legacy.team_id.is_none() {
         // The Customer API has no team id, so legacy replies can only carry the configured one.
         tracing::warn!(
