@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
@@ -22,6 +23,7 @@ use serde_json::{Value, json};
 use crate::body::{ProxyBody, full_body};
 use crate::fleet::FleetLink;
 use crate::metrics::Metrics;
+use crate::retirement::Retirement;
 use crate::usage::{self, UsageTracker};
 
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -49,6 +51,8 @@ pub struct AdminState {
     pub usage: Arc<UsageTracker>,
     /// The fleet's Redis, for its usage records.
     pub fleet: Option<FleetLink>,
+    /// The brownout schedule, shown in `/metrics`.
+    pub retirement: Retirement,
 }
 
 /// Answers one admin request.
@@ -56,6 +60,17 @@ pub async fn handle<B>(request: &Request<B>, state: &AdminState) -> Response<Pro
     let readiness = &state.readiness;
     let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
     if is_read && request.uri().path() == "/metrics" {
+        let now = SystemTime::now();
+        let next_start = state.retirement.next(now).map(|window| {
+            window
+                .start
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+        });
+        state
+            .metrics
+            .brownout_state(state.retirement.active(now).is_some(), next_start);
         let mut response = Response::new(full_body(state.metrics.encode()));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -123,6 +138,7 @@ mod tests {
             metrics: Arc::new(Metrics::new(10)),
             usage: Arc::new(UsageTracker::default()),
             fleet: None,
+            retirement: Retirement::default(),
         }
     }
 

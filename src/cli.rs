@@ -45,6 +45,18 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub rate_limit_redis_url: Option<String>,
+    /// Brownout windows, comma-separated ISO 8601 intervals: START/END or START/DURATION,
+    /// e.g. 2026-12-01T10:00:00Z/PT1H (replaces `deprecation.brownouts`).
+    #[arg(long, env = "EXPLO_SHIM_BROWNOUTS", value_name = "INTERVALS")]
+    pub brownouts: Option<String>,
+    /// What legacy calls get once the sunset has passed: serve (translate as before) or
+    /// refuse (410).
+    #[arg(long, env = "EXPLO_SHIM_AFTER_SUNSET", value_name = "serve|refuse")]
+    pub after_sunset: Option<String>,
+    /// Client fingerprints served through brownouts and after the sunset, comma-separated
+    /// (replaces `deprecation.exempt_clients`).
+    #[arg(long, env = "EXPLO_SHIM_EXEMPT_CLIENTS", value_name = "FINGERPRINTS")]
+    pub exempt_clients: Option<String>,
     /// Validate the configuration, print it and exit (0 when valid, 64 when not).
     #[arg(long)]
     pub check_config: bool,
@@ -92,6 +104,20 @@ pub enum Command {
         #[arg(long, value_enum, value_name = "FAULT")]
         fault: Vec<crate::emulator::Fault>,
     },
+    /// Print a suggested brownout schedule before the sunset (windows growing from 5 minutes
+    /// to 4 hours, one a week) and who would be affected, from a running shim's /usage.
+    BrownoutPlan {
+        /// The sunset to plan towards (default: the configured `deprecation.sunset`), e.g.
+        /// 2027-03-01 or 2027-03-01T00:00:00Z.
+        #[arg(long, value_name = "DATE")]
+        sunset: Option<String>,
+        /// Time of day the windows start, HH:MM in UTC.
+        #[arg(long, value_name = "HH:MM", default_value = "15:00")]
+        at: String,
+        /// Admin listener URL of a running shim (default: the configured admin address).
+        #[arg(long, value_name = "URL")]
+        admin: Option<String>,
+    },
     /// Exit 0 when the admin /readyz answers 200 (for container health checks).
     Healthcheck {
         /// Admin listener URL (default: the configured admin address).
@@ -119,6 +145,9 @@ pub struct Overrides {
     pub log_format: Option<Setting>,
     pub workers: Option<Setting>,
     pub rate_limit_redis_url: Option<Setting>,
+    pub brownouts: Option<Setting>,
+    pub after_sunset: Option<Setting>,
+    pub exempt_clients: Option<Setting>,
 }
 
 /// Parses `args` (including the program name). Help and version come back as `Err` too;
@@ -167,6 +196,24 @@ where
             "--rate-limit-redis-url",
             "EXPLO_SHIM_RATE_LIMIT_REDIS_URL",
             &cli.rate_limit_redis_url,
+        ),
+        brownouts: setting(
+            "brownouts",
+            "--brownouts",
+            "EXPLO_SHIM_BROWNOUTS",
+            &cli.brownouts,
+        ),
+        after_sunset: setting(
+            "after_sunset",
+            "--after-sunset",
+            "EXPLO_SHIM_AFTER_SUNSET",
+            &cli.after_sunset,
+        ),
+        exempt_clients: setting(
+            "exempt_clients",
+            "--exempt-clients",
+            "EXPLO_SHIM_EXEMPT_CLIENTS",
+            &cli.exempt_clients,
         ),
     };
     Ok((cli, overrides))

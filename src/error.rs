@@ -5,12 +5,13 @@
 //! `{"success": 0, "error": "...", "code": "..."}` so legacy clients that read `success` keep
 //! working, and nothing the shim answers is a bare 500 or an empty body.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
 use crate::body::{ProxyBody, full_body};
+use crate::legacy::LegacyRoute;
 
 /// Everything that makes the shim answer instead of the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,17 @@ pub enum ShimError {
     /// The legacy delete was not carried out because the shim could not establish that the
     /// customer has no children (`refuse_cascading_delete`).
     CascadeUnverified { reason: String },
+    /// A legacy call during a scheduled brownout (`deprecation.brownouts`).
+    Brownout {
+        route: LegacyRoute,
+        ends_at: SystemTime,
+        retry_after: Duration,
+    },
+    /// A legacy call after the sunset, with `deprecation.after_sunset = "refuse"`.
+    Sunset {
+        route: LegacyRoute,
+        since: SystemTime,
+    },
     /// The upstream could not be reached (DNS, TCP, TLS).
     UpstreamUnreachable { detail: String },
     /// The upstream broke the exchange after the connection was made.
@@ -102,6 +114,7 @@ impl ShimError {
             | Self::TokenOfAnotherGroup { .. }
             | Self::CascadeUnverified { .. } => StatusCode::CONFLICT,
             Self::NotJson | Self::EncodedRequestBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Brownout { .. } | Self::Sunset { .. } => StatusCode::GONE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ConnectRefused => StatusCode::METHOD_NOT_ALLOWED,
             Self::UpstreamUnreachable { .. }
@@ -133,6 +146,8 @@ impl ShimError {
             Self::DeleteWouldCascade { .. } => "delete_would_cascade",
             Self::TokenOfAnotherGroup { .. } => "token_of_another_group",
             Self::CascadeUnverified { .. } => "cascade_unverified",
+            Self::Brownout { .. } => "brownout",
+            Self::Sunset { .. } => "sunset",
             Self::UpstreamUnreachable { .. } => "upstream_unreachable",
             Self::UpstreamFailed { .. } => "upstream_failed",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
@@ -214,6 +229,18 @@ impl ShimError {
                  instead, or delete deliberately with DELETE /api/delete_customer/ on the \
                  Customer API"
             ),
+            Self::Brownout { route, ends_at, .. } => format!(
+                "the End User Group API is in a scheduled brownout until {}: legacy calls fail \
+                 on purpose so that integrations still using it notice before it is retired. \
+                 {}",
+                humantime::format_rfc3339_seconds(*ends_at),
+                call_instead(*route)
+            ),
+            Self::Sunset { route, since } => format!(
+                "the End User Group API was retired on {}. {}",
+                humantime::format_rfc3339_seconds(*since),
+                call_instead(*route)
+            ),
             Self::UpstreamUnreachable { .. } => {
                 "the Explo API could not be reached; retry later".to_owned()
             }
@@ -282,7 +309,9 @@ impl ShimError {
         );
         let retry_after = match &self {
             Self::Overloaded => Some(OVERLOAD_RETRY_AFTER),
-            Self::RateLimited { retry_after } => Some(*retry_after),
+            Self::RateLimited { retry_after } | Self::Brownout { retry_after, .. } => {
+                Some(*retry_after)
+            }
             _ => None,
         };
         if let Some(delay) = retry_after {
@@ -326,6 +355,17 @@ impl std::fmt::Display for ShimError {
 }
 
 impl std::error::Error for ShimError {}
+
+/// Where a retired legacy call's client should go instead.
+fn call_instead(route: LegacyRoute) -> String {
+    let spec = route.spec();
+    format!(
+        "Call {} {} on the Customer API instead ({}); `explo-shim translate` prints the call",
+        spec.method,
+        spec.customer_path,
+        crate::headers::deprecation::successor_doc_url(route)
+    )
+}
 
 #[cfg(test)]
 mod tests {

@@ -54,6 +54,7 @@ pub(crate) mod log_text;
 pub(crate) mod metrics;
 pub(crate) mod proxy;
 pub(crate) mod ratelimit;
+pub mod retirement;
 pub(crate) mod server;
 pub mod telemetry;
 pub(crate) mod tls;

@@ -38,6 +38,12 @@ struct EndpointLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    endpoint: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabels {
     backend: &'static str,
 }
@@ -117,6 +123,9 @@ pub struct Metrics {
     /// `[redis, local]`: 1 for the budget in use, only registered with a fleet.
     rate_limit_backend: [Gauge; 2],
     fleet_usage_dropped: Counter,
+    legacy_refused: Family<RefusalLabels, Counter>,
+    brownout_active: Gauge,
+    brownout_next_start: Gauge,
     max_clients: usize,
     /// Known clients: a keyed hash of the credential (never the credential itself) to its
     /// fingerprint, so the SHA-256 runs once per client rather than once per call.
@@ -232,6 +241,24 @@ impl Metrics {
             "Legacy calls left out of the fleet's usage records because the queue to Redis was full",
             fleet_usage_dropped.clone(),
         );
+        let legacy_refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "legacy_refused",
+            "Legacy calls answered 410 on purpose: during a brownout or after the sunset",
+            legacy_refused.clone(),
+        );
+        let brownout_active = Gauge::default();
+        registry.register(
+            "brownout_active",
+            "1 while a scheduled brownout refuses legacy calls",
+            brownout_active.clone(),
+        );
+        let brownout_next_start = Gauge::default();
+        registry.register(
+            "brownout_next_start_timestamp_seconds",
+            "When the next brownout starts (Unix seconds); 0 when none is scheduled",
+            brownout_next_start.clone(),
+        );
         registry.register_collector(Box::new(DroppedLogLines));
         registry.register(
             "build",
@@ -267,6 +294,9 @@ impl Metrics {
             lookups,
             rate_limit_backend,
             fleet_usage_dropped,
+            legacy_refused,
+            brownout_active,
+            brownout_next_start,
             max_clients,
             clients: Mutex::new(HashMap::new()),
             client_key: RandomState::new(),
@@ -352,6 +382,23 @@ impl Metrics {
         let [redis, local] = &self.rate_limit_backend;
         redis.set(i64::from(shared));
         local.set(i64::from(!shared));
+    }
+
+    /// A legacy call refused on purpose; `reason` is `brownout` or `sunset`.
+    pub fn legacy_refused(&self, route: LegacyRoute, reason: &'static str) {
+        self.legacy_refused
+            .get_or_create(&RefusalLabels {
+                endpoint: route.legacy_endpoint(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// The brownout schedule as of now, set when `/metrics` is read.
+    pub fn brownout_state(&self, active: bool, next_start_unix: Option<u64>) {
+        self.brownout_active.set(i64::from(active));
+        self.brownout_next_start
+            .set(next_start_unix.map_or(0, |at| i64::try_from(at).unwrap_or(i64::MAX)));
     }
 
     pub fn fleet_usage_dropped(&self) {

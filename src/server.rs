@@ -149,6 +149,7 @@ pub async fn serve(
         metrics: Arc::clone(proxy.metrics()),
         usage: Arc::clone(proxy.usage()),
         fleet: proxy.fleet().map(Fleet::link),
+        retirement: config.deprecation.retirement.clone(),
     };
     // The fleet's usage writer runs here, off the serving threads, until the drain is over.
     let (usage_writer_stop, usage_writer_stopped) = tokio::sync::oneshot::channel::<()>();

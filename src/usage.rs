@@ -19,6 +19,8 @@ pub struct UsageEntry {
     pub first_seen: SystemTime,
     pub last_seen: SystemTime,
     pub last_user_group_id: Option<String>,
+    /// Calls refused on purpose (a brownout, the sunset).
+    pub refused: u64,
 }
 
 /// client fingerprint -> legacy endpoint -> usage
@@ -38,6 +40,7 @@ impl UsageTracker {
         route: LegacyRoute,
         user_group_id: Option<&str>,
         now: SystemTime,
+        refused: bool,
     ) {
         let mut entries = self
             .entries
@@ -57,8 +60,10 @@ impl UsageTracker {
                 first_seen: now,
                 last_seen: now,
                 last_user_group_id: None,
+                refused: 0,
             });
         entry.count += 1;
+        entry.refused += u64::from(refused);
         entry.last_seen = now;
         if let Some(id) = user_group_id {
             entry.last_user_group_id = Some(id.to_owned());
@@ -93,6 +98,7 @@ pub fn report(records: &UsageRecords) -> Value {
                         "first_seen": humantime::format_rfc3339_seconds(entry.first_seen).to_string(),
                         "last_seen": humantime::format_rfc3339_seconds(entry.last_seen).to_string(),
                         "last_user_group_id": entry.last_user_group_id,
+                        "refused": entry.refused,
                     })
                 })
                 .collect();
@@ -111,31 +117,33 @@ mod tests {
     fn counts_first_and_last_seen_and_the_last_group() {
         let tracker = UsageTracker::default();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_760_486_400); // 2025-10-15
-        tracker.record("abc", LegacyRoute::UpdateUserGroup, Some("g1"), t0);
+        tracker.record("abc", LegacyRoute::UpdateUserGroup, Some("g1"), t0, false);
         tracker.record(
             "abc",
             LegacyRoute::UpdateUserGroup,
             None,
             t0 + Duration::from_secs(60),
+            true,
         );
         tracker.record(
             "abc",
             LegacyRoute::UpdateUserGroup,
             Some("g2"),
             t0 + Duration::from_secs(120),
+            false,
         );
-        tracker.record("def", LegacyRoute::DeleteUserGroup, None, t0);
+        tracker.record("def", LegacyRoute::DeleteUserGroup, None, t0, false);
         assert_eq!(
             tracker.report(),
             json!({"clients": [
                 {"client_fingerprint": "abc", "endpoints": [{
                     "endpoint": "update_user_group", "replacement": "update_customer", "count": 3,
                     "first_seen": "2025-10-15T00:00:00Z", "last_seen": "2025-10-15T00:02:00Z",
-                    "last_user_group_id": "g2"}]},
+                    "last_user_group_id": "g2", "refused": 1}]},
                 {"client_fingerprint": "def", "endpoints": [{
                     "endpoint": "delete_user_group", "replacement": "delete_customer", "count": 1,
                     "first_seen": "2025-10-15T00:00:00Z", "last_seen": "2025-10-15T00:00:00Z",
-                    "last_user_group_id": null}]}
+                    "last_user_group_id": null, "refused": 0}]}
             ]})
         );
     }

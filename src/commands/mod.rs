@@ -3,9 +3,11 @@
 //! - [`translate`]: the migration assistant (legacy request in, Customer API call out).
 //! - [`usage`]: the `/usage` migration report of a running shim, as a table.
 //! - [`healthcheck`]: probes the admin `/readyz` (the container's HEALTHCHECK).
+//! - [`brownout_plan`]: a suggested brownout schedule and who it would affect.
 //! - `emulate`: the in-memory Customer API ([`crate::emulator`]).
 //! - [`run`]: runs any of them from the command line, with its exit code.
 
+pub mod brownout_plan;
 pub mod healthcheck;
 pub mod run;
 pub mod translate;

@@ -8,7 +8,7 @@ use crate::cli::{Command, Overrides};
 use crate::config::Config;
 use crate::emulator::{self, EXPLO_RATE_LIMIT_PER_MINUTE, Emulator};
 
-use super::{admin_url_for, admin_url_from_flag, healthcheck, translate, usage};
+use super::{admin_url_for, admin_url_from_flag, brownout_plan, healthcheck, translate, usage};
 
 /// EX_USAGE: the command line or configuration is wrong.
 pub const EXIT_USAGE: u8 = 64;
@@ -34,6 +34,9 @@ pub fn run(command: Command, overrides: &Overrides) -> u8 {
                 Err(error) => fail("usage", &error),
             },
         },
+        Command::BrownoutPlan { sunset, at, admin } => {
+            run_brownout_plan(sunset.as_deref(), &at, admin.as_deref(), overrides)
+        }
         Command::Healthcheck { admin } => match admin_url(admin.as_deref(), overrides) {
             Err(code) => code,
             Ok(admin) => match block_on(healthcheck::run(&admin)) {
@@ -47,6 +50,67 @@ pub fn run(command: Command, overrides: &Overrides) -> u8 {
             fault,
         } => run_emulator(&listen, rate_limit, fault.into_iter().collect()),
     }
+}
+
+fn run_brownout_plan(
+    sunset: Option<&str>,
+    at: &str,
+    admin: Option<&str>,
+    overrides: &Overrides,
+) -> u8 {
+    let usage_error = |error: String| {
+        eprintln!("explo-shim brownout-plan: {error}");
+        EXIT_USAGE
+    };
+    let config = match Config::resolve(overrides) {
+        Ok(config) => config,
+        Err(error) => return usage_error(error.to_string()),
+    };
+    let sunset = match sunset {
+        Some(text) => match parse_plan_date(text) {
+            Ok(at) => at,
+            Err(error) => return usage_error(error),
+        },
+        None => match config.deprecation.sunset_at {
+            Some(at) => at,
+            None => {
+                return usage_error(
+                    "no sunset to plan towards: pass --sunset DATE or set deprecation.sunset"
+                        .to_owned(),
+                );
+            }
+        },
+    };
+    let time_of_day = match brownout_plan::parse_time_of_day(at) {
+        Ok(time) => time,
+        Err(error) => return usage_error(error),
+    };
+    let admin = admin.map_or_else(|| admin_url_for(config.admin), admin_url_from_flag);
+    let input = brownout_plan::PlanInput {
+        now: std::time::SystemTime::now(),
+        sunset,
+        time_of_day,
+        exempt: config.deprecation.retirement.exempt_clients().clone(),
+    };
+    let usage = block_on(brownout_plan::fetch_usage(&admin));
+    match brownout_plan::render(&input, usage) {
+        Ok(plan) => {
+            print!("{plan}");
+            0
+        }
+        Err(error) => usage_error(error),
+    }
+}
+
+/// `2027-03-01` or `2027-03-01T00:00:00Z`.
+fn parse_plan_date(text: &str) -> Result<std::time::SystemTime, String> {
+    let full = if text.len() == 10 {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_owned()
+    };
+    humantime::parse_rfc3339_weak(&full)
+        .map_err(|error| format!("--sunset {text:?}: {error}; expected e.g. 2027-03-01"))
 }
 
 fn fail(command: &str, error: &str) -> u8 {

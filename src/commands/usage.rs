@@ -16,7 +16,7 @@ pub async fn run(admin: &str) -> Result<String, String> {
     Ok(render_table(&report))
 }
 
-const COLUMNS: [&str; 7] = [
+const COLUMNS: [&str; 8] = [
     "CLIENT",
     "LEGACY ENDPOINT",
     "REPLACEMENT",
@@ -24,16 +24,18 @@ const COLUMNS: [&str; 7] = [
     "FIRST SEEN",
     "LAST SEEN",
     "LAST USER_GROUP_ID",
+    "REFUSED",
 ];
 
-/// One row per client and endpoint, columns padded to fit.
+/// One row per client and endpoint, columns padded to fit. `REFUSED` marks the calls answered
+/// 410 on purpose (a brownout, the sunset): `3 (brownout/sunset)`, or `-`.
 pub fn render_table(report: &Value) -> String {
     let text = |value: &Value| match value {
         Value::String(text) => text.clone(),
         Value::Null => "-".to_owned(),
         other => other.to_string(),
     };
-    let mut rows: Vec<[String; 7]> = Vec::new();
+    let mut rows: Vec<[String; 8]> = Vec::new();
     for client in report["clients"].as_array().into_iter().flatten() {
         for endpoint in client["endpoints"].as_array().into_iter().flatten() {
             rows.push([
@@ -44,11 +46,19 @@ pub fn render_table(report: &Value) -> String {
                 text(&endpoint["first_seen"]),
                 text(&endpoint["last_seen"]),
                 text(&endpoint["last_user_group_id"]),
+                match endpoint["refused"].as_u64() {
+                    Some(refused) if refused > 0 => format!("{refused} (brownout/sunset)"),
+                    _ => "-".to_owned(),
+                },
             ]);
         }
     }
     if rows.is_empty() {
-        return "No legacy End User Group calls seen since this shim started.\n".to_owned();
+        let source = match report["source"].as_str() {
+            Some("fleet") => "by the fleet",
+            _ => "since this shim started",
+        };
+        return format!("No legacy End User Group calls seen {source}.\n");
     }
     let mut widths = COLUMNS.map(str::len);
     for row in &rows {
@@ -56,7 +66,7 @@ pub fn render_table(report: &Value) -> String {
             *width = (*width).max(cell.len());
         }
     }
-    let line = |cells: &[String; 7]| {
+    let line = |cells: &[String; 8]| {
         let padded: Vec<String> = cells
             .iter()
             .zip(widths)
@@ -81,7 +91,7 @@ mod tests {
         let report = json!({"clients": [{"client_fingerprint": "64cc961af68c", "endpoints": [
             {"endpoint": "update_user_group", "replacement": "update_customer", "count": 12,
              "first_seen": "2026-11-01T10:00:00Z", "last_seen": "2026-11-26T05:00:00Z",
-             "last_user_group_id": "example_1"},
+             "last_user_group_id": "example_1", "refused": 2},
             {"endpoint": "delete_user_group", "replacement": "delete_customer", "count": 1,
              "first_seen": "2026-11-02T10:00:00Z", "last_seen": "2026-11-02T10:00:00Z",
              "last_user_group_id": null}]}]});
@@ -96,7 +106,8 @@ mod tests {
             lines[1].starts_with("64cc961af68c  update_user_group  update_customer  12"),
             "{table}"
         );
-        assert!(lines[2].ends_with("-"), "{table}");
+        assert!(lines[1].ends_with("2 (brownout/sunset)"), "{table}");
+        assert!(lines[2].ends_with("-                   -"), "{table}");
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub(super) struct FileTls {
 pub(super) struct FileDeprecation {
     pub(super) date: Option<String>,
     pub(super) sunset: Option<String>,
+    pub(super) brownouts: Option<Vec<String>>,
+    pub(super) after_sunset: Option<String>,
+    pub(super) exempt_clients: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

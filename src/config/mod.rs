@@ -17,6 +17,9 @@ use std::time::{Duration, SystemTime};
 use crate::cli::{Overrides, Setting};
 use crate::headers::deprecation::{DEFAULT_DEPRECATION_DATE, DeprecationHeaders};
 use crate::legacy::reply::ReplyOptions;
+use crate::retirement::schedule::parse_interval;
+use crate::retirement::{AfterSunset, Retirement};
+use crate::telemetry::ANONYMOUS;
 use file::FileConfig;
 use sourced::{chosen, chosen_or_default, parse_date, positive, small_positive};
 
@@ -207,11 +210,13 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
 }
 
-/// When the legacy API was deprecated and, optionally, when it goes away.
+/// When the legacy API was deprecated, when it goes away, and how it is retired.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeprecationDates {
     pub deprecated_at: SystemTime,
     pub sunset_at: Option<SystemTime>,
+    /// Brownouts, the sunset's enforcement and the exempt clients.
+    pub retirement: Retirement,
 }
 
 impl Config {
@@ -275,7 +280,7 @@ impl Config {
             },
             rate_limit: resolve_rate_limit(&file.rate_limit, origin)?,
             fleet,
-            deprecation: resolve_deprecation(&file.deprecation, origin)?,
+            deprecation: resolve_deprecation(&file.deprecation, overrides, origin)?,
             tls: resolve_tls(&file.tls, origin)?,
             shutdown_grace: duration(
                 "shutdown.grace",
@@ -469,6 +474,7 @@ fn resolve_fleet(
 
 fn resolve_deprecation(
     file: &file::FileDeprecation,
+    overrides: &Overrides,
     origin: &str,
 ) -> Result<DeprecationDates, ConfigError> {
     let deprecated_at = match &file.date {
@@ -486,9 +492,70 @@ fn resolve_deprecation(
             humantime::format_rfc3339_seconds(deprecated_at)
         )));
     }
+    // A flag or variable holds a comma-separated list and replaces the file's.
+    let list = |setting: Option<&Setting>, file_list: &Option<Vec<String>>| match setting {
+        Some(setting) => (
+            setting
+                .value
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+            setting.origin,
+        ),
+        None => (file_list.clone().unwrap_or_default(), origin),
+    };
+    let (brownouts, brownouts_origin) = list(overrides.brownouts.as_ref(), &file.brownouts);
+    let windows = brownouts
+        .iter()
+        .map(|text| {
+            parse_interval(text).map_err(|reason| {
+                ConfigError(format!(
+                    "invalid `deprecation.brownouts` entry {text:?} (from {brownouts_origin}): \
+                     {reason}"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let after_sunset = match chosen(
+        "deprecation.after_sunset",
+        overrides.after_sunset.as_ref(),
+        file.after_sunset.as_deref(),
+        origin,
+    ) {
+        None => AfterSunset::Serve,
+        Some(sourced) => sourced.after_sunset()?,
+    };
+    if after_sunset == AfterSunset::Refuse && sunset_at.is_none() {
+        return Err(ConfigError(format!(
+            "invalid `deprecation.after_sunset` = \"refuse\" (from {origin}): set \
+             `deprecation.sunset` too, or the shim cannot know when to refuse"
+        )));
+    }
+    let (exempt, exempt_origin) = list(overrides.exempt_clients.as_ref(), &file.exempt_clients);
+    for fingerprint in &exempt {
+        let is_fingerprint = fingerprint.len() == 12
+            && fingerprint
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !is_fingerprint && fingerprint != ANONYMOUS {
+            return Err(ConfigError(format!(
+                "invalid `deprecation.exempt_clients` entry {fingerprint:?} (from \
+                 {exempt_origin}): expected a client fingerprint, 12 lower-case hex digits as \
+                 in the logs, /metrics and /usage (or \"{ANONYMOUS}\")"
+            )));
+        }
+    }
     Ok(DeprecationDates {
         deprecated_at,
         sunset_at,
+        retirement: Retirement::new(
+            windows,
+            sunset_at,
+            after_sunset,
+            exempt.into_iter().collect(),
+        ),
     })
 }
 

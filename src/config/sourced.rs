@@ -9,6 +9,7 @@ use http::Uri;
 
 use super::{ConfigError, LogFormat, MAX_WORKERS, UpstreamUrl};
 use crate::cli::Setting;
+use crate::retirement::AfterSunset;
 
 /// One chosen value with the place it came from, so errors can name the key and the source.
 pub(super) struct Sourced<'a> {
@@ -58,6 +59,14 @@ impl Sourced<'_> {
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
             _ => Err(self.invalid("expected json or text")),
+        }
+    }
+
+    pub(super) fn after_sunset(&self) -> Result<AfterSunset, ConfigError> {
+        match self.value.trim() {
+            "serve" => Ok(AfterSunset::Serve),
+            "refuse" => Ok(AfterSunset::Refuse),
+            _ => Err(self.invalid("expected \"serve\" or \"refuse\"")),
         }
     }
 

@@ -39,19 +39,21 @@ pub struct UsageEvent {
     route: LegacyRoute,
     user_group_id: Option<String>,
     at: SystemTime,
+    refused: bool,
 }
 
 /// Calls folded per client and endpoint, not yet written.
 #[derive(Debug, Clone)]
 struct Folded {
     count: u64,
+    refused: u64,
     first_seen: u64,
     last_seen: u64,
     last_user_group_id: Option<String>,
 }
 
 /// KEYS: clients set, records set. ARGV: key prefix, client, endpoint, count, first seen, last
-/// seen, last user_group_id ("" for none), the client cap.
+/// seen, last user_group_id ("" for none), the client cap, the label past the cap, refused.
 static RECORD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -65,6 +67,9 @@ end
 redis.call('SADD', KEYS[2], client .. ' ' .. ARGV[3])
 local record = ARGV[1] .. 'usage:record:' .. client .. ':' .. ARGV[3]
 redis.call('HINCRBY', record, 'count', ARGV[4])
+if tonumber(ARGV[10]) > 0 then
+  redis.call('HINCRBY', record, 'refused', ARGV[10])
+end
 local first = tonumber(redis.call('HGET', record, 'first_seen') or '0')
 if first == 0 or tonumber(ARGV[5]) < first then
   redis.call('HSET', record, 'first_seen', ARGV[5])
@@ -94,12 +99,14 @@ impl Fleet {
         route: LegacyRoute,
         user_group_id: Option<&str>,
         at: SystemTime,
+        refused: bool,
     ) {
         let event = UsageEvent {
             client: Arc::clone(client),
             route,
             user_group_id: user_group_id.map(str::to_owned),
             at,
+            refused,
         };
         if self.usage_events.try_send(event).is_err() {
             self.metrics.fleet_usage_dropped();
@@ -146,11 +153,13 @@ impl Fleet {
         }
         let folded = pending.entry(key).or_insert(Folded {
             count: 0,
+            refused: 0,
             first_seen: at,
             last_seen: at,
             last_user_group_id: None,
         });
         folded.count += 1;
+        folded.refused += u64::from(event.refused);
         folded.first_seen = folded.first_seen.min(at);
         if at >= folded.last_seen {
             folded.last_seen = at;
@@ -189,6 +198,7 @@ async fn write(link: &FleetLink, pending: &mut HashMap<(Arc<String>, LegacyRoute
                     .arg(folded.last_user_group_id.unwrap_or_default())
                     .arg(cap)
                     .arg(OTHER_CLIENTS)
+                    .arg(folded.refused)
                     .invoke_async(&mut connection)
                     .await
             })
@@ -255,6 +265,7 @@ impl FleetLink {
                         .get("last_user_group_id")
                         .filter(|id| !id.is_empty())
                         .cloned(),
+                    refused: number("refused"),
                 },
             );
         }

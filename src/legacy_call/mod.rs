@@ -51,6 +51,7 @@ use crate::legacy::reply::{
 use crate::legacy::request::{ByToken, CustomerCall, token_lookup_body, translate_request};
 use crate::legacy::{GET_CUSTOMER_PATH, LegacyRoute};
 use crate::metrics::Metrics;
+use crate::retirement::{BROWNOUT_NOTICE, Decision, Retirement};
 use crate::telemetry::{LegacyCallRecord, log_legacy_call};
 use crate::upstream::{CollectedReply, Upstream};
 use crate::usage::UsageTracker;
@@ -92,6 +93,7 @@ pub struct LegacyCalls {
     metrics: Arc<Metrics>,
     usage: Arc<UsageTracker>,
     fleet: Option<Arc<Fleet>>,
+    retirement: Retirement,
     owners: Arc<TokenOwners>,
 }
 
@@ -118,6 +120,7 @@ impl LegacyCalls {
             metrics,
             usage,
             fleet,
+            retirement: config.deprecation.retirement.clone(),
             owners: Arc::new(TokenOwners::new(token_owners::DEFAULT_CAPACITY)),
         }
     }
@@ -156,13 +159,41 @@ impl LegacyCalls {
             .metrics
             .identify(request.headers().get(&EXPLO_AUTHORIZATION));
         let mut user_group_id = None;
-        let (response, upstream_status) = match self
-            .run(upstream, route, request, client, id, &mut user_group_id)
-            .await
-        {
-            Ok((response, upstream_status)) => (response, Some(upstream_status.as_u16())),
-            Err(error) => (error.into_logged_response(id), None),
+        let now = SystemTime::now();
+        let decision = self.retirement.decide(now, &caller.fingerprint);
+        let (mut response, upstream_status) = match decision {
+            Decision::Serve => match self
+                .run(upstream, route, request, client, id, &mut user_group_id)
+                .await
+            {
+                Ok((response, upstream_status)) => (response, Some(upstream_status.as_u16())),
+                Err(error) => (error.into_logged_response(id), None),
+            },
+            // Nothing reaches the upstream; the body is not even read.
+            Decision::Brownout { ends_at } => {
+                self.metrics.legacy_refused(route, "brownout");
+                let retry_after = ends_at.duration_since(now).unwrap_or_default();
+                let refusal = ShimError::Brownout {
+                    route,
+                    ends_at,
+                    retry_after,
+                };
+                (refusal.into_logged_response(id), None)
+            }
+            Decision::Sunset { since } => {
+                self.metrics.legacy_refused(route, "sunset");
+                (
+                    ShimError::Sunset { route, since }.into_logged_response(id),
+                    None,
+                )
+            }
         };
+        let refused = decision != Decision::Serve;
+        if response.status().is_success()
+            && let Some(notice) = self.retirement.notice(now, &caller.fingerprint)
+        {
+            response.headers_mut().insert(&BROWNOUT_NOTICE, notice);
+        }
         let status = response.status().as_u16();
         log_legacy_call(&LegacyCallRecord {
             route,
@@ -173,12 +204,17 @@ impl LegacyCalls {
             status,
             latency: started.elapsed(),
         });
-        let now = SystemTime::now();
         self.usage
-            .record(&caller.label, route, user_group_id.as_deref(), now);
+            .record(&caller.label, route, user_group_id.as_deref(), now, refused);
         if let Some(fleet) = &self.fleet {
             // The fleet caps clients itself, across replicas.
-            fleet.record_usage(&caller.fingerprint, route, user_group_id.as_deref(), now);
+            fleet.record_usage(
+                &caller.fingerprint,
+                route,
+                user_group_id.as_deref(),
+                now,
+                refused,
+            );
         }
         self.metrics.legacy_call(route, status, &caller);
         response
