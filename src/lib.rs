@@ -21,7 +21,9 @@
 //!   by-token call (the cascade guard and its token cache), the Customer calls, the reply.
 //! - [`demo`]: `--demo`, the shim in front of the emulator.
 //! - [`emulator`]: an in-memory Customer API for offline tests and `--demo`.
-//! - [`commands`]: the `translate`, `usage` and `healthcheck` subcommands.
+//! - [`commands`]: the `translate`, `usage`, `brownout-plan` and `healthcheck` subcommands.
+//! - [`retirement`]: brownouts, the sunset's enforcement and exempt clients: pure decisions
+//!   from the schedule, the time and the caller's fingerprint.
 //! - [`fleet`]: replicas as one through Redis: the shared upstream budget and usage records,
 //!   with a local fallback while Redis is away.
 //! - [`upstream`]: the client to the configured upstream: the shared budget and each thread's
@@ -36,6 +38,8 @@
 //! Modules that tests, fuzz targets and `main` do not use are `pub(crate)`, so the compiler
 //! reports dead code in them.
 #![forbid(unsafe_code)]
+// The module map above names the crate-private modules too; it is for this crate's readers.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub(crate) mod admin;
 pub(crate) mod body;
