@@ -37,7 +37,7 @@ pub struct Cli {
     #[arg(long, env = "EXPLO_SHIM_WORKERS", value_name = "auto|N")]
     pub workers: Option<String>,
     /// Redis shared by a fleet of shims for one upstream budget and one usage view:
-    /// redis://[:password@]host[:port][/db] or rediss://...
+    /// redis://HOST:PORT/DB or rediss://..., with a password as redis://:PASSWORD@HOST
     #[arg(
         long,
         env = "EXPLO_SHIM_RATE_LIMIT_REDIS_URL",
