@@ -183,7 +183,8 @@ fn url_path(url: &str) -> &str {
 /// with its parser, its default body limit and its errors.
 pub fn plan(input: &LegacyInput) -> Result<Migration, TranslateError> {
     let route = input.route;
-    check_body_size(input.body.len(), DEFAULT_LEGACY_BODY_BYTES).map_err(TranslateError::Legacy)?;
+    let size = u64::try_from(input.body.len()).unwrap_or(u64::MAX);
+    check_body_size(size, DEFAULT_LEGACY_BODY_BYTES).map_err(TranslateError::Legacy)?;
     let translated = translate_request(route, &input.body).map_err(TranslateError::Legacy)?;
     let method = if *route.method() == http::Method::DELETE {
         "DELETE"

@@ -772,6 +772,43 @@ mod tests {
     }
 
     #[test]
+    fn a_fleet_shares_by_the_upstream_url_unless_keyed_and_never_shows_its_password() {
+        let (_file, mut overrides) =
+            write_config("[rate_limit]\nredis_url = \"redis://:s3cret@redis.internal:6380/2\"\n");
+        let fleet = Config::resolve(&overrides).unwrap().fleet.unwrap();
+        assert_eq!(fleet.key, "https://api.explo.co");
+        assert_eq!(fleet.timeout, DEFAULT_REDIS_TIMEOUT);
+        assert_eq!(fleet.redacted_url(), "redis://redis.internal:6380/2");
+        assert!(!format!("{fleet:?}").contains("s3cret"));
+        // The flag wins over the file; an empty value means no fleet.
+        overrides.rate_limit_redis_url = setting("", "EXPLO_SHIM_RATE_LIMIT_REDIS_URL");
+        assert_eq!(Config::resolve(&overrides).unwrap().fleet, None);
+        let (_file, overrides) =
+            write_config("[rate_limit]\nredis_url = \"rediss://r:6379\"\nkey = \"egress-a\"\n");
+        assert_eq!(
+            Config::resolve(&overrides).unwrap().fleet.unwrap().key,
+            "egress-a"
+        );
+    }
+
+    #[test]
+    fn the_retirement_schedule_is_read_from_the_file_and_replaced_by_flags() {
+        let (_file, mut overrides) = write_config(
+            "[deprecation]\nsunset = \"2027-03-01\"\nafter_sunset = \"refuse\"\n\
+             brownouts = [\"2026-12-08T15:00:00Z/PT5M\", \"2026-12-15T15:00:00Z/2026-12-15T15:10:00Z\"]\n\
+             exempt_clients = [\"64cc961af68c\"]\n",
+        );
+        let retirement = Config::resolve(&overrides).unwrap().deprecation.retirement;
+        assert_eq!(retirement.windows().len(), 2);
+        assert!(retirement.is_exempt("64cc961af68c"));
+        overrides.brownouts = setting("2026-12-08T15:00:00Z/PT1H", "--brownouts");
+        overrides.exempt_clients = setting("aaaaaaaaaaaa, anonymous", "--exempt-clients");
+        let retirement = Config::resolve(&overrides).unwrap().deprecation.retirement;
+        assert_eq!(retirement.windows().len(), 1);
+        assert!(retirement.is_exempt("anonymous") && !retirement.is_exempt("64cc961af68c"));
+    }
+
+    #[test]
     fn deprecation_dates_accept_dates_and_date_times() {
         let (_file, overrides) = write_config(
             "[deprecation]\ndate = \"2025-10-15\"\nsunset = \"2026-10-15T12:00:00Z\"\n",

@@ -166,8 +166,8 @@ fn translate_by_token(
 
 /// Refuses a legacy body larger than `limit` bytes (the shim while reading, `translate` on its
 /// input), with the same error.
-pub fn check_body_size(size: usize, limit: u64) -> Result<(), ShimError> {
-    if u64::try_from(size).unwrap_or(u64::MAX) > limit {
+pub fn check_body_size(size: u64, limit: u64) -> Result<(), ShimError> {
+    if size > limit {
         return Err(ShimError::BodyTooLarge { limit });
     }
     Ok(())

@@ -24,6 +24,7 @@
 //! The children check is one call when the v2 list answers, two when only v1 does.
 
 mod cascade;
+mod read;
 pub mod token_owners;
 
 use std::net::SocketAddr;
@@ -33,7 +34,6 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::body::{ProxyBody, full_body};
@@ -55,6 +55,7 @@ use crate::retirement::{BROWNOUT_NOTICE, Decision, Retirement};
 use crate::telemetry::{LegacyCallRecord, log_legacy_call};
 use crate::upstream::{CollectedReply, Upstream};
 use crate::usage::UsageTracker;
+use read::{read_legacy_body, unparseable};
 use token_owners::{OwnerTap, TokenOwners};
 
 /// The Explo API credential header (Explo docs, "Explo's authentication").
@@ -531,106 +532,5 @@ fn with_query(path: &str, query: Option<&str>) -> String {
     match query {
         Some(query) => format!("{path}?{query}"),
         None => path.to_owned(),
-    }
-}
-
-/// Reads a legacy body of at most `limit` bytes; a declared length over the limit is refused
-/// before any of the body is read.
-async fn read_legacy_body(
-    headers: &HeaderMap,
-    body: Incoming,
-    limit: u64,
-) -> Result<Bytes, ShimError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(ShimError::BodyTooLarge { limit });
-    }
-    if headers
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"identity"))
-    {
-        return Err(ShimError::EncodedRequestBody);
-    }
-    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, limit_usize).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(ShimError::BodyTooLarge { limit })
-        }
-        Err(_) => Err(ShimError::IncompleteBody),
-    }
-}
-
-/// Old scripts send `curl -d` bodies labelled as form data, so JSON is accepted whatever the
-/// `Content-Type`; a body that does not parse is a 400 when it claimed to be JSON and a 415
-/// otherwise.
-fn unparseable(headers: &HeaderMap, error: ShimError) -> ShimError {
-    match error {
-        ShimError::InvalidJson { .. } if !claims_json(headers) => ShimError::NotJson,
-        other => other,
-    }
-}
-
-/// `application/json` or any `+json` media type (RFC 6839).
-fn claims_json(headers: &HeaderMap) -> bool {
-    let Some(content_type) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json" || essence.ends_with("+json")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn content_type(value: &'static str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
-        headers
-    }
-
-    fn parse_legacy_json(headers: &HeaderMap, bytes: &[u8]) -> Result<(), ShimError> {
-        translate_request(LegacyRoute::RefreshUserGroupToken, bytes)
-            .map(drop)
-            .map_err(|error| unparseable(headers, error))
-    }
-
-    #[test]
-    fn json_is_accepted_whatever_the_content_type() {
-        let form = content_type("application/x-www-form-urlencoded");
-        assert!(parse_legacy_json(&form, br#"{"current_token": "t"}"#).is_ok());
-        assert!(parse_legacy_json(&HeaderMap::new(), br#"{"current_token": "t"}"#).is_ok());
-    }
-
-    #[test]
-    fn unparseable_body_is_400_when_it_claimed_json_and_415_otherwise() {
-        for claimed in [
-            "application/json",
-            "Application/JSON; charset=utf-8",
-            "application/vnd.api+json",
-        ] {
-            let error = parse_legacy_json(&content_type(claimed), b"{nope").unwrap_err();
-            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{claimed}");
-        }
-        for other in ["text/plain", "application/x-www-form-urlencoded"] {
-            let error = parse_legacy_json(&content_type(other), b"user_group_id=1").unwrap_err();
-            assert_eq!(error, ShimError::NotJson, "{other}");
-        }
-        assert_eq!(
-            parse_legacy_json(&HeaderMap::new(), b"").unwrap_err(),
-            ShimError::NotJson
-        );
     }
 }
