@@ -81,7 +81,7 @@ async fn an_upstream_429_holds_the_whole_fleet() {
     };
     let upstream = FakeUpstream::start(|request| {
         if request.path() == "/throttled" {
-            Reply::json(429, json!({"detail": "slow down"})).header("retry-after", "3")
+            Reply::json(429, json!({"detail": "slow down"})).header("retry-after", "6")
         } else {
             Reply::json(200, json!({"success": 1}))
         }
@@ -94,8 +94,9 @@ async fn an_upstream_429_holds_the_whole_fleet() {
         send("GET", &first.url("/throttled"), &[], "").await.status,
         429
     );
-    // The hold is written off the request path; give it a moment to land.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The hold is written off the request path; give it a moment to land (the window is six
+    // seconds, so a slow machine still checks inside it).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     send("GET", &second.url("/api/customers/"), &[], "")
         .await
         .assert_shim_error(429, "rate_limited");
