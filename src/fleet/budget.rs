@@ -26,6 +26,8 @@ use crate::ratelimit::Admission;
 static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+-- Redis before 5 needs this to write after reading the clock; later versions ignore it.
+if redis.replicate_commands then redis.replicate_commands() end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local interval = tonumber(ARGV[1])
@@ -50,6 +52,8 @@ return {1, wait}
 static HOLD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+-- Redis before 5 needs this to write after reading the clock; later versions ignore it.
+if redis.replicate_commands then redis.replicate_commands() end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local delay = tonumber(ARGV[1])
