@@ -8,10 +8,17 @@
 use std::time::{Duration, SystemTime};
 
 /// One brownout window, `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Window {
     pub start: SystemTime,
     pub end: SystemTime,
+}
+
+/// As the configuration writes it (`--check-config` prints this).
+impl std::fmt::Debug for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.to_iso8601())
+    }
 }
 
 impl Window {
