@@ -15,7 +15,7 @@ use http::{Method, StatusCode};
 
 use super::{CustomerApi, Precheck};
 use crate::error::ShimError;
-use crate::legacy::lists::{ListPage, customer_list_page};
+use crate::legacy::lists::{ListPage, ListedCustomer, customer_list_page};
 use crate::upstream::CollectedReply;
 
 const LIST_V1: &str = "/api/customers/";
@@ -223,9 +223,8 @@ pub(super) async fn check_no_children(
             }
         }
     };
-    let is_itself = |customer: &&crate::legacy::lists::ListedCustomer| {
-        customer.provided_id.as_deref() == Some(provided_id)
-    };
+    let is_itself =
+        |customer: &&ListedCustomer| customer.provided_id.as_deref() == Some(provided_id);
     let listed_children = page.customers.iter().filter(|c| !is_itself(c)).count();
     if listed_children == 0 {
         return Ok(Precheck::Proceed(()));
