@@ -15,7 +15,7 @@ use http::{Method, StatusCode};
 
 use super::{CustomerApi, Precheck};
 use crate::error::ShimError;
-use crate::legacy::lists::{ListPage, ListedCustomer, customer_list_page};
+use crate::legacy::lists::{ListPage, customer_list_page};
 use crate::upstream::CollectedReply;
 
 const LIST_V1: &str = "/api/customers/";
@@ -188,6 +188,25 @@ fn find(page: &ListPage, token: &str, tokens_missing: &mut bool) -> Option<Strin
     found
 }
 
+/// How many children a filtered list shows; `None` when the list lists the customer itself,
+/// which a filter by parent never does: the server ignored the filter, and the list says
+/// nothing about children.
+fn children_in(page: &ListPage, provided_id: &str) -> Option<usize> {
+    if page
+        .customers
+        .iter()
+        .any(|customer| customer.provided_id.as_deref() == Some(provided_id))
+    {
+        return None;
+    }
+    let listed = page.customers.len();
+    Some(
+        page.total
+            .and_then(|total| usize::try_from(total).ok())
+            .map_or(listed, |total| total.max(listed)),
+    )
+}
+
 /// Refuses the delete when `provided_id` has children.
 pub(super) async fn check_no_children(
     api: &CustomerApi<'_>,
@@ -203,42 +222,66 @@ pub(super) async fn check_no_children(
             ("pageSize", "1"),
         ])
     );
-    let page = match list(api, "children_v2", &v2).await? {
-        Listed::Page(page) => page,
-        Listed::Refused(reply) => return Ok(Precheck::Answer(reply)),
-        Listed::Unusable => {
-            let v1 = format!(
-                "{LIST_V1}?{}",
-                query(&[("parent_provided_id", provided_id)])
-            );
-            match list(api, "children_v1", &v1).await? {
-                Listed::Page(page) => page,
-                Listed::Refused(reply) => return Ok(Precheck::Answer(reply)),
-                Listed::Unusable => {
-                    api.calls.metrics.cascade_unverified();
-                    return Err(ShimError::CascadeUnverified {
-                        reason: "neither customer list answers the children check".to_owned(),
-                    });
+    let v1 = format!(
+        "{LIST_V1}?{}",
+        query(&[("parent_provided_id", provided_id)])
+    );
+    let mut children = None;
+    for (lookup, target) in [("children_v2", &v2), ("children_v1", &v1)] {
+        match list(api, lookup, target).await? {
+            Listed::Refused(reply) => return Ok(Precheck::Answer(reply)),
+            Listed::Page(page) => {
+                children = children_in(&page, provided_id);
+                if children.is_some() {
+                    break;
                 }
             }
+            Listed::Unusable => {}
         }
-    };
-    let is_itself =
-        |customer: &&ListedCustomer| customer.provided_id.as_deref() == Some(provided_id);
-    let listed_children = page.customers.iter().filter(|c| !is_itself(c)).count();
-    if listed_children == 0 {
-        return Ok(Precheck::Proceed(()));
     }
-    let itself = page.customers.iter().filter(is_itself).count();
-    let children = page
-        .total
-        .and_then(|total| usize::try_from(total).ok())
-        .map_or(listed_children, |total| {
-            total.saturating_sub(itself).max(listed_children)
-        });
-    api.calls.metrics.cascade_refused();
-    Err(ShimError::DeleteWouldCascade {
-        provided_id: provided_id.to_owned(),
-        children,
-    })
+    match children {
+        Some(0) => Ok(Precheck::Proceed(())),
+        Some(children) => {
+            api.calls.metrics.cascade_refused();
+            Err(ShimError::DeleteWouldCascade {
+                provided_id: provided_id.to_owned(),
+                children,
+            })
+        }
+        None => {
+            api.calls.metrics.cascade_unverified();
+            Err(ShimError::CascadeUnverified {
+                reason: "no customer list answered the children check with a filtered list"
+                    .to_owned(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::legacy::lists::ListedCustomer;
+
+    fn page(ids: &[&str], total: Option<u64>) -> ListPage {
+        ListPage {
+            customers: ids
+                .iter()
+                .map(|id| ListedCustomer {
+                    token: None,
+                    provided_id: Some((*id).to_owned()),
+                })
+                .collect(),
+            total,
+        }
+    }
+
+    #[test]
+    fn a_filtered_page_counts_children_and_an_unfiltered_one_says_nothing() {
+        assert_eq!(children_in(&page(&[], Some(0)), "p"), Some(0));
+        assert_eq!(children_in(&page(&["kid"], Some(7)), "p"), Some(7));
+        assert_eq!(children_in(&page(&["a", "b"], None), "p"), Some(2));
+        // The customer itself in a list filtered by parent: the filter was ignored.
+        assert_eq!(children_in(&page(&["p"], Some(40)), "p"), None);
+    }
 }
