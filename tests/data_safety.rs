@@ -4,22 +4,13 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
-use explo_shim::emulator::{self, Emulator, Fault, Faults};
+use explo_shim::emulator::{Emulator, Fault, Faults};
 use serde_json::{Value, json};
 
 async fn start_emulator(faults: &[Fault]) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let faults: Faults = faults.iter().copied().collect();
-    tokio::spawn(emulator::serve(
-        listener,
-        Arc::new(Emulator::with_faults(None, faults)),
-        std::future::pending(),
-    ));
-    url
+    serve_emulator(Emulator::with_faults(None, faults)).await
 }
 
 async fn create(shim: &Shim, id: &str) -> String {

@@ -2,21 +2,12 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
-use explo_shim::emulator::{self, Emulator};
+use explo_shim::emulator::Emulator;
 use serde_json::json;
 
 async fn start_emulator(rate_limit: Option<u32>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(emulator::serve(
-        listener,
-        Arc::new(Emulator::new(rate_limit)),
-        std::future::pending(),
-    ));
-    url
+    serve_emulator(Emulator::new(rate_limit)).await
 }
 
 #[tokio::test]

@@ -209,6 +209,20 @@ async fn delete_by_token_checks_for_children_then_forwards_its_body() {
     assert!(seen[0].body.is_empty());
 }
 
+/// The upstream calls one legacy delete by `CUSTOMER_TOKEN` makes (it must succeed).
+async fn delete_by_token_calls(shim: &Shim, upstream: &FakeUpstream) -> Vec<String> {
+    let before = upstream.requests().len();
+    let got = send(
+        "DELETE",
+        &shim.url("/api/delete_user_group/"),
+        &[],
+        json!({"current_token": CUSTOMER_TOKEN}).to_string(),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    calls(upstream).split_off(before)
+}
+
 #[tokio::test]
 async fn a_token_seen_before_is_confirmed_with_one_get_customer_instead_of_the_list() {
     let upstream = FakeUpstream::start(customer_api_with_children(&[])).await;
@@ -220,17 +234,8 @@ async fn a_token_seen_before_is_confirmed_with_one_get_customer_instead_of_the_l
     )
     .await;
     assert_eq!(got.status, 200);
-    let before = upstream.requests().len();
-    let got = send(
-        "DELETE",
-        &shim.url("/api/delete_user_group/"),
-        &[],
-        json!({"current_token": CUSTOMER_TOKEN}).to_string(),
-    )
-    .await;
-    assert_eq!(got.status, 200);
     assert_eq!(
-        calls(&upstream)[before..],
+        delete_by_token_calls(&shim, &upstream).await,
         [
             "POST /api/get_customer/",
             CHILDREN_V2,
@@ -250,17 +255,8 @@ async fn a_customer_reply_passed_through_teaches_the_token_too() {
     )
     .await;
     assert_eq!(got.json()["customer"]["token"], CUSTOMER_TOKEN, "unchanged");
-    let before = upstream.requests().len();
-    let got = send(
-        "DELETE",
-        &shim.url("/api/delete_user_group/"),
-        &[],
-        json!({"current_token": CUSTOMER_TOKEN}).to_string(),
-    )
-    .await;
-    assert_eq!(got.status, 200);
     assert_eq!(
-        calls(&upstream)[before..],
+        delete_by_token_calls(&shim, &upstream).await,
         [
             "POST /api/get_customer/",
             CHILDREN_V2,

@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use explo_shim::emulator::{self, Emulator};
+use explo_shim::emulator::Emulator;
 use serde_json::json;
 
 fn iso(at: SystemTime) -> String {
@@ -198,13 +197,7 @@ async fn after_the_sunset_legacy_calls_are_refused_only_when_told() {
 
 #[tokio::test]
 async fn a_window_that_ends_lets_calls_through_to_the_emulator_again() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(emulator::serve(
-        listener,
-        Arc::new(Emulator::new(None)),
-        std::future::pending(),
-    ));
+    let url = serve_emulator(Emulator::new(None)).await;
     // The START/END form, given by flag, ending two seconds from now.
     let window = format!("{}/{}", iso(from_now(-1)), iso(from_now(2)));
     let shim = Shim::start(&url, &["--brownouts", &window]);

@@ -251,11 +251,10 @@ fn sends_a_numeric_group_id(body: &[u8]) -> bool {
     }
 }
 
-/// A planned body for JSON output, its bytes kept exactly (translation only writes JSON).
-fn as_raw(body: &[u8]) -> Box<RawValue> {
-    let text = String::from_utf8_lossy(body).into_owned();
-    RawValue::from_string(text)
-        .unwrap_or_else(|_| RawValue::from_string("null".to_owned()).expect("`null` is JSON"))
+/// A planned body for JSON output, its bytes kept exactly; `None` (printed as `null`) only if
+/// it were not JSON, which translation never writes.
+fn as_raw(body: &[u8]) -> Option<Box<RawValue>> {
+    RawValue::from_string(String::from_utf8_lossy(body).into_owned()).ok()
 }
 
 /// The migration as ready-to-run curl commands followed by the notes.
@@ -299,7 +298,7 @@ pub fn render_json(migration: &Migration, base_url: &str, authorization: Option<
         method: &'a str,
         url: String,
         headers: Value,
-        body: Box<RawValue>,
+        body: Option<Box<RawValue>>,
     }
     let base_url = base_url.trim_end_matches('/');
     let rendered = Rendered {

@@ -21,15 +21,27 @@ use super::FleetLink;
 use crate::config::RateLimit;
 use crate::ratelimit::Admission;
 
+/// A script that starts with `now`, Redis's clock in milliseconds (the only clock the fleet
+/// uses, so replicas' clocks need not agree).
+macro_rules! clocked_script {
+    ($body:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                "-- Redis before 5 needs this to write after reading the clock; later versions \
+                 ignore it.\n",
+                "if redis.replicate_commands then redis.replicate_commands() end\n",
+                "local time = redis.call('TIME')\n",
+                "local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)\n",
+                $body
+            ))
+        })
+    };
+}
+
 /// KEYS: the TAT key and the hold key. ARGV: the emission interval (ms per call), the burst and
 /// `max_wait` (ms). Returns `{admitted, wait_ms}`; a refusal reserves nothing.
-static TAKE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
--- Redis before 5 needs this to write after reading the clock; later versions ignore it.
-if redis.replicate_commands then redis.replicate_commands() end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+static TAKE: LazyLock<Script> = clocked_script!(
+    r"
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local max_wait = tonumber(ARGV[3])
@@ -44,18 +56,12 @@ end
 local new_tat = math.max(base, start) + interval
 redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
 return {1, wait}
-",
-    )
-});
+"
+);
 
 /// KEYS: the hold key. ARGV: the delay (ms). Moves the hold later, never earlier.
-static HOLD: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
--- Redis before 5 needs this to write after reading the clock; later versions ignore it.
-if redis.replicate_commands then redis.replicate_commands() end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+static HOLD: LazyLock<Script> = clocked_script!(
+    r"
 local delay = tonumber(ARGV[1])
 local until_ms = now + delay
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -63,9 +69,8 @@ if until_ms > current then
   redis.call('SET', KEYS[1], tostring(until_ms), 'PX', delay + 1000)
 end
 return 1
-",
-    )
-});
+"
+);
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)

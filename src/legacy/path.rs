@@ -25,8 +25,7 @@ pub enum UnsafePath {
 
 /// The legacy route `path` names, `None` for a path that passes through.
 pub fn recognise(method: &Method, path: &str) -> Result<Option<LegacyRoute>, UnsafePath> {
-    // The common case costs one scan: nothing to decode and no dot-segment.
-    if !path.contains(['%', '\\']) && !path.contains("/.") {
+    if is_plain(path) {
         return Ok(LegacyRoute::recognise(method, path));
     }
     let normalised = normalise(path)?;
@@ -40,6 +39,16 @@ pub fn recognise(method: &Method, path: &str) -> Result<Option<LegacyRoute>, Uns
         return Err(UnsafePath::EncodedSeparator);
     }
     Ok(None)
+}
+
+/// Nothing to decode and no dot-segment: the common case, found in one scan.
+fn is_plain(path: &str) -> bool {
+    let mut previous = 0u8;
+    !path.bytes().any(|byte| {
+        let special = matches!(byte, b'%' | b'\\') || (previous == b'/' && byte == b'.');
+        previous = byte;
+        special
+    })
 }
 
 /// RFC 3986 §6.2.2: percent-encoded unreserved characters decoded, the remaining escapes in

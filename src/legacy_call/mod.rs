@@ -490,10 +490,15 @@ impl CustomerApi<'_> {
             .ok_or_else(|| ShimError::UpstreamInvalidReply {
                 detail: "get_customer reply cannot be decoded".to_owned(),
             })?;
-        if let Some(owner) = reply_owner(&body) {
-            self.calls.owners.remember(&owner.token, &owner.provided_id);
-        }
-        match customer_token(&body) {
+        // One parse in the usual case: a reply naming both token and id also teaches the cache.
+        let token = match reply_owner(&body) {
+            Some(owner) => {
+                self.calls.owners.remember(&owner.token, &owner.provided_id);
+                Some(owner.token)
+            }
+            None => customer_token(&body),
+        };
+        match token {
             Some(token) => Ok(Precheck::Proceed(token)),
             None if reports_success(&body) => Err(ShimError::UpstreamInvalidReply {
                 detail: "get_customer succeeded without a customer token".to_owned(),

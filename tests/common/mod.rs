@@ -721,6 +721,20 @@ impl Drop for TempConfig {
     }
 }
 
+// ---------------------------------------------------------------- emulator
+
+/// `emulator` serving on a free loopback port for the rest of the test; its base URL.
+pub async fn serve_emulator(emulator: explo_shim::emulator::Emulator) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(explo_shim::emulator::serve(
+        listener,
+        Arc::new(emulator),
+        std::future::pending(),
+    ));
+    url
+}
+
 // ---------------------------------------------------------------- redis
 
 /// A `redis-server` of the test's own: a free loopback port, no persistence, killed on drop.
