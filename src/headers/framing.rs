@@ -6,10 +6,13 @@
 //! the shim's answer explicit (400 and `Connection: close`) and independent of the parser.
 
 use http::HeaderMap;
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, HeaderName, TRANSFER_ENCODING};
 
 use crate::error::ShimError;
 use crate::framing_guard::AMBIGUOUS_FRAMING_MARKER;
+
+/// The guard's marker as a name: a look-up by `&str` would parse the name on every request.
+static AMBIGUOUS_FRAMING: HeaderName = HeaderName::from_static(AMBIGUOUS_FRAMING_MARKER);
 
 /// Accepts only unambiguous framing: no body headers, one decimal `Content-Length`, or
 /// `Transfer-Encoding: chunked` alone.
@@ -18,7 +21,7 @@ pub fn check_request_framing(headers: &HeaderMap) -> Result<(), ShimError> {
     let mut encodings = headers.get_all(TRANSFER_ENCODING).iter();
     let ambiguous = |reason: &'static str| Err(ShimError::AmbiguousFraming { reason });
     // The connection guard renames a Content-Length that hyper would have dropped or merged.
-    if headers.contains_key(AMBIGUOUS_FRAMING_MARKER) {
+    if headers.contains_key(&AMBIGUOUS_FRAMING) {
         return ambiguous("Transfer-Encoding with Content-Length, or a repeated Content-Length");
     }
     match (lengths.next(), encodings.next()) {
