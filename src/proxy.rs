@@ -182,10 +182,10 @@ impl Proxy {
         }
         match route {
             Some(route) => {
-                // Boxed: the legacy workflow's future is several times the pass-through's,
-                // and every request would otherwise move and initialise a future that size.
                 let legacy = &self.shared.legacy;
-                Box::pin(legacy.handle(&self.upstream, route, request, client, id)).await
+                legacy
+                    .handle(&self.upstream, route, request, client, id)
+                    .await
             }
             None => {
                 let response = self
