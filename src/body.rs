@@ -37,6 +37,49 @@ where
     IdleTimeout::new(incoming, idle_timeout).boxed_unsync()
 }
 
+/// A body whose first bytes were already read: `read` first, then the rest of `rest` as it
+/// arrives. Used to pass on a reply that turned out too large to translate, with nothing lost.
+pub fn prefixed_body<B>(read: Bytes, rest: B, idle_timeout: Duration) -> ProxyBody
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    streamed_body(
+        Prefixed {
+            read: (!read.is_empty()).then_some(read),
+            rest,
+        },
+        idle_timeout,
+    )
+}
+
+struct Prefixed<B> {
+    read: Option<Bytes>,
+    rest: B,
+}
+
+impl<B> Body for Prefixed<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        if let Some(read) = self.read.take() {
+            return Poll::Ready(Some(Ok(Frame::data(read))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.read.is_none() && self.rest.is_end_stream()
+    }
+}
+
 /// The error a stalled body ends with.
 #[derive(Debug)]
 pub struct BodyIdleTimeout(pub Duration);

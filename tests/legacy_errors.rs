@@ -444,3 +444,49 @@ async fn connect_is_refused() {
     );
     assert!(upstream.requests().is_empty());
 }
+
+/// Rule 1 again: a success too large to translate (over `limits.upstream_reply_bytes`) is still
+/// a success. The client gets every byte, the ones the shim read first and the rest as it
+/// streams, with the upstream's length.
+#[tokio::test]
+async fn a_2xx_reply_over_the_reply_limit_is_passed_on_whole() {
+    let customer_json =
+        json!({"success": 1, "customer": customer("a", "tok"), "padding": "x".repeat(300_000)});
+    let body = customer_json.to_string();
+    let upstream = FakeUpstream::always(Reply::raw(200, "application/json", body.clone())).await;
+    let config = TempConfig::new("[limits]\nupstream_reply_bytes = 4096\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let got = post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "a"}),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body.len(), body.len());
+    assert_eq!(&got.body[..], body.as_bytes());
+    assert_eq!(
+        got.header("content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    assert!(got.header("deprecation").is_some());
+    let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
+    assert!(
+        String::from_utf8_lossy(&metrics.body)
+            .contains(r#"explo_shim_untranslated_successes_total{endpoint="update_user_group"} 1"#)
+    );
+}
+
+/// A failure over the limit wrote nothing: the shim's own 502, which the client may retry.
+#[tokio::test]
+async fn an_error_reply_over_the_reply_limit_is_502() {
+    let page = "e".repeat(10_000);
+    let upstream = FakeUpstream::always(Reply::raw(500, "text/plain", page)).await;
+    let config = TempConfig::new("[limits]\nupstream_reply_bytes = 4096\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "a"}),
+    )
+    .await
+    .assert_shim_error(502, "upstream_invalid_reply");
+}

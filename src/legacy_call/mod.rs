@@ -36,7 +36,7 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::body::{ProxyBody, full_body};
+use crate::body::{ProxyBody, full_body, prefixed_body};
 use crate::config::{Config, Limits};
 use crate::error::ShimError;
 use crate::fleet::Fleet;
@@ -53,7 +53,7 @@ use crate::legacy::{GET_CUSTOMER_PATH, LegacyRoute};
 use crate::metrics::Metrics;
 use crate::retirement::{BROWNOUT_NOTICE, Decision, Retirement};
 use crate::telemetry::{LegacyCallRecord, log_legacy_call};
-use crate::upstream::{CollectedReply, Upstream};
+use crate::upstream::{CollectedReply, Exchanged, LargeReply, Upstream, reply_too_large};
 use crate::usage::UsageTracker;
 use read::{read_legacy_body, unparseable};
 use token_owners::{OwnerTap, TokenOwners};
@@ -249,8 +249,47 @@ impl LegacyCalls {
             },
         };
         let target = with_query(route.customer_path(), parts.uri.query());
-        let reply = api.call_last(route.method(), &target, body).await?;
-        self.legacy_reply(route, reply, sent_token.as_deref(), id)
+        match api.call_last(route.method(), &target, body).await? {
+            Exchanged::Collected(reply) => {
+                self.legacy_reply(route, reply, sent_token.as_deref(), id)
+            }
+            Exchanged::TooLarge(reply) => self.large_reply(route, reply, sent_token.as_deref(), id),
+        }
+    }
+
+    /// A reply over `limits.upstream_reply_bytes`. A success is passed on as it came, the
+    /// bytes already read first (rule 1: the write happened); anything else is an error the
+    /// client may retry, since nothing was written.
+    fn large_reply(
+        &self,
+        route: LegacyRoute,
+        reply: LargeReply,
+        sent_token: Option<&str>,
+        id: &str,
+    ) -> Result<(Response<ProxyBody>, StatusCode), ShimError> {
+        let limit = self.limits.upstream_reply_bytes;
+        if !reply.status.is_success() {
+            return Err(reply_too_large(limit));
+        }
+        if let Some(token) = sent_token {
+            self.owners.forget(token);
+        }
+        tracing::error!(
+            request_id = id,
+            endpoint = route.legacy_endpoint(),
+            status = reply.status.as_u16(),
+            cause = %format_args!("reply larger than {limit} bytes"),
+            "the upstream's success reply could not be translated; it is passed on as it came"
+        );
+        self.metrics.untranslated_success(route);
+        let mut headers = reply.headers;
+        // The whole body follows, so its `Content-Length` still holds.
+        strip_hop_by_hop(&mut headers);
+        let body = prefixed_body(reply.read, reply.rest, self.limits.body_idle_timeout);
+        let mut response = Response::new(body);
+        *response.status_mut() = reply.status;
+        *response.headers_mut() = headers;
+        Ok((response, reply.status))
     }
 
     /// The client's headers made ready for Customer calls, whose bodies the shim writes and
@@ -432,34 +471,21 @@ impl CustomerApi<'_> {
     ) -> Result<CollectedReply, ShimError> {
         self.calls.metrics.lookup(lookup);
         let limit = self.calls.limits.upstream_reply_bytes;
-        send(
-            self.upstream,
-            limit,
-            method,
-            target,
-            self.headers.clone(),
-            body,
-        )
-        .await
+        let request = customer_request(self.upstream, method, target, self.headers.clone(), body)?;
+        self.upstream.exchange(request, limit).await
     }
 
-    /// The call itself, which takes the headers.
+    /// The call itself, which takes the headers. A reply too large to translate is kept
+    /// whole: when it is a success, the write happened and the client must get it.
     async fn call_last(
         self,
         method: &Method,
         target: &str,
         body: Bytes,
-    ) -> Result<CollectedReply, ShimError> {
+    ) -> Result<Exchanged, ShimError> {
         let limit = self.calls.limits.upstream_reply_bytes;
-        send(
-            self.upstream,
-            limit,
-            method,
-            target,
-            self.headers,
-            Some(body),
-        )
-        .await
+        let request = customer_request(self.upstream, method, target, self.headers, Some(body))?;
+        self.upstream.exchange_keeping_large(request, limit).await
     }
 
     /// A successful reply's body, decoded; `None` when it cannot be decoded.
@@ -509,15 +535,14 @@ impl CustomerApi<'_> {
     }
 }
 
-/// One Customer API call; `body` is sent as JSON.
-async fn send(
+/// One Customer API request; `body` is sent as JSON.
+fn customer_request(
     upstream: &Upstream,
-    reply_limit: u64,
     method: &Method,
     target: &str,
     mut headers: HeaderMap,
     body: Option<Bytes>,
-) -> Result<CollectedReply, ShimError> {
+) -> Result<Request<ProxyBody>, ShimError> {
     let body = match body {
         Some(body) => {
             headers.insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
@@ -529,7 +554,7 @@ async fn send(
     *request.method_mut() = method.clone();
     *request.uri_mut() = upstream.uri(target)?;
     *request.headers_mut() = headers;
-    upstream.exchange(request, reply_limit).await
+    Ok(request)
 }
 
 /// `path` with the legacy call's query string, if it had one.

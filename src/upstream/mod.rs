@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -33,6 +33,22 @@ pub struct CollectedReply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+}
+
+/// A reply read in full, or one too large to read in full.
+#[derive(Debug)]
+pub enum Exchanged {
+    Collected(CollectedReply),
+    TooLarge(LargeReply),
+}
+
+/// A reply larger than the limit: its head, the bytes read so far and the rest of its body.
+#[derive(Debug)]
+pub struct LargeReply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub read: Bytes,
+    pub rest: PooledBody,
 }
 
 /// The upstream: where it is, how long it may take, this thread's connections to it, and the
@@ -204,12 +220,26 @@ impl Upstream {
     }
 
     /// Sends `request` and reads the whole reply (at most `reply_limit` bytes), all within
-    /// the upstream timeout.
+    /// the upstream timeout. A larger reply is an error: for look-ups, which write nothing.
     pub async fn exchange(
         &self,
         request: Request<ProxyBody>,
         reply_limit: u64,
     ) -> Result<CollectedReply, ShimError> {
+        match self.exchange_keeping_large(request, reply_limit).await? {
+            Exchanged::Collected(reply) => Ok(reply),
+            Exchanged::TooLarge(_) => Err(reply_too_large(reply_limit)),
+        }
+    }
+
+    /// Like [`Upstream::exchange`], but a reply larger than `reply_limit` is kept: its head
+    /// and the bytes read so far, with the rest still to stream. For the call that writes,
+    /// whose success must reach the client even when it cannot be translated.
+    pub async fn exchange_keeping_large(
+        &self,
+        request: Request<ProxyBody>,
+        reply_limit: u64,
+    ) -> Result<Exchanged, ShimError> {
         self.take_turn().await?;
         let started = Instant::now();
         let exchange = async {
@@ -220,30 +250,44 @@ impl Upstream {
                 response.status(),
                 response.headers(),
             );
-            let (parts, body) = response.into_parts();
+            let (parts, mut body) = response.into_parts();
             let limit = usize::try_from(reply_limit).unwrap_or(usize::MAX);
-            let body = Limited::new(body, limit).collect().await.map_err(|error| {
-                if error.is::<http_body_util::LengthLimitError>() {
-                    ShimError::UpstreamInvalidReply {
-                        detail: format!("reply larger than {reply_limit} bytes"),
-                    }
-                } else {
-                    ShimError::UpstreamFailed {
-                        detail: error_chain(error.as_ref()),
-                    }
+            let mut read = bytes::BytesMut::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|error| ShimError::UpstreamFailed {
+                    detail: error_chain(&error),
+                })?;
+                let Ok(data) = frame.into_data() else {
+                    continue; // trailers: a translated reply has no use for them
+                };
+                read.extend_from_slice(&data);
+                if read.len() > limit {
+                    return Ok(Exchanged::TooLarge(LargeReply {
+                        status: parts.status,
+                        headers: parts.headers,
+                        read: read.freeze(),
+                        rest: body,
+                    }));
                 }
-            })?;
-            Ok(CollectedReply {
+            }
+            Ok(Exchanged::Collected(CollectedReply {
                 status: parts.status,
                 headers: parts.headers,
-                body: body.to_bytes(),
-            })
+                body: read.freeze(),
+            }))
         };
         tokio::time::timeout(self.shared.timeout, exchange)
             .await
             .map_err(|_| ShimError::UpstreamTimeout {
                 timeout: self.shared.timeout,
             })?
+    }
+}
+
+/// The error for a reply over the limit where nothing can be passed on instead.
+pub fn reply_too_large(reply_limit: u64) -> ShimError {
+    ShimError::UpstreamInvalidReply {
+        detail: format!("reply larger than {reply_limit} bytes"),
     }
 }
 
