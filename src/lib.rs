@@ -8,7 +8,8 @@
 //!   written (`config::file`); validation with messages that name the key.
 //! - [`framing_guard`]: byte-level request-smuggling guard in front of hyper.
 //! - [`server`]: thread per core: one runtime, `SO_REUSEPORT` listener and upstream pool per
-//!   serving thread; HTTP/1.1 and h2c; the graceful drain.
+//!   serving thread; HTTP/1.1 and h2c; the graceful drain. [`coarse_timer`] is hyper's header
+//!   read timeout at a tenth of a second's precision, cheap enough to arm per request.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/usage` on the admin listener, read from
 //!   handles shared with the serving threads.
 //! - [`proxy`]: one request: the dispatch (a legacy route goes to [`legacy_call`]) and the
@@ -44,6 +45,7 @@
 pub(crate) mod admin;
 pub(crate) mod body;
 pub mod cli;
+pub(crate) mod coarse_timer;
 pub mod commands;
 pub mod config;
 pub mod demo;

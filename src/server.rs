@@ -28,6 +28,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::Prepared;
 use crate::admin::{self, AdminState, Readiness};
+use crate::coarse_timer::CoarseTimer;
 use crate::config::Config;
 use crate::fleet::Fleet;
 use crate::framing_guard::FramingGuard;
@@ -241,7 +242,8 @@ fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        // Armed and dropped on every request of a keep-alive connection; see `coarse_timer`.
+        .timer(CoarseTimer)
         .header_read_timeout(limits.header_read_timeout)
         // hyper answers 431 when the head does not fit or has too many fields.
         .max_buf_size(header_bytes);
