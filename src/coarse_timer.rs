@@ -1,4 +1,5 @@
-//! A timer for hyper's HTTP/1 header read timeout, cheap enough to arm on every request.
+//! A timer for the timeouts set on every request (hyper's HTTP/1 header read timeout, the
+//! upstream timeout), cheap enough to arm per request.
 //!
 //! hyper arms the header read timeout each time it waits for a request head and drops it once
 //! the head is in: on a keep-alive connection, once per request. With tokio's timer that is a
@@ -141,6 +142,28 @@ async fn tick(running: TickerRunning) {
     }
 }
 
+/// `future` gave up on after `limit` (at most one [`TICK`] late), like `tokio::time::timeout`
+/// for limits of seconds that are set on every request.
+pub async fn timeout<F: Future>(limit: Duration, future: F) -> Result<F::Output, TimedOut> {
+    let mut future = std::pin::pin!(future);
+    let mut deadline = CoarseSleep {
+        deadline: now() + limit,
+        registry: Registry::of_this_thread(),
+        slot: None,
+    };
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        Pin::new(&mut deadline).poll(cx).map(|()| Err(TimedOut))
+    })
+    .await
+}
+
+/// The error of [`timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
+
 /// One timeout. Waiting, it holds a slot in its registry; ending or dropped, it gives it back.
 struct CoarseSleep {
     deadline: Instant,
@@ -250,6 +273,17 @@ mod tests {
         let started = tokio::time::Instant::now();
         CoarseTimer.sleep(Duration::from_millis(200)).await;
         assert!(started.elapsed() <= Duration::from_millis(200) + TICK);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeout_gives_the_output_or_gives_up() {
+        let quick = timeout(Duration::from_secs(1), async { 7 }).await;
+        assert_eq!(quick, Ok(7));
+        let started = tokio::time::Instant::now();
+        let slow = timeout(Duration::from_secs(1), std::future::pending::<()>()).await;
+        assert_eq!(slow, Err(TimedOut));
+        assert!(started.elapsed() <= Duration::from_secs(1) + TICK);
+        assert_eq!(waiting_here(), 0);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use crate::body::ProxyBody;
+use crate::coarse_timer;
 use crate::config::{ConfigError, RateLimit, UpstreamConfig, UpstreamUrl};
 use crate::error::ShimError;
 use crate::fleet::FleetLink;
@@ -205,7 +206,7 @@ impl Upstream {
     ) -> Result<Response<PooledBody>, ShimError> {
         self.take_turn().await?;
         let started = Instant::now();
-        let response = tokio::time::timeout(self.shared.timeout, self.connections.send(request))
+        let response = coarse_timer::timeout(self.shared.timeout, self.connections.send(request))
             .await
             .map_err(|_| ShimError::UpstreamTimeout {
                 timeout: self.shared.timeout,
@@ -276,7 +277,7 @@ impl Upstream {
                 body: read.freeze(),
             }))
         };
-        tokio::time::timeout(self.shared.timeout, exchange)
+        coarse_timer::timeout(self.shared.timeout, exchange)
             .await
             .map_err(|_| ShimError::UpstreamTimeout {
                 timeout: self.shared.timeout,
