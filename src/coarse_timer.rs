@@ -37,11 +37,7 @@ impl hyper::rt::Timer for CoarseTimer {
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(CoarseSleep {
-            deadline,
-            registry: Registry::of_this_thread(),
-            slot: None,
-        })
+        Box::pin(CoarseSleep::until(deadline))
     }
 
     fn now(&self) -> Instant {
@@ -146,11 +142,7 @@ async fn tick(running: TickerRunning) {
 /// for limits of seconds that are set on every request.
 pub async fn timeout<F: Future>(limit: Duration, future: F) -> Result<F::Output, TimedOut> {
     let mut future = std::pin::pin!(future);
-    let mut deadline = CoarseSleep {
-        deadline: now() + limit,
-        registry: Registry::of_this_thread(),
-        slot: None,
-    };
+    let mut deadline = CoarseSleep::until(now() + limit);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(output) = future.as_mut().poll(cx) {
             return Poll::Ready(Ok(output));
@@ -172,6 +164,15 @@ struct CoarseSleep {
 }
 
 impl CoarseSleep {
+    /// A sleep in this thread's registry; it takes a slot only once it has to wait.
+    fn until(deadline: Instant) -> Self {
+        Self {
+            deadline,
+            registry: Registry::of_this_thread(),
+            slot: None,
+        }
+    }
+
     fn leave(&mut self) {
         if let Some(slot) = self.slot.take() {
             self.registry.lock().try_remove(slot);
