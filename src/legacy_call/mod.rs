@@ -274,22 +274,33 @@ impl LegacyCalls {
         if let Some(token) = sent_token {
             self.owners.forget(token);
         }
+        self.report_untranslated(
+            route,
+            reply.status,
+            id,
+            &format_args!("reply larger than {limit} bytes"),
+        );
+        // The whole body follows, so its `Content-Length` still holds.
+        let body = prefixed_body(reply.read, reply.rest, self.limits.body_idle_timeout);
+        Ok((reply_of(reply.status, reply.headers, body), reply.status))
+    }
+
+    /// Rule 1's log line and metric: a success the client gets as it came.
+    fn report_untranslated(
+        &self,
+        route: LegacyRoute,
+        status: StatusCode,
+        id: &str,
+        cause: &dyn std::fmt::Display,
+    ) {
         tracing::error!(
             request_id = id,
             endpoint = route.legacy_endpoint(),
-            status = reply.status.as_u16(),
-            cause = %format_args!("reply larger than {limit} bytes"),
+            status = status.as_u16(),
+            cause = %cause,
             "the upstream's success reply could not be translated; it is passed on as it came"
         );
         self.metrics.untranslated_success(route);
-        let mut headers = reply.headers;
-        // The whole body follows, so its `Content-Length` still holds.
-        strip_hop_by_hop(&mut headers);
-        let body = prefixed_body(reply.read, reply.rest, self.limits.body_idle_timeout);
-        let mut response = Response::new(body);
-        *response.status_mut() = reply.status;
-        *response.headers_mut() = headers;
-        Ok((response, reply.status))
     }
 
     /// The client's headers made ready for Customer calls, whose bodies the shim writes and
@@ -380,15 +391,7 @@ impl LegacyCalls {
                     });
                 }
                 Err(cause) => {
-                    tracing::error!(
-                        request_id = id,
-                        endpoint = route.legacy_endpoint(),
-                        status = status.as_u16(),
-                        cause = %cause,
-                        "the upstream's success reply could not be translated; it is passed on \
-                         as it came"
-                    );
-                    self.metrics.untranslated_success(route);
+                    self.report_untranslated(route, status, id, &cause);
                     let body = reply.body.clone();
                     return Ok((self.rebuilt(reply, body, false), status));
                 }
@@ -428,7 +431,6 @@ impl LegacyCalls {
     /// loses the upstream's `Content-Encoding`; one passed on as it came keeps its headers.
     fn rebuilt(&self, reply: CollectedReply, body: Bytes, decoded: bool) -> Response<ProxyBody> {
         let mut headers = reply.headers;
-        strip_hop_by_hop(&mut headers);
         headers.remove(header::CONTENT_LENGTH);
         if decoded {
             headers.remove(header::CONTENT_ENCODING);
@@ -436,10 +438,7 @@ impl LegacyCalls {
                 headers.insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
             }
         }
-        let mut response = Response::new(full_body(body));
-        *response.status_mut() = reply.status;
-        *response.headers_mut() = headers;
-        response
+        reply_of(reply.status, headers, full_body(body))
     }
 
     /// A reply's body without its `Content-Encoding` or a leading byte order mark.
@@ -533,6 +532,16 @@ impl CustomerApi<'_> {
             None => Ok(Precheck::Answer(reply)),
         }
     }
+}
+
+/// The client's response from an upstream reply's status and headers, without the hop-by-hop
+/// fields, and `body`.
+fn reply_of(status: StatusCode, mut headers: HeaderMap, body: ProxyBody) -> Response<ProxyBody> {
+    strip_hop_by_hop(&mut headers);
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
 }
 
 /// One Customer API request; `body` is sent as JSON.
