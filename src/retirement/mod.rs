@@ -47,6 +47,8 @@ pub enum AfterSunset {
 pub struct Retirement {
     /// Sorted by start; overlapping windows are merged.
     windows: Vec<Window>,
+    /// Each window's notice header value, built once: `notices[i]` announces `windows[i]`.
+    notices: Vec<Option<HeaderValue>>,
     sunset: Option<SystemTime>,
     after_sunset: AfterSunset,
     exempt: BTreeSet<String>,
@@ -81,8 +83,10 @@ impl Retirement {
                 _ => merged.push(window),
             }
         }
+        let notices = merged.iter().map(notice_value).collect();
         Self {
             windows: merged,
+            notices,
             sunset,
             after_sunset,
             exempt,
@@ -123,7 +127,11 @@ impl Retirement {
 
     /// The next brownout to start after `now`.
     pub fn next(&self, now: SystemTime) -> Option<&Window> {
-        self.windows.iter().find(|window| window.start > now)
+        self.next_index(now).map(|index| &self.windows[index])
+    }
+
+    fn next_index(&self, now: SystemTime) -> Option<usize> {
+        self.windows.iter().position(|window| window.start > now)
     }
 
     /// The notice for successful replies to `fingerprint`: the next brownout, when it starts
@@ -132,21 +140,16 @@ impl Retirement {
         if self.windows.is_empty() || self.is_exempt(fingerprint) {
             return None;
         }
-        let next = self.next(now)?;
-        if next.start.duration_since(now).unwrap_or_default() > NOTICE_AHEAD {
+        let next = self.next_index(now)?;
+        if self.windows[next]
+            .start
+            .duration_since(now)
+            .unwrap_or_default()
+            > NOTICE_AHEAD
+        {
             return None;
         }
-        let unix = |at: SystemTime| {
-            at.duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs()
-        };
-        HeaderValue::from_str(&format!(
-            "start=@{}, end=@{}",
-            unix(next.start),
-            unix(next.end)
-        ))
-        .ok()
+        self.notices[next].clone()
     }
 
     pub fn windows(&self) -> &[Window] {
@@ -156,6 +159,21 @@ impl Retirement {
     pub fn exempt_clients(&self) -> &BTreeSet<String> {
         &self.exempt
     }
+}
+
+/// `start=@<unix>, end=@<unix>`: the `Explo-Shim-Brownout` value announcing `window`.
+fn notice_value(window: &Window) -> Option<HeaderValue> {
+    let unix = |at: SystemTime| {
+        at.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+    };
+    HeaderValue::from_str(&format!(
+        "start=@{}, end=@{}",
+        unix(window.start),
+        unix(window.end)
+    ))
+    .ok()
 }
 
 #[cfg(test)]
