@@ -37,6 +37,19 @@ where
     IdleTimeout::new(incoming, idle_timeout).boxed_unsync()
 }
 
+/// `incoming` as it arrives, ended with a [`BodyIdleTimeout`] error after `idle_timeout`
+/// without a frame; unboxed, for a body the shim reads itself.
+pub fn idle_limited<B>(
+    incoming: B,
+    idle_timeout: Duration,
+) -> impl Body<Data = Bytes, Error = BoxError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    IdleTimeout::new(incoming, idle_timeout)
+}
+
 /// A body whose first bytes were already read: `read` first, then the rest of `rest` as it
 /// arrives. Used to pass on a reply that turned out too large to translate, with nothing lost.
 pub fn prefixed_body<B>(read: Bytes, rest: B, idle_timeout: Duration) -> ProxyBody

@@ -37,6 +37,12 @@ pub enum ShimError {
     BodyTooLarge { limit: u64 },
     /// The client stopped sending its body part-way.
     IncompleteBody,
+    /// The legacy body stalled for `limits.body_idle_timeout` (`whole: false`), or did not
+    /// arrive whole within `limits.legacy_body_timeout` (`whole: true`).
+    BodyTimeout { limit: Duration, whole: bool },
+    /// The client's pass-through body broke mid-way (a malformed chunk, say): the client's
+    /// fault, not the upstream's.
+    BrokenClientBody { detail: String },
     /// `CONNECT` would let a client pick where the shim connects.
     ConnectRefused,
     /// The request target cannot be forwarded (e.g. the asterisk form `OPTIONS *`).
@@ -105,6 +111,7 @@ impl ShimError {
             | Self::ConflictingIds
             | Self::UnsupportedDataSourceField { .. }
             | Self::IncompleteBody
+            | Self::BrokenClientBody { .. }
             | Self::BadRequestTarget
             | Self::UnsafePath { .. }
             | Self::AmbiguousFraming { .. } => StatusCode::BAD_REQUEST,
@@ -116,6 +123,7 @@ impl ShimError {
             Self::NotJson | Self::EncodedRequestBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Brownout { .. } | Self::Sunset { .. } => StatusCode::GONE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::ConnectRefused => StatusCode::METHOD_NOT_ALLOWED,
             Self::UpstreamUnreachable { .. }
             | Self::UpstreamFailed { .. }
@@ -136,6 +144,8 @@ impl ShimError {
             Self::UnsupportedDataSourceField { .. } => "unsupported_field",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::IncompleteBody => "incomplete_body",
+            Self::BodyTimeout { .. } => "body_timeout",
+            Self::BrokenClientBody { .. } => "broken_request_body",
             Self::ConnectRefused => "connect_refused",
             Self::BadRequestTarget => "bad_request_target",
             Self::UnsafePath { .. } => "unsafe_path",
@@ -182,6 +192,20 @@ impl ShimError {
             Self::IncompleteBody => {
                 "the request body ended before its declared length; resend the request".to_owned()
             }
+            Self::BodyTimeout {
+                limit,
+                whole: false,
+            } => format!(
+                "no request body data arrived for {}; send the body with the request",
+                humantime::format_duration(*limit)
+            ),
+            Self::BodyTimeout { limit, whole: true } => format!(
+                "the request body did not arrive whole within {}; send the body with the request",
+                humantime::format_duration(*limit)
+            ),
+            Self::BrokenClientBody { detail } => format!(
+                "the request body is malformed ({detail}); fix its framing and resend the request"
+            ),
             Self::ConnectRefused => {
                 "CONNECT is not supported: explo-shim only talks to its configured upstream"
                     .to_owned()
@@ -324,6 +348,8 @@ impl ShimError {
             self,
             Self::BodyTooLarge { .. }
                 | Self::IncompleteBody
+                | Self::BodyTimeout { .. }
+                | Self::BrokenClientBody { .. }
                 | Self::AmbiguousFraming { .. }
                 | Self::ConnectRefused
         ) {
@@ -392,6 +418,17 @@ mod tests {
             },
             ShimError::BodyTooLarge { limit: 10 },
             ShimError::IncompleteBody,
+            ShimError::BodyTimeout {
+                limit: Duration::from_secs(30),
+                whole: false,
+            },
+            ShimError::BodyTimeout {
+                limit: Duration::from_secs(60),
+                whole: true,
+            },
+            ShimError::BrokenClientBody {
+                detail: "invalid chunk size".into(),
+            },
             ShimError::ConnectRefused,
             ShimError::BadRequestTarget,
             ShimError::EncodedRequestBody,

@@ -308,3 +308,171 @@ async fn a_connection_that_sends_nothing_is_closed() {
     assert!(received.is_empty());
     still_serving(&shim).await;
 }
+
+/// A legacy head with `Content-Length: 10` and one byte of body, then silence.
+const STALLED_UPDATE: &[u8] = b"POST /api/update_user_group/ HTTP/1.1\r\nhost: shim\r\n\
+content-type: application/json\r\ncontent-length: 10\r\n\r\n{";
+
+#[tokio::test]
+async fn stalled_legacy_bodies_get_408_and_free_their_in_flight_slots() {
+    let upstream = ok_upstream().await;
+    let config = TempConfig::new(
+        "[limits]\nmax_in_flight = 2\nbody_idle_timeout = \"1s\"\nlegacy_body_timeout = \"30s\"\n",
+    );
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    // Both slots held by stalled bodies; each is answered once its body has been silent for
+    // the idle timeout, and the connection closed (read to its end here).
+    let stalled = [
+        tokio::spawn(raw_exchange(
+            shim.addr,
+            STALLED_UPDATE,
+            Duration::from_secs(20),
+        )),
+        tokio::spawn(raw_exchange(
+            shim.addr,
+            STALLED_UPDATE,
+            Duration::from_secs(20),
+        )),
+    ];
+    for reply in stalled {
+        let reply = reply.await.unwrap();
+        assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+        assert!(reply.contains(r#""code":"body_timeout""#), "{reply}");
+        assert!(reply.contains(r#""success":0"#), "{reply}");
+        assert!(
+            reply.to_ascii_lowercase().contains("connection: close"),
+            "{reply}"
+        );
+    }
+    // The slots are free again: pass-through and legacy calls are served.
+    assert_eq!(
+        send("GET", &shim.url("/api/dashboard/"), &[], "")
+            .await
+            .status,
+        200
+    );
+    still_serving(&shim).await;
+    assert!(
+        upstream
+            .requests()
+            .iter()
+            .all(|r| r.target != "/api/update_customer/" || r.json()["provided_id"] == "a")
+    );
+}
+
+#[tokio::test]
+async fn a_legacy_body_dripped_a_byte_at_a_time_is_cut_off_at_the_whole_body_deadline() {
+    let upstream = ok_upstream().await;
+    let config =
+        TempConfig::new("[limits]\nbody_idle_timeout = \"20s\"\nlegacy_body_timeout = \"1s\"\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let stream = tokio::net::TcpStream::connect(shim.addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    writer
+        .write_all(
+            b"POST /api/update_user_group/ HTTP/1.1\r\nhost: shim\r\n\
+              content-type: application/json\r\ncontent-length: 60\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    // One byte every 200 ms: never silent for the idle timeout, but 60 bytes take 12 s.
+    let drip = tokio::spawn(async move {
+        for byte in br#"{"user_group_id": "a", "name": "dripping ................"}"#.iter() {
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("did not arrive whole within 1s"), "{reply}");
+    drip.abort();
+    assert!(
+        upstream.requests().is_empty(),
+        "nothing reaches the upstream"
+    );
+    still_serving(&shim).await;
+}
+
+/// A request body fed by a channel: it ends only when the sender is dropped.
+struct ChannelBody(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| Ok(hyper::body::Frame::data(chunk))))
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_h2c_stream_gets_408_while_its_connection_keeps_serving() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full, combinators::BoxBody};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let upstream = ok_upstream().await;
+    let config = TempConfig::new("[limits]\nbody_idle_timeout = \"1s\"\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let client: Client<_, BoxBody<Bytes, std::convert::Infallible>> =
+        Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    // One byte, then nothing: the sender stays alive until the end of the test.
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    sender.send(Bytes::from_static(b"{")).await.unwrap();
+    let stalled = client.request(
+        http::Request::post(shim.url(UPDATE))
+            .header("content-type", "application/json")
+            .body(ChannelBody(receiver).boxed())
+            .unwrap(),
+    );
+    let whole = client.request(
+        http::Request::post(shim.url(UPDATE))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(br#"{"user_group_id": "a"}"#)).boxed())
+            .unwrap(),
+    );
+    let (stalled, whole) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(stalled, whole)
+    })
+    .await
+    .expect("the stalled stream is answered");
+    let stalled = stalled.unwrap();
+    assert_eq!(stalled.version(), http::Version::HTTP_2);
+    assert_eq!(stalled.status(), 408);
+    let body = stalled.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains("body_timeout"),
+        "{body:?}"
+    );
+    assert_eq!(whole.unwrap().status(), 200, "the other stream is served");
+    drop(sender);
+}
+
+#[tokio::test]
+async fn the_admin_listener_cuts_off_a_half_sent_request_head() {
+    let upstream = ok_upstream().await;
+    let config = TempConfig::new("[limits]\nheader_read_timeout = \"500ms\"\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let mut half = tokio::net::TcpStream::connect(shim.admin).await.unwrap();
+    half.write_all(b"GET /metrics HTTP/1.1\r\nhost: admin\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(10), half.read_to_end(&mut received)).await;
+    assert!(closed.is_ok(), "a half-sent head held the admin connection");
+    let probe = send("GET", &shim.admin_url("/healthz"), &[], "").await;
+    assert_eq!(probe.status, 200);
+}

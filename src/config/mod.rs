@@ -39,8 +39,12 @@ pub const DEFAULT_UPSTREAM_REPLY_BYTES: u64 = 8 * 1024 * 1024;
 /// A client that has not finished sending its request headers by then is disconnected.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// A streamed pass-through body (either direction) silent this long is aborted.
+/// A streamed pass-through body (either direction) silent this long is aborted; a legacy body
+/// silent this long is answered 408.
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A whole legacy request body must have arrived within this long of its head (408 past it),
+/// so a client that drips a byte at a time cannot hold an in-flight slot for hours.
+pub const DEFAULT_LEGACY_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest request head (request line plus headers), in bytes; larger gets 431. hyper's
 /// read buffer cannot be smaller than 8 KiB.
 pub const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
@@ -126,6 +130,8 @@ pub struct Limits {
     /// timer whenever it waits for the next request head.
     pub header_read_timeout: Duration,
     pub body_idle_timeout: Duration,
+    /// The whole legacy body, from its head to its last byte.
+    pub legacy_body_timeout: Duration,
     pub max_header_bytes: u64,
     pub max_headers: u64,
     pub max_in_flight: u64,
@@ -367,6 +373,13 @@ fn resolve_limits(file: &file::FileLimits, origin: &str) -> Result<Limits, Confi
             &file.body_idle_timeout,
             origin,
             DEFAULT_BODY_IDLE_TIMEOUT,
+        )?,
+        legacy_body_timeout: duration(
+            "limits.legacy_body_timeout",
+            None,
+            &file.legacy_body_timeout,
+            origin,
+            DEFAULT_LEGACY_BODY_TIMEOUT,
         )?,
         max_header_bytes: positive(
             "limits.max_header_bytes",

@@ -232,7 +232,7 @@ impl LegacyCalls {
         user_group_id: &mut Option<String>,
     ) -> Result<(Response<ProxyBody>, StatusCode), ShimError> {
         let (parts, body) = request.into_parts();
-        let bytes = read_legacy_body(&parts.headers, body, self.limits.legacy_body_bytes).await?;
+        let bytes = read_legacy_body(&parts.headers, body, &self.limits).await?;
         let translated =
             translate_request(route, &bytes).map_err(|error| unparseable(&parts.headers, error))?;
         *user_group_id = translated.user_group_id;

@@ -1,4 +1,13 @@
-//! Reading a legacy request body: bounded, never compressed, and JSON whatever its label.
+//! Reading a legacy request body: bounded in size and in time, never compressed, and JSON
+//! whatever its label.
+//!
+//! The body is read while the call holds an in-flight slot, so it has two clocks: one for
+//! silence (`limits.body_idle_timeout`) and one for the whole body
+//! (`limits.legacy_body_timeout`), against a client that drips a byte just inside the first.
+//! Either answers 408 and closes the connection; h2c streams are read here too, stream by
+//! stream.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -6,16 +15,20 @@ use http::header;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use crate::body::{BodyIdleTimeout, idle_limited};
+use crate::coarse_timer;
+use crate::config::Limits;
 use crate::error::ShimError;
 use crate::legacy::request::check_body_size;
 
-/// Reads a legacy body of at most `limit` bytes; a declared length over the limit is refused
-/// before any of the body is read.
+/// Reads a legacy body of at most `limits.legacy_body_bytes`; a declared length over the limit
+/// is refused before any of the body is read.
 pub(super) async fn read_legacy_body(
     headers: &HeaderMap,
     body: Incoming,
-    limit: u64,
+    limits: &Limits,
 ) -> Result<Bytes, ShimError> {
+    let limit = limits.legacy_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -30,13 +43,23 @@ pub(super) async fn read_legacy_body(
         return Err(ShimError::EncodedRequestBody);
     }
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, limit_usize).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+    let idle = limits.body_idle_timeout;
+    let reading = Limited::new(idle_limited(body, idle), limit_usize).collect();
+    // The coarse timer: a deadline armed on every legacy call must be cheap, and a second late
+    // does not matter here.
+    match coarse_timer::timeout(limits.legacy_body_timeout, reading).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
             Err(ShimError::BodyTooLarge { limit })
         }
-        Err(_) => Err(ShimError::IncompleteBody),
+        Ok(Err(error)) if error.is::<BodyIdleTimeout>() => Err(timed_out(idle, false)),
+        Ok(Err(_)) => Err(ShimError::IncompleteBody),
+        Err(coarse_timer::TimedOut) => Err(timed_out(limits.legacy_body_timeout, true)),
     }
+}
+
+fn timed_out(limit: Duration, whole: bool) -> ShimError {
+    ShimError::BodyTimeout { limit, whole }
 }
 
 /// Old scripts send `curl -d` bodies labelled as form data, so JSON is accepted whatever the
