@@ -7,8 +7,8 @@
 //! - [`config`]: defaults as named constants and the resolved settings; the TOML file as
 //!   written (`config::file`); validation with messages that name the key.
 //! - [`framing_guard`]: byte-level request-smuggling guard in front of hyper.
-//! - [`server`]: thread per core: one runtime, `SO_REUSEPORT` listener and upstream pool per
-//!   serving thread; HTTP/1.1 and h2c; the graceful drain. [`coarse_timer`] is hyper's header
+//! - [`server`]: thread per core: one runtime, listener and upstream pool per
+//!   serving thread (duplicates of one listening socket); HTTP/1.1 and h2c; the graceful drain. [`coarse_timer`] is hyper's header
 //!   read timeout at a tenth of a second's precision, cheap enough to arm per request.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/usage` on the admin listener, read from
 //!   handles shared with the serving threads.
@@ -101,6 +101,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     on_listening: impl FnOnce(std::net::SocketAddr, std::net::SocketAddr),
 ) -> std::io::Result<()> {
+    // Before the shim says it listens: from then on a SIGHUP never kills it.
+    let hangups = server::Hangups::register();
     let listeners = server::bind(&config)?;
     let (listen, admin) = (listeners.main_addr()?, listeners.admin_addr()?);
     on_listening(listen, admin);
@@ -127,5 +129,5 @@ pub async fn run(
              set it to your Explo team id if legacy clients read it"
         );
     }
-    server::serve(&config, prepared, listeners, shutdown).await
+    server::serve(&config, prepared, listeners, hangups, shutdown).await
 }

@@ -67,12 +67,11 @@ fn main() -> ExitCode {
             println!("{}", demo::banner(listen, admin, emulator));
         }
     };
-    match runtime.block_on(explo_shim::run(
-        config,
-        prepared,
-        shutdown_signal(),
-        on_listening,
-    )) {
+    let shutdown = {
+        let _in_runtime = runtime.enter();
+        shutdown_signal()
+    };
+    match runtime.block_on(explo_shim::run(config, prepared, shutdown, on_listening)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "explo-shim stopped");
@@ -87,27 +86,34 @@ fn usage_error(error: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
-/// Completes on SIGTERM (orchestrators) or SIGINT (a terminal).
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Registers SIGTERM (orchestrators) and SIGINT (a terminal) at once, before anything listens,
+/// so that a signal sent as soon as the shim says it listens drains it instead of killing it;
+/// the future completes on either. Must be called inside the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = match signal(SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the shim");
-                let _ = interrupt.await;
-                return;
+        let terminate = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (terminate, interrupt) {
+                (Ok(mut terminate), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = terminate.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::warn!(%error, "cannot watch SIGTERM and SIGINT; only SIGINT stops the shim");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! Listening, serving connections, and the graceful drain.
 //!
 //! Thread per core: `workers` serving threads, each with a single-threaded tokio runtime, its
-//! own `SO_REUSEPORT` listener on the one address, and its own upstream connections. The
-//! kernel spreads new connections over the listeners, and a request is served from accept to
+//! own duplicate of the one listening socket, and its own upstream connections. Whichever
+//! thread is free accepts the next connection, and a request is served from accept to
 //! reply on the thread that accepted it: no work-stealing, no hand-off between threads. The
 //! caps (open connections, requests in flight) are semaphores shared by every thread, so they
 //! hold for the whole process. The admin listener, the signals and the certificate reload run
@@ -40,6 +40,9 @@ const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// Ping idle HTTP/2 clients so dead peers are noticed and their connections freed.
 const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
+/// Open connections the admin listener serves at once.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -50,7 +53,7 @@ const HYPER_DEFAULT_MAX_HEADERS: u64 = 100;
 const LISTEN_BACKLOG: i32 = 1024;
 
 /// The bound sockets, before any runtime serves them: one main listener per serving thread,
-/// all on the same address, and the admin listener.
+/// all duplicates of one socket, and the admin listener.
 pub struct Listeners {
     main: Vec<std::net::TcpListener>,
     admin: std::net::TcpListener,
@@ -84,27 +87,28 @@ pub fn bind(config: &Config) -> std::io::Result<Listeners> {
             )
         }
     };
-    let first = reuse_port_listener(config.listen).map_err(named("", config.listen))?;
-    // Port 0 picks a port once; every other thread joins the first one's.
-    let addr = first.local_addr()?;
-    let mut main = vec![first];
+    let first = exclusive_listener(config.listen).map_err(named("", config.listen))?;
+    let mut main = Vec::with_capacity(workers);
     for _ in 1..workers {
-        main.push(reuse_port_listener(addr).map_err(named("", addr))?);
+        main.push(first.try_clone()?);
     }
+    main.push(first);
     let admin =
         std::net::TcpListener::bind(config.admin).map_err(named(" (admin)", config.admin))?;
     admin.set_nonblocking(true)?;
     Ok(Listeners { main, admin })
 }
 
-/// A listening socket that other sockets of this process may bind too (`SO_REUSEPORT`); the
-/// kernel then balances new connections between them. Only sockets of the same user can join.
-fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// The main listening socket, bound once. Not `SO_REUSEPORT`: with it, a second shim started
+/// on the same address (a stale one, a duplicate) would bind too and silently take half of the
+/// connections. Bound plainly, the second one fails with "address in use" and exits.
+/// `SO_REUSEADDR` only lets a restart bind while the last run's connections are in TIME_WAIT.
+/// Each serving thread accepts on its own duplicate of this socket (the same kernel queue):
+/// a thread that is busy accepts later, an idle one sooner.
+fn exclusive_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    #[cfg(unix)]
-    socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
@@ -141,6 +145,7 @@ pub async fn serve(
     config: &Config,
     prepared: Prepared,
     listeners: Listeners,
+    hangups: Hangups,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let Prepared { proxy, tls } = prepared;
@@ -149,7 +154,7 @@ pub async fn serve(
         readiness: Readiness::default(),
         metrics: Arc::clone(proxy.metrics()),
         usage: Arc::clone(proxy.usage()),
-        fleet: proxy.fleet().map(Fleet::link),
+        fleet: proxy.fleet().map(Fleet::admin_link),
         retirement: config.deprecation.retirement.clone(),
     };
     // The fleet's usage writer runs here, off the serving threads, until the drain is over.
@@ -162,8 +167,9 @@ pub async fn serve(
     let admin_task = tokio::spawn(serve_admin(
         TcpListener::from_std(listeners.admin)?,
         admin_state.clone(),
+        config.limits.header_read_timeout,
     ));
-    let reload_task = tls.clone().map(|tls| tokio::spawn(reload_on_sighup(tls)));
+    let reload_task = tokio::spawn(hangups.handle(tls.clone()));
 
     let settings = Arc::new(ThreadSettings {
         builder: connection_builder(config),
@@ -210,9 +216,7 @@ pub async fn serve(
         tracing::warn!("grace period over; closing the remaining connections");
     }
     admin_task.abort();
-    if let Some(task) = reload_task {
-        task.abort();
-    }
+    reload_task.abort();
     let _ = usage_writer_stop.send(());
     if let Some(writer) = usage_writer {
         // The last records go to Redis, within the Redis timeout per record.
@@ -379,40 +383,88 @@ async fn serve_io<I, S>(
     }
 }
 
-/// Reloads the listener's certificate on every SIGHUP.
-async fn reload_on_sighup(tls: Arc<InboundTls>) {
+/// SIGHUP, watched from before the shim reports that it listens. Its default action ends the
+/// process (exit 129), and log rotators, supervisors and shells without `nohup` send it, so
+/// it must never reach a shim unwatched. It reloads the listener's certificate where TLS is
+/// configured; otherwise it is logged and ignored.
+pub struct Hangups {
     #[cfg(unix)]
-    {
-        let Ok(mut hangups) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::warn!("cannot watch SIGHUP; certificate reload is off");
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            match tls.reload() {
-                Ok(()) => tracing::info!("TLS certificate reloaded"),
-                Err(error) => {
-                    tracing::error!(%error, "TLS certificate reload failed; keeping the current one")
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    /// Takes over SIGHUP's disposition; must be called inside the runtime.
+    pub fn register() -> Self {
+        #[cfg(unix)]
+        {
+            let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|error| tracing::warn!(%error, "cannot watch SIGHUP"))
+                .ok();
+            Self { signal }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Answers every SIGHUP until aborted.
+    async fn handle(self, tls: Option<Arc<InboundTls>>) {
+        #[cfg(unix)]
+        {
+            let Some(mut hangups) = self.signal else {
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                match &tls {
+                    Some(tls) => match tls.reload() {
+                        Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                        Err(error) => tracing::error!(
+                            %error,
+                            "SIGHUP: TLS certificate reload failed; keeping the current one"
+                        ),
+                    },
+                    None => tracing::info!(
+                        "SIGHUP received: nothing to reload (no TLS configured; configuration \
+                         changes need a restart); still serving"
+                    ),
                 }
             }
         }
+        #[cfg(not(unix))]
+        let _ = (self, tls);
     }
-    #[cfg(not(unix))]
-    let _ = tls;
 }
 
-/// The admin endpoints, on the coordinating thread; stopped by aborting the task.
-async fn serve_admin(listener: TcpListener, state: AdminState) {
+/// The admin endpoints, on the coordinating thread; stopped by aborting the task. Probes and
+/// scrapers are few, so the listener has a small cap of its own ([`ADMIN_MAX_CONNECTIONS`];
+/// past it, connections wait in the kernel backlog) and the main listener's head timeout,
+/// which also closes an idle keep-alive connection: a client that half-sends a request head
+/// cannot hold a connection, or the probes' way in, for ever.
+async fn serve_admin(listener: TcpListener, state: AdminState, header_read_timeout: Duration) {
+    let slots = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS);
     loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         let (stream, _) = accept(&listener, "admin").await;
         let state = state.clone();
         let service = service_fn(move |request| {
             let state = state.clone();
             async move { Ok::<_, Infallible>(admin::handle(&request, &state).await) }
         });
+        let builder = builder.clone();
         tokio::spawn(async move {
-            let _ = auto::Builder::new(TokioExecutor::new())
+            let _slot = slot;
+            let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

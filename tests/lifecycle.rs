@@ -223,8 +223,8 @@ async fn each_legacy_call_logs_one_deprecated_event_and_no_secret() {
     }
 }
 
-/// Thread per core: each serving thread has its own listener on the one port; connections
-/// spread over them, and what the process counts (metrics, usage) covers every thread.
+/// Thread per core: each serving thread accepts on its own duplicate of the one listening
+/// socket, and what the process counts (metrics, usage) covers every thread.
 #[tokio::test]
 async fn serving_threads_share_one_port_and_one_set_of_counts() {
     let upstream = FakeUpstream::always(Reply::json(
@@ -251,7 +251,7 @@ async fn serving_threads_share_one_port_and_one_set_of_counts() {
         .count();
     assert_eq!(threads, 4, "one named thread per worker");
 
-    // Each call is a new connection; the kernel spreads them over the four listeners.
+    // Each call is a new connection, accepted by whichever serving thread is free.
     let calls = (0..40).map(|i| {
         let url = shim.url("/api/update_user_group/");
         async move { post_json(&url, &json!({"user_group_id": format!("g{i}")})).await }
@@ -309,4 +309,63 @@ where
         outputs.push(task.await.unwrap());
     }
     outputs
+}
+
+#[tokio::test]
+async fn a_second_shim_on_a_listen_address_in_use_exits_and_says_so() {
+    let upstream = FakeUpstream::always(Reply::raw(200, "text/plain", "first")).await;
+    let first = Shim::start(&upstream.url(), &["--workers", "2"]);
+    let listen = first.addr.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        run_binary(
+            &[
+                "--listen",
+                &listen,
+                "--admin",
+                "127.0.0.1:0",
+                "--upstream",
+                "http://127.0.0.1:9",
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {}", first.addr))
+            && stderr.to_lowercase().contains("in use"),
+        "{stderr}"
+    );
+    // Every connection still reaches the first shim.
+    for _ in 0..10 {
+        let got = send("GET", &first.url("/anything"), &[], "").await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.body, "first");
+    }
+}
+
+#[tokio::test]
+async fn sighup_without_tls_is_logged_and_never_kills() {
+    let upstream = FakeUpstream::always(Reply::raw(200, "text/plain", "ok")).await;
+    let mut shim = Shim::start(&upstream.url(), &[]);
+    // Sent as soon as the shim says it listens: the handler is in place by then.
+    shim.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !shim
+        .logs()
+        .iter()
+        .any(|line| line.contains("SIGHUP received"))
+    {
+        assert!(
+            shim.wait_exit(Duration::from_millis(100)).is_none(),
+            "SIGHUP ended the shim: {:?}",
+            shim.logs()
+        );
+        assert!(std::time::Instant::now() < deadline, "{:?}", shim.logs());
+    }
+    shim.signal("HUP");
+    assert_eq!(send("GET", &shim.url("/x"), &[], "").await.status, 200);
+    assert!(shim.wait_exit(Duration::from_millis(100)).is_none());
 }
