@@ -14,7 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use std::io::Write;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const UPDATE: &str = "/api/update_user_group/";
 
@@ -433,4 +433,80 @@ async fn upstream_connections_are_reused_and_closed_once_idle() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn a_connection_still_receiving_an_upload_is_never_handed_to_the_next_request() {
+    // Answers as soon as the request head is in, without reading any body, then keeps the
+    // connection open: a refusal before the upload, as real servers send.
+    let upstream = RawUpstream::start(|mut stream| async move {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte).await {
+                Ok(1) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        let _ = stream
+            .write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nearly",
+            )
+            .await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    })
+    .await;
+    let config = TempConfig::new("workers = 1\n[upstream]\ntimeout = \"3s\"\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    // A pass-through upload that is answered early and keeps uploading.
+    let mut uploader = tokio::net::TcpStream::connect(shim.addr).await.unwrap();
+    uploader
+        .write_all(
+            b"POST /api/upload/ HTTP/1.1\r\nhost: shim\r\ncontent-length: 100\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    while !String::from_utf8_lossy(&answer).contains("early") {
+        let mut chunk = [0u8; 256];
+        let read = uploader.read(&mut chunk).await.unwrap();
+        assert!(read > 0, "the upload's connection closed: {answer:?}");
+        answer.extend_from_slice(&chunk[..read]);
+    }
+    // The upload goes on; the next request must get a connection of its own.
+    let next = send("GET", &shim.url("/api/dashboard/"), &[], "").await;
+    assert_eq!(
+        next.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&next.body)
+    );
+    assert_eq!(upstream.connections(), 2);
+    drop(uploader);
+}
+
+#[tokio::test]
+async fn a_clients_broken_pass_through_body_is_400_not_502() {
+    let upstream = FakeUpstream::always(Reply::raw(200, "text/plain", "ok")).await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    for broken in [
+        // A chunk size that overflows.
+        "5\r\nhello\r\nFFFFFFFFFFFFFFFFFFFFFF\r\n",
+        // A chunk size that is not hex.
+        "5\r\nhello\r\nzz\r\n",
+    ] {
+        let request = format!(
+            "POST /api/upload/ HTTP/1.1\r\nhost: shim\r\ntransfer-encoding: chunked\r\n\r\n{broken}"
+        );
+        let reply = raw_exchange(shim.addr, request.as_bytes(), Duration::from_secs(20)).await;
+        assert!(reply.starts_with("HTTP/1.1 400"), "{broken:?}: {reply}");
+        assert!(reply.contains("broken_request_body"), "{broken:?}: {reply}");
+    }
+    let metrics =
+        String::from_utf8_lossy(&send("GET", &shim.admin_url("/metrics"), &[], "").await.body)
+            .into_owned();
+    assert!(
+        metrics.contains(r#"explo_shim_pass_through_requests_total{status_class="4xx"} 2"#),
+        "{metrics}"
+    );
 }

@@ -208,9 +208,7 @@ impl Upstream {
         let started = Instant::now();
         let response = coarse_timer::timeout(self.shared.timeout, self.connections.send(request))
             .await
-            .map_err(|_| ShimError::UpstreamTimeout {
-                timeout: self.shared.timeout,
-            })??;
+            .map_err(|_| self.timed_out())??;
         self.observe(
             RouteKind::PassThrough,
             started,
@@ -279,9 +277,17 @@ impl Upstream {
         };
         coarse_timer::timeout(self.shared.timeout, exchange)
             .await
-            .map_err(|_| ShimError::UpstreamTimeout {
-                timeout: self.shared.timeout,
-            })?
+            .map_err(|_| self.timed_out())?
+    }
+
+    /// The error for an exchange past `upstream.timeout`. An HTTP/1.1 connection goes with
+    /// its abandoned request; the shared HTTP/2 connection is dropped from the pool too, since
+    /// a silent upstream may be a dead connection, and the next request gets a fresh one.
+    fn timed_out(&self) -> ShimError {
+        self.connections.forget_http2();
+        ShimError::UpstreamTimeout {
+            timeout: self.shared.timeout,
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -35,6 +36,11 @@ use crate::error::ShimError;
 /// Pooled connections tried before a fresh one: each may have been closed by the upstream
 /// while idle, and each such failure hands the request back unsent.
 const MAX_STALE_RETRIES: usize = 3;
+
+/// How often an upstream HTTP/2 connection is pinged, and how long its answer may take before
+/// the connection is closed.
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where and how to connect: built once, shared by every thread's pool.
 #[derive(Clone)]
@@ -156,7 +162,7 @@ impl ConnectionPool {
         mut request: Request<ProxyBody>,
     ) -> Result<Response<PooledBody>, ShimError> {
         for _ in 0..MAX_STALE_RETRIES {
-            let Some(connection) = self.checkout_idle().await else {
+            let Some(connection) = self.checkout_idle() else {
                 break;
             };
             match self.attempt(connection, request).await {
@@ -175,8 +181,14 @@ impl ConnectionPool {
         }
     }
 
+    /// Stops handing out the thread's HTTP/2 connection; requests on it finish, new ones
+    /// connect afresh.
+    pub fn forget_http2(&self) {
+        self.inner.lock().http2 = None;
+    }
+
     /// A pooled connection ready for a request, if one is alive and fresh.
-    async fn checkout_idle(&self) -> Option<Checkout> {
+    fn checkout_idle(&self) -> Option<Checkout> {
         let idle_timeout = self.inner.endpoint.idle_timeout;
         let now = Instant::now();
         {
@@ -190,18 +202,14 @@ impl ConnectionPool {
             }
         }
         loop {
-            let mut sender = {
-                let mut idle = self.inner.lock();
-                let candidate = idle.http1.pop()?;
-                if !candidate.reusable(now, idle_timeout) {
-                    continue;
-                }
-                candidate.sender
-            };
-            // Ready at once unless the previous reply is still being finished; an error means
-            // the connection is gone.
-            if sender.ready().await.is_ok() {
-                return Some(Checkout::Http1(sender));
+            let mut idle = self.inner.lock();
+            let candidate = idle.http1.pop()?;
+            // Only connections whose exchange ended both ways are pooled, and hyper marks
+            // such a connection ready before the reply's last frame reaches us. One that is
+            // not ready is busy or broken: dropping it closes it, and the next is tried; a
+            // checkout never waits behind another request's upload.
+            if candidate.reusable(now, idle_timeout) && candidate.sender.is_ready() {
+                return Some(Checkout::Http1(candidate.sender));
             }
         }
     }
@@ -218,6 +226,7 @@ impl ConnectionPool {
                     .headers_mut()
                     .insert(http::header::HOST, self.inner.endpoint.host_header.clone());
                 *request.version_mut() = Version::HTTP_11;
+                let (request, request_sent) = track_request_body(request);
                 let response = sender
                     .try_send_request(request)
                     .await
@@ -225,6 +234,7 @@ impl ConnectionPool {
                 let release = Release {
                     pool: Arc::downgrade(&self.inner),
                     sender,
+                    request_sent,
                 };
                 Ok(response.map(|body| PooledBody::new(body, Some(release))))
             }
@@ -282,6 +292,12 @@ impl ConnectionPool {
         if transport.negotiated_h2() {
             let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
+                // One h2 connection carries every request of the thread: a silently dead one
+                // (a NAT that forgot it, a peer that vanished) must be noticed by a ping, not
+                // by the requests that time out on it.
+                .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+                .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+                .keep_alive_while_idle(true)
                 .handshake(TokioIo::new(transport))
                 .await
                 .map_err(unreachable)?;
@@ -365,7 +381,25 @@ fn not_sent_or_failed(mut error: TrySendError<Request<ProxyBody>>) -> Attempt {
     }
 }
 
+/// The error for an exchange that broke after the request may have been sent. hyper reports
+/// a request body that failed as a user error: that is the client's body breaking (a
+/// malformed chunk, a stall), not the upstream, and the client is told so.
 fn failed(error: &hyper::Error) -> ShimError {
+    if error.is_user() {
+        let mut cause = std::error::Error::source(error);
+        while let Some(current) = cause {
+            if let Some(stalled) = current.downcast_ref::<crate::body::BodyIdleTimeout>() {
+                return ShimError::BodyTimeout {
+                    limit: stalled.0,
+                    whole: false,
+                };
+            }
+            cause = current.source();
+        }
+        return ShimError::BrokenClientBody {
+            detail: super::error_chain(error),
+        };
+    }
     ShimError::UpstreamFailed {
         detail: super::error_chain(error),
     }
@@ -392,6 +426,10 @@ pub struct PooledBody {
 struct Release {
     pool: Weak<PoolInner>,
     sender: http1::SendRequest<ProxyBody>,
+    /// Set once the request body has been handed to the connection in full. An upstream may
+    /// answer before it has read the body (a refusal, say); its connection is still busy
+    /// with the client's upload then, and must not be handed to the next request.
+    request_sent: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for PooledBody {
@@ -412,11 +450,17 @@ impl PooledBody {
     }
 
     fn release_connection(&mut self) {
-        if let Some(Release { pool, sender }) = self.release.take()
+        if let Some(Release {
+            pool,
+            sender,
+            request_sent,
+        }) = self.release.take()
+            && request_sent.load(Ordering::Acquire)
             && let Some(pool) = pool.upgrade()
         {
             pool.release(sender);
         }
+        // Otherwise the sender is dropped: hyper closes the connection once the upload ends.
     }
 }
 
@@ -440,6 +484,61 @@ impl Body for PooledBody {
     }
 
     fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// `request` with a body that records when it has been sent in full.
+fn track_request_body(request: Request<ProxyBody>) -> (Request<ProxyBody>, Arc<AtomicBool>) {
+    let sent = Arc::new(AtomicBool::new(false));
+    let request = request.map(|inner| {
+        let body = TrackedBody {
+            inner,
+            sent: Arc::clone(&sent),
+        };
+        body.note_end();
+        http_body_util::BodyExt::boxed_unsync(body)
+    });
+    (request, sent)
+}
+
+/// A request body that sets `sent` once its last frame has been taken.
+struct TrackedBody {
+    inner: ProxyBody,
+    sent: Arc<AtomicBool>,
+}
+
+impl TrackedBody {
+    fn note_end(&self) {
+        if self.inner.is_end_stream() {
+            self.sent.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        match &frame {
+            None => self.sent.store(true, Ordering::Release),
+            Some(Ok(_)) => self.note_end(),
+            Some(Err(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.note_end();
         self.inner.is_end_stream()
     }
 
