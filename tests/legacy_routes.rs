@@ -76,6 +76,10 @@ async fn create_user_group_renames_both_ways_under_every_path_variant() {
         "/api/create_user_group",
         "/embed/create_user_group/",
         "/embed/create_user_group",
+        // Fronts that merge slashes (nginx's default) hand these to the legacy endpoint.
+        "//api/create_user_group/",
+        "/api//create_user_group/",
+        "/embed//create_user_group",
     ];
     for path in paths {
         let got = post_json(
@@ -473,4 +477,19 @@ async fn a_legacy_path_with_another_method_passes_through() {
     let got = send("GET", &shim.url("/api/update_user_group/"), &[], "").await;
     assert_eq!(got.status, 405);
     assert_eq!(upstream.requests()[0].target, "/api/update_user_group/");
+}
+
+#[tokio::test]
+async fn repeated_slashes_decide_the_route_but_pass_through_paths_go_byte_for_byte() {
+    let upstream = FakeUpstream::always(Reply::raw(200, "text/plain", "ok")).await;
+    let (shim, _config) = shim_with_team(&upstream, "");
+    for path in ["//api/customers/", "/api//dashboards//x"] {
+        assert_eq!(send("GET", &shim.url(path), &[], "").await.status, 200);
+    }
+    let targets: Vec<String> = upstream
+        .requests()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    assert_eq!(targets, ["//api/customers/", "/api//dashboards//x"]);
 }

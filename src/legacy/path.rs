@@ -3,7 +3,9 @@
 //! `/api/update%5Fuser_group/` and `/api/./update_user_group/` are the same resource as
 //! `/api/update_user_group/` to most servers and CDNs (RFC 3986 §6.2.2), so they must get the
 //! same treatment: translation, deprecation headers and a usage record. The path is matched
-//! after decoding percent-encoded unreserved characters and resolving dot-segments. A path the
+//! after decoding percent-encoded unreserved characters, merging repeated slashes (nginx's
+//! `merge_slashes`, on by default, hands `//api/update_user_group/` to the legacy endpoint)
+//! and resolving dot-segments. A path the
 //! shim cannot normalise safely is refused: a malformed percent-escape, or an encoded `/`, `\`
 //! or NUL that some server on the way could decode into a legacy path. Only the decision uses
 //! the normalised form; a passed-through path is forwarded exactly as it came.
@@ -28,34 +30,57 @@ pub fn recognise(method: &Method, path: &str) -> Result<Option<LegacyRoute>, Uns
     if is_plain(path) {
         return Ok(LegacyRoute::recognise(method, path));
     }
-    let normalised = normalise(path)?;
-    if let Some(route) = LegacyRoute::recognise(method, &normalised) {
-        return Ok(Some(route));
+    let decoded = decode_unreserved(path)?;
+    // Servers that merge slashes and servers that do not resolve `x//..` differently; a
+    // legacy path under either reading is a legacy call.
+    for normalised in [
+        remove_dot_segments(&merge_slashes(&decoded)),
+        remove_dot_segments(&decoded),
+    ] {
+        if let Some(route) = LegacyRoute::recognise(method, &normalised) {
+            return Ok(Some(route));
+        }
     }
     // A server that also decodes reserved characters (or treats `\` as `/`) could see a legacy
     // path here; the shim cannot know what the upstream does, so it refuses to guess.
-    let aggressive = remove_dot_segments(&decode_everything(path).replace('\\', "/"));
+    let aggressive =
+        remove_dot_segments(&merge_slashes(&decode_everything(path).replace('\\', "/")));
     if aggressive.contains('\0') || LegacyRoute::recognise(method, &aggressive).is_some() {
         return Err(UnsafePath::EncodedSeparator);
     }
     Ok(None)
 }
 
-/// Nothing to decode and no dot-segment: the common case, found in one scan.
+/// Nothing to decode, no repeated slash and no dot-segment: the common case, found in one scan.
 fn is_plain(path: &str) -> bool {
     let mut previous = 0u8;
     !path.bytes().any(|byte| {
-        let special = matches!(byte, b'%' | b'\\') || (previous == b'/' && byte == b'.');
+        let special =
+            matches!(byte, b'%' | b'\\') || (previous == b'/' && matches!(byte, b'.' | b'/'));
         previous = byte;
         special
     })
 }
 
 /// RFC 3986 §6.2.2: percent-encoded unreserved characters decoded, the remaining escapes in
-/// upper case, dot-segments removed.
+/// upper case, repeated slashes merged, dot-segments removed.
 pub fn normalise(path: &str) -> Result<Cow<'_, str>, UnsafePath> {
     let decoded = decode_unreserved(path)?;
-    Ok(Cow::Owned(remove_dot_segments(&decoded)))
+    Ok(Cow::Owned(remove_dot_segments(&merge_slashes(&decoded))))
+}
+
+/// Runs of `/` as one, as nginx (`merge_slashes on`, its default) and many other fronts
+/// resolve them before routing.
+fn merge_slashes(path: &str) -> String {
+    let mut merged = String::with_capacity(path.len());
+    let mut previous = '\0';
+    for character in path.chars() {
+        if !(character == '/' && previous == '/') {
+            merged.push(character);
+        }
+        previous = character;
+    }
+    merged
 }
 
 fn hex_value(byte: u8) -> Option<u8> {
@@ -190,6 +215,11 @@ mod tests {
             "/api/%2E/update_user_group/",
             "/embed/./update_user_group",
             "/../api/update_user_group/",
+            "//api/update_user_group/",
+            "/api//update_user_group/",
+            "/api/update_user_group//",
+            "///api///update_user_group",
+            "/api/x//../update_user_group/",
         ] {
             assert_eq!(post(path), Ok(Some(LegacyRoute::UpdateUserGroup)), "{path}");
         }
@@ -203,6 +233,8 @@ mod tests {
             "/files/a%20b",
             "/files/a%2Fb",
             "/api/update_user_group/x/y/..",
+            "//api/update_customer/",
+            "/files//a",
         ] {
             assert_eq!(post(path), Ok(None), "{path}");
         }
