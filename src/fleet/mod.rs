@@ -28,6 +28,9 @@ use crate::metrics::Metrics;
 
 /// How often a replica whose Redis failed tries it again.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How long an admin read of the fleet's records (`/usage`) may take; a scrape can wait,
+/// a request cannot.
+const ADMIN_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What every replica thread shares about the fleet's Redis.
 pub struct Fleet {
@@ -74,6 +77,18 @@ impl Fleet {
         FleetLink {
             fleet: Arc::clone(self),
             connection: Arc::new(OnceLock::new()),
+            admin: false,
+        }
+    }
+
+    /// A connection for the admin listener's reads (`/usage`): they may read many records, so
+    /// they get [`ADMIN_REDIS_TIMEOUT`] instead of the request path's budget, and a slow or
+    /// failed read never marks Redis down for the serving threads (which would send every
+    /// replica's budget local).
+    pub fn admin_link(self: &Arc<Self>) -> FleetLink {
+        FleetLink {
+            admin: true,
+            ..self.link()
         }
     }
 
@@ -160,6 +175,8 @@ impl Health {
 pub struct FleetLink {
     fleet: Arc<Fleet>,
     connection: Arc<OnceLock<ConnectionManager>>,
+    /// The admin listener's link ([`Fleet::admin_link`]).
+    admin: bool,
 }
 
 impl FleetLink {
@@ -169,7 +186,19 @@ impl FleetLink {
 
     /// The same fleet with a connection of its own, for another thread.
     pub fn for_this_thread(&self) -> Self {
-        self.fleet.link()
+        FleetLink {
+            admin: self.admin,
+            ..self.fleet.link()
+        }
+    }
+
+    /// How long one Redis call may take on this link.
+    fn timeout(&self) -> Duration {
+        if self.admin {
+            ADMIN_REDIS_TIMEOUT.max(self.fleet.settings.timeout)
+        } else {
+            self.fleet.settings.timeout
+        }
     }
 
     /// The connection, made lazily inside the calling thread's runtime (the manager spawns its
@@ -178,7 +207,7 @@ impl FleetLink {
         if let Some(connection) = self.connection.get() {
             return Some(connection.clone());
         }
-        let timeout = self.fleet.settings.timeout;
+        let timeout = self.timeout();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1).max(timeout)))
             .set_response_timeout(Some(timeout))
@@ -199,6 +228,21 @@ impl FleetLink {
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
+        if self.admin {
+            // Only the serving threads' calls judge Redis's health.
+            let connection = self.connection()?;
+            return match tokio::time::timeout(self.timeout(), call(connection)).await {
+                Ok(Ok(value)) => Some(value),
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "reading the fleet's usage from Redis failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(timeout = ?self.timeout(), "reading the fleet's usage from Redis timed out");
+                    None
+                }
+            };
+        }
         if !self.fleet.health.may_try() {
             return None;
         }
