@@ -374,3 +374,135 @@ async fn case_8_numbers_reach_the_upstream_exactly_as_written() {
         r#"{"provided_id":"g","properties":{"big": 1e400, "upper": 1E5, "float": 1.10}}"#
     );
 }
+
+// Issue 16: the cascade guard when the v2 list misbehaves ------------------------------------
+
+/// A child of `parent` made with the Customer API (a level below, as the emulator requires).
+async fn create_child(shim: &Shim, id: &str, parent: &str) {
+    let child = post_json(
+        &shim.url("/api/create_customer/"),
+        &json!({"provided_id": id, "parent_provided_id": parent, "hierarchy_level_name": "Customer"}),
+    )
+    .await;
+    assert_eq!(child.status, 200, "{:?}", child.json());
+}
+
+/// The customers `ids` made with the Customer API, and their tokens in the same order.
+async fn create_all(shim: &Shim, ids: &[&str]) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for id in ids {
+        tokens.push(create_through_customer_api(shim, id).await);
+    }
+    tokens
+}
+
+async fn cascade_unverified_count(shim: &Shim) -> usize {
+    let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
+    String::from_utf8_lossy(&metrics.body)
+        .lines()
+        .find_map(|line| line.strip_prefix("explo_shim_cascade_unverified_total "))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A v2 list that serves its first page for every `page`, 2 customers a page, and no v1 list
+/// to fall back on: pages after the first repeat it, so counting entries would reach
+/// `total_count` without ever seeing the customers beyond page 1.
+const FIRST_PAGE_ONLY: [Fault; 3] = [
+    Fault::V2ListIgnoresPage,
+    Fault::V2ListCapsPageSize,
+    Fault::V1ListRetired,
+];
+
+#[tokio::test]
+async fn case_16_a_list_that_repeats_page_1_cannot_clear_a_parent_beyond_it() {
+    let upstream = start_emulator(&FIRST_PAGE_ONLY).await;
+    let shim = Shim::start(&upstream, &[]);
+    // Listed in provided_id order: a1 and a2 fill the only page the list ever serves.
+    let tokens = create_all(&shim, &["a1", "a2", "parent"]).await;
+    create_child(&shim, "parent_kid", "parent").await;
+    let fresh = Shim::start(&upstream, &[]);
+    let got = delete(&fresh, json!({"current_token": tokens[2]})).await;
+    got.assert_shim_error(409, "cascade_unverified");
+    assert!(
+        got.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not be read whole"),
+        "{:?}",
+        got.json()
+    );
+    assert!(exists(&fresh, "parent").await && exists(&fresh, "parent_kid").await);
+    assert_eq!(cascade_unverified_count(&fresh).await, 1);
+}
+
+#[tokio::test]
+async fn case_16_a_list_that_repeats_page_1_refuses_a_token_beyond_it_and_finds_one_on_it() {
+    let upstream = start_emulator(&FIRST_PAGE_ONLY).await;
+    let shim = Shim::start(&upstream, &[]);
+    let tokens = create_all(&shim, &["a1", "a2", "solo"]).await;
+    let fresh = Shim::start(&upstream, &[]);
+    // Childless, but nothing establishes who holds the token: refused, not deleted.
+    delete(&fresh, json!({"current_token": tokens[2]}))
+        .await
+        .assert_shim_error(409, "cascade_unverified");
+    assert!(exists(&fresh, "solo").await);
+    // A token on the page the list does serve is found there, and its delete goes ahead.
+    let got = delete(&fresh, json!({"current_token": tokens[0]})).await;
+    assert_eq!(got.status, 200, "{:?}", got.json());
+    assert!(!exists(&fresh, "a1").await);
+}
+
+/// The v2 list only where one stored doc version puts it, and v1 retired.
+const V2_AT_API_V2_ONLY: [Fault; 2] = [Fault::V2ListOnlyAtApiV2, Fault::V1ListRetired];
+
+#[tokio::test]
+async fn case_16_with_v2_only_at_api_v2_childless_customers_are_deleted() {
+    let upstream = start_emulator(&V2_AT_API_V2_ONLY).await;
+    let shim = Shim::start(&upstream, &[]);
+    let tokens = create_all(&shim, &["first", "second"]).await;
+    let fresh = Shim::start(&upstream, &[]);
+    // The second delete asks the path the first found.
+    for (token, id) in tokens.iter().zip(["first", "second"]) {
+        let got = delete(&fresh, json!({"current_token": token})).await;
+        assert_eq!(got.status, 200, "{id}: {:?}", got.json());
+        assert!(!exists(&fresh, id).await, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn case_16_with_v2_only_at_api_v2_a_parent_is_refused_as_cascading() {
+    let upstream = start_emulator(&V2_AT_API_V2_ONLY).await;
+    let shim = Shim::start(&upstream, &[]);
+    let tokens = create_all(&shim, &["parent"]).await;
+    create_child(&shim, "parent_kid", "parent").await;
+    let fresh = Shim::start(&upstream, &[]);
+    for body in [
+        json!({"current_token": tokens[0]}),
+        json!({"user_group_id": "parent"}),
+    ] {
+        // Established, not merely unverified: the children were counted.
+        delete(&fresh, body)
+            .await
+            .assert_shim_error(409, "delete_would_cascade");
+    }
+    assert!(exists(&fresh, "parent").await && exists(&fresh, "parent_kid").await);
+}
+
+#[tokio::test]
+async fn case_16_pages_capped_below_the_size_asked_for_are_read_to_the_end() {
+    let upstream = start_emulator(&[Fault::V2ListCapsPageSize, Fault::V1ListRetired]).await;
+    let shim = Shim::start(&upstream, &[]);
+    // Pages of 2: [a1, a2], [a3, parent], [parent_kid, solo].
+    let tokens = create_all(&shim, &["a1", "a2", "a3", "parent"]).await;
+    create_child(&shim, "parent_kid", "parent").await;
+    let solo = create_through_customer_api(&shim, "solo").await;
+    let fresh = Shim::start(&upstream, &[]);
+    delete(&fresh, json!({"current_token": tokens[3]}))
+        .await
+        .assert_shim_error(409, "delete_would_cascade");
+    assert!(exists(&fresh, "parent").await && exists(&fresh, "parent_kid").await);
+    let got = delete(&fresh, json!({"current_token": solo})).await;
+    assert_eq!(got.status, 200, "{:?}", got.json());
+    assert!(!exists(&fresh, "solo").await);
+}

@@ -130,10 +130,13 @@ async fn numeric_user_group_id_is_forwarded_as_a_string() {
     );
 }
 
-/// A Customer API holding `example_1` (token `CUSTOMER_TOKEN`) with the given children. Both
-/// list versions answer, unless `serves_v2` is off (v2 then answers 404, as a deployment
-/// without it would).
-fn customer_api(children: &'static [&'static str], serves_v2: bool) -> impl Fn(&Recorded) -> Reply {
+/// A Customer API holding `example_1` (token `CUSTOMER_TOKEN`) with the given children. The
+/// v1 list answers, and the v2 list at `v2_path` only (every other path answers 404, as a
+/// deployment without it would); `None`: no v2 list at all.
+fn customer_api(
+    children: &'static [&'static str],
+    v2_path: Option<&'static str>,
+) -> impl Fn(&Recorded) -> Reply {
     move |request| {
         let filtered = request.target.contains("parent_provided_id=example_1");
         let listed: Vec<serde_json::Value> = if filtered {
@@ -152,7 +155,7 @@ fn customer_api(children: &'static [&'static str], serves_v2: bool) -> impl Fn(&
                 200,
                 json!({"success": 1, "customer": customer("example_1", CUSTOMER_TOKEN)}),
             ),
-            "/v2/api/customers/" if serves_v2 => {
+            path if Some(path) == v2_path => {
                 let page_size = if filtered { 1 } else { 1000 };
                 let page: Vec<_> = listed.iter().take(page_size).cloned().collect();
                 Reply::json(
@@ -168,11 +171,14 @@ fn customer_api(children: &'static [&'static str], serves_v2: bool) -> impl Fn(&
 }
 
 fn customer_api_with_children(children: &'static [&'static str]) -> impl Fn(&Recorded) -> Reply {
-    customer_api(children, true)
+    customer_api(children, Some("/v2/api/customers/"))
 }
 
 const LIST_V2_PAGE: &str = "GET /v2/api/customers/?page=1&page_size=1000&pageSize=1000";
 const CHILDREN_V2: &str = "GET /v2/api/customers/?parent_provided_id=example_1&parentProvidedId=example_1&page=1&page_size=1&pageSize=1";
+/// The same calls at the v2 path of the other stored doc version (explo-api.md §3.5).
+const LIST_API_V2_PAGE: &str = "GET /api/v2/customers/?page=1&page_size=1000&pageSize=1000";
+const CHILDREN_API_V2: &str = "GET /api/v2/customers/?parent_provided_id=example_1&parentProvidedId=example_1&page=1&page_size=1&pageSize=1";
 
 fn calls(upstream: &FakeUpstream) -> Vec<String> {
     upstream
@@ -271,7 +277,7 @@ async fn a_customer_reply_passed_through_teaches_the_token_too() {
 
 #[tokio::test]
 async fn without_v2_the_v1_lists_answer() {
-    let upstream = FakeUpstream::start(customer_api(&[], false)).await;
+    let upstream = FakeUpstream::start(customer_api(&[], None)).await;
     let shim = Shim::start(&upstream.url(), &[]);
     let got = send(
         "DELETE",
@@ -285,9 +291,45 @@ async fn without_v2_the_v1_lists_answer() {
         calls(&upstream),
         [
             LIST_V2_PAGE,
+            LIST_API_V2_PAGE,
             "GET /api/customers/",
             CHILDREN_V2,
+            CHILDREN_API_V2,
             "GET /api/customers/?parent_provided_id=example_1",
+            "DELETE /api/delete_customer/"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_v2_path_that_answered_is_asked_first_from_then_on() {
+    let upstream = FakeUpstream::start(customer_api(&[], Some("/api/v2/customers/"))).await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    // The first delete finds the list at the second documented path...
+    assert_eq!(
+        delete_by_token_calls(&shim, &upstream).await,
+        [
+            LIST_V2_PAGE,
+            LIST_API_V2_PAGE,
+            CHILDREN_API_V2,
+            "DELETE /api/delete_customer/"
+        ]
+    );
+    // ...and the next one, by id so that no list page is needed, goes straight there.
+    let before = upstream.requests().len();
+    let got = send(
+        "DELETE",
+        &shim.url("/api/delete_user_group/"),
+        &[],
+        r#"{"user_group_id": "example_1"}"#,
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        calls(&upstream).split_off(before),
+        [
+            "POST /api/get_customer/",
+            CHILDREN_API_V2,
             "DELETE /api/delete_customer/"
         ]
     );

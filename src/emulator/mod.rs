@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use crate::body::{ProxyBody, full_body};
 use crate::error::retry_after_seconds;
 use crate::ratelimit::{Admission, UpstreamBudget};
-use store::{Reply, Store};
+use store::{Reply, Store, V2_MAX_PAGE_SIZE};
 
 /// Explo's documented limit (docs: security/rate-limits).
 pub const EXPLO_RATE_LIMIT_PER_MINUTE: u32 = 180;
@@ -50,6 +50,15 @@ pub enum Fault {
     ListsWithoutTokens,
     /// The v1 list answers 410 Gone, as once it is retired.
     V1ListRetired,
+    /// The v2 list ignores `page` and serves the first page whatever is asked, as a server
+    /// whose paginator is misconfigured would.
+    V2ListIgnoresPage,
+    /// The v2 list serves at most 2 customers a page whatever `page_size` asks, as a server
+    /// with a lower maximum than the documented 1,000 would.
+    V2ListCapsPageSize,
+    /// The v2 list is served only at `/api/v2/customers/` (explo-api.md §3.5, version B);
+    /// `/v2/api/customers/` answers 404.
+    V2ListOnlyAtApiV2,
 }
 
 /// The faults in effect.
@@ -58,6 +67,9 @@ pub struct Faults {
     pub non_json_after_write: bool,
     pub lists_without_tokens: bool,
     pub v1_list_retired: bool,
+    pub v2_list_ignores_page: bool,
+    pub v2_list_caps_page_size: bool,
+    pub v2_list_only_at_api_v2: bool,
 }
 
 impl FromIterator<Fault> for Faults {
@@ -68,6 +80,9 @@ impl FromIterator<Fault> for Faults {
                 Fault::NonJsonAfterWrite => all.non_json_after_write = true,
                 Fault::ListsWithoutTokens => all.lists_without_tokens = true,
                 Fault::V1ListRetired => all.v1_list_retired = true,
+                Fault::V2ListIgnoresPage => all.v2_list_ignores_page = true,
+                Fault::V2ListCapsPageSize => all.v2_list_caps_page_size = true,
+                Fault::V2ListOnlyAtApiV2 => all.v2_list_only_at_api_v2 = true,
             }
         }
         all
@@ -76,6 +91,11 @@ impl FromIterator<Fault> for Faults {
 
 /// What the emulator answers after a write when told to misbehave.
 const NON_JSON_WRITE_REPLY: &str = "<html><body>OK</body></html>";
+/// The largest v2 page under [`Fault::V2ListCapsPageSize`], in customers: small enough that a
+/// test's handful of customers spans several pages.
+const CAPPED_PAGE_SIZE: usize = 2;
+/// The v2 path of the latest stored doc version, which [`Fault::V2ListOnlyAtApiV2`] hides.
+const LIST_V2_LATEST_PATH: &str = "/v2/api/customers/";
 
 /// The Customer endpoints, their method, and the store operation behind each.
 #[derive(Clone, Copy)]
@@ -100,7 +120,7 @@ const ENDPOINTS: [(&str, Method, Endpoint); 8] = [
         Endpoint::Refresh,
     ),
     ("/api/customers/", Method::GET, Endpoint::List),
-    ("/v2/api/customers/", Method::GET, Endpoint::ListV2),
+    (LIST_V2_LATEST_PATH, Method::GET, Endpoint::ListV2),
     // One stored doc version puts the version after /api/; both answer the same.
     ("/api/v2/customers/", Method::GET, Endpoint::ListV2),
 ];
@@ -143,8 +163,12 @@ impl Emulator {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             return response;
         }
-        let Some((endpoint_method, endpoint)) = route(path) else {
-            return if route(&format!("{path}/")).is_some() {
+        let served = |path: &str| {
+            let hidden = self.faults.v2_list_only_at_api_v2 && path == LIST_V2_LATEST_PATH;
+            route(path).filter(|_| !hidden)
+        };
+        let Some((endpoint_method, endpoint)) = served(path) else {
+            return if served(&format!("{path}/")).is_some() {
                 // The docs: without the trailing slash, "Method not allowed".
                 json_response(405, json!({"detail": "Method not allowed"}))
             } else {
@@ -183,10 +207,18 @@ impl Emulator {
         if self.faults.v1_list_retired && matches!(endpoint, Endpoint::List) {
             return json_response(410, json!({"detail": "This endpoint has been retired."}));
         }
-        let query: BTreeMap<String, String> =
+        let mut query: BTreeMap<String, String> =
             form_urlencoded::parse(query.unwrap_or("").as_bytes())
                 .into_owned()
                 .collect();
+        if self.faults.v2_list_ignores_page && matches!(endpoint, Endpoint::ListV2) {
+            query.remove("page");
+        }
+        let max_page_size = if self.faults.v2_list_caps_page_size {
+            CAPPED_PAGE_SIZE
+        } else {
+            V2_MAX_PAGE_SIZE
+        };
         let mut store = self
             .store
             .lock()
@@ -198,7 +230,7 @@ impl Emulator {
             Endpoint::Delete => store.delete(&body),
             Endpoint::Refresh => store.refresh_token(&body),
             Endpoint::List => store.list(&query),
-            Endpoint::ListV2 => store.list_v2(&query),
+            Endpoint::ListV2 => store.list_v2(&query, max_page_size),
         };
         let (status, mut body) = reply.unwrap_or_else(|refusal| refusal);
         let is_write = matches!(
@@ -422,6 +454,71 @@ mod tests {
         .await;
         assert_eq!(status, 200, "reads are not writes");
         assert!(got["customer"]["token"].is_string());
+    }
+
+    /// The `provided_id`s of one v2 page at `path?query`.
+    async fn v2_page(emulator: &Emulator, path: &str, query: &str) -> (u16, Vec<String>) {
+        let response = emulator.handle(&Method::GET, path, Some(query), Some(&TOKEN), b"");
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let ids = body_bytes(&bytes)["results"]["customers"]
+            .as_array()
+            .map(|customers| {
+                customers
+                    .iter()
+                    .map(|c| c["provided_id"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (status, ids)
+    }
+
+    #[tokio::test]
+    async fn v2_list_faults_change_the_pages_and_the_path() {
+        let faults = [
+            Fault::V2ListIgnoresPage,
+            Fault::V2ListCapsPageSize,
+            Fault::V2ListOnlyAtApiV2,
+        ]
+        .into_iter()
+        .collect();
+        let emulator = Emulator::with_faults(None, faults);
+        for id in ["a", "b", "c"] {
+            call(
+                &emulator,
+                Method::POST,
+                "/api/create_customer/",
+                &format!(r#"{{"provided_id": "{id}"}}"#),
+            )
+            .await;
+        }
+        let first = v2_page(&emulator, "/api/v2/customers/", "page=1&page_size=1000").await;
+        assert_eq!(first, (200, vec!["a".to_owned(), "b".to_owned()]));
+        let second = v2_page(&emulator, "/api/v2/customers/", "page=2&page_size=1000").await;
+        assert_eq!(second, first, "`page` is ignored");
+        assert_eq!(
+            v2_page(&emulator, "/v2/api/customers/", "page=1").await.0,
+            404
+        );
+        assert_eq!(
+            call(&emulator, Method::GET, "/api/customers/", "").await.0,
+            200,
+            "v1 is left alone: v1-list-retired says otherwise"
+        );
+
+        let capped_only =
+            Emulator::with_faults(None, [Fault::V2ListCapsPageSize].into_iter().collect());
+        for id in ["a", "b", "c"] {
+            call(
+                &capped_only,
+                Method::POST,
+                "/api/create_customer/",
+                &format!(r#"{{"provided_id": "{id}"}}"#),
+            )
+            .await;
+        }
+        let second = v2_page(&capped_only, "/v2/api/customers/", "page=2&pageSize=1000").await;
+        assert_eq!(second, (200, vec!["c".to_owned()]));
     }
 
     #[tokio::test]

@@ -11,6 +11,8 @@ use serde_json::{Map, Value, json};
 pub const HIERARCHY_LEVELS: [&str; 3] = ["Level 1", "Level 2", "Customer"];
 /// The Data Visibility Group every emulated token belongs to.
 pub const ACCESS_GROUP: &str = "Production";
+/// The v2 list's largest page, in customers (explo-api.md §3.5: `page_size` max 1000).
+pub const V2_MAX_PAGE_SIZE: usize = 1000;
 
 /// A reply: HTTP status and JSON body.
 pub type Reply = (u16, Value);
@@ -341,8 +343,14 @@ impl Store {
         ))
     }
 
-    /// `GET /v2/api/customers/` (v2, the latest doc version's envelope).
-    pub fn list_v2(&self, query: &BTreeMap<String, String>) -> Result<Reply, Reply> {
+    /// `GET /v2/api/customers/` (v2, the latest doc version's envelope). A `page_size` above
+    /// `max_page_size` (customers) is served `max_page_size` a page, as a paginator with a
+    /// maximum does; pages are numbered in pages of the size served.
+    pub fn list_v2(
+        &self,
+        query: &BTreeMap<String, String>,
+        max_page_size: usize,
+    ) -> Result<Reply, Reply> {
         let number = |keys: [&str; 2], default: usize| -> Result<usize, Reply> {
             match keys.iter().find_map(|key| query.get(*key)) {
                 None => Ok(default),
@@ -354,7 +362,7 @@ impl Store {
             }
         };
         let page = number(["page", "page"], 1)?;
-        let page_size = number(["page_size", "pageSize"], 20)?.min(1000);
+        let page_size = number(["page_size", "pageSize"], 20)?.min(max_page_size);
         let all = self.filtered(query)?;
         let total = all.len();
         let customers: Vec<Value> = all
@@ -491,10 +499,23 @@ mod tests {
         for id in ["a", "b", "c"] {
             ok(store.create(&json!({"provided_id": id})));
         }
-        let page = ok(store.list_v2(&query(&[("page", "2"), ("pageSize", "2")])));
+        let page = ok(store.list_v2(
+            &query(&[("page", "2"), ("pageSize", "2")]),
+            V2_MAX_PAGE_SIZE,
+        ));
         assert_eq!(page["total_count"], 3);
         assert_eq!(page["results"]["customers"][0]["provided_id"], "c");
-        assert_eq!(store.list_v2(&query(&[("page", "0")])).unwrap_err().0, 400);
+        assert_eq!(
+            store
+                .list_v2(&query(&[("page", "0")]), V2_MAX_PAGE_SIZE)
+                .unwrap_err()
+                .0,
+            400
+        );
+        // A cap below the size asked for: smaller pages, numbered in the size served.
+        let capped = ok(store.list_v2(&query(&[("page", "2"), ("page_size", "1000")]), 1));
+        assert_eq!(capped["total_count"], 3);
+        assert_eq!(capped["results"]["customers"][0]["provided_id"], "b");
     }
 
     #[test]

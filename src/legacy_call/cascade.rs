@@ -7,25 +7,60 @@
 //! The check is made cheap:
 //! - **Whose token?** The customer last seen holding the token ([`super::token_owners`]),
 //!   confirmed with one `get_customer`; only when that fails, the customer list, v2 page by
-//!   page, then v1.
+//!   page ([`OwnerScan`] keeps the count), then v1.
 //! - **Any children?** One filtered v2 call (`parent_provided_id`, one result is enough); the
 //!   v1 filtered list only when v2 does not answer.
+//!
+//! The stored docs put the v2 list at two paths (explo-api.md §3.5); both are asked, the one
+//! that answered last first ([`V2ListPath`]).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::{Method, StatusCode};
 
 use super::{CustomerApi, Precheck};
 use crate::error::ShimError;
-use crate::legacy::lists::{ListPage, customer_list_page};
+use crate::legacy::lists::{Incomplete, ListPage, OwnerScan, ScanStep, customer_list_page};
 use crate::upstream::CollectedReply;
 
 const LIST_V1: &str = "/api/customers/";
-/// The latest stored doc version's v2 path (explo-api.md §3.5, version A).
-const LIST_V2: &str = "/v2/api/customers/";
-/// The documented maximum page size.
+/// The v2 list's paths in the stored doc versions (explo-api.md §3.5): versions A and C, then
+/// version B. Which one is live is not documented.
+const LIST_V2_PATHS: [&str; 2] = ["/v2/api/customers/", "/api/v2/customers/"];
+/// The documented maximum page size. A server may serve fewer a page; the scan counts what
+/// each page brings rather than assuming this many.
 const PAGE_SIZE: u32 = 1000;
-/// At most this many pages are read looking for a token (100,000 customers); each page is one
-/// call against the upstream budget.
+/// At most this many pages are read looking for a token (100,000 customers at the documented
+/// page size); each page is one call against the upstream budget.
 const MAX_PAGES: u32 = 100;
+
+/// Which v2 path answered with a list last, shared by every serving thread, so that later
+/// calls ask it first and a deployment at the second path pays for the first path's 404 once
+/// per process, not on every delete. Only a hint: either order is correct, so a relaxed atomic
+/// and no lock.
+#[derive(Default)]
+pub(super) struct V2ListPath {
+    /// An index into [`LIST_V2_PATHS`].
+    answered: AtomicUsize,
+}
+
+impl V2ListPath {
+    /// The v2 paths, the one that answered last first.
+    fn in_order(&self) -> [&'static str; 2] {
+        let [first, second] = LIST_V2_PATHS;
+        match self.answered.load(Ordering::Relaxed) {
+            1 => [second, first],
+            _ => [first, second],
+        }
+    }
+
+    /// `path` answered with a list; anything but a v2 path is ignored.
+    fn answered_at(&self, path: &str) {
+        if let Some(index) = LIST_V2_PATHS.iter().position(|known| *known == path) {
+            self.answered.store(index, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Whether a list endpoint is absent (not deployed, retired), as opposed to refusing the call.
 fn not_served(status: StatusCode) -> bool {
@@ -46,22 +81,33 @@ enum Listed {
     Refused(CollectedReply),
 }
 
+/// `GET path?query`. A v2 path that answers with a list is remembered ([`V2ListPath`]).
 async fn list(
     api: &CustomerApi<'_>,
     lookup: &'static str,
-    target: &str,
+    path: &'static str,
+    query: &str,
 ) -> Result<Listed, ShimError> {
-    let reply = api.lookup(lookup, &Method::GET, target, None).await?;
+    let target = if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    };
+    let reply = api.lookup(lookup, &Method::GET, &target, None).await?;
     if not_served(reply.status) {
         return Ok(Listed::Unusable);
     }
     if !reply.status.is_success() {
         return Ok(Listed::Refused(reply));
     }
-    Ok(api
+    let Some(page) = api
         .decoded_success(&reply)
         .and_then(|body| customer_list_page(&body))
-        .map_or(Listed::Unusable, Listed::Page))
+    else {
+        return Ok(Listed::Unusable);
+    };
+    api.calls.v2_list_path.answered_at(path);
+    Ok(Listed::Page(page))
 }
 
 fn query(pairs: &[(&str, &str)]) -> String {
@@ -75,8 +121,9 @@ fn query(pairs: &[(&str, &str)]) -> String {
 /// Who holds a token.
 pub(super) enum Owner {
     Customer(String),
-    /// The whole v2 list, every entry with its token, has no customer holding it: the delete
-    /// cannot delete anything, and the upstream's own answer is the right one for the client.
+    /// The whole v2 list, read to an unchanging `total_count` of distinct customers, each with
+    /// its token, has no customer holding it: the delete cannot delete anything, and the
+    /// upstream's own answer is the right one for the client.
     Nobody,
 }
 
@@ -96,96 +143,87 @@ pub(super) async fn owner_of(
         }
         owners.forget(token);
     }
-    let mut tokens_missing = false;
-    let found = match find_in_v2(api, token, &mut tokens_missing).await? {
-        Search::Found(owner) => Some(owner),
+    let found = |owner: String| {
+        owners.remember(token, &owner);
+        Ok(Precheck::Proceed(Owner::Customer(owner)))
+    };
+    let unsettled_in_v2 = match find_in_v2(api, token).await? {
+        Search::Found(owner) => return found(owner),
         Search::Refused(reply) => return Ok(Precheck::Answer(reply)),
         Search::Absent => return Ok(Precheck::Proceed(Owner::Nobody)),
-        Search::NotFound => match list(api, "list_v1", LIST_V1).await? {
-            Listed::Refused(reply) => return Ok(Precheck::Answer(reply)),
-            Listed::Page(page) => find(&page, token, &mut tokens_missing),
-            Listed::Unusable => None,
-        },
+        Search::Unsettled(why) => why,
     };
-    if let Some(owner) = found {
-        owners.remember(token, &owner);
-        return Ok(Precheck::Proceed(Owner::Customer(owner)));
-    }
+    // The v1 list is one page of every customer: it can name the holder, but without a count
+    // it never shows that nobody holds the token.
+    let unsettled_in_v1 = match list(api, "list_v1", LIST_V1, "").await? {
+        Listed::Refused(reply) => return Ok(Precheck::Answer(reply)),
+        Listed::Page(page) => {
+            let mut scan = OwnerScan::new(token, 1);
+            if let ScanStep::Found(owner) = scan.read(&page) {
+                return found(owner);
+            }
+            Some(scan.without_more_pages())
+        }
+        Listed::Unusable => None,
+    };
     api.calls.metrics.cascade_unverified();
     Err(ShimError::CascadeUnverified {
-        reason: if tokens_missing {
-            "the customer list leaves tokens out, so the token's customer is unknown"
-        } else {
-            "the token's customer is not in the customer list"
-        }
-        .to_owned(),
+        reason: unverified_reason(unsettled_in_v2, unsettled_in_v1),
     })
+}
+
+/// Why no list named the token's customer. Entries without tokens come first, since that is
+/// what the operator can fix; then what the v2 search found, which v1 cannot make up for.
+fn unverified_reason(v2: Option<Incomplete>, v1: Option<Incomplete>) -> String {
+    match (v2, v1) {
+        (_, Some(Incomplete::TokensMissing)) => Incomplete::TokensMissing.to_string(),
+        (Some(why), _) | (None, Some(why)) => why.to_string(),
+        (None, None) => "no customer list answered".to_owned(),
+    }
 }
 
 enum Search {
     Found(String),
-    /// Not in the list, and the list is provably whole: every page read up to its
-    /// `total_count`, every entry with a token.
+    /// Not in the list, and the list is provably whole ([`ScanStep::Absent`]).
     Absent,
-    /// Not found, and the list cannot say more (no count, tokens left out, not a list).
-    NotFound,
+    /// Not found, and the v2 list cannot say more; `None` when no v2 path served a list.
+    Unsettled(Option<Incomplete>),
     Refused(CollectedReply),
 }
 
-/// Reads the v2 list page by page until the token turns up.
-async fn find_in_v2(
-    api: &CustomerApi<'_>,
-    token: &str,
-    tokens_missing: &mut bool,
-) -> Result<Search, ShimError> {
+/// Reads the v2 list page by page until [`OwnerScan`] settles the search, or stops it (at the
+/// latest after [`MAX_PAGES`] pages).
+async fn find_in_v2(api: &CustomerApi<'_>, token: &str) -> Result<Search, ShimError> {
     let size = PAGE_SIZE.to_string();
-    let mut read = 0u64;
-    let mut previous_first = None;
-    for page_number in 1..=MAX_PAGES {
-        let number = page_number.to_string();
-        let target = format!(
-            "{LIST_V2}?{}",
-            query(&[("page", &number), ("page_size", &size), ("pageSize", &size)])
-        );
-        let page = match list(api, "list_v2_page", &target).await? {
-            Listed::Page(page) => page,
-            Listed::Unusable => return Ok(Search::NotFound),
-            Listed::Refused(reply) => return Ok(Search::Refused(reply)),
+    let mut scan = OwnerScan::new(token, MAX_PAGES);
+    let order = api.calls.v2_list_path.in_order();
+    // Until a path serves the first page, the paths still to ask; then only that one, since
+    // two deployments need not page alike.
+    let mut paths = &order[..];
+    let mut page_number = 1u32;
+    loop {
+        let Some(&path) = paths.first() else {
+            return Ok(Search::Unsettled(None));
         };
-        if let Some(owner) = find(&page, token, tokens_missing) {
-            return Ok(Search::Found(owner));
-        }
-        read += page.customers.len() as u64;
-        if page.total.is_some_and(|total| read >= total) {
-            return Ok(if *tokens_missing {
-                Search::NotFound
-            } else {
-                Search::Absent
-            });
-        }
-        // A server that ignores `page` repeats the first page; stop rather than loop.
-        let first = page.customers.first().cloned();
-        if page.customers.is_empty() || (page_number > 1 && first == previous_first) {
-            break;
-        }
-        previous_first = first;
-    }
-    Ok(Search::NotFound)
-}
-
-fn find(page: &ListPage, token: &str, tokens_missing: &mut bool) -> Option<String> {
-    let mut found = None;
-    for customer in &page.customers {
-        match &customer.token {
-            Some(listed) if listed == token => found = customer.provided_id.clone(),
-            Some(_) => {}
-            None => *tokens_missing = true,
-        }
-        if found.is_some() {
-            break;
+        let number = page_number.to_string();
+        let page_query = query(&[("page", &number), ("page_size", &size), ("pageSize", &size)]);
+        let page = match list(api, "list_v2_page", path, &page_query).await? {
+            Listed::Page(page) => page,
+            Listed::Refused(reply) => return Ok(Search::Refused(reply)),
+            Listed::Unusable if page_number == 1 => {
+                paths = &paths[1..];
+                continue;
+            }
+            Listed::Unusable => return Ok(Search::Unsettled(Some(Incomplete::PageUnreadable))),
+        };
+        paths = &paths[..1];
+        match scan.read(&page) {
+            ScanStep::Found(owner) => return Ok(Search::Found(owner)),
+            ScanStep::Absent => return Ok(Search::Absent),
+            ScanStep::Incomplete(why) => return Ok(Search::Unsettled(Some(why))),
+            ScanStep::Continue => page_number += 1,
         }
     }
-    found
 }
 
 /// How many children a filtered list shows; `None` when the list lists the customer itself,
@@ -212,23 +250,22 @@ pub(super) async fn check_no_children(
     api: &CustomerApi<'_>,
     provided_id: &str,
 ) -> Result<Precheck<()>, ShimError> {
-    let v2 = format!(
-        "{LIST_V2}?{}",
-        query(&[
-            ("parent_provided_id", provided_id),
-            ("parentProvidedId", provided_id),
-            ("page", "1"),
-            ("page_size", "1"),
-            ("pageSize", "1"),
-        ])
-    );
-    let v1 = format!(
-        "{LIST_V1}?{}",
-        query(&[("parent_provided_id", provided_id)])
-    );
+    let v2_query = query(&[
+        ("parent_provided_id", provided_id),
+        ("parentProvidedId", provided_id),
+        ("page", "1"),
+        ("page_size", "1"),
+        ("pageSize", "1"),
+    ]);
+    let v1_query = query(&[("parent_provided_id", provided_id)]);
+    let [v2_first, v2_second] = api.calls.v2_list_path.in_order();
     let mut children = None;
-    for (lookup, target) in [("children_v2", &v2), ("children_v1", &v1)] {
-        match list(api, lookup, target).await? {
+    for (lookup, path, filter) in [
+        ("children_v2", v2_first, &v2_query),
+        ("children_v2", v2_second, &v2_query),
+        ("children_v1", LIST_V1, &v1_query),
+    ] {
+        match list(api, lookup, path, filter).await? {
             Listed::Refused(reply) => return Ok(Precheck::Answer(reply)),
             Listed::Page(page) => {
                 children = children_in(&page, provided_id);
@@ -274,6 +311,21 @@ mod tests {
                 .collect(),
             total,
         }
+    }
+
+    #[test]
+    fn the_v2_path_that_answered_last_is_asked_first() {
+        let path = V2ListPath::default();
+        assert_eq!(path.in_order(), LIST_V2_PATHS);
+        path.answered_at("/api/v2/customers/");
+        assert_eq!(
+            path.in_order(),
+            ["/api/v2/customers/", "/v2/api/customers/"]
+        );
+        path.answered_at(LIST_V1);
+        assert_eq!(path.in_order()[0], "/api/v2/customers/", "v1 is no v2 path");
+        path.answered_at("/v2/api/customers/");
+        assert_eq!(path.in_order(), LIST_V2_PATHS);
     }
 
     #[test]

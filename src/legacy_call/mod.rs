@@ -18,10 +18,11 @@
 //! | refresh | 1; 2 when `user_group_id` is sent too (its token is checked first) |
 //! | delete by `user_group_id` | `get_customer`, children check, delete: 3 |
 //! | delete by token, its customer seen before | `get_customer` (confirms it), children check, delete: 3 |
-//! | delete by token, never seen | list pages until found (1 per 1,000 customers), children check, delete |
+//! | delete by token, never seen | list pages until found (1 per 1,000 customers, or per page the server serves), children check, delete |
 //! | delete, `refuse_cascading_delete = false` | 1 (2 by `user_group_id`) |
 //!
-//! The children check is one call when the v2 list answers, two when only v1 does.
+//! The children check is one call when the v2 list answers at the path that answered last, one
+//! more for each list path that does not (the other v2 path, then v1).
 
 mod cascade;
 mod read;
@@ -96,6 +97,7 @@ pub struct LegacyCalls {
     fleet: Option<Arc<Fleet>>,
     retirement: Retirement,
     owners: Arc<TokenOwners>,
+    v2_list_path: cascade::V2ListPath,
 }
 
 /// Customer endpoints whose successful reply names one customer with its token.
@@ -123,6 +125,7 @@ impl LegacyCalls {
             fleet,
             retirement: config.deprecation.retirement.clone(),
             owners: Arc::new(TokenOwners::new(token_owners::DEFAULT_CAPACITY)),
+            v2_list_path: cascade::V2ListPath::default(),
         }
     }
 
