@@ -59,7 +59,7 @@ pub(crate) mod legacy_call;
 pub(crate) mod log_text;
 pub(crate) mod metrics;
 pub(crate) mod proxy;
-pub(crate) mod ratelimit;
+pub mod ratelimit;
 pub mod retirement;
 pub(crate) mod server;
 pub mod telemetry;

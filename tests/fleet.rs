@@ -104,6 +104,56 @@ async fn an_upstream_429_holds_the_whole_fleet() {
 }
 
 #[tokio::test]
+async fn the_fleet_hold_of_a_retry_after_past_u64_ends_at_the_cap() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let upstream = FakeUpstream::start(|request| {
+        if request.path() == "/throttled" {
+            Reply::json(429, json!({"detail": "slow down"}))
+                .header("retry-after", "18446744073709551615")
+        } else {
+            Reply::json(200, json!({"success": 1}))
+        }
+    })
+    .await;
+    let config = TempConfig::new(&format!(
+        "[rate_limit]\nper_minute = 600\nburst = 50\nmax_wait = \"1ms\"\n\
+         max_upstream_hold = \"2s\"\nredis_url = \"{}\"\n",
+        redis.url()
+    ));
+    let first = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let second = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let throttled = send("GET", &first.url("/throttled"), &[], "").await;
+    assert_eq!(throttled.status, 429);
+    assert_eq!(throttled.json()["detail"], "slow down");
+    // The hold is written off the request path: ask the other replica until it is held.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let held = loop {
+        let got = send("GET", &second.url("/api/customers/"), &[], "").await;
+        if got.status == 429 {
+            break got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hold never reached the fleet"
+        );
+    };
+    held.assert_shim_error(429, "rate_limited");
+    let retry_after: u64 = held.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    // Redis kept the hold, not an error: the replica still shares its budget.
+    assert_eq!(backend(&second).await, "redis");
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    assert_eq!(
+        send("GET", &second.url("/api/customers/"), &[], "")
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
 async fn a_redis_outage_costs_no_requests_and_its_return_is_noticed() {
     let Some(redis) = RedisServer::start() else {
         return;

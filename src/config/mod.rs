@@ -60,6 +60,13 @@ pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u64 = 180;
 pub const DEFAULT_RATE_LIMIT_BURST: u64 = 30;
 /// A call that would wait longer than this for the budget is refused with 429.
 pub const DEFAULT_RATE_LIMIT_MAX_WAIT: Duration = Duration::from_secs(10);
+/// The longest an upstream 429's `Retry-After` holds every call (and, in a fleet, every
+/// replica): a longer one is cut to this. Past it the shim tries the upstream again, which
+/// answers 429 again if it still means it.
+pub const DEFAULT_MAX_UPSTREAM_HOLD: Duration = Duration::from_secs(10 * 60);
+/// The most `rate_limit.max_upstream_hold` may be set to: a hold of hours would be an outage
+/// chosen by the upstream's reply, not a pause.
+pub const MAX_UPSTREAM_HOLD_CEILING: Duration = Duration::from_secs(60 * 60);
 /// The longest one Redis round trip may take before the replica uses its own budget instead.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(25);
 
@@ -139,6 +146,8 @@ pub struct RateLimit {
     pub per_minute: u32,
     pub burst: u32,
     pub max_wait: Duration,
+    /// The longest an upstream 429 holds every call, whatever its `Retry-After` says.
+    pub max_upstream_hold: Duration,
 }
 
 /// The Redis a fleet of shims shares ([`crate::fleet`]): one upstream budget and one usage view.
@@ -416,6 +425,21 @@ fn resolve_rate_limit(
     if !file.enabled.unwrap_or(true) {
         return Ok(None);
     }
+    let max_upstream_hold = duration(
+        "rate_limit.max_upstream_hold",
+        None,
+        &file.max_upstream_hold,
+        origin,
+        DEFAULT_MAX_UPSTREAM_HOLD,
+    )?;
+    if max_upstream_hold > MAX_UPSTREAM_HOLD_CEILING {
+        return Err(ConfigError(format!(
+            "invalid `rate_limit.max_upstream_hold` = {:?} (from {origin}): at most {} \
+             (a longer hold would let one upstream reply stop every call for hours)",
+            file.max_upstream_hold.as_deref().unwrap_or_default(),
+            humantime::format_duration(MAX_UPSTREAM_HOLD_CEILING)
+        )));
+    }
     Ok(Some(RateLimit {
         per_minute: small_positive(
             "rate_limit.per_minute",
@@ -431,6 +455,7 @@ fn resolve_rate_limit(
             })?,
             None => DEFAULT_RATE_LIMIT_MAX_WAIT,
         },
+        max_upstream_hold,
     }))
 }
 
@@ -737,6 +762,14 @@ mod tests {
                 "deprecation.sunset",
             ),
             ("[rate_limit]\nmax_wait = \"x\"", "rate_limit.max_wait"),
+            (
+                "[rate_limit]\nmax_upstream_hold = \"61m\"",
+                "rate_limit.max_upstream_hold",
+            ),
+            (
+                "[rate_limit]\nmax_upstream_hold = \"0s\"",
+                "rate_limit.max_upstream_hold",
+            ),
             (
                 "[legacy]\nrefuse_cascading_delete = \"yes\"",
                 "refuse_cascading_delete",
