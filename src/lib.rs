@@ -59,7 +59,7 @@ pub(crate) mod legacy_call;
 pub(crate) mod log_text;
 pub(crate) mod metrics;
 pub(crate) mod proxy;
-pub(crate) mod ratelimit;
+pub mod ratelimit;
 pub mod retirement;
 pub(crate) mod server;
 pub mod telemetry;
@@ -129,5 +129,25 @@ pub async fn run(
              set it to your Explo team id if legacy clients read it"
         );
     }
+    warn_of_past_brownouts(&config.deprecation.retirement, std::time::SystemTime::now());
     server::serve(&config, prepared, listeners, hangups, shutdown).await
+}
+
+/// Windows that ended before the shim started will never refuse a call. Not an error (a
+/// schedule kept in the config for the record is fine), but worth a line: a date in the wrong
+/// year looks just like it.
+fn warn_of_past_brownouts(retirement: &retirement::Retirement, now: std::time::SystemTime) {
+    let past: Vec<String> = retirement
+        .windows()
+        .iter()
+        .filter(|window| window.end <= now)
+        .map(retirement::schedule::Window::to_iso8601)
+        .collect();
+    if !past.is_empty() {
+        tracing::warn!(
+            windows = ?past,
+            "`deprecation.brownouts` has windows wholly in the past; they will never refuse a \
+             call (check their year)"
+        );
+    }
 }

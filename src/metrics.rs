@@ -3,6 +3,14 @@
 //! Labels are bounded: endpoints and status classes are fixed sets, and client fingerprints
 //! are capped at `limits.max_tracked_clients` distinct values, after which new clients are
 //! counted as `other`. A hostile client cannot grow memory by inventing credentials.
+//!
+//! The table serves operators, not whoever sends a header: a client is only placed once its
+//! call is over ([`Metrics::settle`]), and one the upstream has accepted (any reply other than
+//! 401 or 403) outranks one it has not. When the table is full, a new accepted client takes
+//! the place of one never accepted (its label series are removed), and only when every place
+//! holds an accepted client is it counted as `other`. So refused tokens cannot file the next
+//! real team under `other`; a client refused before the upstream saw it (a brownout) is still
+//! tracked while there is room, for the operator to see who hit the brownout.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -84,22 +92,41 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
 
-/// A calling client, as the logs and the metrics name it.
+/// A calling client, as the logs name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIdentity {
     /// 12 hex digits of the SHA-256 of the credential (see [`client_fingerprint`]).
     pub fingerprint: Arc<String>,
-    /// The fingerprint, or `other` once `max_clients` are tracked.
-    pub label: Arc<String>,
+    /// A keyed hash of the credential, its place in the table; `None` without one.
+    credential_key: Option<u64>,
 }
 
-impl ClientIdentity {
-    fn known(fingerprint: Arc<String>) -> Self {
-        Self {
-            label: Arc::clone(&fingerprint),
-            fingerprint,
-        }
-    }
+/// Where a call's client is counted, once the call is over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// The fingerprint, or `other` when the table had no place for it.
+    pub label: Arc<String>,
+    /// A never-accepted client whose place this one took: drop its records too.
+    pub evicted: Option<Arc<String>>,
+}
+
+/// The tracked clients, by a keyed hash of the credential (never the credential itself), so
+/// the SHA-256 runs once per client rather than once per call.
+#[derive(Debug, Default)]
+struct ClientTable {
+    clients: HashMap<u64, TrackedClient>,
+    /// Clients placed so far: each one's `placed`.
+    placements: u64,
+}
+
+/// One client in the table.
+#[derive(Debug)]
+struct TrackedClient {
+    fingerprint: Arc<String>,
+    /// Whether the upstream has accepted one of its calls.
+    accepted: bool,
+    /// When it was placed, in placements: the oldest never-accepted client goes first.
+    placed: u64,
 }
 
 /// Every metric the shim exports.
@@ -127,9 +154,7 @@ pub struct Metrics {
     brownout_active: Gauge,
     brownout_next_start: Gauge,
     max_clients: usize,
-    /// Known clients: a keyed hash of the credential (never the credential itself) to its
-    /// fingerprint, so the SHA-256 runs once per client rather than once per call.
-    clients: Mutex<HashMap<u64, Arc<String>>>,
+    clients: Mutex<ClientTable>,
     client_key: RandomState,
 }
 
@@ -298,42 +323,115 @@ impl Metrics {
             brownout_active,
             brownout_next_start,
             max_clients,
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::new(ClientTable::default()),
             client_key: RandomState::new(),
         }
     }
 
-    /// Who is calling: the fingerprint of `authorization` and the label metrics and `/usage`
-    /// count it under (the fingerprint itself while under the cap, `other` past it).
+    /// Who is calling: the fingerprint of `authorization`. Takes no place in the table; that
+    /// waits for the upstream's verdict ([`Metrics::settle`]).
     pub fn identify(&self, authorization: Option<&HeaderValue>) -> ClientIdentity {
         let Some(credential) = authorization else {
-            return ClientIdentity::known(Arc::new(ANONYMOUS.to_owned()));
+            return ClientIdentity {
+                fingerprint: Arc::new(ANONYMOUS.to_owned()),
+                credential_key: None,
+            };
         };
         let key = self.client_key.hash_one(credential.as_bytes());
-        let mut clients = self
+        let known = self
+            .lock_clients()
             .clients
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(fingerprint) = clients.get(&key) {
-            return ClientIdentity::known(Arc::clone(fingerprint));
-        }
-        let fingerprint = Arc::new(client_fingerprint(Some(credential)));
-        if clients.len() < self.max_clients {
-            clients.insert(key, Arc::clone(&fingerprint));
-            return ClientIdentity::known(fingerprint);
-        }
+            .get(&key)
+            .map(|tracked| Arc::clone(&tracked.fingerprint));
         ClientIdentity {
-            fingerprint,
-            label: Arc::new(OTHER_CLIENTS.to_owned()),
+            fingerprint: known.unwrap_or_else(|| Arc::new(client_fingerprint(Some(credential)))),
+            credential_key: Some(key),
         }
     }
 
-    pub fn legacy_call(&self, route: LegacyRoute, status: u16, client: &ClientIdentity) {
+    /// Places `client` once its call is over; `accepted` when the upstream answered it with
+    /// anything but 401 or 403. Returns the label its call counts under, and the client it
+    /// displaced, whose metric series are removed here (the caller drops its other records).
+    pub fn settle(&self, client: &ClientIdentity, accepted: bool) -> Placed {
+        let placed_as_itself = || Placed {
+            label: Arc::clone(&client.fingerprint),
+            evicted: None,
+        };
+        // Without credentials there is nothing to rank; `anonymous` is one fixed label.
+        let Some(key) = client.credential_key else {
+            return placed_as_itself();
+        };
+        let mut table = self.lock_clients();
+        let ClientTable {
+            clients,
+            placements,
+        } = &mut *table;
+        if let Some(tracked) = clients.get_mut(&key) {
+            tracked.accepted |= accepted;
+            return placed_as_itself();
+        }
+        let mut evicted = None;
+        if clients.len() >= self.max_clients {
+            // Only a client the upstream accepted may displace one it never has.
+            let never_accepted = clients
+                .iter()
+                .filter(|(_, tracked)| !tracked.accepted)
+                .min_by_key(|(_, tracked)| tracked.placed)
+                .map(|(key, _)| *key);
+            let Some(victim) = never_accepted.filter(|_| accepted) else {
+                return Placed {
+                    label: Arc::new(OTHER_CLIENTS.to_owned()),
+                    evicted: None,
+                };
+            };
+            evicted = clients.remove(&victim).map(|tracked| tracked.fingerprint);
+        }
+        *placements += 1;
+        clients.insert(
+            key,
+            TrackedClient {
+                fingerprint: Arc::clone(&client.fingerprint),
+                accepted,
+                placed: *placements,
+            },
+        );
+        drop(table);
+        if let Some(fingerprint) = &evicted {
+            self.forget_client(fingerprint);
+        }
+        Placed {
+            label: Arc::clone(&client.fingerprint),
+            evicted,
+        }
+    }
+
+    /// Removes every `legacy_calls` series of `client`, so a displaced client's label does not
+    /// stay in the exposition for good.
+    fn forget_client(&self, client: &Arc<String>) {
+        for route in LegacyRoute::ALL {
+            for status_class in STATUS_CLASSES {
+                self.legacy_calls.remove(&LegacyCallLabels {
+                    endpoint: route.legacy_endpoint(),
+                    status_class,
+                    client: Arc::clone(client),
+                });
+            }
+        }
+    }
+
+    fn lock_clients(&self) -> std::sync::MutexGuard<'_, ClientTable> {
+        self.clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// One legacy call, counted under `client`'s label (from [`Metrics::settle`]).
+    pub fn legacy_call(&self, route: LegacyRoute, status: u16, client: &Arc<String>) {
         self.legacy_calls
             .get_or_create(&LegacyCallLabels {
                 endpoint: route.legacy_endpoint(),
                 status_class: status_class(status),
-                client: Arc::clone(&client.label),
+                client: Arc::clone(client),
             })
             .inc();
     }
@@ -475,35 +573,82 @@ pub fn status_class(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
+    fn token(value: &'static str) -> HeaderValue {
+        HeaderValue::from_static(value)
+    }
+
+    /// Settles one call by `credential` and returns its label.
+    fn settled(metrics: &Metrics, credential: &'static str, accepted: bool) -> String {
+        let client = metrics.identify(Some(&token(credential)));
+        metrics.settle(&client, accepted).label.to_string()
+    }
+
     #[test]
     fn fingerprints_past_the_cap_count_as_other() {
         let metrics = Metrics::new(2);
-        let token = |value: &'static str| HeaderValue::from_static(value);
         let first = metrics.identify(Some(&token("Token a")));
-        assert_eq!(*first.label, *first.fingerprint);
         assert_eq!(
             first.fingerprint.as_str(),
             client_fingerprint(Some(&token("Token a")))
         );
+        assert_eq!(metrics.settle(&first, true).label, first.fingerprint);
         assert_eq!(
-            metrics.identify(Some(&token("Token b"))).label.as_str(),
+            settled(&metrics, "Token b", true),
             client_fingerprint(Some(&token("Token b")))
         );
         let third = metrics.identify(Some(&token("Token c")));
-        assert_eq!(third.label.as_str(), OTHER_CLIENTS);
         assert_eq!(
             third.fingerprint.as_str(),
             client_fingerprint(Some(&token("Token c")))
         );
+        assert_eq!(metrics.settle(&third, true).label.as_str(), OTHER_CLIENTS);
         assert_eq!(metrics.identify(Some(&token("Token a"))), first);
-        assert_eq!(metrics.identify(None).label.as_str(), ANONYMOUS);
+        let anonymous = metrics.identify(None);
+        assert_eq!(metrics.settle(&anonymous, false).label.as_str(), ANONYMOUS);
+    }
+
+    #[test]
+    fn an_accepted_client_displaces_the_oldest_never_accepted_one() {
+        let metrics = Metrics::new(3);
+        let refused = ["Token r1", "Token r2", "Token r3"];
+        for credential in refused {
+            let client = metrics.identify(Some(&token(credential)));
+            let placed = metrics.settle(&client, false);
+            assert_eq!(placed.label, client.fingerprint, "room: tracked");
+            metrics.legacy_call(LegacyRoute::UpdateUserGroup, 401, &placed.label);
+        }
+        // A fourth refused client finds no room and displaces nobody.
+        assert_eq!(settled(&metrics, "Token r4", false), OTHER_CLIENTS);
+        // A real team does: the oldest refused one goes, with its metric series.
+        let team = metrics.identify(Some(&token("Token team")));
+        let placed = metrics.settle(&team, true);
+        assert_eq!(placed.label, team.fingerprint);
+        let first_refused = client_fingerprint(Some(&token(refused[0])));
+        assert_eq!(placed.evicted.as_deref(), Some(&first_refused));
+        let text = metrics.encode();
+        assert!(!text.contains(&first_refused), "{text}");
+        assert!(text.contains(&client_fingerprint(Some(&token(refused[1])))));
+        // A tracked client accepted later is never displaced.
+        assert_eq!(
+            settled(&metrics, refused[1], true),
+            client_fingerprint(Some(&token(refused[1])))
+        );
+        settled(&metrics, "Token team2", true);
+        assert_eq!(settled(&metrics, "Token team3", true), OTHER_CLIENTS);
+        assert_eq!(
+            settled(&metrics, refused[1], false),
+            client_fingerprint(Some(&token(refused[1])))
+        );
     }
 
     #[test]
     fn exposition_names_every_metric() {
         let metrics = Metrics::new(10);
-        let client = ClientIdentity::known(Arc::new("abc123".to_owned()));
-        metrics.legacy_call(LegacyRoute::UpdateUserGroup, 200, &client);
+        metrics.legacy_call(
+            LegacyRoute::UpdateUserGroup,
+            200,
+            &Arc::new("abc123".to_owned()),
+        );
         metrics.pass_through(404);
         metrics.upstream_latency(RouteKind::Translated, Duration::from_millis(3));
         metrics.shed();

@@ -4,7 +4,9 @@
 //! client behind one shim shares that IP. The bucket paces upstream calls so the fleet does not
 //! run into 429s: a call that can go within `max_wait` waits its turn; one that would wait
 //! longer is refused at once with a `Retry-After`. When the upstream itself answers 429 with
-//! `Retry-After`, nobody is sent upstream until then.
+//! `Retry-After`, nobody is sent upstream until then, for at most `rate_limit.max_upstream_hold`:
+//! a `Retry-After` of years (or one past `u64`) must not stop the shim until a restart, nor
+//! overflow the clock arithmetic.
 //!
 //! The budget is per shim instance. The decision logic takes `now` as an argument, so it is
 //! tested without sleeping.
@@ -41,16 +43,26 @@ pub struct UpstreamBudget {
     per_second: f64,
     burst: f64,
     max_wait: Duration,
+    /// The longest an upstream 429 holds every call (`rate_limit.max_upstream_hold`).
+    longest_hold: Duration,
     bucket: Mutex<Bucket>,
 }
 
 impl UpstreamBudget {
-    /// `per_minute` requests per minute on average, up to `burst` at once.
-    pub fn new(per_minute: u32, burst: u32, max_wait: Duration, now: Instant) -> Self {
+    /// `per_minute` requests per minute on average, up to `burst` at once; an upstream 429
+    /// holds every call for at most `longest_hold`.
+    pub fn new(
+        per_minute: u32,
+        burst: u32,
+        max_wait: Duration,
+        longest_hold: Duration,
+        now: Instant,
+    ) -> Self {
         Self {
             per_second: f64::from(per_minute) / 60.0,
             burst: f64::from(burst),
             max_wait,
+            longest_hold,
             bucket: Mutex::new(Bucket {
                 tokens: f64::from(burst),
                 refilled_at: now,
@@ -88,8 +100,14 @@ impl UpstreamBudget {
         }
     }
 
-    /// The upstream answered 429 with a `Retry-After`: hold every call until then.
-    pub fn upstream_throttled(&self, until: Instant) {
+    /// The upstream answered 429 with a `Retry-After`: hold every call for `delay` from `now`,
+    /// at most `longest_hold`, so no reply can stop the shim until a restart.
+    pub fn upstream_throttled(&self, now: Instant, delay: Duration) {
+        // Within an hour of now, the sum cannot overflow; checked all the same, as a panic
+        // here would cost a serving thread.
+        let Some(until) = now.checked_add(delay.min(self.longest_hold)) else {
+            return;
+        };
         let mut bucket = self
             .bucket
             .lock()
@@ -103,14 +121,33 @@ impl UpstreamBudget {
     }
 }
 
-/// The delay a `Retry-After` header asks for (delta-seconds or an HTTP date, RFC 9110 §10.2.3).
-pub fn retry_after_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+/// The delay a `Retry-After` header asks for (delta-seconds or an HTTP date, RFC 9110 §10.2.3),
+/// at most `longest`.
+pub fn retry_after_delay(
+    headers: &HeaderMap,
+    now: SystemTime,
+    longest: Duration,
+) -> Option<Duration> {
+    parse_retry_after(headers.get(RETRY_AFTER)?.as_bytes(), now, longest)
+}
+
+/// A `Retry-After` value as a delay from `now`, at most `longest`; `None` when it is neither
+/// delta-seconds nor an HTTP date. Never panics, whatever the bytes (fuzzed:
+/// `fuzz/fuzz_targets/retry_after.rs`).
+pub fn parse_retry_after(value: &[u8], now: SystemTime, longest: Duration) -> Option<Duration> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
+        // delta-seconds has no upper bound in the grammar; a number past u64 asks for longer
+        // than the cap as surely as a large one does.
+        let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(seconds).min(longest));
     }
     let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        date.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(longest),
+    )
 }
 
 #[cfg(test)]
@@ -119,11 +156,12 @@ mod tests {
     use http::HeaderValue;
 
     const SECOND: Duration = Duration::from_secs(1);
+    const HOUR: Duration = Duration::from_secs(3600);
 
     #[test]
     fn a_full_bucket_lets_a_burst_through_then_paces() {
         let start = Instant::now();
-        let budget = UpstreamBudget::new(60, 3, Duration::from_secs(5), start);
+        let budget = UpstreamBudget::new(60, 3, Duration::from_secs(5), HOUR, start);
         for _ in 0..3 {
             assert_eq!(budget.admit(start), Admission::Go);
         }
@@ -136,7 +174,7 @@ mod tests {
     #[test]
     fn a_wait_beyond_the_limit_is_refused_without_reserving() {
         let start = Instant::now();
-        let budget = UpstreamBudget::new(60, 1, Duration::from_millis(1500), start);
+        let budget = UpstreamBudget::new(60, 1, Duration::from_millis(1500), HOUR, start);
         assert_eq!(budget.admit(start), Admission::Go);
         assert_eq!(budget.admit(start), Admission::WaitThenGo(SECOND));
         assert_eq!(
@@ -152,8 +190,8 @@ mod tests {
     #[test]
     fn an_upstream_429_holds_everyone() {
         let start = Instant::now();
-        let budget = UpstreamBudget::new(180, 180, Duration::from_secs(2), start);
-        budget.upstream_throttled(start + Duration::from_secs(10));
+        let budget = UpstreamBudget::new(180, 180, Duration::from_secs(2), HOUR, start);
+        budget.upstream_throttled(start, Duration::from_secs(10));
         assert_eq!(
             budget.admit(start),
             Admission::Refuse {
@@ -166,8 +204,8 @@ mod tests {
         );
         assert_eq!(budget.admit(start + 10 * SECOND), Admission::Go);
         // A shorter, later Retry-After does not shorten the hold.
-        budget.upstream_throttled(start + 11 * SECOND);
-        budget.upstream_throttled(start + 10 * SECOND);
+        budget.upstream_throttled(start, 11 * SECOND);
+        budget.upstream_throttled(start + SECOND, 9 * SECOND);
         assert_eq!(
             budget.admit(start + 10 * SECOND),
             Admission::WaitThenGo(SECOND)
@@ -177,10 +215,10 @@ mod tests {
     #[test]
     fn retry_after_reads_seconds_and_dates() {
         let mut headers = HeaderMap::new();
-        assert_eq!(retry_after_delay(&headers, SystemTime::now()), None);
+        assert_eq!(retry_after_delay(&headers, SystemTime::now(), HOUR), None);
         headers.insert(RETRY_AFTER, HeaderValue::from_static("12"));
         assert_eq!(
-            retry_after_delay(&headers, SystemTime::now()),
+            retry_after_delay(&headers, SystemTime::now(), HOUR),
             Some(Duration::from_secs(12))
         );
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
@@ -189,10 +227,52 @@ mod tests {
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:30 GMT"),
         );
         assert_eq!(
-            retry_after_delay(&headers, now),
+            retry_after_delay(&headers, now, HOUR),
             Some(Duration::from_secs(30))
         );
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after_delay(&headers, now), None);
+        assert_eq!(retry_after_delay(&headers, now, HOUR), None);
+    }
+
+    #[test]
+    fn retry_after_is_capped_whatever_it_asks() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        let cap = Duration::from_secs(600);
+        for asked in [
+            "601",
+            "10000000000",
+            "18446744073709551615",
+            // Past u64: still a number of seconds, and still longer than the cap.
+            "99999999999999999999999999999999",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            assert_eq!(
+                parse_retry_after(asked.as_bytes(), now, cap),
+                Some(cap),
+                "{asked}"
+            );
+        }
+        assert_eq!(
+            parse_retry_after(b"Thu, 01 Jan 1970 00:00:00 GMT", now, cap),
+            Some(Duration::ZERO)
+        );
+        for unreadable in [&b""[..], b"-1", b"1.5", b"\xff\xfe"] {
+            assert_eq!(parse_retry_after(unreadable, now, cap), None);
+        }
+    }
+
+    #[test]
+    fn a_hold_longer_than_the_cap_ends_at_the_cap() {
+        let start = Instant::now();
+        let budget = UpstreamBudget::new(180, 180, Duration::ZERO, 10 * SECOND, start);
+        // The largest Retry-After there is: no overflow, no panic, and a hold of the cap.
+        budget.upstream_throttled(start, Duration::MAX);
+        assert_eq!(
+            budget.admit(start),
+            Admission::Refuse {
+                retry_after: 10 * SECOND
+            }
+        );
+        assert_eq!(budget.admit(start + 10 * SECOND), Admission::Go);
     }
 }

@@ -2,7 +2,10 @@
 //! how often, since when, and for which group last.
 //!
 //! It lives in memory and covers this instance since it started; the number of distinct
-//! clients is capped the same way as the metrics labels (past the cap: `other`).
+//! clients is capped the same way as the metrics labels (past the cap: `other`; a client the
+//! upstream never accepted gives its place up to one it has, see [`crate::metrics`]).
+//! `user_group_id`s are the client's own strings: only their first
+//! [`MAX_RECORDED_USER_GROUP_ID_BYTES`] are kept, here, in the fleet's records and in log lines.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -11,6 +14,27 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 
 use crate::legacy::LegacyRoute;
+
+/// The most of a `user_group_id` kept for `/usage`, the fleet's records and log lines, in
+/// bytes: ids of a megabyte each once grew the shim by 50 MB in 40 calls. Real ids are short.
+pub const MAX_RECORDED_USER_GROUP_ID_BYTES: usize = 256;
+
+/// Ends a `user_group_id` cut to [`MAX_RECORDED_USER_GROUP_ID_BYTES`], so no reader takes it for
+/// the whole id.
+pub const TRUNCATED_MARKER: &str = "…(truncated)";
+
+/// `id` as it is recorded and logged: whole when short, else its first
+/// [`MAX_RECORDED_USER_GROUP_ID_BYTES`] (on a character boundary) and [`TRUNCATED_MARKER`].
+pub fn recorded_user_group_id(id: &str) -> String {
+    if id.len() <= MAX_RECORDED_USER_GROUP_ID_BYTES {
+        return id.to_owned();
+    }
+    let mut end = MAX_RECORDED_USER_GROUP_ID_BYTES;
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{TRUNCATED_MARKER}", &id[..end])
+}
 
 /// One client's use of one legacy endpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +92,14 @@ impl UsageTracker {
         if let Some(id) = user_group_id {
             entry.last_user_group_id = Some(id.to_owned());
         }
+    }
+
+    /// Drops `client`'s records: it gave its place up to a client the upstream accepted.
+    pub fn forget(&self, client: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(client);
     }
 
     /// The report: one object per client, its endpoints inside, timestamps in RFC 3339.
@@ -133,6 +165,8 @@ mod tests {
             false,
         );
         tracker.record("def", LegacyRoute::DeleteUserGroup, None, t0, false);
+        tracker.record("gone", LegacyRoute::DeleteUserGroup, None, t0, false);
+        tracker.forget("gone");
         assert_eq!(
             tracker.report(),
             json!({"clients": [
@@ -145,6 +179,31 @@ mod tests {
                     "first_seen": "2025-10-15T00:00:00Z", "last_seen": "2025-10-15T00:00:00Z",
                     "last_user_group_id": null, "refused": 0}]}
             ]})
+        );
+    }
+
+    #[test]
+    fn long_ids_are_cut_on_a_character_boundary_and_marked() {
+        let short = "example_1";
+        assert_eq!(recorded_user_group_id(short), short);
+        let exact = "a".repeat(MAX_RECORDED_USER_GROUP_ID_BYTES);
+        assert_eq!(recorded_user_group_id(&exact), exact);
+        let long = "a".repeat(1024 * 1024);
+        assert_eq!(
+            recorded_user_group_id(&long),
+            format!(
+                "{}{TRUNCATED_MARKER}",
+                &long[..MAX_RECORDED_USER_GROUP_ID_BYTES]
+            )
+        );
+        // A three-byte character straddling the limit is left out whole, never split.
+        let straddling = format!("{}€€", "a".repeat(MAX_RECORDED_USER_GROUP_ID_BYTES - 1));
+        assert_eq!(
+            recorded_user_group_id(&straddling),
+            format!(
+                "{}{TRUNCATED_MARKER}",
+                "a".repeat(MAX_RECORDED_USER_GROUP_ID_BYTES - 1)
+            )
         );
     }
 }

@@ -216,3 +216,103 @@ async fn usage_and_healthcheck_talk_to_a_running_shim() {
     assert_eq!(down.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&down.stderr).contains("readyz"));
 }
+
+/// Issue 16, point 11: values no operator can mean stop start-up with exit 64 and a message
+/// naming the key, never a panic (exit 101) or a silent reinterpretation.
+#[test]
+fn config_that_cannot_be_meant_exits_64_and_names_the_key() {
+    for (file, key, says) in [
+        (
+            "[deprecation]\nbrownouts = [\"2026-12-01T00:00:00Z/P30000000000000W\"]",
+            "deprecation.brownouts",
+            "too long",
+        ),
+        (
+            "[deprecation]\nbrownouts = [\"2026-12-01T00:00:00Z/P1000000W\"]",
+            "deprecation.brownouts",
+            "9999-12-31T23:59:59Z",
+        ),
+        (
+            "[deprecation]\nbrownouts = [\"2026-12-01T23:59:60Z/PT1H\"]",
+            "deprecation.brownouts",
+            "second 60",
+        ),
+        (
+            "[deprecation]\nsunset = \"2026-12-31T23:59:60Z\"",
+            "deprecation.sunset",
+            "second 60",
+        ),
+        (
+            "[deprecation]\nexempt_clients = [\"anonymous\"]",
+            "deprecation.exempt_clients",
+            "leaving the header out",
+        ),
+        (
+            "[upstream]\ntimeout = \"18446744073709551615s\"",
+            "upstream.timeout",
+            "at most 1day",
+        ),
+        (
+            "[shutdown]\ngrace = \"584942417355y\"",
+            "shutdown.grace",
+            "",
+        ),
+        (
+            "[rate_limit]\nmax_wait = \"1000000000h\"",
+            "rate_limit.max_wait",
+            "at most",
+        ),
+        (
+            "[rate_limit]\nmax_upstream_hold = \"2h\"",
+            "rate_limit.max_upstream_hold",
+            "at most 1h",
+        ),
+    ] {
+        let config = TempConfig::new(file);
+        let output = start_up_output(config.path());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{file}: {stderr}");
+        assert!(
+            stderr.contains(key) && stderr.contains(says),
+            "{file}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{file}: {stderr}");
+    }
+    // The same checks hold for values given by flag or variable.
+    for (env, value) in [
+        ("EXPLO_SHIM_EXEMPT_CLIENTS", "anonymous"),
+        (
+            "EXPLO_SHIM_BROWNOUTS",
+            "2026-12-01T00:00:00Z/P30000000000000W",
+        ),
+        ("EXPLO_SHIM_UPSTREAM_TIMEOUT", "18446744073709551615s"),
+    ] {
+        let output = run_binary(&["--check-config"], &[(env, value)]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{env}: {stderr}");
+        assert!(stderr.contains(env), "{env}: {stderr}");
+    }
+}
+
+#[test]
+fn a_brownout_window_wholly_in_the_past_is_a_warning_at_start_up_not_an_error() {
+    let config = TempConfig::new(
+        "[deprecation]\nbrownouts = [\"2020-12-01T15:00:00Z/PT1H\", \"2999-12-01T15:00:00Z/PT1H\"]\n",
+    );
+    let shim = Shim::start("http://127.0.0.1:9", &["--config", config.path()]);
+    let warnings: Vec<Value> = shim
+        .events("explo_shim")
+        .into_iter()
+        .filter(|event| {
+            event["level"] == "WARN"
+                && event["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("wholly in the past")
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:?}", shim.logs());
+    let windows = warnings[0]["windows"].as_str().unwrap();
+    assert!(windows.contains("2020-12-01T15:00:00Z/PT1H"), "{windows}");
+    assert!(!windows.contains("2999"), "{windows}");
+}

@@ -186,6 +186,57 @@ async fn a_429_with_retry_after_holds_every_client_until_then() {
     );
 }
 
+/// An upstream that answers its first call 429 with `Retry-After: retry_after` and every later
+/// one 200.
+async fn throttling_once(retry_after: &'static str) -> FakeUpstream {
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    FakeUpstream::start(move |_| {
+        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply::json(429, json!({"detail": "Request was throttled."}))
+                .header("retry-after", retry_after)
+        } else {
+            Reply::json(
+                200,
+                json!({"success": 1, "customer": customer("example_1", "t")}),
+            )
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_retry_after_of_years_or_past_u64_holds_calls_only_up_to_the_cap() {
+    for asked in ["18446744073709551615", "10000000000"] {
+        let upstream = throttling_once(asked).await;
+        let config =
+            TempConfig::new("[rate_limit]\nmax_wait = \"1ms\"\nmax_upstream_hold = \"2s\"\n");
+        let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+
+        // The throttled call gets the upstream's 429 whole (a panic would leave it an empty
+        // reply).
+        let first = post_json(&shim.url(UPDATE), &update_body()).await;
+        assert_eq!(first.status, 429, "{asked}");
+        assert_eq!(first.header("retry-after"), Some(asked));
+        assert_eq!(first.json()["detail"], "Request was throttled.");
+
+        // The hold the shim keeps is the cap, not what the upstream asked for.
+        let held = send("GET", &shim.url("/api/dashboard/"), &[], "").await;
+        held.assert_shim_error(429, "rate_limited");
+        let retry_after: u64 = held.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=2).contains(&retry_after), "{asked}: {retry_after}");
+
+        // Once the hold the shim announced is over, calls reach the upstream again.
+        tokio::time::sleep(Duration::from_secs(retry_after)).await;
+        let after = post_json(&shim.url(UPDATE), &update_body()).await;
+        assert_eq!(after.status, 200, "{asked}: {:?}", after.body);
+        assert_eq!(upstream.requests().len(), 2, "{asked}");
+        assert!(
+            !shim.logs().iter().any(|line| line.contains("panicked")),
+            "{asked}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_upstream_budget_paces_and_then_refuses() {
     let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1}))).await;

@@ -104,6 +104,56 @@ async fn an_upstream_429_holds_the_whole_fleet() {
 }
 
 #[tokio::test]
+async fn the_fleet_hold_of_a_retry_after_past_u64_ends_at_the_cap() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let upstream = FakeUpstream::start(|request| {
+        if request.path() == "/throttled" {
+            Reply::json(429, json!({"detail": "slow down"}))
+                .header("retry-after", "18446744073709551615")
+        } else {
+            Reply::json(200, json!({"success": 1}))
+        }
+    })
+    .await;
+    let config = TempConfig::new(&format!(
+        "[rate_limit]\nper_minute = 600\nburst = 50\nmax_wait = \"1ms\"\n\
+         max_upstream_hold = \"2s\"\nredis_url = \"{}\"\n",
+        redis.url()
+    ));
+    let first = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let second = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let throttled = send("GET", &first.url("/throttled"), &[], "").await;
+    assert_eq!(throttled.status, 429);
+    assert_eq!(throttled.json()["detail"], "slow down");
+    // The hold is written off the request path: ask the other replica until it is held.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let held = loop {
+        let got = send("GET", &second.url("/api/customers/"), &[], "").await;
+        if got.status == 429 {
+            break got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hold never reached the fleet"
+        );
+    };
+    held.assert_shim_error(429, "rate_limited");
+    let retry_after: u64 = held.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    // Redis kept the hold, not an error: the replica still shares its budget.
+    assert_eq!(backend(&second).await, "redis");
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    assert_eq!(
+        send("GET", &second.url("/api/customers/"), &[], "")
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
 async fn a_redis_outage_costs_no_requests_and_its_return_is_noticed() {
     let Some(redis) = RedisServer::start() else {
         return;
@@ -234,6 +284,130 @@ async fn a_new_replica_sees_the_usage_of_the_others() {
     // `explo-shim usage` shows the same.
     let output = run_binary(&["usage", "--admin", &newcomer.admin_url("")], &[]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("update_user_group"));
+}
+
+/// The fleet's `/usage` once it lists `count` calls in all, asking until the writer (once a
+/// second) has written them.
+async fn fleet_usage_with_calls(shim: &Shim, count: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let usage = send("GET", &shim.admin_url("/usage"), &[], "").await.json();
+        let written: u64 = usage["clients"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|client| client["endpoints"].as_array().unwrap())
+            .map(|endpoint| endpoint["count"].as_u64().unwrap())
+            .sum();
+        if usage["source"] == "fleet" && written >= count {
+            return usage;
+        }
+        assert!(Instant::now() < deadline, "never written: {usage}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn usage_keys_in_redis_expire_after_35_days_without_writes() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("g1", "t")}),
+    ))
+    .await;
+    let config = fleet_config(&redis, 6000, 100);
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let got = post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "g1"}),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    fleet_usage_with_calls(&shim, 1).await;
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("explo-shim:*usage*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    // The clients set, the records set and the one record (no unverified client).
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    for key in keys {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(
+            (35 * 86_400 - 60..=35 * 86_400).contains(&ttl),
+            "{key}: {ttl}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refused_tokens_do_not_push_a_team_out_of_the_fleets_usage() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let upstream = FakeUpstream::start(|request| {
+        match request.headers.get(TOKEN_HEADER).map(|v| v.as_bytes()) {
+            Some(token) if token == TEAM_TOKEN.as_bytes() => {
+                Reply::json(200, json!({"success": 1, "customer": customer("g1", "t")}))
+            }
+            _ => Reply::json(401, json!({"detail": "Invalid token."})),
+        }
+    })
+    .await;
+    let config = TempConfig::new(&format!(
+        "[limits]\nmax_tracked_clients = 3\n[rate_limit]\nredis_url = \"{}\"\n",
+        redis.url()
+    ));
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    for token in ["Token guess-1", "Token guess-2", "Token guess-3"] {
+        let got = send(
+            "POST",
+            &shim.url("/api/update_user_group/"),
+            &[(TOKEN_HEADER, token)],
+            r#"{"user_group_id": "g1"}"#,
+        )
+        .await;
+        assert_eq!(got.status, 401);
+    }
+    // Written before the team calls, as a separate replica's would be.
+    fleet_usage_with_calls(&shim, 3).await;
+    let got = post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "g1"}),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    // The team's call takes the place of one refused client's, not `other`'s.
+    let team = explo_shim::telemetry::client_fingerprint(Some(&http::HeaderValue::from_static(
+        TEAM_TOKEN,
+    )));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut usage = fleet_usage_with_calls(&shim, 3).await;
+    while !usage.to_string().contains(&team) {
+        assert!(
+            Instant::now() < deadline,
+            "the team never appeared: {usage}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        usage = fleet_usage_with_calls(&shim, 3).await;
+    }
+    let clients = usage["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 3, "{usage}");
+    assert!(
+        !clients
+            .iter()
+            .any(|client| client["client_fingerprint"] == "other"),
+        "{usage}"
+    );
 }
 
 #[test]

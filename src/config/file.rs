@@ -56,6 +56,7 @@ pub(super) struct FileRateLimit {
     pub(super) per_minute: Option<u64>,
     pub(super) burst: Option<u64>,
     pub(super) max_wait: Option<String>,
+    pub(super) max_upstream_hold: Option<String>,
     pub(super) redis_url: Option<String>,
     pub(super) key: Option<String>,
     pub(super) redis_timeout: Option<String>,

@@ -64,8 +64,20 @@ pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u64 = 180;
 pub const DEFAULT_RATE_LIMIT_BURST: u64 = 30;
 /// A call that would wait longer than this for the budget is refused with 429.
 pub const DEFAULT_RATE_LIMIT_MAX_WAIT: Duration = Duration::from_secs(10);
+/// The longest an upstream 429's `Retry-After` holds every call (and, in a fleet, every
+/// replica): a longer one is cut to this. Past it the shim tries the upstream again, which
+/// answers 429 again if it still means it.
+pub const DEFAULT_MAX_UPSTREAM_HOLD: Duration = Duration::from_secs(10 * 60);
+/// The most `rate_limit.max_upstream_hold` may be set to: a hold of hours would be an outage
+/// chosen by the upstream's reply, not a pause.
+pub const MAX_UPSTREAM_HOLD_CEILING: Duration = Duration::from_secs(60 * 60);
 /// The longest one Redis round trip may take before the replica uses its own budget instead.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(25);
+
+/// The longest any duration setting (timeouts, waits, the grace period) may be: none is
+/// meant to last more than a day, and a longer one (up to `u64::MAX` seconds parses) would
+/// overflow the clock when armed.
+pub const MAX_DURATION_SETTING: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The most serving threads `workers` may ask for: more would only cost memory.
 pub const MAX_WORKERS: usize = 256;
@@ -145,6 +157,8 @@ pub struct RateLimit {
     pub per_minute: u32,
     pub burst: u32,
     pub max_wait: Duration,
+    /// The longest an upstream 429 holds every call, whatever its `Retry-After` says.
+    pub max_upstream_hold: Duration,
 }
 
 /// The Redis a fleet of shims shares ([`crate::fleet`]): one upstream budget and one usage view.
@@ -429,6 +443,21 @@ fn resolve_rate_limit(
     if !file.enabled.unwrap_or(true) {
         return Ok(None);
     }
+    let max_upstream_hold = duration(
+        "rate_limit.max_upstream_hold",
+        None,
+        &file.max_upstream_hold,
+        origin,
+        DEFAULT_MAX_UPSTREAM_HOLD,
+    )?;
+    if max_upstream_hold > MAX_UPSTREAM_HOLD_CEILING {
+        return Err(ConfigError(format!(
+            "invalid `rate_limit.max_upstream_hold` = {:?} (from {origin}): at most {} \
+             (a longer hold would let one upstream reply stop every call for hours)",
+            file.max_upstream_hold.as_deref().unwrap_or_default(),
+            humantime::format_duration(MAX_UPSTREAM_HOLD_CEILING)
+        )));
+    }
     Ok(Some(RateLimit {
         per_minute: small_positive(
             "rate_limit.per_minute",
@@ -436,14 +465,16 @@ fn resolve_rate_limit(
             DEFAULT_RATE_LIMIT_PER_MINUTE,
         )?,
         burst: small_positive("rate_limit.burst", file.burst, DEFAULT_RATE_LIMIT_BURST)?,
-        max_wait: match &file.max_wait {
-            Some(value) => humantime::parse_duration(value).map_err(|error| {
-                ConfigError(format!(
-                    "invalid `rate_limit.max_wait` = {value:?} (from {origin}): {error}"
-                ))
-            })?,
-            None => DEFAULT_RATE_LIMIT_MAX_WAIT,
-        },
+        // Zero is allowed: never wait, refuse at once.
+        max_wait: chosen(
+            "rate_limit.max_wait",
+            None,
+            file.max_wait.as_deref(),
+            origin,
+        )
+        .map(|sourced| sourced.duration_or_zero())
+        .unwrap_or(Ok(DEFAULT_RATE_LIMIT_MAX_WAIT))?,
+        max_upstream_hold,
     }))
 }
 
@@ -552,11 +583,20 @@ fn resolve_deprecation(
             && fingerprint
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !is_fingerprint && fingerprint != ANONYMOUS {
+        if fingerprint == ANONYMOUS {
+            return Err(ConfigError(format!(
+                "invalid `deprecation.exempt_clients` entry \"{ANONYMOUS}\" (from \
+                 {exempt_origin}): \"{ANONYMOUS}\" is every caller that sends no \
+                 Explo-Authorization, so exempting it would let anyone through brownouts and \
+                 the sunset by leaving the header out; exempt the fingerprint of the \
+                 integration instead"
+            )));
+        }
+        if !is_fingerprint {
             return Err(ConfigError(format!(
                 "invalid `deprecation.exempt_clients` entry {fingerprint:?} (from \
                  {exempt_origin}): expected a client fingerprint, 12 lower-case hex digits as \
-                 in the logs, /metrics and /usage (or \"{ANONYMOUS}\")"
+                 in the logs, /metrics and /usage"
             )));
         }
     }
@@ -750,6 +790,52 @@ mod tests {
                 "deprecation.sunset",
             ),
             ("[rate_limit]\nmax_wait = \"x\"", "rate_limit.max_wait"),
+            ("[rate_limit]\nmax_wait = \"25h\"", "rate_limit.max_wait"),
+            (
+                "[upstream]\ntimeout = \"18446744073709551615s\"",
+                "upstream.timeout",
+            ),
+            (
+                "[upstream]\nconnect_timeout = \"18446744073709551616s\"",
+                "upstream.connect_timeout",
+            ),
+            ("[shutdown]\ngrace = \"584942417355y\"", "shutdown.grace"),
+            (
+                "[limits]\nheader_read_timeout = \"2days\"",
+                "limits.header_read_timeout",
+            ),
+            (
+                "[rate_limit]\nredis_url = \"redis://r\"\nredis_timeout = \"99999999h\"",
+                "rate_limit.redis_timeout",
+            ),
+            (
+                "[deprecation]\nsunset = \"2026-12-31T23:59:60Z\"",
+                "deprecation.sunset",
+            ),
+            (
+                "[deprecation]\ndate = \"2016-12-31T23:59:60Z\"",
+                "deprecation.date",
+            ),
+            (
+                "[deprecation]\nexempt_clients = [\"anonymous\"]",
+                "deprecation.exempt_clients",
+            ),
+            (
+                "[deprecation]\nbrownouts = [\"2026-12-01T00:00:00Z/P30000000000000W\"]",
+                "deprecation.brownouts",
+            ),
+            (
+                "[deprecation]\nbrownouts = [\"2026-12-01T23:59:60Z/PT1H\"]",
+                "deprecation.brownouts",
+            ),
+            (
+                "[rate_limit]\nmax_upstream_hold = \"61m\"",
+                "rate_limit.max_upstream_hold",
+            ),
+            (
+                "[rate_limit]\nmax_upstream_hold = \"0s\"",
+                "rate_limit.max_upstream_hold",
+            ),
             (
                 "[legacy]\nrefuse_cascading_delete = \"yes\"",
                 "refuse_cascading_delete",
@@ -815,10 +901,10 @@ mod tests {
         assert_eq!(retirement.windows().len(), 2);
         assert!(retirement.is_exempt("64cc961af68c"));
         overrides.brownouts = setting("2026-12-08T15:00:00Z/PT1H", "--brownouts");
-        overrides.exempt_clients = setting("aaaaaaaaaaaa, anonymous", "--exempt-clients");
+        overrides.exempt_clients = setting("aaaaaaaaaaaa, bbbbbbbbbbbb", "--exempt-clients");
         let retirement = Config::resolve(&overrides).unwrap().deprecation.retirement;
         assert_eq!(retirement.windows().len(), 1);
-        assert!(retirement.is_exempt("anonymous") && !retirement.is_exempt("64cc961af68c"));
+        assert!(retirement.is_exempt("bbbbbbbbbbbb") && !retirement.is_exempt("64cc961af68c"));
     }
 
     #[test]

@@ -7,9 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use http::Uri;
 
-use super::{ConfigError, LogFormat, MAX_WORKERS, UpstreamUrl};
+use super::{ConfigError, LogFormat, MAX_DURATION_SETTING, MAX_WORKERS, UpstreamUrl};
 use crate::cli::Setting;
 use crate::retirement::AfterSunset;
+use crate::retirement::schedule::{leap_second_refusal, names_second_60};
 
 /// One chosen value with the place it came from, so errors can name the key and the source.
 pub(super) struct Sourced<'a> {
@@ -32,11 +33,26 @@ impl Sourced<'_> {
             .map_err(|_| self.invalid("expected IP:PORT, e.g. 127.0.0.1:8080"))
     }
 
+    /// A duration from zero (exclusive) to [`MAX_DURATION_SETTING`].
     pub(super) fn duration(&self) -> Result<Duration, ConfigError> {
-        let duration = humantime::parse_duration(self.value)
-            .map_err(|error| self.invalid(format!("{error}; expected e.g. 30s or 500ms")))?;
+        let duration = self.duration_or_zero()?;
         if duration.is_zero() {
             return Err(self.invalid("must be greater than zero"));
+        }
+        Ok(duration)
+    }
+
+    /// A duration up to [`MAX_DURATION_SETTING`], zero included. Longer ones are refused: no
+    /// timeout or wait of the shim is meant to last days, and `now + duration` must not
+    /// overflow the clock wherever it is armed.
+    pub(super) fn duration_or_zero(&self) -> Result<Duration, ConfigError> {
+        let duration = humantime::parse_duration(self.value)
+            .map_err(|error| self.invalid(format!("{error}; expected e.g. 30s or 500ms")))?;
+        if duration > MAX_DURATION_SETTING {
+            return Err(self.invalid(format!(
+                "at most {}",
+                humantime::format_duration(MAX_DURATION_SETTING)
+            )));
         }
         Ok(duration)
     }
@@ -190,6 +206,12 @@ pub(super) fn parse_date(
     } else {
         value.to_owned()
     };
+    if names_second_60(&full) {
+        return Err(ConfigError(format!(
+            "invalid `{key}` (from {origin}): {}",
+            leap_second_refusal(value)
+        )));
+    }
     humantime::parse_rfc3339_weak(&full).map_err(|error| {
         ConfigError(format!(
             "invalid `{key}` = {value:?} (from {origin}): {error}; expected e.g. 2025-10-15 or 2025-10-15T00:00:00Z"

@@ -135,8 +135,10 @@ impl Emulator {
     pub fn with_faults(rate_limit_per_minute: Option<u32>, faults: Faults) -> Self {
         Self {
             store: Mutex::new(Store::default()),
-            rate_limit: rate_limit_per_minute
-                .map(|limit| UpstreamBudget::new(limit, limit, Duration::ZERO, Instant::now())),
+            // The emulator never receives a 429, so the hold cap never applies.
+            rate_limit: rate_limit_per_minute.map(|limit| {
+                UpstreamBudget::new(limit, limit, Duration::ZERO, Duration::ZERO, Instant::now())
+            }),
             faults,
         }
     }

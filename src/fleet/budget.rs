@@ -38,15 +38,18 @@ macro_rules! clocked_script {
     };
 }
 
-/// KEYS: the TAT key and the hold key. ARGV: the emission interval (ms per call), the burst and
-/// `max_wait` (ms). Returns `{admitted, wait_ms}`; a refusal reserves nothing.
+/// KEYS: the TAT key and the hold key. ARGV: the emission interval (ms per call), the burst,
+/// `max_wait` and `max_upstream_hold` (ms). Returns `{admitted, wait_ms}`; a refusal reserves
+/// nothing. A hold is read no further ahead than `max_upstream_hold`, so one written by a
+/// replica without the cap (an older version, during a rolling upgrade) ends in time too.
 static TAKE: LazyLock<Script> = clocked_script!(
     r"
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local max_wait = tonumber(ARGV[3])
+local longest_hold = tonumber(ARGV[4])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-local hold = tonumber(redis.call('GET', KEYS[2]) or '0')
+local hold = math.min(tonumber(redis.call('GET', KEYS[2]) or '0') or 0, now + longest_hold)
 local base = math.max(tat, now)
 local start = math.max(now, base - (burst - 1) * interval, hold)
 local wait = math.ceil(start - now)
@@ -59,7 +62,8 @@ return {1, wait}
 "
 );
 
-/// KEYS: the hold key. ARGV: the delay (ms). Moves the hold later, never earlier.
+/// KEYS: the hold key. ARGV: the delay (ms, already capped: a Lua number past 2^53 loses
+/// precision and `PX` refuses a non-integer). Moves the hold later, never earlier.
 static HOLD: LazyLock<Script> = clocked_script!(
     r"
 local delay = tonumber(ARGV[1])
@@ -84,6 +88,7 @@ impl FleetLink {
         let (tat, hold) = (fleet.key("budget:tat"), fleet.key("budget:hold"));
         let interval_ms = 60_000.0 / f64::from(limit.per_minute);
         let max_wait_ms = millis(limit.max_wait);
+        let longest_hold_ms = millis(limit.max_upstream_hold);
         let (admitted, wait_ms): (i64, i64) = self
             .call(|mut connection| async move {
                 TAKE.key(tat)
@@ -91,6 +96,7 @@ impl FleetLink {
                     .arg(interval_ms)
                     .arg(limit.burst)
                     .arg(max_wait_ms)
+                    .arg(longest_hold_ms)
                     .invoke_async(&mut connection)
                     .await
             })
@@ -103,10 +109,11 @@ impl FleetLink {
         })
     }
 
-    /// The upstream answered 429 with `Retry-After`: the whole fleet waits that long.
-    pub async fn hold_for(&self, delay: Duration) {
+    /// The upstream answered 429 with `Retry-After`: the whole fleet waits that long, at most
+    /// `longest` (`rate_limit.max_upstream_hold`).
+    pub async fn hold_for(&self, delay: Duration, longest: Duration) {
         let hold = self.fleet.key("budget:hold");
-        let delay_ms = millis(delay);
+        let delay_ms = millis(delay.min(longest));
         let _: Option<i64> = self
             .call(|mut connection| async move {
                 HOLD.key(hold)

@@ -6,11 +6,16 @@
 //! and writes the folded records once a second, one atomic script per record:
 //!
 //! - `…usage:clients` (set): the fingerprints counted, capped at `limits.max_tracked_clients`
-//!   for the whole fleet; past the cap a new client is counted as `other`;
+//!   for the whole fleet; past the cap a new client is counted as `other`, unless the upstream
+//!   accepted it and a client it never accepted can make room (the rule of
+//!   [`crate::metrics`], so refused tokens cannot push real teams out of the fleet's view);
+//! - `…usage:unverified` (set): the counted clients the upstream has not accepted yet;
 //! - `…usage:records` (set) of `<client> <endpoint>`;
 //! - `…usage:record:<client>:<endpoint>` (hash): `count`, `first_seen` and `last_seen` (Unix
 //!   seconds), `last_user_group_id`.
 //!
+//! Every key written expires [`RECORD_TTL`] after its last write, so a fleet that stopped
+//! calling (or a `rate_limit.key` no longer used) leaves nothing in Redis for good.
 //! While Redis is away the folded records wait (bounded) and are written when it returns.
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +28,7 @@ use redis::Script;
 use super::{Fleet, FleetLink};
 use crate::legacy::LegacyRoute;
 use crate::metrics::OTHER_CLIENTS;
-use crate::usage::{UsageEntry, UsageRecords};
+use crate::usage::{UsageEntry, UsageRecords, recorded_user_group_id};
 
 /// Events waiting for the writer; beyond this, events are dropped and counted.
 pub const QUEUE_LENGTH: usize = 65_536;
@@ -31,6 +36,9 @@ pub const QUEUE_LENGTH: usize = 65_536;
 const WRITE_EVERY: Duration = Duration::from_secs(1);
 /// Folded records kept while Redis is away (every client on every endpoint, with room).
 const MAX_PENDING: usize = 16_384;
+/// How long usage keys live in Redis after their last write: past a monthly report's reach,
+/// then gone. Refreshed on every write.
+pub const RECORD_TTL: Duration = Duration::from_secs(35 * 24 * 60 * 60);
 
 /// One legacy call, for the fleet's records.
 #[derive(Debug)]
@@ -40,6 +48,8 @@ pub struct UsageEvent {
     user_group_id: Option<String>,
     at: SystemTime,
     refused: bool,
+    /// The upstream answered with anything but 401 or 403.
+    accepted: bool,
 }
 
 /// Calls folded per client and endpoint, not yet written.
@@ -50,19 +60,44 @@ struct Folded {
     first_seen: u64,
     last_seen: u64,
     last_user_group_id: Option<String>,
+    /// Any of the calls was accepted by the upstream.
+    accepted: bool,
 }
 
-/// KEYS: clients set, records set. ARGV: key prefix, client, endpoint, count, first seen, last
-/// seen, last user_group_id ("" for none), the client cap, the label past the cap, refused.
+/// KEYS: clients set, records set, unverified set. ARGV: key prefix, client, endpoint, count,
+/// first seen, last seen, last user_group_id ("" for none), the client cap, the label past the
+/// cap, refused, accepted (1 or 0), the keys' TTL (seconds), then every legacy endpoint (to
+/// drop a displaced client's records).
 static RECORD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local client = ARGV[2]
-if redis.call('SISMEMBER', KEYS[1], client) == 0 then
+local accepted = tonumber(ARGV[11]) > 0
+local ttl = tonumber(ARGV[12])
+if redis.call('SISMEMBER', KEYS[1], client) == 1 then
+  if accepted then
+    redis.call('SREM', KEYS[3], client)
+  end
+else
   if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[8]) then
-    client = ARGV[9]
+    -- Full: an accepted client takes the place of one never accepted, else it is `other`.
+    -- SMEMBERS comes sorted inside a script, so every replica picks the same one.
+    local victim = accepted and redis.call('SMEMBERS', KEYS[3])[1]
+    if victim then
+      redis.call('SREM', KEYS[3], victim)
+      redis.call('SREM', KEYS[1], victim)
+      for i = 13, #ARGV do
+        redis.call('SREM', KEYS[2], victim .. ' ' .. ARGV[i])
+        redis.call('DEL', ARGV[1] .. 'usage:record:' .. victim .. ':' .. ARGV[i])
+      end
+    else
+      client = ARGV[9]
+    end
   end
   redis.call('SADD', KEYS[1], client)
+  if not accepted and client ~= ARGV[9] then
+    redis.call('SADD', KEYS[3], client)
+  end
 end
 redis.call('SADD', KEYS[2], client .. ' ' .. ARGV[3])
 local record = ARGV[1] .. 'usage:record:' .. client .. ':' .. ARGV[3]
@@ -80,6 +115,9 @@ if tonumber(ARGV[6]) >= last then
   if ARGV[7] ~= '' then
     redis.call('HSET', record, 'last_user_group_id', ARGV[7])
   end
+end
+for _, key in ipairs({record, KEYS[1], KEYS[2], KEYS[3]}) do
+  redis.call('EXPIRE', key, ttl)
 end
 return 1
 ",
@@ -100,6 +138,7 @@ impl Fleet {
         user_group_id: Option<&str>,
         at: SystemTime,
         refused: bool,
+        accepted: bool,
     ) {
         let event = UsageEvent {
             client: Arc::clone(client),
@@ -107,6 +146,7 @@ impl Fleet {
             user_group_id: user_group_id.map(str::to_owned),
             at,
             refused,
+            accepted,
         };
         if self.usage_events.try_send(event).is_err() {
             self.metrics.fleet_usage_dropped();
@@ -157,9 +197,11 @@ impl Fleet {
             first_seen: at,
             last_seen: at,
             last_user_group_id: None,
+            accepted: false,
         });
         folded.count += 1;
         folded.refused += u64::from(event.refused);
+        folded.accepted |= event.accepted;
         folded.first_seen = folded.first_seen.min(at);
         if at >= folded.last_seen {
             folded.last_seen = at;
@@ -179,6 +221,7 @@ async fn write(link: &FleetLink, pending: &mut HashMap<(Arc<String>, LegacyRoute
             continue;
         };
         let (clients, records) = (fleet.key("usage:clients"), fleet.key("usage:records"));
+        let unverified = fleet.key("usage:unverified");
         let prefix = fleet.prefix.clone();
         let client = key.0.to_string();
         let endpoint = key.1.legacy_endpoint();
@@ -186,9 +229,10 @@ async fn write(link: &FleetLink, pending: &mut HashMap<(Arc<String>, LegacyRoute
         let cap = fleet.max_clients;
         let written: Option<i64> = link
             .call(|mut connection| async move {
-                RECORD
-                    .key(clients)
+                let mut invocation = RECORD.key(clients);
+                invocation
                     .key(records)
+                    .key(unverified)
                     .arg(prefix)
                     .arg(client)
                     .arg(endpoint)
@@ -199,8 +243,12 @@ async fn write(link: &FleetLink, pending: &mut HashMap<(Arc<String>, LegacyRoute
                     .arg(cap)
                     .arg(OTHER_CLIENTS)
                     .arg(folded.refused)
-                    .invoke_async(&mut connection)
-                    .await
+                    .arg(u8::from(folded.accepted))
+                    .arg(RECORD_TTL.as_secs());
+                for route in LegacyRoute::ALL {
+                    invocation.arg(route.legacy_endpoint());
+                }
+                invocation.invoke_async(&mut connection).await
             })
             .await;
         if written.is_none() {
@@ -249,6 +297,10 @@ impl FleetLink {
         };
         let mut records: UsageRecords = BTreeMap::new();
         for ((client, route), hash) in named.into_iter().zip(hashes) {
+            // The record expired, or its client was displaced, after the set was read.
+            if hash.is_empty() {
+                continue;
+            }
             let number = |field: &str| {
                 hash.get(field)
                     .and_then(|value| value.parse::<u64>().ok())
@@ -261,10 +313,11 @@ impl FleetLink {
                     count: number("count"),
                     first_seen: seconds("first_seen"),
                     last_seen: seconds("last_seen"),
+                    // Cut again on the way out: a replica before the cap may have written it.
                     last_user_group_id: hash
                         .get("last_user_group_id")
                         .filter(|id| !id.is_empty())
-                        .cloned(),
+                        .map(|id| recorded_user_group_id(id)),
                     refused: number("refused"),
                 },
             );

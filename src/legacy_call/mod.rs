@@ -55,7 +55,7 @@ use crate::metrics::Metrics;
 use crate::retirement::{BROWNOUT_NOTICE, Decision, Retirement};
 use crate::telemetry::{LegacyCallRecord, log_legacy_call};
 use crate::upstream::{CollectedReply, Exchanged, LargeReply, Upstream, reply_too_large};
-use crate::usage::UsageTracker;
+use crate::usage::{UsageTracker, recorded_user_group_id};
 use read::{read_legacy_body, unparseable};
 use token_owners::{OwnerTap, TokenOwners};
 
@@ -199,6 +199,8 @@ impl LegacyCalls {
             response.headers_mut().insert(&BROWNOUT_NOTICE, notice);
         }
         let status = response.status().as_u16();
+        // The client's own string, of any length: kept short wherever it is written.
+        let user_group_id = user_group_id.as_deref().map(recorded_user_group_id);
         log_legacy_call(&LegacyCallRecord {
             route,
             request_id: id,
@@ -208,19 +210,27 @@ impl LegacyCalls {
             status,
             latency: started.elapsed(),
         });
+        // Whether the upstream took the credential: 401 and 403 say it did not, and a call it
+        // never saw (a brownout, a bad body) does not say either way.
+        let accepted = upstream_status.is_some_and(|status| !matches!(status, 401 | 403));
+        let placed = self.metrics.settle(&caller, accepted);
+        if let Some(evicted) = &placed.evicted {
+            self.usage.forget(evicted);
+        }
         self.usage
-            .record(&caller.label, route, user_group_id.as_deref(), now, refused);
+            .record(&placed.label, route, user_group_id.as_deref(), now, refused);
         if let Some(fleet) = &self.fleet {
-            // The fleet caps clients itself, across replicas.
+            // The fleet places clients itself, across replicas, by the same rule.
             fleet.record_usage(
                 &caller.fingerprint,
                 route,
                 user_group_id.as_deref(),
                 now,
                 refused,
+                accepted,
             );
         }
-        self.metrics.legacy_call(route, status, &caller);
+        self.metrics.legacy_call(route, status, &placed.label);
         response
     }
 

@@ -3,9 +3,15 @@
 //!
 //! Times are RFC 3339 date-times in UTC (`Z`). Durations are `PnW` or `PnDTnHnMnS` (any of the
 //! parts, seconds may have a fraction); years and months are refused, since their length
-//! depends on the calendar.
+//! depends on the calendar. Second 60 is refused: the clock the shim reads has no leap
+//! seconds, so `23:59:60Z` would silently become `23:59:59Z`. A window must end by
+//! [`LAST_WRITABLE_TIME`]: the shim writes each window's end (messages, `--check-config`), and
+//! a duration long enough to overflow the clock is a typo, not a plan.
 
 use std::time::{Duration, SystemTime};
+
+/// The last second RFC 3339 can write, 9999-12-31T23:59:59Z, in seconds since the epoch.
+pub const LAST_WRITABLE_TIME: Duration = Duration::from_secs(253_402_300_799);
 
 /// One brownout window, `[start, end)`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,7 +56,12 @@ pub fn parse_interval(text: &str) -> Result<Window, String> {
         if length.is_zero() {
             return Err("the duration must be longer than zero".to_owned());
         }
-        start + length
+        start
+            .checked_add(length)
+            .filter(|end| *end <= SystemTime::UNIX_EPOCH + LAST_WRITABLE_TIME)
+            .ok_or_else(|| {
+                format!("{end:?} is too long: the window would end after 9999-12-31T23:59:59Z")
+            })?
     } else {
         parse_time(end)?
     };
@@ -66,7 +77,25 @@ fn parse_time(text: &str) -> Result<SystemTime, String> {
             "{text:?} is not a UTC date-time like 2026-12-01T10:00:00Z"
         ));
     }
+    if names_second_60(text) {
+        return Err(leap_second_refusal(text));
+    }
     humantime::parse_rfc3339(text).map_err(|error| format!("{text:?}: {error}"))
+}
+
+/// Whether an RFC 3339 date-time (`YYYY-MM-DDTHH:MM:SS…`) names second 60, which the date
+/// parser would quietly read as second 59.
+pub fn names_second_60(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() >= 19 && bytes[13] == b':' && bytes[16] == b':' && &bytes[17..19] == b"60"
+}
+
+/// Why `text`, which names second 60, is refused.
+pub fn leap_second_refusal(text: &str) -> String {
+    format!(
+        "{text:?} names second 60 (a leap second), which the system clock never shows; write \
+         :59 or the next minute's :00"
+    )
 }
 
 /// `PnW` or `PnDTnHnMnS`.
@@ -204,10 +233,22 @@ mod tests {
             ("2026-12-01T10:00:00Z/PT0S", "longer than zero"),
             ("2026-12-01T10:00:00Z/2026-12-01T09:00:00Z", "ends before"),
             ("2026-13-01T10:00:00Z/PT1H", "2026-13-01"),
+            ("2026-12-01T23:59:60Z/PT1H", "second 60"),
+            ("2026-12-01T10:00:00Z/2026-12-31T23:59:60Z", "second 60"),
+            ("2026-12-01T00:00:00Z/P30000000000000W", "too long"),
+            ("2026-12-01T00:00:00Z/P1000000W", "9999-12-31T23:59:59Z"),
+            ("9999-12-31T23:00:00Z/PT2H", "too long"),
         ] {
             let error = parse_interval(bad).unwrap_err();
             assert!(error.contains(says), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn the_last_writable_window_is_accepted_and_printed() {
+        let window = parse_interval("9999-12-31T23:00:00Z/PT59M59S").unwrap();
+        assert_eq!(window.to_iso8601(), "9999-12-31T23:00:00Z/PT59M59S");
+        assert_eq!(rfc3339(window.end), "9999-12-31T23:59:59Z");
     }
 
     #[test]

@@ -94,6 +94,7 @@ impl Upstream {
                 limit.per_minute,
                 limit.burst,
                 limit.max_wait,
+                limit.max_upstream_hold,
                 Instant::now(),
             );
             (limit.clone(), local)
@@ -153,15 +154,20 @@ impl Upstream {
             .upstream_latency(kind, started.elapsed());
         if status == StatusCode::TOO_MANY_REQUESTS {
             self.shared.metrics.upstream_throttled();
-            if let (Some((_, local)), Some(delay)) = (
-                &self.shared.budget,
-                retry_after_delay(headers, SystemTime::now()),
-            ) {
-                local.upstream_throttled(Instant::now() + delay);
-                if let Some(fleet) = self.fleet.clone() {
-                    // Off the request path: every replica waits, not just this one.
-                    tokio::spawn(async move { fleet.hold_for(delay).await });
-                }
+            let Some((limit, local)) = &self.shared.budget else {
+                return;
+            };
+            // Capped: a Retry-After of years must not hold every call until a restart.
+            let Some(delay) =
+                retry_after_delay(headers, SystemTime::now(), limit.max_upstream_hold)
+            else {
+                return;
+            };
+            local.upstream_throttled(Instant::now(), delay);
+            if let Some(fleet) = self.fleet.clone() {
+                let longest = limit.max_upstream_hold;
+                // Off the request path: every replica waits, not just this one.
+                tokio::spawn(async move { fleet.hold_for(delay, longest).await });
             }
         }
     }

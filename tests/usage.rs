@@ -1,0 +1,114 @@
+//! Issue 16, point 8: the migration tracker serves operators, not attackers. Refused
+//! credentials cannot push a real team out of `/usage` and `/metrics`, and a client's
+//! `user_group_id` is kept short wherever it is written.
+
+mod common;
+
+use common::*;
+use explo_shim::telemetry::client_fingerprint;
+use http::HeaderValue;
+use serde_json::{Value, json};
+
+const UPDATE: &str = "/api/update_user_group/";
+
+/// The fingerprint `/usage` and `/metrics` show for `token`.
+fn fingerprint_of(token: &str) -> String {
+    client_fingerprint(Some(&HeaderValue::from_str(token).unwrap()))
+}
+
+async fn update_as(shim: &Shim, token: &str, user_group_id: &str) -> Got {
+    send(
+        "POST",
+        &shim.url(UPDATE),
+        &[("content-type", "application/json"), (TOKEN_HEADER, token)],
+        json!({"user_group_id": user_group_id}).to_string(),
+    )
+    .await
+}
+
+fn usage_clients(usage: &Value) -> Vec<String> {
+    usage["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|client| client["client_fingerprint"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn refused_tokens_do_not_file_a_real_team_under_other() {
+    // The upstream knows one team token; every other credential is refused.
+    let upstream = FakeUpstream::start(|request| {
+        match request.headers.get(TOKEN_HEADER).map(|v| v.as_bytes()) {
+            Some(token) if token == TEAM_TOKEN.as_bytes() => {
+                Reply::json(200, json!({"success": 1, "customer": customer("g1", "t")}))
+            }
+            _ => Reply::json(401, json!({"detail": "Invalid token."})),
+        }
+    })
+    .await;
+    let config = TempConfig::new("[limits]\nmax_tracked_clients = 3\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let refused = ["Token guess-1", "Token guess-2", "Token guess-3"];
+    for token in refused {
+        assert_eq!(update_as(&shim, token, "g1").await.status, 401);
+    }
+    assert_eq!(update_as(&shim, TEAM_TOKEN, "g1").await.status, 200);
+
+    let usage = send("GET", &shim.admin_url("/usage"), &[], "").await.json();
+    let clients = usage_clients(&usage);
+    let team = fingerprint_of(TEAM_TOKEN);
+    assert!(clients.contains(&team), "{usage}");
+    assert!(!clients.contains(&"other".to_owned()), "{usage}");
+    // The table keeps its size: the oldest refused client made room.
+    assert_eq!(clients.len(), 3, "{usage}");
+    assert!(!clients.contains(&fingerprint_of(refused[0])), "{usage}");
+    let metrics =
+        String::from_utf8_lossy(&send("GET", &shim.admin_url("/metrics"), &[], "").await.body)
+            .into_owned();
+    assert!(
+        metrics.contains(&format!(
+            r#"explo_shim_legacy_calls_total{{endpoint="update_user_group",status_class="2xx",client="{team}"}} 1"#
+        )),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"client="other""#), "{metrics}");
+    assert!(
+        !metrics.contains(&fingerprint_of(refused[0])),
+        "the displaced client's series are gone: {metrics}"
+    );
+
+    // A fourth refused credential finds no room and displaces nobody.
+    assert_eq!(update_as(&shim, "Token guess-4", "g1").await.status, 401);
+    let usage = send("GET", &shim.admin_url("/usage"), &[], "").await.json();
+    let clients = usage_clients(&usage);
+    assert!(
+        clients.contains(&team) && clients.contains(&"other".to_owned()),
+        "{usage}"
+    );
+    assert!(!shim.logs().iter().any(|line| line.contains("guess-")));
+}
+
+#[tokio::test]
+async fn a_long_user_group_id_is_cut_and_marked_in_usage_and_the_log() {
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("g1", "t")}),
+    ))
+    .await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let long_id = format!("{}{}", "g".repeat(255), "€".repeat(100_000));
+    assert_eq!(update_as(&shim, TEAM_TOKEN, &long_id).await.status, 200);
+    // The upstream still gets the id whole: only the records are cut.
+    assert_eq!(upstream.requests()[0].json()["provided_id"], long_id);
+
+    // 255 bytes of `g`, then no room for a whole three-byte `€`.
+    let recorded = format!("{}…(truncated)", "g".repeat(255));
+    let usage = send("GET", &shim.admin_url("/usage"), &[], "").await.json();
+    assert_eq!(
+        usage["clients"][0]["endpoints"][0]["last_user_group_id"], recorded,
+        "{usage}"
+    );
+    let logged = shim.events("deprecated");
+    assert_eq!(logged[0]["user_group_id"], recorded);
+}
