@@ -283,9 +283,25 @@ async fn past_max_connections_new_clients_wait_for_a_free_slot() {
     let upstream = ok_upstream().await;
     let config = TempConfig::new("[limits]\nmax_connections = 1\n");
     let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
-    let holder = tokio::net::TcpStream::connect(shim.addr).await.unwrap();
+    // The holder is served once and kept alive, so it observably holds the only slot:
+    // whichever serving thread accepts first no longer decides the test.
+    let mut holder = tokio::net::TcpStream::connect(shim.addr).await.unwrap();
+    holder
+        .write_all(b"GET /api/dashboard/ HTTP/1.1\r\nhost: shim\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.windows(4).any(|window| window == b"\r\n\r\n") {
+        let mut chunk = [0u8; 512];
+        let read = holder.read(&mut chunk).await.unwrap();
+        assert!(read > 0, "the holder was not served");
+        answer.extend_from_slice(&chunk[..read]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
     let url = shim.url("/api/dashboard/");
     let waiting = tokio::spawn(async move { send("GET", &url, &[], "").await });
+    // A negative check: however long it is given, the second client is not served while
+    // the holder is open. The pause only gives a wrong implementation the chance to show.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !waiting.is_finished(),

@@ -56,7 +56,9 @@ async fn metrics(shim: &Shim) -> String {
 #[tokio::test]
 async fn an_active_window_refuses_legacy_calls_with_410_and_guidance() {
     let upstream = ok_upstream().await;
-    let window = format!("{}/PT1H", iso(from_now(-60)));
+    // One clock reading: a second reading could fall in the next second.
+    let started = from_now(-60);
+    let window = format!("{}/PT1H", iso(started));
     let config = deprecation_config(&format!("brownouts = [\"{window}\"]"));
     let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
 
@@ -65,7 +67,7 @@ async fn an_active_window_refuses_legacy_calls_with_410_and_guidance() {
     let message = got.json()["error"].as_str().unwrap().to_owned();
     assert!(message.contains("POST /api/update_customer/"), "{message}");
     assert!(
-        message.contains(&iso(from_now(-60) + Duration::from_secs(3600))),
+        message.contains(&iso(started + Duration::from_secs(3600))),
         "{message}"
     );
     let retry_after: u64 = got.header("retry-after").unwrap().parse().unwrap();
