@@ -428,8 +428,9 @@ struct Release {
     sender: http1::SendRequest<ProxyBody>,
     /// Set once the request body has been handed to the connection in full. An upstream may
     /// answer before it has read the body (a refusal, say); its connection is still busy
-    /// with the client's upload then, and must not be handed to the next request.
-    request_sent: Arc<AtomicBool>,
+    /// with the client's upload then, and must not be handed to the next request. `None`
+    /// for a request without a body, which is sent with its head.
+    request_sent: Option<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for PooledBody {
@@ -455,7 +456,7 @@ impl PooledBody {
             sender,
             request_sent,
         }) = self.release.take()
-            && request_sent.load(Ordering::Acquire)
+            && request_sent.is_none_or(|sent| sent.load(Ordering::Acquire))
             && let Some(pool) = pool.upgrade()
         {
             pool.release(sender);
@@ -492,18 +493,23 @@ impl Body for PooledBody {
     }
 }
 
-/// `request` with a body that records when it has been sent in full.
-fn track_request_body(request: Request<ProxyBody>) -> (Request<ProxyBody>, Arc<AtomicBool>) {
+/// `request` with a body that records when it has been sent in full; a request without a
+/// body (most GETs) is left as it is, at no cost.
+fn track_request_body(
+    request: Request<ProxyBody>,
+) -> (Request<ProxyBody>, Option<Arc<AtomicBool>>) {
+    if request.body().is_end_stream() {
+        return (request, None);
+    }
     let sent = Arc::new(AtomicBool::new(false));
     let request = request.map(|inner| {
         let body = TrackedBody {
             inner,
             sent: Arc::clone(&sent),
         };
-        body.note_end();
         http_body_util::BodyExt::boxed_unsync(body)
     });
-    (request, sent)
+    (request, Some(sent))
 }
 
 /// A request body that sets `sent` once its last frame has been taken.
