@@ -104,8 +104,10 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
                     }
                 }
                 (Err(error), _) | (_, Err(error)) => {
-                    tracing::warn!(%error, "cannot watch SIGTERM and SIGINT; only SIGINT stops the shim");
-                    let _ = tokio::signal::ctrl_c().await;
+                    // Stopping at once would be worse than not stopping on a signal: the
+                    // orchestrator's SIGKILL still ends the process.
+                    tracing::error!(%error, "cannot watch SIGTERM and SIGINT; the shim stops only when killed");
+                    std::future::pending::<()>().await;
                 }
             }
         }

@@ -5,8 +5,8 @@
 //! counted as `other`. A hostile client cannot grow memory by inventing credentials.
 //!
 //! The table serves operators, not whoever sends a header: a client is only placed once its
-//! call is over ([`Metrics::settle`]), and one the upstream has accepted (any reply other than
-//! 401 or 403) outranks one it has not. When the table is full, a new accepted client takes
+//! call is over ([`Metrics::settle`]), and one the upstream has accepted (a reply other than
+//! 401, 403, 429 or 5xx) outranks one it has not. When the table is full, a new accepted client takes
 //! the place of one never accepted (its label series are removed), and only when every place
 //! holds an accepted client is it counted as `other`. So refused tokens cannot file the next
 //! real team under `other`; a client refused before the upstream saw it (a brownout) is still
@@ -372,13 +372,18 @@ impl Metrics {
         }
         let mut evicted = None;
         if clients.len() >= self.max_clients {
-            // Only a client the upstream accepted may displace one it never has.
-            let never_accepted = clients
-                .iter()
-                .filter(|(_, tracked)| !tracked.accepted)
-                .min_by_key(|(_, tracked)| tracked.placed)
-                .map(|(key, _)| *key);
-            let Some(victim) = never_accepted.filter(|_| accepted) else {
+            // Only a client the upstream accepted may displace one it never has; the scan is
+            // made only for such a client, so junk credentials past the cap cost no scan.
+            let never_accepted = accepted
+                .then(|| {
+                    clients
+                        .iter()
+                        .filter(|(_, tracked)| !tracked.accepted)
+                        .min_by_key(|(_, tracked)| tracked.placed)
+                        .map(|(key, _)| *key)
+                })
+                .flatten();
+            let Some(victim) = never_accepted else {
                 return Placed {
                     label: Arc::new(OTHER_CLIENTS.to_owned()),
                     evicted: None,

@@ -108,6 +108,8 @@ pub fn bind(config: &Config) -> std::io::Result<Listeners> {
 fn exclusive_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // On Windows `SO_REUSEADDR` would let another process bind the port too.
+    #[cfg(unix)]
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
@@ -437,20 +439,16 @@ impl Hangups {
 /// The admin endpoints, on the coordinating thread; stopped by aborting the task. Probes and
 /// scrapers are few, so the listener has a small cap of its own ([`ADMIN_MAX_CONNECTIONS`];
 /// past it, connections wait in the kernel backlog) and the main listener's head timeout,
-/// which also closes an idle keep-alive connection: a client that half-sends a request head
-/// cannot hold a connection, or the probes' way in, for ever.
+/// which hyper also runs while a connection sends nothing at all and between keep-alive
+/// requests: a client that stays silent or half-sends a head cannot hold a slot, or the
+/// probes' way in, for longer than that. HTTP/1.1 only: probes and scrapers speak it, and
+/// the HTTP/1-or-2 sniffing of the auto builder reads its first bytes with no clock.
 async fn serve_admin(listener: TcpListener, state: AdminState, header_read_timeout: Duration) {
     let slots = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
-        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS);
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
@@ -461,12 +459,10 @@ async fn serve_admin(listener: TcpListener, state: AdminState, header_read_timeo
             let state = state.clone();
             async move { Ok::<_, Infallible>(admin::handle(&request, &state).await) }
         });
-        let builder = builder.clone();
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
             let _slot = slot;
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = connection.await;
         });
     }
 }

@@ -255,7 +255,7 @@ fn config_that_cannot_be_meant_exits_64_and_names_the_key() {
         (
             "[shutdown]\ngrace = \"584942417355y\"",
             "shutdown.grace",
-            "",
+            "number is too large",
         ),
         (
             "[rate_limit]\nmax_wait = \"1000000000h\"",

@@ -561,3 +561,43 @@ async fn a_clients_broken_pass_through_body_is_400_not_502() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_clients_broken_or_stalled_body_is_its_own_fault_on_an_http2_upstream_too() {
+    let pki = TestPki::new();
+    let upstream = FakeUpstream::start_with_tls(
+        |_| Reply::raw(200, "text/plain", "ok"),
+        Some(pki.acceptor.clone()),
+    )
+    .await;
+    let ca = TempConfig::new(&pki.ca_pem);
+    let config = TempConfig::new(&format!(
+        "[upstream]\nca_file = {:?}\ntimeout = \"20s\"\n[limits]\nbody_idle_timeout = \"500ms\"\n",
+        ca.path()
+    ));
+    let shim = Shim::start(
+        &format!("https://127.0.0.1:{}", upstream.addr.port()),
+        &["--config", config.path()],
+    );
+    assert_eq!(
+        send("GET", &shim.url("/warm-up"), &[], "").await.status,
+        200
+    );
+    assert!(
+        upstream
+            .requests()
+            .iter()
+            .all(|r| r.version == http::Version::HTTP_2)
+    );
+    let broken = "POST /api/upload/ HTTP/1.1\r\nhost: shim\r\ntransfer-encoding: chunked\r\n\r\n\
+                  5\r\nhello\r\nFFFFFFFFFFFFFFFFFFFFFF\r\n";
+    let reply = raw_exchange(shim.addr, broken.as_bytes(), Duration::from_secs(20)).await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("broken_request_body"), "{reply}");
+    // Five bytes of ten, then silence: the client's stall, not the upstream's.
+    let stalled = "POST /api/upload/ HTTP/1.1\r\nhost: shim\r\ncontent-length: 10\r\n\r\nhello";
+    let reply = raw_exchange(shim.addr, stalled.as_bytes(), Duration::from_secs(20)).await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("body_timeout"), "{reply}");
+    assert_eq!(send("GET", &shim.url("/after"), &[], "").await.status, 200);
+}

@@ -350,6 +350,24 @@ async fn stalled_legacy_bodies_get_408_and_free_their_in_flight_slots() {
             Duration::from_secs(20),
         )),
     ];
+    // While both stall, they hold both slots: everything else is shed, as before the fix.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
+        if String::from_utf8_lossy(&metrics.body).contains("explo_shim_in_flight_requests 2") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled calls never held both slots"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    send("GET", &shim.url("/api/dashboard/"), &[], "")
+        .await
+        .assert_shim_error(503, "overloaded");
+    // Each is answered once its body has been silent for the idle timeout, and its
+    // connection closed (read to its end here).
     for reply in stalled {
         let reply = reply.await.unwrap();
         assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
@@ -360,7 +378,8 @@ async fn stalled_legacy_bodies_get_408_and_free_their_in_flight_slots() {
             "{reply}"
         );
     }
-    // The slots are free again: pass-through and legacy calls are served.
+    // The slots are free again: pass-through and legacy calls are served, and nothing of the
+    // stalled calls reached the upstream.
     assert_eq!(
         send("GET", &shim.url("/api/dashboard/"), &[], "")
             .await
@@ -368,12 +387,7 @@ async fn stalled_legacy_bodies_get_408_and_free_their_in_flight_slots() {
         200
     );
     still_serving(&shim).await;
-    assert!(
-        upstream
-            .requests()
-            .iter()
-            .all(|r| r.target != "/api/update_customer/" || r.json()["provided_id"] == "a")
-    );
+    assert_eq!(upstream.requests().len(), 2);
 }
 
 #[tokio::test]
@@ -473,6 +487,19 @@ async fn a_stalled_h2c_stream_gets_408_while_its_connection_keeps_serving() {
         "{body:?}"
     );
     assert_eq!(whole.unwrap().status(), 200, "the other stream is served");
+    // The 408 ended one stream, not the connection: the client's pooled h2 connection serves
+    // the next request.
+    let after = client
+        .request(
+            http::Request::post(shim.url(UPDATE))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(br#"{"user_group_id": "a"}"#)).boxed())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.version(), http::Version::HTTP_2);
+    assert_eq!(after.status(), 200);
     drop(sender);
 }
 
@@ -491,4 +518,24 @@ async fn the_admin_listener_cuts_off_a_half_sent_request_head() {
     assert!(closed.is_ok(), "a half-sent head held the admin connection");
     let probe = send("GET", &shim.admin_url("/healthz"), &[], "").await;
     assert_eq!(probe.status, 200);
+}
+
+#[tokio::test]
+async fn silent_connections_past_the_admin_cap_do_not_keep_probes_out() {
+    let upstream = ok_upstream().await;
+    let config = TempConfig::new("[limits]\nheader_read_timeout = \"500ms\"\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    // More silent connections than the admin listener serves at once (64).
+    let mut silent = Vec::new();
+    for _ in 0..80 {
+        silent.push(tokio::net::TcpStream::connect(shim.admin).await.unwrap());
+    }
+    // Each is closed by the head timeout, so the probe behind them is answered.
+    let probe = send("GET", &shim.admin_url("/healthz"), &[], "").await;
+    assert_eq!(probe.status, 200);
+    let mut first = silent.swap_remove(0);
+    let mut received = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(10), first.read_to_end(&mut received)).await;
+    assert!(closed.is_ok(), "a silent admin connection was kept open");
 }

@@ -43,10 +43,17 @@ pub fn recognise(method: &Method, path: &str) -> Result<Option<LegacyRoute>, Uns
     }
     // A server that also decodes reserved characters (or treats `\` as `/`) could see a legacy
     // path here; the shim cannot know what the upstream does, so it refuses to guess.
-    let aggressive =
-        remove_dot_segments(&merge_slashes(&decode_everything(path).replace('\\', "/")));
-    if aggressive.contains('\0') || LegacyRoute::recognise(method, &aggressive).is_some() {
+    let decoded = decode_everything(path).replace('\\', "/");
+    if decoded.contains('\0') {
         return Err(UnsafePath::EncodedSeparator);
+    }
+    for aggressive in [
+        remove_dot_segments(&merge_slashes(&decoded)),
+        remove_dot_segments(&decoded),
+    ] {
+        if LegacyRoute::recognise(method, &aggressive).is_some() {
+            return Err(UnsafePath::EncodedSeparator);
+        }
     }
     Ok(None)
 }
@@ -277,6 +284,11 @@ mod tests {
             Err(UnsafePath::EncodedSeparator)
         );
         assert_eq!(post("/files/a%00b"), Err(UnsafePath::EncodedSeparator));
+        // Legacy only to a server that decodes `%2F` and does not merge slashes.
+        assert_eq!(
+            post("/api/update_user_group/%2F.."),
+            Err(UnsafePath::EncodedSeparator)
+        );
     }
 
     #[test]

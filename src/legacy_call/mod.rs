@@ -210,9 +210,11 @@ impl LegacyCalls {
             status,
             latency: started.elapsed(),
         });
-        // Whether the upstream took the credential: 401 and 403 say it did not, and a call it
-        // never saw (a brownout, a bad body) does not say either way.
-        let accepted = upstream_status.is_some_and(|status| !matches!(status, 401 | 403));
+        // Whether the upstream took the credential: 401 and 403 say it did not; a call it never
+        // saw (a brownout, a bad body), a 429 or a 5xx says nothing either way, and during an
+        // outage would let any junk token pin a place in the table.
+        let accepted = upstream_status
+            .is_some_and(|status| !matches!(status, 401 | 403 | 429) && status < 500);
         let placed = self.metrics.settle(&caller, accepted);
         if let Some(evicted) = &placed.evicted {
             self.usage.forget(evicted);

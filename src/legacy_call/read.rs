@@ -45,8 +45,8 @@ pub(super) async fn read_legacy_body(
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
     let idle = limits.body_idle_timeout;
     let reading = Limited::new(idle_limited(body, idle), limit_usize).collect();
-    // The coarse timer: a deadline armed on every legacy call must be cheap, and a second late
-    // does not matter here.
+    // The coarse timer: a deadline armed on every legacy call must be cheap, and firing up to a
+    // tenth of a second late does not matter here.
     match coarse_timer::timeout(limits.legacy_body_timeout, reading).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Version};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::{TrySendError, http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -30,7 +31,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::body::ProxyBody;
+use crate::body::{BodyIdleTimeout, BoxError, ProxyBody};
 use crate::error::ShimError;
 
 /// Pooled connections tried before a fresh one: each may have been closed by the upstream
@@ -39,8 +40,8 @@ const MAX_STALE_RETRIES: usize = 3;
 
 /// How often an upstream HTTP/2 connection is pinged, and how long its answer may take before
 /// the connection is closed.
-const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+const UPSTREAM_H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const UPSTREAM_H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where and how to connect: built once, shared by every thread's pool.
 #[derive(Clone)]
@@ -159,25 +160,28 @@ impl ConnectionPool {
     /// for the reply head. The reply body returns the connection to the pool when it ends.
     pub async fn send(
         &self,
-        mut request: Request<ProxyBody>,
+        request: Request<ProxyBody>,
     ) -> Result<Response<PooledBody>, ShimError> {
+        // Wrapped once: an unsent request handed back for a retry keeps its wrapper.
+        let (mut request, body) = track_request_body(request);
+        let failed = |error: hyper::Error| failed(&error, body.as_deref());
         for _ in 0..MAX_STALE_RETRIES {
             let Some(connection) = self.checkout_idle() else {
                 break;
             };
-            match self.attempt(connection, request).await {
+            match self.attempt(connection, request, body.as_ref()).await {
                 Ok(response) => return Ok(response),
                 Err(Attempt::NotSent(unsent, error)) => {
                     tracing::debug!(%error, "pooled upstream connection was closed; retrying");
                     request = *unsent;
                 }
-                Err(Attempt::Failed(error)) => return Err(failed(&error)),
+                Err(Attempt::Failed(error)) => return Err(failed(error)),
             }
         }
         let connection = self.connect().await?;
-        match self.attempt(connection, request).await {
+        match self.attempt(connection, request, body.as_ref()).await {
             Ok(response) => Ok(response),
-            Err(Attempt::NotSent(_, error)) | Err(Attempt::Failed(error)) => Err(failed(&error)),
+            Err(Attempt::NotSent(_, error)) | Err(Attempt::Failed(error)) => Err(failed(error)),
         }
     }
 
@@ -218,6 +222,7 @@ impl ConnectionPool {
         &self,
         connection: Checkout,
         mut request: Request<ProxyBody>,
+        body: Option<&Arc<RequestBodyOutcome>>,
     ) -> Result<Response<PooledBody>, Attempt> {
         match connection {
             Checkout::Http1(mut sender) => {
@@ -226,7 +231,6 @@ impl ConnectionPool {
                     .headers_mut()
                     .insert(http::header::HOST, self.inner.endpoint.host_header.clone());
                 *request.version_mut() = Version::HTTP_11;
-                let (request, request_sent) = track_request_body(request);
                 let response = sender
                     .try_send_request(request)
                     .await
@@ -234,7 +238,7 @@ impl ConnectionPool {
                 let release = Release {
                     pool: Arc::downgrade(&self.inner),
                     sender,
-                    request_sent,
+                    request_body: body.cloned(),
                 };
                 Ok(response.map(|body| PooledBody::new(body, Some(release))))
             }
@@ -295,8 +299,8 @@ impl ConnectionPool {
                 // One h2 connection carries every request of the thread: a silently dead one
                 // (a NAT that forgot it, a peer that vanished) must be noticed by a ping, not
                 // by the requests that time out on it.
-                .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
-                .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+                .keep_alive_interval(UPSTREAM_H2_PING_INTERVAL)
+                .keep_alive_timeout(UPSTREAM_H2_PING_TIMEOUT)
                 .keep_alive_while_idle(true)
                 .handshake(TokioIo::new(transport))
                 .await
@@ -381,24 +385,13 @@ fn not_sent_or_failed(mut error: TrySendError<Request<ProxyBody>>) -> Attempt {
     }
 }
 
-/// The error for an exchange that broke after the request may have been sent. hyper reports
-/// a request body that failed as a user error: that is the client's body breaking (a
-/// malformed chunk, a stall), not the upstream, and the client is told so.
-fn failed(error: &hyper::Error) -> ShimError {
-    if error.is_user() {
-        let mut cause = std::error::Error::source(error);
-        while let Some(current) = cause {
-            if let Some(stalled) = current.downcast_ref::<crate::body::BodyIdleTimeout>() {
-                return ShimError::BodyTimeout {
-                    limit: stalled.0,
-                    whole: false,
-                };
-            }
-            cause = current.source();
-        }
-        return ShimError::BrokenClientBody {
-            detail: super::error_chain(error),
-        };
+/// The error for an exchange that broke after the request may have been sent. When the
+/// request body itself failed first (the client's malformed chunk, or its silence), that is
+/// the client's doing whatever hyper reports for it: on HTTP/1.1 a user error, on HTTP/2 a
+/// reset stream. The body's own record decides, not the error's kind.
+fn failed(error: &hyper::Error, body: Option<&RequestBodyOutcome>) -> ShimError {
+    if let Some(client_error) = body.and_then(RequestBodyOutcome::failure) {
+        return client_error;
     }
     ShimError::UpstreamFailed {
         detail: super::error_chain(error),
@@ -430,7 +423,7 @@ struct Release {
     /// answer before it has read the body (a refusal, say); its connection is still busy
     /// with the client's upload then, and must not be handed to the next request. `None`
     /// for a request without a body, which is sent with its head.
-    request_sent: Option<Arc<AtomicBool>>,
+    request_body: Option<Arc<RequestBodyOutcome>>,
 }
 
 impl std::fmt::Debug for PooledBody {
@@ -454,9 +447,9 @@ impl PooledBody {
         if let Some(Release {
             pool,
             sender,
-            request_sent,
+            request_body,
         }) = self.release.take()
-            && request_sent.is_none_or(|sent| sent.load(Ordering::Acquire))
+            && request_body.is_none_or(|body| body.sent_in_full())
             && let Some(pool) = pool.upgrade()
         {
             pool.release(sender);
@@ -493,42 +486,81 @@ impl Body for PooledBody {
     }
 }
 
-/// `request` with a body that records when it has been sent in full; a request without a
-/// body (most GETs) is left as it is, at no cost.
+/// `request` with a body that records how its sending went; a request without a body (most
+/// GETs) is left as it is, at no cost.
 fn track_request_body(
     request: Request<ProxyBody>,
-) -> (Request<ProxyBody>, Option<Arc<AtomicBool>>) {
+) -> (Request<ProxyBody>, Option<Arc<RequestBodyOutcome>>) {
     if request.body().is_end_stream() {
         return (request, None);
     }
-    let sent = Arc::new(AtomicBool::new(false));
+    let outcome = Arc::new(RequestBodyOutcome::default());
     let request = request.map(|inner| {
-        let body = TrackedBody {
+        BodyExt::boxed_unsync(TrackedBody {
             inner,
-            sent: Arc::clone(&sent),
-        };
-        http_body_util::BodyExt::boxed_unsync(body)
+            outcome: Arc::clone(&outcome),
+        })
     });
-    (request, Some(sent))
+    (request, Some(outcome))
 }
 
-/// A request body that sets `sent` once its last frame has been taken.
+/// How the sending of one request body went, shared between the body (polled by the
+/// connection) and the request that waits for the reply.
+#[derive(Default)]
+struct RequestBodyOutcome {
+    /// Its last frame has been taken.
+    sent: AtomicBool,
+    /// It failed: the client's error for the exchange. Set at most once, rarely.
+    failure: Mutex<Option<ShimError>>,
+}
+
+impl RequestBodyOutcome {
+    fn sent_in_full(&self) -> bool {
+        self.sent.load(Ordering::Acquire)
+    }
+
+    fn failure(&self) -> Option<ShimError> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The body failed with `error`: a stall (408) or a malformed body (400).
+    fn record_failure(&self, error: &BoxError) {
+        let failure = match error.downcast_ref::<BodyIdleTimeout>() {
+            Some(stalled) => ShimError::BodyTimeout {
+                limit: stalled.0,
+                whole: false,
+            },
+            None => ShimError::BrokenClientBody {
+                detail: super::error_chain(error.as_ref()),
+            },
+        };
+        *self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(failure);
+    }
+}
+
+/// A request body that reports to its [`RequestBodyOutcome`].
 struct TrackedBody {
     inner: ProxyBody,
-    sent: Arc<AtomicBool>,
+    outcome: Arc<RequestBodyOutcome>,
 }
 
 impl TrackedBody {
     fn note_end(&self) {
         if self.inner.is_end_stream() {
-            self.sent.store(true, Ordering::Release);
+            self.outcome.sent.store(true, Ordering::Release);
         }
     }
 }
 
 impl Body for TrackedBody {
     type Data = Bytes;
-    type Error = crate::body::BoxError;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -536,9 +568,9 @@ impl Body for TrackedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
         match &frame {
-            None => self.sent.store(true, Ordering::Release),
+            None => self.outcome.sent.store(true, Ordering::Release),
             Some(Ok(_)) => self.note_end(),
-            Some(Err(_)) => {}
+            Some(Err(error)) => self.outcome.record_failure(error),
         }
         Poll::Ready(frame)
     }
