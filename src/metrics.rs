@@ -27,7 +27,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::legacy::LegacyRoute;
-use crate::telemetry::{ANONYMOUS, client_fingerprint, dropped_log_lines};
+use crate::telemetry::{ANONYMOUS, client_fingerprint, dropped_log_lines, is_blank};
 use http::HeaderValue;
 
 /// The fingerprint label for clients past the cap.
@@ -331,7 +331,7 @@ impl Metrics {
     /// Who is calling: the fingerprint of `authorization`. Takes no place in the table; that
     /// waits for the upstream's verdict ([`Metrics::settle`]).
     pub fn identify(&self, authorization: Option<&HeaderValue>) -> ClientIdentity {
-        let Some(credential) = authorization else {
+        let Some(credential) = authorization.filter(|value| !is_blank(value)) else {
             return ClientIdentity {
                 fingerprint: Arc::new(ANONYMOUS.to_owned()),
                 credential_key: None,

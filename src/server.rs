@@ -40,8 +40,9 @@ const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// Ping idle HTTP/2 clients so dead peers are noticed and their connections freed.
 const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Open connections the admin listener serves at once.
-const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// Open connections the admin listener serves at once: enough that a few hundred slow
+/// clients do not keep the probes waiting, few enough to bound its memory (a few MB).
+const ADMIN_MAX_CONNECTIONS: usize = 256;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);

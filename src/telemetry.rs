@@ -146,7 +146,9 @@ pub fn dropped_log_lines() -> u64 {
 /// Identifies a client without revealing its credential: the first 12 hex digits of the
 /// SHA-256 of its `Explo-Authorization` value, or `anonymous` without one.
 pub fn client_fingerprint(authorization: Option<&HeaderValue>) -> String {
-    let Some(value) = authorization else {
+    // An empty credential is no credential: it must not get a fingerprint of its own, which
+    // `exempt_clients` could name and so exempt everyone who sends the header empty.
+    let Some(value) = authorization.filter(|value| !is_blank(value)) else {
         return ANONYMOUS.to_owned();
     };
     Sha256::digest(value.as_bytes())
@@ -154,6 +156,14 @@ pub fn client_fingerprint(authorization: Option<&HeaderValue>) -> String {
         .take(6)
         .map(|byte| format!("{byte:02x}"))
         .collect()
+}
+
+/// A header value with nothing but spaces and tabs, or nothing at all.
+pub fn is_blank(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .iter()
+        .all(|byte| matches!(byte, b' ' | b'\t'))
 }
 
 /// Everything the deprecated-usage event reports about one legacy call.
@@ -201,6 +211,17 @@ mod tests {
         // sha256("Token abc") computed independently with `printf 'Token abc' | sha256sum`.
         assert_eq!(client_fingerprint(Some(&value)), "64cc961af68c");
         assert_eq!(client_fingerprint(None), "anonymous");
+    }
+
+    #[test]
+    fn a_blank_credential_is_anonymous() {
+        for blank in ["", " ", "\t "] {
+            assert_eq!(
+                client_fingerprint(Some(&HeaderValue::from_static(blank))),
+                ANONYMOUS,
+                "{blank:?}"
+            );
+        }
     }
 
     #[test]

@@ -525,9 +525,9 @@ async fn silent_connections_past_the_admin_cap_do_not_keep_probes_out() {
     let upstream = ok_upstream().await;
     let config = TempConfig::new("[limits]\nheader_read_timeout = \"500ms\"\n");
     let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
-    // More silent connections than the admin listener serves at once (64).
+    // More silent connections than the admin listener serves at once (256).
     let mut silent = Vec::new();
-    for _ in 0..80 {
+    for _ in 0..300 {
         silent.push(tokio::net::TcpStream::connect(shim.admin).await.unwrap());
     }
     // Each is closed by the head timeout, so the probe behind them is answered.

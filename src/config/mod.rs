@@ -771,6 +771,14 @@ mod tests {
             ("log_format = \"xml\"", "log_format"),
             ("[upstream]\nurl = \"ftp://x\"", "upstream.url"),
             ("[upstream]\nurl = \"https://u:p@x\"", "upstream.url"),
+            (
+                "[upstream]\nurl = \"http://127.0.0.1:88537\"",
+                "upstream.url",
+            ),
+            (
+                "[upstream]\nurl = \"https://api.explo.co:4430000\"",
+                "upstream.url",
+            ),
             ("[upstream]\ntimeout = \"0s\"", "upstream.timeout"),
             (
                 "[limits]\nlegacy_body_bytes = 0",

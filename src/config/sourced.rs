@@ -132,6 +132,15 @@ impl Sourced<'_> {
         if authority.as_str().contains('@') {
             return Err(self.invalid("credentials in the URL are not supported"));
         }
+        // `http` accepts any digits as a port and then reads no port at all, which would
+        // silently mean the scheme's default one: a typo must not send traffic elsewhere.
+        let written_port = (!authority.as_str().ends_with(']'))
+            .then(|| authority.as_str().rsplit_once(':'))
+            .flatten()
+            .map(|(_, port)| port);
+        if written_port.is_some_and(|port| port.parse::<u16>().is_err()) {
+            return Err(self.invalid("the port must be a number from 0 to 65535"));
+        }
         if uri.query().is_some() {
             return Err(self.invalid("a query string is not allowed"));
         }

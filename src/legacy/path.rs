@@ -289,6 +289,10 @@ mod tests {
             post("/api/update_user_group/%2F.."),
             Err(UnsafePath::EncodedSeparator)
         );
+        assert_eq!(
+            post("/api/update_user_group/%2F"),
+            Err(UnsafePath::EncodedSeparator)
+        );
     }
 
     #[test]
