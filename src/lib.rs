@@ -71,6 +71,7 @@ use std::future::Future;
 
 use config::{Config, ConfigError};
 use proxy::Proxy;
+pub use server::Hangups;
 use tls::InboundTls;
 
 /// Everything built from the configuration before anything listens, so that a bad CA file or
@@ -95,14 +96,14 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
 
 /// Binds the listeners and serves until `shutdown` completes and the drain is over.
 /// `on_listening` gets the bound main and admin addresses once both listen.
+/// `hangups` is SIGHUP, taken over by the caller as early as it can ([`Hangups::register`]).
 pub async fn run(
     config: Config,
     prepared: Prepared,
+    hangups: Hangups,
     shutdown: impl Future<Output = ()>,
     on_listening: impl FnOnce(std::net::SocketAddr, std::net::SocketAddr),
 ) -> std::io::Result<()> {
-    // Before the shim says it listens: from then on a SIGHUP never kills it.
-    let hangups = server::Hangups::register();
     let listeners = server::bind(&config)?;
     let (listen, admin) = (listeners.main_addr()?, listeners.admin_addr()?);
     on_listening(listen, admin);

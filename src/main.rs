@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use explo_shim::commands::run::{EXIT_USAGE, run as run_command};
 use explo_shim::config::Config;
-use explo_shim::{cli, demo, telemetry};
+use explo_shim::{Hangups, cli, demo, telemetry};
 
 fn main() -> ExitCode {
     let (cli, overrides) = match cli::parse(std::env::args_os()) {
@@ -25,10 +25,6 @@ fn main() -> ExitCode {
     if let Some(command) = cli.command {
         return ExitCode::from(run_command(command, &overrides));
     }
-    let mut config = match Config::resolve(&overrides) {
-        Ok(config) => config,
-        Err(error) => return usage_error(&error),
-    };
     // This thread coordinates (signals, admin, the demo emulator); the serving threads run
     // runtimes of their own (see `server`).
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -40,6 +36,16 @@ fn main() -> ExitCode {
             eprintln!("explo-shim: cannot start the runtime: {error}");
             return ExitCode::FAILURE;
         }
+    };
+    // The signals are taken over first, before the config is even read: a SIGHUP or SIGTERM
+    // sent as soon as the process exists never meets its default action (exit 129 or 143).
+    let (hangups, shutdown) = {
+        let _in_runtime = runtime.enter();
+        (Hangups::register(), shutdown_signal())
+    };
+    let mut config = match Config::resolve(&overrides) {
+        Ok(config) => config,
+        Err(error) => return usage_error(&error),
     };
     let emulator = if cli.demo {
         match runtime.block_on(demo::start_emulator(&mut config)) {
@@ -67,11 +73,13 @@ fn main() -> ExitCode {
             println!("{}", demo::banner(listen, admin, emulator));
         }
     };
-    let shutdown = {
-        let _in_runtime = runtime.enter();
-        shutdown_signal()
-    };
-    match runtime.block_on(explo_shim::run(config, prepared, shutdown, on_listening)) {
+    match runtime.block_on(explo_shim::run(
+        config,
+        prepared,
+        hangups,
+        shutdown,
+        on_listening,
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "explo-shim stopped");

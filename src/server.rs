@@ -386,7 +386,8 @@ async fn serve_io<I, S>(
     }
 }
 
-/// SIGHUP, watched from before the shim reports that it listens. Its default action ends the
+/// SIGHUP, taken over as the process starts ([`Hangups::register`], called by `main` before
+/// it reads the config). Its default action ends the
 /// process (exit 129), and log rotators, supervisors and shells without `nohup` send it, so
 /// it must never reach a shim unwatched. It reloads the listener's certificate where TLS is
 /// configured; otherwise it is logged and ignored.
