@@ -443,3 +443,32 @@ fn bad_redis_urls_stop_start_up_and_name_the_key() {
         "the password is never printed: {stdout}"
     );
 }
+
+/// `/usage` may read many records, so it has a timeout of its own; a slow read must never make
+/// the serving threads give up on Redis (their budget would go local on every replica).
+#[tokio::test]
+async fn a_slow_usage_read_waits_for_redis_and_never_marks_it_down() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1}))).await;
+    let config = fleet_config(&redis, 6000, 100);
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let got = post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "a"}),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(backend(&shim).await, "redis");
+    // Redis answers nobody for 300 ms once `CLIENT PAUSE` has returned: far past the request
+    // path's 25 ms, well within the admin read's 2 s.
+    let paused = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "CLIENT", "PAUSE", "300"])
+        .output()
+        .expect("redis-cli comes with redis-server");
+    assert!(paused.status.success(), "{paused:?}");
+    let usage = send("GET", &shim.admin_url("/usage"), &[], "").await.json();
+    assert_eq!(usage["source"], "fleet", "{usage}");
+    assert_eq!(backend(&shim).await, "redis");
+}
