@@ -122,8 +122,8 @@ fn query(pairs: &[(&str, &str)]) -> String {
 pub(super) enum Owner {
     Customer(String),
     /// The whole v2 list, read to an unchanging `total_count` of distinct customers, each with
-    /// its token, has no customer holding it. The caller refuses the delete all the same: a
-    /// list can under-report, and the upstream would refuse the delete anyway.
+    /// its token, has no customer holding it: the delete cannot delete anything, and the
+    /// upstream's own answer is the right one for the client.
     Nobody,
 }
 
