@@ -100,6 +100,16 @@ impl From<crate::legacy::path::UnsafePath> for ShimError {
     }
 }
 
+/// A client body that went silent for its idle timeout, whoever was reading it.
+impl From<&crate::body::BodyIdleTimeout> for ShimError {
+    fn from(stalled: &crate::body::BodyIdleTimeout) -> Self {
+        Self::BodyTimeout {
+            limit: stalled.0,
+            whole: false,
+        }
+    }
+}
+
 impl ShimError {
     /// The HTTP status of the shim's reply.
     pub fn status(&self) -> StatusCode {

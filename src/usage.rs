@@ -25,15 +25,20 @@ pub const TRUNCATED_MARKER: &str = "…(truncated)";
 
 /// `id` as it is recorded and logged: whole when short, else its first
 /// [`MAX_RECORDED_USER_GROUP_ID_BYTES`] (on a character boundary) and [`TRUNCATED_MARKER`].
-pub fn recorded_user_group_id(id: &str) -> String {
+/// Takes the id by value: the usual short one is kept as it is, with no copy.
+pub fn recorded_user_group_id(mut id: String) -> String {
     if id.len() <= MAX_RECORDED_USER_GROUP_ID_BYTES {
-        return id.to_owned();
+        return id;
     }
     let mut end = MAX_RECORDED_USER_GROUP_ID_BYTES;
     while !id.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}{TRUNCATED_MARKER}", &id[..end])
+    id.truncate(end);
+    id.push_str(TRUNCATED_MARKER);
+    // A megabyte id must not keep its megabyte of capacity in the records.
+    id.shrink_to_fit();
+    id
 }
 
 /// One client's use of one legacy endpoint.
@@ -185,12 +190,12 @@ mod tests {
     #[test]
     fn long_ids_are_cut_on_a_character_boundary_and_marked() {
         let short = "example_1";
-        assert_eq!(recorded_user_group_id(short), short);
+        assert_eq!(recorded_user_group_id(short.to_owned()), short);
         let exact = "a".repeat(MAX_RECORDED_USER_GROUP_ID_BYTES);
-        assert_eq!(recorded_user_group_id(&exact), exact);
+        assert_eq!(recorded_user_group_id(exact.clone()), exact);
         let long = "a".repeat(1024 * 1024);
         assert_eq!(
-            recorded_user_group_id(&long),
+            recorded_user_group_id(long.clone()),
             format!(
                 "{}{TRUNCATED_MARKER}",
                 &long[..MAX_RECORDED_USER_GROUP_ID_BYTES]
@@ -199,7 +204,7 @@ mod tests {
         // A three-byte character straddling the limit is left out whole, never split.
         let straddling = format!("{}€€", "a".repeat(MAX_RECORDED_USER_GROUP_ID_BYTES - 1));
         assert_eq!(
-            recorded_user_group_id(&straddling),
+            recorded_user_group_id(straddling),
             format!(
                 "{}{TRUNCATED_MARKER}",
                 "a".repeat(MAX_RECORDED_USER_GROUP_ID_BYTES - 1)

@@ -317,7 +317,7 @@ impl FleetLink {
                     last_user_group_id: hash
                         .get("last_user_group_id")
                         .filter(|id| !id.is_empty())
-                        .map(|id| recorded_user_group_id(id)),
+                        .map(|id| recorded_user_group_id(id.clone())),
                     refused: number("refused"),
                 },
             );

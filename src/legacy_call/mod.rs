@@ -200,7 +200,7 @@ impl LegacyCalls {
         }
         let status = response.status().as_u16();
         // The client's own string, of any length: kept short wherever it is written.
-        let user_group_id = user_group_id.as_deref().map(recorded_user_group_id);
+        let user_group_id = user_group_id.map(recorded_user_group_id);
         log_legacy_call(&LegacyCallRecord {
             route,
             request_id: id,

@@ -7,8 +7,6 @@
 //! Either answers 408 and closes the connection; h2c streams are read here too, stream by
 //! stream.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header;
@@ -43,8 +41,7 @@ pub(super) async fn read_legacy_body(
         return Err(ShimError::EncodedRequestBody);
     }
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    let idle = limits.body_idle_timeout;
-    let reading = Limited::new(idle_limited(body, idle), limit_usize).collect();
+    let reading = Limited::new(idle_limited(body, limits.body_idle_timeout), limit_usize).collect();
     // The coarse timer: a deadline armed on every legacy call must be cheap, and firing up to a
     // tenth of a second late does not matter here.
     match coarse_timer::timeout(limits.legacy_body_timeout, reading).await {
@@ -52,14 +49,14 @@ pub(super) async fn read_legacy_body(
         Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
             Err(ShimError::BodyTooLarge { limit })
         }
-        Ok(Err(error)) if error.is::<BodyIdleTimeout>() => Err(timed_out(idle, false)),
-        Ok(Err(_)) => Err(ShimError::IncompleteBody),
-        Err(coarse_timer::TimedOut) => Err(timed_out(limits.legacy_body_timeout, true)),
+        Ok(Err(error)) => Err(error
+            .downcast_ref::<BodyIdleTimeout>()
+            .map_or(ShimError::IncompleteBody, ShimError::from)),
+        Err(coarse_timer::TimedOut) => Err(ShimError::BodyTimeout {
+            limit: limits.legacy_body_timeout,
+            whole: true,
+        }),
     }
-}
-
-fn timed_out(limit: Duration, whole: bool) -> ShimError {
-    ShimError::BodyTimeout { limit, whole }
 }
 
 /// Old scripts send `curl -d` bodies labelled as form data, so JSON is accepted whatever the

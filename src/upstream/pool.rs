@@ -529,10 +529,7 @@ impl RequestBodyOutcome {
     /// The body failed with `error`: a stall (408) or a malformed body (400).
     fn record_failure(&self, error: &BoxError) {
         let failure = match error.downcast_ref::<BodyIdleTimeout>() {
-            Some(stalled) => ShimError::BodyTimeout {
-                limit: stalled.0,
-                whole: false,
-            },
+            Some(stalled) => ShimError::from(stalled),
             None => ShimError::BrokenClientBody {
                 detail: super::error_chain(error.as_ref()),
             },
