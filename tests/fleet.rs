@@ -356,15 +356,7 @@ async fn refused_tokens_do_not_push_a_team_out_of_the_fleets_usage() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let upstream = FakeUpstream::start(|request| {
-        match request.headers.get(TOKEN_HEADER).map(|v| v.as_bytes()) {
-            Some(token) if token == TEAM_TOKEN.as_bytes() => {
-                Reply::json(200, json!({"success": 1, "customer": customer("g1", "t")}))
-            }
-            _ => Reply::json(401, json!({"detail": "Invalid token."})),
-        }
-    })
-    .await;
+    let upstream = team_only_upstream().await;
     let config = TempConfig::new(&format!(
         "[limits]\nmax_tracked_clients = 3\n[rate_limit]\nredis_url = \"{}\"\n",
         redis.url()

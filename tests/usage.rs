@@ -38,15 +38,7 @@ fn usage_clients(usage: &Value) -> Vec<String> {
 #[tokio::test]
 async fn refused_tokens_do_not_file_a_real_team_under_other() {
     // The upstream knows one team token; every other credential is refused.
-    let upstream = FakeUpstream::start(|request| {
-        match request.headers.get(TOKEN_HEADER).map(|v| v.as_bytes()) {
-            Some(token) if token == TEAM_TOKEN.as_bytes() => {
-                Reply::json(200, json!({"success": 1, "customer": customer("g1", "t")}))
-            }
-            _ => Reply::json(401, json!({"detail": "Invalid token."})),
-        }
-    })
-    .await;
+    let upstream = team_only_upstream().await;
     let config = TempConfig::new("[limits]\nmax_tracked_clients = 3\n");
     let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
     let refused = ["Token guess-1", "Token guess-2", "Token guess-3"];

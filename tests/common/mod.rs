@@ -21,7 +21,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub const TOKEN_HEADER: &str = "explo-authorization";
 /// A team token that must never appear in any log line.
@@ -301,6 +301,20 @@ impl Drop for FakeUpstream {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// An upstream that knows one credential, [`TEAM_TOKEN`]: its calls succeed (customer `g1`),
+/// every other credential is refused with 401.
+pub async fn team_only_upstream() -> FakeUpstream {
+    FakeUpstream::start(
+        |request| match request.headers.get(TOKEN_HEADER).map(|v| v.as_bytes()) {
+            Some(token) if token == TEAM_TOKEN.as_bytes() => {
+                Reply::json(200, json!({"success": 1, "customer": customer("g1", "t")}))
+            }
+            _ => Reply::json(401, json!({"detail": "Invalid token."})),
+        },
+    )
+    .await
 }
 
 /// A Customer object as the docs show it, with the given token.
