@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 /// The field name a conflicting `Content-Length` is renamed to. Same length as
 /// `content-length`, so the head keeps its size.
@@ -234,6 +234,8 @@ impl FramingFollower {
         };
         let after_head = self.held.split_off(head_len);
         out.append(&mut self.held);
+        // Released, not kept: an idle keep-alive connection holds no head buffer.
+        self.held = Vec::new();
         (!after_head.is_empty()).then_some(after_head)
     }
 }
@@ -245,24 +247,54 @@ pub struct FramingGuard<IO> {
     ready: Vec<u8>,
     ready_from: usize,
     head_timeout: Duration,
+    /// When the first head must be complete: set at accept, so time spent sniffing the
+    /// protocol counts against it.
+    first_head_deadline: Instant,
     /// Running while a head is incomplete (or before the first byte); created lazily.
     head_deadline: Option<Pin<Box<Sleep>>>,
     head_timer_armed: bool,
     received_any: bool,
+    /// A read error met after bytes were already handed over in the same call; reported by
+    /// the next call.
+    deferred_error: Option<io::Error>,
 }
 
 impl<IO> FramingGuard<IO> {
-    pub fn new(inner: IO, max_head_bytes: usize, head_timeout: Duration) -> Self {
-        Self {
+    /// Guards `inner`, whose first bytes (`already_read`, read to sniff the protocol) come
+    /// first. The first head must be complete by `first_head_deadline`, later ones within
+    /// `head_timeout` of their first byte.
+    pub fn new(
+        inner: IO,
+        max_head_bytes: usize,
+        head_timeout: Duration,
+        first_head_deadline: Instant,
+        already_read: &[u8],
+    ) -> Self {
+        let mut guard = Self {
             inner,
             follower: FramingFollower::new(max_head_bytes),
             ready: Vec::new(),
             ready_from: 0,
             head_timeout,
+            first_head_deadline,
             head_deadline: None,
             head_timer_armed: true,
             received_any: false,
+            deferred_error: None,
+        };
+        if !already_read.is_empty() {
+            guard.received_any = true;
+            guard.follower.feed(already_read, &mut guard.ready);
+            // A head still in progress keeps the accept-time deadline rather than restarting.
+            guard.head_timer_armed =
+                !guard.between_messages() && guard.follower.state == State::Head;
         }
+        guard
+    }
+
+    /// Between messages, with nothing buffered: what an idle keep-alive connection is.
+    fn between_messages(&self) -> bool {
+        self.follower.state == State::Head && self.follower.held.is_empty()
     }
 
     /// Arms the timer when a head is in progress (or nothing has arrived yet), disarms it once
@@ -285,10 +317,10 @@ impl<IO> FramingGuard<IO> {
         if !self.head_timer_armed {
             return false;
         }
-        let timeout = self.head_timeout;
+        let first_deadline = self.first_head_deadline;
         let sleep = self
             .head_deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(first_deadline)));
         sleep.as_mut().poll(cx).is_ready()
     }
 }
@@ -300,18 +332,37 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FramingGuard<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(error) = this.deferred_error.take() {
+            return Poll::Ready(Err(error));
+        }
+        // Whether this call has handed bytes over already: it then returns them rather than
+        // wait for more. Reading on while there is room gives hyper a whole head in one read
+        // even when its first bytes were sniffed apart from the rest, and hyper keeps its
+        // read buffer at the initial 8 KB only when a head arrives in one read.
+        let mut handed_over = false;
         loop {
             if this.ready_from < this.ready.len() {
                 let take = buf.remaining().min(this.ready.len() - this.ready_from);
                 buf.put_slice(&this.ready[this.ready_from..this.ready_from + take]);
                 this.ready_from += take;
                 if this.ready_from == this.ready.len() {
-                    this.ready.clear();
                     this.ready_from = 0;
+                    if this.between_messages() {
+                        // Released, not kept: an idle keep-alive connection holds no copy.
+                        this.ready = Vec::new();
+                    } else {
+                        this.ready.clear();
+                    }
                 }
-                return Poll::Ready(Ok(()));
+                handed_over = true;
+                if buf.remaining() == 0 {
+                    return Poll::Ready(Ok(()));
+                }
             }
             if this.follower.is_off() {
+                if handed_over {
+                    return Poll::Ready(Ok(()));
+                }
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
             // Read straight into hyper's buffer, then take the new bytes back through the
@@ -331,8 +382,18 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FramingGuard<IO> {
                     this.follower.feed(&buf.filled()[before..], &mut this.ready);
                     buf.set_filled(before);
                     this.update_head_timer();
+                    if this.ready.is_empty() && handed_over {
+                        // The new bytes are a head still held back: what was handed over
+                        // goes now, the rest with a later read.
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Poll::Ready(Err(error)) if handed_over => {
+                    this.deferred_error = Some(error);
+                    return Poll::Ready(Ok(()));
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending if handed_over => return Poll::Ready(Ok(())),
                 Poll::Pending => {
                     if this.head_timed_out(cx) {
                         return Poll::Ready(Err(io::Error::new(
@@ -450,6 +511,70 @@ GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
         // Found by the framing_follower fuzz target: a chunk-size line still open at the end.
         let input = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\xff\xffx\r4;";
         assert_eq!(through(input, 3), input);
+    }
+
+    /// A guard whose first bytes were sniffed apart from the rest of the head.
+    fn guard_after_sniffing(
+        sniffed: &[u8],
+    ) -> (
+        FramingGuard<tokio::io::DuplexStream>,
+        tokio::io::DuplexStream,
+    ) {
+        let (client, server) = tokio::io::duplex(4096);
+        let timeout = Duration::from_secs(10);
+        let guard = FramingGuard::new(
+            server,
+            16 * 1024,
+            timeout,
+            Instant::now() + timeout,
+            sniffed,
+        );
+        (guard, client)
+    }
+
+    #[tokio::test]
+    async fn sniffed_bytes_reach_hyper_in_one_read_with_the_rest_of_the_head() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut guard, mut client) = guard_after_sniffing(b"GE");
+        client
+            .write_all(b"T / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut read = [0u8; 8192];
+        let n = guard.read(&mut read).await.unwrap();
+        assert_eq!(&read[..n], b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        // Between messages the guard keeps no copy of what it handed over.
+        assert_eq!(guard.ready.capacity(), 0);
+        assert_eq!(guard.follower.held.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_sniffed_head_still_incomplete_waits_for_the_rest() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut guard, mut client) = guard_after_sniffing(b"GET / HT");
+        let mut read = [0u8; 8192];
+        let pending = tokio::time::timeout(Duration::from_millis(50), guard.read(&mut read)).await;
+        assert!(pending.is_err(), "half a head was handed over");
+        client.write_all(b"TP/1.1\r\n\r\n").await.unwrap();
+        let n = guard.read(&mut read).await.unwrap();
+        assert_eq!(&read[..n], b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_stream_comes_after_the_sniffed_bytes() {
+        use tokio::io::AsyncReadExt;
+        // The HTTP/2 preface switches the follower off, so the sniffed bytes are ready at once.
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        let (mut guard, client) = guard_after_sniffing(preface);
+        drop(client);
+        let mut read = [0u8; 64];
+        let n = guard.read(&mut read).await.unwrap();
+        assert_eq!(&read[..n], preface);
+        assert_eq!(
+            guard.read(&mut read).await.unwrap(),
+            0,
+            "then the end of the stream"
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - [`cli`]: the command line (flags and their `EXPLO_SHIM_*` variables).
 //! - [`config`]: defaults as named constants and the resolved settings; the TOML file as
 //!   written (`config::file`); validation with messages that name the key.
-//! - [`framing_guard`]: byte-level request-smuggling guard in front of hyper.
+//! - [`framing_guard`]: byte-level request-smuggling guard in front of hyper;
+//!   [`protocol_sniff`] tells HTTP/1.1 from h2c by the first bytes.
 //! - [`server`]: thread per core: one runtime, listener and upstream pool per
 //!   serving thread (duplicates of one listening socket); HTTP/1.1 and h2c; the graceful drain. [`coarse_timer`] is hyper's header
 //!   read timeout at a tenth of a second's precision, cheap enough to arm per request.
@@ -58,6 +59,7 @@ pub mod legacy;
 pub(crate) mod legacy_call;
 pub(crate) mod log_text;
 pub(crate) mod metrics;
+pub(crate) mod protocol_sniff;
 pub(crate) mod proxy;
 pub mod ratelimit;
 pub mod retirement;

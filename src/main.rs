@@ -10,6 +10,9 @@ use explo_shim::commands::run::{EXIT_USAGE, run as run_command};
 use explo_shim::config::Config;
 use explo_shim::{Hangups, cli, demo, telemetry};
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let (cli, overrides) = match cli::parse(std::env::args_os()) {
         Ok(parsed) => parsed,

@@ -8,8 +8,10 @@
 //! hold for the whole process. The admin listener, the signals and the certificate reload run
 //! on the coordinating thread that called [`serve`].
 //!
-//! Each accepted connection is served by hyper's auto builder (HTTP/1.1, or HTTP/2 with prior
-//! knowledge, h2c) and watched by its thread's `GracefulShutdown`. On shutdown every thread
+//! Each accepted connection speaks HTTP/1.1 or HTTP/2 with prior knowledge (h2c), told apart
+//! by [`crate::protocol_sniff`]; only the chosen protocol's hyper connection is built, boxed,
+//! and watched by its thread's `GracefulShutdown`. An idle keep-alive connection then holds
+//! hyper's two 8 KB buffers and little else (see the README's memory formula). On shutdown every thread
 //! stops accepting, `/readyz` turns 503, idle keep-alive connections close at once, and
 //! in-flight requests get `shutdown.grace` to finish.
 
@@ -19,10 +21,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
@@ -32,6 +35,7 @@ use crate::coarse_timer::CoarseTimer;
 use crate::config::Config;
 use crate::fleet::Fleet;
 use crate::framing_guard::FramingGuard;
+use crate::protocol_sniff::{self, Protocol};
 use crate::proxy::Proxy;
 use crate::tls::InboundTls;
 
@@ -134,7 +138,7 @@ pub async fn accept(listener: &TcpListener, which: &'static str) -> (TcpStream, 
 
 /// What every serving thread needs besides its listener and its proxy.
 struct ThreadSettings {
-    builder: auto::Builder<TokioExecutor>,
+    builders: Arc<ConnectionBuilders>,
     connections: Arc<Semaphore>,
     tls: Option<Arc<InboundTls>>,
     header_read_timeout: Duration,
@@ -175,7 +179,7 @@ pub async fn serve(
     let reload_task = tokio::spawn(hangups.handle(tls.clone()));
 
     let settings = Arc::new(ThreadSettings {
-        builder: connection_builder(config),
+        builders: Arc::new(ConnectionBuilders::new(config)),
         connections: Arc::new(Semaphore::new(
             usize::try_from(config.limits.max_connections).unwrap_or(usize::MAX),
         )),
@@ -242,32 +246,36 @@ async fn join_all(threads: Vec<std::thread::JoinHandle<bool>>) -> bool {
     .unwrap_or(false)
 }
 
-/// The HTTP settings every client connection is served with.
-fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
-    let limits = &config.limits;
-    let header_bytes = usize::try_from(limits.max_header_bytes).unwrap_or(usize::MAX);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        // Armed and dropped on every request of a keep-alive connection; see `coarse_timer`.
-        .timer(CoarseTimer)
-        .header_read_timeout(limits.header_read_timeout)
-        // hyper answers 431 when the head does not fit or has too many fields.
-        .max_buf_size(header_bytes);
-    // hyper's own limit is the default's 100 fields, parsed into a stack array; any other
-    // limit makes hyper fill a heap array of that size for every request head.
-    if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
-        builder
-            .http1()
-            .max_headers(usize::try_from(limits.max_headers).unwrap_or(usize::MAX));
+/// The HTTP settings every client connection is served with, one builder per protocol.
+struct ConnectionBuilders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl ConnectionBuilders {
+    fn new(config: &Config) -> Self {
+        let limits = &config.limits;
+        let header_bytes = usize::try_from(limits.max_header_bytes).unwrap_or(usize::MAX);
+        let mut http1 = http1::Builder::new();
+        http1
+            // Armed and dropped on every request of a keep-alive connection; see `coarse_timer`.
+            .timer(CoarseTimer)
+            .header_read_timeout(limits.header_read_timeout)
+            // hyper answers 431 when the head does not fit or has too many fields.
+            .max_buf_size(header_bytes);
+        // hyper's own limit is the default's 100 fields, parsed into a stack array; any other
+        // limit makes hyper fill a heap array of that size for every request head.
+        if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+            http1.max_headers(usize::try_from(limits.max_headers).unwrap_or(usize::MAX));
+        }
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+            .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL);
+        Self { http1, http2 }
     }
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
-        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL);
-    builder
 }
 
 /// One serving thread: its own runtime, listener and proxy, until `stopped` turns true.
@@ -305,12 +313,13 @@ async fn accept_until_stopped(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     settings: &ThreadSettings,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) -> bool {
     let graceful = GracefulShutdown::new();
+    let mut stop_signal = stopped.clone();
     let stop = async move {
         // An error means the coordinator is gone: stop too.
-        let _ = stopped.wait_for(|stop| *stop).await;
+        let _ = stop_signal.wait_for(|stop| *stop).await;
     };
     tokio::pin!(stop);
     loop {
@@ -332,29 +341,40 @@ async fn accept_until_stopped(
         let proxy = Arc::clone(&proxy);
         let service = service_fn(move |request| {
             let proxy = Arc::clone(&proxy);
-            async move { Ok::<_, Infallible>(proxy.handle(request, client).await) }
+            // Boxed: hyper keeps a slot the size of this future for the connection's whole
+            // life (about 9.5 KB unboxed); boxed, the slot is a pointer and the memory is
+            // held only while a request is in flight.
+            Box::pin(async move { Ok::<_, Infallible>(proxy.handle(request, client).await) })
         });
-        let builder = settings.builder.clone();
-        let watcher = graceful.watcher();
+        let connection = ClientConnection {
+            builders: Arc::clone(&settings.builders),
+            watcher: graceful.watcher(),
+            stopped: stopped.clone(),
+            client,
+            max_head_bytes: settings.max_head_bytes,
+            header_read_timeout: settings.header_read_timeout,
+            first_head_deadline: tokio::time::Instant::now() + settings.header_read_timeout,
+        };
         let acceptor = settings.tls.as_ref().map(|tls| tls.acceptor());
-        let (max_head_bytes, header_read_timeout) =
-            (settings.max_head_bytes, settings.header_read_timeout);
-        tokio::spawn(async move {
+        let task = async move {
             let _slot = connection_slot;
             let Some(acceptor) = acceptor else {
-                let guarded = FramingGuard::new(stream, max_head_bytes, header_read_timeout);
-                return serve_io(builder, watcher, TokioIo::new(guarded), service, client).await;
+                return connection.serve(stream, service).await;
             };
-            // A client that never finishes its handshake is cut off like a slow head.
-            match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    let guarded = FramingGuard::new(stream, max_head_bytes, header_read_timeout);
-                    serve_io(builder, watcher, TokioIo::new(guarded), service, client).await
+            // Boxed: the TLS session's state would otherwise make every plain connection's
+            // task as large as a TLS one's.
+            Box::pin(async move {
+                // A client that never finishes its handshake is cut off like a slow head.
+                let deadline = connection.first_head_deadline;
+                match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => connection.serve(stream, service).await,
+                    Ok(Err(error)) => tracing::debug!(%client, %error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
                 }
-                Ok(Err(error)) => tracing::debug!(%client, %error, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
-            }
-        });
+            })
+            .await;
+        };
+        tokio::spawn(task);
     }
     drop(listener);
     tokio::time::timeout(settings.grace, graceful.shutdown())
@@ -362,27 +382,71 @@ async fn accept_until_stopped(
         .is_ok()
 }
 
-/// Serves one client connection until it ends or the drain closes it.
-async fn serve_io<I, S>(
-    builder: auto::Builder<TokioExecutor>,
+/// One accepted client connection, before its protocol is known.
+struct ClientConnection {
+    builders: Arc<ConnectionBuilders>,
     watcher: Watcher,
-    io: TokioIo<I>,
-    service: S,
+    /// The thread's stop signal: a connection that has sent nothing yet closes at the drain.
+    stopped: watch::Receiver<bool>,
     client: SocketAddr,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<crate::body::ProxyBody>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let connection = builder.serve_connection(io, service);
-    if let Err(error) = watcher.watch(connection).await {
-        tracing::debug!(%client, error = %crate::upstream::error_chain(error.as_ref()), "client connection ended with an error");
+    max_head_bytes: usize,
+    header_read_timeout: Duration,
+    /// The first head, TLS handshake included, must be complete by then.
+    first_head_deadline: tokio::time::Instant,
+}
+
+impl ClientConnection {
+    /// Serves the connection until it ends or the drain closes it.
+    async fn serve<I, S>(mut self, mut io: I, service: S)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: hyper::service::HttpService<hyper::body::Incoming, ResBody = crate::body::ProxyBody>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let client = self.client;
+        let sniffing =
+            tokio::time::timeout_at(self.first_head_deadline, protocol_sniff::sniff(&mut io));
+        let sniffed = tokio::select! {
+            sniffed = sniffing => sniffed,
+            _ = self.stopped.wait_for(|stop| *stop) => return,
+        };
+        let sniffed = match sniffed {
+            Ok(Ok(sniffed)) => sniffed,
+            Ok(Err(error)) => {
+                tracing::debug!(%client, %error, "client connection failed before a request");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%client, "no request head within the header read timeout");
+                return;
+            }
+        };
+        let guarded = TokioIo::new(FramingGuard::new(
+            io,
+            self.max_head_bytes,
+            self.header_read_timeout,
+            self.first_head_deadline,
+            sniffed.bytes(),
+        ));
+        // Boxed, so the task holds a pointer while the connection lives rather than room for
+        // both protocols' state.
+        let result = match sniffed.protocol {
+            Protocol::Http1 => {
+                let connection = self.builders.http1.serve_connection(guarded, service);
+                Box::pin(self.watcher.watch(connection)).await
+            }
+            Protocol::Http2 => {
+                let connection = self.builders.http2.serve_connection(guarded, service);
+                Box::pin(self.watcher.watch(connection)).await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%client, error = %crate::upstream::error_chain(&error), "client connection ended with an error");
+        }
     }
 }
 
@@ -444,7 +508,7 @@ impl Hangups {
 /// which hyper also runs while a connection sends nothing at all and between keep-alive
 /// requests: a client that stays silent or half-sends a head cannot hold a slot, or the
 /// probes' way in, for longer than that. HTTP/1.1 only: probes and scrapers speak it, and
-/// the HTTP/1-or-2 sniffing of the auto builder reads its first bytes with no clock.
+/// nothing there needs HTTP/2.
 async fn serve_admin(listener: TcpListener, state: AdminState, header_read_timeout: Duration) {
     let slots = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -316,3 +316,19 @@ fn a_brownout_window_wholly_in_the_past_is_a_warning_at_start_up_not_an_error() 
     assert!(windows.contains("2020-12-01T15:00:00Z/PT1H"), "{windows}");
     assert!(!windows.contains("2999"), "{windows}");
 }
+
+#[test]
+fn the_binary_returns_freed_memory_within_a_second_by_its_built_in_allocator_settings() {
+    // jemalloc prints its options at exit when asked; the settings come from
+    // `.cargo/config.toml` at build time, so a build without them fails here, not in a pod.
+    let output = run_binary(&["--version"], &[("_RJEM_MALLOC_CONF", "stats_print:true")]);
+    assert!(output.status.success());
+    let report = String::from_utf8_lossy(&output.stderr);
+    for option in [
+        "opt.background_thread: true",
+        "opt.dirty_decay_ms: 1000",
+        "opt.muzzy_decay_ms: 0",
+    ] {
+        assert!(report.contains(option), "{option} missing from:\n{report}");
+    }
+}

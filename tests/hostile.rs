@@ -325,6 +325,47 @@ async fn a_connection_that_sends_nothing_is_closed() {
     still_serving(&shim).await;
 }
 
+#[tokio::test]
+async fn a_half_sent_http2_preface_is_cut_off_at_the_header_read_timeout() {
+    let upstream = ok_upstream().await;
+    let config = TempConfig::new("[limits]\nheader_read_timeout = \"500ms\"\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let mut stalled = tokio::net::TcpStream::connect(shim.addr).await.unwrap();
+    // Still a prefix of the preface: the protocol is not known yet.
+    stalled.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let mut received = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut received)).await;
+    assert!(
+        closed.is_ok(),
+        "a half-sent preface kept its connection open"
+    );
+    still_serving(&shim).await;
+}
+
+#[tokio::test]
+async fn a_request_dripped_a_byte_at_a_time_from_its_first_byte_is_served() {
+    let upstream = ok_upstream().await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let mut stream = tokio::net::TcpStream::connect(shim.addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    for byte in b"GET /api/dashboard/ HTTP/1.1\r\nhost: x\r\n\r\n" {
+        stream.write_all(&[*byte]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut reply = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut reply))
+        .await
+        .expect("no reply")
+        .unwrap();
+    assert!(
+        reply[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&reply[..n])
+    );
+    assert_eq!(upstream.requests().len(), 1);
+}
+
 /// A legacy head with `Content-Length: 10` and one byte of body, then silence.
 const STALLED_UPDATE: &[u8] = b"POST /api/update_user_group/ HTTP/1.1\r\nhost: shim\r\n\
 content-type: application/json\r\ncontent-length: 10\r\n\r\n{";
