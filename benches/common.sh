@@ -123,14 +123,16 @@ JS
   NJS_PID=$!
 }
 
-start_shim() { # [extra args...]
-  cat > "$WORK/shim.toml" <<CONF
-[rate_limit]
+# The shim's config for a run: its upstream budget off (or it would measure 429s) and its caps
+# raised past the load, unless the caller sets SHIM_TOML.
+SHIM_TOML=${SHIM_TOML:-'[rate_limit]
 enabled = false
 [limits]
 max_connections = 16384
-max_in_flight = 16384
-CONF
+max_in_flight = 16384'}
+
+start_shim() { # [extra args...]
+  printf '%s\n' "$SHIM_TOML" > "$WORK/shim.toml"
   # Default logging (info, the deprecated-usage line per legacy call) into a file, as a
   # container runtime would collect it.
   taskset -c "$PROXY_CPU" "$SHIM" --config "$WORK/shim.toml" \

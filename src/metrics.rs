@@ -138,6 +138,8 @@ pub struct Metrics {
     pass_through_by_class: [Counter; 5],
     upstream_latency_by_route: [Histogram; 2],
     in_flight: Gauge,
+    open_connections: Gauge,
+    connection_limit: Gauge,
     shed: Counter,
     upstream_throttled: Counter,
     rate_limit_waits: Counter,
@@ -187,6 +189,19 @@ impl Metrics {
             "in_flight_requests",
             "Requests being served now",
             in_flight.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Client connections open on the main listener now; past connection_limit, new \
+             ones wait in the kernel's backlog",
+            open_connections.clone(),
+        );
+        let connection_limit = Gauge::default();
+        registry.register(
+            "connection_limit",
+            "limits.max_connections: the open connections the shim serves at once",
+            connection_limit.clone(),
         );
         let shed = Counter::default();
         registry.register(
@@ -308,6 +323,8 @@ impl Metrics {
                 },
             ),
             in_flight,
+            open_connections,
+            connection_limit,
             shed,
             upstream_throttled,
             rate_limit_waits,
@@ -459,6 +476,18 @@ impl Metrics {
         InFlightGuard(&self.in_flight)
     }
 
+    /// Counts a client connection open until the guard is dropped; the guard moves with the
+    /// connection's task.
+    pub fn open_connection(&self) -> OpenConnectionGuard {
+        self.open_connections.inc();
+        OpenConnectionGuard(self.open_connections.clone())
+    }
+
+    pub fn set_connection_limit(&self, limit: u64) {
+        self.connection_limit
+            .set(i64::try_from(limit).unwrap_or(i64::MAX));
+    }
+
     pub fn shed(&self) {
         self.shed.inc();
     }
@@ -558,6 +587,14 @@ impl Collector for DroppedLogLines {
 pub struct InFlightGuard<'a>(&'a Gauge);
 
 impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+pub struct OpenConnectionGuard(Gauge);
+
+impl Drop for OpenConnectionGuard {
     fn drop(&mut self) {
         self.0.dec();
     }

@@ -157,6 +157,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let Prepared { proxy, tls } = prepared;
     let tls = tls.map(Arc::new);
+    proxy
+        .metrics()
+        .set_connection_limit(config.limits.max_connections);
     let admin_state = AdminState {
         readiness: Readiness::default(),
         metrics: Arc::clone(proxy.metrics()),
@@ -337,6 +340,7 @@ async fn accept_until_stopped(
             },
             () = &mut stop => break,
         };
+        let open = proxy.metrics().open_connection();
         let _ = stream.set_nodelay(true);
         let proxy = Arc::clone(&proxy);
         let service = service_fn(move |request| {
@@ -357,7 +361,7 @@ async fn accept_until_stopped(
         };
         let acceptor = settings.tls.as_ref().map(|tls| tls.acceptor());
         let task = async move {
-            let _slot = connection_slot;
+            let _slot = (connection_slot, open);
             let Some(acceptor) = acceptor else {
                 return connection.serve(stream, service).await;
             };

@@ -307,8 +307,33 @@ async fn past_max_connections_new_clients_wait_for_a_free_slot() {
         !waiting.is_finished(),
         "a second connection was served past max_connections = 1"
     );
+    // The operator sees the cap reached before anyone complains.
+    let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metrics.contains("explo_shim_open_connections 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("explo_shim_connection_limit 1\n"),
+        "{metrics}"
+    );
     drop(holder);
     assert_eq!(waiting.await.unwrap().status, 200);
+    // The waiting client's connection is counted once it is served, and uncounted when it
+    // closes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
+        if String::from_utf8_lossy(&metrics.body).contains("explo_shim_open_connections 0\n") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "closed connections still counted as open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -54,8 +54,10 @@ pub const DEFAULT_MAX_HEADERS: u64 = 100;
 /// Requests served at once; past this the shim answers 503 at once instead of queueing.
 pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1024;
 /// Open client connections; past this the shim stops accepting (the kernel backlog holds
-/// the rest), so memory stays bounded however many clients connect.
-pub const DEFAULT_MAX_CONNECTIONS: u64 = 4096;
+/// the rest), so memory stays bounded however many clients connect. Chosen with
+/// [`DEFAULT_MAX_IN_FLIGHT`] so that both caps reached at once stay under the sidecar
+/// example's 128 MiB (about 90 MB measured; the README's memory formula).
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 2048;
 /// Distinct client fingerprints tracked in metrics and `/usage`; the rest count as `other`.
 pub const DEFAULT_MAX_TRACKED_CLIENTS: u64 = 1000;
 /// Explo's documented limit: 180 requests per minute per source IP.
