@@ -9,6 +9,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# jemalloc's compiled-in settings (return freed memory after a second); see the README's "Memory".
+COPY .cargo ./.cargo
 COPY src ./src
 COPY config ./config
 ENV RUSTFLAGS="-C target-feature=+crt-static"

@@ -12,6 +12,10 @@
 //! Heads are held back until complete (at most `max_head_bytes`); body bytes pass straight on.
 //! Anything the guard cannot follow (HTTP/2, a malformed or oversized head, a bad chunk size)
 //! switches it off for the rest of the connection and leaves the verdict to hyper.
+//!
+//! Memory: a held head is released once it has been handed over, so an idle keep-alive
+//! connection keeps no copy; and a read hands hyper everything ready, sniffed bytes included,
+//! because hyper's read buffer grows past its initial 8 KB when a head takes two reads.
 
 use std::io;
 use std::pin::Pin;
@@ -247,8 +251,8 @@ pub struct FramingGuard<IO> {
     ready: Vec<u8>,
     ready_from: usize,
     head_timeout: Duration,
-    /// When the first head must be complete: set at accept, so time spent sniffing the
-    /// protocol counts against it.
+    /// When the first head must be complete: set when the connection got its slot, so the
+    /// TLS handshake and the protocol sniff count against it.
     first_head_deadline: Instant,
     /// Running while a head is incomplete (or before the first byte); created lazily.
     head_deadline: Option<Pin<Box<Sleep>>>,
@@ -257,6 +261,9 @@ pub struct FramingGuard<IO> {
     /// A read error met after bytes were already handed over in the same call; reported by
     /// the next call.
     deferred_error: Option<io::Error>,
+    /// The end of the stream, met after bytes were already handed over in the same call;
+    /// reported by the next call, whatever the inner stream would say if read again.
+    deferred_end: bool,
 }
 
 impl<IO> FramingGuard<IO> {
@@ -281,13 +288,13 @@ impl<IO> FramingGuard<IO> {
             head_timer_armed: true,
             received_any: false,
             deferred_error: None,
+            deferred_end: false,
         };
         if !already_read.is_empty() {
             guard.received_any = true;
             guard.follower.feed(already_read, &mut guard.ready);
-            // A head still in progress keeps the accept-time deadline rather than restarting.
-            guard.head_timer_armed =
-                !guard.between_messages() && guard.follower.state == State::Head;
+            // Armed already, so a head still in progress keeps the accept-time deadline.
+            guard.update_head_timer();
         }
         guard
     }
@@ -335,6 +342,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FramingGuard<IO> {
         if let Some(error) = this.deferred_error.take() {
             return Poll::Ready(Err(error));
         }
+        if this.deferred_end {
+            return Poll::Ready(Ok(()));
+        }
         // Whether this call has handed bytes over already: it then returns them rather than
         // wait for more. Reading on while there is room gives hyper a whole head in one read
         // even when its first bytes were sniffed apart from the rest, and hyper keeps its
@@ -372,6 +382,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FramingGuard<IO> {
                 Poll::Ready(Ok(())) if buf.filled().len() == before => {
                     // End of stream: whatever is held goes to hyper, which reports it.
                     if this.follower.held.is_empty() {
+                        this.deferred_end = handed_over;
                         return Poll::Ready(Ok(()));
                     }
                     this.ready.append(&mut this.follower.held);
@@ -441,6 +452,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for FramingGuard<IO> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Feeds `input` in pieces of `step` bytes; returns what hyper would see.
     fn through(input: &[u8], step: usize) -> Vec<u8> {
@@ -534,7 +546,6 @@ GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
 
     #[tokio::test]
     async fn sniffed_bytes_reach_hyper_in_one_read_with_the_rest_of_the_head() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut guard, mut client) = guard_after_sniffing(b"GE");
         client
             .write_all(b"T / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -550,7 +561,6 @@ GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
 
     #[tokio::test]
     async fn a_sniffed_head_still_incomplete_waits_for_the_rest() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut guard, mut client) = guard_after_sniffing(b"GET / HT");
         let mut read = [0u8; 8192];
         let pending = tokio::time::timeout(Duration::from_millis(50), guard.read(&mut read)).await;
@@ -562,7 +572,6 @@ GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
 
     #[tokio::test]
     async fn the_end_of_the_stream_comes_after_the_sniffed_bytes() {
-        use tokio::io::AsyncReadExt;
         // The HTTP/2 preface switches the follower off, so the sniffed bytes are ready at once.
         let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
         let (mut guard, client) = guard_after_sniffing(preface);
@@ -574,6 +583,103 @@ GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
             guard.read(&mut read).await.unwrap(),
             0,
             "then the end of the stream"
+        );
+    }
+
+    /// An inner stream that answers each read from a script.
+    struct Scripted(std::collections::VecDeque<Poll<io::Result<&'static [u8]>>>);
+
+    impl AsyncRead for Scripted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            match self.0.pop_front().unwrap_or(Poll::Ready(Ok(b""))) {
+                Poll::Ready(Ok(bytes)) => {
+                    buf.put_slice(bytes);
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+
+    fn scripted_guard(
+        sniffed: &[u8],
+        script: Vec<Poll<io::Result<&'static [u8]>>>,
+    ) -> FramingGuard<Scripted> {
+        let timeout = Duration::from_secs(10);
+        FramingGuard::new(
+            Scripted(script.into()),
+            16 * 1024,
+            timeout,
+            Instant::now() + timeout,
+            sniffed,
+        )
+    }
+
+    #[tokio::test]
+    async fn an_error_after_bytes_were_handed_over_comes_with_the_next_read() {
+        let error = io::Error::new(io::ErrorKind::ConnectionReset, "reset");
+        let mut guard = scripted_guard(
+            b"GET / HTTP/1.1\r\n\r\n",
+            vec![Poll::Ready(Err(error)), Poll::Ready(Ok(b"never read"))],
+        );
+        let mut read = [0u8; 64];
+        let n = guard.read(&mut read).await.unwrap();
+        assert_eq!(&read[..n], b"GET / HTTP/1.1\r\n\r\n");
+        let next = guard.read(&mut read).await.unwrap_err();
+        assert_eq!(next.kind(), io::ErrorKind::ConnectionReset);
+    }
+
+    #[tokio::test]
+    async fn an_end_after_bytes_were_handed_over_is_remembered() {
+        // The inner stream would have more to say if read again; the end it reported stands.
+        let mut guard = scripted_guard(
+            b"GET / HTTP/1.1\r\n\r\n",
+            vec![
+                Poll::Ready(Ok(b"")),
+                Poll::Ready(Ok(b"GET /late HTTP/1.1\r\n\r\n")),
+            ],
+        );
+        let mut read = [0u8; 64];
+        let n = guard.read(&mut read).await.unwrap();
+        assert_eq!(&read[..n], b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(guard.read(&mut read).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn sniffed_bytes_and_a_pending_stream_hand_over_what_is_ready() {
+        let mut guard = scripted_guard(
+            b"GET / HTTP/1.1\r\n\r\nGET /b",
+            vec![Poll::Pending, Poll::Ready(Ok(b" HTTP/1.1\r\n\r\n"))],
+        );
+        let mut read = [0u8; 64];
+        // The first head is handed over at once; the second is held until complete.
+        let n = guard.read(&mut read).await.unwrap();
+        assert_eq!(&read[..n], b"GET / HTTP/1.1\r\n\r\n");
+        let n = guard.read(&mut read).await.unwrap();
+        assert_eq!(&read[..n], b"GET /b HTTP/1.1\r\n\r\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_a_head_sniffed_at_accept_is_cut_off_at_the_accept_time_deadline() {
+        let (_client, server) = tokio::io::duplex(64);
+        let accepted = Instant::now();
+        let timeout = Duration::from_secs(10);
+        // Most of the allowance went on the sniff already.
+        tokio::time::advance(Duration::from_secs(8)).await;
+        let mut guard =
+            FramingGuard::new(server, 16 * 1024, timeout, accepted + timeout, b"GET / HT");
+        let mut read = [0u8; 64];
+        let error = guard.read(&mut read).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        let waited = Instant::now() - accepted;
+        assert!(
+            waited >= timeout && waited < timeout + Duration::from_secs(1),
+            "cut off after {waited:?}, not at the accept-time deadline"
         );
     }
 

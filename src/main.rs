@@ -10,6 +10,9 @@ use explo_shim::commands::run::{EXIT_USAGE, run as run_command};
 use explo_shim::config::Config;
 use explo_shim::{Hangups, cli, demo, telemetry};
 
+/// jemalloc, with the settings `.cargo/config.toml` compiles in: freed memory goes back to the
+/// kernel after a second, so a burst does not leave the process at its peak.
+#[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -183,9 +183,9 @@ impl Proxy {
         match route {
             Some(route) => {
                 let legacy = &self.shared.legacy;
-                legacy
-                    .handle(&self.upstream, route, request, client, id)
-                    .await
+                // Boxed: a legacy call's state (about 9 KB) would otherwise size, and be
+                // copied with, every request's future, pass-through ones too.
+                Box::pin(legacy.handle(&self.upstream, route, request, client, id)).await
             }
             None => {
                 let response = self

@@ -11,9 +11,10 @@
 //! Each accepted connection speaks HTTP/1.1 or HTTP/2 with prior knowledge (h2c), told apart
 //! by [`crate::protocol_sniff`]; only the chosen protocol's hyper connection is built, boxed,
 //! and watched by its thread's `GracefulShutdown`. An idle keep-alive connection then holds
-//! hyper's two 8 KB buffers and little else (see the README's memory formula). On shutdown every thread
-//! stops accepting, `/readyz` turns 503, idle keep-alive connections close at once, and
-//! in-flight requests get `shutdown.grace` to finish.
+//! hyper's two 8 KB buffers and little else (see the README's memory formula). On shutdown
+//! every thread stops accepting, `/readyz` turns 503, idle keep-alive connections and those
+//! that have not finished a TLS handshake or sent a first byte close at once, and in-flight
+//! requests get `shutdown.grace` to finish.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -319,11 +320,7 @@ async fn accept_until_stopped(
     stopped: watch::Receiver<bool>,
 ) -> bool {
     let graceful = GracefulShutdown::new();
-    let mut stop_signal = stopped.clone();
-    let stop = async move {
-        // An error means the coordinator is gone: stop too.
-        let _ = stop_signal.wait_for(|stop| *stop).await;
-    };
+    let stop = until_stopped(stopped.clone());
     tokio::pin!(stop);
     loop {
         let (stream, client) = tokio::select! {
@@ -361,16 +358,24 @@ async fn accept_until_stopped(
         };
         let acceptor = settings.tls.as_ref().map(|tls| tls.acceptor());
         let task = async move {
-            let _slot = (connection_slot, open);
+            // Held for the connection's life: its place under max_connections, and its count
+            // on /metrics.
+            let _held = (connection_slot, open);
             let Some(acceptor) = acceptor else {
                 return connection.serve(stream, service).await;
             };
             // Boxed: the TLS session's state would otherwise make every plain connection's
             // task as large as a TLS one's.
             Box::pin(async move {
-                // A client that never finishes its handshake is cut off like a slow head.
+                // A client that never finishes its handshake is cut off like a slow head, and
+                // does not hold up the drain.
                 let deadline = connection.first_head_deadline;
-                match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream));
+                let handshake = tokio::select! {
+                    handshake = handshake => handshake,
+                    () = until_stopped(connection.stopped.clone()) => return,
+                };
+                match handshake {
                     Ok(Ok(stream)) => connection.serve(stream, service).await,
                     Ok(Err(error)) => tracing::debug!(%client, %error, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
@@ -384,6 +389,11 @@ async fn accept_until_stopped(
     tokio::time::timeout(settings.grace, graceful.shutdown())
         .await
         .is_ok()
+}
+
+/// Resolves when the thread is told to stop, or its coordinator is gone.
+async fn until_stopped(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 /// One accepted client connection, before its protocol is known.
@@ -401,7 +411,7 @@ struct ClientConnection {
 
 impl ClientConnection {
     /// Serves the connection until it ends or the drain closes it.
-    async fn serve<I, S>(mut self, mut io: I, service: S)
+    async fn serve<I, S>(self, mut io: I, service: S)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         S: hyper::service::HttpService<hyper::body::Incoming, ResBody = crate::body::ProxyBody>
@@ -416,7 +426,7 @@ impl ClientConnection {
             tokio::time::timeout_at(self.first_head_deadline, protocol_sniff::sniff(&mut io));
         let sniffed = tokio::select! {
             sniffed = sniffing => sniffed,
-            _ = self.stopped.wait_for(|stop| *stop) => return,
+            () = until_stopped(self.stopped.clone()) => return,
         };
         let sniffed = match sniffed {
             Ok(Ok(sniffed)) => sniffed,
