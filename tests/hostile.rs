@@ -254,6 +254,24 @@ async fn te_with_cl_and_repeated_cl_are_refused_with_400_and_never_forwarded() {
 }
 
 #[tokio::test]
+async fn te_with_cl_behind_more_than_128_fields_is_refused_when_max_headers_allows_them() {
+    let upstream = ok_upstream().await;
+    let config = TempConfig::new("[limits]\nmax_headers = 300\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let mut shape = String::from("POST /api/dashboard/ HTTP/1.1\r\nhost: x\r\n");
+    for n in 0..150 {
+        shape.push_str(&format!("x-filler-{n}: 1\r\n"));
+    }
+    shape.push_str("content-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n");
+    shape.push_str("GET /smuggled HTTP/1.1\r\nhost: x\r\n\r\n");
+    let reply = raw_exchange(shim.addr, shape.as_bytes(), Duration::from_secs(5)).await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("ambiguous_framing"), "{reply}");
+    assert!(upstream.requests().is_empty(), "forwarded: {reply}");
+    still_serving(&shim).await;
+}
+
+#[tokio::test]
 async fn past_max_in_flight_the_shim_sheds_with_503() {
     let upstream = FakeUpstream::always(
         Reply::json(200, json!({"success": 1})).delayed(Duration::from_millis(800)),
