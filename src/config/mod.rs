@@ -56,7 +56,7 @@ pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1024;
 /// Open client connections; past this the shim stops accepting (the kernel backlog holds
 /// the rest), so memory stays bounded however many clients connect. Chosen with
 /// [`DEFAULT_MAX_IN_FLIGHT`] so that both caps reached at once stay under the sidecar
-/// example's 128 MiB (about 97 MB by the README's memory formula; 94 MB measured).
+/// example's 128 MiB (115 MB measured by `benches/soak.sh`; the README's memory formula).
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 2048;
 /// Distinct client fingerprints tracked in metrics and `/usage`; the rest count as `other`.
 pub const DEFAULT_MAX_TRACKED_CLIENTS: u64 = 1000;
