@@ -179,9 +179,11 @@ impl FramingFollower {
         let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
         let mut parsed = parse_framing(&self.held, &mut fields);
         if matches!(parsed, Err(httparse::Error::TooManyHeaders)) {
-            // Rare, and bounded by the head's size: a field line takes at least three bytes.
-            let mut many = vec![std::mem::MaybeUninit::uninit(); self.max_head_bytes / 3 + 1];
-            parsed = parse_framing(&self.held, &mut many);
+            // Rare: room for as many fields as the head has lines (each ends in a line feed),
+            // left uninitialised like the stack's.
+            let lines = self.held.iter().filter(|byte| **byte == b'\n').count();
+            let mut many = Vec::with_capacity(lines + 1);
+            parsed = parse_framing(&self.held, many.spare_capacity_mut());
         }
         let Framing {
             head_len,

@@ -139,11 +139,9 @@ pub async fn accept(listener: &TcpListener, which: &'static str) -> (TcpStream, 
 
 /// What every serving thread needs besides its listener and its proxy.
 struct ThreadSettings {
-    builders: Arc<ConnectionBuilders>,
+    connection: Arc<ConnectionSettings>,
     connections: Arc<Semaphore>,
     tls: Option<Arc<InboundTls>>,
-    header_read_timeout: Duration,
-    max_head_bytes: usize,
     grace: Duration,
 }
 
@@ -183,13 +181,11 @@ pub async fn serve(
     let reload_task = tokio::spawn(hangups.handle(tls.clone()));
 
     let settings = Arc::new(ThreadSettings {
-        builders: Arc::new(ConnectionBuilders::new(config)),
+        connection: Arc::new(ConnectionSettings::new(config)),
         connections: Arc::new(Semaphore::new(
             usize::try_from(config.limits.max_connections).unwrap_or(usize::MAX),
         )),
         tls,
-        header_read_timeout: config.limits.header_read_timeout,
-        max_head_bytes: usize::try_from(config.limits.max_header_bytes).unwrap_or(usize::MAX),
         grace: config.shutdown_grace,
     });
     let (stop, stopped) = watch::channel(false);
@@ -250,13 +246,16 @@ async fn join_all(threads: Vec<std::thread::JoinHandle<bool>>) -> bool {
     .unwrap_or(false)
 }
 
-/// The HTTP settings every client connection is served with, one builder per protocol.
-struct ConnectionBuilders {
+/// The HTTP settings every client connection is served with: one builder per protocol, and
+/// the framing guard's limits. Shared by every connection of the process.
+struct ConnectionSettings {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
+    header_read_timeout: Duration,
+    max_head_bytes: usize,
 }
 
-impl ConnectionBuilders {
+impl ConnectionSettings {
     fn new(config: &Config) -> Self {
         let limits = &config.limits;
         let header_bytes = usize::try_from(limits.max_header_bytes).unwrap_or(usize::MAX);
@@ -278,7 +277,12 @@ impl ConnectionBuilders {
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
             .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
             .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL);
-        Self { http1, http2 }
+        Self {
+            http1,
+            http2,
+            header_read_timeout: limits.header_read_timeout,
+            max_head_bytes: header_bytes,
+        }
     }
 }
 
@@ -320,7 +324,8 @@ async fn accept_until_stopped(
     stopped: watch::Receiver<bool>,
 ) -> bool {
     let graceful = GracefulShutdown::new();
-    let stop = until_stopped(stopped.clone());
+    let mut stop_signal = stopped.clone();
+    let stop = until_stopped(&mut stop_signal);
     tokio::pin!(stop);
     loop {
         let (stream, client) = tokio::select! {
@@ -347,14 +352,13 @@ async fn accept_until_stopped(
             // held only while a request is in flight.
             Box::pin(async move { Ok::<_, Infallible>(proxy.handle(request, client).await) })
         });
-        let connection = ClientConnection {
-            builders: Arc::clone(&settings.builders),
+        let mut connection = ClientConnection {
+            first_head_deadline: tokio::time::Instant::now()
+                + settings.connection.header_read_timeout,
+            settings: Arc::clone(&settings.connection),
             watcher: graceful.watcher(),
             stopped: stopped.clone(),
             client,
-            max_head_bytes: settings.max_head_bytes,
-            header_read_timeout: settings.header_read_timeout,
-            first_head_deadline: tokio::time::Instant::now() + settings.header_read_timeout,
         };
         let acceptor = settings.tls.as_ref().map(|tls| tls.acceptor());
         let task = async move {
@@ -373,7 +377,7 @@ async fn accept_until_stopped(
                 let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream));
                 let handshake = tokio::select! {
                     handshake = handshake => handshake,
-                    () = until_stopped(connection.stopped.clone()) => return,
+                    () = until_stopped(&mut connection.stopped) => return,
                 };
                 match handshake {
                     Ok(Ok(stream)) => connection.serve(stream, service).await,
@@ -392,26 +396,24 @@ async fn accept_until_stopped(
 }
 
 /// Resolves when the thread is told to stop, or its coordinator is gone.
-async fn until_stopped(mut stopped: watch::Receiver<bool>) {
+async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 /// One accepted client connection, before its protocol is known.
 struct ClientConnection {
-    builders: Arc<ConnectionBuilders>,
+    settings: Arc<ConnectionSettings>,
     watcher: Watcher,
     /// The thread's stop signal: a connection that has sent nothing yet closes at the drain.
     stopped: watch::Receiver<bool>,
     client: SocketAddr,
-    max_head_bytes: usize,
-    header_read_timeout: Duration,
     /// The first head, TLS handshake included, must be complete by then.
     first_head_deadline: tokio::time::Instant,
 }
 
 impl ClientConnection {
     /// Serves the connection until it ends or the drain closes it.
-    async fn serve<I, S>(self, mut io: I, service: S)
+    async fn serve<I, S>(mut self, mut io: I, service: S)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         S: hyper::service::HttpService<hyper::body::Incoming, ResBody = crate::body::ProxyBody>
@@ -426,7 +428,7 @@ impl ClientConnection {
             tokio::time::timeout_at(self.first_head_deadline, protocol_sniff::sniff(&mut io));
         let sniffed = tokio::select! {
             sniffed = sniffing => sniffed,
-            () = until_stopped(self.stopped.clone()) => return,
+            () = until_stopped(&mut self.stopped) => return,
         };
         let sniffed = match sniffed {
             Ok(Ok(sniffed)) => sniffed,
@@ -441,8 +443,8 @@ impl ClientConnection {
         };
         let guarded = TokioIo::new(FramingGuard::new(
             io,
-            self.max_head_bytes,
-            self.header_read_timeout,
+            self.settings.max_head_bytes,
+            self.settings.header_read_timeout,
             self.first_head_deadline,
             sniffed.bytes(),
         ));
@@ -450,11 +452,11 @@ impl ClientConnection {
         // both protocols' state.
         let result = match sniffed.protocol {
             Protocol::Http1 => {
-                let connection = self.builders.http1.serve_connection(guarded, service);
+                let connection = self.settings.http1.serve_connection(guarded, service);
                 Box::pin(self.watcher.watch(connection)).await
             }
             Protocol::Http2 => {
-                let connection = self.builders.http2.serve_connection(guarded, service);
+                let connection = self.settings.http2.serve_connection(guarded, service);
                 Box::pin(self.watcher.watch(connection)).await
             }
         };
