@@ -340,18 +340,11 @@ async fn past_max_connections_new_clients_wait_for_a_free_slot() {
     assert_eq!(waiting.await.unwrap().status, 200);
     // The waiting client's connection is counted once it is served, and uncounted when it
     // closes.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
-        if String::from_utf8_lossy(&metrics.body).contains("explo_shim_open_connections 0\n") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "closed connections still counted as open"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    shim.wait_for_metric(
+        "explo_shim_open_connections 0",
+        "closed connections still counted as open",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -435,18 +428,11 @@ async fn stalled_legacy_bodies_get_408_and_free_their_in_flight_slots() {
         )),
     ];
     // While both stall, they hold both slots: everything else is shed, as before the fix.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
-        if String::from_utf8_lossy(&metrics.body).contains("explo_shim_in_flight_requests 2") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the stalled calls never held both slots"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    shim.wait_for_metric(
+        "explo_shim_in_flight_requests 2",
+        "the stalled calls never held both slots",
+    )
+    .await;
     send("GET", &shim.url("/api/dashboard/"), &[], "")
         .await
         .assert_shim_error(503, "overloaded");

@@ -459,6 +459,18 @@ mod tests {
     }
 
     /// The `provided_id`s of one v2 page at `path?query`.
+    async fn create_customers(emulator: &Emulator, provided_ids: &[&str]) {
+        for id in provided_ids {
+            call(
+                emulator,
+                Method::POST,
+                "/api/create_customer/",
+                &format!(r#"{{"provided_id": "{id}"}}"#),
+            )
+            .await;
+        }
+    }
+
     async fn v2_page(emulator: &Emulator, path: &str, query: &str) -> (u16, Vec<String>) {
         let response = emulator.handle(&Method::GET, path, Some(query), Some(&TOKEN), b"");
         let status = response.status().as_u16();
@@ -485,15 +497,7 @@ mod tests {
         .into_iter()
         .collect();
         let emulator = Emulator::with_faults(None, faults);
-        for id in ["a", "b", "c"] {
-            call(
-                &emulator,
-                Method::POST,
-                "/api/create_customer/",
-                &format!(r#"{{"provided_id": "{id}"}}"#),
-            )
-            .await;
-        }
+        create_customers(&emulator, &["a", "b", "c"]).await;
         let first = v2_page(&emulator, "/api/v2/customers/", "page=1&page_size=1000").await;
         assert_eq!(first, (200, vec!["a".to_owned(), "b".to_owned()]));
         let second = v2_page(&emulator, "/api/v2/customers/", "page=2&page_size=1000").await;
@@ -510,15 +514,7 @@ mod tests {
 
         let capped_only =
             Emulator::with_faults(None, [Fault::V2ListCapsPageSize].into_iter().collect());
-        for id in ["a", "b", "c"] {
-            call(
-                &capped_only,
-                Method::POST,
-                "/api/create_customer/",
-                &format!(r#"{{"provided_id": "{id}"}}"#),
-            )
-            .await;
-        }
+        create_customers(&capped_only, &["a", "b", "c"]).await;
         let second = v2_page(&capped_only, "/v2/api/customers/", "page=2&pageSize=1000").await;
         assert_eq!(second, (200, vec!["c".to_owned()]));
     }

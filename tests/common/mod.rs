@@ -499,6 +499,22 @@ impl Shim {
         format!("http://{}{}", self.admin, path)
     }
 
+    /// Polls `/metrics` until it has `line` (a whole line, name and value), for up to 10 s.
+    pub async fn wait_for_metric(&self, line: &str, failure: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let metrics = send("GET", &self.admin_url("/metrics"), &[], "").await;
+            if String::from_utf8_lossy(&metrics.body)
+                .lines()
+                .any(|found| found == line)
+            {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{failure}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Every log line so far, after a moment for the reader thread to catch up.
     pub fn logs(&self) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(100));
