@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::commands::translate::DEFAULT_BASE_URL;
+use crate::config::{DEFAULT_UPSTREAM, Overrides, Setting};
 
 /// Keeps legacy Explo End User Group integrations working against the Customer API.
 #[derive(Parser, Debug, Default)]
@@ -32,6 +32,19 @@ pub struct Cli {
     /// Log line format.
     #[arg(long, env = "EXPLO_SHIM_LOG_FORMAT", value_name = "json|text")]
     pub log_format: Option<String>,
+    /// Log filter in RUST_LOG syntax, e.g. warn or info,explo_shim=debug (RUST_LOG, where
+    /// set, wins). The deprecated-usage line is kept unless its target `deprecated` is named.
+    #[arg(long, env = "EXPLO_SHIM_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// One log line per request (target `access`), pass-through included: on or off.
+    #[arg(
+        long,
+        env = "EXPLO_SHIM_ACCESS_LOG",
+        value_name = "true|false",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub access_log: Option<String>,
     /// Serving threads, each with its own listener, runtime and upstream connections:
     /// "auto" (the CPUs this process may use) or a number.
     #[arg(long, env = "EXPLO_SHIM_WORKERS", value_name = "auto|N")]
@@ -57,6 +70,10 @@ pub struct Cli {
     /// (replaces `deprecation.exempt_clients`).
     #[arg(long, env = "EXPLO_SHIM_EXEMPT_CLIENTS", value_name = "FINGERPRINTS")]
     pub exempt_clients: Option<String>,
+    /// After SIGTERM, keep serving this long with /readyz at 503 (so load balancers and
+    /// endpoint lists catch up) before draining, e.g. 5s. A second signal skips it.
+    #[arg(long, env = "EXPLO_SHIM_SHUTDOWN_DELAY", value_name = "DURATION")]
+    pub shutdown_delay: Option<String>,
     /// Validate the configuration, print it and exit (0 when valid, 64 when not).
     #[arg(long)]
     pub check_config: bool,
@@ -82,7 +99,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Customer API base URL used in the printed calls.
-        #[arg(long, value_name = "URL", default_value = DEFAULT_BASE_URL)]
+        #[arg(long, value_name = "URL", default_value = DEFAULT_UPSTREAM)]
         base_url: String,
     },
     /// Print the migration tracker of a running shim: who still calls what, since when.
@@ -126,30 +143,6 @@ pub enum Command {
     },
 }
 
-/// A value given on the command line or in the environment, with where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Setting {
-    pub value: String,
-    /// `--flag` or `EXPLO_SHIM_VAR`, for error messages.
-    pub origin: &'static str,
-}
-
-/// The settings that override the config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Overrides {
-    pub config: Option<PathBuf>,
-    pub listen: Option<Setting>,
-    pub upstream: Option<Setting>,
-    pub admin: Option<Setting>,
-    pub upstream_timeout: Option<Setting>,
-    pub log_format: Option<Setting>,
-    pub workers: Option<Setting>,
-    pub rate_limit_redis_url: Option<Setting>,
-    pub brownouts: Option<Setting>,
-    pub after_sunset: Option<Setting>,
-    pub exempt_clients: Option<Setting>,
-}
-
 /// Parses `args` (including the program name). Help and version come back as `Err` too;
 /// `clap::Error::exit_code` tells them apart.
 pub fn parse<I, T>(args: I) -> Result<(Cli, Overrides), clap::Error>
@@ -189,6 +182,34 @@ where
             "--log-format",
             "EXPLO_SHIM_LOG_FORMAT",
             &cli.log_format,
+        ),
+        // RUST_LOG, the ecosystem's own knob, wins over every other source where it is set.
+        log_level: std::env::var("RUST_LOG")
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+            .map(|value| Setting {
+                value,
+                origin: "RUST_LOG",
+            })
+            .or_else(|| {
+                setting(
+                    "log_level",
+                    "--log-level",
+                    "EXPLO_SHIM_LOG_LEVEL",
+                    &cli.log_level,
+                )
+            }),
+        access_log: setting(
+            "access_log",
+            "--access-log",
+            "EXPLO_SHIM_ACCESS_LOG",
+            &cli.access_log,
+        ),
+        shutdown_delay: setting(
+            "shutdown_delay",
+            "--shutdown-delay",
+            "EXPLO_SHIM_SHUTDOWN_DELAY",
+            &cli.shutdown_delay,
         ),
         workers: setting("workers", "--workers", "EXPLO_SHIM_WORKERS", &cli.workers),
         rate_limit_redis_url: setting(

@@ -11,7 +11,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
 use crate::body::{ProxyBody, full_body};
-use crate::legacy::LegacyRoute;
+use crate::route::LegacyRoute;
 
 /// Everything that makes the shim answer instead of the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,9 +88,9 @@ pub enum ShimError {
     UpstreamInvalidReply { detail: String },
 }
 
-impl From<crate::legacy::path::UnsafePath> for ShimError {
-    fn from(unsafe_path: crate::legacy::path::UnsafePath) -> Self {
-        use crate::legacy::path::UnsafePath;
+impl From<crate::route::path::UnsafePath> for ShimError {
+    fn from(unsafe_path: crate::route::path::UnsafePath) -> Self {
+        use crate::route::path::UnsafePath;
         Self::UnsafePath {
             reason: match unsafe_path {
                 UnsafePath::MalformedEscape => "a malformed percent-escape",
@@ -399,7 +399,7 @@ fn call_instead(route: LegacyRoute) -> String {
         "Call {} {} on the Customer API instead ({}); `explo-shim translate` prints the call",
         spec.method,
         spec.customer_path,
-        crate::headers::deprecation::successor_doc_url(route)
+        crate::route::successor_doc_url(route)
     )
 }
 

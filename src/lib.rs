@@ -3,39 +3,45 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (flags and their `EXPLO_SHIM_*` variables).
-//! - [`config`]: defaults as named constants and the resolved settings; the TOML file as
-//!   written (`config::file`); validation with messages that name the key.
-//! - [`framing_guard`]: byte-level request-smuggling guard in front of hyper;
-//!   [`protocol_sniff`] tells HTTP/1.1 from h2c by the first bytes.
-//! - [`server`]: thread per core: one runtime, listener and upstream pool per
-//!   serving thread (duplicates of one listening socket); HTTP/1.1 and h2c; the graceful drain. [`coarse_timer`] is hyper's header
-//!   read timeout at a tenth of a second's precision, cheap enough to arm per request.
-//! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/usage` on the admin listener, read from
-//!   handles shared with the serving threads.
-//! - [`proxy`]: one request: the dispatch (a legacy route goes to [`legacy_call`]) and the
-//!   pass-through.
-//! - [`legacy`]: the deprecated surface: the route table with everything that varies per route,
-//!   path recognition ([`legacy::path`]) and the pure translation functions
-//!   ([`legacy::request`], [`legacy::reply`], [`legacy::lists`]), bytes in and bytes out over
-//!   borrowed JSON members ([`legacy::json`]).
-//! - [`legacy_call`]: one legacy call end to end: read, translate, the checks before a
-//!   by-token call (the cascade guard and its token cache), the Customer calls, the reply.
-//! - [`demo`]: `--demo`, the shim in front of the emulator.
-//! - [`emulator`]: an in-memory Customer API for offline tests and `--demo`.
-//! - [`commands`]: the `translate`, `usage`, `brownout-plan` and `healthcheck` subcommands.
-//! - [`retirement`]: brownouts, the sunset's enforcement and exempt clients: pure decisions
-//!   from the schedule, the time and the caller's fingerprint.
-//! - [`fleet`]: replicas as one through Redis: the shared upstream budget and usage records,
-//!   with a local fallback while Redis is away.
-//! - [`upstream`]: the client to the configured upstream: the shared budget and each thread's
-//!   own connections ([`upstream::pool`]).
-//! - [`headers`]: one module per header concern (hop-by-hop, content encoding, forwarding).
-//! - [`error`]: the one error type, mapped to a status and the legacy JSON envelope in one place.
-//! - [`body`]: the body type shared by streamed and built messages.
-//! - [`tls`]: optional TLS on the main listener, reloaded on SIGHUP.
-//! - [`telemetry`]: log set-up, client fingerprints, the deprecated-usage event; [`log_text`]
-//!   is the `text` line format.
+//! Imports run one way, from the top of this list to the bottom; `tests/layering.rs` fails
+//! on any circle.
+//!
+//! **Entry points.** [`cli`] parses the command line (flags and their `EXPLO_SHIM_*`
+//! variables) into the config's own [`config::Overrides`]; [`commands`] runs the `translate`,
+//! `usage`, `brownout-plan` and `healthcheck` subcommands; [`demo`] is `--demo`, the shim in
+//! front of the emulator.
+//!
+//! **Serving.** [`server`]: thread per core, one runtime, listener and upstream pool per
+//! serving thread (duplicates of one listening socket); HTTP/1.1 and h2c; the graceful drain.
+//! [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/usage` on the admin listener. [`tls`]:
+//! optional TLS on the main listener, reloaded on SIGHUP.
+//!
+//! **One request.** [`proxy`]: the dispatch (a legacy route goes to [`legacy_call`]) and the
+//! pass-through. [`legacy_call`]: one legacy call end to end: read, translate, the checks
+//! before a by-token call (the cascade guard and its token cache), the Customer calls, the
+//! reply. [`upstream`]: the client to the configured upstream, the shared budget and each
+//! thread's own connections ([`upstream::pool`]). [`fleet`]: replicas as one through Redis.
+//!
+//! **Records.** [`telemetry`]: log set-up and the deprecated-usage event ([`log_text`] is the
+//! `text` line format). [`metrics`] and [`usage`]: the counters and the migration tracker.
+//!
+//! **Settings.** [`config`]: defaults as named constants and the resolved settings; the TOML
+//! file as written; validation with messages that name the key.
+//!
+//! **Translation and its vocabulary.** [`legacy`]: the pure translation functions
+//! ([`legacy::request`], [`legacy::reply`], [`legacy::lists`]), bytes in and bytes out over
+//! borrowed JSON members ([`legacy::json`]). [`headers`]: one module per header concern
+//! (hop-by-hop, content encoding, forwarding, deprecation). [`error`]: the one error type,
+//! mapped to a status and the legacy JSON envelope in one place.
+//!
+//! **The bottom: plain data and mechanisms.** [`route`]: the four legacy routes as a table
+//! and their recognition in a path. [`retirement`]: brownouts, the sunset and exempt clients
+//! as pure decisions. [`fingerprint`]: naming a client without its credential. [`ratelimit`]:
+//! the token bucket. [`framing_guard`] (the byte-level smuggling guard in front of hyper),
+//! [`protocol_sniff`] (HTTP/1.1 or h2c by the first bytes), [`net`] (accepting),
+//! [`coarse_timer`] (hyper's header timer at a tenth of a second) and [`body`] (the body type
+//! shared by streamed and built messages). [`emulator`], the in-memory Customer API for
+//! offline tests and `--demo`, stands beside the shim and uses only these.
 //!
 //! Modules that tests, fuzz targets and `main` do not use are `pub(crate)`, so the compiler
 //! reports dead code in them.
@@ -52,6 +58,7 @@ pub mod config;
 pub mod demo;
 pub mod emulator;
 pub(crate) mod error;
+pub mod fingerprint;
 pub(crate) mod fleet;
 pub mod framing_guard;
 pub mod headers;
@@ -59,10 +66,12 @@ pub mod legacy;
 pub(crate) mod legacy_call;
 pub(crate) mod log_text;
 pub(crate) mod metrics;
+pub(crate) mod net;
 pub(crate) mod protocol_sniff;
 pub(crate) mod proxy;
 pub mod ratelimit;
 pub mod retirement;
+pub mod route;
 pub(crate) mod server;
 pub mod telemetry;
 pub(crate) mod tls;

@@ -26,8 +26,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::legacy::LegacyRoute;
-use crate::telemetry::{ANONYMOUS, client_fingerprint, dropped_log_lines, is_blank};
+use crate::fingerprint::{ANONYMOUS, client_fingerprint, is_blank};
+use crate::route::LegacyRoute;
+use crate::telemetry::dropped_log_lines;
 use http::HeaderValue;
 
 /// The fingerprint label for clients past the cap.

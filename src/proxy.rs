@@ -21,9 +21,9 @@ use crate::headers::forwarding::prepare_upstream_headers;
 use crate::headers::framing::check_request_framing;
 use crate::headers::hop::strip_hop_by_hop;
 use crate::headers::request_id::{X_REQUEST_ID, request_id};
-use crate::legacy::{LegacyRoute, path};
 use crate::legacy_call::LegacyCalls;
 use crate::metrics::Metrics;
+use crate::route::{LegacyRoute, path};
 use crate::upstream::Upstream;
 use crate::usage::UsageTracker;
 

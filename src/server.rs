@@ -27,7 +27,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::Prepared;
@@ -36,6 +36,7 @@ use crate::coarse_timer::CoarseTimer;
 use crate::config::Config;
 use crate::fleet::Fleet;
 use crate::framing_guard::FramingGuard;
+use crate::net::accept;
 use crate::protocol_sniff::{self, Protocol};
 use crate::proxy::Proxy;
 use crate::tls::InboundTls;
@@ -48,9 +49,6 @@ const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Open connections the admin listener serves at once: enough that a few hundred slow
 /// clients do not keep the probes waiting, few enough to bound its memory (a few MB).
 const ADMIN_MAX_CONNECTIONS: usize = 256;
-
-/// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
 /// hyper's header-count limit when none is set (`hyper::proto::h1::role::DEFAULT_MAX_HEADERS`).
 const HYPER_DEFAULT_MAX_HEADERS: u64 = 100;
@@ -121,20 +119,6 @@ fn exclusive_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
-}
-
-/// The next connection on `listener`. An accept error (out of file descriptors, say) is
-/// logged and waited out, never a busy loop: the main, admin and emulator listeners share it.
-pub async fn accept(listener: &TcpListener, which: &'static str) -> (TcpStream, SocketAddr) {
-    loop {
-        match listener.accept().await {
-            Ok(accepted) => return accepted,
-            Err(error) => {
-                tracing::warn!(listener = which, %error, "accept failed");
-                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-            }
-        }
-    }
 }
 
 /// What every serving thread needs besides its listener and its proxy.

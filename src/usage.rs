@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
-use crate::legacy::LegacyRoute;
+use crate::route::LegacyRoute;
 
 /// The most of a `user_group_id` kept for `/usage`, the fleet's records and log lines, in
 /// bytes: ids of a megabyte each once grew the shim by 50 MB in 40 calls. Real ids are short.

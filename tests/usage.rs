@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use explo_shim::telemetry::client_fingerprint;
+use explo_shim::fingerprint::client_fingerprint;
 use http::HeaderValue;
 use serde_json::{Value, json};
 

@@ -4,8 +4,9 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::cli::{Command, Overrides};
+use crate::cli::Command;
 use crate::config::Config;
+use crate::config::Overrides;
 use crate::emulator::{self, EXPLO_RATE_LIMIT_PER_MINUTE, Emulator};
 
 use super::{admin_url_for, admin_url_from_flag, brownout_plan, healthcheck, translate, usage};

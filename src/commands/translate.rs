@@ -13,10 +13,10 @@ use crate::legacy::json::{Document, member, parse_object};
 use crate::legacy::request::{
     CustomerCall, USER_GROUP_ID, check_body_size, token_lookup_body, translate_request,
 };
-use crate::legacy::{GET_CUSTOMER_PATH, LegacyRoute};
+use crate::route::{GET_CUSTOMER_PATH, LegacyRoute};
 
 /// Where Customer API calls go unless the input's URL says otherwise.
-pub const DEFAULT_BASE_URL: &str = "https://api.explo.co";
+pub const DEFAULT_BASE_URL: &str = crate::config::DEFAULT_UPSTREAM;
 const TOKEN_PLACEHOLDER: &str = "Token <your_api_token>";
 const LOOKED_UP_TOKEN: &str = "<customer.token from the get_customer reply>";
 

@@ -16,6 +16,8 @@ pub(super) struct FileConfig {
     pub(super) admin: Option<String>,
     pub(super) workers: Option<toml::Value>,
     pub(super) log_format: Option<String>,
+    pub(super) log_level: Option<String>,
+    pub(super) access_log: Option<bool>,
     #[serde(default)]
     pub(super) upstream: FileUpstream,
     #[serde(default)]
@@ -104,6 +106,7 @@ pub(super) struct FileLegacy {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileShutdown {
     pub(super) grace: Option<String>,
+    pub(super) delay: Option<String>,
 }
 
 /// Reads and parses the file; any problem names the file.

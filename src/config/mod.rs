@@ -8,19 +8,20 @@
 //! module holds the resolved settings and resolves each section.
 
 mod file;
+mod overrides;
 mod sourced;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::cli::{Overrides, Setting};
+use crate::fingerprint::ANONYMOUS;
 use crate::headers::deprecation::{DEFAULT_DEPRECATION_DATE, DeprecationHeaders};
 use crate::legacy::reply::ReplyOptions;
 use crate::retirement::schedule::parse_interval;
 use crate::retirement::{AfterSunset, Retirement};
-use crate::telemetry::ANONYMOUS;
 use file::FileConfig;
+pub use overrides::{Overrides, Setting};
 use sourced::{chosen, chosen_or_default, parse_date, positive, small_positive};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -39,6 +40,12 @@ pub const DEFAULT_UPSTREAM_REPLY_BYTES: u64 = 8 * 1024 * 1024;
 /// A client that has not finished sending its request headers by then is disconnected.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long the shim keeps accepting after SIGTERM, with `/readyz` at 503, before the drain
+/// begins: zero by default, since only a load balancer or endpoint list that lags the signal
+/// needs it (see the README's "Deploying").
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::ZERO;
+/// The log filter when neither `RUST_LOG` nor `log_level` says otherwise.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// A streamed pass-through body (either direction) silent this long is aborted; a legacy body
 /// silent this long is answered 408.
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -212,6 +219,10 @@ pub struct Config {
     /// Serving threads; `None` is one per CPU this process may use ([`Config::worker_threads`]).
     pub workers: Option<usize>,
     pub log_format: LogFormat,
+    /// The log filter, in `RUST_LOG` syntax (validated); `RUST_LOG` wins where set.
+    pub log_level: String,
+    /// One line per request (target `access`), pass-through included.
+    pub access_log: bool,
     pub upstream: UpstreamConfig,
     pub limits: Limits,
     pub legacy: ReplyOptions,
@@ -223,6 +234,8 @@ pub struct Config {
     /// TLS on the main listener: certificate chain and private key (PEM).
     pub tls: Option<TlsFiles>,
     pub shutdown_grace: Duration,
+    /// After SIGTERM: keep serving this long with `/readyz` at 503, then drain.
+    pub shutdown_delay: Duration,
 }
 
 /// Where the main listener's certificate and key live.
@@ -290,6 +303,18 @@ impl Config {
                 "text",
             )
             .log_format()?,
+            log_level: chosen_or_default(
+                "log_level",
+                overrides.log_level.as_ref(),
+                file.log_level.as_deref(),
+                origin,
+                DEFAULT_LOG_LEVEL,
+            )
+            .log_filter()?,
+            access_log: match chosen("access_log", overrides.access_log.as_ref(), None, origin) {
+                Some(sourced) => sourced.switch()?,
+                None => file.access_log.unwrap_or(false),
+            },
             upstream,
             limits: resolve_limits(&file.limits, origin)?,
             legacy: ReplyOptions {
@@ -311,6 +336,15 @@ impl Config {
                 origin,
                 DEFAULT_SHUTDOWN_GRACE,
             )?,
+            // Zero is allowed, and the default: drain at once.
+            shutdown_delay: chosen(
+                "shutdown.delay",
+                overrides.shutdown_delay.as_ref(),
+                file.shutdown.delay.as_deref(),
+                origin,
+            )
+            .map(|sourced| sourced.duration_or_zero())
+            .unwrap_or(Ok(DEFAULT_SHUTDOWN_DELAY))?,
         })
     }
 }

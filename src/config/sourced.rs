@@ -7,8 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use http::Uri;
 
-use super::{ConfigError, LogFormat, MAX_DURATION_SETTING, MAX_WORKERS, UpstreamUrl};
-use crate::cli::Setting;
+use super::{ConfigError, LogFormat, MAX_DURATION_SETTING, MAX_WORKERS, Setting, UpstreamUrl};
 use crate::retirement::AfterSunset;
 use crate::retirement::schedule::{leap_second_refusal, names_second_60};
 
@@ -75,6 +74,34 @@ impl Sourced<'_> {
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
             _ => Err(self.invalid("expected json or text")),
+        }
+    }
+
+    /// A log filter in `RUST_LOG` syntax (`info`, `warn,explo_shim=debug`), checked the way the
+    /// subscriber will read it, so a typo stops start-up instead of silently logging at
+    /// another level.
+    pub(super) fn log_filter(&self) -> Result<String, ConfigError> {
+        let value = self.value.trim();
+        if value.is_empty() {
+            return Err(self.invalid("expected a level (error, warn, info, debug, trace, off) or RUST_LOG-style directives"));
+        }
+        tracing_subscriber::EnvFilter::builder()
+            .parse(value)
+            .map_err(|error| {
+                self.invalid(format!(
+                    "{error}; expected a level (error, warn, info, debug, trace, off) or \
+                     RUST_LOG-style directives such as warn,explo_shim=debug"
+                ))
+            })?;
+        Ok(value.to_owned())
+    }
+
+    /// On or off: `true`/`false`, `on`/`off`, `1`/`0`, `yes`/`no`.
+    pub(super) fn switch(&self) -> Result<bool, ConfigError> {
+        match self.value.trim().to_ascii_lowercase().as_str() {
+            "true" | "on" | "1" | "yes" => Ok(true),
+            "false" | "off" | "0" | "no" => Ok(false),
+            _ => Err(self.invalid("expected true or false")),
         }
     }
 

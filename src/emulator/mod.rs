@@ -318,7 +318,7 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
-            accepted = crate::server::accept(&listener, "emulator") => accepted,
+            accepted = crate::net::accept(&listener, "emulator") => accepted,
             () = &mut shutdown => return,
         };
         let emulator = Arc::clone(&emulator);

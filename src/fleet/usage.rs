@@ -26,8 +26,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::Script;
 
 use super::{Fleet, FleetLink};
-use crate::legacy::LegacyRoute;
 use crate::metrics::OTHER_CLIENTS;
+use crate::route::LegacyRoute;
 use crate::usage::{UsageEntry, UsageRecords, recorded_user_group_id};
 
 /// Events waiting for the writer; beyond this, events are dropped and counted.

@@ -15,26 +15,14 @@ use std::time::{Duration, SystemTime};
 use http::header::{HeaderName, LINK};
 use http::{HeaderMap, HeaderValue};
 
-use crate::legacy::LegacyRoute;
+use crate::route::{LegacyRoute, legacy_doc_url, successor_doc_url};
 
 pub static DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
 pub static SUNSET: HeaderName = HeaderName::from_static("sunset");
 
-const DOCS: &str = "https://docs.explo.co/api-reference";
-
 /// 2025-10-15T00:00:00Z: the docs' sitemap date, when every End User Group page already
 /// carried the deprecation notice.
 pub const DEFAULT_DEPRECATION_DATE: Duration = Duration::from_secs(1_760_486_400);
-
-/// The Customer API page that replaces `route`.
-pub fn successor_doc_url(route: LegacyRoute) -> String {
-    format!("{DOCS}/customer-api/{}", route.spec().doc_slug)
-}
-
-/// The deprecated End User Group page for `route`.
-pub fn legacy_doc_url(route: LegacyRoute) -> String {
-    format!("{DOCS}/end-user-group-api/{}", route.spec().doc_slug)
-}
 
 /// A configuration problem with the dates.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -50,9 +50,9 @@ use crate::legacy::reply::{
     reports_success,
 };
 use crate::legacy::request::{ByToken, CustomerCall, token_lookup_body, translate_request};
-use crate::legacy::{GET_CUSTOMER_PATH, LegacyRoute};
 use crate::metrics::Metrics;
 use crate::retirement::{BROWNOUT_NOTICE, Decision, Retirement};
+use crate::route::{GET_CUSTOMER_PATH, LegacyRoute};
 use crate::telemetry::{LegacyCallRecord, log_legacy_call};
 use crate::upstream::{CollectedReply, Exchanged, LargeReply, Upstream, reply_too_large};
 use crate::usage::{UsageTracker, recorded_user_group_id};

@@ -89,8 +89,8 @@ fn claims_json(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::legacy::LegacyRoute;
     use crate::legacy::request::translate_request;
+    use crate::route::LegacyRoute;
     use http::{HeaderValue, StatusCode};
 
     fn content_type(value: &'static str) -> HeaderMap {

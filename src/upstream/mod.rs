@@ -354,8 +354,8 @@ fn tls_config(config: &UpstreamConfig) -> Result<rustls::ClientConfig, ConfigErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Overrides, Setting};
     use crate::config::Config;
+    use crate::config::{Overrides, Setting};
 
     fn metrics() -> Arc<Metrics> {
         Arc::new(Metrics::new(10))
