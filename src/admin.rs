@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::body::{ProxyBody, full_body};
 use crate::fleet::FleetLink;
 use crate::metrics::Metrics;
-use crate::retirement::Retirement;
+use crate::policy::CurrentPolicy;
 use crate::usage::{self, UsageTracker};
 
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -51,8 +51,8 @@ pub struct AdminState {
     pub usage: Arc<UsageTracker>,
     /// The fleet's Redis, for its usage records.
     pub fleet: Option<FleetLink>,
-    /// The brownout schedule, shown in `/metrics`.
-    pub retirement: Retirement,
+    /// The reloadable rules: the brownout schedule, shown in `/metrics`.
+    pub policy: CurrentPolicy,
 }
 
 /// Answers one admin request.
@@ -61,7 +61,8 @@ pub async fn handle<B>(request: &Request<B>, state: &AdminState) -> Response<Pro
     let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
     if is_read && request.uri().path() == "/metrics" {
         let now = SystemTime::now();
-        let next_start = state.retirement.next(now).map(|window| {
+        let policy = state.policy.peek();
+        let next_start = policy.retirement.next(now).map(|window| {
             window
                 .start
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -70,7 +71,7 @@ pub async fn handle<B>(request: &Request<B>, state: &AdminState) -> Response<Pro
         });
         state
             .metrics
-            .brownout_state(state.retirement.active(now).is_some(), next_start);
+            .brownout_state(policy.retirement.active(now).is_some(), next_start);
         let mut response = Response::new(full_body(state.metrics.encode()));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -138,7 +139,12 @@ mod tests {
             metrics: Arc::new(Metrics::new(10)),
             usage: Arc::new(UsageTracker::default()),
             fleet: None,
-            retirement: Retirement::default(),
+            policy: CurrentPolicy::new(
+                crate::policy::Policy::from_config(
+                    &crate::config::Config::resolve(&crate::config::Overrides::default()).unwrap(),
+                )
+                .unwrap(),
+            ),
         }
     }
 

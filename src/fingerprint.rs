@@ -2,8 +2,12 @@
 //! `exempt_clients` without its credential ever being written down. Low in the crate: the
 //! config validates fingerprints with it, and telemetry and metrics label with it.
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
+
+/// The Explo API credential header (Explo docs, "Explo's authentication"), whose value the
+/// fingerprint is taken of.
+pub static EXPLO_AUTHORIZATION: HeaderName = HeaderName::from_static("explo-authorization");
 
 /// The fingerprint of a client that sent no `Explo-Authorization`.
 pub const ANONYMOUS: &str = "anonymous";

@@ -49,6 +49,7 @@
 // The module map above names the crate-private modules too; it is for this crate's readers.
 #![allow(rustdoc::private_intra_doc_links)]
 
+pub(crate) mod access_log;
 pub(crate) mod admin;
 pub(crate) mod body;
 pub mod cli;
@@ -67,9 +68,11 @@ pub(crate) mod legacy_call;
 pub(crate) mod log_text;
 pub(crate) mod metrics;
 pub(crate) mod net;
+pub(crate) mod policy;
 pub(crate) mod protocol_sniff;
 pub(crate) mod proxy;
 pub mod ratelimit;
+pub(crate) mod reload;
 pub mod retirement;
 pub mod route;
 pub(crate) mod server;
@@ -78,11 +81,9 @@ pub(crate) mod tls;
 pub(crate) mod upstream;
 pub(crate) mod usage;
 
-use std::future::Future;
-
 use config::{Config, ConfigError};
 use proxy::Proxy;
-pub use server::Hangups;
+pub use server::{Hangups, StopSignals};
 use tls::InboundTls;
 
 /// Everything built from the configuration before anything listens, so that a bad CA file or
@@ -105,14 +106,25 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     })
 }
 
-/// Binds the listeners and serves until `shutdown` completes and the drain is over.
+/// What a SIGHUP reload starts from: the flags and environment, the config as they and the
+/// file resolved at start-up (before `--demo` pointed it at the emulator), and the log filter
+/// to change.
+pub struct ReloadFrom {
+    pub overrides: config::Overrides,
+    pub resolved: Config,
+    pub log_filter: telemetry::LogFilter,
+}
+
+/// Binds the listeners and serves until the first of `stops` and the drain are over.
 /// `on_listening` gets the bound main and admin addresses once both listen.
-/// `hangups` is SIGHUP, taken over by the caller as early as it can ([`Hangups::register`]).
+/// `hangups` is SIGHUP, taken over by the caller as early as it can ([`Hangups::register`]);
+/// each one reloads the config from `reload_from`.
 pub async fn run(
     config: Config,
     prepared: Prepared,
     hangups: Hangups,
-    shutdown: impl Future<Output = ()>,
+    stops: StopSignals,
+    reload_from: ReloadFrom,
     on_listening: impl FnOnce(std::net::SocketAddr, std::net::SocketAddr),
 ) -> std::io::Result<()> {
     let listeners = server::bind(&config)?;
@@ -142,7 +154,14 @@ pub async fn run(
         );
     }
     warn_of_past_brownouts(&config.deprecation.retirement, std::time::SystemTime::now());
-    server::serve(&config, prepared, listeners, hangups, shutdown).await
+    let mut reloader = reload::Reloader::new(
+        reload_from.overrides,
+        reload_from.resolved,
+        prepared.proxy.policy().clone(),
+        std::sync::Arc::clone(prepared.proxy.metrics()),
+    );
+    reloader.log_filter = reload_from.log_filter;
+    server::serve(&config, prepared, listeners, hangups, stops, reloader).await
 }
 
 /// Windows that ended before the shim started will never refuse a call. Not an error (a

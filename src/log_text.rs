@@ -118,7 +118,7 @@ impl Visit for FieldWriter<'_> {
         let bare = field.name() == "message";
         self.write(field, |writer| {
             if bare {
-                write_escaped(writer, value)
+                write_message(writer, value)
             } else {
                 writer.write_char('"')?;
                 write_escaped(writer, value)?;
@@ -143,20 +143,44 @@ impl Visit for FieldWriter<'_> {
         // `Display` values arrive here too (their `Debug` is their `Display`). The message and
         // the values the shim made are written as they are; they still pass the escape, so
         // nothing can break the line.
+        let bare = field.name() == "message";
         self.write(field, |writer| {
-            let mut escaping = Escaping(writer);
-            write!(escaping, "{value:?}")
+            write!(Escaping { writer, bare }, "{value:?}")
         });
     }
 }
 
-/// Writes through [`write_escaped`].
-struct Escaping<'a, 'writer>(&'a mut Writer<'writer>);
+/// Writes through [`write_message`] (`bare`, the message) or [`write_escaped`].
+struct Escaping<'a, 'writer> {
+    writer: &'a mut Writer<'writer>,
+    bare: bool,
+}
 
 impl fmt::Write for Escaping<'_, '_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        write_escaped(self.0, text)
+        if self.bare {
+            write_message(self.writer, text)
+        } else {
+            write_escaped(self.writer, text)
+        }
     }
+}
+
+/// The message, which is not quoted: its quotes are written as they are (`carry "team_id":
+/// null`), and only control characters are escaped, so it still cannot end the line. It comes
+/// first and bare, so nothing in it can pass for a `key=value` field after it.
+fn write_message(writer: &mut Writer<'_>, text: &str) -> fmt::Result {
+    if !text.chars().any(char::is_control) {
+        return writer.write_str(text);
+    }
+    for c in text.chars() {
+        if c.is_control() {
+            write!(writer, "{}", c.escape_default())?;
+        } else {
+            writer.write_char(c)?;
+        }
+    }
+    Ok(())
 }
 
 /// `text`, with `"`, `\` and control characters escaped; copied whole when it has none.
@@ -264,6 +288,24 @@ mod tests {
             line.trim_end()
                 .ends_with(r#"tests: x group="a\" status=500\nforged""#),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn quotes_in_the_message_are_written_as_they_are_and_newlines_escaped() {
+        let line = logged(false, || {
+            tracing::warn!("legacy replies carry \"team_id\": null\nsecond");
+        });
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(
+            line.trim_end()
+                .ends_with(r#"tests: legacy replies carry "team_id": null\nsecond"#),
+            "{line}"
+        );
+        let formatted = logged(false, || tracing::warn!("{} \"x\"", 1));
+        assert!(
+            formatted.trim_end().ends_with(r#"tests: 1 "x""#),
+            "{formatted}"
         );
     }
 

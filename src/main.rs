@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use explo_shim::commands::run::{EXIT_USAGE, run as run_command};
 use explo_shim::config::Config;
-use explo_shim::{Hangups, cli, demo, telemetry};
+use explo_shim::{Hangups, ReloadFrom, StopSignals, cli, demo, telemetry};
 
 /// jemalloc, with the settings `.cargo/config.toml` compiles in: freed memory goes back to the
 /// kernel after a second, so a burst does not leave the process at its peak.
@@ -45,14 +45,15 @@ fn main() -> ExitCode {
     };
     // The signals are taken over first, before the config is even read: a SIGHUP or SIGTERM
     // sent as soon as the process exists never meets its default action (exit 129 or 143).
-    let (hangups, shutdown) = {
+    let (hangups, stops) = {
         let _in_runtime = runtime.enter();
-        (Hangups::register(), shutdown_signal())
+        (Hangups::register(), StopSignals::register())
     };
     let mut config = match Config::resolve(&overrides) {
         Ok(config) => config,
         Err(error) => return usage_error(&error),
     };
+    let resolved = config.clone();
     let emulator = if cli.demo {
         match runtime.block_on(demo::start_emulator(&mut config)) {
             Ok(addr) => Some(addr),
@@ -73,7 +74,12 @@ fn main() -> ExitCode {
         println!("explo-shim: configuration is valid\n{config:#?}");
         return ExitCode::SUCCESS;
     }
-    let _log_writer = telemetry::init(config.log_format);
+    let (_log_writer, log_filter) = telemetry::init(config.log_format, &config.log_level);
+    let reload_from = ReloadFrom {
+        overrides,
+        resolved,
+        log_filter,
+    };
     let on_listening = |listen, admin| {
         if let Some(emulator) = emulator {
             println!("{}", demo::banner(listen, admin, emulator));
@@ -83,7 +89,8 @@ fn main() -> ExitCode {
         config,
         prepared,
         hangups,
-        shutdown,
+        stops,
+        reload_from,
         on_listening,
     )) {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,38 +105,4 @@ fn main() -> ExitCode {
 fn usage_error(error: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("explo-shim: {error}");
     ExitCode::from(EXIT_USAGE)
-}
-
-/// Registers SIGTERM (orchestrators) and SIGINT (a terminal) at once, before anything listens,
-/// so that a signal sent as soon as the shim says it listens drains it instead of killing it;
-/// the future completes on either. Must be called inside the runtime.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let terminate = signal(SignalKind::terminate());
-        let interrupt = signal(SignalKind::interrupt());
-        async move {
-            match (terminate, interrupt) {
-                (Ok(mut terminate), Ok(mut interrupt)) => {
-                    tokio::select! {
-                        _ = terminate.recv() => {}
-                        _ = interrupt.recv() => {}
-                    }
-                }
-                (Err(error), _) | (_, Err(error)) => {
-                    // Stopping at once would be worse than not stopping on a signal: the
-                    // orchestrator's SIGKILL still ends the process.
-                    tracing::error!(%error, "cannot watch SIGTERM and SIGINT; the shim stops only when killed");
-                    std::future::pending::<()>().await;
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

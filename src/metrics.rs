@@ -53,6 +53,11 @@ struct RefusalLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabels {
     backend: &'static str,
 }
@@ -156,6 +161,9 @@ pub struct Metrics {
     legacy_refused: Family<RefusalLabels, Counter>,
     brownout_active: Gauge,
     brownout_next_start: Gauge,
+    /// `[success, failure]`: SIGHUP reloads of the config file.
+    config_reloads: [Counter; 2],
+    config_last_reload: Gauge,
     max_clients: usize,
     clients: Mutex<ClientTable>,
     client_key: RandomState,
@@ -300,6 +308,18 @@ impl Metrics {
             "When the next brownout starts (Unix seconds); 0 when none is scheduled",
             brownout_next_start.clone(),
         );
+        let config_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Reloads of the config file on SIGHUP, by result",
+            config_reloads.clone(),
+        );
+        let config_last_reload = Gauge::default();
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "When the config in service was loaded (Unix seconds): start-up or the last good reload",
+            config_last_reload.clone(),
+        );
         registry.register_collector(Box::new(DroppedLogLines));
         registry.register(
             "build",
@@ -323,6 +343,12 @@ impl Metrics {
                         .clone()
                 },
             ),
+            config_reloads: ["success", "failure"].map(|result| {
+                config_reloads
+                    .get_or_create(&ReloadLabels { result })
+                    .clone()
+            }),
+            config_last_reload,
             in_flight,
             open_connections,
             connection_limit,
@@ -532,6 +558,17 @@ impl Metrics {
         self.brownout_active.set(i64::from(active));
         self.brownout_next_start
             .set(next_start_unix.map_or(0, |at| i64::try_from(at).unwrap_or(i64::MAX)));
+    }
+
+    /// A config was put in service (start-up, or a good reload) at `unix_seconds`.
+    pub fn config_loaded(&self, unix_seconds: u64) {
+        self.config_last_reload
+            .set(i64::try_from(unix_seconds).unwrap_or(i64::MAX));
+    }
+
+    /// A SIGHUP reload ended: put in service, or refused.
+    pub fn config_reload(&self, succeeded: bool) {
+        self.config_reloads[usize::from(!succeeded)].inc();
     }
 
     pub fn fleet_usage_dropped(&self) {

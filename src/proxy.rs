@@ -12,17 +12,18 @@ use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::access_log::{AccessEntry, BytesIn, Counted, UpstreamStatus};
 use crate::body::{ProxyBody, streamed_body};
 use crate::config::{Config, ConfigError};
 use crate::error::ShimError;
 use crate::fleet::Fleet;
-use crate::headers::deprecation::DeprecationHeaders;
 use crate::headers::forwarding::prepare_upstream_headers;
 use crate::headers::framing::check_request_framing;
 use crate::headers::hop::strip_hop_by_hop;
 use crate::headers::request_id::{X_REQUEST_ID, request_id};
 use crate::legacy_call::LegacyCalls;
 use crate::metrics::Metrics;
+use crate::policy::{CurrentPolicy, Policy};
 use crate::route::{LegacyRoute, path};
 use crate::upstream::Upstream;
 use crate::usage::UsageTracker;
@@ -41,7 +42,8 @@ struct Shared {
     add_x_forwarded_for: bool,
     in_flight: Semaphore,
     legacy: LegacyCalls,
-    deprecation: DeprecationHeaders,
+    /// What a SIGHUP may change; each request keeps the snapshot it started with.
+    policy: CurrentPolicy,
     metrics: Arc<Metrics>,
     usage: Arc<UsageTracker>,
     fleet: Option<Arc<Fleet>>,
@@ -82,13 +84,7 @@ impl Proxy {
             in_flight: Semaphore::new(
                 usize::try_from(config.limits.max_in_flight).unwrap_or(usize::MAX),
             ),
-            deprecation: DeprecationHeaders::new(
-                config.deprecation.deprecated_at,
-                config.deprecation.sunset_at,
-            )
-            .map_err(|_| {
-                ConfigError("`deprecation.sunset` is earlier than `deprecation.date`".to_owned())
-            })?,
+            policy: CurrentPolicy::new(Policy::from_config(config)?),
             metrics,
             usage,
             fleet,
@@ -109,6 +105,16 @@ impl Proxy {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.shared.metrics
+    }
+
+    /// Where a reload puts new upstream budget figures; `None` when the budget is off.
+    pub fn budget(&self) -> Option<crate::upstream::BudgetFigures> {
+        self.upstream.budget()
+    }
+
+    /// The reloadable rules in service.
+    pub fn policy(&self) -> &CurrentPolicy {
+        &self.shared.policy
     }
 
     pub fn usage(&self) -> &Arc<UsageTracker> {
@@ -135,12 +141,30 @@ impl Proxy {
         // Sane IDs are visible ASCII (see `request_id`), so this never falls back.
         let id_text = id.to_str().unwrap_or_default();
         let span = tracing::debug_span!("request", request_id = id_text);
+        let access = self.shared.policy.peek().access_log.then(|| {
+            let bytes_in = BytesIn::default();
+            request.extensions_mut().insert(bytes_in.clone());
+            let route = path::recognise(request.method(), request.uri().path())
+                .ok()
+                .flatten();
+            AccessEntry::start(
+                request.method(),
+                request.uri(),
+                request.headers(),
+                id_text,
+                route,
+                bytes_in,
+            )
+        });
         let mut response = self
             .handle_with_id(request, client, id_text)
             .instrument(span)
             .await;
         response.headers_mut().insert(&X_REQUEST_ID, id);
-        response
+        match access {
+            Some(entry) => entry.finish(response),
+            None => response,
+        }
     }
 
     async fn handle_with_id(
@@ -153,11 +177,16 @@ impl Proxy {
             Ok(route) => route,
             Err(unsafe_path) => return ShimError::from(unsafe_path).into_logged_response(id),
         };
-        let mut response = self.dispatch(route, request, client, id).await;
-        if let Some(route) = route {
-            // Every reply to a legacy call says it is deprecated, the shim's own errors too.
-            self.shared.deprecation.apply(route, response.headers_mut());
-        }
+        let Some(route) = route else {
+            return self.dispatch(None, request, client, id, None).await;
+        };
+        // Read once: the call keeps these rules to its end, whatever a reload does meanwhile.
+        let policy = self.shared.policy.snapshot();
+        let mut response = self
+            .dispatch(Some(route), request, client, id, Some(&policy))
+            .await;
+        // Every reply to a legacy call says it is deprecated, the shim's own errors too.
+        policy.deprecation.apply(route, response.headers_mut());
         response
     }
 
@@ -167,6 +196,7 @@ impl Proxy {
         request: Request<Incoming>,
         client: SocketAddr,
         id: &str,
+        policy: Option<&Policy>,
     ) -> Response<ProxyBody> {
         // Shed at once rather than queue: a queue would grow without bound under overload.
         let Ok(_permit) = self.shared.in_flight.try_acquire() else {
@@ -180,12 +210,12 @@ impl Proxy {
         if request.method() == Method::CONNECT {
             return ShimError::ConnectRefused.into_logged_response(id);
         }
-        match route {
-            Some(route) => {
+        match route.zip(policy) {
+            Some((route, policy)) => {
                 let legacy = &self.shared.legacy;
                 // Boxed: a legacy call's state (about 9 KB) would otherwise size, and be
                 // copied with, every request's future, pass-through ones too.
-                Box::pin(legacy.handle(&self.upstream, route, request, client, id)).await
+                Box::pin(legacy.handle(&self.upstream, route, request, client, id, policy)).await
             }
             None => {
                 let response = self
@@ -227,14 +257,22 @@ impl Proxy {
             client.ip(),
             self.shared.add_x_forwarded_for,
         );
-        let response = self
-            .upstream
-            .send(Request::from_parts(
-                parts,
-                streamed_body(body, self.shared.body_idle_timeout),
-            ))
-            .await?;
+        // Only with the access log on: an extension costs an allocation per request.
+        let logged = parts.extensions.get::<BytesIn>().cloned();
+        let body = match &logged {
+            Some(bytes_in) => streamed_body(
+                Counted::new(body, bytes_in.clone()),
+                self.shared.body_idle_timeout,
+            ),
+            None => streamed_body(body, self.shared.body_idle_timeout),
+        };
+        let response = self.upstream.send(Request::from_parts(parts, body)).await?;
         let (mut parts, body) = response.into_parts();
+        if logged.is_some() {
+            parts
+                .extensions
+                .insert(UpstreamStatus(parts.status.as_u16()));
+        }
         strip_hop_by_hop(&mut parts.headers);
         parts.version = Version::HTTP_11;
         let response =

@@ -35,16 +35,34 @@ struct Bucket {
     refilled_at: Instant,
     /// The upstream asked everyone to wait until then.
     upstream_blocked_until: Option<Instant>,
+    figures: Figures,
 }
 
-/// The shared token bucket.
-#[derive(Debug)]
-pub struct UpstreamBudget {
+/// The budget's settings; kept with the bucket so that a reload changes them between two
+/// turns, never during one.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
     per_second: f64,
     burst: f64,
     max_wait: Duration,
     /// The longest an upstream 429 holds every call (`rate_limit.max_upstream_hold`).
     longest_hold: Duration,
+}
+
+impl Figures {
+    fn new(per_minute: u32, burst: u32, max_wait: Duration, longest_hold: Duration) -> Self {
+        Self {
+            per_second: f64::from(per_minute) / 60.0,
+            burst: f64::from(burst),
+            max_wait,
+            longest_hold,
+        }
+    }
+}
+
+/// The shared token bucket.
+#[derive(Debug)]
+pub struct UpstreamBudget {
     bucket: Mutex<Bucket>,
 }
 
@@ -59,37 +77,52 @@ impl UpstreamBudget {
         now: Instant,
     ) -> Self {
         Self {
-            per_second: f64::from(per_minute) / 60.0,
-            burst: f64::from(burst),
-            max_wait,
-            longest_hold,
             bucket: Mutex::new(Bucket {
                 tokens: f64::from(burst),
                 refilled_at: now,
                 upstream_blocked_until: None,
+                figures: Figures::new(per_minute, burst, max_wait, longest_hold),
             }),
         }
     }
 
+    /// New settings (a reload). The tokens saved up stay, up to the new burst; a hold the
+    /// upstream asked for stays too.
+    pub fn set_figures(
+        &self,
+        per_minute: u32,
+        burst: u32,
+        max_wait: Duration,
+        longest_hold: Duration,
+    ) {
+        let mut bucket = self.lock();
+        bucket.figures = Figures::new(per_minute, burst, max_wait, longest_hold);
+        bucket.tokens = bucket.tokens.min(bucket.figures.burst);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        self.bucket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Takes a turn for one upstream call at `now`.
     pub fn admit(&self, now: Instant) -> Admission {
-        let mut bucket = self
-            .bucket
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut bucket = self.lock();
+        let figures = bucket.figures;
         let elapsed = now
             .saturating_duration_since(bucket.refilled_at)
             .as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
+        bucket.tokens = (bucket.tokens + elapsed * figures.per_second).min(figures.burst);
         bucket.refilled_at = now;
 
         let blocked_for = bucket
             .upstream_blocked_until
             .map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
         let deficit = (1.0 - bucket.tokens).max(0.0);
-        let token_wait = Duration::from_secs_f64(deficit / self.per_second);
+        let token_wait = Duration::from_secs_f64(deficit / figures.per_second);
         let wait = blocked_for.max(token_wait);
-        if wait > self.max_wait {
+        if wait > figures.max_wait {
             return Admission::Refuse { retry_after: wait };
         }
         bucket.tokens -= 1.0;
@@ -105,13 +138,10 @@ impl UpstreamBudget {
     pub fn upstream_throttled(&self, now: Instant, delay: Duration) {
         // Within an hour of now, the sum cannot overflow; checked all the same, as a panic
         // here would cost a serving thread.
-        let Some(until) = now.checked_add(delay.min(self.longest_hold)) else {
+        let mut bucket = self.lock();
+        let Some(until) = now.checked_add(delay.min(bucket.figures.longest_hold)) else {
             return;
         };
-        let mut bucket = self
-            .bucket
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if bucket
             .upstream_blocked_until
             .is_none_or(|current| current < until)

@@ -17,9 +17,8 @@
 //! requests get `shutdown.grace` to finish.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
@@ -39,6 +38,7 @@ use crate::framing_guard::FramingGuard;
 use crate::net::accept;
 use crate::protocol_sniff::{self, Protocol};
 use crate::proxy::Proxy;
+use crate::reload::Reloader;
 use crate::tls::InboundTls;
 
 /// Concurrent streams per HTTP/2 client connection.
@@ -136,10 +136,14 @@ pub async fn serve(
     prepared: Prepared,
     listeners: Listeners,
     hangups: Hangups,
-    shutdown: impl Future<Output = ()>,
+    mut stops: StopSignals,
+    mut reloader: Reloader,
 ) -> std::io::Result<()> {
     let Prepared { proxy, tls } = prepared;
     let tls = tls.map(Arc::new);
+    reloader.tls = tls.clone();
+    reloader.budget = proxy.budget();
+    let reloader = Arc::new(Mutex::new(reloader));
     proxy
         .metrics()
         .set_connection_limit(config.limits.max_connections);
@@ -148,7 +152,7 @@ pub async fn serve(
         metrics: Arc::clone(proxy.metrics()),
         usage: Arc::clone(proxy.usage()),
         fleet: proxy.fleet().map(Fleet::admin_link),
-        retirement: config.deprecation.retirement.clone(),
+        policy: proxy.policy().clone(),
     };
     // The fleet's usage writer runs here, off the serving threads, until the drain is over.
     let (usage_writer_stop, usage_writer_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -162,7 +166,7 @@ pub async fn serve(
         admin_state.clone(),
         config.limits.header_read_timeout,
     ));
-    let reload_task = tokio::spawn(hangups.handle(tls.clone()));
+    let reload_task = tokio::spawn(hangups.handle(Arc::clone(&reloader)));
 
     let settings = Arc::new(ThreadSettings {
         connection: Arc::new(ConnectionSettings::new(config)),
@@ -196,9 +200,27 @@ pub async fn serve(
     }
     drop(proxy);
     admin_state.readiness.set_ready(true);
-    shutdown.await;
+    stops.next().await;
 
     admin_state.readiness.set_ready(false);
+    let delay = reloader
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .running()
+        .shutdown_delay;
+    if !delay.is_zero() {
+        // Endpoint lists and load balancers learn of the shutdown late; until they have, new
+        // connections keep coming and are served.
+        tracing::info!(
+            delay = %humantime::format_duration(delay),
+            "shutting down: /readyz answers 503; still serving for shutdown.delay (a second \
+             signal skips it)"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stops.next() => tracing::info!("second signal: skipping the rest of shutdown.delay"),
+        }
+    }
     tracing::info!(grace = %humantime::format_duration(config.shutdown_grace), "shutting down: draining in-flight requests");
     let _ = stop.send(true);
     if join_all(threads).await {
@@ -451,10 +473,9 @@ impl ClientConnection {
 }
 
 /// SIGHUP, taken over as the process starts ([`Hangups::register`], called by `main` before
-/// it reads the config). Its default action ends the
-/// process (exit 129), and log rotators, supervisors and shells without `nohup` send it, so
-/// it must never reach a shim unwatched. It reloads the listener's certificate where TLS is
-/// configured; otherwise it is logged and ignored.
+/// it reads the config). Its default action ends the process (exit 129), and log rotators,
+/// supervisors and shells without `nohup` send it, so it must never reach a shim unwatched.
+/// Each one reloads the config file ([`crate::reload`]).
 pub struct Hangups {
     #[cfg(unix)]
     signal: Option<tokio::signal::unix::Signal>,
@@ -475,30 +496,82 @@ impl Hangups {
     }
 
     /// Answers every SIGHUP until aborted.
-    async fn handle(self, tls: Option<Arc<InboundTls>>) {
+    async fn handle(self, reloader: Arc<Mutex<Reloader>>) {
         #[cfg(unix)]
         {
             let Some(mut hangups) = self.signal else {
                 return;
             };
             while hangups.recv().await.is_some() {
-                match &tls {
-                    Some(tls) => match tls.reload() {
-                        Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
-                        Err(error) => tracing::error!(
-                            %error,
-                            "SIGHUP: TLS certificate reload failed; keeping the current one"
-                        ),
-                    },
-                    None => tracing::info!(
-                        "SIGHUP received: nothing to reload (no TLS configured; configuration \
-                         changes need a restart); still serving"
-                    ),
+                tracing::info!("SIGHUP: reloading the configuration");
+                reloader
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .reload();
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (self, reloader);
+    }
+}
+
+/// SIGTERM (orchestrators) and SIGINT (a terminal), taken over at once, before anything
+/// listens, so that a signal sent as soon as the shim says it listens drains it instead of
+/// killing it. The first one starts the shutdown; a second one skips what is left of
+/// `shutdown.delay`.
+pub struct StopSignals {
+    received: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+impl StopSignals {
+    /// Must be called inside the runtime.
+    pub fn register() -> Self {
+        let (sender, received) = tokio::sync::mpsc::unbounded_channel();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(mut terminate), Ok(mut interrupt)) => {
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::select! {
+                                _ = terminate.recv() => {}
+                                _ = interrupt.recv() => {}
+                            }
+                            if sender.send(()).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    // Stopping at once would be worse than not stopping on a signal: the
+                    // orchestrator's SIGKILL still ends the process. The sender is kept, so
+                    // the channel never reports a signal.
+                    tracing::error!(%error, "cannot watch SIGTERM and SIGINT; the shim stops only when killed");
+                    std::mem::forget(sender);
                 }
             }
         }
         #[cfg(not(unix))]
-        let _ = (self, tls);
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                if sender.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { received }
+    }
+
+    /// The next signal.
+    async fn next(&mut self) {
+        if self.received.recv().await.is_none() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

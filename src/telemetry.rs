@@ -15,9 +15,12 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
 
-use crate::config::LogFormat;
+use crate::access_log::ACCESS_TARGET;
+use crate::config::{DEFAULT_LOG_LEVEL as DEFAULT_LEVEL, LogFormat};
 use crate::log_text::{PlainFields, PlainText};
 use crate::route::LegacyRoute;
 
@@ -50,15 +53,62 @@ pub struct LogGuard {
     _writer: WorkerGuard,
 }
 
-/// Installs the global subscriber: level from `RUST_LOG` (default `info`), lines on stderr
-/// through the background writer. Hold the returned guard until the process ends.
-pub fn init(format: LogFormat) -> LogGuard {
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Changes the log filter of the running process (SIGHUP's `log_level`).
+#[derive(Clone, Default)]
+pub struct LogFilter(Option<reload::Handle<EnvFilter, Registry>>);
+
+impl LogFilter {
+    /// Puts `level` (already validated by the config) in service for every line from now on.
+    pub fn set(&self, level: &str) -> Result<(), String> {
+        let Some(handle) = &self.0 else {
+            return Ok(());
+        };
+        let filter = log_filter(level)?;
+        handle.reload(filter).map_err(|error| error.to_string())
+    }
+}
+
+/// The filter for `level` (`RUST_LOG` syntax): the libraries in [`CAPPED_TARGETS`] at `info`
+/// at most, and the deprecated-usage line and the access log kept at any level unless the
+/// filter names their targets itself. Those two are what the shim is run for; a plain `warn`
+/// meant to quiet the rest must not silence them.
+pub fn log_filter(level: &str) -> Result<EnvFilter, String> {
+    let mut filter = EnvFilter::builder()
+        .parse(level)
+        .map_err(|error| format!("invalid log filter {level:?}: {error}"))?;
+    let named = |target: &str| {
+        level.split(',').any(|directive| {
+            let directive_target = directive.split(['[', '=']).next().unwrap_or_default();
+            directive_target.trim() == target
+        })
+    };
     for target in CAPPED_TARGETS {
         if let Ok(directive) = format!("{target}=info").parse() {
             filter = filter.add_directive(directive);
         }
     }
+    for target in [DEPRECATED_TARGET, ACCESS_TARGET] {
+        if !named(target)
+            && let Ok(directive) = format!("{target}=info").parse()
+        {
+            filter = filter.add_directive(directive);
+        }
+    }
+    Ok(filter)
+}
+
+/// Whether lines may be coloured: stderr is a terminal and `NO_COLOR` is unset or empty
+/// (no-color.org).
+fn colours_wanted(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
+/// Installs the global subscriber: the `level` filter (already validated), lines on stderr
+/// through the background writer. Hold the returned guard until the process ends; the
+/// [`LogFilter`] changes the level later.
+pub fn init(format: LogFormat, level: &str) -> (LogGuard, LogFilter) {
+    let filter = log_filter(level).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LEVEL));
+    let (filter, handle) = reload::Layer::new(filter);
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(LOG_QUEUE_LINES)
@@ -68,20 +118,33 @@ pub fn init(format: LogFormat) -> LogGuard {
             yielding: false,
         });
     let _ = DROPPED_LINES.set(writer.error_counter());
-    let ansi = std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let ansi = colours_wanted(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let lines = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(writer);
+    let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests) keeps the first subscriber; that is not an error worth stopping for.
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder
-            .event_format(PlainText { ansi })
-            .fmt_fields(PlainFields)
-            .try_init(),
+    let installed = match format {
+        LogFormat::Json => registry
+            .with(lines.json().flatten_event(true))
+            .try_init()
+            .is_ok(),
+        LogFormat::Text => registry
+            .with(
+                lines
+                    .event_format(PlainText { ansi })
+                    .fmt_fields(PlainFields),
+            )
+            .try_init()
+            .is_ok(),
     };
-    LogGuard { _writer: guard }
+    (
+        LogGuard { _writer: guard },
+        LogFilter(installed.then_some(handle)),
+    )
 }
 
 /// Stderr as the background writer's thread sees it: buffered, and written by a thread that
@@ -150,6 +213,8 @@ pub struct LegacyCallRecord<'a> {
     /// The status the legacy client received.
     pub status: u16,
     pub latency: Duration,
+    /// The caller's W3C trace id, when it sent a valid `traceparent`.
+    pub trace_id: Option<&'a str>,
 }
 
 /// Emits the one structured event per legacy call (target `deprecated`).
@@ -164,11 +229,103 @@ pub fn log_legacy_call(record: &LegacyCallRecord<'_>) {
         request_id = tracing::field::display(record.request_id),
         legacy_endpoint = tracing::field::display(record.route.legacy_endpoint()),
         replacement = tracing::field::display(record.route.customer_endpoint()),
-        user_group_id = record.user_group_id.unwrap_or(""),
+        // Absent values (a refresh has no id; a refused call no upstream status) are left
+        // out of the line rather than written empty.
+        user_group_id = record.user_group_id,
         client_fingerprint = tracing::field::display(record.client_fingerprint),
         upstream_status = record.upstream_status,
         status = record.status,
-        latency_ms = record.latency.as_secs_f64() * 1000.0,
+        // Rounded to the microsecond: more digits are noise.
+        latency_ms = record.latency.as_micros() as f64 / 1000.0,
+        trace_id = record.trace_id.map(tracing::field::display),
         "deprecated End User Group API call"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The targets of the lines `filter` lets through, of one line per target and level.
+    fn passed(filter: &str) -> Vec<&'static str> {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(log_filter(filter).unwrap())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone()),
+            );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "deprecated", "deprecated-info");
+            tracing::info!(target: "access", "access-info");
+            tracing::info!(target: "explo_shim::server", "server-info");
+            tracing::debug!(target: "hyper::proto", "hyper-debug");
+            tracing::debug!(target: "explo_shim::proxy", "proxy-debug");
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        [
+            "deprecated-info",
+            "access-info",
+            "server-info",
+            "hyper-debug",
+            "proxy-debug",
+        ]
+        .into_iter()
+        .filter(|line| text.contains(line))
+        .collect()
+    }
+
+    #[test]
+    fn the_audit_line_and_the_access_log_survive_a_plain_warn() {
+        assert_eq!(passed("warn"), ["deprecated-info", "access-info"]);
+        assert_eq!(
+            passed("info"),
+            ["deprecated-info", "access-info", "server-info"]
+        );
+        // Named, they follow what the filter says.
+        assert_eq!(passed("warn,deprecated=off"), ["access-info"]);
+        assert_eq!(
+            passed("info,access=warn"),
+            ["deprecated-info", "server-info"]
+        );
+        // The libraries stay capped at info, whatever the filter asks.
+        assert_eq!(
+            passed("trace"),
+            [
+                "deprecated-info",
+                "access-info",
+                "server-info",
+                "proxy-debug"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_invalid_filter_is_refused_with_its_text() {
+        let error = log_filter("info,=[").unwrap_err();
+        assert!(error.contains("info,=["), "{error}");
+    }
+
+    #[test]
+    fn no_color_turns_colours_off_even_on_a_terminal() {
+        use std::ffi::OsStr;
+        assert!(colours_wanted(true, None));
+        assert!(colours_wanted(true, Some(OsStr::new(""))));
+        assert!(!colours_wanted(true, Some(OsStr::new("1"))));
+        assert!(!colours_wanted(false, None));
+    }
 }

@@ -3,7 +3,7 @@
 //! http/1.1. On SIGHUP the certificate and key are read again; a bad pair is logged and the
 //! current one stays in service.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use rustls::ServerConfig;
@@ -15,8 +15,6 @@ use crate::config::ConfigError;
 
 /// The certificate in service and where it came from.
 pub struct InboundTls {
-    cert_file: PathBuf,
-    key_file: PathBuf,
     current: RwLock<TlsAcceptor>,
 }
 
@@ -25,8 +23,6 @@ impl InboundTls {
     pub fn load(cert_file: &Path, key_file: &Path) -> Result<Self, ConfigError> {
         let acceptor = acceptor(cert_file, key_file)?;
         Ok(Self {
-            cert_file: cert_file.to_owned(),
-            key_file: key_file.to_owned(),
             current: RwLock::new(acceptor),
         })
     }
@@ -39,9 +35,10 @@ impl InboundTls {
             .clone()
     }
 
-    /// Reads the files again; on failure the current certificate stays.
-    pub fn reload(&self) -> Result<(), ConfigError> {
-        let fresh = acceptor(&self.cert_file, &self.key_file)?;
+    /// Reads the files (the same or, after a config reload, others); on failure the current
+    /// certificate stays.
+    pub fn reload(&self, cert_file: &Path, key_file: &Path) -> Result<(), ConfigError> {
+        let fresh = acceptor(cert_file, key_file)?;
         *self
             .current
             .write()

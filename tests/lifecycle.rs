@@ -347,7 +347,7 @@ async fn a_second_shim_on_a_listen_address_in_use_exits_and_says_so() {
 }
 
 #[tokio::test]
-async fn sighup_without_tls_is_logged_and_never_kills() {
+async fn sighup_reloads_and_never_kills() {
     let upstream = FakeUpstream::always(Reply::raw(200, "text/plain", "ok")).await;
     let mut shim = Shim::start(&upstream.url(), &[]);
     // Sent as soon as the shim says it listens: the handler is in place by then.
@@ -356,7 +356,7 @@ async fn sighup_without_tls_is_logged_and_never_kills() {
     while !shim
         .logs()
         .iter()
-        .any(|line| line.contains("SIGHUP received"))
+        .any(|line| line.contains("SIGHUP: configuration reloaded"))
     {
         assert!(
             shim.wait_exit(Duration::from_millis(100)).is_none(),

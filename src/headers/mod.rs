@@ -6,6 +6,7 @@
 //! - [`encoding`]: undoing the upstream's `Content-Encoding` before a legacy reply is rewritten.
 //! - [`request_id`]: the `x-request-id` carried upstream, back, and into the logs.
 //! - [`forwarding`]: what the shim adds to or removes from requests it sends upstream.
+//! - [`trace_context`]: the caller's W3C `traceparent` trace id, for the log lines.
 
 pub mod deprecation;
 pub mod encoding;
@@ -13,3 +14,4 @@ pub mod forwarding;
 pub mod framing;
 pub mod hop;
 pub mod request_id;
+pub mod trace_context;

@@ -33,17 +33,20 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{self, HeaderName};
+use http::header;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::access_log::{BytesIn, UpstreamStatus};
 use crate::body::{ProxyBody, full_body, prefixed_body};
 use crate::config::{Config, Limits};
 use crate::error::ShimError;
+use crate::fingerprint::EXPLO_AUTHORIZATION;
 use crate::fleet::Fleet;
 use crate::headers::encoding::{DecodeError, decode_body};
 use crate::headers::forwarding::prepare_upstream_headers;
 use crate::headers::hop::strip_hop_by_hop;
+use crate::headers::trace_context::trace_id;
 use crate::legacy::json::without_bom;
 use crate::legacy::reply::{
     ReplyOptions, customer_token, legacy_error_reply, legacy_success_reply, reply_owner,
@@ -51,7 +54,8 @@ use crate::legacy::reply::{
 };
 use crate::legacy::request::{ByToken, CustomerCall, token_lookup_body, translate_request};
 use crate::metrics::Metrics;
-use crate::retirement::{BROWNOUT_NOTICE, Decision, Retirement};
+use crate::policy::Policy;
+use crate::retirement::{BROWNOUT_NOTICE, Decision};
 use crate::route::{GET_CUSTOMER_PATH, LegacyRoute};
 use crate::telemetry::{LegacyCallRecord, log_legacy_call};
 use crate::upstream::{CollectedReply, Exchanged, LargeReply, Upstream, reply_too_large};
@@ -59,8 +63,6 @@ use crate::usage::{UsageTracker, recorded_user_group_id};
 use read::{read_legacy_body, unparseable};
 use token_owners::{OwnerTap, TokenOwners};
 
-/// The Explo API credential header (Explo docs, "Explo's authentication").
-pub static EXPLO_AUTHORIZATION: HeaderName = HeaderName::from_static("explo-authorization");
 static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 static IDENTITY: HeaderValue = HeaderValue::from_static("identity");
 
@@ -89,15 +91,22 @@ impl std::fmt::Display for Untranslatable {
 /// What every legacy call shares, across serving threads.
 pub struct LegacyCalls {
     limits: Limits,
-    reply_options: ReplyOptions,
     refuse_cascading_delete: bool,
     add_x_forwarded_for: bool,
     metrics: Arc<Metrics>,
     usage: Arc<UsageTracker>,
     fleet: Option<Arc<Fleet>>,
-    retirement: Retirement,
     owners: Arc<TokenOwners>,
     v2_list_path: cascade::V2ListPath,
+}
+
+/// Who made one legacy call, and the rules it keeps to its end.
+#[derive(Clone, Copy)]
+struct Caller<'a> {
+    client: SocketAddr,
+    /// The request's `x-request-id`.
+    id: &'a str,
+    policy: &'a Policy,
 }
 
 /// Customer endpoints whose successful reply names one customer with its token.
@@ -117,13 +126,11 @@ impl LegacyCalls {
     ) -> Self {
         Self {
             limits: config.limits.clone(),
-            reply_options: config.legacy.clone(),
             refuse_cascading_delete: config.legacy_behaviour.refuse_cascading_delete,
             add_x_forwarded_for: config.upstream.add_x_forwarded_for,
             metrics,
             usage,
             fleet,
-            retirement: config.deprecation.retirement.clone(),
             owners: Arc::new(TokenOwners::new(token_owners::DEFAULT_CAPACITY)),
             v2_list_path: cascade::V2ListPath::default(),
         }
@@ -157,17 +164,26 @@ impl LegacyCalls {
         request: Request<Incoming>,
         client: SocketAddr,
         id: &str,
+        policy: &Policy,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
+        let trace_id = trace_id(request.headers()).map(str::to_owned);
+        let logged = request.extensions().get::<BytesIn>().cloned();
         let caller = self
             .metrics
             .identify(request.headers().get(&EXPLO_AUTHORIZATION));
         let mut user_group_id = None;
         let now = SystemTime::now();
-        let decision = self.retirement.decide(now, &caller.fingerprint);
+        let decision = policy.retirement.decide(now, &caller.fingerprint);
         let (mut response, upstream_status) = match decision {
             Decision::Serve => match self
-                .run(upstream, route, request, client, id, &mut user_group_id)
+                .run(
+                    upstream,
+                    route,
+                    request,
+                    Caller { client, id, policy },
+                    &mut user_group_id,
+                )
                 .await
             {
                 Ok((response, upstream_status)) => (response, Some(upstream_status.as_u16())),
@@ -194,7 +210,7 @@ impl LegacyCalls {
         };
         let refused = decision != Decision::Serve;
         if response.status().is_success()
-            && let Some(notice) = self.retirement.notice(now, &caller.fingerprint)
+            && let Some(notice) = policy.retirement.notice(now, &caller.fingerprint)
         {
             response.headers_mut().insert(&BROWNOUT_NOTICE, notice);
         }
@@ -209,7 +225,13 @@ impl LegacyCalls {
             upstream_status,
             status,
             latency: started.elapsed(),
+            trace_id: trace_id.as_deref(),
         });
+        if let Some(upstream_status) = upstream_status.filter(|_| logged.is_some()) {
+            response
+                .extensions_mut()
+                .insert(UpstreamStatus(upstream_status));
+        }
         // Whether the upstream took the credential: 401 and 403 say it did not; a call it never
         // saw (a brownout, a bad body), a 429 or a 5xx says nothing either way, and during an
         // outage would let any junk token pin a place in the table.
@@ -242,12 +264,15 @@ impl LegacyCalls {
         upstream: &Upstream,
         route: LegacyRoute,
         request: Request<Incoming>,
-        client: SocketAddr,
-        id: &str,
+        call: Caller<'_>,
         user_group_id: &mut Option<String>,
     ) -> Result<(Response<ProxyBody>, StatusCode), ShimError> {
+        let Caller { client, id, policy } = call;
         let (parts, body) = request.into_parts();
         let bytes = read_legacy_body(&parts.headers, body, &self.limits).await?;
+        if let Some(bytes_in) = parts.extensions.get::<BytesIn>() {
+            bytes_in.add(bytes.len() as u64);
+        }
         let translated =
             translate_request(route, &bytes).map_err(|error| unparseable(&parts.headers, error))?;
         *user_group_id = translated.user_group_id;
@@ -259,14 +284,16 @@ impl LegacyCalls {
         let (body, sent_token) = match translated.plan {
             CustomerCall::Send(body) => (body, None),
             CustomerCall::ByToken(call) => match self.prepare_by_token(&api, route, &call).await? {
-                Precheck::Answer(refusal) => return self.legacy_reply(route, refusal, None, id),
+                Precheck::Answer(refusal) => {
+                    return self.legacy_reply(route, refusal, None, id, policy);
+                }
                 Precheck::Proceed(token) => (call.body(Some(&token)), Some(token)),
             },
         };
         let target = with_query(route.customer_path(), parts.uri.query());
         match api.call_last(route.method(), &target, body).await? {
             Exchanged::Collected(reply) => {
-                self.legacy_reply(route, reply, sent_token.as_deref(), id)
+                self.legacy_reply(route, reply, sent_token.as_deref(), id, policy)
             }
             Exchanged::TooLarge(reply) => self.large_reply(route, reply, sent_token.as_deref(), id),
         }
@@ -391,6 +418,7 @@ impl LegacyCalls {
         reply: CollectedReply,
         sent_token: Option<&str>,
         id: &str,
+        policy: &Policy,
     ) -> Result<(Response<ProxyBody>, StatusCode), ShimError> {
         let status = reply.status;
         if status.is_success() {
@@ -398,7 +426,7 @@ impl LegacyCalls {
             if let Some(token) = sent_token {
                 self.owners.forget(token);
             }
-            match self.translate_success(route, &reply) {
+            match self.translate_success(route, &reply, &policy.reply_options) {
                 Ok(body) => return Ok((self.rebuilt(reply, body, true), status)),
                 Err(Untranslatable::Encoding(DecodeError::Truncated)) => {
                     return Err(ShimError::UpstreamInvalidReply {
@@ -432,9 +460,10 @@ impl LegacyCalls {
         &self,
         route: LegacyRoute,
         reply: &CollectedReply,
+        reply_options: &ReplyOptions,
     ) -> Result<Bytes, Untranslatable> {
         let decoded = self.decoded(reply).map_err(Untranslatable::Encoding)?;
-        let legacy = legacy_success_reply(route, &decoded, &self.reply_options)
+        let legacy = legacy_success_reply(route, &decoded, reply_options)
             .map_err(Untranslatable::NotJson)?;
         if let Some(owner) = &legacy.owner {
             self.owners.remember(&owner.token, &owner.provided_id);

@@ -21,6 +21,8 @@ use rustls_pki_types::pem::PemObject;
 
 use crate::body::ProxyBody;
 use crate::coarse_timer;
+use arc_swap::ArcSwap;
+
 use crate::config::{ConfigError, RateLimit, UpstreamConfig, UpstreamUrl};
 use crate::error::ShimError;
 use crate::fleet::FleetLink;
@@ -61,14 +63,32 @@ pub struct Upstream {
     shared: Arc<Shared>,
 }
 
+/// The shared budget's settings, for a reload to replace.
+pub struct BudgetFigures(Arc<Shared>);
+
+impl BudgetFigures {
+    /// Puts `limit` in service for every call from now on.
+    pub fn set(&self, limit: &RateLimit) {
+        if let Some((current, local)) = &self.0.budget {
+            local.set_figures(
+                limit.per_minute,
+                limit.burst,
+                limit.max_wait,
+                limit.max_upstream_hold,
+            );
+            current.store(Arc::new(limit.clone()));
+        }
+    }
+}
+
 /// What every thread's [`Upstream`] has in common.
 struct Shared {
     endpoint: Endpoint,
     url: UpstreamUrl,
     timeout: Duration,
     /// The budget's settings and this replica's own bucket (the only one without a fleet, the
-    /// fallback with one); `None` when the budget is off.
-    budget: Option<(RateLimit, UpstreamBudget)>,
+    /// fallback with one); `None` when the budget is off. A reload replaces the settings.
+    budget: Option<(ArcSwap<RateLimit>, UpstreamBudget)>,
     metrics: Arc<Metrics>,
 }
 
@@ -97,7 +117,7 @@ impl Upstream {
                 limit.max_upstream_hold,
                 Instant::now(),
             );
-            (limit.clone(), local)
+            (ArcSwap::from_pointee(limit.clone()), local)
         });
         Ok(Self {
             connections: ConnectionPool::new(endpoint.clone()),
@@ -122,13 +142,22 @@ impl Upstream {
         }
     }
 
+    /// Where a reload puts new budget figures; `None` when the budget is off.
+    pub fn budget(&self) -> Option<BudgetFigures> {
+        self.shared
+            .budget
+            .is_some()
+            .then(|| BudgetFigures(Arc::clone(&self.shared)))
+    }
+
     /// Waits for this call's turn in the upstream budget, or refuses it.
     async fn take_turn(&self) -> Result<(), ShimError> {
         let Some((limit, local)) = &self.shared.budget else {
             return Ok(());
         };
+        let limit = limit.load_full();
         let shared = match &self.fleet {
-            Some(fleet) => fleet.admit(limit).await,
+            Some(fleet) => fleet.admit(&limit).await,
             None => None,
         };
         // Without an answer from the fleet's Redis, this replica's own bucket decides.
@@ -157,6 +186,7 @@ impl Upstream {
             let Some((limit, local)) = &self.shared.budget else {
                 return;
             };
+            let limit = limit.load();
             // Capped: a Retry-After of years must not hold every call until a restart.
             let Some(delay) =
                 retry_after_delay(headers, SystemTime::now(), limit.max_upstream_hold)

@@ -1,0 +1,277 @@
+//! The access log (`access_log = true`): one line per request, pass-through included, with
+//! target `access`, written when the reply's body has been sent (or abandoned), so the
+//! duration and the bytes out are the whole exchange's, as in nginx's `$request_time`.
+//!
+//! Field names follow OpenTelemetry's HTTP semantic conventions where one exists
+//! (`http.request.method`, `url.path`, `url.query`, `http.response.status_code`,
+//! `http.request.body.size`, `http.response.body.size`); the shim's own facts keep the names
+//! the deprecated-usage line uses (`request_id`, `client_fingerprint`, `legacy_endpoint`,
+//! `upstream_status`, `trace_id`). Absent values are left out of the line. No header value
+//! is logged: the client is named by its fingerprint only.
+//!
+//! With the log off, nothing here runs: [`crate::proxy`] checks the switch once per request.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+
+use crate::body::{BoxError, ProxyBody};
+use crate::fingerprint::{EXPLO_AUTHORIZATION, client_fingerprint};
+use crate::headers::trace_context::trace_id;
+use crate::route::LegacyRoute;
+
+/// The `tracing` target of access-log lines.
+pub const ACCESS_TARGET: &str = "access";
+
+/// A request body's bytes as they are read, shared with the line written at the end. Put in
+/// the request's extensions; whoever reads the body adds to it.
+#[derive(Clone, Default, Debug)]
+pub struct BytesIn(Arc<AtomicU64>);
+
+impl BytesIn {
+    pub fn add(&self, bytes: u64) {
+        self.0.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The upstream's status, left in a reply's extensions by whoever called the upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpstreamStatus(pub u16);
+
+/// What is known of a request when it arrives.
+pub struct AccessEntry {
+    method: Method,
+    path: String,
+    query: Option<String>,
+    request_id: String,
+    client_fingerprint: String,
+    legacy_endpoint: Option<&'static str>,
+    trace_id: Option<String>,
+    bytes_in: BytesIn,
+    started: Instant,
+}
+
+impl AccessEntry {
+    /// Starts the line for a request; `bytes_in` is the counter put in its extensions.
+    pub fn start(
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        request_id: &str,
+        route: Option<LegacyRoute>,
+        bytes_in: BytesIn,
+    ) -> Self {
+        Self {
+            method: method.clone(),
+            path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
+            request_id: request_id.to_owned(),
+            client_fingerprint: client_fingerprint(headers.get(&EXPLO_AUTHORIZATION)),
+            legacy_endpoint: route.map(LegacyRoute::legacy_endpoint),
+            trace_id: trace_id(headers).map(str::to_owned),
+            bytes_in,
+            started: Instant::now(),
+        }
+    }
+
+    /// The reply, whose body writes the line when it ends, fails or is dropped.
+    pub fn finish(self, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        let status = response.status().as_u16();
+        let upstream_status = response
+            .extensions()
+            .get::<UpstreamStatus>()
+            .map(|status| status.0);
+        response.map(|inner| {
+            Logged {
+                inner,
+                pending: Some(Pending {
+                    entry: self,
+                    status,
+                    upstream_status,
+                }),
+                bytes_out: 0,
+            }
+            .boxed_unsync()
+        })
+    }
+}
+
+struct Pending {
+    entry: AccessEntry,
+    status: u16,
+    upstream_status: Option<u16>,
+}
+
+impl Pending {
+    fn write(self, bytes_out: u64, outcome: &'static str) {
+        let entry = self.entry;
+        // Rounded to the microsecond: more digits are noise, and long floats hard to read.
+        let duration_ms = entry.started.elapsed().as_micros() as f64 / 1000.0;
+        tracing::info!(
+            target: ACCESS_TARGET,
+            request_id = tracing::field::display(&entry.request_id),
+            http.request.method = %entry.method,
+            url.path = entry.path.as_str(),
+            url.query = entry.query.as_deref(),
+            http.response.status_code = self.status,
+            duration_ms,
+            http.request.body.size = entry.bytes_in.get(),
+            http.response.body.size = bytes_out,
+            client_fingerprint = tracing::field::display(&entry.client_fingerprint),
+            legacy_endpoint = entry.legacy_endpoint.map(tracing::field::display),
+            upstream_status = self.upstream_status,
+            trace_id = entry.trace_id.as_deref().map(tracing::field::display),
+            outcome,
+            "request"
+        );
+    }
+}
+
+/// The reply's body, counting what is sent and writing the line once.
+struct Logged {
+    inner: ProxyBody,
+    pending: Option<Pending>,
+    bytes_out: u64,
+}
+
+impl Logged {
+    fn write(&mut self, outcome: &'static str) {
+        if let Some(pending) = self.pending.take() {
+            pending.write(self.bytes_out, outcome);
+        }
+    }
+}
+
+impl Body for Logged {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes_out += data.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    self.write("complete");
+                }
+            }
+            Poll::Ready(Some(Err(_))) => self.write("body_error"),
+            Poll::Ready(None) => self.write("complete"),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        // An empty body (a HEAD, a 204) is never polled; a client that went away mid-body
+        // leaves the rest unsent.
+        let outcome = if self.inner.is_end_stream() {
+            "complete"
+        } else {
+            "aborted"
+        };
+        self.write(outcome);
+    }
+}
+
+/// A request body counted into a [`BytesIn`] as it is read.
+pub struct Counted<B> {
+    inner: B,
+    bytes_in: BytesIn,
+}
+
+impl<B> Counted<B> {
+    pub fn new(inner: B, bytes_in: BytesIn) -> Self {
+        Self { inner, bytes_in }
+    }
+}
+
+impl<B> Body for Counted<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.bytes_in.add(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::full_body;
+
+    #[tokio::test]
+    async fn counted_bodies_add_what_passes_through_them() {
+        let bytes_in = BytesIn::default();
+        let body = Counted::new(
+            http_body_util::Full::new(Bytes::from_static(b"12345")),
+            bytes_in.clone(),
+        );
+        let collected = body.collect().await.unwrap().to_bytes();
+        assert_eq!(collected.len(), 5);
+        assert_eq!(bytes_in.get(), 5);
+    }
+
+    #[tokio::test]
+    async fn the_reply_passes_unchanged_through_the_logged_body() {
+        let entry = AccessEntry::start(
+            &Method::GET,
+            &"/x?y=1".parse().unwrap(),
+            &HeaderMap::new(),
+            "r-1",
+            None,
+            BytesIn::default(),
+        );
+        assert_eq!(entry.query.as_deref(), Some("y=1"));
+        assert_eq!(entry.client_fingerprint, "anonymous");
+        let response = entry.finish(Response::new(full_body("hello")));
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"hello");
+    }
+}

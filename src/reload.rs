@@ -1,0 +1,284 @@
+//! SIGHUP: read the config file again, validate it whole, and put what may change while
+//! serving in service at once; or refuse it and change nothing.
+//!
+//! The file is resolved exactly as at start-up, with the same flags and environment on top
+//! (a value pinned by a flag stays pinned). What changes live: the deprecation dates and the
+//! retirement schedule (brownouts, `after_sunset`, `exempt_clients`), the legacy reply options
+//! (`legacy.team_id`, `api_environment_tag`, `extra_customer_keys`), the rate-limit figures,
+//! `log_level`, `access_log`, the TLS certificate and key, and `shutdown.delay`.
+//! Each is swapped whole ([`crate::policy`]): a request keeps the rules it started with.
+//!
+//! What is bound at start-up (the listeners, `workers`, the upstream and its connections,
+//! `limits`, `log_format`, `shutdown.grace`, the fleet's Redis, whether the budget or TLS is on at all,
+//! `legacy.refuse_cascading_delete`) needs a restart: a changed value is logged, naming the
+//! key, and the running one kept.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::config::{Config, ConfigError, Overrides};
+use crate::metrics::Metrics;
+use crate::policy::{CurrentPolicy, Policy};
+use crate::telemetry::LogFilter;
+use crate::tls::InboundTls;
+use crate::upstream::BudgetFigures;
+
+/// A key whose new value waits for a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeedsRestart {
+    pub key: &'static str,
+    pub running: String,
+    pub in_file: String,
+}
+
+/// The keys of `fresh` that differ from `running` but cannot change while serving.
+pub fn restart_only_changes(running: &Config, fresh: &Config) -> Vec<NeedsRestart> {
+    let mut changes = Vec::new();
+    let mut compare = |key: &'static str, running: String, in_file: String| {
+        if running != in_file {
+            changes.push(NeedsRestart {
+                key,
+                running,
+                in_file,
+            });
+        }
+    };
+    compare(
+        "listen",
+        running.listen.to_string(),
+        fresh.listen.to_string(),
+    );
+    compare("admin", running.admin.to_string(), fresh.admin.to_string());
+    let workers = |config: &Config| {
+        config
+            .workers
+            .map_or_else(|| "auto".to_owned(), |count| count.to_string())
+    };
+    compare("workers", workers(running), workers(fresh));
+    compare(
+        "log_format",
+        format!("{:?}", running.log_format).to_lowercase(),
+        format!("{:?}", fresh.log_format).to_lowercase(),
+    );
+    compare(
+        "upstream.url",
+        running.upstream.url.to_string(),
+        fresh.upstream.url.to_string(),
+    );
+    let other_upstream = |config: &Config| {
+        let mut upstream = config.upstream.clone();
+        upstream.url = running.upstream.url.clone();
+        format!("{upstream:?}")
+    };
+    compare("upstream", other_upstream(running), other_upstream(fresh));
+    compare(
+        "limits",
+        format!("{:?}", running.limits),
+        format!("{:?}", fresh.limits),
+    );
+    compare(
+        "rate_limit.enabled",
+        running.rate_limit.is_some().to_string(),
+        fresh.rate_limit.is_some().to_string(),
+    );
+    compare(
+        "rate_limit.redis_url",
+        format!("{:?}", running.fleet),
+        format!("{:?}", fresh.fleet),
+    );
+    compare(
+        "legacy.refuse_cascading_delete",
+        running.legacy_behaviour.refuse_cascading_delete.to_string(),
+        fresh.legacy_behaviour.refuse_cascading_delete.to_string(),
+    );
+    compare(
+        "shutdown.grace",
+        humantime::format_duration(running.shutdown_grace).to_string(),
+        humantime::format_duration(fresh.shutdown_grace).to_string(),
+    );
+    compare(
+        "tls",
+        if running.tls.is_some() { "on" } else { "off" }.to_owned(),
+        if fresh.tls.is_some() { "on" } else { "off" }.to_owned(),
+    );
+    changes
+}
+
+/// The config to run with after a reload: `fresh` for what may change while serving, the
+/// running values for the rest.
+pub fn applied(running: &Config, fresh: Config) -> Config {
+    Config {
+        listen: running.listen,
+        admin: running.admin,
+        workers: running.workers,
+        log_format: running.log_format,
+        upstream: running.upstream.clone(),
+        limits: running.limits.clone(),
+        legacy_behaviour: running.legacy_behaviour.clone(),
+        fleet: running.fleet.clone(),
+        // On or off stays as it was; the figures are the file's.
+        rate_limit: running.rate_limit.as_ref().and(fresh.rate_limit),
+        tls: running.tls.as_ref().and(fresh.tls),
+        // The serving threads were given their grace period when they started.
+        shutdown_grace: running.shutdown_grace,
+        ..fresh
+    }
+}
+
+/// Everything a reload changes, and the config now in service.
+pub struct Reloader {
+    overrides: Overrides,
+    running: Config,
+    pub policy: CurrentPolicy,
+    pub tls: Option<Arc<InboundTls>>,
+    pub budget: Option<BudgetFigures>,
+    pub log_filter: LogFilter,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Reloader {
+    /// `running` is the config as resolved at start-up (before `--demo` points it elsewhere),
+    /// so that the next reload compares like with like.
+    pub fn new(
+        overrides: Overrides,
+        running: Config,
+        policy: CurrentPolicy,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        metrics.config_loaded(unix_seconds(SystemTime::now()));
+        Self {
+            overrides,
+            running,
+            policy,
+            tls: None,
+            budget: None,
+            log_filter: LogFilter::default(),
+            metrics,
+        }
+    }
+
+    /// The config in service.
+    pub fn running(&self) -> &Config {
+        &self.running
+    }
+
+    /// Reads the file again and puts it in service, or refuses it (and changes nothing);
+    /// logs either way.
+    pub fn reload(&mut self) {
+        match self.try_reload() {
+            Ok(()) => {
+                self.metrics.config_reload(true);
+                self.metrics.config_loaded(unix_seconds(SystemTime::now()));
+            }
+            Err(error) => {
+                self.metrics.config_reload(false);
+                tracing::error!(
+                    %error,
+                    "SIGHUP: configuration refused; the running configuration stays in service"
+                );
+            }
+        }
+    }
+
+    fn try_reload(&mut self) -> Result<(), ConfigError> {
+        let fresh = Config::resolve(&self.overrides)?;
+        let waiting = restart_only_changes(&self.running, &fresh);
+        let next = applied(&self.running, fresh);
+        // Everything that can fail is tried before anything is swapped.
+        let policy = Policy::from_config(&next)?;
+        let tls_reloaded = match (&self.tls, &next.tls) {
+            (Some(tls), Some(files)) => {
+                tls.reload(&files.cert_file, &files.key_file)?;
+                true
+            }
+            _ => false,
+        };
+        self.log_filter
+            .set(&next.log_level)
+            .map_err(|error| ConfigError(format!("invalid `log_level`: {error}")))?;
+        if let (Some(budget), Some(limit)) = (&self.budget, &next.rate_limit) {
+            budget.set(limit);
+        }
+        self.policy.replace(policy);
+        for change in &waiting {
+            tracing::warn!(
+                key = change.key,
+                running = %change.running,
+                in_file = %change.in_file,
+                "SIGHUP: this key needs a restart to change; keeping the running value"
+            );
+        }
+        if tls_reloaded {
+            tracing::info!("SIGHUP: TLS certificate reloaded");
+        }
+        tracing::info!(
+            needs_restart = waiting.len(),
+            "SIGHUP: configuration reloaded"
+        );
+        self.running = next;
+        Ok(())
+    }
+}
+
+fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Setting;
+
+    fn config(extra: &[(&'static str, &str)]) -> Config {
+        let mut overrides = Overrides::default();
+        for (origin, value) in extra {
+            let setting = Some(Setting {
+                value: (*value).to_owned(),
+                origin,
+            });
+            match *origin {
+                "--listen" => overrides.listen = setting,
+                "--workers" => overrides.workers = setting,
+                "--brownouts" => overrides.brownouts = setting,
+                "--upstream" => overrides.upstream = setting,
+                "--log-level" => overrides.log_level = setting,
+                _ => unreachable!("{origin}"),
+            }
+        }
+        Config::resolve(&overrides).unwrap()
+    }
+
+    #[test]
+    fn only_keys_bound_at_start_up_wait_for_a_restart() {
+        let running = config(&[]);
+        assert_eq!(restart_only_changes(&running, &running), []);
+        let fresh = config(&[
+            ("--listen", "127.0.0.1:1"),
+            ("--workers", "3"),
+            ("--upstream", "http://127.0.0.1:9"),
+            ("--brownouts", "2030-01-01T00:00:00Z/PT1H"),
+            ("--log-level", "warn"),
+        ]);
+        let keys: Vec<_> = restart_only_changes(&running, &fresh)
+            .into_iter()
+            .map(|change| change.key)
+            .collect();
+        assert_eq!(keys, ["listen", "workers", "upstream.url"]);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_running_bindings_and_takes_the_rest() {
+        let running = config(&[]);
+        let fresh = config(&[
+            ("--listen", "127.0.0.1:1"),
+            ("--brownouts", "2030-01-01T00:00:00Z/PT1H"),
+            ("--log-level", "warn"),
+        ]);
+        let next = applied(&running, fresh);
+        assert_eq!(next.listen, running.listen);
+        assert_eq!(next.log_level, "warn");
+        assert_eq!(next.deprecation.retirement.windows().len(), 1);
+    }
+}

@@ -1,0 +1,422 @@
+//! Issue 17 through the real binary: SIGHUP reloads the config file (whole, or not at all),
+//! the shutdown delay, the access log, the trace id in log lines, and the logging knobs.
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use common::*;
+use serde_json::{Value, json};
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn iso(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+async fn update(shim: &Shim) -> Got {
+    send(
+        "POST",
+        &shim.url("/api/update_user_group/"),
+        &[
+            ("content-type", "application/json"),
+            (TOKEN_HEADER, TEAM_TOKEN),
+        ],
+        r#"{"user_group_id": "g1"}"#,
+    )
+    .await
+}
+
+async fn metrics(shim: &Shim) -> String {
+    String::from_utf8_lossy(&send("GET", &shim.admin_url("/metrics"), &[], "").await.body)
+        .into_owned()
+}
+
+/// Waits up to 10 s for a log line that `matches`.
+fn wait_for_log(shim: &Shim, matches: impl Fn(&str) -> bool, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(line) = shim.logs().into_iter().find(|line| matches(line)) {
+            return line;
+        }
+        assert!(Instant::now() < deadline, "no {what}: {:?}", shim.logs());
+    }
+}
+
+fn reloads(shim: &Shim, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let done = shim
+            .logs()
+            .iter()
+            .filter(|line| {
+                line.contains("SIGHUP: configuration reloaded")
+                    || line.contains("SIGHUP: configuration refused")
+            })
+            .count();
+        if done >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reload {count} never ended: {:?}",
+            shim.logs()
+        );
+    }
+}
+
+#[tokio::test]
+async fn sighup_puts_a_new_brownout_window_in_service_and_counts_the_reload() {
+    let upstream = team_only_upstream().await;
+    let config = TempConfig::new("[deprecation]\nbrownouts = []\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    assert_eq!(update(&shim).await.status, 200);
+    let loaded_at = metrics(&shim).await;
+    assert!(
+        loaded_at.contains("explo_shim_config_last_reload_success_timestamp_seconds "),
+        "{loaded_at}"
+    );
+
+    let started = SystemTime::now() - Duration::from_secs(60);
+    std::fs::write(
+        &config.0,
+        format!("[deprecation]\nbrownouts = [\"{}/PT1H\"]\n", iso(started)),
+    )
+    .unwrap();
+    shim.signal("HUP");
+    reloads(&shim, 1);
+    update(&shim).await.assert_shim_error(410, "brownout");
+    shim.wait_for_metric(
+        r#"explo_shim_config_reloads_total{result="success"} 1"#,
+        "the reload was not counted",
+    )
+    .await;
+    assert!(
+        metrics(&shim)
+            .await
+            .contains("explo_shim_brownout_active 1"),
+        "/metrics reads the new schedule"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_file_is_refused_naming_the_key_and_nothing_changes() {
+    let upstream = team_only_upstream().await;
+    let config = TempConfig::new("[legacy]\nteam_id = 7\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    assert_eq!(update(&shim).await.json()["user_group"]["team_id"], 7);
+
+    // One good change and one bad value: the file is taken whole or not at all.
+    std::fs::write(
+        &config.0,
+        "[legacy]\nteam_id = 8\n[rate_limit]\nper_minute = 0\n",
+    )
+    .unwrap();
+    shim.signal("HUP");
+    reloads(&shim, 1);
+    let refused = wait_for_log(
+        &shim,
+        |line| line.contains("configuration refused"),
+        "refusal",
+    );
+    assert!(refused.contains("rate_limit.per_minute"), "{refused}");
+    let got = update(&shim).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        got.json()["user_group"]["team_id"],
+        7,
+        "the running config stays"
+    );
+    shim.wait_for_metric(
+        r#"explo_shim_config_reloads_total{result="failure"} 1"#,
+        "the refusal was not counted",
+    )
+    .await;
+
+    // A file that is not TOML at all is refused the same way.
+    std::fs::write(&config.0, "[legacy\n").unwrap();
+    shim.signal("HUP");
+    reloads(&shim, 2);
+    assert_eq!(update(&shim).await.json()["user_group"]["team_id"], 7);
+}
+
+#[tokio::test]
+async fn a_key_that_needs_a_restart_is_named_and_keeps_its_running_value() {
+    let upstream = team_only_upstream().await;
+    let config = TempConfig::new("[legacy]\nteam_id = 7\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    // `workers` and `limits` are bound at start-up; `legacy.team_id` is not.
+    std::fs::write(
+        &config.0,
+        "workers = 3\n[legacy]\nteam_id = 9\n[limits]\nmax_in_flight = 5\n",
+    )
+    .unwrap();
+    shim.signal("HUP");
+    reloads(&shim, 1);
+    let logs = shim.events("explo_shim::reload");
+    let waiting: Vec<&str> = logs
+        .iter()
+        .filter(|event| {
+            event["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("needs a restart")
+        })
+        .filter_map(|event| event["key"].as_str())
+        .collect();
+    assert_eq!(waiting, ["workers", "limits"], "{logs:?}");
+    // What may change did; the shim still serves where it did.
+    assert_eq!(update(&shim).await.json()["user_group"]["team_id"], 9);
+}
+
+#[tokio::test]
+async fn a_call_in_flight_during_a_reload_finishes_on_the_config_it_started_with() {
+    let upstream = FakeUpstream::start(|_| {
+        Reply::json(200, json!({"success": 1, "customer": customer("g1", "t")}))
+            .delayed(Duration::from_millis(1500))
+    })
+    .await;
+    let config = TempConfig::new("[legacy]\nteam_id = 1\n");
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let url = shim.url("/api/update_user_group/");
+    let in_flight = tokio::spawn(async move {
+        send(
+            "POST",
+            &url,
+            &[(TOKEN_HEADER, TEAM_TOKEN)],
+            r#"{"user_group_id": "g1"}"#,
+        )
+        .await
+    });
+    // The call has reached the upstream before the file changes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upstream.requests().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the call never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::write(&config.0, "[legacy]\nteam_id = 2\n").unwrap();
+    shim.signal("HUP");
+    reloads(&shim, 1);
+    assert_eq!(in_flight.await.unwrap().json()["user_group"]["team_id"], 1);
+    assert_eq!(update(&shim).await.json()["user_group"]["team_id"], 2);
+}
+
+#[tokio::test]
+async fn a_reloaded_log_level_keeps_the_audit_line_unless_it_names_it() {
+    let upstream = team_only_upstream().await;
+    let config = TempConfig::new("log_level = \"info\"\n");
+    // RUST_LOG, where set, would win over the file; the tests' default sets it.
+    let shim = Shim::start_with_env(
+        &upstream.url(),
+        &["--config", config.path()],
+        &[("RUST_LOG", "")],
+    );
+    let audit_lines = |shim: &Shim| shim.events("deprecated").len();
+    update(&shim).await;
+    // At warn the reload's own line is not written: its counter says when it is done.
+    std::fs::write(&config.0, "log_level = \"warn\"\n").unwrap();
+    shim.signal("HUP");
+    shim.wait_for_metric(
+        r#"explo_shim_config_reloads_total{result="success"} 1"#,
+        "the first reload did not end",
+    )
+    .await;
+    let before = audit_lines(&shim);
+    update(&shim).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while audit_lines(&shim) == before {
+        assert!(
+            Instant::now() < deadline,
+            "a plain warn silenced the audit line"
+        );
+    }
+    std::fs::write(&config.0, "log_level = \"warn,deprecated=off\"\n").unwrap();
+    shim.signal("HUP");
+    shim.wait_for_metric(
+        r#"explo_shim_config_reloads_total{result="success"} 2"#,
+        "the second reload did not end",
+    )
+    .await;
+    let before = audit_lines(&shim);
+    update(&shim).await;
+    update(&shim).await;
+    assert_eq!(audit_lines(&shim), before, "named, it is silenced");
+}
+
+#[tokio::test]
+async fn after_sigterm_readyz_turns_503_while_requests_are_still_served_for_the_delay() {
+    let upstream = FakeUpstream::always(Reply::raw(200, "text/plain", "ok")).await;
+    let mut shim = Shim::start(&upstream.url(), &["--shutdown-delay", "3s"]);
+    assert_eq!(
+        send("GET", &shim.admin_url("/readyz"), &[], "")
+            .await
+            .status,
+        200
+    );
+    shim.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while send("GET", &shim.admin_url("/readyz"), &[], "")
+        .await
+        .status
+        != 503
+    {
+        assert!(Instant::now() < deadline, "/readyz never turned 503");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // New connections are still accepted and served during the delay.
+    for _ in 0..3 {
+        assert_eq!(send("GET", &shim.url("/x"), &[], "").await.status, 200);
+    }
+    let status = shim
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits after the delay");
+    assert!(status.success(), "{status}");
+    assert!(
+        shim.logs()
+            .iter()
+            .any(|line| line.contains("still serving for shutdown.delay"))
+    );
+}
+
+#[tokio::test]
+async fn a_second_signal_skips_the_shutdown_delay() {
+    let upstream = FakeUpstream::always(Reply::raw(200, "text/plain", "ok")).await;
+    let mut shim = Shim::start(&upstream.url(), &["--shutdown-delay", "10m"]);
+    shim.signal("TERM");
+    wait_for_log(
+        &shim,
+        |line| line.contains("still serving for shutdown.delay"),
+        "the delay's start",
+    );
+    shim.signal("INT");
+    // Ten minutes would outlast this wait by far.
+    let status = shim
+        .wait_exit(Duration::from_secs(30))
+        .expect("the second signal skipped the delay");
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn the_access_log_has_one_line_per_request_with_otel_names_and_the_trace_id() {
+    let upstream = team_only_upstream().await;
+    let shim = Shim::start(&upstream.url(), &["--access-log"]);
+    let passed = send(
+        "POST",
+        &shim.url("/api/customers/?page=2"),
+        &[(TOKEN_HEADER, TEAM_TOKEN), ("traceparent", TRACEPARENT)],
+        "12345",
+    )
+    .await;
+    let legacy = send(
+        "POST",
+        &shim.url("/api/update_user_group/"),
+        &[(TOKEN_HEADER, TEAM_TOKEN), ("traceparent", TRACEPARENT)],
+        r#"{"user_group_id": "g1"}"#,
+    )
+    .await;
+    assert_eq!(legacy.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let lines = shim.events("access");
+        if lines.len() >= 2 {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "{:?}", shim.logs());
+    };
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let pass = &lines[0];
+    assert_eq!(pass["http.request.method"], "POST");
+    assert_eq!(pass["url.path"], "/api/customers/");
+    assert_eq!(pass["url.query"], "page=2");
+    assert_eq!(pass["http.response.status_code"], passed.status.as_u16());
+    assert_eq!(pass["http.request.body.size"], 5);
+    assert_eq!(pass["http.response.body.size"], passed.body.len() as u64);
+    assert_eq!(pass["upstream_status"], passed.status.as_u16());
+    assert_eq!(pass["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(pass["outcome"], "complete");
+    assert_eq!(pass["client_fingerprint"].as_str().unwrap().len(), 12);
+    assert!(pass.get("legacy_endpoint").is_none(), "{pass}");
+    assert_eq!(
+        pass["request_id"],
+        passed.headers["x-request-id"].to_str().unwrap()
+    );
+    let translated = &lines[1];
+    assert_eq!(translated["legacy_endpoint"], "update_user_group");
+    assert_eq!(translated["upstream_status"], 200);
+    assert_eq!(translated["http.request.body.size"], 23);
+    assert_eq!(
+        translated["http.response.body.size"],
+        legacy.body.len() as u64
+    );
+    // No header value reaches the line.
+    for line in shim.logs() {
+        assert!(!line.contains(TEAM_TOKEN), "{line}");
+    }
+    // The audit line carries the trace id too.
+    let audit = shim.events("deprecated");
+    assert_eq!(audit[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+}
+
+#[tokio::test]
+async fn without_the_switch_there_is_no_access_log() {
+    let upstream = FakeUpstream::always(Reply::raw(200, "text/plain", "ok")).await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    assert_eq!(send("GET", &shim.url("/x"), &[], "").await.status, 200);
+    update(&shim).await;
+    assert!(shim.events("access").is_empty());
+}
+
+#[test]
+fn an_invalid_log_filter_exits_64_naming_it_and_where_it_came_from() {
+    for (args, env, origin) in [
+        (
+            vec!["--log-level", "info,=["],
+            vec![("RUST_LOG", "")],
+            "--log-level",
+        ),
+        (vec![], vec![("RUST_LOG", "debug,hyper=loud")], "RUST_LOG"),
+    ] {
+        let mut full = vec!["--check-config"];
+        full.extend(args);
+        let output = run_binary(&full, &env);
+        assert_eq!(output.status.code(), Some(64), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("log_level") && stderr.contains(origin),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_audit_line_rounds_latency_and_leaves_absent_fields_out() {
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("g1", "t")}),
+    ))
+    .await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let got = send(
+        "POST",
+        &shim.url("/api/refresh_user_group_token/"),
+        &[(TOKEN_HEADER, TEAM_TOKEN)],
+        json!({"current_token": "t"}).to_string(),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    wait_for_log(
+        &shim,
+        |line| line.contains("deprecated End User Group API call"),
+        "audit line",
+    );
+    let audit: Value = shim.events("deprecated").remove(0);
+    // A refresh names no user group, and this call sent no traceparent.
+    assert!(audit.get("user_group_id").is_none(), "{audit}");
+    assert!(audit.get("trace_id").is_none(), "{audit}");
+    let latency = audit["latency_ms"].to_string();
+    let decimals = latency.split_once('.').map_or(0, |(_, d)| d.len());
+    assert!(decimals <= 3, "{audit}");
+}
