@@ -10,9 +10,55 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{DEFAULT_UPSTREAM, Overrides, Setting};
 
+/// The commit the binary was built from, when the build said (`EXPLO_SHIM_COMMIT`, set by
+/// `.ci/run`, `.ci/static-build` and the image build from `git rev-parse --short HEAD`); an
+/// empty value counts as unknown.
+const COMMIT: Option<&str> = match option_env!("EXPLO_SHIM_COMMIT") {
+    Some(commit) if !commit.is_empty() => Some(commit),
+    _ => None,
+};
+
+/// What `--version` prints after the name: `0.1.0 (commit 3e71587)`, or `0.1.0` when the
+/// commit is unknown.
+pub const VERSION: &str = match std::str::from_utf8(&VERSION_BYTES) {
+    Ok(version) => version,
+    Err(_) => panic!("the version is made of UTF-8 strings"),
+};
+
+const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
+const COMMIT_OPEN: &str = " (commit ";
+const COMMIT_CLOSE: &str = ")";
+const VERSION_LEN: usize = match COMMIT {
+    Some(commit) => PACKAGE_VERSION.len() + COMMIT_OPEN.len() + commit.len() + COMMIT_CLOSE.len(),
+    None => PACKAGE_VERSION.len(),
+};
+/// `concat!` takes only literals, and `option_env!` is not one: the pieces are copied into an
+/// array at compile time instead.
+const VERSION_BYTES: [u8; VERSION_LEN] = {
+    let mut out = [0u8; VERSION_LEN];
+    let at = append(&mut out, 0, PACKAGE_VERSION);
+    if let Some(commit) = COMMIT {
+        let at = append(&mut out, at, COMMIT_OPEN);
+        let at = append(&mut out, at, commit);
+        append(&mut out, at, COMMIT_CLOSE);
+    }
+    out
+};
+
+/// Copies `piece` into `out` from `at`; returns where it ended.
+const fn append(out: &mut [u8], at: usize, piece: &str) -> usize {
+    let bytes = piece.as_bytes();
+    let mut index = 0;
+    while index < bytes.len() {
+        out[at + index] = bytes[index];
+        index += 1;
+    }
+    at + bytes.len()
+}
+
 /// Keeps legacy Explo End User Group integrations working against the Customer API.
 #[derive(Parser, Debug, Default)]
-#[command(name = "explo-shim", version, about)]
+#[command(name = "explo-shim", version = VERSION, about)]
 pub struct Cli {
     /// TOML config file (see config/explo-shim.toml).
     #[arg(long, env = "EXPLO_SHIM_CONFIG", value_name = "FILE")]

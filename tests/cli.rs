@@ -1,5 +1,5 @@
 //! The subcommands through the real binary: `translate` on every legacy example of the API
-//! reference, `usage` and `healthcheck` against a running shim.
+//! reference, `usage` and `healthcheck` against a running shim, and `--version`.
 
 mod common;
 
@@ -215,6 +215,24 @@ async fn usage_and_healthcheck_talk_to_a_running_shim() {
             .unwrap();
     assert_eq!(down.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&down.stderr).contains("readyz"));
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn version_names_the_package_version_and_the_commit_it_was_built_from() {
+    let output = run_binary(&["--version"], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let version = stdout(&output);
+    let expected = format!("explo-shim {}", env!("CARGO_PKG_VERSION"));
+    assert!(version.starts_with(&expected), "{version}");
+    // Built in the same `cargo` run as this test, so with the same environment.
+    match option_env!("EXPLO_SHIM_COMMIT").filter(|commit| !commit.is_empty()) {
+        Some(commit) => assert_eq!(version, format!("{expected} (commit {commit})\n")),
+        None => assert_eq!(version, format!("{expected}\n")),
+    }
 }
 
 /// Issue 16, point 11: values no operator can mean stop start-up with exit 64 and a message
