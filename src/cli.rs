@@ -153,7 +153,26 @@ pub enum Command {
         /// Admin listener URL (default: the configured admin address).
         #[arg(long, value_name = "URL")]
         admin: Option<String>,
+        /// Print the /usage report as JSON (pretty-printed, the same members as /usage)
+        /// instead of a table; --sort and --since apply to it too.
+        #[arg(long)]
+        json: bool,
+        /// Order clients, and each client's endpoints, by calls or by last seen, most first
+        /// (default: by client fingerprint, then endpoint name, as /usage lists them).
+        #[arg(long, value_enum, value_name = "calls|last_seen")]
+        sort: Option<UsageSort>,
+        /// Only endpoints last seen within this long, e.g. 7d, 12h or 30m (clients with none
+        /// left are left out).
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
     },
+    /// Read a credential (the whole Explo-Authorization value, e.g. `Token abc`) on stdin and
+    /// print its client fingerprint as the logs, /metrics and /usage show it.
+    ///
+    /// The credential is read from stdin only, never from the command line, where it would
+    /// land in the shell's history and in other users' process lists. One trailing newline is
+    /// dropped; a blank credential has no fingerprint (it counts as `anonymous`) and exits 65.
+    Fingerprint,
     /// Serve an in-memory Customer API (create/update/get/delete/refresh, v1 and v2 lists)
     /// for offline tests.
     Emulate {
@@ -187,6 +206,16 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         admin: Option<String>,
     },
+}
+
+/// The orders `explo-shim usage --sort` knows.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageSort {
+    /// Most calls first.
+    Calls,
+    /// Most recently seen first.
+    #[value(name = "last_seen")]
+    LastSeen,
 }
 
 /// Parses `args` (including the program name). Help and version come back as `Err` too;
