@@ -173,6 +173,14 @@ pub enum Command {
     /// land in the shell's history and in other users' process lists. One trailing newline is
     /// dropped; a blank credential has no fingerprint (it counts as `anonymous`) and exits 65.
     Fingerprint,
+    /// Print a shell completion script to stdout.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
     /// Serve an in-memory Customer API (create/update/get/delete/refresh, v1 and v2 lists)
     /// for offline tests.
     Emulate {
@@ -216,6 +224,14 @@ pub enum UsageSort {
     /// Most recently seen first.
     #[value(name = "last_seen")]
     LastSeen,
+}
+
+/// The shells `explo-shim completions` writes scripts for.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// Parses `args` (including the program name). Help and version come back as `Err` too;

@@ -1,5 +1,6 @@
 //! The subcommands through the real binary: `translate` on every legacy example of the API
-//! reference, `usage` and `healthcheck` against a running shim, `fingerprint` and `--version`.
+//! reference, `usage` and `healthcheck` against a running shim, `fingerprint`, `completions`,
+//! `man` and `--version`.
 
 mod common;
 
@@ -386,6 +387,55 @@ fn fingerprint_takes_no_credential_on_the_command_line() {
     assert_eq!(stdout(&output), "");
     let help = stdout(&run_binary(&["fingerprint", "--help"], &[]));
     assert!(help.contains("stdin") && help.contains("history"), "{help}");
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish_name_the_subcommands_and_flags() {
+    // Fish names a long flag `-l upstream`; bash and zsh spell it out.
+    for (shell, long) in [("bash", "--"), ("zsh", "--"), ("fish", "-l ")] {
+        let output = run_binary(&["completions", shell], &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{shell}: {}",
+            stderr(&output)
+        );
+        let script = stdout(&output);
+        for flag in ["upstream", "admin", "since", "sort"] {
+            let flag = format!("{long}{flag}");
+            assert!(script.contains(&flag), "{shell} script lacks {flag}");
+        }
+        for word in ["usage", "fingerprint", "completions", "last_seen"] {
+            assert!(script.contains(word), "{shell} script lacks {word}");
+        }
+    }
+}
+
+#[test]
+fn completions_for_an_unknown_shell_exit_64() {
+    let output = run_binary(&["completions", "tcsh"], &[]);
+    assert_eq!(output.status.code(), Some(64));
+    assert_eq!(stdout(&output), "");
+    assert!(stderr(&output).contains("tcsh"), "{}", stderr(&output));
+}
+
+#[test]
+fn man_prints_a_roff_page_that_opens_with_th_and_names_the_flags() {
+    let output = run_binary(&["man"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let page = stdout(&output);
+    assert!(page.starts_with(".TH explo-shim 1 "), "{page}");
+    // roff escapes each dash of a flag: `\-\-upstream`.
+    for flag in ["upstream", "admin", "config", "check\\-config"] {
+        assert!(
+            page.contains(&format!("\\-\\-{flag}")),
+            "{flag} missing:\n{page}"
+        );
+    }
+    assert!(page.contains("EXPLO_SHIM_UPSTREAM"), "{page}");
+    for subcommand in ["usage", "fingerprint", "completions", "translate"] {
+        assert!(page.contains(subcommand), "{subcommand} missing:\n{page}");
+    }
 }
 
 #[test]

@@ -10,7 +10,8 @@ use crate::config::Overrides;
 use crate::emulator::{self, EXPLO_RATE_LIMIT_PER_MINUTE, Emulator};
 
 use super::{
-    admin_url_for, admin_url_from_flag, brownout_plan, fingerprint, healthcheck, translate, usage,
+    admin_url_for, admin_url_from_flag, brownout_plan, completions, fingerprint, healthcheck, man,
+    translate, usage,
 };
 
 /// EX_USAGE: the command line or configuration is wrong.
@@ -34,6 +35,11 @@ pub fn run(command: Command, overrides: &Overrides) -> u8 {
             since,
         } => run_usage(admin.as_deref(), json, sort, since, overrides),
         Command::Fingerprint => run_fingerprint(),
+        Command::Completions { shell } => print_bytes("completions", &completions::script(shell)),
+        Command::Man => match man::page() {
+            Ok(page) => print_bytes("man", &page),
+            Err(error) => fail("man", &error.to_string()),
+        },
         Command::BrownoutPlan { sunset, at, admin } => {
             run_brownout_plan(sunset.as_deref(), &at, admin.as_deref(), overrides)
         }
