@@ -135,6 +135,9 @@ callgrind_total() { # requests method path body target
   case "$5" in
     shim) command=("$SHIM" --config "$WORK/shim.toml" --listen 127.0.0.1:$CG_PORT --admin 127.0.0.1:19006 \
             --upstream "http://127.0.0.1:$UPSTREAM_PORT") ;;
+    # The same shim with the access log on (issue 17: what a line per request costs).
+    shim_access_log) command=("$SHIM" --config "$WORK/shim.toml" --listen 127.0.0.1:$CG_PORT --admin 127.0.0.1:19006 \
+            --upstream "http://127.0.0.1:$UPSTREAM_PORT" --access-log) ;;
     nginx_pass) command=(nginx -c "$WORK/cg-proxy.conf" -p "$WORK") ;;
     nginx_njs) command=(nginx -c "$WORK/cg-njs.conf" -p "$WORK") ;;
   esac
@@ -148,6 +151,7 @@ callgrind_total() { # requests method path body target
 }
 if [ "${CALLGRIND:-1}" = 1 ]; then
   for spec in "shim|translated|POST|/api/update_user_group/|$UPDATE_BODY" "shim|pass|GET|/api/customers/|" \
+              "shim_access_log|translated|POST|/api/update_user_group/|$UPDATE_BODY" "shim_access_log|pass|GET|/api/customers/|" \
               "nginx_njs|translated|POST|/api/update_user_group/|$UPDATE_BODY" "nginx_pass|pass|GET|/api/customers/|"; do
     IFS='|' read -r target route method path body <<<"$spec"
     short=$(callgrind_total 200 "$method" "$path" "$body" "$target")
@@ -220,6 +224,10 @@ for (target, route), count in sorted(instr.items()):
     info(f"instructions per {route} request, {target} (callgrind, user space)", count)
 if ("shim", "pass") in instr and ("nginx_pass", "pass") in instr:
     info("(instructions shim_pass / nginx_pass)", f"{instr[('shim', 'pass')] / instr[('nginx_pass', 'pass')]:.2f}x")
+for route in ("pass", "translated"):
+    if ("shim", route) in instr and ("shim_access_log", route) in instr:
+        extra = instr[("shim_access_log", route)] - instr[("shim", route)]
+        info(f"(access log on: extra instructions per {route} request)", f"{extra} ({extra / instr[('shim', route)]:+.0%})")
 if ("shim", "translated") in instr and ("nginx_njs", "translated") in instr:
     info("(instructions shim_translated / nginx_njs)", f"{instr[('shim', 'translated')] / instr[('nginx_njs', 'translated')]:.2f}x")
 PY

@@ -10,9 +10,55 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{DEFAULT_UPSTREAM, Overrides, Setting};
 
+/// The commit the binary was built from, when the build said (`EXPLO_SHIM_COMMIT`, set by
+/// `.ci/run`, `.ci/static-build` and the image build from `git rev-parse --short HEAD`); an
+/// empty value counts as unknown.
+const COMMIT: Option<&str> = match option_env!("EXPLO_SHIM_COMMIT") {
+    Some(commit) if !commit.is_empty() => Some(commit),
+    _ => None,
+};
+
+/// What `--version` prints after the name: `0.1.0 (commit 3e71587)`, or `0.1.0` when the
+/// commit is unknown.
+pub const VERSION: &str = match std::str::from_utf8(&VERSION_BYTES) {
+    Ok(version) => version,
+    Err(_) => panic!("the version is made of UTF-8 strings"),
+};
+
+const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
+const COMMIT_OPEN: &str = " (commit ";
+const COMMIT_CLOSE: &str = ")";
+const VERSION_LEN: usize = match COMMIT {
+    Some(commit) => PACKAGE_VERSION.len() + COMMIT_OPEN.len() + commit.len() + COMMIT_CLOSE.len(),
+    None => PACKAGE_VERSION.len(),
+};
+/// `concat!` takes only literals, and `option_env!` is not one: the pieces are copied into an
+/// array at compile time instead.
+const VERSION_BYTES: [u8; VERSION_LEN] = {
+    let mut out = [0u8; VERSION_LEN];
+    let at = append(&mut out, 0, PACKAGE_VERSION);
+    if let Some(commit) = COMMIT {
+        let at = append(&mut out, at, COMMIT_OPEN);
+        let at = append(&mut out, at, commit);
+        append(&mut out, at, COMMIT_CLOSE);
+    }
+    out
+};
+
+/// Copies `piece` into `out` from `at`; returns where it ended.
+const fn append(out: &mut [u8], at: usize, piece: &str) -> usize {
+    let bytes = piece.as_bytes();
+    let mut index = 0;
+    while index < bytes.len() {
+        out[at + index] = bytes[index];
+        index += 1;
+    }
+    at + bytes.len()
+}
+
 /// Keeps legacy Explo End User Group integrations working against the Customer API.
 #[derive(Parser, Debug, Default)]
-#[command(name = "explo-shim", version, about)]
+#[command(name = "explo-shim", version = VERSION, about)]
 pub struct Cli {
     /// TOML config file (see config/explo-shim.toml).
     #[arg(long, env = "EXPLO_SHIM_CONFIG", value_name = "FILE")]
@@ -23,7 +69,7 @@ pub struct Cli {
     /// The real Explo API base URL, http:// or https://, with an optional path prefix.
     #[arg(long, env = "EXPLO_SHIM_UPSTREAM", value_name = "URL")]
     pub upstream: Option<String>,
-    /// Address of the admin listener (/healthz, /readyz).
+    /// Address of the admin listener (/healthz, /readyz, /metrics, /usage).
     #[arg(long, env = "EXPLO_SHIM_ADMIN", value_name = "ADDR")]
     pub admin: Option<String>,
     /// Limit for a whole upstream request, e.g. 30s or 500ms.
@@ -107,7 +153,34 @@ pub enum Command {
         /// Admin listener URL (default: the configured admin address).
         #[arg(long, value_name = "URL")]
         admin: Option<String>,
+        /// Print the /usage report as JSON (pretty-printed, the same members as /usage)
+        /// instead of a table; --sort and --since apply to it too.
+        #[arg(long)]
+        json: bool,
+        /// Order clients, and each client's endpoints, by calls or by last seen, most first
+        /// (default: by client fingerprint, then endpoint name, as /usage lists them).
+        #[arg(long, value_enum, value_name = "calls|last_seen")]
+        sort: Option<UsageSort>,
+        /// Only endpoints last seen within this long, e.g. 7d, 12h or 30m (clients with none
+        /// left are left out).
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
     },
+    /// Read a credential (the whole Explo-Authorization value, e.g. `Token abc`) on stdin and
+    /// print its client fingerprint as the logs, /metrics and /usage show it.
+    ///
+    /// The credential is read from stdin only, never from the command line, where it would
+    /// land in the shell's history and in other users' process lists. One trailing newline is
+    /// dropped; a blank credential has no fingerprint (it counts as `anonymous`) and exits 65.
+    Fingerprint,
+    /// Print a shell completion script to stdout.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
     /// Serve an in-memory Customer API (create/update/get/delete/refresh, v1 and v2 lists)
     /// for offline tests.
     Emulate {
@@ -141,6 +214,24 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         admin: Option<String>,
     },
+}
+
+/// The orders `explo-shim usage --sort` knows.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageSort {
+    /// Most calls first.
+    Calls,
+    /// Most recently seen first.
+    #[value(name = "last_seen")]
+    LastSeen,
+}
+
+/// The shells `explo-shim completions` writes scripts for.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// Parses `args` (including the program name). Help and version come back as `Err` too;

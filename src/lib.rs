@@ -8,8 +8,8 @@
 //!
 //! **Entry points.** [`cli`] parses the command line (flags and their `EXPLO_SHIM_*`
 //! variables) into the config's own [`config::Overrides`]; [`commands`] runs the `translate`,
-//! `usage`, `brownout-plan` and `healthcheck` subcommands; [`demo`] is `--demo`, the shim in
-//! front of the emulator.
+//! `usage`, `brownout-plan`, `healthcheck`, `fingerprint`, `completions` and `man`
+//! subcommands; [`demo`] is `--demo`, the shim in front of the emulator.
 //!
 //! **Serving.** [`server`]: thread per core, one runtime, listener and upstream pool per
 //! serving thread (duplicates of one listening socket); HTTP/1.1 and h2c; the graceful drain.

@@ -1,7 +1,7 @@
 //! The `explo-shim` binary: parse the command line, resolve the config, set up logging, serve
 //! until SIGTERM or SIGINT, exit. Configuration errors exit with 64 (EX_USAGE) before anything
-//! listens. Subcommands (`translate`, `usage`, `brownout-plan`, `healthcheck`, `emulate`) run
-//! instead of the server.
+//! listens. Subcommands (`translate`, `usage`, `brownout-plan`, `healthcheck`, `emulate`,
+//! `fingerprint`, `completions`, `man`) run instead of the server.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;

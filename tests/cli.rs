@@ -1,5 +1,6 @@
 //! The subcommands through the real binary: `translate` on every legacy example of the API
-//! reference, `usage` and `healthcheck` against a running shim.
+//! reference, `usage` and `healthcheck` against a running shim, `fingerprint`, `completions`,
+//! `man` and `--version`.
 
 mod common;
 
@@ -215,6 +216,240 @@ async fn usage_and_healthcheck_talk_to_a_running_shim() {
             .unwrap();
     assert_eq!(down.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&down.stderr).contains("readyz"));
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The fingerprint `explo-shim fingerprint` prints for `token` on stdin.
+fn fingerprint_from_the_binary(token: &str) -> String {
+    let output = run_binary_with_stdin(&["fingerprint"], &[], &format!("{token}\n"));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    stdout(&output).trim_end_matches('\n').to_owned()
+}
+
+#[tokio::test]
+async fn usage_json_is_the_report_filtered_and_sorted_and_fingerprint_matches_it() {
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("example_1", "t")}),
+    ))
+    .await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    // The busier client gets the later fingerprint, so that the report's own order (by
+    // fingerprint) and the order by calls differ.
+    let mut tokens = [
+        (
+            "Token team-one",
+            fingerprint_from_the_binary("Token team-one"),
+        ),
+        (
+            "Token team-two",
+            fingerprint_from_the_binary("Token team-two"),
+        ),
+    ];
+    tokens.sort_by(|a, b| a.1.cmp(&b.1));
+    let [(quiet, quiet_fingerprint), (busy, busy_fingerprint)] = tokens;
+    for (token, calls) in [(quiet, 1), (busy, 3)] {
+        for _ in 0..calls {
+            let got = send(
+                "POST",
+                &shim.url("/api/update_user_group/"),
+                &[("content-type", "application/json"), (TOKEN_HEADER, token)],
+                json!({"user_group_id": "example_1"}).to_string(),
+            )
+            .await;
+            assert_eq!(got.status, 200);
+        }
+    }
+    let served = send("GET", &shim.admin_url("/usage"), &[], "").await.json();
+    let admin = shim.admin.to_string();
+    let usage = |args: &[&str]| {
+        let mut full = vec!["usage", "--admin", &admin];
+        full.extend_from_slice(args);
+        let output = run_binary(&full, &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        stdout(&output)
+    };
+    let clients = |report: &Value| -> Vec<String> {
+        report["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|client| client["client_fingerprint"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // `fingerprint` prints what /usage shows.
+    assert_eq!(
+        clients(&served),
+        [quiet_fingerprint.clone(), busy_fingerprint.clone()]
+    );
+    // --json alone is /usage as served, pretty-printed.
+    let printed = usage(&["--json"]);
+    assert!(printed.starts_with("{\n  \""), "{printed}");
+    assert!(printed.ends_with("}\n"), "{printed}");
+    assert_eq!(serde_json::from_str::<Value>(&printed).unwrap(), served);
+    // --sort calls puts the busy client first, in the JSON and in the table.
+    let by_calls: Value = serde_json::from_str(&usage(&["--json", "--sort", "calls"])).unwrap();
+    assert_eq!(
+        clients(&by_calls),
+        [busy_fingerprint.clone(), quiet_fingerprint.clone()]
+    );
+    assert_eq!(by_calls["clients"][0]["endpoints"][0]["count"], 3);
+    let table = usage(&["--sort", "calls"]);
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert!(rows[0].starts_with(&busy_fingerprint), "{table}");
+    assert!(rows[1].starts_with(&quiet_fingerprint), "{table}");
+    // --sort last_seen is accepted; the busy client called last.
+    let by_last_seen: Value =
+        serde_json::from_str(&usage(&["--json", "--sort", "last_seen"])).unwrap();
+    assert_eq!(clients(&by_last_seen).len(), 2);
+    // Both were seen within the hour.
+    let recent: Value = serde_json::from_str(&usage(&["--json", "--since", "1h"])).unwrap();
+    assert_eq!(recent, served);
+}
+
+#[test]
+fn usage_with_a_bad_since_or_sort_exits_64_naming_the_flag() {
+    // Checked before any shim is asked: nothing listens on this port.
+    for (args, named) in [
+        (vec!["--since", "seven days"], "--since"),
+        (vec!["--since", "7"], "--since"),
+        (vec!["--sort", "count"], "--sort"),
+    ] {
+        let mut full = vec!["usage", "--admin", "127.0.0.1:9"];
+        full.extend_from_slice(&args);
+        let output = run_binary(&full, &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(64),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(named),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn fingerprint_prints_the_twelve_hex_digits_the_logs_show_for_the_credential_on_stdin() {
+    // sha256("Token abc") starts 64cc961af68c (src/fingerprint.rs); one newline is dropped,
+    // \n or \r\n.
+    for input in ["Token abc", "Token abc\n", "Token abc\r\n"] {
+        let output = run_binary_with_stdin(&["fingerprint"], &[], input);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{input:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stdout(&output), "64cc961af68c\n", "{input:?}");
+        assert_eq!(stderr(&output), "", "{input:?}");
+    }
+}
+
+#[test]
+fn fingerprint_of_a_blank_credential_exits_65_saying_it_counts_as_anonymous() {
+    for input in ["", "\n", " \t\r\n"] {
+        let output = run_binary_with_stdin(&["fingerprint"], &[], input);
+        assert_eq!(output.status.code(), Some(65), "{input:?}");
+        assert_eq!(stdout(&output), "", "{input:?}");
+        let message = stderr(&output);
+        assert!(
+            message.contains("blank credential has no fingerprint")
+                && message.contains("anonymous"),
+            "{input:?}: {message}"
+        );
+    }
+    // Two lines are not one credential.
+    let output = run_binary_with_stdin(&["fingerprint"], &[], "Token a\nToken b\n");
+    assert_eq!(output.status.code(), Some(65));
+}
+
+#[test]
+fn fingerprint_takes_no_credential_on_the_command_line() {
+    let output = run_binary_with_stdin(&["fingerprint", "Token abc"], &[], "");
+    assert_eq!(output.status.code(), Some(64));
+    assert_eq!(stdout(&output), "");
+    let help = stdout(&run_binary(&["fingerprint", "--help"], &[]));
+    assert!(help.contains("stdin") && help.contains("history"), "{help}");
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish_name_the_subcommands_and_flags() {
+    // Fish names a long flag `-l upstream`; bash and zsh spell it out.
+    for (shell, long) in [("bash", "--"), ("zsh", "--"), ("fish", "-l ")] {
+        let output = run_binary(&["completions", shell], &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{shell}: {}",
+            stderr(&output)
+        );
+        let script = stdout(&output);
+        for flag in ["upstream", "admin", "since", "sort"] {
+            let flag = format!("{long}{flag}");
+            assert!(script.contains(&flag), "{shell} script lacks {flag}");
+        }
+        for word in ["usage", "fingerprint", "completions", "last_seen"] {
+            assert!(script.contains(word), "{shell} script lacks {word}");
+        }
+    }
+}
+
+#[test]
+fn completions_for_an_unknown_shell_exit_64() {
+    let output = run_binary(&["completions", "tcsh"], &[]);
+    assert_eq!(output.status.code(), Some(64));
+    assert_eq!(stdout(&output), "");
+    assert!(stderr(&output).contains("tcsh"), "{}", stderr(&output));
+}
+
+#[test]
+fn man_prints_a_roff_page_that_opens_with_th_and_names_the_flags() {
+    let output = run_binary(&["man"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let page = stdout(&output);
+    assert!(page.starts_with(".TH explo-shim 1 "), "{page}");
+    // roff escapes each dash of a flag: `\-\-upstream`.
+    for flag in ["upstream", "admin", "config", "check\\-config"] {
+        assert!(
+            page.contains(&format!("\\-\\-{flag}")),
+            "{flag} missing:\n{page}"
+        );
+    }
+    assert!(page.contains("EXPLO_SHIM_UPSTREAM"), "{page}");
+    for subcommand in ["usage", "fingerprint", "completions", "translate"] {
+        assert!(page.contains(subcommand), "{subcommand} missing:\n{page}");
+    }
+}
+
+#[test]
+fn version_names_the_package_version_and_the_commit_it_was_built_from() {
+    let output = run_binary(&["--version"], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let version = stdout(&output);
+    let expected = format!("explo-shim {}", env!("CARGO_PKG_VERSION"));
+    assert!(version.starts_with(&expected), "{version}");
+    // Built in the same `cargo` run as this test, so with the same environment.
+    match option_env!("EXPLO_SHIM_COMMIT").filter(|commit| !commit.is_empty()) {
+        Some(commit) => assert_eq!(version, format!("{expected} (commit {commit})\n")),
+        None => assert_eq!(version, format!("{expected}\n")),
+    }
 }
 
 /// Issue 16, point 11: values no operator can mean stop start-up with exit 64 and a message

@@ -1,14 +1,21 @@
 //! Subcommands beside the server:
 //!
 //! - [`translate`]: the migration assistant (legacy request in, Customer API call out).
-//! - [`usage`]: the `/usage` migration report of a running shim, as a table.
+//! - [`usage`]: the `/usage` migration report of a running shim, as a table or JSON, filtered
+//!   by `--since` and ordered by `--sort`.
 //! - [`healthcheck`]: probes the admin `/readyz` (the container's HEALTHCHECK).
 //! - [`brownout_plan`]: a suggested brownout schedule and who it would affect.
+//! - [`fingerprint`]: the client fingerprint of a credential read on stdin.
+//! - [`completions`] and [`man`]: the shell completion scripts and the man page, generated from
+//!   [`crate::cli`].
 //! - `emulate`: the in-memory Customer API ([`crate::emulator`]).
 //! - [`run`]: runs any of them from the command line, with its exit code.
 
 pub mod brownout_plan;
+pub mod completions;
+pub mod fingerprint;
 pub mod healthcheck;
+pub mod man;
 pub mod run;
 pub mod translate;
 pub mod usage;

@@ -1,7 +1,7 @@
 //! Running a subcommand from the command line: each prints its result and maps failure to a
 //! sysexits-style exit code.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 use crate::cli::Command;
@@ -9,7 +9,10 @@ use crate::config::Config;
 use crate::config::Overrides;
 use crate::emulator::{self, EXPLO_RATE_LIMIT_PER_MINUTE, Emulator};
 
-use super::{admin_url_for, admin_url_from_flag, brownout_plan, healthcheck, translate, usage};
+use super::{
+    admin_url_for, admin_url_from_flag, brownout_plan, completions, fingerprint, healthcheck, man,
+    translate, usage,
+};
 
 /// EX_USAGE: the command line or configuration is wrong.
 pub const EXIT_USAGE: u8 = 64;
@@ -25,15 +28,17 @@ pub fn run(command: Command, overrides: &Overrides) -> u8 {
             json,
             base_url,
         } => run_translate(endpoint.as_deref(), json, &base_url),
-        Command::Usage { admin } => match admin_url(admin.as_deref(), overrides) {
-            Err(code) => code,
-            Ok(admin) => match block_on(usage::run(&admin)) {
-                Ok(table) => {
-                    print!("{table}");
-                    0
-                }
-                Err(error) => fail("usage", &error),
-            },
+        Command::Usage {
+            admin,
+            json,
+            sort,
+            since,
+        } => run_usage(admin.as_deref(), json, sort, since, overrides),
+        Command::Fingerprint => run_fingerprint(),
+        Command::Completions { shell } => print_bytes("completions", &completions::script(shell)),
+        Command::Man => match man::page() {
+            Ok(page) => print_bytes("man", &page),
+            Err(error) => fail("man", &error.to_string()),
         },
         Command::BrownoutPlan { sunset, at, admin } => {
             run_brownout_plan(sunset.as_deref(), &at, admin.as_deref(), overrides)
@@ -50,6 +55,70 @@ pub fn run(command: Command, overrides: &Overrides) -> u8 {
             rate_limit,
             fault,
         } => run_emulator(&listen, rate_limit, fault.into_iter().collect()),
+    }
+}
+
+fn run_usage(
+    admin: Option<&str>,
+    json: bool,
+    sort: Option<crate::cli::UsageSort>,
+    since: Option<String>,
+    overrides: &Overrides,
+) -> u8 {
+    // Checked before the shim is asked: a bad flag is the caller's mistake whether or not a
+    // shim is running.
+    let since = match since {
+        Some(text) => match usage::parse_since(&text) {
+            Ok(window) => Some((text, window)),
+            Err(error) => {
+                eprintln!("explo-shim usage: {error}");
+                return EXIT_USAGE;
+            }
+        },
+        None => None,
+    };
+    let view = usage::UsageView { json, sort, since };
+    match admin_url(admin, overrides) {
+        Err(code) => code,
+        Ok(admin) => match block_on(usage::run(&admin, &view, std::time::SystemTime::now())) {
+            Ok(text) => print_bytes("usage", text.as_bytes()),
+            Err(error) => fail("usage", &error),
+        },
+    }
+}
+
+fn run_fingerprint() -> u8 {
+    let mut input = Vec::new();
+    let limit = fingerprint::MAX_CREDENTIAL_BYTES;
+    if let Err(error) = std::io::stdin().take(limit + 1).read_to_end(&mut input) {
+        eprintln!("explo-shim fingerprint: cannot read stdin: {error}");
+        return EXIT_DATA;
+    }
+    if input.len() as u64 > limit {
+        eprintln!(
+            "explo-shim fingerprint: stdin holds more than {limit} bytes; give the \
+             Explo-Authorization value alone, e.g. `Token abc`"
+        );
+        return EXIT_DATA;
+    }
+    if let Some(warning) = fingerprint::surrounding_whitespace_warning(&input) {
+        eprintln!("explo-shim fingerprint: warning: {warning}");
+    }
+    match fingerprint::fingerprint_of(&input) {
+        Ok(fingerprint) => print_bytes("fingerprint", format!("{fingerprint}\n").as_bytes()),
+        Err(error) => {
+            eprintln!("explo-shim fingerprint: {error}");
+            EXIT_DATA
+        }
+    }
+}
+
+/// Writes `bytes` to stdout; a closed pipe (`| head`) is a failure, not a panic.
+fn print_bytes(command: &str, bytes: &[u8]) -> u8 {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => 0,
+        Err(error) => fail(command, &format!("cannot write to stdout: {error}")),
     }
 }
 

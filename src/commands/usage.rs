@@ -1,19 +1,116 @@
-//! `explo-shim usage`: the `/usage` report as a table: who still calls what, and since when.
+//! `explo-shim usage`: the `/usage` report as a table (or as JSON): who still calls what, and
+//! since when. `--since` and `--sort` are pure functions over the report, so the table and the
+//! JSON show the same clients in the same order.
+
+use std::cmp::Reverse;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
 use super::admin_get;
+use crate::cli::UsageSort;
 
-/// Fetches `{admin}/usage` and renders it.
-pub async fn run(admin: &str) -> Result<String, String> {
+/// What to show of the report, from the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageView {
+    pub json: bool,
+    pub sort: Option<UsageSort>,
+    /// `--since` as given (for the empty table's wording) and as parsed.
+    pub since: Option<(String, Duration)>,
+}
+
+/// Fetches `{admin}/usage`, filters and orders it as `view` says, and renders it: a table, or
+/// pretty-printed JSON with a final newline.
+pub async fn run(admin: &str, view: &UsageView, now: SystemTime) -> Result<String, String> {
     let url = format!("{admin}/usage");
     let (status, body) = admin_get(&url).await?;
     if !status.is_success() {
         return Err(format!("{url} answered {status}"));
     }
-    let report: Value =
+    let mut report: Value =
         serde_json::from_slice(&body).map_err(|error| format!("{url} is not JSON: {error}"))?;
-    Ok(render_table(&report))
+    if let Some((_, window)) = &view.since {
+        // A window longer than the clock goes back keeps everything.
+        let cutoff = now.checked_sub(*window).unwrap_or(SystemTime::UNIX_EPOCH);
+        report = seen_since(report, cutoff);
+    }
+    if let Some(order) = view.sort {
+        report = sorted(report, order);
+    }
+    if view.json {
+        let mut text = serde_json::to_string_pretty(&report)
+            .map_err(|error| format!("cannot print {url} as JSON: {error}"))?;
+        text.push('\n');
+        return Ok(text);
+    }
+    Ok(render_table(
+        &report,
+        view.since.as_ref().map(|(text, _)| text.as_str()),
+    ))
+}
+
+/// `--since`: a humantime duration such as `7d`, `12h` or `30m`.
+pub fn parse_since(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|error| {
+        format!("invalid --since {text:?}: {error}; expected a duration such as 7d, 12h or 30m")
+    })
+}
+
+/// The report with only the endpoints last seen at or after `cutoff`, and only the clients
+/// that have one left. An endpoint whose `last_seen` is not RFC 3339 cannot be shown to fall
+/// in the window, so it goes too. Other members are kept as they are.
+pub fn seen_since(mut report: Value, cutoff: SystemTime) -> Value {
+    if let Some(clients) = report.get_mut("clients").and_then(Value::as_array_mut) {
+        for client in clients.iter_mut() {
+            if let Some(endpoints) = client.get_mut("endpoints").and_then(Value::as_array_mut) {
+                endpoints.retain(|endpoint| last_seen(endpoint).is_some_and(|at| at >= cutoff));
+            }
+        }
+        clients.retain(|client| endpoints(client).next().is_some());
+    }
+    report
+}
+
+/// The report with its clients, and each client's endpoints, ordered by `order`, most first.
+/// Ties keep the report's order (client fingerprint, then endpoint name). A client's calls are
+/// the sum over its endpoints; its last seen is its latest endpoint's.
+pub fn sorted(mut report: Value, order: UsageSort) -> Value {
+    let Some(clients) = report.get_mut("clients").and_then(Value::as_array_mut) else {
+        return report;
+    };
+    for client in clients.iter_mut() {
+        if let Some(endpoints) = client.get_mut("endpoints").and_then(Value::as_array_mut) {
+            match order {
+                UsageSort::Calls => endpoints.sort_by_key(|endpoint| Reverse(calls(endpoint))),
+                UsageSort::LastSeen => {
+                    endpoints.sort_by_key(|endpoint| Reverse(last_seen(endpoint)))
+                }
+            }
+        }
+    }
+    match order {
+        UsageSort::Calls => {
+            clients.sort_by_key(|client| Reverse(endpoints(client).map(calls).sum::<u64>()));
+        }
+        UsageSort::LastSeen => {
+            clients.sort_by_key(|client| Reverse(endpoints(client).filter_map(last_seen).max()));
+        }
+    }
+    report
+}
+
+fn endpoints(client: &Value) -> impl Iterator<Item = &Value> {
+    client["endpoints"].as_array().into_iter().flatten()
+}
+
+fn calls(endpoint: &Value) -> u64 {
+    endpoint["count"].as_u64().unwrap_or(0)
+}
+
+fn last_seen(endpoint: &Value) -> Option<SystemTime> {
+    endpoint["last_seen"]
+        .as_str()
+        .and_then(|text| humantime::parse_rfc3339_weak(text).ok())
 }
 
 const COLUMNS: [&str; 8] = [
@@ -28,8 +125,9 @@ const COLUMNS: [&str; 8] = [
 ];
 
 /// One row per client and endpoint, columns padded to fit. `REFUSED` marks the calls answered
-/// 410 on purpose (a brownout, the sunset): `3 (brownout/sunset)`, or `-`.
-pub fn render_table(report: &Value) -> String {
+/// 410 on purpose (a brownout, the sunset): `3 (brownout/sunset)`, or `-`. `since` is the
+/// `--since` the report was filtered with, for the wording of an empty one.
+pub fn render_table(report: &Value, since: Option<&str>) -> String {
     let text = |value: &Value| match value {
         Value::String(text) => text.clone(),
         Value::Null => "-".to_owned(),
@@ -54,6 +152,9 @@ pub fn render_table(report: &Value) -> String {
         }
     }
     if rows.is_empty() {
+        if let Some(since) = since {
+            return format!("No legacy End User Group calls seen in the last {since}.\n");
+        }
         let source = match report["source"].as_str() {
             Some("fleet") => "by the fleet",
             _ => "since this shim started",
@@ -95,7 +196,7 @@ mod tests {
             {"endpoint": "delete_user_group", "replacement": "delete_customer", "count": 1,
              "first_seen": "2026-11-02T10:00:00Z", "last_seen": "2026-11-02T10:00:00Z",
              "last_user_group_id": null}]}]});
-        let table = render_table(&report);
+        let table = render_table(&report, None);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(
@@ -112,6 +213,128 @@ mod tests {
 
     #[test]
     fn an_empty_report_says_so() {
-        assert!(render_table(&json!({"clients": []})).starts_with("No legacy"));
+        assert!(render_table(&json!({"clients": []}), None).starts_with("No legacy"));
+        assert_eq!(
+            render_table(&json!({"clients": []}), Some("7d")),
+            "No legacy End User Group calls seen in the last 7d.\n"
+        );
+    }
+
+    /// Two clients: `aaa` with few calls seen lately, `bbb` with many calls seen long ago.
+    fn two_clients() -> Value {
+        json!({"source": "local", "clients": [
+            {"client_fingerprint": "aaaaaaaaaaaa", "endpoints": [
+                {"endpoint": "delete_user_group", "count": 1,
+                 "first_seen": "2026-11-01T00:00:00Z", "last_seen": "2026-11-01T00:00:00Z"},
+                {"endpoint": "update_user_group", "count": 3,
+                 "first_seen": "2026-11-01T00:00:00Z", "last_seen": "2026-11-29T00:00:00Z"}]},
+            {"client_fingerprint": "bbbbbbbbbbbb", "endpoints": [
+                {"endpoint": "create_user_group", "count": 50,
+                 "first_seen": "2026-10-01T00:00:00Z", "last_seen": "2026-10-02T00:00:00Z"},
+                {"endpoint": "update_user_group", "count": 2,
+                 "first_seen": "2026-10-01T00:00:00Z", "last_seen": "2026-11-10T00:00:00Z"}]}]})
+    }
+
+    fn rows(report: &Value) -> Vec<(String, String)> {
+        report["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|client| {
+                endpoints(client).map(|endpoint| {
+                    (
+                        client["client_fingerprint"].as_str().unwrap().to_owned(),
+                        endpoint["endpoint"].as_str().unwrap().to_owned(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn pair(client: &str, endpoint: &str) -> (String, String) {
+        (client.repeat(12), endpoint.to_owned())
+    }
+
+    fn at(text: &str) -> SystemTime {
+        humantime::parse_rfc3339(text).unwrap()
+    }
+
+    #[test]
+    fn since_keeps_endpoints_last_seen_in_the_window_and_drops_clients_left_empty() {
+        let recent = seen_since(two_clients(), at("2026-11-05T00:00:00Z"));
+        assert_eq!(
+            rows(&recent),
+            [
+                pair("a", "update_user_group"),
+                pair("b", "update_user_group")
+            ]
+        );
+        assert_eq!(recent["source"], "local", "other members stay");
+        let latest = seen_since(two_clients(), at("2026-11-20T00:00:00Z"));
+        assert_eq!(rows(&latest), [pair("a", "update_user_group")]);
+        // The cutoff itself is in the window.
+        let edge = seen_since(two_clients(), at("2026-11-29T00:00:00Z"));
+        assert_eq!(rows(&edge), [pair("a", "update_user_group")]);
+        let none = seen_since(two_clients(), at("2026-12-01T00:00:00Z"));
+        assert_eq!(none["clients"], json!([]));
+        assert!(render_table(&none, Some("1d")).starts_with("No legacy"));
+    }
+
+    #[test]
+    fn sort_by_calls_puts_the_busiest_client_and_endpoint_first() {
+        // bbb: 52 calls; aaa: 4.
+        assert_eq!(
+            rows(&sorted(two_clients(), UsageSort::Calls)),
+            [
+                pair("b", "create_user_group"),
+                pair("b", "update_user_group"),
+                pair("a", "update_user_group"),
+                pair("a", "delete_user_group"),
+            ]
+        );
+    }
+
+    #[test]
+    fn sort_by_last_seen_puts_the_latest_client_and_endpoint_first() {
+        assert_eq!(
+            rows(&sorted(two_clients(), UsageSort::LastSeen)),
+            [
+                pair("a", "update_user_group"),
+                pair("a", "delete_user_group"),
+                pair("b", "update_user_group"),
+                pair("b", "create_user_group"),
+            ]
+        );
+    }
+
+    #[test]
+    fn ties_keep_the_report_order() {
+        let report = json!({"clients": [
+            {"client_fingerprint": "aaaaaaaaaaaa", "endpoints": [
+                {"endpoint": "delete_user_group", "count": 2, "last_seen": "2026-11-01T00:00:00Z"}]},
+            {"client_fingerprint": "bbbbbbbbbbbb", "endpoints": [
+                {"endpoint": "delete_user_group", "count": 2, "last_seen": "2026-11-01T00:00:00Z"}]}]});
+        for order in [UsageSort::Calls, UsageSort::LastSeen] {
+            assert_eq!(
+                rows(&sorted(report.clone(), order)),
+                [
+                    pair("a", "delete_user_group"),
+                    pair("b", "delete_user_group")
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn since_reads_humantime_durations_and_names_the_flag_when_it_cannot() {
+        assert_eq!(parse_since("7d"), Ok(Duration::from_secs(7 * 24 * 3600)));
+        assert_eq!(
+            parse_since("12h 30m"),
+            Ok(Duration::from_secs(12 * 3600 + 1800))
+        );
+        for bad in ["", "7", "seven days", "-1d"] {
+            let error = parse_since(bad).unwrap_err();
+            assert!(error.contains("--since"), "{bad:?}: {error}");
+        }
     }
 }
