@@ -20,11 +20,16 @@ pub fn client_fingerprint(authorization: Option<&HeaderValue>) -> String {
     let Some(value) = authorization.filter(|value| !is_blank(value)) else {
         return ANONYMOUS.to_owned();
     };
-    Sha256::digest(value.as_bytes())
-        .iter()
-        .take(6)
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(value.as_bytes());
+    // Written digit by digit: `format!` per byte cost more than the hash itself (callgrind,
+    // with the access log on, which fingerprints every request).
+    let mut fingerprint = String::with_capacity(12);
+    for byte in &digest[..6] {
+        fingerprint.push(char::from(HEX[usize::from(byte >> 4)]));
+        fingerprint.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    fingerprint
 }
 
 /// A header value with nothing but spaces and tabs, or nothing at all.
