@@ -11,18 +11,16 @@
 //!
 //! With the log off, nothing here runs: [`crate::proxy`] checks the switch once per request.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, SizeHint};
+use hyper::body::Body;
 
-use crate::body::{BoxError, ProxyBody};
+use crate::body::{FrameObserver, Observed, ProxyBody};
 use crate::fingerprint::{EXPLO_AUTHORIZATION, client_fingerprint};
 use crate::headers::trace_context::trace_id;
 use crate::route::LegacyRoute;
@@ -93,16 +91,17 @@ impl AccessEntry {
             .get::<UpstreamStatus>()
             .map(|status| status.0);
         response.map(|inner| {
-            Logged {
-                inner,
+            let empty = inner.is_end_stream();
+            let sent = Sent {
                 pending: Some(Pending {
                     entry: self,
                     status,
                     upstream_status,
                 }),
                 bytes_out: 0,
-            }
-            .boxed_unsync()
+                empty,
+            };
+            Observed::new(inner, sent).boxed_unsync()
         })
     }
 }
@@ -138,14 +137,16 @@ impl Pending {
     }
 }
 
-/// The reply's body, counting what is sent and writing the line once.
-struct Logged {
-    inner: ProxyBody,
+/// Watches the reply's body: counts what is sent, and writes the line once, when the body
+/// ends, fails, or is dropped unfinished.
+struct Sent {
     pending: Option<Pending>,
     bytes_out: u64,
+    /// The body had nothing to send (a HEAD, a 204): hyper may drop it unpolled.
+    empty: bool,
 }
 
-impl Logged {
+impl Sent {
     fn write(&mut self, outcome: &'static str) {
         if let Some(pending) = self.pending.take() {
             pending.write(self.bytes_out, outcome);
@@ -153,92 +154,41 @@ impl Logged {
     }
 }
 
-impl Body for Logged {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    self.bytes_out += data.len() as u64;
-                }
-                if self.inner.is_end_stream() {
-                    self.write("complete");
-                }
-            }
-            Poll::Ready(Some(Err(_))) => self.write("body_error"),
-            Poll::Ready(None) => self.write("complete"),
-            Poll::Pending => {}
-        }
-        polled
+impl FrameObserver for Sent {
+    fn data(&mut self, data: &Bytes) {
+        self.bytes_out += data.len() as u64;
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+    fn ended(&mut self) {
+        self.write("complete");
     }
 
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    fn failed(&mut self) {
+        self.write("body_error");
     }
 }
 
-impl Drop for Logged {
+impl Drop for Sent {
     fn drop(&mut self) {
-        // An empty body (a HEAD, a 204) is never polled; a client that went away mid-body
-        // leaves the rest unsent.
-        let outcome = if self.inner.is_end_stream() {
-            "complete"
-        } else {
-            "aborted"
-        };
+        // A client that went away mid-body leaves the rest unsent.
+        let outcome = if self.empty { "complete" } else { "aborted" };
         self.write(outcome);
     }
 }
 
 /// A request body counted into a [`BytesIn`] as it is read.
-pub struct Counted<B> {
-    inner: B,
-    bytes_in: BytesIn,
+pub fn counted<B>(body: B, bytes_in: BytesIn) -> Observed<B, BytesIn> {
+    Observed::new(body, bytes_in)
 }
 
-impl<B> Counted<B> {
-    pub fn new(inner: B, bytes_in: BytesIn) -> Self {
-        Self { inner, bytes_in }
-    }
-}
-
-impl<B> Body for Counted<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.bytes_in.add(data.len() as u64);
-        }
-        polled
+impl FrameObserver for BytesIn {
+    fn data(&mut self, data: &Bytes) {
+        self.add(data.len() as u64);
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
+    fn ended(&mut self) {}
 
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+    fn failed(&mut self) {}
 }
 
 #[cfg(test)]
@@ -249,7 +199,7 @@ mod tests {
     #[tokio::test]
     async fn counted_bodies_add_what_passes_through_them() {
         let bytes_in = BytesIn::default();
-        let body = Counted::new(
+        let body = counted(
             http_body_util::Full::new(Bytes::from_static(b"12345")),
             bytes_in.clone(),
         );

@@ -165,6 +165,66 @@ where
     }
 }
 
+/// What watches a body go by unchanged: each data frame, then its end or its failure. `ended`
+/// may be called more than once (on the last frame, and again when the body reports no more).
+pub trait FrameObserver {
+    fn data(&mut self, data: &Bytes);
+    fn ended(&mut self);
+    fn failed(&mut self);
+}
+
+/// `inner`, passed on frame by frame, with `observer` told what passes.
+pub struct Observed<B, O> {
+    inner: B,
+    observer: O,
+}
+
+impl<B, O> Observed<B, O> {
+    pub fn new(inner: B, observer: O) -> Self {
+        Self { inner, observer }
+    }
+}
+
+impl<B, O> Body for Observed<B, O>
+where
+    B: Body<Data = Bytes> + Unpin,
+    O: FrameObserver + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.observer.data(data);
+                }
+                // hyper stops polling once the body says it has ended.
+                if this.inner.is_end_stream() {
+                    this.observer.ended();
+                }
+            }
+            Poll::Ready(None) => this.observer.ended(),
+            Poll::Ready(Some(Err(_))) => this.observer.failed(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::access_log::{AccessEntry, BytesIn, Counted, UpstreamStatus};
+use crate::access_log::{AccessEntry, BytesIn, UpstreamStatus, counted};
 use crate::body::{ProxyBody, streamed_body};
 use crate::config::{Config, ConfigError};
 use crate::error::ShimError;
@@ -261,7 +261,7 @@ impl Proxy {
         let logged = parts.extensions.get::<BytesIn>().cloned();
         let body = match &logged {
             Some(bytes_in) => streamed_body(
-                Counted::new(body, bytes_in.clone()),
+                counted(body, bytes_in.clone()),
                 self.shared.body_idle_timeout,
             ),
             None => streamed_body(body, self.shared.body_idle_timeout),

@@ -153,7 +153,7 @@ impl LegacyCalls {
             return response;
         }
         let owners = Arc::clone(&self.owners);
-        response.map(|body| http_body_util::BodyExt::boxed_unsync(OwnerTap::new(body, owners)))
+        response.map(|body| http_body_util::BodyExt::boxed_unsync(OwnerTap::tap(body, owners)))
     }
 
     /// Answers one legacy call, and logs, meters and records it as a deprecated call.

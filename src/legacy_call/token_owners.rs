@@ -11,14 +11,11 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
 
-use crate::body::{BoxError, ProxyBody};
+use crate::body::{FrameObserver, Observed, ProxyBody};
 use crate::legacy::reply::reply_owner;
 
 /// Entries kept: about 1 MB at typical `provided_id` lengths.
@@ -101,7 +98,6 @@ const TAP_LIMIT: usize = 64 * 1024;
 /// at most [`TAP_LIMIT`] bytes is kept; at its end the customer's token and `provided_id` are
 /// remembered.
 pub struct OwnerTap {
-    inner: ProxyBody,
     copy: Vec<u8>,
     /// Too large, or already read: nothing more to keep.
     done: bool,
@@ -109,16 +105,33 @@ pub struct OwnerTap {
 }
 
 impl OwnerTap {
-    pub fn new(inner: ProxyBody, owners: Arc<TokenOwners>) -> Self {
-        Self {
-            inner,
-            copy: Vec::new(),
-            done: false,
-            owners,
+    /// `reply`, streamed as it comes, read on the way.
+    pub fn tap(reply: ProxyBody, owners: Arc<TokenOwners>) -> Observed<ProxyBody, Self> {
+        Observed::new(
+            reply,
+            Self {
+                copy: Vec::new(),
+                done: false,
+                owners,
+            },
+        )
+    }
+}
+
+impl FrameObserver for OwnerTap {
+    fn data(&mut self, data: &Bytes) {
+        if self.done {
+            return;
+        }
+        if self.copy.len() + data.len() > TAP_LIMIT {
+            self.done = true;
+            self.copy = Vec::new();
+        } else {
+            self.copy.extend_from_slice(data);
         }
     }
 
-    fn finish(&mut self) {
+    fn ended(&mut self) {
         if !self.done {
             self.done = true;
             if let Some(owner) = reply_owner(&self.copy) {
@@ -127,49 +140,10 @@ impl OwnerTap {
             self.copy = Vec::new();
         }
     }
-}
 
-impl Body for OwnerTap {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref()
-                    && !this.done
-                {
-                    if this.copy.len() + data.len() > TAP_LIMIT {
-                        this.done = true;
-                        this.copy = Vec::new();
-                    } else {
-                        this.copy.extend_from_slice(data);
-                    }
-                }
-                // hyper stops polling once the body says it has ended.
-                if this.inner.is_end_stream() {
-                    this.finish();
-                }
-            }
-            Poll::Ready(None) => this.finish(),
-            // A broken reply teaches nothing.
-            Poll::Ready(Some(Err(_))) => this.done = true,
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    /// A broken reply teaches nothing.
+    fn failed(&mut self) {
+        self.done = true;
     }
 }
 
@@ -214,7 +188,7 @@ mod tests {
         use http_body_util::BodyExt;
         let owners = Arc::new(TokenOwners::new(3));
         let reply = r#"{"success": 1, "customer": {"token": "tk", "provided_id": "p"}}"#;
-        let tapped = OwnerTap::new(crate::body::full_body(reply), Arc::clone(&owners));
+        let tapped = OwnerTap::tap(crate::body::full_body(reply), Arc::clone(&owners));
         let streamed = tapped.collect().await.unwrap().to_bytes();
         assert_eq!(&streamed[..], reply.as_bytes());
         assert_eq!(owners.get("tk").as_deref(), Some("p"));
@@ -223,7 +197,7 @@ mod tests {
             r#"{{"customer": {{"token": "big", "provided_id": "p", "pad": "{}"}}}}"#,
             "x".repeat(TAP_LIMIT)
         );
-        let tapped = OwnerTap::new(crate::body::full_body(large.clone()), Arc::clone(&owners));
+        let tapped = OwnerTap::tap(crate::body::full_body(large.clone()), Arc::clone(&owners));
         assert_eq!(
             tapped.collect().await.unwrap().to_bytes().len(),
             large.len()
