@@ -22,6 +22,7 @@ const PREAMBLE: &str = "\
 # The comment on each value names where it came from: the built-in default, the config file, an
 # environment variable or a flag. Fed back with --config, this file gives the same settings,
 # except a Redis password, shown as <redacted>.
+
 ";
 
 /// Source comments start in this column when the setting is shorter; past it, two spaces after.
