@@ -5,7 +5,9 @@
 //! bad value came from; `main` turns that into exit code 64 (EX_USAGE) before anything listens.
 //!
 //! [`file`] is the file as written; [`sourced`] parses one value and names its source; this
-//! module holds the resolved settings and resolves each section.
+//! module holds the resolved settings and resolves each section; [`render`] writes them back as
+//! a file for `--check-config`, and is the list of settings the reference file is tested
+//! against.
 
 mod file;
 mod overrides;
