@@ -331,6 +331,95 @@ where
     Ok((cli, overrides))
 }
 
+/// Every variable the binary reads starts with this.
+pub const VARIABLE_PREFIX: &str = "EXPLO_SHIM_";
+
+/// `EXPLO_SHIM_*` variables read besides the flags' own. `EXPLO_SHIM_REQUIRE_REDIS` is read by
+/// the test suite (`tests/common`), not the binary, and `EXPLO_SHIM_COMMIT` by the build
+/// (`--version`); `.ci/run` exports both, so every shim a CI run starts has them in its
+/// environment.
+pub const OTHER_VARIABLES: &[&str] = &["EXPLO_SHIM_REQUIRE_REDIS", "EXPLO_SHIM_COMMIT"];
+
+/// Every `EXPLO_SHIM_*` variable that names something: the flags' own, from clap's argument
+/// definitions (subcommands included), and [`OTHER_VARIABLES`].
+pub fn known_variables() -> Vec<String> {
+    let command = Cli::command();
+    let arguments = command.get_arguments().chain(
+        command
+            .get_subcommands()
+            .flat_map(|sub| sub.get_arguments()),
+    );
+    arguments
+        .filter_map(|argument| argument.get_env())
+        .map(|name| name.to_string_lossy().into_owned())
+        .chain(OTHER_VARIABLES.iter().map(|name| (*name).to_owned()))
+        .collect()
+}
+
+/// The `EXPLO_SHIM_*` names among `env_names` that are not `known`, sorted: a typo in one
+/// would otherwise silently leave its setting at the file's value or the default.
+pub fn unknown_variables<I, S>(env_names: I, known: &[String]) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut unknown: Vec<String> = env_names
+        .into_iter()
+        .map(|name| name.as_ref().to_owned())
+        .filter(|name| name.starts_with(VARIABLE_PREFIX) && !known.contains(name))
+        .collect();
+    unknown.sort();
+    unknown.dedup();
+    unknown
+}
+
+/// The known name `name` is most likely a typo of: the nearest by edit distance, if it is near.
+pub fn closest<'k>(name: &str, known: &'k [String]) -> Option<&'k str> {
+    let suffix = name.strip_prefix(VARIABLE_PREFIX).unwrap_or(name);
+    let limit = 2.max(suffix.len() / 4);
+    known
+        .iter()
+        .map(|candidate| (edit_distance(name, candidate), candidate))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate.as_str())
+}
+
+/// One warning per unknown `EXPLO_SHIM_*` variable in `env_names`, naming it and the variable
+/// it was probably meant to be. `main` logs them once logging is set up, and `--check-config`
+/// prints them.
+pub fn unknown_variable_warnings<I, S>(env_names: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let known = known_variables();
+    unknown_variables(env_names, &known)
+        .into_iter()
+        .map(|name| {
+            let hint = closest(&name, &known)
+                .map(|near| format!(" (did you mean {near}?)"))
+                .unwrap_or_default();
+            format!("environment variable {name} names no setting and is ignored{hint}")
+        })
+        .collect()
+}
+
+/// Levenshtein distance, by bytes (the names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, &a_byte) in a.as_bytes().iter().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, &b_byte) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(a_byte != b_byte);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +442,65 @@ mod tests {
     #[test]
     fn unknown_flags_are_errors() {
         assert!(parse(["explo-shim", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn known_variables_are_the_flags_own_and_the_test_suites() {
+        let known = known_variables();
+        for name in [
+            "EXPLO_SHIM_CONFIG",
+            "EXPLO_SHIM_LISTEN",
+            "EXPLO_SHIM_UPSTREAM_TIMEOUT",
+            "EXPLO_SHIM_RATE_LIMIT_REDIS_URL",
+            "EXPLO_SHIM_SHUTDOWN_DELAY",
+            "EXPLO_SHIM_REQUIRE_REDIS",
+        ] {
+            assert!(known.iter().any(|known| known == name), "{name}: {known:?}");
+        }
+        assert!(known.iter().all(|name| name.starts_with(VARIABLE_PREFIX)));
+    }
+
+    #[test]
+    fn unknown_variables_are_the_explo_shim_ones_that_name_nothing() {
+        let known = known_variables();
+        let env = [
+            "PATH",
+            "EXPLO_SHIM_LISTEN",
+            "EXPLO_SHIM_LISTN",
+            "RUST_LOG",
+            "EXPLO_SHIM_REQUIRE_REDIS",
+            "EXPLO_SHIM_",
+            "explo_shim_listen",
+            "EXPLO_SHIM_LISTN",
+        ];
+        assert_eq!(
+            unknown_variables(env, &known),
+            ["EXPLO_SHIM_", "EXPLO_SHIM_LISTN"]
+        );
+        assert!(unknown_variables(["HOME", "EXPLO_SHIM_ADMIN"], &known).is_empty());
+    }
+
+    #[test]
+    fn a_near_miss_suggests_the_variable_it_was_meant_to_be() {
+        let known = known_variables();
+        assert_eq!(
+            closest("EXPLO_SHIM_LISTN", &known),
+            Some("EXPLO_SHIM_LISTEN")
+        );
+        assert_eq!(
+            closest("EXPLO_SHIM_UPSTREAM_TIMOUT", &known),
+            Some("EXPLO_SHIM_UPSTREAM_TIMEOUT")
+        );
+        assert_eq!(closest("EXPLO_SHIM_COLOUR", &known), None);
+        assert_eq!(
+            unknown_variable_warnings(["EXPLO_SHIM_LISTN", "EXPLO_SHIM_COLOUR"]),
+            [
+                "environment variable EXPLO_SHIM_COLOUR names no setting and is ignored",
+                "environment variable EXPLO_SHIM_LISTN names no setting and is ignored (did \
+                 you mean EXPLO_SHIM_LISTEN?)",
+            ]
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

@@ -26,7 +26,8 @@
 //! `text` line format). [`metrics`] and [`usage`]: the counters and the migration tracker.
 //!
 //! **Settings.** [`config`]: defaults as named constants and the resolved settings; the TOML
-//! file as written; validation with messages that name the key.
+//! file as written; validation with messages that name the key; the resolved settings written
+//! back as a file, with each value's source, for `--check-config` ([`config::render`]).
 //!
 //! **Translation and its vocabulary.** [`legacy`]: the pure translation functions
 //! ([`legacy::request`], [`legacy::reply`], [`legacy::lists`]), bytes in and bytes out over

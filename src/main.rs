@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use explo_shim::commands::run::{EXIT_USAGE, run as run_command};
-use explo_shim::config::Config;
+use explo_shim::config::{Config, Setting, render};
 use explo_shim::{Hangups, ReloadFrom, StopSignals, cli, demo, telemetry};
 
 /// jemalloc, with the settings `.cargo/config.toml` compiles in: freed memory goes back to the
@@ -70,11 +70,35 @@ fn main() -> ExitCode {
         Ok(prepared) => prepared,
         Err(error) => return usage_error(&error),
     };
+    // Read now, logged once logging is set up: a typo in a variable name silently leaves its
+    // setting at the file's value or the default.
+    let unknown_variables = cli::unknown_variable_warnings(
+        std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()),
+    );
     if cli.check_config {
-        println!("explo-shim: configuration is valid\n{config:#?}");
+        // stdout is the configuration alone, so it can be saved as a config file.
+        let mut shown = overrides;
+        if cli.demo {
+            shown.upstream = Some(Setting {
+                value: config.upstream.url.to_string(),
+                origin: "--demo",
+            });
+        }
+        let text = match render::effective_config(&config, &shown) {
+            Ok(text) => text,
+            Err(error) => return usage_error(&error),
+        };
+        for warning in &unknown_variables {
+            eprintln!("explo-shim: warning: {warning}");
+        }
+        print!("{text}");
+        eprintln!("explo-shim: configuration is valid");
         return ExitCode::SUCCESS;
     }
     let (_log_writer, log_filter) = telemetry::init(config.log_format, &config.log_level);
+    for warning in &unknown_variables {
+        tracing::warn!("{warning}");
+    }
     let reload_from = ReloadFrom {
         overrides,
         resolved,

@@ -569,3 +569,149 @@ fn the_binary_is_built_with_jemalloc_background_threads_and_a_one_second_decay()
         assert!(report.contains(option), "{option} missing from:\n{report}");
     }
 }
+
+/// Each line of `--check-config`'s output without its source comment (and the padding before
+/// it), so two runs that differ only in where the values came from compare equal.
+fn without_sources(stdout: &[u8]) -> String {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|line| {
+            line.rsplit_once("  # ")
+                .map_or(line, |(body, _)| body.trim_end())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Issue 17: `--check-config` prints the resolved configuration as a config file (stdout alone,
+/// so `> effective.toml` works), each value with its source, the Redis password redacted; fed
+/// back with `--config`, it prints the same settings.
+#[test]
+fn check_config_prints_a_config_file_that_reads_back_the_same() {
+    let config = TempConfig::new(
+        "workers = 2\n[limits]\nmax_headers = 50\n[legacy]\nteam_id = 113\n\
+         [legacy.api_environment_tag]\nProduction = \"Customer\"\n\
+         [deprecation]\nsunset = \"2027-03-01\"\nbrownouts = [\"2026-12-08T15:00:00Z/PT5M\"]\n",
+    );
+    let output = run_binary(
+        &[
+            "--config",
+            config.path(),
+            "--check-config",
+            "--listen",
+            "127.0.0.1:1111",
+        ],
+        &[
+            ("EXPLO_SHIM_UPSTREAM_TIMEOUT", "7s"),
+            (
+                "EXPLO_SHIM_RATE_LIMIT_REDIS_URL",
+                "redis://ops:hunter2@127.0.0.1:6379/0",
+            ),
+        ],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("explo-shim: configuration is valid"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("configuration is valid"), "{stdout}");
+    let table: toml::Table = stdout.parse().expect("stdout is TOML");
+    assert_eq!(table["workers"].as_integer(), Some(2));
+    assert_eq!(table["upstream"]["timeout"].as_str(), Some("7s"));
+    assert_eq!(table["legacy"]["team_id"].as_integer(), Some(113));
+    assert_eq!(
+        table["legacy"]["api_environment_tag"]["Production"].as_str(),
+        Some("Customer")
+    );
+    assert_eq!(
+        table["deprecation"]["sunset"].as_str(),
+        Some("2027-03-01T00:00:00Z")
+    );
+    assert_eq!(
+        table["rate_limit"]["redis_url"].as_str(),
+        Some("redis://ops:<redacted>@127.0.0.1:6379/0")
+    );
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    let file = format!("# file {}", config.path());
+    for (starts, source) in [
+        ("listen = \"127.0.0.1:1111\"", "# flag --listen"),
+        ("timeout = \"7s\"", "# env EXPLO_SHIM_UPSTREAM_TIMEOUT"),
+        ("max_headers = 50", file.as_str()),
+        ("max_in_flight = 1024", "# default"),
+        ("brownouts = [\"2026-12-08T15:00:00Z/PT5M\"]", file.as_str()),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.starts_with(starts) && line.ends_with(source)),
+            "no `{starts} … {source}` in:\n{stdout}"
+        );
+    }
+
+    let effective = TempConfig::new(&stdout);
+    let again = run_binary(&["--config", effective.path(), "--check-config"], &[]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        without_sources(&again.stdout),
+        without_sources(&output.stdout)
+    );
+    // Every value now comes from that file (but `RUST_LOG`, should the tests run with it).
+    let again = String::from_utf8_lossy(&again.stdout);
+    let effective_file = format!("# file {}", effective.path());
+    assert!(
+        again
+            .lines()
+            .filter(|line| line.contains(" = "))
+            .all(|line| line.ends_with(&effective_file) || line.ends_with("# env RUST_LOG")),
+        "{again}"
+    );
+}
+
+/// Issue 17: an `EXPLO_SHIM_*` variable that names no setting is a warning naming it (and the
+/// variable it was probably meant to be), in the log and in `--check-config`.
+#[test]
+fn an_unknown_explo_shim_variable_is_a_warning_that_names_it() {
+    let typo = [("EXPLO_SHIM_LISTN", "127.0.0.1:1111")];
+    let shim = Shim::start_with_env("http://127.0.0.1:9", &[], &typo);
+    let warnings: Vec<Value> = shim
+        .events("explo_shim")
+        .into_iter()
+        .filter(|event| {
+            event["level"] == "WARN"
+                && event["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("EXPLO_SHIM_LISTN ")
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:?}", shim.logs());
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean EXPLO_SHIM_LISTEN?"),
+        "{warnings:?}"
+    );
+
+    let output = run_binary(&["--check-config"], &typo);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|line| line.starts_with("explo-shim: warning:")
+                && line.contains("EXPLO_SHIM_LISTN ")
+                && line.contains("did you mean EXPLO_SHIM_LISTEN?")),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("EXPLO_SHIM_LISTN"));
+}

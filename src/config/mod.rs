@@ -5,10 +5,13 @@
 //! bad value came from; `main` turns that into exit code 64 (EX_USAGE) before anything listens.
 //!
 //! [`file`] is the file as written; [`sourced`] parses one value and names its source; this
-//! module holds the resolved settings and resolves each section.
+//! module holds the resolved settings and resolves each section; [`render`] writes them back as
+//! a file for `--check-config`, and is the list of settings the reference file is tested
+//! against.
 
 mod file;
 mod overrides;
+pub mod render;
 mod sourced;
 
 use std::net::SocketAddr;
@@ -182,17 +185,33 @@ pub struct FleetSettings {
 }
 
 impl FleetSettings {
-    /// The URL without credentials, for logs and `--check-config`.
+    /// The URL with its password replaced by `<redacted>` (the user name, if any, is kept),
+    /// for logs and `--check-config`.
     pub fn redacted_url(&self) -> String {
-        match self.redis_url.split_once("://") {
-            Some((scheme, rest)) => {
-                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-                format!("{scheme}://{host}")
+        let Some((scheme, rest)) = self.redis_url.split_once("://") else {
+            return "<redis url>".to_owned();
+        };
+        // As URL parsers read it: the authority ends at the first `/`, `?` or `#`, and its
+        // last `@` ends the user information.
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(authority_end);
+        match authority.rsplit_once('@') {
+            Some((user_info, host)) => {
+                let user = match user_info.split_once(':') {
+                    Some((user, password)) if !password.is_empty() => {
+                        format!("{user}:{REDACTED}")
+                    }
+                    _ => user_info.to_owned(),
+                };
+                format!("{scheme}://{user}@{host}{path}")
             }
-            None => "<redis url>".to_owned(),
+            None => self.redis_url.clone(),
         }
     }
 }
+
+/// What `--check-config` and the logs show instead of a password.
+pub const REDACTED: &str = "<redacted>";
 
 impl std::fmt::Debug for FleetSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -921,7 +940,10 @@ mod tests {
         let fleet = Config::resolve(&overrides).unwrap().fleet.unwrap();
         assert_eq!(fleet.key, "https://api.explo.co");
         assert_eq!(fleet.timeout, DEFAULT_REDIS_TIMEOUT);
-        assert_eq!(fleet.redacted_url(), "redis://redis.internal:6380/2");
+        assert_eq!(
+            fleet.redacted_url(),
+            "redis://:<redacted>@redis.internal:6380/2"
+        );
         assert!(!format!("{fleet:?}").contains("s3cret"));
         // The flag wins over the file; an empty value means no fleet.
         overrides.rate_limit_redis_url = setting("", "EXPLO_SHIM_RATE_LIMIT_REDIS_URL");
@@ -979,6 +1001,91 @@ mod tests {
                 .to_string()
                 .contains("/nonexistent/explo.toml")
         );
+    }
+
+    /// A file that sets every key to something other than its default.
+    const RICH_FILE: &str = r#"
+listen = "127.0.0.1:1111"
+admin = "[::1]:2222"
+workers = 3
+log_format = "json"
+log_level = "warn,explo_shim=debug"
+access_log = true
+[upstream]
+url = "http://127.0.0.1:9/explo/"
+connect_timeout = "1500ms"
+timeout = "1m 30s"
+pool_idle_timeout = "2m"
+pool_max_idle = 0
+ca_file = "/etc/ssl/extra roots.pem"
+add_x_forwarded_for = true
+[limits]
+legacy_body_bytes = 2048
+upstream_reply_bytes = 4096
+header_read_timeout = "3s"
+body_idle_timeout = "4s"
+legacy_body_timeout = "5s"
+max_header_bytes = 9000
+max_headers = 50
+max_in_flight = 10
+max_connections = 20
+max_tracked_clients = 30
+[rate_limit]
+per_minute = 60
+burst = 5
+max_wait = "0s"
+max_upstream_hold = "1h"
+redis_url = "redis://ops:s3cret@redis.internal:6380/2"
+key = "egress-a"
+redis_timeout = "40ms"
+[legacy]
+team_id = 113
+extra_customer_keys = true
+refuse_cascading_delete = false
+[legacy.api_environment_tag]
+Production = "Customer"
+"Data team" = "Testing"
+[tls]
+cert_file = "/etc/tls/cert.pem"
+key_file = "/etc/tls/key.pem"
+[deprecation]
+date = "2025-11-01"
+sunset = "2027-03-01T12:30:00.5Z"
+brownouts = ["2026-12-08T15:00:00Z/PT5M", "2026-12-15T15:00:00Z/2026-12-15T16:30:00Z"]
+after_sunset = "refuse"
+exempt_clients = ["64cc961af68c", "aaaaaaaaaaaa"]
+[shutdown]
+delay = "5s"
+grace = "45s"
+"#;
+
+    /// `--check-config`'s output, fed back as the config file, gives the same settings; only
+    /// the Redis password is lost to the redaction.
+    #[test]
+    fn the_rendered_config_resolves_to_the_same_config() {
+        let (_file, mut overrides) = write_config(RICH_FILE);
+        // A variable on top: its value is written like the file's.
+        overrides.upstream_timeout = setting("7s", "EXPLO_SHIM_UPSTREAM_TIMEOUT");
+        let rich = Config::resolve(&overrides).unwrap();
+        assert_ne!(rich, Config::resolve(&Overrides::default()).unwrap());
+        let (_rate_limit_off, off) = write_config("[rate_limit]\nenabled = false\n");
+        for (config, overrides) in [
+            (rich, overrides),
+            (Config::resolve(&off).unwrap(), off),
+            (
+                Config::resolve(&Overrides::default()).unwrap(),
+                Overrides::default(),
+            ),
+        ] {
+            let text = render::effective_config(&config, &overrides).unwrap();
+            assert!(!text.contains("s3cret"), "{text}");
+            let (_rendered, again) = write_config(&text);
+            let mut expected = config.clone();
+            if let Some(fleet) = &mut expected.fleet {
+                fleet.redis_url = fleet.redacted_url();
+            }
+            assert_eq!(Config::resolve(&again).unwrap(), expected, "{text}");
+        }
     }
 
     #[test]

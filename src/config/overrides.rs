@@ -30,3 +30,24 @@ pub struct Overrides {
     pub exempt_clients: Option<Setting>,
     pub shutdown_delay: Option<Setting>,
 }
+
+impl Overrides {
+    /// Each setting a flag or variable can give, by its dotted key in the config file.
+    pub fn by_key(&self) -> [(&'static str, Option<&Setting>); 13] {
+        [
+            ("listen", self.listen.as_ref()),
+            ("admin", self.admin.as_ref()),
+            ("workers", self.workers.as_ref()),
+            ("log_format", self.log_format.as_ref()),
+            ("log_level", self.log_level.as_ref()),
+            ("access_log", self.access_log.as_ref()),
+            ("upstream.url", self.upstream.as_ref()),
+            ("upstream.timeout", self.upstream_timeout.as_ref()),
+            ("rate_limit.redis_url", self.rate_limit_redis_url.as_ref()),
+            ("deprecation.brownouts", self.brownouts.as_ref()),
+            ("deprecation.after_sunset", self.after_sunset.as_ref()),
+            ("deprecation.exempt_clients", self.exempt_clients.as_ref()),
+            ("shutdown.delay", self.shutdown_delay.as_ref()),
+        ]
+    }
+}

@@ -159,6 +159,10 @@ impl Retirement {
     pub fn exempt_clients(&self) -> &BTreeSet<String> {
         &self.exempt
     }
+
+    pub fn after_sunset(&self) -> AfterSunset {
+        self.after_sunset
+    }
 }
 
 /// `start=@<unix>, end=@<unix>`: the `Explo-Shim-Brownout` value announcing `window`.

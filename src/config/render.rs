@@ -1,0 +1,730 @@
+//! The resolved configuration written back as a config file (`--check-config`): the tables and
+//! keys of `config/explo-shim.toml`, every setting with its value in the file's own language
+//! (durations as "30s", dates as RFC 3339, brownouts as ISO 8601 intervals), and a comment on
+//! each saying where the value came from. Fed back with `--config`, it resolves to the same
+//! settings; only a Redis password is shown as [`super::REDACTED`].
+//!
+//! [`sections`] is the one list of settings: the test against the reference file walks it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use toml::Value;
+
+use super::{Config, ConfigError, LogFormat, Overrides};
+use crate::retirement::AfterSunset;
+use crate::retirement::schedule::{Window, parse_interval};
+
+/// Above the settings: what the file is and how to read its comments.
+const PREAMBLE: &str = "\
+# explo-shim: the resolved configuration (explo-shim --check-config).
+# The comment on each value names where it came from: the built-in default, the config file, an
+# environment variable or a flag. Fed back with --config, this file gives the same settings,
+# except a Redis password, shown as <redacted>.
+
+";
+
+/// Source comments start in this column when the setting is shorter; past it, two spaces after.
+const COMMENT_COLUMN: usize = 40;
+
+/// Where one setting's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'a> {
+    Default,
+    File(&'a Path),
+    /// An `EXPLO_SHIM_*` variable or `RUST_LOG`.
+    Env(&'a str),
+    Flag(&'a str),
+}
+
+impl fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(path) => write!(f, "file {}", path.display()),
+            Source::Env(name) => write!(f, "env {name}"),
+            Source::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// What each setting's source was: the flags and variables given, and the keys the file sets.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Dotted key and the flag or variable that gave it.
+    given: Vec<(&'static str, &'static str)>,
+    /// The config file, read as a plain table to tell which keys it sets.
+    file: Option<(PathBuf, toml::Table)>,
+}
+
+impl Sources {
+    /// From the flags and variables in `overrides` and the text of the file it names, if any.
+    pub fn new(overrides: &Overrides, file_text: Option<&str>) -> Result<Sources, ConfigError> {
+        let given = overrides
+            .by_key()
+            .into_iter()
+            .filter_map(|(key, setting)| Some((key, setting?.origin)))
+            .collect();
+        let file = match (&overrides.config, file_text) {
+            (Some(path), Some(text)) => {
+                let table = text.parse::<toml::Table>().map_err(|error| {
+                    ConfigError(format!("invalid config file {}: {error}", path.display()))
+                })?;
+                Some((path.clone(), table))
+            }
+            _ => None,
+        };
+        Ok(Sources { given, file })
+    }
+
+    /// As [`Sources::new`], reading the file `overrides` names.
+    pub fn read(overrides: &Overrides) -> Result<Sources, ConfigError> {
+        let text = match &overrides.config {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|error| {
+                ConfigError(format!(
+                    "cannot read config file {}: {error}",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
+        Sources::new(overrides, text.as_deref())
+    }
+
+    /// Where the value of `key` (dotted, as in the file: `upstream.timeout`) came from, in
+    /// the order of precedence.
+    pub fn of(&self, key: &str) -> Source<'_> {
+        if let Some((_, origin)) = self.given.iter().find(|(given, _)| *given == key) {
+            return if origin.starts_with("--") {
+                Source::Flag(origin)
+            } else {
+                Source::Env(origin)
+            };
+        }
+        match &self.file {
+            Some((path, table)) if sets(table, key) => Source::File(path),
+            _ => Source::Default,
+        }
+    }
+}
+
+/// Whether `table` holds the dotted `key`.
+fn sets(table: &toml::Table, key: &str) -> bool {
+    let mut table = table;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        match (table.get(part), parts.peek()) {
+            (Some(_), None) => return true,
+            (Some(Value::Table(inner)), Some(_)) => table = inner,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// One table of the file (`""`: the keys before the first table).
+#[derive(Debug)]
+pub struct Section<'s> {
+    pub name: &'static str,
+    /// A table that is itself one setting (`legacy.api_environment_tag`): its entries are data,
+    /// and its header carries the source.
+    pub map: Option<Source<'s>>,
+    pub lines: Vec<Line<'s>>,
+}
+
+/// One setting, or one entry of a map setting.
+#[derive(Debug)]
+pub struct Line<'s> {
+    pub key: String,
+    /// `Err(why)`: unset, or unused as configured; written as a comment saying why.
+    pub value: Result<Value, &'static str>,
+    pub source: Source<'s>,
+    /// Said after the source, e.g. what a default was derived from.
+    pub note: Option<&'static str>,
+}
+
+/// The config file's tables in its order, every setting in each.
+pub fn sections<'s>(config: &Config, sources: &'s Sources) -> Vec<Section<'s>> {
+    let mut file = Sections {
+        sources,
+        sections: Vec::new(),
+    };
+
+    file.table("");
+    file.set("listen", text(config.listen));
+    file.set("admin", text(config.admin));
+    file.set(
+        "workers",
+        match config.workers {
+            None => Value::from("auto"),
+            Some(count) => number(count as u64),
+        },
+    );
+    file.set(
+        "log_format",
+        Value::from(match config.log_format {
+            LogFormat::Json => "json",
+            LogFormat::Text => "text",
+        }),
+    );
+    file.set("log_level", Value::from(config.log_level.as_str()));
+    file.set("access_log", Value::from(config.access_log));
+
+    let upstream = &config.upstream;
+    file.table("upstream");
+    file.set("url", text(&upstream.url));
+    file.set("connect_timeout", duration(upstream.connect_timeout));
+    file.set("timeout", duration(upstream.timeout));
+    file.set("pool_idle_timeout", duration(upstream.pool_idle_timeout));
+    file.set("pool_max_idle", number(upstream.pool_max_idle as u64));
+    file.set("ca_file", path(upstream.ca_file.as_deref()));
+    file.set(
+        "add_x_forwarded_for",
+        Value::from(upstream.add_x_forwarded_for),
+    );
+
+    let limits = &config.limits;
+    file.table("limits");
+    file.set("legacy_body_bytes", number(limits.legacy_body_bytes));
+    file.set("upstream_reply_bytes", number(limits.upstream_reply_bytes));
+    file.set("header_read_timeout", duration(limits.header_read_timeout));
+    file.set("body_idle_timeout", duration(limits.body_idle_timeout));
+    file.set("legacy_body_timeout", duration(limits.legacy_body_timeout));
+    file.set("max_header_bytes", number(limits.max_header_bytes));
+    file.set("max_headers", number(limits.max_headers));
+    file.set("max_in_flight", number(limits.max_in_flight));
+    file.set("max_connections", number(limits.max_connections));
+    file.set("max_tracked_clients", number(limits.max_tracked_clients));
+
+    file.table("rate_limit");
+    file.set("enabled", Value::from(config.rate_limit.is_some()));
+    const DISABLED: &str = "unused, the budget is off (enabled = false)";
+    match &config.rate_limit {
+        Some(budget) => {
+            file.set("per_minute", number(u64::from(budget.per_minute)));
+            file.set("burst", number(u64::from(budget.burst)));
+            file.set("max_wait", duration(budget.max_wait));
+            file.set("max_upstream_hold", duration(budget.max_upstream_hold));
+        }
+        None => {
+            for key in ["per_minute", "burst", "max_wait", "max_upstream_hold"] {
+                file.unset(key, DISABLED);
+            }
+        }
+    }
+    const NO_FLEET: &str = "unused without redis_url";
+    match &config.fleet {
+        Some(fleet) => {
+            file.set("redis_url", Value::from(fleet.redacted_url()));
+            file.line("key", Ok(Value::from(fleet.key.as_str())), |source| {
+                (source == Source::Default).then_some("the upstream URL")
+            });
+            file.set("redis_timeout", duration(fleet.timeout));
+        }
+        None => {
+            file.unset(
+                "redis_url",
+                "unset, every replica has its own budget and usage",
+            );
+            file.unset("key", NO_FLEET);
+            file.unset("redis_timeout", NO_FLEET);
+        }
+    }
+
+    let legacy = &config.legacy;
+    file.table("legacy");
+    match &legacy.team_id {
+        // The file holds an integer, so the number is one.
+        Some(team_id) => file.set(
+            "team_id",
+            team_id.as_i64().map_or_else(|| text(team_id), Value::from),
+        ),
+        None => file.unset("team_id", "unset, legacy replies carry \"team_id\": null"),
+    }
+    file.set(
+        "extra_customer_keys",
+        Value::from(legacy.extra_customer_keys),
+    );
+    file.set(
+        "refuse_cascading_delete",
+        Value::from(config.legacy_behaviour.refuse_cascading_delete),
+    );
+    file.map("legacy.api_environment_tag");
+    for (access_group, tag) in &legacy.api_environment_tags {
+        file.set(access_group, Value::from(tag.as_str()));
+    }
+
+    file.table("tls");
+    let tls = config.tls.as_ref();
+    file.set("cert_file", path(tls.map(|tls| tls.cert_file.as_path())));
+    file.set("key_file", path(tls.map(|tls| tls.key_file.as_path())));
+
+    let deprecation = &config.deprecation;
+    let retirement = &deprecation.retirement;
+    file.table("deprecation");
+    file.set("date", time(deprecation.deprecated_at));
+    file.set(
+        "sunset",
+        deprecation.sunset_at.map_or_else(|| Value::from(""), time),
+    );
+    file.set(
+        "brownouts",
+        Value::Array(
+            retirement
+                .windows()
+                .iter()
+                .map(|window| Value::from(interval(window)))
+                .collect(),
+        ),
+    );
+    file.set(
+        "after_sunset",
+        Value::from(match retirement.after_sunset() {
+            AfterSunset::Serve => "serve",
+            AfterSunset::Refuse => "refuse",
+        }),
+    );
+    file.set(
+        "exempt_clients",
+        Value::Array(
+            retirement
+                .exempt_clients()
+                .iter()
+                .map(|client| Value::from(client.as_str()))
+                .collect(),
+        ),
+    );
+
+    file.table("shutdown");
+    file.set("delay", duration(config.shutdown_delay));
+    file.set("grace", duration(config.shutdown_grace));
+
+    file.sections
+}
+
+/// Writes `config` as a config file, each value's source in a comment beside it.
+pub fn render(config: &Config, sources: &Sources) -> String {
+    let mut out = String::from(PREAMBLE);
+    let commented = |out: &mut String, body: String, comment: String| {
+        let padding = COMMENT_COLUMN.saturating_sub(body.len()).max(2);
+        out.push_str(&format!("{body}{:padding$}# {comment}\n", ""));
+    };
+    for section in sections(config, sources) {
+        if !section.name.is_empty() {
+            out.push('\n');
+            let header = format!("[{}]", section.name);
+            match section.map {
+                Some(source) => commented(&mut out, header, source.to_string()),
+                None => out.push_str(&format!("{header}\n")),
+            }
+        }
+        for line in section.lines {
+            let body = match &line.value {
+                Ok(value) => format!("{} = {value}", key(&line.key)),
+                Err(why) => format!("# {}: {why}", line.key),
+            };
+            let comment = match line.note {
+                Some(note) => format!("{} ({note})", line.source),
+                None => line.source.to_string(),
+            };
+            commented(&mut out, body, comment);
+        }
+    }
+    out
+}
+
+/// `--check-config`'s output: the resolved `config` as a config file, naming each value's
+/// source among `overrides` and the file they name.
+pub fn effective_config(config: &Config, overrides: &Overrides) -> Result<String, ConfigError> {
+    Ok(render(config, &Sources::read(overrides)?))
+}
+
+/// Builds [`Section`]s, finding each line's source by its dotted key.
+struct Sections<'s> {
+    sources: &'s Sources,
+    sections: Vec<Section<'s>>,
+}
+
+impl<'s> Sections<'s> {
+    fn table(&mut self, name: &'static str) {
+        self.sections.push(Section {
+            name,
+            map: None,
+            lines: Vec::new(),
+        });
+    }
+
+    fn map(&mut self, name: &'static str) {
+        self.sections.push(Section {
+            name,
+            map: Some(self.sources.of(name)),
+            lines: Vec::new(),
+        });
+    }
+
+    fn line(
+        &mut self,
+        key: &str,
+        value: Result<Value, &'static str>,
+        note: impl FnOnce(Source<'s>) -> Option<&'static str>,
+    ) {
+        let sources = self.sources;
+        let section = self.sections.last_mut().expect("a table is open");
+        let source = match (section.map, section.name) {
+            (Some(source), _) => source,
+            (None, "") => sources.of(key),
+            (None, table) => sources.of(&format!("{table}.{key}")),
+        };
+        section.lines.push(Line {
+            key: key.to_owned(),
+            value,
+            source,
+            note: note(source),
+        });
+    }
+
+    fn set(&mut self, key: &str, value: Value) {
+        self.line(key, Ok(value), |_| None);
+    }
+
+    fn unset(&mut self, key: &str, why: &'static str) {
+        self.line(key, Err(why), |_| None);
+    }
+}
+
+/// A key as TOML writes it: bare when it can be, quoted otherwise.
+fn key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        name.to_owned()
+    } else {
+        Value::from(name).to_string()
+    }
+}
+
+fn text(value: impl fmt::Display) -> Value {
+    Value::String(value.to_string())
+}
+
+/// TOML integers are signed 64-bit; every count the config reads came from one.
+fn number(value: u64) -> Value {
+    Value::Integer(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+/// As the settings read it: "30s", "500ms", "1m 30s".
+fn duration(value: Duration) -> Value {
+    text(humantime::format_duration(value))
+}
+
+/// RFC 3339 in UTC, with a fraction of a second only when there is one.
+fn time(at: SystemTime) -> Value {
+    text(humantime::format_rfc3339(at))
+}
+
+/// `""` for none, as the reference file writes an unset path.
+fn path(value: Option<&Path>) -> Value {
+    text(value.map_or_else(String::new, |path| path.display().to_string()))
+}
+
+/// `START/DURATION` as the brownout plan prints it, or `START/END` when that form would lose a
+/// fraction of a second.
+fn interval(window: &Window) -> String {
+    let short = window.to_iso8601();
+    if parse_interval(&short).as_ref() == Ok(window) {
+        short
+    } else {
+        format!(
+            "{}/{}",
+            humantime::format_rfc3339(window.start),
+            humantime::format_rfc3339(window.end)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Setting;
+
+    fn setting(value: &str, origin: &'static str) -> Option<Setting> {
+        Some(Setting {
+            value: value.to_owned(),
+            origin,
+        })
+    }
+
+    /// The line that sets `key` in `text`, with its comment.
+    fn line_of<'t>(text: &'t str, key: &str) -> &'t str {
+        let prefix = format!("{key} = ");
+        text.lines()
+            .find(|line| line.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no `{key}` in:\n{text}"))
+    }
+
+    /// What `key`'s line says, without the comment; and the comment.
+    fn value_and_source<'t>(text: &'t str, key: &str) -> (&'t str, &'t str) {
+        let (value, comment) = line_of(text, key).rsplit_once("# ").unwrap();
+        (value.trim_end(), comment)
+    }
+
+    #[test]
+    fn defaults_are_written_in_the_files_own_language() {
+        let config = Config::resolve(&Overrides::default()).unwrap();
+        let text = render(&config, &Sources::default());
+        assert!(text.starts_with(PREAMBLE));
+        for (key, written) in [
+            ("listen", "listen = \"127.0.0.1:8080\""),
+            ("workers", "workers = \"auto\""),
+            ("log_format", "log_format = \"text\""),
+            ("access_log", "access_log = false"),
+            ("url", "url = \"https://api.explo.co\""),
+            ("connect_timeout", "connect_timeout = \"5s\""),
+            ("ca_file", "ca_file = \"\""),
+            ("legacy_body_bytes", "legacy_body_bytes = 1048576"),
+            ("max_upstream_hold", "max_upstream_hold = \"10m\""),
+            ("date", "date = \"2025-10-15T00:00:00Z\""),
+            ("sunset", "sunset = \"\""),
+            ("brownouts", "brownouts = []"),
+            ("after_sunset", "after_sunset = \"serve\""),
+            ("exempt_clients", "exempt_clients = []"),
+            ("delay", "delay = \"0s\""),
+            ("grace", "grace = \"30s\""),
+        ] {
+            assert_eq!(value_and_source(&text, key), (written, "default"), "{text}");
+        }
+        for unset in [
+            "# redis_url: unset, every replica has its own budget and usage",
+            "# team_id: unset, legacy replies carry \"team_id\": null",
+        ] {
+            assert!(text.contains(unset), "{text}");
+        }
+        let map_header = format!(
+            "{:<COMMENT_COLUMN$}# default\n\n[tls]",
+            "[legacy.api_environment_tag]"
+        );
+        assert!(text.contains(&map_header), "{text}");
+        // The whole text is TOML.
+        text.parse::<toml::Table>().unwrap();
+    }
+
+    #[test]
+    fn each_value_names_its_source_flag_variable_file_or_default() {
+        let overrides = Overrides {
+            config: Some("/etc/explo-shim/x.toml".into()),
+            listen: setting("127.0.0.1:1111", "--listen"),
+            upstream_timeout: setting("7s", "EXPLO_SHIM_UPSTREAM_TIMEOUT"),
+            log_level: setting("warn", "RUST_LOG"),
+            ..Overrides::default()
+        };
+        // The file also sets `listen`, which the flag beats.
+        let file = "listen = \"127.0.0.1:2222\"\n[limits]\nmax_headers = 50\n\
+                    [legacy.api_environment_tag]\nProduction = \"Customer\"\n";
+        let sources = Sources::new(&overrides, Some(file)).unwrap();
+        assert_eq!(sources.of("listen"), Source::Flag("--listen"));
+        assert_eq!(
+            sources.of("upstream.timeout"),
+            Source::Env("EXPLO_SHIM_UPSTREAM_TIMEOUT")
+        );
+        assert_eq!(sources.of("log_level"), Source::Env("RUST_LOG"));
+        let path = Path::new("/etc/explo-shim/x.toml");
+        assert_eq!(sources.of("limits.max_headers"), Source::File(path));
+        assert_eq!(sources.of("legacy.api_environment_tag"), Source::File(path));
+        assert_eq!(sources.of("limits.max_in_flight"), Source::Default);
+        assert_eq!(sources.of("upstream.url"), Source::Default);
+
+        let config = Config::resolve(&Overrides {
+            config: None,
+            ..overrides.clone()
+        })
+        .unwrap();
+        let text = render(&config, &sources);
+        assert_eq!(
+            value_and_source(&text, "listen"),
+            ("listen = \"127.0.0.1:1111\"", "flag --listen")
+        );
+        assert_eq!(
+            value_and_source(&text, "timeout"),
+            ("timeout = \"7s\"", "env EXPLO_SHIM_UPSTREAM_TIMEOUT")
+        );
+        assert_eq!(
+            value_and_source(&text, "log_level"),
+            ("log_level = \"warn\"", "env RUST_LOG")
+        );
+        assert_eq!(
+            value_and_source(&text, "max_headers").1,
+            "file /etc/explo-shim/x.toml"
+        );
+        let map_header = format!(
+            "{:<COMMENT_COLUMN$}# file /etc/explo-shim/x.toml\n",
+            "[legacy.api_environment_tag]"
+        );
+        assert!(text.contains(&map_header), "{text}");
+    }
+
+    #[test]
+    fn optional_and_unused_settings_say_why_they_have_no_value() {
+        let overrides = Overrides {
+            rate_limit_redis_url: setting(
+                "redis://ops:s3cret@redis.internal:6380/2",
+                "EXPLO_SHIM_RATE_LIMIT_REDIS_URL",
+            ),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(&overrides).unwrap();
+        let sources = Sources::new(&overrides, None).unwrap();
+        let text = render(&config, &sources);
+        assert!(!text.contains("s3cret"), "{text}");
+        assert_eq!(
+            value_and_source(&text, "redis_url"),
+            (
+                "redis_url = \"redis://ops:<redacted>@redis.internal:6380/2\"",
+                "env EXPLO_SHIM_RATE_LIMIT_REDIS_URL"
+            )
+        );
+        assert_eq!(
+            value_and_source(&text, "key"),
+            (
+                "key = \"https://api.explo.co\"",
+                "default (the upstream URL)"
+            )
+        );
+        assert_eq!(
+            value_and_source(&text, "redis_timeout").0,
+            "redis_timeout = \"25ms\""
+        );
+
+        let mut config = config;
+        config.rate_limit = None;
+        let text = render(&config, &sources);
+        assert!(text.contains("enabled = false"), "{text}");
+        assert!(
+            text.contains("# per_minute: unused, the budget is off (enabled = false)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn brownouts_keep_their_exact_times() {
+        let whole = parse_interval("2026-12-08T15:00:00Z/PT5M").unwrap();
+        assert_eq!(interval(&whole), "2026-12-08T15:00:00Z/PT5M");
+        let fraction = parse_interval("2026-12-08T15:00:00.25Z/2026-12-08T15:05:00Z").unwrap();
+        assert_eq!(
+            parse_interval(&interval(&fraction)).unwrap(),
+            fraction,
+            "{}",
+            interval(&fraction)
+        );
+    }
+
+    #[test]
+    fn keys_that_are_not_bare_are_quoted() {
+        assert_eq!(key("Production"), "Production");
+        assert_eq!(key("Data team"), "\"Data team\"");
+        assert_eq!(key(""), "\"\"");
+    }
+
+    /// Every setting the binary has, as dotted keys: the renderer is the list. `rich` adds the
+    /// settings a default config leaves unset.
+    fn settings_of(config: &Config) -> Vec<String> {
+        let sources = Sources::default();
+        let mut keys = Vec::new();
+        for section in sections(config, &sources) {
+            if section.map.is_some() {
+                keys.push(section.name.to_owned());
+                continue;
+            }
+            for line in section.lines {
+                keys.push(match section.name {
+                    "" => line.key,
+                    table => format!("{table}.{}", line.key),
+                });
+            }
+        }
+        keys
+    }
+
+    /// The keys `config/explo-shim.toml` documents: the ones it sets, and the ones it shows
+    /// commented out (`# team_id = 113`) because they have no default.
+    fn documented_keys(reference: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        fn walk(prefix: &str, table: &toml::Table, keys: &mut Vec<String>) {
+            for (key, value) in table {
+                let dotted = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                match value {
+                    // The one map setting: its entries are data, not settings.
+                    Value::Table(inner) if dotted != "legacy.api_environment_tag" => {
+                        walk(&dotted, inner, keys)
+                    }
+                    _ => keys.push(dotted),
+                }
+            }
+        }
+        walk("", &reference.parse::<toml::Table>().unwrap(), &mut keys);
+        let mut table = String::new();
+        for line in reference.lines() {
+            if let Some(name) = line.strip_prefix('[') {
+                table = name.split(']').next().unwrap().to_owned();
+            } else if let Some((key, _)) = line.strip_prefix("# ").and_then(|l| l.split_once(" = "))
+                && !key.is_empty()
+                && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                && table != "legacy.api_environment_tag"
+            {
+                keys.push(format!("{table}.{key}"));
+            }
+        }
+        keys
+    }
+
+    const REFERENCE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/explo-shim.toml"
+    ));
+
+    /// A config with every optional setting set, so that the renderer writes all of them.
+    fn rich() -> Config {
+        let mut config = Config::resolve(&Overrides {
+            rate_limit_redis_url: setting("redis://r:6379", "--rate-limit-redis-url"),
+            ..Overrides::default()
+        })
+        .unwrap();
+        config.legacy.team_id = Some(113.into());
+        config
+    }
+
+    #[test]
+    fn the_reference_file_and_the_binary_know_the_same_settings() {
+        let documented = documented_keys(REFERENCE);
+        let mut known = settings_of(&Config::resolve(&Overrides::default()).unwrap());
+        known.extend(settings_of(&rich()));
+        // Every key the reference file sets or shows is one the binary reads...
+        for key in &documented {
+            assert!(
+                known.contains(key),
+                "config/explo-shim.toml has `{key}`, which is no setting"
+            );
+        }
+        // ...the file parses as the binary reads it (unknown keys are errors)...
+        toml::from_str::<super::super::file::FileConfig>(REFERENCE).unwrap();
+        // ...and every setting the binary has appears in it.
+        for key in &known {
+            assert!(
+                documented.contains(key),
+                "`{key}` is missing from config/explo-shim.toml"
+            );
+        }
+        // The renderer's list is what it writes: the rendered default is TOML whose keys are
+        // all in the list.
+        let rendered = render(&rich(), &Sources::default());
+        for key in documented_keys(&rendered) {
+            assert!(known.contains(&key), "rendered `{key}` is not in the list");
+        }
+    }
+}
