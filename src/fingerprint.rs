@@ -32,6 +32,15 @@ pub fn client_fingerprint(authorization: Option<&HeaderValue>) -> String {
     fingerprint
 }
 
+/// Whether `text` is a fingerprint as [`client_fingerprint`] writes it: 12 lower-case hex
+/// digits (not [`ANONYMOUS`], which names every caller without a credential).
+pub fn is_fingerprint(text: &str) -> bool {
+    text.len() == 12
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// A header value with nothing but spaces and tabs, or nothing at all.
 pub fn is_blank(value: &HeaderValue) -> bool {
     value

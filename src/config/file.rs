@@ -32,6 +32,9 @@ pub(super) struct FileConfig {
     pub(super) tls: FileTls,
     #[serde(default)]
     pub(super) shutdown: FileShutdown,
+    #[serde(default)]
+    pub(super) clients: BTreeMap<String, String>,
+    pub(super) admin_token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -14,11 +14,12 @@ mod overrides;
 pub mod render;
 mod sourced;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::fingerprint::ANONYMOUS;
+use crate::fingerprint::{ANONYMOUS, is_fingerprint};
 use crate::headers::deprecation::{DEFAULT_DEPRECATION_DATE, DeprecationHeaders};
 use crate::legacy::reply::ReplyOptions;
 use crate::retirement::schedule::parse_interval;
@@ -90,6 +91,10 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(25);
 /// meant to last more than a day, and a longer one (up to `u64::MAX` seconds parses) would
 /// overflow the clock when armed.
 pub const MAX_DURATION_SETTING: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The longest client name `[clients]` may give, in characters: a team or service name, not
+/// a description; it is shown in tables and log lines.
+pub const MAX_CLIENT_NAME_CHARS: usize = 64;
 
 /// The most serving threads `workers` may ask for: more would only cost memory.
 pub const MAX_WORKERS: usize = 256;
@@ -255,6 +260,11 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// After SIGTERM: keep serving this long with `/readyz` at 503, then drain.
     pub shutdown_delay: Duration,
+    /// Names for client fingerprints (`[clients]`), shown in `/usage`, the `usage` table and
+    /// the deprecated-usage line; metrics keep the fingerprints.
+    pub clients: BTreeMap<String, String>,
+    /// A file holding the bearer token `/`, `/usage` and `/metrics` ask for; none: open.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// Where the main listener's certificate and key live.
@@ -364,6 +374,13 @@ impl Config {
             )
             .map(|sourced| sourced.duration_or_zero())
             .unwrap_or(Ok(DEFAULT_SHUTDOWN_DELAY))?,
+            clients: resolve_clients(file.clients, origin)?,
+            admin_token_file: file
+                .admin_token_file
+                .as_deref()
+                .map(str::trim)
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from),
         })
     }
 }
@@ -634,10 +651,6 @@ fn resolve_deprecation(
     }
     let (exempt, exempt_origin) = list(overrides.exempt_clients.as_ref(), &file.exempt_clients);
     for fingerprint in &exempt {
-        let is_fingerprint = fingerprint.len() == 12
-            && fingerprint
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if fingerprint == ANONYMOUS {
             return Err(ConfigError(format!(
                 "invalid `deprecation.exempt_clients` entry \"{ANONYMOUS}\" (from \
@@ -647,7 +660,7 @@ fn resolve_deprecation(
                  integration instead"
             )));
         }
-        if !is_fingerprint {
+        if !is_fingerprint(fingerprint) {
             return Err(ConfigError(format!(
                 "invalid `deprecation.exempt_clients` entry {fingerprint:?} (from \
                  {exempt_origin}): expected a client fingerprint, 12 lower-case hex digits as \
@@ -665,6 +678,43 @@ fn resolve_deprecation(
             exempt.into_iter().collect(),
         ),
     })
+}
+
+/// `[clients]`: every key a fingerprint, every name short, printable and unique, so that a
+/// name can stand for one client wherever it is shown.
+fn resolve_clients(
+    clients: BTreeMap<String, String>,
+    origin: &str,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut seen = BTreeMap::new();
+    for (fingerprint, name) in &clients {
+        let invalid = |reason: &str| {
+            ConfigError(format!(
+                "invalid `clients` entry {fingerprint:?} = {name:?} (from {origin}): {reason}"
+            ))
+        };
+        if !is_fingerprint(fingerprint) {
+            return Err(invalid(
+                "the key must be a client fingerprint, 12 lower-case hex digits as in the logs, \
+                 /metrics and /usage (`explo-shim fingerprint` computes one)",
+            ));
+        }
+        let length = name.chars().count();
+        if name.trim().is_empty() || length > MAX_CLIENT_NAME_CHARS {
+            return Err(invalid(&format!(
+                "a name is 1 to {MAX_CLIENT_NAME_CHARS} characters"
+            )));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(invalid("a name may not hold control characters"));
+        }
+        if let Some(other) = seen.insert(name.as_str(), fingerprint.as_str()) {
+            return Err(invalid(&format!(
+                "{other} has the same name; give each client its own"
+            )));
+        }
+    }
+    Ok(clients)
 }
 
 fn resolve_tls(file: &file::FileTls, origin: &str) -> Result<Option<TlsFiles>, ConfigError> {

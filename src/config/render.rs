@@ -170,6 +170,7 @@ pub fn sections<'s>(config: &Config, sources: &'s Sources) -> Vec<Section<'s>> {
     );
     file.set("log_level", Value::from(config.log_level.as_str()));
     file.set("access_log", Value::from(config.access_log));
+    file.set("admin_token_file", path(config.admin_token_file.as_deref()));
 
     let upstream = &config.upstream;
     file.table("upstream");
@@ -299,6 +300,11 @@ pub fn sections<'s>(config: &Config, sources: &'s Sources) -> Vec<Section<'s>> {
     file.table("shutdown");
     file.set("delay", duration(config.shutdown_delay));
     file.set("grace", duration(config.shutdown_grace));
+
+    file.map("clients");
+    for (fingerprint, name) in &config.clients {
+        file.set(fingerprint, Value::from(name.as_str()));
+    }
 
     file.sections
 }
@@ -659,8 +665,8 @@ mod tests {
                     format!("{prefix}.{key}")
                 };
                 match value {
-                    // The one map setting: its entries are data, not settings.
-                    Value::Table(inner) if dotted != "legacy.api_environment_tag" => {
+                    // The map settings: their entries are data, not settings.
+                    Value::Table(inner) if !MAP_SETTINGS.contains(&dotted.as_str()) => {
                         walk(&dotted, inner, keys)
                     }
                     _ => keys.push(dotted),
@@ -675,13 +681,16 @@ mod tests {
             } else if let Some((key, _)) = line.strip_prefix("# ").and_then(|l| l.split_once(" = "))
                 && !key.is_empty()
                 && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-                && table != "legacy.api_environment_tag"
+                && !MAP_SETTINGS.contains(&table.as_str())
             {
                 keys.push(format!("{table}.{key}"));
             }
         }
         keys
     }
+
+    /// The tables that are each one setting, a map of names to values.
+    const MAP_SETTINGS: [&str; 2] = ["legacy.api_environment_tag", "clients"];
 
     const REFERENCE: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
