@@ -71,17 +71,19 @@ pub async fn handle<B>(request: &Request<B>, state: &AdminState) -> Response<Pro
         state
             .metrics
             .brownout_state(state.retirement.active(now).is_some(), next_start);
-        let accept = request.headers().get(header::ACCEPT).map(HeaderValue::as_bytes);
+        let accept = request
+            .headers()
+            .get(header::ACCEPT)
+            .map(HeaderValue::as_bytes);
         let (text, content_type) = if wants_openmetrics(accept) {
             (state.metrics.encode(), OPENMETRICS_TEXT)
         } else {
             (state.metrics.encode_prometheus_text(), PROMETHEUS_TEXT)
         };
         let mut response = Response::new(full_body(text));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(content_type),
-        );
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         // Caches in between must keep the two formats apart.
         response
             .headers_mut()
@@ -159,11 +161,17 @@ mod tests {
         assert_eq!(metrics.status(), StatusCode::OK);
         assert_eq!(metrics.headers()[header::CONTENT_TYPE], PROMETHEUS_TEXT);
         let asked = Request::get("/metrics")
-            .header(header::ACCEPT, "application/openmetrics-text; version=1.0.0")
+            .header(
+                header::ACCEPT,
+                "application/openmetrics-text; version=1.0.0",
+            )
             .body(())
             .unwrap();
         let openmetrics = handle(&asked, &state).await;
-        assert_eq!(openmetrics.headers()[header::CONTENT_TYPE], OPENMETRICS_TEXT);
+        assert_eq!(
+            openmetrics.headers()[header::CONTENT_TYPE],
+            OPENMETRICS_TEXT
+        );
         let usage = handle(&get("/usage"), &state).await;
         assert_eq!(usage.status(), StatusCode::OK);
     }

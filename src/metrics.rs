@@ -26,15 +26,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder,
-};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::fingerprint::{ANONYMOUS, client_fingerprint, is_blank};
@@ -875,7 +873,9 @@ mod tests {
             ));
         }
         for lookup in LOOKUPS {
-            expected.push(format!(r#"explo_shim_lookups_total{{lookup="{lookup}"}} 0"#));
+            expected.push(format!(
+                r#"explo_shim_lookups_total{{lookup="{lookup}"}} 0"#
+            ));
         }
         for failure in UpstreamFailure::ALL {
             expected.push(format!(

@@ -22,12 +22,10 @@ pub fn wants_openmetrics(accept: Option<&[u8]>) -> bool {
         let media_type = parts.next().unwrap_or_default();
         media_type.eq_ignore_ascii_case("application/openmetrics-text")
             && !parts.any(|parameter| {
-                parameter
-                    .split_once('=')
-                    .is_some_and(|(name, value)| {
-                        name.trim().eq_ignore_ascii_case("q")
-                            && value.trim().parse::<f64>().is_ok_and(|q| q <= 0.0)
-                    })
+                parameter.split_once('=').is_some_and(|(name, value)| {
+                    name.trim().eq_ignore_ascii_case("q")
+                        && value.trim().parse::<f64>().is_ok_and(|q| q <= 0.0)
+                })
             })
     })
 }
@@ -49,7 +47,9 @@ mod tests {
              application/openmetrics-text;version=0.0.1;q=0.4,\
              text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
         ));
-        assert!(wants("text/plain, Application/OpenMetrics-Text; version=1.0.0"));
+        assert!(wants(
+            "text/plain, Application/OpenMetrics-Text; version=1.0.0"
+        ));
         assert!(!wants("application/openmetrics-text; q=0"));
         assert!(!wants("application/openmetrics-text-ish"));
     }

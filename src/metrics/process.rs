@@ -33,7 +33,11 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     let (_, after_name) = text.rsplit_once(')')?;
     // Field 3 (the state) is the first after the name; proc(5) numbers fields from 1.
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let field = |number: usize| fields.get(number - 3).and_then(|value| value.parse::<u64>().ok());
+    let field = |number: usize| {
+        fields
+            .get(number - 3)
+            .and_then(|value| value.parse::<u64>().ok())
+    };
     let (utime, stime) = (field(14)?, field(15)?);
     Some(Stat {
         cpu_seconds: (utime + stime) as f64 / USER_HZ,
@@ -44,7 +48,9 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 
 /// The resident set size in bytes, from `/proc/self/status`'s `VmRSS:` line (in kB).
 pub fn parse_resident_bytes(status: &str) -> Option<u64> {
-    let line = status.lines().find_map(|line| line.strip_prefix("VmRSS:"))?;
+    let line = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?;
     let mut parts = line.split_whitespace();
     let kilobytes: u64 = parts.next()?.parse().ok()?;
     (parts.next() == Some("kB")).then_some(kilobytes * 1024)
@@ -186,7 +192,8 @@ mod tests {
                       Max cpu time              unlimited            unlimited            seconds   \n\
                       Max open files            1024                 524288               files     \n";
         assert_eq!(parse_max_fds(limits), Some(1024));
-        let unlimited = "Max open files            unlimited            unlimited            files\n";
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
         assert_eq!(parse_max_fds(unlimited), None);
     }
 
