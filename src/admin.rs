@@ -1,7 +1,8 @@
 //! The admin listener: liveness and readiness for orchestrators, metrics, and the migration
 //! tracker.
 //!
-//! `GET /metrics` is the OpenMetrics text exposition; `GET /usage` is the JSON report of who
+//! `GET /metrics` is the Prometheus text format 0.0.4, or OpenMetrics text when the `Accept`
+//! header asks for it ([`crate::metrics::exposition`]); `GET /usage` is the JSON report of who
 //! still calls which legacy endpoint.
 //!
 //! `GET /healthz` is 200 while the process runs. `GET /readyz` is 200 while the shim accepts
@@ -23,10 +24,9 @@ use serde_json::{Value, json};
 use crate::body::{ProxyBody, full_body};
 use crate::fleet::FleetLink;
 use crate::metrics::Metrics;
+use crate::metrics::exposition::{OPENMETRICS_TEXT, PROMETHEUS_TEXT, wants_openmetrics};
 use crate::policy::CurrentPolicy;
 use crate::usage::{self, UsageTracker};
-
-const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Whether the main listener is accepting traffic.
 #[derive(Clone, Default)]
@@ -72,11 +72,23 @@ pub async fn handle<B>(request: &Request<B>, state: &AdminState) -> Response<Pro
         state
             .metrics
             .brownout_state(policy.retirement.active(now).is_some(), next_start);
-        let mut response = Response::new(full_body(state.metrics.encode()));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE),
-        );
+        let accept = request
+            .headers()
+            .get(header::ACCEPT)
+            .map(HeaderValue::as_bytes);
+        let (text, content_type) = if wants_openmetrics(accept) {
+            (state.metrics.encode(), OPENMETRICS_TEXT)
+        } else {
+            (state.metrics.encode_prometheus_text(), PROMETHEUS_TEXT)
+        };
+        let mut response = Response::new(full_body(text));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        // Caches in between must keep the two formats apart.
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("accept"));
         return response;
     }
     let (status, body) = match (request.method(), request.uri().path()) {
@@ -153,9 +165,18 @@ mod tests {
         let state = state();
         let metrics = handle(&get("/metrics"), &state).await;
         assert_eq!(metrics.status(), StatusCode::OK);
+        assert_eq!(metrics.headers()[header::CONTENT_TYPE], PROMETHEUS_TEXT);
+        let asked = Request::get("/metrics")
+            .header(
+                header::ACCEPT,
+                "application/openmetrics-text; version=1.0.0",
+            )
+            .body(())
+            .unwrap();
+        let openmetrics = handle(&asked, &state).await;
         assert_eq!(
-            metrics.headers()[header::CONTENT_TYPE],
-            OPENMETRICS_CONTENT_TYPE
+            openmetrics.headers()[header::CONTENT_TYPE],
+            OPENMETRICS_TEXT
         );
         let usage = handle(&get("/usage"), &state).await;
         assert_eq!(usage.status(), StatusCode::OK);

@@ -1,4 +1,12 @@
-//! Prometheus metrics (OpenMetrics text on the admin listener's `GET /metrics`).
+//! Prometheus metrics on the admin listener's `GET /metrics`: OpenMetrics text when the
+//! scraper asks for it, the Prometheus text format 0.0.4 otherwise ([`exposition`]).
+//!
+//! Every series whose labels are a known, finite set exists from start-up at 0, so that
+//! `increase()` sees the first event and a dashboard shows 0 rather than no data. A family
+//! labelled by client fingerprint cannot be filled in ahead of its clients; it is declared
+//! from start-up (its `# HELP` and `# TYPE` lines, no samples) so that scrapers and tools that
+//! read metadata know it. `absent()` still looks at samples: ask it of a pre-created series.
+//! The `process_*` metrics ([`process`]) are read from `/proc` at each scrape, on Linux.
 //!
 //! Labels are bounded: endpoints and status classes are fixed sets, and client fingerprints
 //! are capped at `limits.max_tracked_clients` distinct values, after which new clients are
@@ -18,7 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -31,8 +40,69 @@ use crate::route::LegacyRoute;
 use crate::telemetry::dropped_log_lines;
 use http::HeaderValue;
 
+pub mod exposition;
+pub mod process;
+
 /// The fingerprint label for clients past the cap.
 pub const OTHER_CLIENTS: &str = "other";
+
+/// Why a legacy call was refused on purpose (`legacy_refused{reason}`).
+pub const REFUSAL_REASONS: [&str; 2] = ["brownout", "sunset"];
+
+/// What a look-up before a legacy call's own Customer call looked up (`lookups{lookup}`).
+pub const LOOKUPS: [&str; 6] = [
+    "token_by_id",
+    "owner_check",
+    "children_v2",
+    "children_v1",
+    "list_v2_page",
+    "list_v1",
+];
+
+/// Why an upstream exchange failed, as `explo_shim_upstream_errors_total{reason}` counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    /// No connection: refused, unreachable, a name that does not resolve, or
+    /// `upstream.connect_timeout` passed.
+    Connect,
+    /// No complete reply within `upstream.timeout`.
+    Timeout,
+    /// The connection broke during the exchange: reset, broken pipe, closed before the reply
+    /// was complete (head or body), an HTTP/2 stream or connection torn down.
+    Reset,
+    /// The TLS handshake failed (an untrusted certificate, a wrong name, no common protocol,
+    /// not TLS at all) or TLS broke later.
+    Tls,
+    /// A reply the shim cannot use: not HTTP, a head over hyper's limits, over
+    /// `limits.upstream_reply_bytes` where it must be read whole, or a legacy call's reply
+    /// that is corrupt or lacks what it must hold.
+    InvalidReply,
+}
+
+impl UpstreamFailure {
+    pub const ALL: [Self; 5] = [
+        Self::Connect,
+        Self::Timeout,
+        Self::Reset,
+        Self::Tls,
+        Self::InvalidReply,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Reset => "reset",
+            Self::Tls => "tls",
+            Self::InvalidReply => "invalid_reply",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LegacyCallLabels {
@@ -143,6 +213,8 @@ pub struct Metrics {
     /// per-request path then skips the family's lock and hash.
     pass_through_by_class: [Counter; 5],
     upstream_latency_by_route: [Histogram; 2],
+    /// One per [`UpstreamFailure`], in the order of [`UpstreamFailure::ALL`].
+    upstream_errors: [Counter; 5],
     in_flight: Gauge,
     open_connections: Gauge,
     connection_limit: Gauge,
@@ -171,12 +243,14 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(max_clients: usize) -> Self {
-        let mut registry = Registry::with_prefix("explo_shim");
+        // The root holds the unprefixed `process_*` metrics; the shim's own are under it.
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("explo_shim");
         let legacy_calls = Family::<LegacyCallLabels, Counter>::default();
         registry.register(
             "legacy_calls",
             "Deprecated End User Group API calls by endpoint, status class and client fingerprint",
-            legacy_calls.clone(),
+            Declared(legacy_calls.clone()),
         );
         let pass_through = Family::<StatusClassLabels, Counter>::default();
         registry.register(
@@ -193,15 +267,29 @@ impl Metrics {
             "Upstream latency until the reply headers, by route kind",
             upstream_latency.clone(),
         );
+        let upstream_errors_family = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Upstream exchanges that failed, pass-through and translated, by reason: connect, \
+             timeout, reset, tls, invalid_reply",
+            upstream_errors_family.clone(),
+        );
+        let upstream_errors = UpstreamFailure::ALL.map(|failure| {
+            upstream_errors_family
+                .get_or_create(&ReasonLabels {
+                    reason: failure.label(),
+                })
+                .clone()
+        });
         let in_flight = Gauge::default();
         registry.register(
-            "in_flight_requests",
+            "requests_in_flight",
             "Requests being served now",
             in_flight.clone(),
         );
         let open_connections = Gauge::default();
         registry.register(
-            "open_connections",
+            "connections_open",
             "Client connections open on the main listener now; past connection_limit, new \
              ones wait in the kernel's backlog",
             open_connections.clone(),
@@ -262,7 +350,15 @@ impl Metrics {
              could not be translated",
             untranslated_successes.clone(),
         );
+        for route in LegacyRoute::ALL {
+            untranslated_successes.get_or_create_owned(&EndpointLabels {
+                endpoint: route.legacy_endpoint(),
+            });
+        }
         let lookups = Family::<LookupLabels, Counter>::default();
+        for lookup in LOOKUPS {
+            lookups.get_or_create_owned(&LookupLabels { lookup });
+        }
         registry.register(
             "lookups",
             "Upstream calls made before a legacy call's own Customer call, by what they looked up",
@@ -291,6 +387,14 @@ impl Metrics {
             fleet_usage_dropped.clone(),
         );
         let legacy_refused = Family::<RefusalLabels, Counter>::default();
+        for route in LegacyRoute::ALL {
+            for reason in REFUSAL_REASONS {
+                legacy_refused.get_or_create_owned(&RefusalLabels {
+                    endpoint: route.legacy_endpoint(),
+                    reason,
+                });
+            }
+        }
         registry.register(
             "legacy_refused",
             "Legacy calls answered 410 on purpose: during a brownout or after the sunset",
@@ -326,8 +430,10 @@ impl Metrics {
             "Build information",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
+        #[cfg(target_os = "linux")]
+        root.register_collector(Box::new(process::ProcessCollector));
         Self {
-            registry,
+            registry: root,
             legacy_calls,
             pass_through_by_class: STATUS_CLASSES.map(|status_class| {
                 pass_through
@@ -349,6 +455,7 @@ impl Metrics {
                     .clone()
             }),
             config_last_reload,
+            upstream_errors,
             in_flight,
             open_connections,
             connection_limit,
@@ -497,6 +604,11 @@ impl Metrics {
         self.upstream_latency_by_route[index].observe(latency.as_secs_f64());
     }
 
+    /// One failed upstream exchange.
+    pub fn upstream_error(&self, failure: UpstreamFailure) {
+        self.upstream_errors[failure as usize].inc();
+    }
+
     /// Counts a request in flight until the guard is dropped.
     pub fn in_flight(&self) -> InFlightGuard<'_> {
         self.in_flight.inc();
@@ -545,6 +657,7 @@ impl Metrics {
 
     /// A legacy call refused on purpose; `reason` is `brownout` or `sunset`.
     pub fn legacy_refused(&self, route: LegacyRoute, reason: &'static str) {
+        debug_assert!(REFUSAL_REASONS.contains(&reason), "pre-create {reason}");
         self.legacy_refused
             .get_or_create(&RefusalLabels {
                 endpoint: route.legacy_endpoint(),
@@ -591,6 +704,7 @@ impl Metrics {
     /// One upstream call made before a legacy call's own: `lookup` names what it looked for
     /// (`token_by_id`, `owner_check`, `children_v2`, `children_v1`, `list_v2_page`, `list_v1`).
     pub fn lookup(&self, lookup: &'static str) {
+        debug_assert!(LOOKUPS.contains(&lookup), "pre-create {lookup}");
         self.lookups.get_or_create(&LookupLabels { lookup }).inc();
     }
 
@@ -600,6 +714,32 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+
+    /// The same metrics in the Prometheus text format 0.0.4 ([`exposition`]).
+    pub fn encode_prometheus_text(&self) -> String {
+        let mut text = String::new();
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// A family listed in the exposition even before its first series: its `# HELP` and `# TYPE`
+/// lines, without samples (prometheus-client leaves an empty family out altogether).
+#[derive(Debug)]
+struct Declared<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Declared<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        false
     }
 }
 
@@ -736,14 +876,14 @@ mod tests {
         metrics.rate_limit_wait(Duration::from_millis(10));
         {
             let _guard = metrics.in_flight();
-            assert!(metrics.encode().contains("explo_shim_in_flight_requests 1"));
+            assert!(metrics.encode().contains("explo_shim_requests_in_flight 1"));
         }
         let text = metrics.encode();
         for needle in [
             r#"explo_shim_legacy_calls_total{endpoint="update_user_group",status_class="2xx",client="abc123"} 1"#,
             r#"explo_shim_pass_through_requests_total{status_class="4xx"} 1"#,
             r#"explo_shim_upstream_latency_seconds_count{route="translated"} 1"#,
-            "explo_shim_in_flight_requests 0",
+            "explo_shim_requests_in_flight 0",
             "explo_shim_shed_requests_total 1",
             "explo_shim_upstream_throttled_total 1",
             "explo_shim_rate_limit_waits_total 1",
@@ -752,6 +892,101 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+    }
+
+    #[test]
+    fn every_known_label_combination_is_there_at_zero_from_the_start() {
+        let text = Metrics::new(10).encode();
+        let mut expected = vec![];
+        for route in LegacyRoute::ALL {
+            let endpoint = route.legacy_endpoint();
+            for reason in REFUSAL_REASONS {
+                expected.push(format!(
+                    r#"explo_shim_legacy_refused_total{{endpoint="{endpoint}",reason="{reason}"}} 0"#
+                ));
+            }
+            expected.push(format!(
+                r#"explo_shim_untranslated_successes_total{{endpoint="{endpoint}"}} 0"#
+            ));
+        }
+        for lookup in LOOKUPS {
+            expected.push(format!(
+                r#"explo_shim_lookups_total{{lookup="{lookup}"}} 0"#
+            ));
+        }
+        for failure in UpstreamFailure::ALL {
+            expected.push(format!(
+                r#"explo_shim_upstream_errors_total{{reason="{}"}} 0"#,
+                failure.label()
+            ));
+        }
+        for status_class in STATUS_CLASSES {
+            expected.push(format!(
+                r#"explo_shim_pass_through_requests_total{{status_class="{status_class}"}} 0"#
+            ));
+        }
+        expected.extend(
+            [
+                "explo_shim_cascade_refused_total 0",
+                "explo_shim_cascade_unverified_total 0",
+                "explo_shim_connections_open 0",
+                "explo_shim_requests_in_flight 0",
+                "explo_shim_connection_limit 0",
+                // The client-labelled family is declared, without samples.
+                "# TYPE explo_shim_legacy_calls counter",
+            ]
+            .map(str::to_owned),
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        for line in &expected {
+            assert!(lines.contains(&line.as_str()), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("explo_shim_legacy_calls_total{"), "{text}");
+    }
+
+    #[test]
+    fn upstream_errors_count_by_reason() {
+        for (index, failure) in UpstreamFailure::ALL.into_iter().enumerate() {
+            assert_eq!(failure as usize, index, "ALL is in declaration order");
+        }
+        let metrics = Metrics::new(10);
+        metrics.upstream_error(UpstreamFailure::Reset);
+        metrics.upstream_error(UpstreamFailure::Reset);
+        metrics.upstream_error(UpstreamFailure::Tls);
+        let text = metrics.encode();
+        for line in [
+            r#"explo_shim_upstream_errors_total{reason="connect"} 0"#,
+            r#"explo_shim_upstream_errors_total{reason="reset"} 2"#,
+            r#"explo_shim_upstream_errors_total{reason="tls"} 1"#,
+        ] {
+            assert!(text.lines().any(|found| found == line), "{line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn prometheus_text_declares_what_each_sample_is_named() {
+        let metrics = Metrics::new(10);
+        metrics.shed();
+        let text = metrics.encode_prometheus_text();
+        for line in [
+            "# TYPE explo_shim_shed_requests_total counter",
+            "explo_shim_shed_requests_total 1",
+            "# TYPE explo_shim_legacy_calls_total counter",
+            "# TYPE explo_shim_build_info gauge",
+            "# TYPE explo_shim_requests_in_flight gauge",
+            "# TYPE explo_shim_upstream_latency_seconds histogram",
+        ] {
+            assert!(text.lines().any(|found| found == line), "{line} in\n{text}");
+        }
+        assert!(!text.contains("# EOF"), "{text}");
+        for line in text.lines().filter(|line| line.starts_with("# TYPE ")) {
+            let kind = line.rsplit(' ').next().unwrap();
+            assert!(
+                ["counter", "gauge", "histogram", "untyped"].contains(&kind),
+                "{line}"
+            );
+        }
+        assert!(metrics.encode().ends_with("# EOF\n"));
     }
 
     #[test]

@@ -329,7 +329,7 @@ async fn past_max_connections_new_clients_wait_for_a_free_slot() {
     let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
     let metrics = String::from_utf8_lossy(&metrics.body);
     assert!(
-        metrics.contains("explo_shim_open_connections 1\n"),
+        metrics.contains("explo_shim_connections_open 1\n"),
         "{metrics}"
     );
     assert!(
@@ -341,7 +341,7 @@ async fn past_max_connections_new_clients_wait_for_a_free_slot() {
     // The waiting client's connection is counted once it is served, and uncounted when it
     // closes.
     shim.wait_for_metric(
-        "explo_shim_open_connections 0",
+        "explo_shim_connections_open 0",
         "closed connections still counted as open",
     )
     .await;
@@ -429,7 +429,7 @@ async fn stalled_legacy_bodies_get_408_and_free_their_in_flight_slots() {
     ];
     // While both stall, they hold both slots: everything else is shed, as before the fix.
     shim.wait_for_metric(
-        "explo_shim_in_flight_requests 2",
+        "explo_shim_requests_in_flight 2",
         "the stalled calls never held both slots",
     )
     .await;

@@ -132,7 +132,13 @@ async fn metrics_count_legacy_calls_by_endpoint_status_class_and_client() {
         .unwrap()
         .to_owned();
 
-    let got = send("GET", &shim.admin_url("/metrics"), &[], "").await;
+    let got = send(
+        "GET",
+        &shim.admin_url("/metrics"),
+        &[("accept", "application/openmetrics-text")],
+        "",
+    )
+    .await;
     assert_eq!(got.status, 200);
     assert!(
         got.header("content-type")
@@ -146,7 +152,7 @@ async fn metrics_count_legacy_calls_by_endpoint_status_class_and_client() {
         r#"explo_shim_pass_through_requests_total{status_class="2xx"} 1"#.to_owned(),
         r#"explo_shim_upstream_latency_seconds_count{route="translated"} 2"#.to_owned(),
         r#"explo_shim_upstream_latency_seconds_count{route="pass_through"} 1"#.to_owned(),
-        "explo_shim_in_flight_requests 0".to_owned(),
+        "explo_shim_requests_in_flight 0".to_owned(),
         "explo_shim_log_lines_dropped_total 0".to_owned(),
         "explo_shim_build_info{version=".to_owned(),
     ] {

@@ -53,7 +53,7 @@ use crate::legacy::reply::{
     reports_success,
 };
 use crate::legacy::request::{ByToken, CustomerCall, token_lookup_body, translate_request};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, UpstreamFailure};
 use crate::policy::Policy;
 use crate::retirement::{BROWNOUT_NOTICE, Decision};
 use crate::route::{GET_CUSTOMER_PATH, LegacyRoute};
@@ -311,6 +311,7 @@ impl LegacyCalls {
     ) -> Result<(Response<ProxyBody>, StatusCode), ShimError> {
         let limit = self.limits.upstream_reply_bytes;
         if !reply.status.is_success() {
+            self.metrics.upstream_error(UpstreamFailure::InvalidReply);
             return Err(reply_too_large(limit));
         }
         if let Some(token) = sent_token {
@@ -429,6 +430,7 @@ impl LegacyCalls {
             match self.translate_success(route, &reply, &policy.reply_options) {
                 Ok(body) => return Ok((self.rebuilt(reply, body, true), status)),
                 Err(Untranslatable::Encoding(DecodeError::Truncated)) => {
+                    self.metrics.upstream_error(UpstreamFailure::InvalidReply);
                     return Err(ShimError::UpstreamInvalidReply {
                         detail: format!("{status} reply: {}", DecodeError::Truncated),
                     });
@@ -554,11 +556,17 @@ impl CustomerApi<'_> {
         if !reply.status.is_success() {
             return Ok(Precheck::Answer(reply));
         }
+        let invalid = |detail: &str| {
+            self.calls
+                .metrics
+                .upstream_error(UpstreamFailure::InvalidReply);
+            ShimError::UpstreamInvalidReply {
+                detail: detail.to_owned(),
+            }
+        };
         let body = self
             .decoded_success(&reply)
-            .ok_or_else(|| ShimError::UpstreamInvalidReply {
-                detail: "get_customer reply cannot be decoded".to_owned(),
-            })?;
+            .ok_or_else(|| invalid("get_customer reply cannot be decoded"))?;
         // One parse in the usual case: a reply naming both token and id also teaches the cache.
         let token = match reply_owner(&body) {
             Some(owner) => {
@@ -569,9 +577,9 @@ impl CustomerApi<'_> {
         };
         match token {
             Some(token) => Ok(Precheck::Proceed(token)),
-            None if reports_success(&body) => Err(ShimError::UpstreamInvalidReply {
-                detail: "get_customer succeeded without a customer token".to_owned(),
-            }),
+            None if reports_success(&body) => {
+                Err(invalid("get_customer succeeded without a customer token"))
+            }
             // A 2xx that says no: that is the answer the legacy client gets.
             None => Ok(Precheck::Answer(reply)),
         }

@@ -26,7 +26,7 @@ use arc_swap::ArcSwap;
 use crate::config::{ConfigError, RateLimit, UpstreamConfig, UpstreamUrl};
 use crate::error::ShimError;
 use crate::fleet::FleetLink;
-use crate::metrics::{Metrics, RouteKind};
+use crate::metrics::{Metrics, RouteKind, UpstreamFailure};
 use crate::ratelimit::{Admission, UpstreamBudget, retry_after_delay};
 use pool::{ConnectionPool, Endpoint, PooledBody};
 
@@ -107,6 +107,7 @@ impl Upstream {
             config.connect_timeout,
             config.pool_idle_timeout,
             config.pool_max_idle,
+            Arc::clone(&metrics),
         )
         .map_err(|error| ConfigError(format!("`upstream.url`: {error}")))?;
         let budget = rate_limit.map(|limit| {
@@ -263,7 +264,12 @@ impl Upstream {
     ) -> Result<CollectedReply, ShimError> {
         match self.exchange_keeping_large(request, reply_limit).await? {
             Exchanged::Collected(reply) => Ok(reply),
-            Exchanged::TooLarge(_) => Err(reply_too_large(reply_limit)),
+            Exchanged::TooLarge(_) => {
+                self.shared
+                    .metrics
+                    .upstream_error(UpstreamFailure::InvalidReply);
+                Err(reply_too_large(reply_limit))
+            }
         }
     }
 
@@ -289,6 +295,7 @@ impl Upstream {
             let limit = usize::try_from(reply_limit).unwrap_or(usize::MAX);
             let mut read = bytes::BytesMut::new();
             while let Some(frame) = body.frame().await {
+                // Counted by the body itself (`PooledBody`), like a pass-through reply's.
                 let frame = frame.map_err(|error| ShimError::UpstreamFailed {
                     detail: error_chain(&error),
                 })?;
@@ -320,6 +327,7 @@ impl Upstream {
     /// its abandoned request; the shared HTTP/2 connection is dropped from the pool too, since
     /// a silent upstream may be a dead connection, and the next request gets a fresh one.
     fn timed_out(&self) -> ShimError {
+        self.shared.metrics.upstream_error(UpstreamFailure::Timeout);
         self.connections.forget_http2();
         ShimError::UpstreamTimeout {
             timeout: self.shared.timeout,
@@ -327,7 +335,8 @@ impl Upstream {
     }
 }
 
-/// The error for a reply over the limit where nothing can be passed on instead.
+/// The error for a reply over the limit where nothing can be passed on instead; the caller
+/// counts it (`invalid_reply`).
 pub fn reply_too_large(reply_limit: u64) -> ShimError {
     ShimError::UpstreamInvalidReply {
         detail: format!("reply larger than {reply_limit} bytes"),

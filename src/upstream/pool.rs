@@ -33,6 +33,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::body::{BodyIdleTimeout, BoxError, ProxyBody};
 use crate::error::ShimError;
+use crate::metrics::{Metrics, UpstreamFailure};
 
 /// Pooled connections tried before a fresh one: each may have been closed by the upstream
 /// while idle, and each such failure hands the request back unsent.
@@ -55,6 +56,8 @@ pub struct Endpoint {
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
+    /// Where failed exchanges are counted, by [`UpstreamFailure`].
+    metrics: Arc<Metrics>,
 }
 
 impl Endpoint {
@@ -64,6 +67,7 @@ impl Endpoint {
         connect_timeout: Duration,
         idle_timeout: Duration,
         max_idle: usize,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         let https = url.scheme == http::uri::Scheme::HTTPS;
         let host = url
@@ -93,6 +97,7 @@ impl Endpoint {
             connect_timeout,
             idle_timeout,
             max_idle,
+            metrics,
         })
     }
 }
@@ -164,7 +169,7 @@ impl ConnectionPool {
     ) -> Result<Response<PooledBody>, ShimError> {
         // Wrapped once: an unsent request handed back for a retry keeps its wrapper.
         let (mut request, body) = track_request_body(request);
-        let failed = |error: hyper::Error| failed(&error, body.as_deref());
+        let failed = |error: hyper::Error| self.failed(&error, body.as_deref());
         for _ in 0..MAX_STALE_RETRIES {
             let Some(connection) = self.checkout_idle() else {
                 break;
@@ -182,6 +187,21 @@ impl ConnectionPool {
         match self.attempt(connection, request, body.as_ref()).await {
             Ok(response) => Ok(response),
             Err(Attempt::NotSent(_, error)) | Err(Attempt::Failed(error)) => Err(failed(error)),
+        }
+    }
+
+    /// The error for an exchange that broke after the request may have been sent. When the
+    /// request body itself failed first (the client's malformed chunk, or its silence), that
+    /// is the client's doing whatever hyper reports for it: on HTTP/1.1 a user error, on
+    /// HTTP/2 a reset stream. The body's own record decides, not the error's kind. Only the
+    /// upstream's failures are counted.
+    fn failed(&self, error: &hyper::Error, body: Option<&RequestBodyOutcome>) -> ShimError {
+        if let Some(client_error) = body.and_then(RequestBodyOutcome::failure) {
+            return client_error;
+        }
+        self.inner.endpoint.metrics.upstream_error(classify(error));
+        ShimError::UpstreamFailed {
+            detail: super::error_chain(error),
         }
     }
 
@@ -240,7 +260,8 @@ impl ConnectionPool {
                     sender,
                     request_body: body.cloned(),
                 };
-                Ok(response.map(|body| PooledBody::new(body, Some(release))))
+                let metrics = &self.inner.endpoint.metrics;
+                Ok(response.map(|body| PooledBody::new(body, Some(release), metrics)))
             }
             Checkout::Http2(mut sender) => {
                 // `:authority` comes from the absolute URI; a `Host` header would repeat it.
@@ -253,7 +274,8 @@ impl ConnectionPool {
                     .try_send_request(request)
                     .await
                     .map_err(not_sent_or_failed)?;
-                Ok(response.map(|body| PooledBody::new(body, None)))
+                let metrics = &self.inner.endpoint.metrics;
+                Ok(response.map(|body| PooledBody::new(body, None, metrics)))
             }
         }
     }
@@ -269,29 +291,49 @@ impl ConnectionPool {
             tokio::spawn(sweep_idle(Arc::downgrade(&self.inner)));
         }
         let endpoint = &self.inner.endpoint;
+        let connect_failed = |error: io::Error| (UpstreamFailure::Connect, error);
         let connecting = async {
-            let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
-            tcp.set_nodelay(true)?;
+            let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+                .await
+                .map_err(connect_failed)?;
+            tcp.set_nodelay(true).map_err(connect_failed)?;
             match &endpoint.tls {
-                None => Ok::<_, io::Error>(Transport::Plain(tcp)),
+                None => Ok(Transport::Plain(tcp)),
+                // However the handshake fails (an alert, a reset, a peer that is not TLS), it
+                // is the TLS set-up that failed.
                 Some((connector, name)) => Ok(Transport::Tls(Box::new(
-                    connector.connect(name.clone(), tcp).await?,
+                    connector
+                        .connect(name.clone(), tcp)
+                        .await
+                        .map_err(|error| (UpstreamFailure::Tls, error))?,
                 ))),
             }
         };
-        let transport = tokio::time::timeout(endpoint.connect_timeout, connecting)
-            .await
-            .map_err(|_| ShimError::UpstreamUnreachable {
-                detail: format!(
-                    "connect timed out after {}",
-                    humantime::format_duration(endpoint.connect_timeout)
-                ),
-            })?
-            .map_err(|error| ShimError::UpstreamUnreachable {
-                detail: error.to_string(),
-            })?;
-        let unreachable = |error: hyper::Error| ShimError::UpstreamUnreachable {
-            detail: super::error_chain(&error),
+        // A connection not made within `upstream.connect_timeout` counts as `connect`: no
+        // connection, whatever the reason; `timeout` is the exchange's own clock.
+        let transport = match tokio::time::timeout(endpoint.connect_timeout, connecting).await {
+            Ok(Ok(transport)) => transport,
+            Ok(Err((failure, error))) => {
+                endpoint.metrics.upstream_error(failure);
+                return Err(ShimError::UpstreamUnreachable {
+                    detail: error.to_string(),
+                });
+            }
+            Err(_) => {
+                endpoint.metrics.upstream_error(UpstreamFailure::Connect);
+                return Err(ShimError::UpstreamUnreachable {
+                    detail: format!(
+                        "connect timed out after {}",
+                        humantime::format_duration(endpoint.connect_timeout)
+                    ),
+                });
+            }
+        };
+        let unreachable = |error: hyper::Error| {
+            endpoint.metrics.upstream_error(classify(&error));
+            ShimError::UpstreamUnreachable {
+                detail: super::error_chain(&error),
+            }
         };
         if transport.negotiated_h2() {
             let (sender, connection) = http2::Builder::new(TokioExecutor::new())
@@ -385,17 +427,35 @@ fn not_sent_or_failed(mut error: TrySendError<Request<ProxyBody>>) -> Attempt {
     }
 }
 
-/// The error for an exchange that broke after the request may have been sent. When the
-/// request body itself failed first (the client's malformed chunk, or its silence), that is
-/// the client's doing whatever hyper reports for it: on HTTP/1.1 a user error, on HTTP/2 a
-/// reset stream. The body's own record decides, not the error's kind.
-fn failed(error: &hyper::Error, body: Option<&RequestBodyOutcome>) -> ShimError {
-    if let Some(client_error) = body.and_then(RequestBodyOutcome::failure) {
-        return client_error;
+/// Why an exchange with the upstream broke, from hyper's error and its sources: a reply hyper
+/// could not parse is `invalid_reply`, a TLS error anywhere in the chain `tls`, hyper's own
+/// timer `timeout`, and everything else (a reset, a broken pipe, a connection closed before
+/// the reply was complete, an HTTP/2 stream or connection torn down) `reset`.
+pub fn classify(error: &(dyn std::error::Error + 'static)) -> UpstreamFailure {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(hyper_error) = error.downcast_ref::<hyper::Error>() {
+            if hyper_error.is_parse() {
+                return UpstreamFailure::InvalidReply;
+            }
+            if hyper_error.is_timeout() {
+                return UpstreamFailure::Timeout;
+            }
+        }
+        if error.is::<rustls::Error>() {
+            return UpstreamFailure::Tls;
+        }
+        // An `io::Error` hides the error it wraps from `source()`: look inside.
+        if let Some(io_error) = error.downcast_ref::<io::Error>()
+            && io_error
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return UpstreamFailure::Tls;
+        }
+        cause = error.source();
     }
-    ShimError::UpstreamFailed {
-        detail: super::error_chain(error),
-    }
+    UpstreamFailure::Reset
 }
 
 /// HTTP/1.1 requests carry the path only; the connection already names the upstream.
@@ -414,6 +474,9 @@ fn origin_form(request: &mut Request<ProxyBody>) {
 pub struct PooledBody {
     inner: Incoming,
     release: Option<Release>,
+    /// Where a broken reply body is counted: the one place that sees it, for pass-through
+    /// and translated replies alike.
+    metrics: Arc<Metrics>,
 }
 
 struct Release {
@@ -435,8 +498,12 @@ impl std::fmt::Debug for PooledBody {
 }
 
 impl PooledBody {
-    fn new(inner: Incoming, release: Option<Release>) -> Self {
-        let mut body = Self { inner, release };
+    fn new(inner: Incoming, release: Option<Release>, metrics: &Arc<Metrics>) -> Self {
+        let mut body = Self {
+            inner,
+            release,
+            metrics: Arc::clone(metrics),
+        };
         if body.inner.is_end_stream() {
             body.release_connection();
         }
@@ -471,7 +538,10 @@ impl Body for PooledBody {
             None => self.release_connection(),
             Some(Ok(_)) if self.inner.is_end_stream() => self.release_connection(),
             // A broken reply leaves the connection unusable.
-            Some(Err(_)) => self.release = None,
+            Some(Err(error)) => {
+                self.metrics.upstream_error(classify(error));
+                self.release = None;
+            }
             Some(Ok(_)) => {}
         }
         Poll::Ready(frame)
@@ -651,6 +721,30 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
             Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_error_anywhere_in_the_chain_is_tls() {
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate);
+        let wrapped = io::Error::new(io::ErrorKind::InvalidData, alert.clone());
+        assert_eq!(classify(&wrapped), UpstreamFailure::Tls);
+        assert_eq!(classify(&alert), UpstreamFailure::Tls);
+    }
+
+    #[test]
+    fn a_broken_connection_is_reset() {
+        for kind in [
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::BrokenPipe,
+            io::ErrorKind::UnexpectedEof,
+        ] {
+            assert_eq!(classify(&io::Error::from(kind)), UpstreamFailure::Reset);
         }
     }
 }
