@@ -101,7 +101,7 @@ async fn a_group_with_child_customers_is_not_deleted_through_the_shim() {
     // A child made with the Customer API directly (the shim passes it through).
     let child = post_json(
         &shim.url("/api/create_customer/"),
-        &json!({"provided_id": "child", "parent_provided_id": "parent", "hierarchy_level_name": "Customer"}),
+        &json!({"provided_id": "child", "parent_provided_id": "parent", "hierarchy_level_name": "User"}),
     )
     .await;
     assert_eq!(child.status, 200, "{:?}", child.json());
