@@ -193,6 +193,10 @@ pub enum Command {
         /// Misbehave, to see what clients get when the real API does (repeatable).
         #[arg(long, value_enum, value_name = "FAULT")]
         fault: Vec<crate::emulator::Fault>,
+        /// The team's hierarchy levels, highest first, comma-separated: 1 to 3 distinct names,
+        /// e.g. Region,Customer,User (default: Customer,User). New customers go at the first.
+        #[arg(long, value_name = "NAMES", value_parser = crate::emulator::HierarchyLevels::parse)]
+        hierarchy_levels: Option<crate::emulator::HierarchyLevels>,
     },
     /// Print a suggested brownout schedule before the sunset (windows growing from 5 minutes
     /// to 4 hours, one a week) and who would be affected, from a running shim's /usage.

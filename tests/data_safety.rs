@@ -125,7 +125,7 @@ async fn case_2_a_list_without_tokens_stops_the_delete_of_a_parent() {
     let parent = create_through_customer_api(&shim, "parent").await;
     let child = post_json(
         &shim.url("/api/create_customer/"),
-        &json!({"provided_id": "child", "parent_provided_id": "parent", "hierarchy_level_name": "Customer"}),
+        &json!({"provided_id": "child", "parent_provided_id": "parent", "hierarchy_level_name": "User"}),
     )
     .await;
     assert_eq!(child.status, 200);
@@ -377,11 +377,12 @@ async fn case_8_numbers_reach_the_upstream_exactly_as_written() {
 
 // Issue 16: the cascade guard when the v2 list misbehaves ------------------------------------
 
-/// A child of `parent` made with the Customer API (a level below, as the emulator requires).
+/// A child of `parent` made with the Customer API: a `User` under a `Customer`, the docs'
+/// two-tier hierarchy and the emulator's default.
 async fn create_child(shim: &Shim, id: &str, parent: &str) {
     let child = post_json(
         &shim.url("/api/create_customer/"),
-        &json!({"provided_id": id, "parent_provided_id": parent, "hierarchy_level_name": "Customer"}),
+        &json!({"provided_id": id, "parent_provided_id": parent, "hierarchy_level_name": "User"}),
     )
     .await;
     assert_eq!(child.status, 200, "{:?}", child.json());

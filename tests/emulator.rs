@@ -2,9 +2,13 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
 use common::*;
 use explo_shim::emulator::Emulator;
-use serde_json::json;
+use serde_json::{Value, json};
 
 async fn start_emulator(rate_limit: Option<u32>) -> String {
     serve_emulator(Emulator::new(rate_limit)).await
@@ -101,7 +105,7 @@ async fn a_group_with_child_customers_is_not_deleted_through_the_shim() {
     // A child made with the Customer API directly (the shim passes it through).
     let child = post_json(
         &shim.url("/api/create_customer/"),
-        &json!({"provided_id": "child", "parent_provided_id": "parent", "hierarchy_level_name": "Customer"}),
+        &json!({"provided_id": "child", "parent_provided_id": "parent", "hierarchy_level_name": "User"}),
     )
     .await;
     assert_eq!(child.status, 200, "{:?}", child.json());
@@ -186,4 +190,176 @@ async fn demo_mode_answers_a_legacy_call_with_no_upstream_configured() {
         updated.json()["user_group"]["properties"],
         json!({"filterValue": "value"})
     );
+}
+
+// Hierarchy levels (issue 18) --------------------------------------------------------------
+
+/// A create at the emulator itself, with the team token.
+async fn create_customer(emulator: &str, body: Value) -> Got {
+    post_json(&format!("{emulator}/api/create_customer/"), &body).await
+}
+
+/// Asserts the emulator's refusal of invalid hierarchy input: 400 `{"success": 0, "error"}`,
+/// the message containing `says`.
+fn assert_refused(got: &Got, says: &str) {
+    assert_eq!(got.status, 400, "{:?}", got.json());
+    let body = got.json();
+    assert_eq!(body["success"], 0, "{body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(message.contains(says), "{message}");
+}
+
+#[tokio::test]
+async fn by_default_new_customers_are_customers_and_users_sit_under_them_and_nothing_under_users() {
+    let emulator = start_emulator(None).await;
+    let org = create_customer(&emulator, json!({"provided_id": "acme"})).await;
+    assert_eq!(org.status, 200);
+    assert_eq!(org.json()["customer"]["hierarchy_level"], "Customer");
+
+    let alice = create_customer(
+        &emulator,
+        json!({"provided_id": "alice", "parent_provided_id": "acme", "hierarchy_level_name": "User"}),
+    )
+    .await;
+    assert_eq!(alice.status, 200, "{:?}", alice.json());
+    assert_eq!(alice.json()["customer"]["hierarchy_level"], "User");
+
+    let under_a_user = create_customer(
+        &emulator,
+        json!({"provided_id": "bob", "parent_provided_id": "alice", "hierarchy_level_name": "User"}),
+    )
+    .await;
+    assert_refused(&under_a_user, "lowest hierarchy level `User`");
+    let dave = create_customer(
+        &emulator,
+        json!({"provided_id": "dave", "parent_provided_id": "acme", "hierarchy_level_name": "User"}),
+    )
+    .await;
+    assert_eq!(dave.status, 200);
+    let moved_under_a_user = post_json(
+        &format!("{emulator}/api/update_customer/"),
+        &json!({"provided_id": "dave", "parent_provided_id": "alice"}),
+    )
+    .await;
+    assert_refused(&moved_under_a_user, "lowest hierarchy level `User`");
+
+    let unknown_second_level = create_customer(
+        &emulator,
+        json!({"provided_id": "carol", "parent_provided_id": "acme", "hierarchy_level_name": "Level 2"}),
+    )
+    .await;
+    assert_refused(
+        &unknown_second_level,
+        "hierarchy level `Level 2` does not exist",
+    );
+
+    let customer_with_a_parent = create_customer(
+        &emulator,
+        json!({"provided_id": "globex", "parent_provided_id": "acme"}),
+    )
+    .await;
+    assert_refused(
+        &customer_with_a_parent,
+        "top hierarchy level `Customer` cannot have a parent",
+    );
+}
+
+/// `explo-shim emulate` running as a process of this test; killed (by its own PID) on drop.
+struct EmulateProcess {
+    child: Child,
+    url: String,
+}
+
+impl EmulateProcess {
+    /// Starts `explo-shim emulate --listen 127.0.0.1:0` with `args` and waits for the line that
+    /// says where it listens.
+    fn start(args: &[&str]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_explo-shim"))
+            .args(["emulate", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn explo-shim emulate");
+        // Owned from here on, so that a failed start still kills the process.
+        let mut started = Self {
+            child,
+            url: String::new(),
+        };
+        let stdout = started.child.stdout.take().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = sender.send(line);
+        });
+        let line = receiver
+            .recv_timeout(Duration::from_secs(20))
+            .expect("explo-shim emulate says where it listens within 20 s");
+        // "explo-shim emulate: in-memory Customer API on http://ADDR; hierarchy levels ..."
+        let address = line
+            .split_once("on http://")
+            .and_then(|(_, rest)| rest.split([';', ' ', '\n']).next())
+            .filter(|address| !address.is_empty())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        started.url = format!("http://{address}");
+        started
+    }
+}
+
+impl Drop for EmulateProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn emulate_hierarchy_levels_configures_the_team_and_creates_at_the_top_by_default() {
+    let emulator = EmulateProcess::start(&["--hierarchy-levels", "Region,Customer,User"]);
+    let region = create_customer(&emulator.url, json!({"provided_id": "emea"})).await;
+    assert_eq!(region.status, 200);
+    assert_eq!(region.json()["customer"]["hierarchy_level"], "Region");
+
+    let customer = create_customer(
+        &emulator.url,
+        json!({"provided_id": "acme", "parent_provided_id": "emea", "hierarchy_level_name": "Customer",
+               "properties": {"own": 1}}),
+    )
+    .await;
+    assert_eq!(customer.status, 200, "{:?}", customer.json());
+    assert_eq!(customer.json()["customer"]["hierarchy_level"], "Customer");
+
+    let user = create_customer(
+        &emulator.url,
+        json!({"provided_id": "alice", "parent_provided_id": "acme", "hierarchy_level_name": "User"}),
+    )
+    .await;
+    assert_eq!(user.status, 200, "{:?}", user.json());
+    let listed = send(
+        "GET",
+        &format!("{}/api/customers/?parent_provided_id=emea", emulator.url),
+        &[(TOKEN_HEADER, TEAM_TOKEN)],
+        "",
+    )
+    .await
+    .json();
+    let children: Vec<&str> = listed["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["provided_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(children, ["acme"]);
+}
+
+#[test]
+fn emulate_refuses_a_bad_hierarchy_levels_value_with_64_naming_the_flag() {
+    for value in ["", "Customer,,User", "A,B,C,D", "Customer,User,Customer"] {
+        let output = run_binary(&["emulate", "--hierarchy-levels", value], &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{value:?}: {stderr}");
+        assert!(stderr.contains("--hierarchy-levels"), "{value:?}: {stderr}");
+    }
 }

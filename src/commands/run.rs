@@ -54,7 +54,13 @@ pub fn run(command: Command, overrides: &Overrides) -> u8 {
             listen,
             rate_limit,
             fault,
-        } => run_emulator(&listen, rate_limit, fault.into_iter().collect()),
+            hierarchy_levels,
+        } => run_emulator(
+            &listen,
+            rate_limit,
+            fault.into_iter().collect(),
+            hierarchy_levels.unwrap_or_default(),
+        ),
     }
 }
 
@@ -252,7 +258,12 @@ fn run_translate(endpoint: Option<&str>, json: bool, base_url: &str) -> u8 {
     }
 }
 
-fn run_emulator(listen: &str, rate_limit: bool, faults: emulator::Faults) -> u8 {
+fn run_emulator(
+    listen: &str,
+    rate_limit: bool,
+    faults: emulator::Faults,
+    levels: emulator::HierarchyLevels,
+) -> u8 {
     let Ok(addr) = listen.parse::<std::net::SocketAddr>() else {
         eprintln!("explo-shim emulate: invalid --listen {listen:?}; expected IP:PORT");
         return EXIT_USAGE;
@@ -263,17 +274,18 @@ fn run_emulator(listen: &str, rate_limit: bool, faults: emulator::Faults) -> u8 
             .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
         let bound = listener.local_addr().map_err(|error| error.to_string())?;
         println!(
-            "explo-shim emulate: in-memory Customer API on http://{bound}{}",
+            "explo-shim emulate: in-memory Customer API on http://{bound}{}; hierarchy levels {}",
             if rate_limit {
                 format!(" ({EXPLO_RATE_LIMIT_PER_MINUTE} requests/minute)")
             } else {
                 String::new()
-            }
+            },
+            levels.names().join(" > ")
         );
-        let emulator = Arc::new(Emulator::with_faults(
-            rate_limit.then_some(EXPLO_RATE_LIMIT_PER_MINUTE),
-            faults,
-        ));
+        let emulator = Arc::new(
+            Emulator::with_faults(rate_limit.then_some(EXPLO_RATE_LIMIT_PER_MINUTE), faults)
+                .with_hierarchy_levels(levels),
+        );
         emulator::serve(listener, emulator, async {
             let _ = tokio::signal::ctrl_c().await;
         })

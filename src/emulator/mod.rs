@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use crate::body::{ProxyBody, full_body};
 use crate::error::retry_after_seconds;
 use crate::ratelimit::{Admission, UpstreamBudget};
+pub use store::HierarchyLevels;
 use store::{Reply, Store, V2_MAX_PAGE_SIZE};
 
 /// Explo's documented limit (docs: security/rate-limits).
@@ -140,6 +141,17 @@ impl Emulator {
                 UpstreamBudget::new(limit, limit, Duration::ZERO, Duration::ZERO, Instant::now())
             }),
             faults,
+        }
+    }
+
+    /// The same emulator for a team whose hierarchy levels are `levels` (highest first)
+    /// instead of the default `Customer` > `User`, e.g.
+    /// `Emulator::new(None).with_hierarchy_levels(levels)`. Meant for a new emulator: the
+    /// customers it holds are left behind.
+    pub fn with_hierarchy_levels(self, levels: HierarchyLevels) -> Self {
+        Self {
+            store: Mutex::new(Store::with_levels(levels)),
+            ..self
         }
     }
 
@@ -530,7 +542,7 @@ mod tests {
         )
         .await;
         call(&emulator, Method::POST, "/api/create_customer/",
-             r#"{"provided_id": "kid", "parent_provided_id": "org", "hierarchy_level_name": "Customer"}"#).await;
+             r#"{"provided_id": "kid", "parent_provided_id": "org", "hierarchy_level_name": "User"}"#).await;
         let response = emulator.handle(
             &Method::GET,
             "/api/customers/",

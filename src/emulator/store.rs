@@ -6,9 +6,13 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-/// Hierarchy levels, highest first. Explo configures these per team; the emulator uses the
-/// names the docs' examples use. New customers default to the highest level.
-pub const HIERARCHY_LEVELS: [&str; 3] = ["Level 1", "Level 2", "Customer"];
+/// The hierarchy levels of a team that has not asked for others, highest first. Explo's
+/// Customer Hierarchy page (docs.explo.co/customers/customer-hierarchy) names `Customer` over
+/// `User` as the two-tier hierarchy it expects most teams to use.
+pub const DEFAULT_HIERARCHY_LEVELS: [&str; 2] = ["Customer", "User"];
+/// The most hierarchy levels a team can have: "Explo can accommodate up to three layers of any
+/// desired hierarchy" (the same page).
+pub const MAX_HIERARCHY_LEVELS: usize = 3;
 /// The Data Visibility Group every emulated token belongs to.
 pub const ACCESS_GROUP: &str = "Production";
 /// The v2 list's largest page, in customers (explo-api.md §3.5: `page_size` max 1000).
@@ -31,11 +35,84 @@ struct Customer {
     parent: Option<String>,
 }
 
-/// All customers, by `provided_id`.
+/// A team's hierarchy levels, highest first: 1 to [`MAX_HIERARCHY_LEVELS`] distinct,
+/// non-empty names. Explo support sets these up per team (explo-api.md §3.1); a customer
+/// created without `hierarchy_level_name` goes at the first (the root, "highest" level).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HierarchyLevels(Vec<String>);
+
+impl HierarchyLevels {
+    /// The levels `names`, highest first, or why they cannot be a team's hierarchy.
+    pub fn new<I, S>(names: I) -> Result<Self, String>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let names: Vec<String> = names.into_iter().map(Into::into).collect();
+        if names.is_empty() || names.len() > MAX_HIERARCHY_LEVELS {
+            return Err(format!(
+                "expected 1 to {MAX_HIERARCHY_LEVELS} level names, highest first; got {}",
+                names.len()
+            ));
+        }
+        for (at, name) in names.iter().enumerate() {
+            if name.trim().is_empty() {
+                return Err(format!("level {} has an empty name", at + 1));
+            }
+            if names[..at].contains(name) {
+                return Err(format!("level `{name}` is named twice"));
+            }
+        }
+        Ok(Self(names))
+    }
+
+    /// Comma-separated names, highest first, e.g. `Region,Customer,User`; spaces around each
+    /// name are dropped.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Self::new(text.split(',').map(str::trim))
+    }
+
+    /// The names, highest first.
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+
+    fn name(&self, index: usize) -> &str {
+        &self.0[index]
+    }
+
+    fn lowest(&self) -> usize {
+        self.0.len() - 1
+    }
+
+    fn index(&self, name: &str) -> Result<usize, Reply> {
+        self.0
+            .iter()
+            .position(|level| level == name)
+            .ok_or_else(|| {
+                error(
+                    400,
+                    format!(
+                        "hierarchy level `{name}` does not exist; levels, highest first: {:?}",
+                        self.0
+                    ),
+                )
+            })
+    }
+}
+
+impl Default for HierarchyLevels {
+    fn default() -> Self {
+        Self(DEFAULT_HIERARCHY_LEVELS.map(str::to_owned).to_vec())
+    }
+}
+
+/// All customers, by `provided_id`, and the team's hierarchy levels.
 #[derive(Debug, Default)]
 pub struct Store {
     customers: BTreeMap<String, Customer>,
     next_token: u64,
+    levels: HierarchyLevels,
 }
 
 fn error(status: u16, message: impl Into<String>) -> Reply {
@@ -74,19 +151,15 @@ fn string_list(body: &Value, key: &str) -> Result<Option<Value>, Reply> {
     }
 }
 
-fn level_index(name: &str) -> Result<usize, Reply> {
-    HIERARCHY_LEVELS
-        .iter()
-        .position(|level| *level == name)
-        .ok_or_else(|| {
-            error(
-                400,
-                format!("hierarchy level `{name}` does not exist; levels: {HIERARCHY_LEVELS:?}"),
-            )
-        })
-}
-
 impl Store {
+    /// An empty store for a team with these hierarchy levels.
+    pub fn with_levels(levels: HierarchyLevels) -> Self {
+        Self {
+            levels,
+            ..Self::default()
+        }
+    }
+
     fn new_token(&mut self) -> String {
         self.next_token += 1;
         // Deterministic per store, unique, and 64 hex digits like the docs' placeholders.
@@ -123,7 +196,7 @@ impl Store {
             "access_group": ACCESS_GROUP,
             "parent_schema_datasource_mapping": customer.mapping,
             "computed_parent_schema_datasource_mapping": computed_mapping,
-            "hierarchy_level": HIERARCHY_LEVELS[customer.hierarchy_level],
+            "hierarchy_level": self.levels.name(customer.hierarchy_level),
         })
     }
 
@@ -144,10 +217,26 @@ impl Store {
         chain
     }
 
-    /// Checks a parent assignment: it exists and sits strictly higher than `level`.
+    /// Checks a parent assignment: it exists and sits strictly higher than `level`. The docs
+    /// (get-or-create, `parent_provided_id`): "Parents must also be at a strictly higher
+    /// hierarchy level than their children". So a customer at the top level has no parent (the
+    /// Customer Hierarchy page's example leaves the top one's parent at "None"), and nothing
+    /// sits under the lowest level. Both are refused like any other invalid hierarchy input,
+    /// 400 `{"success": 0, "error"}`: the docs give no status or body for them (§1.4).
     fn check_parent(&self, parent: &str, level: usize, child: &str) -> Result<(), Reply> {
         if parent == child {
             return Err(error(400, "a customer cannot be its own parent"));
+        }
+        if level == 0 {
+            return Err(error(
+                400,
+                format!(
+                    "a customer at the top hierarchy level `{}` cannot have a parent; set \
+                     hierarchy_level_name to a level below the parent's (levels, highest first: {:?})",
+                    self.levels.name(0),
+                    self.levels.names()
+                ),
+            ));
         }
         let Some(parent_customer) = self.customers.get(parent) else {
             return Err(error(
@@ -155,6 +244,16 @@ impl Store {
                 format!("parent customer `{parent}` does not exist"),
             ));
         };
+        if parent_customer.hierarchy_level == self.levels.lowest() {
+            return Err(error(
+                400,
+                format!(
+                    "the parent `{parent}` is at the lowest hierarchy level `{}`; no customer \
+                     can sit under it",
+                    self.levels.name(parent_customer.hierarchy_level)
+                ),
+            ));
+        }
         if parent_customer.hierarchy_level >= level {
             return Err(error(
                 400,
@@ -177,7 +276,7 @@ impl Store {
             ));
         }
         let level = match string_field(body, "hierarchy_level_name")? {
-            Some(name) => level_index(name)?,
+            Some(name) => self.levels.index(name)?,
             None => 0,
         };
         let parent = string_field(body, "parent_provided_id")?.map(str::to_owned);
@@ -234,13 +333,30 @@ impl Store {
             customer.group_tags = tags;
         }
         if let Some(level) = string_field(body, "hierarchy_level_name")? {
-            customer.hierarchy_level = level_index(level)?;
+            customer.hierarchy_level = self.levels.index(level)?;
         }
         if let Some(parent) = string_field(body, "parent_provided_id")? {
             customer.parent = Some(parent.to_owned());
         }
         if let Some(parent) = customer.parent.clone() {
             self.check_parent(&parent, customer.hierarchy_level, provided_id)?;
+        }
+        // A new level must keep the customer strictly above its children, or a child would
+        // end up under a customer at its own level or lower (under a `User`, say).
+        if let Some(child) = self.customers.values().find(|c| {
+            c.parent.as_deref() == Some(provided_id)
+                && c.hierarchy_level <= customer.hierarchy_level
+        }) {
+            return Err(error(
+                400,
+                format!(
+                    "`{provided_id}` cannot move to hierarchy level `{}`: its child `{}` is at \
+                     `{}`, and a parent must be at a strictly higher level",
+                    self.levels.name(customer.hierarchy_level),
+                    child.provided_id,
+                    self.levels.name(child.hierarchy_level)
+                ),
+            ));
         }
         if let Some(new_id) = string_field(body, "new_provided_id")?.filter(|id| *id != provided_id)
         {
@@ -325,7 +441,7 @@ impl Store {
         let level = query
             .get("hierarchy_level_name")
             .or_else(|| query.get("hierarchyLevelName"));
-        let level = level.map(|name| level_index(name)).transpose()?;
+        let level = level.map(|name| self.levels.index(name)).transpose()?;
         Ok(self
             .customers
             .values()
@@ -394,13 +510,194 @@ mod tests {
             .collect()
     }
 
+    fn three_levels() -> HierarchyLevels {
+        HierarchyLevels::new(["Region", "Customer", "User"]).unwrap()
+    }
+
+    /// The status and message of a refusal.
+    fn refused(reply: Result<Reply, Reply>) -> (u16, String) {
+        let (status, body) = reply.expect_err("refused");
+        assert_eq!(body["success"], 0);
+        (status, body["error"].as_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn default_levels_are_customer_over_user_and_new_customers_are_customers() {
+        let mut store = Store::default();
+        let org = ok(store.create(&json!({"provided_id": "org"})));
+        assert_eq!(org["customer"]["hierarchy_level"], "Customer");
+        let user = ok(store.create(
+            &json!({"provided_id": "alice", "parent_provided_id": "org", "hierarchy_level_name": "User"}),
+        ));
+        assert_eq!(user["customer"]["hierarchy_level"], "User");
+        let users = ok(store.list(&query(&[("hierarchy_level_name", "User")])));
+        assert_eq!(users["customers"][0]["provided_id"], "alice");
+    }
+
+    #[test]
+    fn a_level_below_user_or_the_old_level_names_do_not_exist() {
+        let mut store = Store::default();
+        ok(store.create(&json!({"provided_id": "org"})));
+        for name in ["Level 1", "Level 2", "Player"] {
+            let (status, message) = refused(store.create(
+                &json!({"provided_id": "x", "parent_provided_id": "org", "hierarchy_level_name": name}),
+            ));
+            assert_eq!(status, 400);
+            assert!(message.contains("does not exist"), "{message}");
+            assert!(message.contains(r#"["Customer", "User"]"#), "{message}");
+        }
+    }
+
+    #[test]
+    fn nothing_is_created_under_a_user() {
+        let mut store = Store::default();
+        ok(store.create(&json!({"provided_id": "org"})));
+        ok(store.create(
+            &json!({"provided_id": "alice", "parent_provided_id": "org", "hierarchy_level_name": "User"}),
+        ));
+        let (status, message) = refused(store.create(
+            &json!({"provided_id": "bob", "parent_provided_id": "alice", "hierarchy_level_name": "User"}),
+        ));
+        assert_eq!(status, 400);
+        assert!(
+            message.contains("lowest hierarchy level `User`"),
+            "{message}"
+        );
+        assert_eq!(
+            store.get(&json!({"provided_id": "bob"})).unwrap_err().0,
+            404
+        );
+    }
+
+    #[test]
+    fn a_top_level_customer_has_no_parent() {
+        let mut store = Store::default();
+        ok(store.create(&json!({"provided_id": "org"})));
+        for body in [
+            json!({"provided_id": "c", "parent_provided_id": "org"}),
+            json!({"provided_id": "c", "parent_provided_id": "org", "hierarchy_level_name": "Customer"}),
+        ] {
+            let (status, message) = refused(store.create(&body));
+            assert_eq!(status, 400);
+            assert!(
+                message.contains("top hierarchy level `Customer` cannot have a parent"),
+                "{message}"
+            );
+        }
+        ok(store.create(&json!({"provided_id": "other"})));
+        let (status, _) =
+            refused(store.update(&json!({"provided_id": "other", "parent_provided_id": "org"})));
+        assert_eq!(status, 400);
+    }
+
+    #[test]
+    fn nothing_is_moved_under_a_user_by_update() {
+        let mut store = Store::default();
+        ok(store.create(&json!({"provided_id": "org"})));
+        ok(store.create(&json!({"provided_id": "other_org"})));
+        for id in ["alice", "bob"] {
+            ok(store.create(
+                &json!({"provided_id": id, "parent_provided_id": "org", "hierarchy_level_name": "User"}),
+            ));
+        }
+        // Re-parenting a user under a user.
+        let (status, message) =
+            refused(store.update(&json!({"provided_id": "bob", "parent_provided_id": "alice"})));
+        assert_eq!(status, 400);
+        assert!(
+            message.contains("lowest hierarchy level `User`"),
+            "{message}"
+        );
+        // Moving a customer down to `User` under a user.
+        let (status, _) = refused(store.update(&json!({"provided_id": "other_org",
+            "hierarchy_level_name": "User", "parent_provided_id": "alice"})));
+        assert_eq!(status, 400);
+        // Moving a customer with users down to `User` would put them under a user.
+        let (status, message) = refused(store.update(&json!({"provided_id": "org",
+            "hierarchy_level_name": "User", "parent_provided_id": "other_org"})));
+        assert_eq!(status, 400);
+        assert!(
+            message.contains("its child `alice` is at `User`"),
+            "{message}"
+        );
+        let org = ok(store.get(&json!({"provided_id": "org"})));
+        assert_eq!(org["customer"]["hierarchy_level"], "Customer", "unchanged");
+        // Moving a user to another customer is fine.
+        let moved =
+            ok(store.update(&json!({"provided_id": "bob", "parent_provided_id": "other_org"})));
+        assert_eq!(moved["customer"]["hierarchy_level"], "User");
+    }
+
+    #[test]
+    fn custom_levels_start_new_customers_at_the_top_and_nest_three_deep() {
+        let mut store = Store::with_levels(three_levels());
+        let region = ok(store.create(&json!({"provided_id": "emea"})));
+        assert_eq!(region["customer"]["hierarchy_level"], "Region");
+        ok(
+            store.create(&json!({"provided_id": "acme", "parent_provided_id": "emea",
+            "hierarchy_level_name": "Customer"})),
+        );
+        let user = ok(store.create(
+            &json!({"provided_id": "alice", "parent_provided_id": "acme",
+            "hierarchy_level_name": "User"}),
+        ));
+        assert_eq!(user["customer"]["hierarchy_level"], "User");
+        // Skipping a level is still strictly lower.
+        ok(
+            store.create(&json!({"provided_id": "bob", "parent_provided_id": "emea",
+            "hierarchy_level_name": "User"})),
+        );
+        let (status, message) = refused(store.create(&json!({"provided_id": "x",
+            "parent_provided_id": "alice", "hierarchy_level_name": "User"})));
+        assert_eq!(status, 400);
+        assert!(
+            message.contains("lowest hierarchy level `User`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn hierarchy_levels_are_one_to_three_distinct_non_empty_names() {
+        assert_eq!(
+            HierarchyLevels::parse(" Region , Customer,User")
+                .unwrap()
+                .names(),
+            ["Region", "Customer", "User"]
+        );
+        assert_eq!(
+            HierarchyLevels::parse("Customer").unwrap().names(),
+            ["Customer"]
+        );
+        assert_eq!(HierarchyLevels::default().names(), DEFAULT_HIERARCHY_LEVELS);
+        for (text, why) in [
+            ("", "empty name"),
+            ("Customer,,User", "level 2 has an empty name"),
+            ("Customer, ", "level 2 has an empty name"),
+            ("A,B,C,D", "expected 1 to 3 level names"),
+            ("Customer,User,Customer", "`Customer` is named twice"),
+        ] {
+            let error = HierarchyLevels::parse(text).unwrap_err();
+            assert!(error.contains(why), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_single_level_team_has_no_parents() {
+        let mut store = Store::with_levels(HierarchyLevels::parse("Customer").unwrap());
+        ok(store.create(&json!({"provided_id": "org"})));
+        let (status, _) = refused(store.create(
+            &json!({"provided_id": "c", "parent_provided_id": "org", "hierarchy_level_name": "Customer"}),
+        ));
+        assert_eq!(status, 400);
+    }
+
     #[test]
     fn create_is_get_or_create() {
         let mut store = Store::default();
         let first =
             ok(store.create(&json!({"provided_id": "a", "name": "A", "properties": {"k": 1}})));
         assert_eq!(first["new_customer"], true);
-        assert_eq!(first["customer"]["hierarchy_level"], "Level 1");
+        assert_eq!(first["customer"]["hierarchy_level"], "Customer");
         assert_eq!(first["customer"]["token"].as_str().unwrap().len(), 64);
         let again = ok(store.create(&json!({"provided_id": "a", "name": "ignored"})));
         assert_eq!(again["new_customer"], false);
@@ -431,7 +728,7 @@ mod tests {
         assert_eq!(same_level.unwrap_err().0, 400);
         let child = ok(
             store.create(&json!({"provided_id": "c", "parent_provided_id": "org",
-            "hierarchy_level_name": "Customer", "properties": {"tier": 2}})),
+            "hierarchy_level_name": "User", "properties": {"tier": 2}})),
         );
         assert_eq!(
             child["customer"]["computed_properties"],
@@ -454,10 +751,11 @@ mod tests {
 
     #[test]
     fn delete_cascades_to_descendants() {
-        let mut store = Store::default();
+        // Three levels, so that the cascade reaches a grandchild.
+        let mut store = Store::with_levels(three_levels());
         let org = ok(store.create(&json!({"provided_id": "org"})));
-        ok(store.create(&json!({"provided_id": "mid", "parent_provided_id": "org", "hierarchy_level_name": "Level 2"})));
-        ok(store.create(&json!({"provided_id": "leaf", "parent_provided_id": "mid", "hierarchy_level_name": "Customer"})));
+        ok(store.create(&json!({"provided_id": "mid", "parent_provided_id": "org", "hierarchy_level_name": "Customer"})));
+        ok(store.create(&json!({"provided_id": "leaf", "parent_provided_id": "mid", "hierarchy_level_name": "User"})));
         ok(store.create(&json!({"provided_id": "other"})));
         ok(store.delete(&json!({"current_token": org["customer"]["token"]})));
         let left = ok(store.list(&BTreeMap::new()));
