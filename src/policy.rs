@@ -1,14 +1,18 @@
 //! What a SIGHUP may change while requests are being served, held as one value and swapped
 //! whole ([`crate::reload`]): the deprecation signals, the retirement schedule (brownouts, the
-//! sunset's enforcement, exempt clients), the legacy reply options and the access log switch.
+//! sunset's enforcement, exempt clients), the legacy reply options, the access log switch,
+//! the clients' names and the admin token.
 //!
 //! A request reads the policy once, when it starts, and keeps that snapshot to its end: a
 //! reload never changes the rules half-way through a call, and in-flight requests finish on
 //! the policy they started with.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use subtle::ConstantTimeEq;
 
 use crate::config::{Config, ConfigError};
 use crate::headers::deprecation::DeprecationHeaders;
@@ -23,6 +27,59 @@ pub struct Policy {
     pub reply_options: ReplyOptions,
     /// One access-log line per request.
     pub access_log: bool,
+    /// `[clients]`: fingerprint -> name.
+    pub client_names: BTreeMap<String, String>,
+    /// What `/`, `/usage` and `/metrics` ask for; `None`: they are open.
+    pub admin_token: Option<AdminToken>,
+}
+
+/// The admin listener's bearer token, read from `admin_token_file`. Never printed.
+pub struct AdminToken(Vec<u8>);
+
+impl AdminToken {
+    /// Reads the token: the file's content without surrounding whitespace (a trailing newline
+    /// from an editor or `echo` is not part of it). An unreadable or empty file is an error.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError(format!(
+                "invalid `admin_token_file` {}: {error}",
+                path.display()
+            ))
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(ConfigError(format!(
+                "invalid `admin_token_file` {}: the file is empty; put the token in it, or \
+                 leave the key unset for an open admin listener",
+                path.display()
+            )));
+        }
+        Ok(Self(token.as_bytes().to_vec()))
+    }
+
+    /// Whether `candidate` is the token, compared in constant time (the time taken does not
+    /// tell how much of a guess was right; only a wrong length returns early).
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        self.0.len() == candidate.len() && bool::from(self.0.ct_eq(candidate))
+    }
+}
+
+impl AdminToken {
+    /// `Bearer <token>`, for the subcommands that ask the admin listener; `None` when the
+    /// token cannot be a header value.
+    pub fn bearer(&self) -> Option<http::HeaderValue> {
+        let mut value = b"Bearer ".to_vec();
+        value.extend_from_slice(&self.0);
+        let mut header = http::HeaderValue::from_bytes(&value).ok()?;
+        header.set_sensitive(true);
+        Some(header)
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
 }
 
 impl Policy {
@@ -38,6 +95,12 @@ impl Policy {
             retirement: config.deprecation.retirement.clone(),
             reply_options: config.legacy.clone(),
             access_log: config.access_log,
+            client_names: config.clients.clone(),
+            admin_token: config
+                .admin_token_file
+                .as_deref()
+                .map(AdminToken::read)
+                .transpose()?,
         })
     }
 }
@@ -64,5 +127,31 @@ impl CurrentPolicy {
     /// Puts `policy` in service for every request that starts from now on.
     pub fn replace(&self, policy: Policy) {
         self.0.store(Arc::new(policy));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_the_file_without_surrounding_whitespace_and_never_printed() {
+        let path = std::env::temp_dir().join(format!("explo-shim-token-{}", std::process::id()));
+        std::fs::write(&path, "  s3cret-token\n").unwrap();
+        let token = AdminToken::read(&path).unwrap();
+        assert!(token.matches(b"s3cret-token"));
+        assert!(!token.matches(b"s3cret-tokem"));
+        assert!(!token.matches(b"s3cret"));
+        assert!(!token.matches(b""));
+        assert!(!format!("{token:?}").contains("s3cret"));
+        std::fs::write(&path, " \n").unwrap();
+        let error = AdminToken::read(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("admin_token_file") && error.contains("empty"),
+            "{error}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let error = AdminToken::read(&path).unwrap_err().to_string();
+        assert!(error.contains("admin_token_file"), "{error}");
     }
 }

@@ -596,7 +596,7 @@ async fn serve_admin(listener: TcpListener, state: AdminState, header_read_timeo
         let state = state.clone();
         let service = service_fn(move |request| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(admin::handle(&request, &state).await) }
+            async move { Ok::<_, Infallible>(admin::handle(request, &state).await) }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {

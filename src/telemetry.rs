@@ -208,6 +208,8 @@ pub struct LegacyCallRecord<'a> {
     pub request_id: &'a str,
     pub user_group_id: Option<&'a str>,
     pub client_fingerprint: &'a str,
+    /// The client's name from `[clients]`, when it has one.
+    pub client_name: Option<&'a str>,
     /// The upstream's status, or none when the shim answered without a usable upstream reply.
     pub upstream_status: Option<u16>,
     /// The status the legacy client received.
@@ -233,6 +235,7 @@ pub fn log_legacy_call(record: &LegacyCallRecord<'_>) {
         // out of the line rather than written empty.
         user_group_id = record.user_group_id,
         client_fingerprint = tracing::field::display(record.client_fingerprint),
+        client_name = record.client_name,
         upstream_status = record.upstream_status,
         status = record.status,
         // Rounded to the microsecond: more digits are noise.

@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
+use http::HeaderValue;
+
 use super::admin_get;
 use crate::retirement::plan::suggest;
 use crate::retirement::schedule::{Window, iso_duration, rfc3339};
@@ -136,9 +138,9 @@ fn affected(windows: &[Window], input: &PlanInput, usage: Result<Value, String>)
 }
 
 /// Fetches `{admin}/usage`.
-pub async fn fetch_usage(admin: &str) -> Result<Value, String> {
+pub async fn fetch_usage(admin: &str, bearer: Option<&HeaderValue>) -> Result<Value, String> {
     let url = format!("{admin}/usage");
-    let (status, body) = admin_get(&url).await?;
+    let (status, body) = admin_get(&url, bearer).await?;
     if !status.is_success() {
         return Err(format!("{url} answered {status}"));
     }

@@ -6,7 +6,7 @@ use super::admin_get;
 /// Probes `{admin}/readyz`; the error says why the shim is not ready.
 pub async fn run(admin: &str) -> Result<(), String> {
     let url = format!("{admin}/readyz");
-    let (status, body) = admin_get(&url).await?;
+    let (status, body) = admin_get(&url, None).await?;
     if status.is_success() {
         Ok(())
     } else {

@@ -23,7 +23,7 @@ pub mod usage;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{StatusCode, Uri};
+use http::{HeaderValue, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -55,15 +55,26 @@ pub fn admin_url_for(configured: std::net::SocketAddr) -> String {
     format!("http://{addr}")
 }
 
-/// GETs `url` from the admin listener: status and body, or a worded error.
-pub async fn admin_get(url: &str) -> Result<(StatusCode, Bytes), String> {
+/// GETs `url` from the admin listener, with `Authorization: <bearer>` where the listener asks
+/// for its token: status and body, or a worded error.
+pub async fn admin_get(
+    url: &str,
+    bearer: Option<&HeaderValue>,
+) -> Result<(StatusCode, Bytes), String> {
     let uri: Uri = url
         .parse()
         .map_err(|error| format!("invalid admin URL {url}: {error}"))?;
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let exchange = async {
+        let mut request = http::Request::get(uri);
+        if let Some(bearer) = bearer {
+            request = request.header(http::header::AUTHORIZATION, bearer);
+        }
+        let request = request
+            .body(Empty::new())
+            .map_err(|error| format!("invalid admin request to {url}: {error}"))?;
         let response = client
-            .get(uri)
+            .request(request)
             .await
             .map_err(|error| format!("cannot reach {url}: {error}"))?;
         let status = response.status();

@@ -8,6 +8,7 @@ use crate::cli::Command;
 use crate::config::Config;
 use crate::config::Overrides;
 use crate::emulator::{self, EXPLO_RATE_LIMIT_PER_MINUTE, Emulator};
+use crate::policy::AdminToken;
 
 use super::{
     admin_url_for, admin_url_from_flag, brownout_plan, completions, fingerprint, healthcheck, man,
@@ -84,9 +85,18 @@ fn run_usage(
         None => None,
     };
     let view = usage::UsageView { json, sort, since };
+    let bearer = match admin_bearer(overrides) {
+        Ok(bearer) => bearer,
+        Err(code) => return code,
+    };
     match admin_url(admin, overrides) {
         Err(code) => code,
-        Ok(admin) => match block_on(usage::run(&admin, &view, std::time::SystemTime::now())) {
+        Ok(admin) => match block_on(usage::run(
+            &admin,
+            bearer.as_ref(),
+            &view,
+            std::time::SystemTime::now(),
+        )) {
             Ok(text) => print_bytes("usage", text.as_bytes()),
             Err(error) => fail("usage", &error),
         },
@@ -168,7 +178,12 @@ fn run_brownout_plan(
         time_of_day,
         exempt: config.deprecation.retirement.exempt_clients().clone(),
     };
-    let usage = block_on(brownout_plan::fetch_usage(&admin));
+    let bearer = match config.admin_token_file.as_deref().map(AdminToken::read) {
+        Some(Ok(token)) => token.bearer(),
+        Some(Err(error)) => return usage_error(error.to_string()),
+        None => None,
+    };
+    let usage = block_on(brownout_plan::fetch_usage(&admin, bearer.as_ref()));
     match brownout_plan::render(&input, usage) {
         Ok(plan) => {
             print!("{plan}");
@@ -201,6 +216,25 @@ fn block_on<T>(future: impl Future<Output = Result<T, String>>) -> Result<T, Str
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?
         .block_on(future)
+}
+
+/// `Authorization: Bearer <token>` when the configuration names an `admin_token_file` (the
+/// running shim then asks for it); `None` when it names none or cannot be resolved (the shim
+/// is then asked without, and says so if it wanted the token).
+fn admin_bearer(overrides: &Overrides) -> Result<Option<http::HeaderValue>, u8> {
+    let Some(path) = Config::resolve(overrides)
+        .ok()
+        .and_then(|config| config.admin_token_file)
+    else {
+        return Ok(None);
+    };
+    match AdminToken::read(&path) {
+        Ok(token) => Ok(token.bearer()),
+        Err(error) => {
+            eprintln!("explo-shim: {error}");
+            Err(EXIT_USAGE)
+        }
+    }
 }
 
 /// The admin URL from `--admin URL`, else from the configuration.

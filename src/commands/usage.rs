@@ -5,6 +5,7 @@
 use std::cmp::Reverse;
 use std::time::{Duration, SystemTime};
 
+use http::HeaderValue;
 use serde_json::Value;
 
 use super::admin_get;
@@ -21,9 +22,14 @@ pub struct UsageView {
 
 /// Fetches `{admin}/usage`, filters and orders it as `view` says, and renders it: a table, or
 /// pretty-printed JSON with a final newline.
-pub async fn run(admin: &str, view: &UsageView, now: SystemTime) -> Result<String, String> {
+pub async fn run(
+    admin: &str,
+    bearer: Option<&HeaderValue>,
+    view: &UsageView,
+    now: SystemTime,
+) -> Result<String, String> {
     let url = format!("{admin}/usage");
-    let (status, body) = admin_get(&url).await?;
+    let (status, body) = admin_get(&url, bearer).await?;
     if !status.is_success() {
         return Err(format!("{url} answered {status}"));
     }
@@ -136,8 +142,15 @@ pub fn render_table(report: &Value, since: Option<&str>) -> String {
     let mut rows: Vec<[String; 8]> = Vec::new();
     for client in report["clients"].as_array().into_iter().flatten() {
         for endpoint in client["endpoints"].as_array().into_iter().flatten() {
+            // A named client shows as `name (fingerprint)`: the name for people, the
+            // fingerprint to match logs and metrics, which keep it.
+            let fingerprint = text(&client["client_fingerprint"]);
+            let client_cell = match client["client_name"].as_str() {
+                Some(name) => format!("{name} ({fingerprint})"),
+                None => fingerprint,
+            };
             rows.push([
-                text(&client["client_fingerprint"]),
+                client_cell,
                 text(&endpoint["endpoint"]),
                 text(&endpoint["replacement"]),
                 text(&endpoint["count"]),
@@ -164,7 +177,7 @@ pub fn render_table(report: &Value, since: Option<&str>) -> String {
     let mut widths = COLUMNS.map(str::len);
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
+            *width = (*width).max(cell.chars().count());
         }
     }
     let line = |cells: &[String; 8]| {

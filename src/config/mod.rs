@@ -953,6 +953,16 @@ mod tests {
                 "[legacy]\nrefuse_cascading_delete = \"yes\"",
                 "refuse_cascading_delete",
             ),
+            ("[clients]\nbilling = \"billing-service\"", "clients"),
+            ("[clients]\n\"89b20371356a\" = \" \"", "clients"),
+            ("[clients]\n\"89b20371356a\" = \"a\\nb\"", "clients"),
+            (
+                "[clients]\n\"89b20371356a\" = \"billing\"\n\"64cc961af68c\" = \"billing\"",
+                "clients",
+            ),
+            ("log_level = \"info,=[\"", "log_level"),
+            ("access_log = \"yes\"", "access_log"),
+            ("[shutdown]\ndelay = \"25h\"", "shutdown.delay"),
         ] {
             let (_file, overrides) = write_config(bad);
             let error = Config::resolve(&overrides).unwrap_err().to_string();

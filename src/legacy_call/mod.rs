@@ -222,6 +222,10 @@ impl LegacyCalls {
             request_id: id,
             user_group_id: user_group_id.as_deref(),
             client_fingerprint: &caller.fingerprint,
+            client_name: policy
+                .client_names
+                .get(caller.fingerprint.as_str())
+                .map(String::as_str),
             upstream_status,
             status,
             latency: started.elapsed(),

@@ -14,19 +14,25 @@
 //! With a fleet, `/usage` is the fleet's records from Redis (`"source": "fleet"`); while Redis
 //! is unreachable it is this replica's own (`"source": "replica"`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Body;
 use serde_json::{Value, json};
 
-use crate::body::{ProxyBody, full_body};
+use crate::body::{BoxError, ProxyBody, full_body};
 use crate::fleet::FleetLink;
 use crate::metrics::Metrics;
 use crate::metrics::exposition::{OPENMETRICS_TEXT, PROMETHEUS_TEXT, wants_openmetrics};
-use crate::policy::CurrentPolicy;
+use crate::policy::{AdminToken, CurrentPolicy, Policy};
 use crate::usage::{self, UsageTracker};
+
+mod auth;
 
 /// Whether the main listener is accepting traffic.
 #[derive(Clone, Default)]
@@ -56,7 +62,21 @@ pub struct AdminState {
 }
 
 /// Answers one admin request.
-pub async fn handle<B>(request: &Request<B>, state: &AdminState) -> Response<ProxyBody> {
+pub async fn handle<B>(request: Request<B>, state: &AdminState) -> Response<ProxyBody>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let policy = state.policy.snapshot();
+    if let Some(token) = &policy.admin_token {
+        let path = request.uri().path();
+        if path == "/login" && request.method() == Method::POST {
+            return sign_in(request, token).await;
+        }
+        if auth::is_guarded(path) && !auth::is_authorized(request.headers(), token) {
+            return unauthorized(path == "/", None);
+        }
+    }
     let readiness = &state.readiness;
     let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
     if is_read && request.uri().path() == "/metrics" {
@@ -92,7 +112,9 @@ pub async fn handle<B>(request: &Request<B>, state: &AdminState) -> Response<Pro
         return response;
     }
     let (status, body) = match (request.method(), request.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/usage") => (StatusCode::OK, usage_report(state).await),
+        (&Method::GET | &Method::HEAD, "/usage") => {
+            (StatusCode::OK, usage_report(state, &policy).await)
+        }
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET | &Method::HEAD, "/readyz") if readiness.is_ready() => (
             StatusCode::OK,
@@ -116,8 +138,101 @@ pub async fn handle<B>(request: &Request<B>, state: &AdminState) -> Response<Pro
     response
 }
 
-/// The fleet's usage when Redis answers, else this replica's.
-async fn usage_report(state: &AdminState) -> Value {
+/// The most of a sign-in form read: a token and its field name.
+const SIGN_IN_FORM_BYTES: usize = 4096;
+
+/// `POST /login` from the console's sign-in form (`token=...`): the right token is kept in the
+/// session cookie and the browser sent to the console; a wrong one gets the form again.
+async fn sign_in<B>(request: Request<B>, token: &AdminToken) -> Response<ProxyBody>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let form = match Limited::new(request.into_body(), SIGN_IN_FORM_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return unauthorized(true, Some("The form could not be read.")),
+    };
+    let given = form_urlencoded::parse(&form)
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.trim().to_owned())
+        .unwrap_or_default();
+    if !token.matches(given.as_bytes()) {
+        return unauthorized(true, Some("That is not the admin token."));
+    }
+    let Some(cookie) = auth::session_cookie(&given) else {
+        return unauthorized(
+            true,
+            Some("The token holds a character a cookie cannot carry; use a Bearer header."),
+        );
+    };
+    let mut response = Response::new(full_body(""));
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, HeaderValue::from_static("/"));
+    headers.insert(header::SET_COOKIE, cookie);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// 401: the sign-in form for a browser asking for the console, a JSON error for the rest.
+fn unauthorized(page: bool, problem: Option<&str>) -> Response<ProxyBody> {
+    let mut response = if page {
+        let mut response = Response::new(full_body(sign_in_page(problem)));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        // Nothing to load from anywhere; the form posts back here only.
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+            ),
+        );
+        response
+    } else {
+        let mut response = Response::new(full_body(
+            json!({
+                "error": "unauthorized",
+                "detail": "send Authorization: Bearer <the token in admin_token_file>"
+            })
+            .to_string(),
+        ));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    };
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"explo-shim admin\""),
+    );
+    response
+}
+
+/// The sign-in form: one field, posted to `/login`; `problem` is the shim's own text.
+fn sign_in_page(problem: Option<&str>) -> String {
+    let problem = problem.map_or_else(String::new, |text| format!("<p role=\"alert\">{text}</p>"));
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>explo-shim: sign in</title></head><body><main><h1>explo-shim</h1>\
+         <p>This admin listener asks for the token in its <code>admin_token_file</code>.</p>\
+         {problem}<form method=\"post\" action=\"/login\"><label>Admin token \
+         <input type=\"password\" name=\"token\" autocomplete=\"current-password\" required>\
+         </label> <button type=\"submit\">Sign in</button></form></main></body></html>"
+    )
+}
+
+/// The fleet's usage when Redis answers, else this replica's, with each client's name from
+/// `[clients]` beside its fingerprint.
+async fn usage_report(state: &AdminState, policy: &Policy) -> Value {
     let fleet_records = match &state.fleet {
         Some(fleet) => fleet.usage_records().await,
         None => None,
@@ -127,7 +242,24 @@ async fn usage_report(state: &AdminState) -> Value {
         None => (state.usage.report(), "replica"),
     };
     report["source"] = Value::from(source);
+    name_clients(&mut report, &policy.client_names);
     report
+}
+
+/// Adds `client_name` to each client of a `/usage` report that `[clients]` names.
+fn name_clients(report: &mut Value, names: &BTreeMap<String, String>) {
+    let Some(clients) = report.get_mut("clients").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for client in clients {
+        let name = client
+            .get("client_fingerprint")
+            .and_then(Value::as_str)
+            .and_then(|fingerprint| names.get(fingerprint));
+        if let (Some(name), Some(object)) = (name.cloned(), client.as_object_mut()) {
+            object.insert("client_name".to_owned(), Value::from(name));
+        }
+    }
 }
 
 fn rate_limit_backend(state: &AdminState) -> &'static str {
@@ -141,8 +273,8 @@ fn rate_limit_backend(state: &AdminState) -> &'static str {
 mod tests {
     use super::*;
 
-    fn get(path: &str) -> Request<()> {
-        Request::get(path).body(()).unwrap()
+    fn get(path: &str) -> Request<String> {
+        Request::get(path).body(String::new()).unwrap()
     }
 
     fn state() -> AdminState {
@@ -163,7 +295,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_and_usage_are_served() {
         let state = state();
-        let metrics = handle(&get("/metrics"), &state).await;
+        let metrics = handle(get("/metrics"), &state).await;
         assert_eq!(metrics.status(), StatusCode::OK);
         assert_eq!(metrics.headers()[header::CONTENT_TYPE], PROMETHEUS_TEXT);
         let asked = Request::get("/metrics")
@@ -171,14 +303,14 @@ mod tests {
                 header::ACCEPT,
                 "application/openmetrics-text; version=1.0.0",
             )
-            .body(())
+            .body(String::new())
             .unwrap();
-        let openmetrics = handle(&asked, &state).await;
+        let openmetrics = handle(asked, &state).await;
         assert_eq!(
             openmetrics.headers()[header::CONTENT_TYPE],
             OPENMETRICS_TEXT
         );
-        let usage = handle(&get("/usage"), &state).await;
+        let usage = handle(get("/usage"), &state).await;
         assert_eq!(usage.status(), StatusCode::OK);
     }
 
@@ -186,20 +318,20 @@ mod tests {
     async fn readyz_follows_readiness() {
         let state = state();
         assert_eq!(
-            handle(&get("/readyz"), &state).await.status(),
+            handle(get("/readyz"), &state).await.status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
         state.readiness.set_ready(true);
         assert_eq!(
-            handle(&get("/readyz"), &state).await.status(),
+            handle(get("/readyz"), &state).await.status(),
             StatusCode::OK
         );
         assert_eq!(
-            handle(&get("/healthz"), &state).await.status(),
+            handle(get("/healthz"), &state).await.status(),
             StatusCode::OK
         );
         assert_eq!(
-            handle(&get("/other"), &state).await.status(),
+            handle(get("/other"), &state).await.status(),
             StatusCode::NOT_FOUND
         );
     }

@@ -1,0 +1,138 @@
+//! The admin token (`admin_token_file`): who may read `/`, `/usage` and `/metrics`. A caller
+//! shows it as `Authorization: Bearer <token>` (scrapers, scripts, `explo-shim usage`) or, in a
+//! browser, as the cookie the console's sign-in form sets once. `/healthz` and `/readyz` never
+//! ask for it: probes carry no secrets.
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderMap, HeaderValue};
+
+use crate::policy::AdminToken;
+
+/// The cookie that carries the token in a browser.
+pub const COOKIE_NAME: &str = "explo_shim_admin";
+
+/// The paths the token guards: what tells who calls and how much.
+pub fn is_guarded(path: &str) -> bool {
+    matches!(path, "/" | "/usage" | "/metrics")
+}
+
+/// Whether the request carries `token`, as a bearer credential or the console's cookie.
+pub fn is_authorized(headers: &HeaderMap, token: &AdminToken) -> bool {
+    let bearer = headers
+        .get_all(AUTHORIZATION)
+        .iter()
+        .filter_map(bearer_credential)
+        .any(|candidate| token.matches(candidate));
+    bearer
+        || headers
+            .get_all(COOKIE)
+            .iter()
+            .flat_map(|value| cookie_values(value, COOKIE_NAME))
+            .any(|candidate| token.matches(candidate))
+}
+
+/// The credential of `Bearer <credential>` (the scheme in any case, RFC 9110 §11.1).
+fn bearer_credential(value: &HeaderValue) -> Option<&[u8]> {
+    let value = value.as_bytes();
+    let (scheme, rest) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| rest.trim_ascii())
+        .filter(|credential| !credential.is_empty())
+}
+
+/// The values of the cookies named `name` in one `Cookie` header (RFC 6265 §4.2.1).
+fn cookie_values<'a>(value: &'a HeaderValue, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+    value
+        .as_bytes()
+        .split(|byte| *byte == b';')
+        .filter_map(move |pair| {
+            let pair = pair.trim_ascii();
+            let (key, value) = pair.split_at_checked(name.len())?;
+            (key == name.as_bytes())
+                .then(|| value.strip_prefix(b"="))
+                .flatten()
+        })
+}
+
+/// The `Set-Cookie` value that keeps `token` for the console: sent back to this listener only,
+/// never to scripts (`HttpOnly`), never on another site's requests (`SameSite=Strict`). `None`
+/// when the token holds a character a cookie cannot carry.
+pub fn session_cookie(token: &str) -> Option<HeaderValue> {
+    // RFC 6265 §4.1.1 cookie-octet: visible ASCII but `"`, `,`, `;` and `\`.
+    let fits = token
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b',' | b';' | b'\\'));
+    if !fits {
+        return None;
+    }
+    HeaderValue::from_str(&format!(
+        "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict"
+    ))
+    .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(text: &str) -> AdminToken {
+        let path = std::env::temp_dir().join(format!(
+            "explo-shim-auth-{}-{}",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::write(&path, text).unwrap();
+        let token = AdminToken::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        token
+    }
+
+    fn headers(pairs: &[(http::HeaderName, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn a_bearer_credential_or_the_cookie_opens_the_guarded_paths() {
+        let token = token("abc123");
+        assert!(is_authorized(
+            &headers(&[(AUTHORIZATION, "Bearer abc123")]),
+            &token
+        ));
+        assert!(is_authorized(
+            &headers(&[(AUTHORIZATION, "bearer  abc123 ")]),
+            &token
+        ));
+        assert!(is_authorized(
+            &headers(&[(COOKIE, "theme=dark; explo_shim_admin=abc123")]),
+            &token
+        ));
+        for refused in [
+            headers(&[]),
+            headers(&[(AUTHORIZATION, "Bearer abc124")]),
+            headers(&[(AUTHORIZATION, "Basic abc123")]),
+            headers(&[(AUTHORIZATION, "Bearer ")]),
+            headers(&[(COOKIE, "explo_shim_admin_x=abc123")]),
+            headers(&[(COOKIE, "xexplo_shim_admin=abc123")]),
+        ] {
+            assert!(!is_authorized(&refused, &token), "{refused:?}");
+        }
+        assert!(is_guarded("/") && is_guarded("/usage") && is_guarded("/metrics"));
+        assert!(!is_guarded("/healthz") && !is_guarded("/readyz"));
+    }
+
+    #[test]
+    fn the_cookie_is_http_only_same_site_and_refuses_what_it_cannot_carry() {
+        let cookie = session_cookie("abc123").unwrap();
+        assert_eq!(
+            cookie,
+            "explo_shim_admin=abc123; Path=/; HttpOnly; SameSite=Strict"
+        );
+        assert!(session_cookie("a;b").is_none());
+        assert!(session_cookie("a b").is_none());
+    }
+}
