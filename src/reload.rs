@@ -5,7 +5,8 @@
 //! (a value pinned by a flag stays pinned). What changes live: the deprecation dates and the
 //! retirement schedule (brownouts, `after_sunset`, `exempt_clients`), the legacy reply options
 //! (`legacy.team_id`, `api_environment_tag`, `extra_customer_keys`), the rate-limit figures,
-//! `log_level`, `access_log`, the TLS certificate and key, and `shutdown.delay`.
+//! `log_level`, `access_log`, the TLS certificate and key, `shutdown.delay`, the clients'
+//! names (`[clients]`) and the admin token (`admin_token_file`, read again).
 //! Each is swapped whole ([`crate::policy`]): a request keeps the rules it started with.
 //!
 //! What is bound at start-up (the listeners, `workers`, the upstream and its connections,
