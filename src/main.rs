@@ -6,8 +6,8 @@
 
 use std::process::ExitCode;
 
-use explo_shim::commands::run::{EXIT_USAGE, run as run_command};
-use explo_shim::config::{Config, Setting, render};
+use explo_shim::commands::run::{EXIT_USAGE, check_config, run as run_command};
+use explo_shim::config::Config;
 use explo_shim::{Hangups, ReloadFrom, StopSignals, cli, demo, telemetry};
 
 /// jemalloc, with the settings `.cargo/config.toml` compiles in: freed memory goes back to the
@@ -76,24 +76,12 @@ fn main() -> ExitCode {
         std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()),
     );
     if cli.check_config {
-        // stdout is the configuration alone, so it can be saved as a config file.
-        let mut shown = overrides;
-        if cli.demo {
-            shown.upstream = Some(Setting {
-                value: config.upstream.url.to_string(),
-                origin: "--demo",
-            });
-        }
-        let text = match render::effective_config(&config, &shown) {
-            Ok(text) => text,
-            Err(error) => return usage_error(&error),
-        };
-        for warning in &unknown_variables {
-            eprintln!("explo-shim: warning: {warning}");
-        }
-        print!("{text}");
-        eprintln!("explo-shim: configuration is valid");
-        return ExitCode::SUCCESS;
+        return ExitCode::from(check_config(
+            &config,
+            overrides,
+            cli.demo,
+            &unknown_variables,
+        ));
     }
     let (_log_writer, log_filter) = telemetry::init(config.log_format, &config.log_level);
     for warning in &unknown_variables {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::cli::Command;
 use crate::config::Config;
-use crate::config::Overrides;
+use crate::config::{Overrides, Setting, render};
 use crate::emulator::{self, EXPLO_RATE_LIMIT_PER_MINUTE, Emulator};
 use crate::policy::AdminToken;
 
@@ -216,6 +216,38 @@ fn block_on<T>(future: impl Future<Output = Result<T, String>>) -> Result<T, Str
         .build()
         .map_err(|error| format!("cannot start the runtime: {error}"))?
         .block_on(future)
+}
+
+/// `--check-config`: the resolved `config` as a config file on stdout (the sources among
+/// `overrides` and its file), `warnings` and the verdict on stderr. Returns the exit code.
+pub fn check_config(
+    config: &Config,
+    mut overrides: Overrides,
+    demo: bool,
+    warnings: &[String],
+) -> u8 {
+    if demo {
+        overrides.upstream = Some(Setting {
+            value: config.upstream.url.to_string(),
+            origin: "--demo",
+        });
+    }
+    let text = match render::effective_config(config, &overrides) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("explo-shim: {error}");
+            return EXIT_USAGE;
+        }
+    };
+    for warning in warnings {
+        eprintln!("explo-shim: warning: {warning}");
+    }
+    // stdout is the configuration alone, so it can be saved as a config file.
+    let code = print_bytes("check-config", text.as_bytes());
+    if code == 0 {
+        eprintln!("explo-shim: configuration is valid");
+    }
+    code
 }
 
 /// `Authorization: Bearer <token>` when the configuration names an `admin_token_file` (the
