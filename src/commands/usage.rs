@@ -269,7 +269,10 @@ mod tests {
             recent_calls(&endpoint, at("2026-12-04T10:30:00Z")),
             Some((2 + 4, 16 + 32))
         );
-        assert_eq!(recent_calls(&json!({"count": 3}), at("2026-12-04T10:30:00Z")), None);
+        assert_eq!(
+            recent_calls(&json!({"count": 3}), at("2026-12-04T10:30:00Z")),
+            None
+        );
     }
 
     #[test]

@@ -264,7 +264,13 @@ mod tests {
         assert_eq!(ring.counted(now).count(), HOURS);
         ring.roll_to(now + 48);
         assert_eq!(ring.counted(now + 48).count(), 0);
-        assert_eq!(ring, Ring { newest: now + 48, counts: [0; HOURS] });
+        assert_eq!(
+            ring,
+            Ring {
+                newest: now + 48,
+                counts: [0; HOURS]
+            }
+        );
         // Partway: the hours passed over are cleared, the rest kept.
         let mut ring = Ring::<HOURS>::default();
         for hour in now - 47..=now {

@@ -229,10 +229,7 @@ mod tests {
         tracker.record("abc", route, None, t0 + 24 * hour, false);
         let endpoint = |report: Value| report["clients"][0]["endpoints"][0].clone();
         let soon = endpoint(tracker.report_at(t0 + 25 * hour));
-        assert_eq!(
-            (&soon["count"], &soon["refused"]),
-            (&json!(4), &json!(1))
-        );
+        assert_eq!((&soon["count"], &soon["refused"]), (&json!(4), &json!(1)));
         assert_eq!(
             soon["hourly"],
             json!([
