@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use serde_json::{Value, json};
@@ -349,6 +349,111 @@ async fn usage_keys_in_redis_expire_after_35_days_without_writes() {
             "{key}: {ttl}"
         );
     }
+}
+
+/// Issue 18: the fleet's calls per UTC hour and day are one set of buckets in Redis, and each
+/// write deletes the ones that left the window.
+#[tokio::test]
+async fn two_replicas_calls_add_up_in_the_same_buckets_and_writes_delete_old_ones() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("g1", "t")}),
+    ))
+    .await;
+    let config = fleet_config(&redis, 6000, 100);
+    let replicas = [
+        Shim::start(&upstream.url(), &["--config", config.path()]),
+        Shim::start(&upstream.url(), &["--config", config.path()]),
+    ];
+    let update = async |shim: &Shim| {
+        let got = post_json(
+            &shim.url("/api/update_user_group/"),
+            &json!({"user_group_id": "g1"}),
+        )
+        .await;
+        assert_eq!(got.status, 200);
+    };
+    let before = SystemTime::now();
+    for shim in [
+        &replicas[0],
+        &replicas[1],
+        &replicas[0],
+        &replicas[1],
+        &replicas[0],
+    ] {
+        update(shim).await;
+    }
+    let made = (before, SystemTime::now());
+    for replica in &replicas {
+        let usage = fleet_usage_with_calls(replica, 5).await;
+        assert_eq!(usage["clients"][0]["endpoints"][0]["count"], 5, "{usage}");
+        assert_buckets(&usage, "update_user_group", "hourly", 3600, made, 5);
+        assert_buckets(&usage, "update_user_group", "daily", 86_400, made, 5);
+    }
+
+    // Fields as an earlier write left them: one hour and one day past the window (49 hours
+    // and 40 days ago), one hour still in it (two hours ago).
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("explo-shim:*usage:record:*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let record = &keys[0];
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let hour_start = |ago: u64| (now - ago * 3600) / 3600 * 3600;
+    let (stale_hour, kept_hour) = (
+        format!("h:{}", hour_start(49)),
+        format!("h:{}", hour_start(2)),
+    );
+    let stale_day = format!("d:{}", (now - 40 * 86_400) / 86_400 * 86_400);
+    let _: () = redis::cmd("HSET")
+        .arg(record)
+        .arg(&stale_hour)
+        .arg(7)
+        .arg(&stale_day)
+        .arg(9)
+        .arg(&kept_hour)
+        .arg(4)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+
+    update(&replicas[1]).await;
+    let usage = fleet_usage_with_calls(&replicas[0], 6).await;
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg(record)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!fields.contains(&stale_hour), "{fields:?}");
+    assert!(!fields.contains(&stale_day), "{fields:?}");
+    assert!(fields.contains(&kept_hour), "{fields:?}");
+    // The hour kept is read back with the others, oldest first.
+    let hourly = &usage["clients"][0]["endpoints"][0]["hourly"];
+    let kept_start =
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(hour_start(2)))
+            .to_string();
+    assert_eq!(
+        hourly[0],
+        json!({"start": kept_start, "calls": 4}),
+        "{usage}"
+    );
+    let calls: u64 = hourly
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|bucket| bucket["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(calls, 4 + 6, "{usage}");
 }
 
 #[tokio::test]

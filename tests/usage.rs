@@ -1,8 +1,11 @@
 //! Issue 16, point 8: the migration tracker serves operators, not attackers. Refused
 //! credentials cannot push a real team out of `/usage` and `/metrics`, and a client's
 //! `user_group_id` is kept short wherever it is written.
+//! Issue 18: `/usage` counts each client's calls per UTC hour and day.
 
 mod common;
+
+use std::time::SystemTime;
 
 use common::*;
 use explo_shim::fingerprint::client_fingerprint;
@@ -103,4 +106,49 @@ async fn a_long_user_group_id_is_cut_and_marked_in_usage_and_the_log() {
     );
     let logged = shim.events("deprecated");
     assert_eq!(logged[0]["user_group_id"], recorded);
+}
+
+#[tokio::test]
+async fn usage_counts_calls_in_this_hours_and_todays_buckets_refused_ones_too() {
+    let upstream = team_only_upstream().await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let before = SystemTime::now();
+    for _ in 0..3 {
+        assert_eq!(update_as(&shim, TEAM_TOKEN, "g1").await.status, 200);
+    }
+    let created = post_json(
+        &shim.url("/api/create_user_group/"),
+        &json!({"user_group_id": "g1"}),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let usage = send("GET", &shim.admin_url("/usage"), &[], "").await.json();
+    let made = (before, SystemTime::now());
+    assert_buckets(&usage, "update_user_group", "hourly", 3600, made, 3);
+    assert_buckets(&usage, "update_user_group", "daily", 86_400, made, 3);
+    assert_buckets(&usage, "create_user_group", "hourly", 3600, made, 1);
+    assert_buckets(&usage, "create_user_group", "daily", 86_400, made, 1);
+
+    // Calls refused after the sunset are calls too.
+    let config = TempConfig::new(
+        "[deprecation]\nsunset = \"2025-10-16T00:00:00Z\"\nafter_sunset = \"refuse\"\n",
+    );
+    let retired = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let before = SystemTime::now();
+    for _ in 0..2 {
+        update_as(&retired, TEAM_TOKEN, "g1")
+            .await
+            .assert_shim_error(410, "sunset");
+    }
+    let usage = send("GET", &retired.admin_url("/usage"), &[], "")
+        .await
+        .json();
+    let made = (before, SystemTime::now());
+    let endpoint = &usage["clients"][0]["endpoints"][0];
+    assert_eq!(
+        (&endpoint["count"], &endpoint["refused"]),
+        (&json!(2), &json!(2))
+    );
+    assert_buckets(&usage, "update_user_group", "hourly", 3600, made, 2);
+    assert_buckets(&usage, "update_user_group", "daily", 86_400, made, 2);
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::admin_get;
 use crate::cli::UsageSort;
+use crate::usage::buckets::{DAY_SECONDS, HOUR_SECONDS, unix_seconds};
 
 /// What to show of the report, from the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +53,7 @@ pub async fn run(
     Ok(render_table(
         &report,
         view.since.as_ref().map(|(text, _)| text.as_str()),
+        now,
     ))
 }
 
@@ -119,27 +121,57 @@ fn last_seen(endpoint: &Value) -> Option<SystemTime> {
         .and_then(|text| humantime::parse_rfc3339_weak(text).ok())
 }
 
-const COLUMNS: [&str; 8] = [
+/// An endpoint's calls in the last 24 hours (the current UTC hour and the 23 before) and the
+/// last 7 days (today, UTC, and the 6 days before) as of `now`, from its `hourly` and `daily`
+/// buckets; `None` for a report without them (a shim from before they were added).
+pub fn recent_calls(endpoint: &Value, now: SystemTime) -> Option<(u64, u64)> {
+    let now = unix_seconds(now);
+    let since = |kind: &str, oldest: u64| -> Option<u64> {
+        let buckets = endpoint[kind].as_array()?;
+        Some(
+            buckets
+                .iter()
+                .filter(|bucket| {
+                    bucket["start"]
+                        .as_str()
+                        .and_then(|text| humantime::parse_rfc3339_weak(text).ok())
+                        .is_some_and(|start| unix_seconds(start) >= oldest)
+                })
+                .filter_map(|bucket| bucket["calls"].as_u64())
+                .sum(),
+        )
+    };
+    let hour = now / HOUR_SECONDS * HOUR_SECONDS;
+    let day = now / DAY_SECONDS * DAY_SECONDS;
+    Some((
+        since("hourly", hour.saturating_sub(23 * HOUR_SECONDS))?,
+        since("daily", day.saturating_sub(6 * DAY_SECONDS))?,
+    ))
+}
+
+const COLUMNS: [&str; 9] = [
     "CLIENT",
     "LEGACY ENDPOINT",
     "REPLACEMENT",
     "CALLS",
+    "24H/7D",
     "FIRST SEEN",
     "LAST SEEN",
     "LAST USER_GROUP_ID",
     "REFUSED",
 ];
 
-/// One row per client and endpoint, columns padded to fit. `REFUSED` marks the calls answered
-/// 410 on purpose (a brownout, the sunset): `3 (brownout/sunset)`, or `-`. `since` is the
-/// `--since` the report was filtered with, for the wording of an empty one.
-pub fn render_table(report: &Value, since: Option<&str>) -> String {
+/// One row per client and endpoint, columns padded to fit. `24H/7D` is the endpoint's calls in
+/// the last 24 hours and 7 days as of `now` ([`recent_calls`]). `REFUSED` marks the calls
+/// answered 410 on purpose (a brownout, the sunset): `3 (brownout/sunset)`, or `-`. `since` is
+/// the `--since` the report was filtered with, for the wording of an empty one.
+pub fn render_table(report: &Value, since: Option<&str>, now: SystemTime) -> String {
     let text = |value: &Value| match value {
         Value::String(text) => text.clone(),
         Value::Null => "-".to_owned(),
         other => other.to_string(),
     };
-    let mut rows: Vec<[String; 8]> = Vec::new();
+    let mut rows: Vec<[String; 9]> = Vec::new();
     for client in report["clients"].as_array().into_iter().flatten() {
         for endpoint in client["endpoints"].as_array().into_iter().flatten() {
             // A named client shows as `name (fingerprint)`: the name for people, the
@@ -154,6 +186,8 @@ pub fn render_table(report: &Value, since: Option<&str>) -> String {
                 text(&endpoint["endpoint"]),
                 text(&endpoint["replacement"]),
                 text(&endpoint["count"]),
+                recent_calls(endpoint, now)
+                    .map_or_else(|| "-".to_owned(), |(day, week)| format!("{day}/{week}")),
                 text(&endpoint["first_seen"]),
                 text(&endpoint["last_seen"]),
                 text(&endpoint["last_user_group_id"]),
@@ -180,7 +214,7 @@ pub fn render_table(report: &Value, since: Option<&str>) -> String {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: &[String; 8]| {
+    let line = |cells: &[String; 9]| {
         let padded: Vec<String> = cells
             .iter()
             .zip(widths)
@@ -205,11 +239,14 @@ mod tests {
         let report = json!({"clients": [{"client_fingerprint": "64cc961af68c", "endpoints": [
             {"endpoint": "update_user_group", "replacement": "update_customer", "count": 12,
              "first_seen": "2026-11-01T10:00:00Z", "last_seen": "2026-11-26T05:00:00Z",
-             "last_user_group_id": "example_1", "refused": 2},
+             "last_user_group_id": "example_1", "refused": 2,
+             "hourly": [{"start": "2026-11-26T05:00:00Z", "calls": 3}],
+             "daily": [{"start": "2026-11-20T00:00:00Z", "calls": 4},
+                       {"start": "2026-11-26T00:00:00Z", "calls": 3}]},
             {"endpoint": "delete_user_group", "replacement": "delete_customer", "count": 1,
              "first_seen": "2026-11-02T10:00:00Z", "last_seen": "2026-11-02T10:00:00Z",
              "last_user_group_id": null}]}]});
-        let table = render_table(&report, None);
+        let table = render_table(&report, None, at("2026-11-26T06:00:00Z"));
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(
@@ -217,7 +254,12 @@ mod tests {
             "{table}"
         );
         assert!(
-            lines[1].starts_with("64cc961af68c  update_user_group  update_customer  12"),
+            lines[1].starts_with("64cc961af68c  update_user_group  update_customer  12     3/7"),
+            "{table}"
+        );
+        // A report without buckets (an older shim's) shows none.
+        assert!(
+            lines[2].starts_with("64cc961af68c  delete_user_group  delete_customer  1      -"),
             "{table}"
         );
         assert!(lines[1].ends_with("2 (brownout/sunset)"), "{table}");
@@ -225,10 +267,33 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_report_says_so() {
-        assert!(render_table(&json!({"clients": []}), None).starts_with("No legacy"));
+    fn recent_calls_count_the_last_24_hours_and_7_days_as_of_now() {
+        let endpoint = json!({
+            "hourly": [
+                {"start": "2026-12-03T10:00:00Z", "calls": 1},
+                {"start": "2026-12-03T11:00:00Z", "calls": 2},
+                {"start": "2026-12-04T10:00:00Z", "calls": 4}],
+            "daily": [
+                {"start": "2026-11-27T00:00:00Z", "calls": 8},
+                {"start": "2026-11-28T00:00:00Z", "calls": 16},
+                {"start": "2026-12-04T00:00:00Z", "calls": 32}]});
+        // 11:00 yesterday is the oldest of the last 24 hours; 28 November of the last 7 days.
         assert_eq!(
-            render_table(&json!({"clients": []}), Some("7d")),
+            recent_calls(&endpoint, at("2026-12-04T10:30:00Z")),
+            Some((2 + 4, 16 + 32))
+        );
+        assert_eq!(
+            recent_calls(&json!({"count": 3}), at("2026-12-04T10:30:00Z")),
+            None
+        );
+    }
+
+    #[test]
+    fn an_empty_report_says_so() {
+        let now = at("2026-11-26T06:00:00Z");
+        assert!(render_table(&json!({"clients": []}), None, now).starts_with("No legacy"));
+        assert_eq!(
+            render_table(&json!({"clients": []}), Some("7d"), now),
             "No legacy End User Group calls seen in the last 7d.\n"
         );
     }
@@ -290,7 +355,9 @@ mod tests {
         assert_eq!(rows(&edge), [pair("a", "update_user_group")]);
         let none = seen_since(two_clients(), at("2026-12-01T00:00:00Z"));
         assert_eq!(none["clients"], json!([]));
-        assert!(render_table(&none, Some("1d")).starts_with("No legacy"));
+        assert!(
+            render_table(&none, Some("1d"), at("2026-12-01T00:00:00Z")).starts_with("No legacy")
+        );
     }
 
     #[test]

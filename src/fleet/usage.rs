@@ -11,8 +11,11 @@
 //!   [`crate::metrics`], so refused tokens cannot push real teams out of the fleet's view);
 //! - `…usage:unverified` (set): the counted clients the upstream has not accepted yet;
 //! - `…usage:records` (set) of `<client> <endpoint>`;
-//! - `…usage:record:<client>:<endpoint>` (hash): `count`, `first_seen` and `last_seen` (Unix
-//!   seconds), `last_user_group_id`.
+//! - `…usage:record:<client>:<endpoint>` (hash): `count`, `refused`, `first_seen` and
+//!   `last_seen` (Unix seconds), `last_user_group_id`, and the calls over time:
+//!   `h:<start of a UTC hour>` and `d:<start of a UTC day>` (Unix seconds) hold the calls in
+//!   that hour or day, for the last [`buckets::HOURS`] hours and [`buckets::DAYS`] days;
+//!   each write deletes the ones that left the window.
 //!
 //! Every key written expires [`RECORD_TTL`] after its last write, so a fleet that stopped
 //! calling (or a `rate_limit.key` no longer used) leaves nothing in Redis for good.
@@ -28,6 +31,7 @@ use redis::Script;
 use super::{Fleet, FleetLink};
 use crate::metrics::OTHER_CLIENTS;
 use crate::route::LegacyRoute;
+use crate::usage::buckets::{self, Buckets, unix_seconds};
 use crate::usage::{UsageEntry, UsageRecords, recorded_user_group_id};
 
 /// Events waiting for the writer; beyond this, events are dropped and counted.
@@ -62,18 +66,25 @@ struct Folded {
     last_user_group_id: Option<String>,
     /// Any of the calls was accepted by the upstream.
     accepted: bool,
+    /// The calls per hour and day: a ring, so a record kept through a long outage stays the
+    /// same size.
+    buckets: Buckets,
 }
 
 /// KEYS: clients set, records set, unverified set. ARGV: key prefix, client, endpoint, count,
 /// first seen, last seen, last user_group_id ("" for none), the client cap, the label past the
-/// cap, refused, accepted (1 or 0), the keys' TTL (seconds), then every legacy endpoint (to
-/// drop a displaced client's records).
+/// cap, refused, accepted (1 or 0), the keys' TTL (seconds), the start of the oldest hourly and
+/// of the oldest daily bucket kept (Unix seconds), how many legacy endpoints follow, every
+/// legacy endpoint (to drop a displaced client's records), then bucket fields (`h:<start>`,
+/// `d:<start>`) each followed by its calls.
 static RECORD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local client = ARGV[2]
 local accepted = tonumber(ARGV[11]) > 0
 local ttl = tonumber(ARGV[12])
+local oldest = {h = tonumber(ARGV[13]), d = tonumber(ARGV[14])}
+local endpoints_end = 15 + tonumber(ARGV[15])
 if redis.call('SISMEMBER', KEYS[1], client) == 1 then
   if accepted then
     redis.call('SREM', KEYS[3], client)
@@ -86,7 +97,7 @@ else
     if victim then
       redis.call('SREM', KEYS[3], victim)
       redis.call('SREM', KEYS[1], victim)
-      for i = 13, #ARGV do
+      for i = 16, endpoints_end do
         redis.call('SREM', KEYS[2], victim .. ' ' .. ARGV[i])
         redis.call('DEL', ARGV[1] .. 'usage:record:' .. victim .. ':' .. ARGV[i])
       end
@@ -116,6 +127,17 @@ if tonumber(ARGV[6]) >= last then
     redis.call('HSET', record, 'last_user_group_id', ARGV[7])
   end
 end
+for i = endpoints_end + 1, #ARGV, 2 do
+  redis.call('HINCRBY', record, ARGV[i], ARGV[i + 1])
+end
+-- Buckets that left the window go (a record not written for a while keeps them until the next
+-- write; readers skip them).
+for _, field in ipairs(redis.call('HKEYS', record)) do
+  local kind, start = string.match(field, '^([hd]):(%d+)$')
+  if kind and tonumber(start) < oldest[kind] then
+    redis.call('HDEL', record, field)
+  end
+end
 for _, key in ipairs({record, KEYS[1], KEYS[2], KEYS[3]}) do
   redis.call('EXPIRE', key, ttl)
 end
@@ -123,11 +145,6 @@ return 1
 ",
     )
 });
-
-fn unix_seconds(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
-}
 
 impl Fleet {
     /// Queues one legacy call for the fleet's records; never waits.
@@ -174,14 +191,14 @@ impl Fleet {
                     Some(event) => self.fold(&mut pending, event),
                     None => break,
                 },
-                _ = tick.tick() => write(&link, &mut pending).await,
+                _ = tick.tick() => write(&link, &mut pending, SystemTime::now()).await,
                 () = &mut shutdown => break,
             }
         }
         while let Ok(event) = receiver.try_recv() {
             self.fold(&mut pending, event);
         }
-        write(&link, &mut pending).await;
+        write(&link, &mut pending, SystemTime::now()).await;
     }
 
     fn fold(&self, pending: &mut HashMap<(Arc<String>, LegacyRoute), Folded>, event: UsageEvent) {
@@ -198,8 +215,10 @@ impl Fleet {
             last_seen: at,
             last_user_group_id: None,
             accepted: false,
+            buckets: Buckets::default(),
         });
         folded.count += 1;
+        folded.buckets.record(at, 1);
         folded.refused += u64::from(event.refused);
         folded.accepted |= event.accepted;
         folded.first_seen = folded.first_seen.min(at);
@@ -212,8 +231,25 @@ impl Fleet {
     }
 }
 
-/// Writes the folded records; what Redis does not take stays for the next round.
-async fn write(link: &FleetLink, pending: &mut HashMap<(Arc<String>, LegacyRoute), Folded>) {
+/// The bucket fields of `folded` still in the window at `now` (Unix seconds), each followed by
+/// its calls: `h:<hour start>`, then `d:<day start>`, oldest first.
+fn bucket_fields(buckets: &Buckets, now: u64) -> Vec<(String, u32)> {
+    let hours = buckets
+        .hourly(now)
+        .map(|(start, calls)| (format!("h:{start}"), calls));
+    let days = buckets
+        .daily(now)
+        .map(|(start, calls)| (format!("d:{start}"), calls));
+    hours.chain(days).collect()
+}
+
+/// Writes the folded records as of `now`; what Redis does not take stays for the next round.
+async fn write(
+    link: &FleetLink,
+    pending: &mut HashMap<(Arc<String>, LegacyRoute), Folded>,
+    now: SystemTime,
+) {
+    let now = unix_seconds(now);
     let fleet = link.fleet();
     let keys: Vec<(Arc<String>, LegacyRoute)> = pending.keys().cloned().collect();
     for key in keys {
@@ -225,6 +261,7 @@ async fn write(link: &FleetLink, pending: &mut HashMap<(Arc<String>, LegacyRoute
         let prefix = fleet.prefix.clone();
         let client = key.0.to_string();
         let endpoint = key.1.legacy_endpoint();
+        let fields = bucket_fields(&folded.buckets, now);
         let folded = folded.clone();
         let cap = fleet.max_clients;
         let written: Option<i64> = link
@@ -244,9 +281,15 @@ async fn write(link: &FleetLink, pending: &mut HashMap<(Arc<String>, LegacyRoute
                     .arg(OTHER_CLIENTS)
                     .arg(folded.refused)
                     .arg(u8::from(folded.accepted))
-                    .arg(RECORD_TTL.as_secs());
+                    .arg(RECORD_TTL.as_secs())
+                    .arg(buckets::oldest_hour_kept(now))
+                    .arg(buckets::oldest_day_kept(now))
+                    .arg(LegacyRoute::ALL.len());
                 for route in LegacyRoute::ALL {
                     invocation.arg(route.legacy_endpoint());
+                }
+                for (field, calls) in fields {
+                    invocation.arg(field).arg(calls);
                 }
                 invocation.invoke_async(&mut connection).await
             })
@@ -307,6 +350,7 @@ impl FleetLink {
                     .unwrap_or(0)
             };
             let seconds = |field| UNIX_EPOCH + Duration::from_secs(number(field));
+            let buckets = Box::new(parse_buckets(&hash));
             records.entry(client).or_default().insert(
                 route.legacy_endpoint(),
                 UsageEntry {
@@ -319,9 +363,72 @@ impl FleetLink {
                         .filter(|id| !id.is_empty())
                         .map(|id| recorded_user_group_id(id.clone())),
                     refused: number("refused"),
+                    buckets,
                 },
             );
         }
         Some(records)
+    }
+}
+
+/// The buckets in a record's hash: its `h:<hour start>` and `d:<day start>` fields. Fields
+/// that are not numbers are skipped; counts past `u32` saturate.
+fn parse_buckets(hash: &HashMap<String, String>) -> Buckets {
+    let mut buckets = Buckets::default();
+    for (field, value) in hash {
+        let Some((kind, start)) = field.split_once(':') else {
+            continue;
+        };
+        let (Ok(start), Ok(calls)) = (start.parse::<u64>(), value.parse::<u64>()) else {
+            continue;
+        };
+        let calls = u32::try_from(calls).unwrap_or(u32::MAX);
+        match kind {
+            "h" => buckets.add_hour(start, calls),
+            "d" => buckets.add_day(start, calls),
+            _ => {}
+        }
+    }
+    buckets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-12-04T10:20:00Z.
+    const NOW: u64 = 1_796_379_600;
+
+    #[test]
+    fn folded_buckets_become_fields_and_fields_become_buckets() {
+        let mut buckets = Buckets::default();
+        buckets.record(NOW - 3600, 2); // 09:20
+        buckets.record(NOW, 1);
+        let fields = bucket_fields(&buckets, NOW);
+        assert_eq!(
+            fields,
+            [
+                ("h:1796374800".to_owned(), 2),
+                ("h:1796378400".to_owned(), 1),
+                ("d:1796342400".to_owned(), 3),
+            ]
+        );
+        let mut hash: HashMap<String, String> = fields
+            .into_iter()
+            .map(|(field, calls)| (field, calls.to_string()))
+            .collect();
+        hash.insert("count".to_owned(), "3".to_owned());
+        hash.insert("h:junk".to_owned(), "1".to_owned());
+        hash.insert("d:1796342400x".to_owned(), "1".to_owned());
+        assert_eq!(parse_buckets(&hash), buckets);
+    }
+
+    #[test]
+    fn the_fields_written_leave_out_what_left_the_window() {
+        let mut buckets = Buckets::default();
+        buckets.record(NOW - 49 * 3600, 1);
+        let fields = bucket_fields(&buckets, NOW);
+        // Its day (2026-12-02) is still in the window; its hour is not.
+        assert_eq!(fields, [("d:1796169600".to_owned(), 1)]);
     }
 }

@@ -6,6 +6,10 @@
 //! upstream never accepted gives its place up to one it has, see [`crate::metrics`]).
 //! `user_group_id`s are the client's own strings: only their first
 //! [`MAX_RECORDED_USER_GROUP_ID_BYTES`] are kept, here, in the fleet's records and in log lines.
+//! Calls over time are counted per UTC hour and day in fixed-size rings ([`buckets`]), so a
+//! record's size does not grow with time.
+
+pub mod buckets;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -14,6 +18,7 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 
 use crate::route::LegacyRoute;
+use buckets::Buckets;
 
 /// The most of a `user_group_id` kept for `/usage`, the fleet's records and log lines, in
 /// bytes: ids of a megabyte each once grew the shim by 50 MB in 40 calls. Real ids are short.
@@ -50,6 +55,9 @@ pub struct UsageEntry {
     pub last_user_group_id: Option<String>,
     /// Calls refused on purpose (a brownout, the sunset).
     pub refused: u64,
+    /// All calls, refused ones too, per UTC hour and day. Boxed: a client's endpoints share a
+    /// map node sized for eleven, and only the endpoints it calls should pay for the rings.
+    pub buckets: Box<Buckets>,
 }
 
 /// client fingerprint -> legacy endpoint -> usage
@@ -90,8 +98,10 @@ impl UsageTracker {
                 last_seen: now,
                 last_user_group_id: None,
                 refused: 0,
+                buckets: Box::default(),
             });
         entry.count += 1;
+        entry.buckets.record(buckets::unix_seconds(now), 1);
         entry.refused += u64::from(refused);
         entry.last_seen = now;
         if let Some(id) = user_group_id {
@@ -107,18 +117,32 @@ impl UsageTracker {
             .remove(client);
     }
 
-    /// The report: one object per client, its endpoints inside, timestamps in RFC 3339.
+    /// The report as of the clock's now ([`UsageTracker::report_at`]).
     pub fn report(&self) -> Value {
+        self.report_at(SystemTime::now())
+    }
+
+    /// The report as of `now`: one object per client, its endpoints inside, timestamps in
+    /// RFC 3339, the hourly and daily buckets still in their windows at `now`.
+    pub fn report_at(&self, now: SystemTime) -> Value {
         let entries = self
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        report(&entries)
+        report_at(&entries, now)
     }
 }
 
-/// The `/usage` report of `records` (this replica's, or the fleet's from Redis).
+/// The `/usage` report of `records` as of the clock's now ([`report_at`]).
 pub fn report(records: &UsageRecords) -> Value {
+    report_at(records, SystemTime::now())
+}
+
+/// The `/usage` report of `records` (this replica's, or the fleet's from Redis) as of `now`:
+/// per endpoint, besides the totals, `hourly` and `daily` list the UTC hours (of the last
+/// [`buckets::HOURS`]) and days (of the last [`buckets::DAYS`]) with calls, oldest first.
+pub fn report_at(records: &UsageRecords, now: SystemTime) -> Value {
+    let now = buckets::unix_seconds(now);
     let clients: Vec<Value> = records
         .iter()
         .map(|(client, endpoints)| {
@@ -136,6 +160,8 @@ pub fn report(records: &UsageRecords) -> Value {
                         "last_seen": humantime::format_rfc3339_seconds(entry.last_seen).to_string(),
                         "last_user_group_id": entry.last_user_group_id,
                         "refused": entry.refused,
+                        "hourly": buckets::render(entry.buckets.hourly(now)),
+                        "daily": buckets::render(entry.buckets.daily(now)),
                     })
                 })
                 .collect();
@@ -173,18 +199,63 @@ mod tests {
         tracker.record("gone", LegacyRoute::DeleteUserGroup, None, t0, false);
         tracker.forget("gone");
         assert_eq!(
-            tracker.report(),
+            tracker.report_at(t0 + Duration::from_secs(3600)),
             json!({"clients": [
                 {"client_fingerprint": "abc", "endpoints": [{
                     "endpoint": "update_user_group", "replacement": "update_customer", "count": 3,
                     "first_seen": "2025-10-15T00:00:00Z", "last_seen": "2025-10-15T00:02:00Z",
-                    "last_user_group_id": "g2", "refused": 1}]},
+                    "last_user_group_id": "g2", "refused": 1,
+                    "hourly": [{"start": "2025-10-15T00:00:00Z", "calls": 3}],
+                    "daily": [{"start": "2025-10-15T00:00:00Z", "calls": 3}]}]},
                 {"client_fingerprint": "def", "endpoints": [{
                     "endpoint": "delete_user_group", "replacement": "delete_customer", "count": 1,
                     "first_seen": "2025-10-15T00:00:00Z", "last_seen": "2025-10-15T00:00:00Z",
-                    "last_user_group_id": null, "refused": 0}]}
+                    "last_user_group_id": null, "refused": 0,
+                    "hourly": [{"start": "2025-10-15T00:00:00Z", "calls": 1}],
+                    "daily": [{"start": "2025-10-15T00:00:00Z", "calls": 1}]}]}
             ]})
         );
+    }
+
+    #[test]
+    fn hourly_and_daily_buckets_count_refused_calls_too_and_drop_what_left_the_window() {
+        let tracker = UsageTracker::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_760_486_400); // 2025-10-15
+        let hour = Duration::from_secs(3600);
+        let route = LegacyRoute::CreateUserGroup;
+        tracker.record("abc", route, None, t0, true);
+        tracker.record("abc", route, None, t0 + hour, false);
+        tracker.record("abc", route, None, t0 + 24 * hour, false);
+        tracker.record("abc", route, None, t0 + 24 * hour, false);
+        let endpoint = |report: Value| report["clients"][0]["endpoints"][0].clone();
+        let soon = endpoint(tracker.report_at(t0 + 25 * hour));
+        assert_eq!((&soon["count"], &soon["refused"]), (&json!(4), &json!(1)));
+        assert_eq!(
+            soon["hourly"],
+            json!([
+                {"start": "2025-10-15T00:00:00Z", "calls": 1},
+                {"start": "2025-10-15T01:00:00Z", "calls": 1},
+                {"start": "2025-10-16T00:00:00Z", "calls": 2},
+            ])
+        );
+        assert_eq!(
+            soon["daily"],
+            json!([
+                {"start": "2025-10-15T00:00:00Z", "calls": 2},
+                {"start": "2025-10-16T00:00:00Z", "calls": 2},
+            ])
+        );
+        // Read 49 hours on, the first day's hours are out of the window; its day is not.
+        let later = endpoint(tracker.report_at(t0 + 49 * hour));
+        assert_eq!(
+            later["hourly"],
+            json!([{"start": "2025-10-16T00:00:00Z", "calls": 2}])
+        );
+        assert_eq!(later["daily"], soon["daily"]);
+        // 35 days on, nothing is left in either; the totals stay.
+        let gone = endpoint(tracker.report_at(t0 + 36 * 24 * hour));
+        assert_eq!((&gone["hourly"], &gone["daily"]), (&json!([]), &json!([])));
+        assert_eq!(gone["count"], 4);
     }
 
     #[test]
