@@ -237,9 +237,11 @@ async fn usage_report(state: &AdminState, policy: &Policy) -> Value {
         Some(fleet) => fleet.usage_records().await,
         None => None,
     };
+    // One clock reading, so both reports cut their buckets at the same time.
+    let now = SystemTime::now();
     let (mut report, source) = match fleet_records {
-        Some(records) => (usage::report(&records), "fleet"),
-        None => (state.usage.report(), "replica"),
+        Some(records) => (usage::report_at(&records, now), "fleet"),
+        None => (state.usage.report_at(now), "replica"),
     };
     report["source"] = Value::from(source);
     name_clients(&mut report, &policy.client_names);
