@@ -117,11 +117,6 @@ impl UsageTracker {
             .remove(client);
     }
 
-    /// The report as of the clock's now ([`UsageTracker::report_at`]).
-    pub fn report(&self) -> Value {
-        self.report_at(SystemTime::now())
-    }
-
     /// The report as of `now`: one object per client, its endpoints inside, timestamps in
     /// RFC 3339, the hourly and daily buckets still in their windows at `now`.
     pub fn report_at(&self, now: SystemTime) -> Value {
@@ -131,11 +126,6 @@ impl UsageTracker {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         report_at(&entries, now)
     }
-}
-
-/// The `/usage` report of `records` as of the clock's now ([`report_at`]).
-pub fn report(records: &UsageRecords) -> Value {
-    report_at(records, SystemTime::now())
 }
 
 /// The `/usage` report of `records` (this replica's, or the fleet's from Redis) as of `now`:
