@@ -47,8 +47,13 @@ impl BytesIn {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpstreamStatus(pub u16);
 
+/// A request's line until its reply is known: dropped before that (the client reset the
+/// stream or went away, or the drain ran out), it writes the line itself, with no status and
+/// `outcome="aborted"`, so the requests that never finish still leave a trace.
+pub struct AccessEntry(Option<Arrived>);
+
 /// What is known of a request when it arrives.
-pub struct AccessEntry {
+struct Arrived {
     method: Method,
     path: String,
     query: Option<String>,
@@ -70,7 +75,7 @@ impl AccessEntry {
         route: Option<LegacyRoute>,
         bytes_in: BytesIn,
     ) -> Self {
-        Self {
+        Self(Some(Arrived {
             method: method.clone(),
             path: uri.path().to_owned(),
             query: uri.query().map(str::to_owned),
@@ -80,22 +85,27 @@ impl AccessEntry {
             trace_id: trace_id(headers).map(str::to_owned),
             bytes_in,
             started: Instant::now(),
-        }
+        }))
     }
 
     /// The reply, whose body writes the line when it ends, fails or is dropped.
-    pub fn finish(self, response: Response<ProxyBody>) -> Response<ProxyBody> {
+    pub fn finish(mut self, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        let Some(entry) = self.0.take() else {
+            return response;
+        };
         let status = response.status().as_u16();
+        // hyper sends no body for these, and drops it unread.
+        let bodiless = entry.method == Method::HEAD || matches!(status, 204 | 304);
         let upstream_status = response
             .extensions()
             .get::<UpstreamStatus>()
             .map(|status| status.0);
         response.map(|inner| {
-            let empty = inner.is_end_stream();
+            let empty = bodiless || inner.is_end_stream();
             let sent = Sent {
                 pending: Some(Pending {
-                    entry: self,
-                    status,
+                    entry,
+                    status: Some(status),
                     upstream_status,
                 }),
                 bytes_out: 0,
@@ -106,9 +116,23 @@ impl AccessEntry {
     }
 }
 
+impl Drop for AccessEntry {
+    fn drop(&mut self) {
+        if let Some(entry) = self.0.take() {
+            let pending = Pending {
+                entry,
+                status: None,
+                upstream_status: None,
+            };
+            pending.write(0, "aborted");
+        }
+    }
+}
+
 struct Pending {
-    entry: AccessEntry,
-    status: u16,
+    entry: Arrived,
+    /// `None`: no reply was made.
+    status: Option<u16>,
     upstream_status: Option<u16>,
 }
 
@@ -208,6 +232,60 @@ mod tests {
         assert_eq!(bytes_in.get(), 5);
     }
 
+    /// The access lines written while `emit` runs.
+    fn lines(emit: impl FnOnce()) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
+    }
+
+    fn entry(method: Method) -> AccessEntry {
+        AccessEntry::start(
+            &method,
+            &"/x".parse().unwrap(),
+            &HeaderMap::new(),
+            "r-1",
+            None,
+            BytesIn::default(),
+        )
+    }
+
+    #[test]
+    fn a_request_dropped_before_its_reply_still_leaves_a_line() {
+        let line = lines(|| drop(entry(Method::GET)));
+        let line: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(line["outcome"], "aborted");
+        assert!(line.get("http.response.status_code").is_none(), "{line}");
+        assert_eq!(line["request_id"], "r-1");
+    }
+
+    #[test]
+    fn a_head_reply_dropped_unread_is_complete_and_an_unsent_body_aborted() {
+        let head = lines(|| drop(entry(Method::HEAD).finish(Response::new(full_body("{}")))));
+        assert!(head.contains("\"outcome\":\"complete\""), "{head}");
+        let get = lines(|| drop(entry(Method::GET).finish(Response::new(full_body("{}")))));
+        assert!(get.contains("\"outcome\":\"aborted\""), "{get}");
+        assert_eq!(get.lines().count(), 1, "one line, not two: {get}");
+    }
+
     #[tokio::test]
     async fn the_reply_passes_unchanged_through_the_logged_body() {
         let entry = AccessEntry::start(
@@ -218,8 +296,9 @@ mod tests {
             None,
             BytesIn::default(),
         );
-        assert_eq!(entry.query.as_deref(), Some("y=1"));
-        assert_eq!(entry.client_fingerprint, "anonymous");
+        let arrived = entry.0.as_ref().unwrap();
+        assert_eq!(arrived.query.as_deref(), Some("y=1"));
+        assert_eq!(arrived.client_fingerprint, "anonymous");
         let response = entry.finish(Response::new(full_body("hello")));
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"hello");

@@ -311,13 +311,18 @@ impl ShimError {
     /// The reply and its one log line: a warning for the shim's 5xx, information otherwise.
     pub fn into_logged_response(self, request_id: &str) -> Response<ProxyBody> {
         let status = self.status();
+        // The description can hold the client's own text (a `user_group_id`), so it is a
+        // field, quoted and escaped, never the bare message, where it could pass for fields
+        // of its own in the text format.
+        let error = self.to_string();
         if status.is_server_error() {
             tracing::warn!(
                 request_id,
                 code = self.code(),
                 status = status.as_u16(),
                 cause = self.log_detail(),
-                "{self}"
+                error = error.as_str(),
+                "answered with the shim's own error"
             );
         } else {
             tracing::info!(
@@ -325,7 +330,8 @@ impl ShimError {
                 code = self.code(),
                 status = status.as_u16(),
                 cause = self.log_detail(),
-                "{self}"
+                error = error.as_str(),
+                "answered with the shim's own error"
             );
         }
         self.into_response()

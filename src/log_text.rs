@@ -167,8 +167,10 @@ impl fmt::Write for Escaping<'_, '_> {
 }
 
 /// The message, which is not quoted: its quotes are written as they are (`carry "team_id":
-/// null`), and only control characters are escaped, so it still cannot end the line. It comes
-/// first and bare, so nothing in it can pass for a `key=value` field after it.
+/// null`), and only control characters are escaped, so it still cannot end the line. Messages
+/// are the shim's own text: anything a client chose goes in a field, quoted and escaped
+/// (`ShimError::into_logged_response` logs its description as `error="..."`), since bare text
+/// could look like `key=value` fields.
 fn write_message(writer: &mut Writer<'_>, text: &str) -> fmt::Result {
     if !text.chars().any(char::is_control) {
         return writer.write_str(text);

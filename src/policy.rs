@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{Config, ConfigError};
@@ -33,8 +34,16 @@ pub struct Policy {
     pub admin_token: Option<AdminToken>,
 }
 
-/// The admin listener's bearer token, read from `admin_token_file`. Never printed.
-pub struct AdminToken(Vec<u8>);
+/// The admin listener's bearer token, read from `admin_token_file`, and the session value the
+/// console's cookie carries instead of it. Never printed.
+pub struct AdminToken {
+    token: Vec<u8>,
+    /// SHA-256 of a fixed label and the token, in hex: a browser keeps this, not the token.
+    /// Cookies are scoped by host, not port, so the cookie also reaches the main listener and
+    /// any other service on the same host; what it carries opens this console and nothing
+    /// else, and a rotated token makes it worthless.
+    session: String,
+}
 
 impl AdminToken {
     /// Reads the token: the file's content without surrounding whitespace (a trailing newline
@@ -54,14 +63,36 @@ impl AdminToken {
                 path.display()
             )));
         }
-        Ok(Self(token.as_bytes().to_vec()))
+        let digest = Sha256::new()
+            .chain_update(b"explo-shim admin session\n")
+            .chain_update(token.as_bytes())
+            .finalize();
+        let session = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+        Ok(Self {
+            token: token.as_bytes().to_vec(),
+            session,
+        })
     }
 
     /// Whether `candidate` is the token, compared in constant time (the time taken does not
     /// tell how much of a guess was right; only a wrong length returns early).
     pub fn matches(&self, candidate: &[u8]) -> bool {
-        self.0.len() == candidate.len() && bool::from(self.0.ct_eq(candidate))
+        constant_time_equal(&self.token, candidate)
     }
+
+    /// The value the console's cookie holds once signed in.
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// Whether `candidate` is the session value, in constant time.
+    pub fn matches_session(&self, candidate: &[u8]) -> bool {
+        constant_time_equal(self.session.as_bytes(), candidate)
+    }
+}
+
+fn constant_time_equal(expected: &[u8], candidate: &[u8]) -> bool {
+    expected.len() == candidate.len() && bool::from(expected.ct_eq(candidate))
 }
 
 impl AdminToken {
@@ -69,7 +100,7 @@ impl AdminToken {
     /// token cannot be a header value.
     pub fn bearer(&self) -> Option<http::HeaderValue> {
         let mut value = b"Bearer ".to_vec();
-        value.extend_from_slice(&self.0);
+        value.extend_from_slice(&self.token);
         let mut header = http::HeaderValue::from_bytes(&value).ok()?;
         header.set_sensitive(true);
         Some(header)
@@ -144,6 +175,11 @@ mod tests {
         assert!(!token.matches(b"s3cret"));
         assert!(!token.matches(b""));
         assert!(!format!("{token:?}").contains("s3cret"));
+        // The session value is derived, fixed per token, and not the token.
+        assert_eq!(token.session().len(), 64);
+        assert!(!token.session().contains("s3cret"));
+        assert!(token.matches_session(token.session().as_bytes()));
+        assert!(!token.matches_session(b"s3cret-token"));
         std::fs::write(&path, " \n").unwrap();
         let error = AdminToken::read(&path).unwrap_err().to_string();
         assert!(

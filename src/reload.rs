@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::{Config, ConfigError, Overrides};
+use crate::config::{Config, ConfigError, FleetSettings, Overrides};
 use crate::metrics::Metrics;
 use crate::policy::{CurrentPolicy, Policy};
 use crate::telemetry::LogFilter;
@@ -44,17 +44,35 @@ pub fn restart_only_changes(running: &Config, fresh: &Config) -> Vec<NeedsRestar
             });
         }
     };
+    let workers = |config: &Config| {
+        config
+            .workers
+            .map_or_else(|| "auto".to_owned(), |count| count.to_string())
+    };
+    let other_upstream = |config: &Config| {
+        let mut upstream = config.upstream.clone();
+        upstream.url = running.upstream.url.clone();
+        format!("{upstream:?}")
+    };
+    let on_off = |on: bool| if on { "on" } else { "off" }.to_owned();
+    // The fleet's URL may hold a password: compared whole, shown redacted, and a change of the
+    // password alone still shows as a change.
+    let fleet_url = |config: &Config| match &config.fleet {
+        Some(fleet) if Some(&fleet.redis_url) != running.fleet.as_ref().map(|f| &f.redis_url) => {
+            format!("{} (changed)", fleet.redacted_url())
+        }
+        Some(fleet) => fleet.redacted_url(),
+        None => "unset".to_owned(),
+    };
+    let fleet_field = |config: &Config, field: fn(&FleetSettings) -> String| {
+        config.fleet.as_ref().map_or_else(String::new, field)
+    };
     compare(
         "listen",
         running.listen.to_string(),
         fresh.listen.to_string(),
     );
     compare("admin", running.admin.to_string(), fresh.admin.to_string());
-    let workers = |config: &Config| {
-        config
-            .workers
-            .map_or_else(|| "auto".to_owned(), |count| count.to_string())
-    };
     compare("workers", workers(running), workers(fresh));
     compare(
         "log_format",
@@ -66,11 +84,6 @@ pub fn restart_only_changes(running: &Config, fresh: &Config) -> Vec<NeedsRestar
         running.upstream.url.to_string(),
         fresh.upstream.url.to_string(),
     );
-    let other_upstream = |config: &Config| {
-        let mut upstream = config.upstream.clone();
-        upstream.url = running.upstream.url.clone();
-        format!("{upstream:?}")
-    };
     compare("upstream", other_upstream(running), other_upstream(fresh));
     compare(
         "limits",
@@ -82,10 +95,16 @@ pub fn restart_only_changes(running: &Config, fresh: &Config) -> Vec<NeedsRestar
         running.rate_limit.is_some().to_string(),
         fresh.rate_limit.is_some().to_string(),
     );
+    compare("rate_limit.redis_url", fleet_url(running), fleet_url(fresh));
     compare(
-        "rate_limit.redis_url",
-        format!("{:?}", running.fleet),
-        format!("{:?}", fresh.fleet),
+        "rate_limit.key",
+        fleet_field(running, |fleet| fleet.key.clone()),
+        fleet_field(fresh, |fleet| fleet.key.clone()),
+    );
+    compare(
+        "rate_limit.redis_timeout",
+        fleet_field(running, |fleet| format!("{:?}", fleet.timeout)),
+        fleet_field(fresh, |fleet| format!("{:?}", fleet.timeout)),
     );
     compare(
         "legacy.refuse_cascading_delete",
@@ -99,8 +118,8 @@ pub fn restart_only_changes(running: &Config, fresh: &Config) -> Vec<NeedsRestar
     );
     compare(
         "tls",
-        if running.tls.is_some() { "on" } else { "off" }.to_owned(),
-        if fresh.tls.is_some() { "on" } else { "off" }.to_owned(),
+        on_off(running.tls.is_some()),
+        on_off(fresh.tls.is_some()),
     );
     changes
 }
@@ -117,9 +136,16 @@ pub fn applied(running: &Config, fresh: Config) -> Config {
         limits: running.limits.clone(),
         legacy_behaviour: running.legacy_behaviour.clone(),
         fleet: running.fleet.clone(),
-        // On or off stays as it was; the figures are the file's.
-        rate_limit: running.rate_limit.as_ref().and(fresh.rate_limit),
-        tls: running.tls.as_ref().and(fresh.tls),
+        // On or off stays as bound at start-up; the figures and files are the file's, or the
+        // running ones where the file turned the feature off (which needs a restart).
+        rate_limit: running
+            .rate_limit
+            .as_ref()
+            .map(|kept| fresh.rate_limit.clone().unwrap_or_else(|| kept.clone())),
+        tls: running
+            .tls
+            .as_ref()
+            .map(|kept| fresh.tls.clone().unwrap_or_else(|| kept.clone())),
         // The serving threads were given their grace period when they started.
         shutdown_grace: running.shutdown_grace,
         ..fresh
@@ -185,18 +211,19 @@ impl Reloader {
         let fresh = Config::resolve(&self.overrides)?;
         let waiting = restart_only_changes(&self.running, &fresh);
         let next = applied(&self.running, fresh);
-        // Everything that can fail is tried before anything is swapped.
+        // Everything that can fail is built first; nothing is swapped until all of it is.
         let policy = Policy::from_config(&next)?;
-        let tls_reloaded = match (&self.tls, &next.tls) {
-            (Some(tls), Some(files)) => {
-                tls.reload(&files.cert_file, &files.key_file)?;
-                true
-            }
-            _ => false,
+        let certificate = match (&self.tls, &next.tls) {
+            (Some(_), Some(files)) => Some(InboundTls::prepare(&files.cert_file, &files.key_file)?),
+            _ => None,
         };
-        self.log_filter
-            .set(&next.log_level)
+        let filter = LogFilter::prepare(&next.log_level)
             .map_err(|error| ConfigError(format!("invalid `log_level`: {error}")))?;
+        let tls_reloaded = certificate.is_some();
+        if let (Some(tls), Some(certificate)) = (&self.tls, certificate) {
+            tls.install(certificate);
+        }
+        self.log_filter.install(filter);
         if let (Some(budget), Some(limit)) = (&self.budget, &next.rate_limit) {
             budget.set(limit);
         }

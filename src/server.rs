@@ -153,6 +153,7 @@ pub async fn serve(
         usage: Arc::clone(proxy.usage()),
         fleet: proxy.fleet().map(Fleet::admin_link),
         policy: proxy.policy().clone(),
+        sign_ins: Arc::new(Semaphore::new(admin::MAX_SIGN_INS)),
     };
     // The fleet's usage writer runs here, off the serving threads, until the drain is over.
     let (usage_writer_stop, usage_writer_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -221,12 +222,20 @@ pub async fn serve(
             () = stops.next() => tracing::info!("second signal: skipping the rest of shutdown.delay"),
         }
     }
-    tracing::info!(grace = %humantime::format_duration(config.shutdown_grace), "shutting down: draining in-flight requests");
+    tracing::info!(grace = %humantime::format_duration(config.shutdown_grace), "shutting down: draining in-flight requests (another signal stops at once)");
     let _ = stop.send(true);
-    if join_all(threads).await {
-        tracing::info!("drained; exiting");
-    } else {
-        tracing::warn!("grace period over; closing the remaining connections");
+    tokio::select! {
+        drained = join_all(threads) => if drained {
+            tracing::info!("drained; exiting");
+        } else {
+            tracing::warn!("grace period over; closing the remaining connections");
+        },
+        // A second Ctrl-C means now, as with most servers; the orchestrator's one SIGTERM
+        // still gets the whole drain.
+        () = stops.next() => {
+            tracing::warn!("another signal during the drain: exiting now; requests still in flight are cut off");
+            return Ok(());
+        }
     }
     admin_task.abort();
     reload_task.abort();

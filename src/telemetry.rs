@@ -58,13 +58,17 @@ pub struct LogGuard {
 pub struct LogFilter(Option<reload::Handle<EnvFilter, Registry>>);
 
 impl LogFilter {
-    /// Puts `level` (already validated by the config) in service for every line from now on.
-    pub fn set(&self, level: &str) -> Result<(), String> {
-        let Some(handle) = &self.0 else {
-            return Ok(());
-        };
-        let filter = log_filter(level)?;
-        handle.reload(filter).map_err(|error| error.to_string())
+    /// The filter for `level`, ready to [`install`](Self::install).
+    pub fn prepare(level: &str) -> Result<EnvFilter, String> {
+        log_filter(level)
+    }
+
+    /// Puts `filter` in service for every line from now on.
+    pub fn install(&self, filter: EnvFilter) {
+        if let Some(handle) = &self.0 {
+            // Fails only when the subscriber is gone, at exit: nothing left to filter.
+            let _ = handle.reload(filter);
+        }
     }
 }
 

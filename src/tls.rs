@@ -35,15 +35,18 @@ impl InboundTls {
             .clone()
     }
 
-    /// Reads the files (the same or, after a config reload, others); on failure the current
-    /// certificate stays.
-    pub fn reload(&self, cert_file: &Path, key_file: &Path) -> Result<(), ConfigError> {
-        let fresh = acceptor(cert_file, key_file)?;
+    /// Reads the files (the same or, after a config reload, others) into a certificate ready
+    /// to [`install`](Self::install); a bad pair is an error and changes nothing.
+    pub fn prepare(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, ConfigError> {
+        acceptor(cert_file, key_file)
+    }
+
+    /// Serves new connections with `prepared`.
+    pub fn install(&self, prepared: TlsAcceptor) {
         *self
             .current
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
-        Ok(())
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = prepared;
     }
 }
 

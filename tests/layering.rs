@@ -15,26 +15,53 @@ fn top_module(src: &Path, file: &Path) -> String {
     first.to_string_lossy().trim_end_matches(".rs").to_owned()
 }
 
-/// `crate::name` references in the code of one file, tests and comments left out.
+/// `crate::name` references in the code of one file (`use crate::{a, b::c}` counts `a` and
+/// `b`), its test module and comments left out.
 fn references(text: &str) -> BTreeSet<String> {
-    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+    let code = text
+        .split("#[cfg(test)]\nmod tests")
+        .next()
+        .unwrap_or_default();
+    let code: String = code
+        .lines()
+        .map(str::trim_start)
+        .filter(|line| !line.starts_with("//"))
+        .map(|line| line.split(" //").next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let name_at = |text: &str| -> String {
+        text.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
     let mut found = BTreeSet::new();
-    for line in code.lines() {
-        let line = line.trim_start();
-        if line.starts_with("//") {
-            continue;
-        }
-        let line = line.split(" //").next().unwrap_or_default();
-        for (at, _) in line.match_indices("crate::") {
-            let name: String = line[at + "crate::".len()..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty() {
-                found.insert(name);
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // A grouped import: the first name of each comma-separated path, at brace depth 0.
+            let mut depth = 0;
+            let mut start = 0;
+            for (index, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        found.insert(name_at(&group[start..index]));
+                        break;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        found.insert(name_at(&group[start..index]));
+                        start = index + 1;
+                    }
+                    _ => {}
+                }
             }
+        } else {
+            found.insert(name_at(rest));
         }
     }
+    found.remove("");
     found
 }
 
@@ -160,8 +187,12 @@ fn the_reader_sees_a_circle_when_there_is_one() {
     assert_eq!(circle_through(&graph, "d"), None);
     assert_eq!(
         references(
-            "use crate::config::X; // crate::cli\n// crate::server\n#[cfg(test)]\ncrate::proxy"
+            "use crate::config::X; // crate::cli\n// crate::server\n#[cfg(test)]\nmod tests {\ncrate::proxy"
         ),
         ["config".to_owned()].into()
+    );
+    assert_eq!(
+        references("use crate::{body::{A, B}, fleet,\n  net::accept};"),
+        ["body".to_owned(), "fleet".to_owned(), "net".to_owned()].into()
     );
 }

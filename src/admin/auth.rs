@@ -1,15 +1,15 @@
 //! The admin token (`admin_token_file`): who may read `/`, `/usage` and `/metrics`. A caller
 //! shows it as `Authorization: Bearer <token>` (scrapers, scripts, `explo-shim usage`) or, in a
-//! browser, as the cookie the console's sign-in form sets once. `/healthz` and `/readyz` never
-//! ask for it: probes carry no secrets.
+//! browser, as the session cookie the console's sign-in form sets once: a value derived from
+//! the token, never the token itself (browsers send a cookie to every port of its host).
+//! `/healthz` and `/readyz` never ask for it: probes carry no secrets.
 
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderValue};
 
 use crate::policy::AdminToken;
 
-/// The cookie that carries the token in a browser.
-pub const COOKIE_NAME: &str = "explo_shim_admin";
+use crate::headers::forwarding::ADMIN_SESSION_COOKIE as COOKIE_NAME;
 
 /// The paths the token guards: what tells who calls and how much.
 pub fn is_guarded(path: &str) -> bool {
@@ -28,7 +28,7 @@ pub fn is_authorized(headers: &HeaderMap, token: &AdminToken) -> bool {
             .get_all(COOKIE)
             .iter()
             .flat_map(|value| cookie_values(value, COOKIE_NAME))
-            .any(|candidate| token.matches(candidate))
+            .any(|candidate| token.matches_session(candidate))
 }
 
 /// The credential of `Bearer <credential>` (the scheme in any case, RFC 9110 §11.1).
@@ -55,21 +55,15 @@ fn cookie_values<'a>(value: &'a HeaderValue, name: &'a str) -> impl Iterator<Ite
         })
 }
 
-/// The `Set-Cookie` value that keeps `token` for the console: sent back to this listener only,
-/// never to scripts (`HttpOnly`), never on another site's requests (`SameSite=Strict`). `None`
-/// when the token holds a character a cookie cannot carry.
-pub fn session_cookie(token: &str) -> Option<HeaderValue> {
-    // RFC 6265 §4.1.1 cookie-octet: visible ASCII but `"`, `,`, `;` and `\`.
-    let fits = token
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b',' | b';' | b'\\'));
-    if !fits {
-        return None;
-    }
+/// The `Set-Cookie` value that keeps the session for the console: never readable by scripts
+/// (`HttpOnly`), never sent with another site's requests (`SameSite=Strict`).
+pub fn session_cookie(token: &AdminToken) -> HeaderValue {
+    // The session value is hex: always a valid cookie and header value.
     HeaderValue::from_str(&format!(
-        "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict"
+        "{COOKIE_NAME}={}; Path=/; HttpOnly; SameSite=Strict",
+        token.session()
     ))
-    .ok()
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 #[cfg(test)]
@@ -107,8 +101,11 @@ mod tests {
             &headers(&[(AUTHORIZATION, "bearer  abc123 ")]),
             &token
         ));
-        assert!(is_authorized(
-            &headers(&[(COOKIE, "theme=dark; explo_shim_admin=abc123")]),
+        let session = format!("theme=dark; explo_shim_admin={}", token.session());
+        assert!(is_authorized(&headers(&[(COOKIE, &session)]), &token));
+        // The raw token is no session.
+        assert!(!is_authorized(
+            &headers(&[(COOKIE, "explo_shim_admin=abc123")]),
             &token
         ));
         for refused in [
@@ -126,13 +123,12 @@ mod tests {
     }
 
     #[test]
-    fn the_cookie_is_http_only_same_site_and_refuses_what_it_cannot_carry() {
-        let cookie = session_cookie("abc123").unwrap();
-        assert_eq!(
-            cookie,
-            "explo_shim_admin=abc123; Path=/; HttpOnly; SameSite=Strict"
-        );
-        assert!(session_cookie("a;b").is_none());
-        assert!(session_cookie("a b").is_none());
+    fn the_cookie_is_http_only_same_site_and_holds_the_session_not_the_token() {
+        let token = token("abc123");
+        let cookie = session_cookie(&token);
+        let cookie = cookie.to_str().unwrap();
+        assert!(cookie.starts_with(&format!("explo_shim_admin={};", token.session())));
+        assert!(cookie.ends_with("; Path=/; HttpOnly; SameSite=Strict"));
+        assert!(!cookie.contains("abc123"));
     }
 }

@@ -17,13 +17,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 
 use crate::body::{BoxError, ProxyBody, full_body};
 use crate::fleet::FleetLink;
@@ -59,7 +60,13 @@ pub struct AdminState {
     pub fleet: Option<FleetLink>,
     /// The reloadable rules: the brownout schedule, shown in `/metrics`.
     pub policy: CurrentPolicy,
+    /// Sign-ins read at once: a form body is the one thing this listener reads past the head,
+    /// so a few held open must not take the probes' connections.
+    pub sign_ins: Arc<Semaphore>,
 }
+
+/// Sign-in forms read at once; more get 503 at once.
+pub const MAX_SIGN_INS: usize = 4;
 
 /// Answers one admin request.
 pub async fn handle<B>(request: Request<B>, state: &AdminState) -> Response<ProxyBody>
@@ -71,6 +78,9 @@ where
     if let Some(token) = &policy.admin_token {
         let path = request.uri().path();
         if path == "/login" && request.method() == Method::POST {
+            let Ok(_slot) = state.sign_ins.try_acquire() else {
+                return unauthorized(true, Some("Too many sign-ins at once; try again."));
+            };
             return sign_in(request, token).await;
         }
         if auth::is_guarded(path) && !auth::is_authorized(request.headers(), token) {
@@ -140,6 +150,8 @@ where
 
 /// The most of a sign-in form read: a token and its field name.
 const SIGN_IN_FORM_BYTES: usize = 4096;
+/// How long a sign-in form's body may take to arrive: hyper's head timeout ends with the head.
+const SIGN_IN_FORM_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `POST /login` from the console's sign-in form (`token=...`): the right token is kept in the
 /// session cookie and the browser sent to the console; a wrong one gets the form again.
@@ -148,12 +160,10 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let form = match Limited::new(request.into_body(), SIGN_IN_FORM_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return unauthorized(true, Some("The form could not be read.")),
+    let reading = Limited::new(request.into_body(), SIGN_IN_FORM_BYTES).collect();
+    let form = match tokio::time::timeout(SIGN_IN_FORM_TIMEOUT, reading).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) | Err(_) => return unauthorized(true, Some("The form could not be read.")),
     };
     let given = form_urlencoded::parse(&form)
         .find(|(name, _)| name == "token")
@@ -162,12 +172,7 @@ where
     if !token.matches(given.as_bytes()) {
         return unauthorized(true, Some("That is not the admin token."));
     }
-    let Some(cookie) = auth::session_cookie(&given) else {
-        return unauthorized(
-            true,
-            Some("The token holds a character a cookie cannot carry; use a Bearer header."),
-        );
-    };
+    let cookie = auth::session_cookie(token);
     let mut response = Response::new(full_body(""));
     *response.status_mut() = StatusCode::SEE_OTHER;
     let headers = response.headers_mut();
@@ -285,6 +290,7 @@ mod tests {
             metrics: Arc::new(Metrics::new(10)),
             usage: Arc::new(UsageTracker::default()),
             fleet: None,
+            sign_ins: Arc::new(Semaphore::new(MAX_SIGN_INS)),
             policy: CurrentPolicy::new(
                 crate::policy::Policy::from_config(
                     &crate::config::Config::resolve(&crate::config::Overrides::default()).unwrap(),

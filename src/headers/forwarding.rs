@@ -13,6 +13,11 @@ use super::hop::strip_hop_by_hop;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
+/// The admin console's session cookie. Browsers send a cookie to every port of the host that
+/// set it, so a browser signed in to the admin port sends it to the main listener too; it is
+/// the shim's own and never goes upstream.
+pub const ADMIN_SESSION_COOKIE: &str = "explo_shim_admin";
+
 /// Turns the client's request headers into the headers sent upstream.
 ///
 /// `Host` is removed so the HTTP client derives it (or `:authority`) from the upstream URI.
@@ -23,8 +28,41 @@ pub fn prepare_upstream_headers(
 ) {
     strip_hop_by_hop(headers);
     headers.remove(header::HOST);
+    if headers.contains_key(header::COOKIE) {
+        strip_admin_session(headers);
+    }
     if add_x_forwarded_for {
         append_forwarded_for(headers, client_ip);
+    }
+}
+
+/// Removes [`ADMIN_SESSION_COOKIE`] from every `Cookie` header, and a header left empty.
+fn strip_admin_session(headers: &mut HeaderMap) {
+    let prefix = format!("{ADMIN_SESSION_COOKIE}=");
+    let named = |pair: &str| pair.trim_start().starts_with(&prefix);
+    let cookies: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
+    if !cookies
+        .iter()
+        .any(|value| value.to_str().is_ok_and(|text| text.split(';').any(named)))
+    {
+        return;
+    }
+    headers.remove(header::COOKIE);
+    for value in cookies {
+        let Ok(text) = value.to_str() else {
+            headers.append(header::COOKIE, value);
+            continue;
+        };
+        let kept: Vec<&str> = text
+            .split(';')
+            .filter(|pair| !named(pair))
+            .map(str::trim)
+            .collect();
+        if let Ok(rest) = HeaderValue::from_str(&kept.join("; "))
+            && !rest.is_empty()
+        {
+            headers.append(header::COOKIE, rest);
+        }
     }
 }
 
@@ -45,6 +83,30 @@ fn append_forwarded_for(headers: &mut HeaderMap, client_ip: IpAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_admin_session_cookie_never_goes_upstream_and_other_cookies_do() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; explo_shim_admin=abc; b=2"),
+        );
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("explo_shim_admin=abc"),
+        );
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("explo_shim_admin_x=keep"),
+        );
+        prepare_upstream_headers(&mut headers, CLIENT, false);
+        let cookies: Vec<_> = headers.get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; b=2", "explo_shim_admin_x=keep"]);
+        let mut untouched = HeaderMap::new();
+        untouched.insert(header::COOKIE, HeaderValue::from_static("a=1;b=2"));
+        prepare_upstream_headers(&mut untouched, CLIENT, false);
+        assert_eq!(untouched[header::COOKIE], "a=1;b=2");
+    }
 
     const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7));
 
