@@ -6,7 +6,8 @@
 //! finds the queue full, and every span of a batch the collector does not take (refused,
 //! unreachable, too slow), is dropped and counted in `explo_shim_trace_spans_dropped_total`.
 //! A failed batch is not retried: a collector that is away gets one request per batch, and
-//! the queue bounds what waits meanwhile.
+//! the queue bounds what waits meanwhile. At exit, what is queued is sent, waited for at most
+//! [`FLUSH_ON_EXIT`].
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,10 +36,18 @@ pub const BATCH_SPANS: usize = 512;
 pub const BATCH_DELAY: Duration = Duration::from_secs(1);
 /// How long one export may take, connection included.
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the shim's exit waits for the spans still queued to be sent.
+pub const FLUSH_ON_EXIT: Duration = Duration::from_secs(2);
+
+/// What the queue carries: a span, or a request to send the batch now and say so.
+enum Queued {
+    Span(SpanData),
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
 
 /// The SDK's hand-over point: every ended, sampled span goes into the queue or is counted.
 pub struct QueueProcessor {
-    queue: mpsc::Sender<SpanData>,
+    queue: mpsc::Sender<Queued>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -51,15 +60,29 @@ impl std::fmt::Debug for QueueProcessor {
 impl QueueProcessor {
     /// A processor whose queue the test reads itself.
     #[cfg(test)]
-    pub fn for_test(capacity: usize) -> (Self, mpsc::Receiver<SpanData>) {
+    pub fn for_test(capacity: usize) -> (Self, TestQueue) {
         let (queue, spans) = mpsc::channel(capacity);
         (
             Self {
                 queue,
                 metrics: None,
             },
-            spans,
+            TestQueue(spans),
         )
+    }
+}
+
+/// The spans a test's processor queued.
+#[cfg(test)]
+pub struct TestQueue(mpsc::Receiver<Queued>);
+
+#[cfg(test)]
+impl TestQueue {
+    pub fn try_recv(&mut self) -> Option<SpanData> {
+        match self.0.try_recv().ok()? {
+            Queued::Span(span) => Some(span),
+            Queued::Flush(_) => None,
+        }
     }
 }
 
@@ -70,7 +93,7 @@ impl SpanProcessor for QueueProcessor {
         if !span.span_context.is_sampled() {
             return;
         }
-        if self.queue.try_send(span).is_err()
+        if self.queue.try_send(Queued::Span(span)).is_err()
             && let Some(metrics) = &self.metrics
         {
             metrics.trace_spans_dropped(1);
@@ -81,7 +104,13 @@ impl SpanProcessor for QueueProcessor {
         Ok(())
     }
 
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+    /// Asks the export thread to send what is queued, and waits for it at most
+    /// [`FLUSH_ON_EXIT`]: the shim is exiting, and a collector that is away must not hold it.
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let (done, sent) = std::sync::mpsc::sync_channel(1);
+        if self.queue.try_send(Queued::Flush(done)).is_ok() {
+            let _ = sent.recv_timeout(timeout.min(FLUSH_ON_EXIT));
+        }
         Ok(())
     }
 }
@@ -119,7 +148,7 @@ struct Exporter {
 }
 
 impl Exporter {
-    async fn run(self, mut spans: mpsc::Receiver<SpanData>, tls: rustls::ClientConfig) {
+    async fn run(self, mut spans: mpsc::Receiver<Queued>, tls: rustls::ClientConfig) {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(EXPORT_TIMEOUT));
@@ -132,15 +161,24 @@ impl Exporter {
         let mut batch = Vec::with_capacity(BATCH_SPANS);
         let mut failing = false;
         loop {
-            let Some(first) = spans.recv().await else {
-                return;
-            };
-            batch.push(first);
+            match spans.recv().await {
+                Some(Queued::Span(span)) => batch.push(span),
+                Some(Queued::Flush(done)) => {
+                    let _ = done.send(());
+                    continue;
+                }
+                None => return,
+            }
             let deadline = tokio::time::Instant::now() + BATCH_DELAY;
             let mut closed = false;
+            let mut flushed = None;
             while batch.len() < BATCH_SPANS {
                 match tokio::time::timeout_at(deadline, spans.recv()).await {
-                    Ok(Some(span)) => batch.push(span),
+                    Ok(Some(Queued::Span(span))) => batch.push(span),
+                    Ok(Some(Queued::Flush(done))) => {
+                        flushed = Some(done);
+                        break;
+                    }
                     Ok(None) => {
                         closed = true;
                         break;
@@ -173,6 +211,9 @@ impl Exporter {
                 }
             }
             batch.clear();
+            if let Some(done) = flushed {
+                let _ = done.send(());
+            }
             if closed {
                 return;
             }
@@ -393,7 +434,7 @@ mod tests {
             TraceState::default(),
         );
         processor.on_end(unsampled);
-        assert!(spans.try_recv().is_ok());
+        assert!(matches!(spans.try_recv(), Ok(Queued::Span(_))));
         assert!(spans.try_recv().is_err());
         assert!(
             metrics
