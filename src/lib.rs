@@ -24,6 +24,8 @@
 //!
 //! **Records.** [`telemetry`]: log set-up and the deprecated-usage event ([`log_text`] is the
 //! `text` line format). [`metrics`] and [`usage`]: the counters and the migration tracker.
+//! [`otel`]: OpenTelemetry traces (a server span per request, a client span per upstream
+//! exchange), exported over OTLP/HTTP from a thread of its own; off without an endpoint.
 //!
 //! **Settings.** [`config`]: defaults as named constants and the resolved settings; the TOML
 //! file as written; validation with messages that name the key; the resolved settings written
@@ -69,6 +71,7 @@ pub(crate) mod legacy_call;
 pub(crate) mod log_text;
 pub(crate) mod metrics;
 pub(crate) mod net;
+pub mod otel;
 pub(crate) mod policy;
 pub(crate) mod protocol_sniff;
 pub(crate) mod proxy;
@@ -97,12 +100,21 @@ pub struct Prepared {
 /// Builds the upstream client, the request handler and the listener's TLS. Needs no runtime:
 /// connections are made later, by the serving threads.
 pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
+    prepare_traced(config, None)
+}
+
+/// [`prepare`], with traces exported as `tracing` says ([`otel::settings_from_env`]); `None`
+/// leaves tracing off.
+pub fn prepare_traced(
+    config: &Config,
+    tracing: Option<&otel::Settings>,
+) -> Result<Prepared, ConfigError> {
     let tls = match &config.tls {
         Some(files) => Some(InboundTls::load(&files.cert_file, &files.key_file)?),
         None => None,
     };
     Ok(Prepared {
-        proxy: Proxy::new(config)?,
+        proxy: Proxy::new(config, tracing)?,
         tls,
     })
 }

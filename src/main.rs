@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use explo_shim::commands::run::{EXIT_USAGE, check_config, run as run_command};
 use explo_shim::config::Config;
-use explo_shim::{Hangups, ReloadFrom, StopSignals, cli, demo, telemetry};
+use explo_shim::{Hangups, ReloadFrom, StopSignals, cli, demo, otel, telemetry};
 
 /// jemalloc, with the settings `.cargo/config.toml` compiles in: freed memory goes back to the
 /// kernel after a second, so a burst does not leave the process at its peak.
@@ -53,6 +53,11 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(error) => return usage_error(&error),
     };
+    // OpenTelemetry's own variables, read the standard way; a bad one stops start-up too.
+    let trace_settings = match otel::settings_from_env(|name| std::env::var(name).ok()) {
+        Ok(settings) => settings,
+        Err(error) => return usage_error(&error),
+    };
     let resolved = config.clone();
     let emulator = if cli.demo {
         match runtime.block_on(demo::start_emulator(&mut config)) {
@@ -66,7 +71,7 @@ fn main() -> ExitCode {
         None
     };
     // Built before anything binds, so a bad CA file or certificate stops start-up.
-    let prepared = match explo_shim::prepare(&config) {
+    let prepared = match explo_shim::prepare_traced(&config, trace_settings.as_ref()) {
         Ok(prepared) => prepared,
         Err(error) => return usage_error(&error),
     };
@@ -86,6 +91,14 @@ fn main() -> ExitCode {
     let (_log_writer, log_filter) = telemetry::init(config.log_format, &config.log_level);
     for warning in &unknown_variables {
         tracing::warn!("{warning}");
+    }
+    if let Some(settings) = &trace_settings {
+        tracing::info!(
+            endpoint = %settings.endpoint,
+            service = %settings.service_name,
+            sampler = ?settings.sampler,
+            "exporting traces over OTLP/HTTP"
+        );
     }
     let reload_from = ReloadFrom {
         overrides,

@@ -220,6 +220,7 @@ pub struct Metrics {
     connection_limit: Gauge,
     shed: Counter,
     upstream_throttled: Counter,
+    trace_spans_dropped: Counter,
     rate_limit_waits: Counter,
     rate_limit_wait_seconds: Histogram,
     rate_limit_refused: Counter,
@@ -311,6 +312,12 @@ impl Metrics {
             "upstream_throttled",
             "Upstream 429 replies",
             upstream_throttled.clone(),
+        );
+        let trace_spans_dropped = Counter::default();
+        registry.register(
+            "trace_spans_dropped",
+            "Trace spans not exported: the export queue was full, or the collector did not take them",
+            trace_spans_dropped.clone(),
         );
         let rate_limit_waits = Counter::default();
         registry.register(
@@ -461,6 +468,7 @@ impl Metrics {
             connection_limit,
             shed,
             upstream_throttled,
+            trace_spans_dropped,
             rate_limit_waits,
             rate_limit_wait_seconds,
             rate_limit_refused,
@@ -633,6 +641,11 @@ impl Metrics {
 
     pub fn upstream_throttled(&self) {
         self.upstream_throttled.inc();
+    }
+
+    /// Spans the trace exporter gave up: a full queue, or a batch the collector did not take.
+    pub fn trace_spans_dropped(&self, spans: u64) {
+        self.trace_spans_dropped.inc_by(spans);
     }
 
     pub fn rate_limit_wait(&self, waited: Duration) {
@@ -929,6 +942,7 @@ mod tests {
             [
                 "explo_shim_cascade_refused_total 0",
                 "explo_shim_cascade_unverified_total 0",
+                "explo_shim_trace_spans_dropped_total 0",
                 "explo_shim_connections_open 0",
                 "explo_shim_requests_in_flight 0",
                 "explo_shim_connection_limit 0",

@@ -23,9 +23,10 @@ use crate::headers::hop::strip_hop_by_hop;
 use crate::headers::request_id::{X_REQUEST_ID, request_id};
 use crate::legacy_call::LegacyCalls;
 use crate::metrics::Metrics;
+use crate::otel::{Settings as TraceSettings, Tracing};
 use crate::policy::{CurrentPolicy, Policy};
 use crate::route::{LegacyRoute, path};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, tls_config};
 use crate::usage::UsageTracker;
 
 /// Everything one request needs. One per serving thread: the upstream connections are the
@@ -47,10 +48,14 @@ struct Shared {
     metrics: Arc<Metrics>,
     usage: Arc<UsageTracker>,
     fleet: Option<Arc<Fleet>>,
+    /// `None` unless an OTLP endpoint is set: then each request is one `Option` test.
+    tracing: Option<Tracing>,
 }
 
 impl Proxy {
-    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+    /// The proxy for `config`; with `tracing`, its spans are exported (and the export thread
+    /// starts here).
+    pub fn new(config: &Config, tracing: Option<&TraceSettings>) -> Result<Self, ConfigError> {
         let metrics = Arc::new(Metrics::new(
             usize::try_from(config.limits.max_tracked_clients).unwrap_or(usize::MAX),
         ));
@@ -71,6 +76,19 @@ impl Proxy {
             fleet.as_ref().map(Fleet::link),
             Arc::clone(&metrics),
         )?;
+        let tracing = match tracing {
+            Some(settings) => Some(
+                Tracing::start(
+                    settings,
+                    tls_config(&config.upstream)?,
+                    Arc::clone(&metrics),
+                )
+                .map_err(|error| {
+                    ConfigError(format!("cannot start the trace export thread: {error}"))
+                })?,
+            ),
+            None => None,
+        };
         let usage = Arc::new(UsageTracker::default());
         let shared = Shared {
             body_idle_timeout: config.limits.body_idle_timeout,
@@ -88,6 +106,7 @@ impl Proxy {
             metrics,
             usage,
             fleet,
+            tracing,
         };
         Ok(Self {
             upstream,
@@ -156,10 +175,20 @@ impl Proxy {
                 bytes_in,
             )
         });
+        // The server span rides in the extensions to every upstream exchange for the request.
+        let trace = self.shared.tracing.as_ref().map(|tracing| {
+            let scope =
+                tracing.server_span(request.method(), request.uri().path(), request.headers());
+            request.extensions_mut().insert(scope.clone());
+            scope
+        });
         let mut response = self
             .handle_with_id(request, client, id_text)
             .instrument(span)
             .await;
+        if let Some(scope) = trace {
+            scope.end(response.status().as_u16());
+        }
         response.headers_mut().insert(&X_REQUEST_ID, id);
         match access {
             Some(entry) => entry.finish(response),

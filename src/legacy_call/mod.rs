@@ -54,6 +54,7 @@ use crate::legacy::reply::{
 };
 use crate::legacy::request::{ByToken, CustomerCall, token_lookup_body, translate_request};
 use crate::metrics::{Metrics, UpstreamFailure};
+use crate::otel::TraceScope;
 use crate::policy::Policy;
 use crate::retirement::{BROWNOUT_NOTICE, Decision};
 use crate::route::{GET_CUSTOMER_PATH, LegacyRoute};
@@ -168,6 +169,7 @@ impl LegacyCalls {
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let trace_id = trace_id(request.headers()).map(str::to_owned);
+        let trace = request.extensions().get::<TraceScope>().cloned();
         let logged = request.extensions().get::<BytesIn>().cloned();
         let caller = self
             .metrics
@@ -187,11 +189,19 @@ impl LegacyCalls {
                 .await
             {
                 Ok((response, upstream_status)) => (response, Some(upstream_status.as_u16())),
-                Err(error) => (error.into_logged_response(id), None),
+                Err(error) => {
+                    if let Some(trace) = &trace {
+                        note_error(trace, &error);
+                    }
+                    (error.into_logged_response(id), None)
+                }
             },
             // Nothing reaches the upstream; the body is not even read.
             Decision::Brownout { ends_at } => {
                 self.metrics.legacy_refused(route, "brownout");
+                if let Some(trace) = &trace {
+                    trace.refused("brownout");
+                }
                 let retry_after = ends_at.duration_since(now).unwrap_or_default();
                 let refusal = ShimError::Brownout {
                     route,
@@ -202,6 +212,9 @@ impl LegacyCalls {
             }
             Decision::Sunset { since } => {
                 self.metrics.legacy_refused(route, "sunset");
+                if let Some(trace) = &trace {
+                    trace.refused("sunset");
+                }
                 (
                     ShimError::Sunset { route, since }.into_logged_response(id),
                     None,
@@ -283,6 +296,7 @@ impl LegacyCalls {
         let api = CustomerApi {
             calls: self,
             upstream,
+            trace: parts.extensions.get::<TraceScope>(),
             headers: self.customer_headers(parts.headers, client),
         };
         let (body, sent_token) = match translated.plan {
@@ -506,6 +520,8 @@ impl LegacyCalls {
 struct CustomerApi<'a> {
     calls: &'a LegacyCalls,
     upstream: &'a Upstream,
+    /// The request's server span, when tracing is on: each Customer call is a span under it.
+    trace: Option<&'a TraceScope>,
     headers: HeaderMap,
 }
 
@@ -520,7 +536,11 @@ impl CustomerApi<'_> {
     ) -> Result<CollectedReply, ShimError> {
         self.calls.metrics.lookup(lookup);
         let limit = self.calls.limits.upstream_reply_bytes;
-        let request = customer_request(self.upstream, method, target, self.headers.clone(), body)?;
+        let mut request =
+            customer_request(self.upstream, method, target, self.headers.clone(), body)?;
+        if let Some(trace) = self.trace {
+            request.extensions_mut().insert(trace.clone());
+        }
         self.upstream.exchange(request, limit).await
     }
 
@@ -533,7 +553,11 @@ impl CustomerApi<'_> {
         body: Bytes,
     ) -> Result<Exchanged, ShimError> {
         let limit = self.calls.limits.upstream_reply_bytes;
-        let request = customer_request(self.upstream, method, target, self.headers, Some(body))?;
+        let mut request =
+            customer_request(self.upstream, method, target, self.headers, Some(body))?;
+        if let Some(trace) = self.trace {
+            request.extensions_mut().insert(trace.clone());
+        }
         self.upstream.exchange_keeping_large(request, limit).await
     }
 
@@ -587,6 +611,18 @@ impl CustomerApi<'_> {
             // A 2xx that says no: that is the answer the legacy client gets.
             None => Ok(Precheck::Answer(reply)),
         }
+    }
+}
+
+/// The shim's error on the server span: a guard's refusal, made without a Customer call, as
+/// the refusal reason; any other as the error type.
+fn note_error(trace: &TraceScope, error: &ShimError) {
+    match error {
+        ShimError::DeleteWouldCascade { .. }
+        | ShimError::CascadeUnverified { .. }
+        | ShimError::TokenOfAnotherGroup { .. }
+        | ShimError::RateLimited { .. } => trace.refused(error.code()),
+        _ => trace.failed(error.code()),
     }
 }
 

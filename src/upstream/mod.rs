@@ -27,6 +27,7 @@ use crate::config::{ConfigError, RateLimit, UpstreamConfig, UpstreamUrl};
 use crate::error::ShimError;
 use crate::fleet::FleetLink;
 use crate::metrics::{Metrics, RouteKind, UpstreamFailure};
+use crate::otel::{ClientSpan, TraceScope};
 use crate::ratelimit::{Admission, UpstreamBudget, retry_after_delay};
 use pool::{ConnectionPool, Endpoint, PooledBody};
 
@@ -239,13 +240,21 @@ impl Upstream {
     /// Sends `request` and waits for the reply headers, within the upstream timeout.
     pub async fn send(
         &self,
-        request: Request<ProxyBody>,
+        mut request: Request<ProxyBody>,
     ) -> Result<Response<PooledBody>, ShimError> {
-        self.take_turn().await?;
+        let span = self.turn_traced(&mut request).await?;
         let started = Instant::now();
         let response = coarse_timer::timeout(self.shared.timeout, self.connections.send(request))
             .await
-            .map_err(|_| self.timed_out())??;
+            .map_err(|_| self.timed_out())
+            .and_then(|sent| sent);
+        if let Some(span) = span {
+            match &response {
+                Ok(response) => span.replied(response.status().as_u16()),
+                Err(error) => span.failed(error.code(), error.to_string()),
+            }
+        }
+        let response = response?;
         self.observe(
             RouteKind::PassThrough,
             started,
@@ -278,10 +287,10 @@ impl Upstream {
     /// whose success must reach the client even when it cannot be translated.
     pub async fn exchange_keeping_large(
         &self,
-        request: Request<ProxyBody>,
+        mut request: Request<ProxyBody>,
         reply_limit: u64,
     ) -> Result<Exchanged, ShimError> {
-        self.take_turn().await?;
+        let span = self.turn_traced(&mut request).await?;
         let started = Instant::now();
         let exchange = async {
             let response = self.connections.send(request).await?;
@@ -318,9 +327,36 @@ impl Upstream {
                 body: read.freeze(),
             }))
         };
-        coarse_timer::timeout(self.shared.timeout, exchange)
+        let exchanged = coarse_timer::timeout(self.shared.timeout, exchange)
             .await
-            .map_err(|_| self.timed_out())?
+            .map_err(|_| self.timed_out())
+            .and_then(|exchanged| exchanged);
+        if let Some(span) = span {
+            match &exchanged {
+                Ok(Exchanged::Collected(reply)) => span.replied(reply.status.as_u16()),
+                Ok(Exchanged::TooLarge(reply)) => span.replied(reply.status.as_u16()),
+                Err(error) => span.failed(error.code(), error.to_string()),
+            }
+        }
+        exchanged
+    }
+
+    /// [`Upstream::take_turn`], and when the request is traced ([`TraceScope`] in its
+    /// extensions), its CLIENT span, named in the request's `traceparent`. A call the budget
+    /// refuses makes no upstream call: the refusal is noted on the server span instead.
+    async fn turn_traced(
+        &self,
+        request: &mut Request<ProxyBody>,
+    ) -> Result<Option<ClientSpan>, ShimError> {
+        // Without tracing the extensions are empty, and this costs a test of a null pointer.
+        let scope = request.extensions_mut().remove::<TraceScope>();
+        if let Err(error) = self.take_turn().await {
+            if let Some(scope) = &scope {
+                scope.refused(error.code());
+            }
+            return Err(error);
+        }
+        Ok(scope.map(|scope| scope.client_span(request)))
     }
 
     /// The error for an exchange past `upstream.timeout`. An HTTP/1.1 connection goes with
@@ -355,7 +391,9 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-fn tls_config(config: &UpstreamConfig) -> Result<rustls::ClientConfig, ConfigError> {
+/// The client TLS settings for `config`: the web PKI roots plus `upstream.ca_file`. The trace
+/// exporter uses them too, for an `https://` collector.
+pub fn tls_config(config: &UpstreamConfig) -> Result<rustls::ClientConfig, ConfigError> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
