@@ -71,10 +71,12 @@ mod tests {
     use super::*;
 
     fn token(text: &str) -> AdminToken {
+        // Unique per call: the tests run at once, and one must not remove another's file.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "explo-shim-auth-{}-{}",
             std::process::id(),
-            text.len()
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::write(&path, text).unwrap();
         let token = AdminToken::read(&path).unwrap();
