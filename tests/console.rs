@@ -239,7 +239,10 @@ async fn the_console_shows_clients_schedule_and_charts_in_a_browser_and_loads_no
     assert!(!dom.contains("<img"), "{dom}");
     assert!(!dom.contains("<b>g2"), "{dom}");
     // The countdowns the script ticks (it writes the same form as the server).
-    assert!(dom.contains("<span class=\"countdown\" data-at=\""), "{dom}");
+    assert!(
+        dom.contains("<span class=\"countdown\" data-at=\""),
+        "{dom}"
+    );
     // Nothing on the page points at another host.
     let admin_origin = shim.admin_url("");
     for name in [

@@ -126,14 +126,14 @@ fn main(report: &Value, schedule: &Schedule<'_>, now: SystemTime) -> String {
     let mut out = String::from("<main>");
     let source = report["source"].as_str().unwrap_or("replica");
     let source_text = if source == "fleet" {
-        "the fleet: every replica on this Redis"
+        "every replica on this Redis"
     } else {
-        "this replica only (no fleet, or its Redis did not answer)"
+        "this process only: no fleet, or its Redis did not answer"
     };
     let _ = write!(
         out,
-        "<p class=\"meta\">As of {}. Source: <strong id=\"source\">{}</strong>, {source_text}.\
-         </p>",
+        "<p class=\"meta\">As of {}. Source: <strong id=\"source\">{}</strong> \
+         ({source_text}).</p>",
         time_element(now),
         escape(source)
     );
@@ -239,10 +239,9 @@ fn schedule_section(schedule: &Schedule<'_>, now: SystemTime) -> String {
     let active = match retirement.active(now) {
         Some(window) => format!(
             "<strong class=\"alert\">In a brownout</strong> until {} (ends {}): legacy calls \
-             get 410 <code>brownout</code>; {}",
+             get 410 <code>brownout</code> (exempt clients are served)",
             time_element(window.end),
-            countdown(window.end, now),
-            window_text(window)
+            countdown(window.end, now)
         ),
         None => "none in progress".to_owned(),
     };
@@ -588,24 +587,27 @@ dt{font-weight:600}dd{margin:0}\
 .countdown{font-variant-numeric:tabular-nums;white-space:nowrap}\
 .scroll{overflow-x:auto;border:1px solid var(--line);border-radius:4px;max-width:100%}\
 .scroll:focus{outline:2px solid var(--accent)}\
-table{border-collapse:collapse;width:100%;min-width:56rem}\
+table{border-collapse:collapse;width:100%;min-width:56rem;font-size:.9rem}\
+time{white-space:nowrap}\
 caption{text-align:left;padding:.5rem .7rem;color:var(--muted);font-size:.9rem}\
-th,td{padding:.45rem .7rem;border-top:1px solid var(--line);text-align:left;vertical-align:top}\
+th,td{padding:.45rem .6rem;border-top:1px solid var(--line);text-align:left;vertical-align:top}\
 thead th{background:var(--head);white-space:nowrap}\
 td{white-space:nowrap}td:last-child{white-space:normal;word-break:break-all;min-width:10rem}\
 .num{text-align:right;font-variant-numeric:tabular-nums}\
-th.client{font-weight:400;min-width:12rem}\
+th.client{font-weight:400}\
 .name{font-weight:600;display:block}.fingerprint{color:var(--muted)}\
 .badges{display:flex;flex-wrap:wrap;gap:.3rem;margin-top:.3rem}\
-.badge{border:1px solid currentColor;border-radius:3px;padding:0 .35rem;font-size:.8rem}\
+.badge{border:1px solid currentColor;border-radius:3px;padding:0 .35rem;font-size:.8rem;\
+white-space:nowrap}\
 .badge.exempt{color:var(--ok)}\
-.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(22rem,1fr));gap:1rem}\
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,30rem),1fr));\
+gap:1rem}\
 .chart{margin:0;border:1px solid var(--line);border-radius:4px;padding:.6rem}\
 .chart figcaption{margin-bottom:.3rem}\
 .chart svg{display:block;width:100%;height:auto;margin-top:.4rem}\
 .bar{fill:var(--bar)}.axis{stroke:var(--line)}\
-.label,.note{fill:var(--muted);font-size:11px;font-family:system-ui,sans-serif}\
-.note{font-size:13px}\
+.label,.note{fill:var(--muted);font-size:12px;font-family:system-ui,sans-serif}\
+.note{font-size:14px}\
 .empty{border:1px dashed var(--line);padding:1rem;border-radius:4px}\
 footer{border-top:1px solid var(--line);margin-top:2rem;padding-bottom:1rem}\
 @media (max-width:40rem){body{font-size:15px}.charts{grid-template-columns:1fr}}";
@@ -779,7 +781,7 @@ mod tests {
         assert!(html.contains("No calls to chart yet."));
         assert!(html.contains("<dd id=\"brownout-next\">none scheduled"));
         assert!(html.contains("<code>serve</code>: legacy calls are still translated"));
-        assert!(html.contains("this replica only"));
+        assert!(html.contains("(this process only: no fleet"));
         assert!(html.starts_with("<!doctype html>") && html.ends_with("</html>"));
     }
 
