@@ -69,7 +69,7 @@ pub struct Cli {
     /// The real Explo API base URL, http:// or https://, with an optional path prefix.
     #[arg(long, env = "EXPLO_SHIM_UPSTREAM", value_name = "URL")]
     pub upstream: Option<String>,
-    /// Address of the admin listener (/ the console, /healthz, /readyz, /metrics, /usage).
+    /// Address of the admin listener (the console at /, /healthz, /readyz, /metrics, /usage).
     #[arg(long, env = "EXPLO_SHIM_ADMIN", value_name = "ADDR")]
     pub admin: Option<String>,
     /// Limit for a whole upstream request, e.g. 30s or 500ms.

@@ -107,7 +107,7 @@ pub fn render(report: &Value, schedule: &Schedule<'_>, now: SystemTime, nonce: &
          <title>explo-shim: migration console</title>\
          <style nonce=\"{nonce}\">{STYLE}</style></head><body>\
          <header><h1>explo-shim migration console</h1>\
-         <p id=\"refresh-status\" role=\"status\">Rendered by the shim; with scripts on, the \
+         <p id=\"refresh-status\">Rendered by the shim; with scripts on, the \
          page refreshes every {REFRESH_SECONDS}&nbsp;s.</p></header>"
     );
     page.push_str(&main(report, schedule, now));
@@ -238,8 +238,9 @@ fn schedule_section(schedule: &Schedule<'_>, now: SystemTime) -> String {
     );
     let active = match retirement.active(now) {
         Some(window) => format!(
-            "<strong class=\"alert\">In a brownout</strong> until {} (ends {}): legacy calls \
-             get 410 <code>brownout</code> (exempt clients are served)",
+            "<strong class=\"alert\">In a brownout</strong>, <code>{}</code>, until {} (ends \
+             {}): legacy calls get 410 <code>brownout</code> (exempt clients are served)",
+            escape(&window.to_iso8601()),
             time_element(window.end),
             countdown(window.end, now)
         ),
@@ -582,7 +583,7 @@ a{color:var(--accent)}code{font:.9em ui-monospace,SFMono-Regular,Menlo,Consolas,
 .schedule{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:.6rem 1.2rem;\
 margin:0}\
 .schedule div{border-left:3px solid var(--line);padding:.2rem .7rem}\
-dt{font-weight:600}dd{margin:0}\
+dt{font-weight:600}dd{margin:0}.schedule code{white-space:nowrap}\
 .alert,.refused{color:var(--alert)}\
 .countdown{font-variant-numeric:tabular-nums;white-space:nowrap}\
 .scroll{overflow-x:auto;border:1px solid var(--line);border-radius:4px;max-width:100%}\
@@ -761,7 +762,10 @@ mod tests {
         ));
 
         let during = page(&report(), &retirement(&[]), "2026-12-09T15:10:00Z");
-        assert!(during.contains("<strong class=\"alert\">In a brownout</strong> until"));
+        assert!(during.contains(
+            "<strong class=\"alert\">In a brownout</strong>, \
+             <code>2026-12-09T15:00:00Z/PT30M</code>, until"
+        ));
         assert!(during.contains(">in 20 min 0 s</span>"));
         assert!(during.contains("<code>2026-12-16T15:00:00Z/PT1H</code>"));
         assert!(during.contains("<dd id=\"exempt\">none"));
