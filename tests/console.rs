@@ -1,7 +1,8 @@
 //! Issue 18: the migration console, `GET /` on the admin listener, through the real binary and
 //! a real browser (headless Chromium from Debian's `chromium` package). Without Chromium the
 //! browser test is skipped with a note, unless `EXPLO_SHIM_REQUIRE_CHROMIUM` is set (`.ci/run`
-//! installs Chromium and sets it), where that is a failure.
+//! installs Chromium and sets it), where that is a failure. In a fleet, any replica's console
+//! shows the fleet's records (a real `redis-server`, as in tests/fleet.rs).
 
 mod common;
 
@@ -287,4 +288,44 @@ async fn the_console_asks_for_the_token_like_usage_and_shows_an_empty_state() {
         html.contains("<dd id=\"brownout-next\">none scheduled"),
         "{html}"
     );
+}
+
+#[tokio::test]
+async fn a_replicas_console_shows_the_calls_made_through_the_others_in_a_fleet() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let upstream = team_only_upstream().await;
+    let named = fingerprint(TEAM_TOKEN);
+    let config = TempConfig::new(&format!(
+        "[clients]\n\"{named}\" = \"billing-service\"\n[rate_limit]\nredis_url = \"{}\"\n",
+        redis.url()
+    ));
+    let first = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let second = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let got = send(
+        "POST",
+        &first.url("/api/update_user_group/"),
+        &[(TOKEN_HEADER, TEAM_TOKEN)],
+        r#"{"user_group_id": "g1"}"#,
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    // Each replica writes its records to Redis once a second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = send("GET", &second.admin_url("/"), &[], "").await;
+        let html = String::from_utf8_lossy(&page.body).into_owned();
+        if html.contains("<code>update_user_group</code>") {
+            assert!(
+                html.contains("Source: <strong id=\"source\">fleet</strong>"),
+                "{html}"
+            );
+            assert!(html.contains("<span class=\"name\">billing-service</span>"));
+            assert!(html.contains(&named));
+            break;
+        }
+        assert!(Instant::now() < deadline, "never shown: {html}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
