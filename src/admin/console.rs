@@ -6,8 +6,8 @@
 //! rendered here, on the server, so the page is whole without scripts; the script only ticks
 //! the countdowns and, every [`REFRESH_SECONDS`], fetches `/` again and swaps `<main>` (charts
 //! included) for the new one. Every text that comes from a client or the config (names,
-//! fingerprints, `user_group_id`s) is escaped by [`escape`]; the script writes no data of its
-//! own but with `textContent`.
+//! fingerprints, `user_group_id`s) is escaped by [`escape`]; the script sets only its own
+//! words, and only with `textContent`.
 //!
 //! [`render`] is a pure function: the `/usage` report, the schedule, the time and the nonce
 //! in, the page out.
@@ -51,8 +51,8 @@ pub fn content_security_policy(nonce: &str) -> String {
     )
 }
 
-/// A fresh nonce: the 16 bytes of a version 4 UUID (122 of them random bits, from the
-/// operating system's generator), in base64.
+/// A fresh nonce: the 16 bytes of a version 4 UUID in base64; 122 of its bits are random,
+/// from the operating system's generator (the other 6 name the version and variant).
 pub fn nonce() -> String {
     base64(uuid::Uuid::new_v4().as_bytes())
 }
@@ -105,7 +105,8 @@ pub fn render(report: &Value, schedule: &Schedule<'_>, now: SystemTime, nonce: &
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta name=\"referrer\" content=\"no-referrer\">\
          <title>explo-shim: migration console</title>\
-         <style nonce=\"{nonce}\">{STYLE}</style></head><body>\
+         <style nonce=\"{nonce}\">{STYLE}</style></head>\
+         <body data-refresh-seconds=\"{REFRESH_SECONDS}\">\
          <header><h1>explo-shim migration console</h1>\
          <p id=\"refresh-status\">Rendered by the shim; with scripts on, the \
          page refreshes every {REFRESH_SECONDS}&nbsp;s.</p></header>"
@@ -614,10 +615,11 @@ footer{border-top:1px solid var(--line);margin-top:2rem;padding-bottom:1rem}\
 @media (max-width:40rem){body{font-size:15px}.charts{grid-template-columns:1fr}}";
 
 /// Ticks the countdowns each second and swaps `<main>` for a fresh one every
-/// [`REFRESH_SECONDS`]. It writes only its own words, with `textContent`; the swapped `<main>`
-/// was parsed from the server's escaped markup by `DOMParser`, which runs no scripts.
+/// [`REFRESH_SECONDS`] (read from `<body data-refresh-seconds>`). It writes only its own
+/// words, with `textContent`; the swapped `<main>` was parsed from the server's escaped markup
+/// by `DOMParser`, which runs no scripts.
 const SCRIPT: &str = "(function(){'use strict';\
-var REFRESH_MS=10000;\
+var EVERY=Number(document.body.getAttribute('data-refresh-seconds'))||10;\
 function span(ms){var s=Math.floor(ms/1000),d=Math.floor(s/86400),h=Math.floor(s%86400/3600),\
 m=Math.floor(s%3600/60),r=s%60;\
 if(d>0)return d+' d '+h+' h';if(h>0)return h+' h '+m+' min';return m+' min '+r+' s';}\
@@ -634,10 +636,10 @@ return r.text();})\
 var next=doc.querySelector('main'),current=document.querySelector('main');\
 if(!next||!current)throw new Error('no data in the reply');\
 current.replaceWith(document.adoptNode(next));tick();\
-status('Refreshed '+new Date().toISOString().slice(11,19)+' UTC; every 10 s.');})\
+status('Refreshed '+new Date().toISOString().slice(11,19)+' UTC; every '+EVERY+' s.');})\
 .catch(function(e){status('Refresh failed: '+e.message+'. Showing the last data.');});}\
-tick();setInterval(tick,1000);setInterval(refresh,REFRESH_MS);\
-status('Live: refreshes every 10 s.');})();";
+tick();setInterval(tick,1000);setInterval(refresh,EVERY*1000);\
+status('Live: refreshes every '+EVERY+' s.');})();";
 
 #[cfg(test)]
 mod tests {

@@ -36,7 +36,7 @@ use crate::policy::{AdminToken, CurrentPolicy, Policy};
 use crate::usage::{self, UsageTracker};
 
 mod auth;
-pub mod console;
+mod console;
 
 /// Whether the main listener is accepting traffic.
 #[derive(Clone, Default)]
