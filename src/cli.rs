@@ -69,7 +69,7 @@ pub struct Cli {
     /// The real Explo API base URL, http:// or https://, with an optional path prefix.
     #[arg(long, env = "EXPLO_SHIM_UPSTREAM", value_name = "URL")]
     pub upstream: Option<String>,
-    /// Address of the admin listener (/healthz, /readyz, /metrics, /usage).
+    /// Address of the admin listener (the console at /, /healthz, /readyz, /metrics, /usage).
     #[arg(long, env = "EXPLO_SHIM_ADMIN", value_name = "ADDR")]
     pub admin: Option<String>,
     /// Limit for a whole upstream request, e.g. 30s or 500ms.
@@ -338,11 +338,15 @@ where
 /// Every variable the binary reads starts with this.
 pub const VARIABLE_PREFIX: &str = "EXPLO_SHIM_";
 
-/// `EXPLO_SHIM_*` variables read besides the flags' own. `EXPLO_SHIM_REQUIRE_REDIS` is read by
-/// the test suite (`tests/common`), not the binary, and `EXPLO_SHIM_COMMIT` by the build
-/// (`--version`); `.ci/run` exports both, so every shim a CI run starts has them in its
-/// environment.
-pub const OTHER_VARIABLES: &[&str] = &["EXPLO_SHIM_REQUIRE_REDIS", "EXPLO_SHIM_COMMIT"];
+/// `EXPLO_SHIM_*` variables read besides the flags' own. `EXPLO_SHIM_REQUIRE_REDIS` and
+/// `EXPLO_SHIM_REQUIRE_CHROMIUM` are read by the test suite (`tests/common`, `tests/console.rs`),
+/// not the binary, and `EXPLO_SHIM_COMMIT` by the build (`--version`); `.ci/run` exports them
+/// all, so every shim a CI run starts has them in its environment.
+pub const OTHER_VARIABLES: &[&str] = &[
+    "EXPLO_SHIM_REQUIRE_REDIS",
+    "EXPLO_SHIM_REQUIRE_CHROMIUM",
+    "EXPLO_SHIM_COMMIT",
+];
 
 /// Every `EXPLO_SHIM_*` variable that names something: the flags' own, from clap's argument
 /// definitions (subcommands included), and [`OTHER_VARIABLES`].
@@ -458,6 +462,7 @@ mod tests {
             "EXPLO_SHIM_RATE_LIMIT_REDIS_URL",
             "EXPLO_SHIM_SHUTDOWN_DELAY",
             "EXPLO_SHIM_REQUIRE_REDIS",
+            "EXPLO_SHIM_REQUIRE_CHROMIUM",
         ] {
             assert!(known.iter().any(|known| known == name), "{name}: {known:?}");
         }

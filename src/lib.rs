@@ -13,8 +13,8 @@
 //!
 //! **Serving.** [`server`]: thread per core, one runtime, listener and upstream pool per
 //! serving thread (duplicates of one listening socket); HTTP/1.1 and h2c; the graceful drain.
-//! [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/usage` on the admin listener. [`tls`]:
-//! optional TLS on the main listener, reloaded on SIGHUP.
+//! [`admin`]: the console (`/`), `/healthz`, `/readyz`, `/metrics` and `/usage` on the admin
+//! listener. [`tls`]: optional TLS on the main listener, reloaded on SIGHUP.
 //!
 //! **One request.** [`proxy`]: the dispatch (a legacy route goes to [`legacy_call`]) and the
 //! pass-through. [`legacy_call`]: one legacy call end to end: read, translate, the checks

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
@@ -24,6 +25,10 @@ use crate::retirement::Retirement;
 #[derive(Debug)]
 pub struct Policy {
     pub deprecation: DeprecationHeaders,
+    /// `deprecation.date`: when the legacy API was deprecated (the console shows it).
+    pub deprecated_at: SystemTime,
+    /// `deprecation.sunset`, when set: when it stops, or may stop, being served.
+    pub sunset_at: Option<SystemTime>,
     pub retirement: Retirement,
     pub reply_options: ReplyOptions,
     /// One access-log line per request.
@@ -123,6 +128,8 @@ impl Policy {
             .map_err(|_| {
                 ConfigError("`deprecation.sunset` is earlier than `deprecation.date`".to_owned())
             })?,
+            deprecated_at: config.deprecation.deprecated_at,
+            sunset_at: config.deprecation.sunset_at,
             retirement: config.deprecation.retirement.clone(),
             reply_options: config.legacy.clone(),
             access_log: config.access_log,

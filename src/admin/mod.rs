@@ -1,6 +1,9 @@
 //! The admin listener: liveness and readiness for orchestrators, metrics, and the migration
 //! tracker.
 //!
+//! `GET /` is the migration console ([`console`]): one self-contained HTML page with the
+//! `/usage` data, the retirement schedule and charts of the calls over time.
+//!
 //! `GET /metrics` is the Prometheus text format 0.0.4, or OpenMetrics text when the `Accept`
 //! header asks for it ([`crate::metrics::exposition`]); `GET /usage` is the JSON report of who
 //! still calls which legacy endpoint.
@@ -34,6 +37,7 @@ use crate::policy::{AdminToken, CurrentPolicy, Policy};
 use crate::usage::{self, UsageTracker};
 
 mod auth;
+mod console;
 
 /// Whether the main listener is accepting traffic.
 #[derive(Clone, Default)]
@@ -89,6 +93,9 @@ where
     }
     let readiness = &state.readiness;
     let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
+    if is_read && request.uri().path() == "/" {
+        return console_page(state, &policy).await;
+    }
     if is_read && request.uri().path() == "/metrics" {
         let now = SystemTime::now();
         let policy = state.policy.peek();
@@ -136,7 +143,7 @@ where
         ),
         _ => (
             StatusCode::NOT_FOUND,
-            json!({"error": "not found", "endpoints": ["/healthz", "/readyz", "/metrics", "/usage"]}),
+            json!({"error": "not found", "endpoints": ["/", "/healthz", "/readyz", "/metrics", "/usage"]}),
         ),
     };
     let mut response = Response::new(full_body(body.to_string()));
@@ -235,6 +242,41 @@ fn sign_in_page(problem: Option<&str>) -> String {
     )
 }
 
+/// The console: the same report as `/usage`, as a page with its own nonce in its
+/// `Content-Security-Policy`, never kept by a cache (it names clients, and is stale in 10 s).
+async fn console_page(state: &AdminState, policy: &Policy) -> Response<ProxyBody> {
+    let report = usage_report(state, policy).await;
+    let nonce = console::nonce();
+    let schedule = console::Schedule {
+        deprecated_at: policy.deprecated_at,
+        sunset_at: policy.sunset_at,
+        retirement: &policy.retirement,
+        client_names: &policy.client_names,
+    };
+    let page = console::render(&report, &schedule, SystemTime::now(), &nonce);
+    let mut response = Response::new(full_body(page));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // A nonce is base64, always a valid header value; were it not, the page would still be
+    // served under a policy that lets nothing run rather than under none.
+    let csp = HeaderValue::from_str(&console::content_security_policy(&nonce))
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
 /// The fleet's usage when Redis answers, else this replica's, with each client's name from
 /// `[clients]` beside its fingerprint.
 async fn usage_report(state: &AdminState, policy: &Policy) -> Value {
@@ -320,6 +362,34 @@ mod tests {
         );
         let usage = handle(get("/usage"), &state).await;
         assert_eq!(usage.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn the_console_is_a_page_under_its_own_nonce_never_cached() {
+        let state = state();
+        let page = handle(get("/"), &state).await;
+        assert_eq!(page.status(), StatusCode::OK);
+        let headers = page.headers().clone();
+        assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        let nonce = csp
+            .split("'nonce-")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .unwrap()
+            .to_owned();
+        let body = page.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains(&format!("<script nonce=\"{nonce}\">")));
+        let again = handle(get("/"), &state).await;
+        assert_ne!(
+            again.headers()[header::CONTENT_SECURITY_POLICY],
+            headers[header::CONTENT_SECURITY_POLICY],
+            "a fresh nonce per response"
+        );
+        let head = Request::head("/").body(String::new()).unwrap();
+        assert_eq!(handle(head, &state).await.status(), StatusCode::OK);
     }
 
     #[tokio::test]
