@@ -55,6 +55,8 @@
 pub(crate) mod access_log;
 pub(crate) mod admin;
 pub(crate) mod body;
+#[cfg(test)]
+pub(crate) mod captured_log;
 pub mod cli;
 pub(crate) mod coarse_timer;
 pub mod commands;

@@ -255,19 +255,7 @@ mod tests {
 
     /// The targets of the lines `filter` lets through, of one line per target and level.
     fn passed(filter: &str) -> Vec<&'static str> {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Sink(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Sink {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let sink = Sink::default();
+        let sink = crate::captured_log::CapturedLog::default();
         let writer = sink.clone();
         let subscriber = tracing_subscriber::registry()
             .with(log_filter(filter).unwrap())
@@ -283,7 +271,7 @@ mod tests {
             tracing::debug!(target: "hyper::proto", "hyper-debug");
             tracing::debug!(target: "explo_shim::proxy", "proxy-debug");
         });
-        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let text = sink.text();
         [
             "deprecated-info",
             "access-info",
