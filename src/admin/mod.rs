@@ -83,7 +83,7 @@ where
         let path = request.uri().path();
         if path == "/login" && request.method() == Method::POST {
             let Ok(_slot) = state.sign_ins.try_acquire() else {
-                return unauthorized(true, Some("Too many sign-ins at once; try again."));
+                return too_many_sign_ins();
             };
             return sign_in(request, token).await;
         }
@@ -186,6 +186,19 @@ where
     headers.insert(header::LOCATION, HeaderValue::from_static("/"));
     headers.insert(header::SET_COOKIE, cookie);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// 503 while [`MAX_SIGN_INS`] forms are being read: a moment later there is room.
+fn too_many_sign_ins() -> Response<ProxyBody> {
+    let mut response = Response::new(full_body("Too many sign-ins at once; try again.\n"));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
 
@@ -390,6 +403,30 @@ mod tests {
         );
         let head = Request::head("/").body(String::new()).unwrap();
         assert_eq!(handle(head, &state).await.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_sign_in_past_the_cap_is_told_to_come_back() {
+        let path = std::env::temp_dir().join(format!("explo-shim-signin-{}", std::process::id()));
+        std::fs::write(&path, "t0ken").unwrap();
+        let mut state = state();
+        state.policy = CurrentPolicy::new(crate::policy::Policy {
+            admin_token: Some(AdminToken::read(&path).unwrap()),
+            ..crate::policy::Policy::from_config(
+                &crate::config::Config::resolve(&crate::config::Overrides::default()).unwrap(),
+            )
+            .unwrap()
+        });
+        std::fs::remove_file(&path).unwrap();
+        let _held: Vec<_> = (0..MAX_SIGN_INS)
+            .map(|_| state.sign_ins.try_acquire().unwrap())
+            .collect();
+        let sign_in = Request::post("/login")
+            .body("token=t0ken".to_owned())
+            .unwrap();
+        let refused = handle(sign_in, &state).await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
     }
 
     #[tokio::test]
