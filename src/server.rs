@@ -476,7 +476,7 @@ impl ClientConnection {
             }
         };
         if let Err(error) = result {
-            tracing::debug!(%client, error = %crate::upstream::error_chain(&error), "client connection ended with an error");
+            tracing::debug!(%client, error = %crate::error::error_chain(&error), "client connection ended with an error");
         }
     }
 }

@@ -26,6 +26,7 @@ use serde_json::{Value as Json, json};
 use tokio::sync::mpsc;
 
 use super::Settings;
+use crate::error::error_chain;
 use crate::metrics::Metrics;
 
 /// Spans waiting for export, at most.
@@ -244,18 +245,6 @@ impl Exporter {
             Err(format!("the collector answered {status}"))
         }
     }
-}
-
-/// An error and its sources on one line, for the log.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The OTLP/JSON request for `spans` (an `ExportTraceServiceRequest`): ids in hex, times as

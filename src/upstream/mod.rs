@@ -24,7 +24,7 @@ use crate::coarse_timer;
 use arc_swap::ArcSwap;
 
 use crate::config::{ConfigError, RateLimit, UpstreamConfig, UpstreamUrl};
-use crate::error::ShimError;
+use crate::error::{ShimError, error_chain};
 use crate::fleet::FleetLink;
 use crate::metrics::{Metrics, RouteKind, UpstreamFailure};
 use crate::otel::{ClientSpan, TraceScope};
@@ -377,18 +377,6 @@ pub fn reply_too_large(reply_limit: u64) -> ShimError {
     ShimError::UpstreamInvalidReply {
         detail: format!("reply larger than {reply_limit} bytes"),
     }
-}
-
-/// An error and all its sources on one line, for the log.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The client TLS settings for `config`: the web PKI roots plus `upstream.ca_file`. The trace

@@ -201,7 +201,7 @@ impl ConnectionPool {
         }
         self.inner.endpoint.metrics.upstream_error(classify(error));
         ShimError::UpstreamFailed {
-            detail: super::error_chain(error),
+            detail: crate::error::error_chain(error),
         }
     }
 
@@ -332,7 +332,7 @@ impl ConnectionPool {
         let unreachable = |error: hyper::Error| {
             endpoint.metrics.upstream_error(classify(&error));
             ShimError::UpstreamUnreachable {
-                detail: super::error_chain(&error),
+                detail: crate::error::error_chain(&error),
             }
         };
         if transport.negotiated_h2() {
@@ -601,7 +601,7 @@ impl RequestBodyOutcome {
         let failure = match error.downcast_ref::<BodyIdleTimeout>() {
             Some(stalled) => ShimError::from(stalled),
             None => ShimError::BrokenClientBody {
-                detail: super::error_chain(error.as_ref()),
+                detail: crate::error::error_chain(error.as_ref()),
             },
         };
         *self
