@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::policy::AdminToken;
 
-use crate::headers::forwarding::ADMIN_SESSION_COOKIE as COOKIE_NAME;
+use crate::headers::cookie::{self, ADMIN_SESSION_COOKIE as COOKIE_NAME};
 
 /// The paths the token guards: what tells who calls and how much.
 pub fn is_guarded(path: &str) -> bool {
@@ -27,7 +27,7 @@ pub fn is_authorized(headers: &HeaderMap, token: &AdminToken) -> bool {
         || headers
             .get_all(COOKIE)
             .iter()
-            .flat_map(|value| cookie_values(value, COOKIE_NAME))
+            .flat_map(|value| cookie::values(value, COOKIE_NAME))
             .any(|candidate| token.matches_session(candidate))
 }
 
@@ -39,20 +39,6 @@ fn bearer_credential(value: &HeaderValue) -> Option<&[u8]> {
         .eq_ignore_ascii_case(b"bearer ")
         .then(|| rest.trim_ascii())
         .filter(|credential| !credential.is_empty())
-}
-
-/// The values of the cookies named `name` in one `Cookie` header (RFC 6265 §4.2.1).
-fn cookie_values<'a>(value: &'a HeaderValue, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
-    value
-        .as_bytes()
-        .split(|byte| *byte == b';')
-        .filter_map(move |pair| {
-            let pair = pair.trim_ascii();
-            let (key, value) = pair.split_at_checked(name.len())?;
-            (key == name.as_bytes())
-                .then(|| value.strip_prefix(b"="))
-                .flatten()
-        })
 }
 
 /// The `Set-Cookie` value that keeps the session for the console: never readable by scripts

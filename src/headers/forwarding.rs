@@ -9,14 +9,10 @@ use std::net::IpAddr;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
+use super::cookie::{self, ADMIN_SESSION_COOKIE};
 use super::hop::strip_hop_by_hop;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-
-/// The admin console's session cookie. Browsers send a cookie to every port of the host that
-/// set it, so a browser signed in to the admin port sends it to the main listener too; it is
-/// the shim's own and never goes upstream.
-pub const ADMIN_SESSION_COOKIE: &str = "explo_shim_admin";
 
 /// Turns the client's request headers into the headers sent upstream.
 ///
@@ -28,41 +24,9 @@ pub fn prepare_upstream_headers(
 ) {
     strip_hop_by_hop(headers);
     headers.remove(header::HOST);
-    if headers.contains_key(header::COOKIE) {
-        strip_admin_session(headers);
-    }
+    cookie::remove(headers, ADMIN_SESSION_COOKIE);
     if add_x_forwarded_for {
         append_forwarded_for(headers, client_ip);
-    }
-}
-
-/// Removes [`ADMIN_SESSION_COOKIE`] from every `Cookie` header, and a header left empty.
-fn strip_admin_session(headers: &mut HeaderMap) {
-    let prefix = format!("{ADMIN_SESSION_COOKIE}=");
-    let named = |pair: &str| pair.trim_start().starts_with(&prefix);
-    let cookies: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
-    if !cookies
-        .iter()
-        .any(|value| value.to_str().is_ok_and(|text| text.split(';').any(named)))
-    {
-        return;
-    }
-    headers.remove(header::COOKIE);
-    for value in cookies {
-        let Ok(text) = value.to_str() else {
-            headers.append(header::COOKIE, value);
-            continue;
-        };
-        let kept: Vec<&str> = text
-            .split(';')
-            .filter(|pair| !named(pair))
-            .map(str::trim)
-            .collect();
-        if let Ok(rest) = HeaderValue::from_str(&kept.join("; "))
-            && !rest.is_empty()
-        {
-            headers.append(header::COOKIE, rest);
-        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Header concerns, one small module each:
 //!
+//! - [`cookie`]: finding a cookie by name, and keeping the admin session cookie from the upstream.
 //! - [`deprecation`]: `Deprecation`, `Link` and `Sunset` on legacy replies (RFC 9745, 8594).
 //! - [`hop`]: hop-by-hop headers (RFC 9110 §7.6.1), stripped in both directions.
 //! - [`framing`]: refusing request smuggling shapes (RFC 9112 §6).
@@ -8,6 +9,7 @@
 //! - [`forwarding`]: what the shim adds to or removes from requests it sends upstream.
 //! - [`trace_context`]: the caller's W3C `traceparent` trace id, for the log lines.
 
+pub mod cookie;
 pub mod deprecation;
 pub mod encoding;
 pub mod forwarding;
