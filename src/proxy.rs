@@ -25,7 +25,8 @@ use crate::legacy_call::LegacyCalls;
 use crate::metrics::Metrics;
 use crate::otel::{Settings as TraceSettings, Tracing};
 use crate::policy::{CurrentPolicy, Policy};
-use crate::route::{LegacyRoute, path};
+use crate::route::LegacyRoute;
+use crate::route::path::{self, UnsafePath};
 use crate::upstream::{Upstream, tls_config};
 use crate::usage::UsageTracker;
 
@@ -160,12 +161,12 @@ impl Proxy {
         // Sane IDs are visible ASCII (see `request_id`), so this never falls back.
         let id_text = id.to_str().unwrap_or_default();
         let span = tracing::debug_span!("request", request_id = id_text);
+        // Recognised once, for the dispatch, the access line and the span alike.
+        let recognised = path::recognise(request.method(), request.uri().path());
+        let route = recognised.ok().flatten();
         let access = self.shared.policy.peek().access_log.then(|| {
             let bytes_in = BytesIn::default();
             request.extensions_mut().insert(bytes_in.clone());
-            let route = path::recognise(request.method(), request.uri().path())
-                .ok()
-                .flatten();
             AccessEntry::start(
                 request.method(),
                 request.uri(),
@@ -177,13 +178,17 @@ impl Proxy {
         });
         // The server span rides in the extensions to every upstream exchange for the request.
         let trace = self.shared.tracing.as_ref().map(|tracing| {
-            let scope =
-                tracing.server_span(request.method(), request.uri().path(), request.headers());
+            let scope = tracing.server_span(
+                request.method(),
+                request.uri().path(),
+                request.headers(),
+                route,
+            );
             request.extensions_mut().insert(scope.clone());
             scope
         });
         let mut response = self
-            .handle_with_id(request, client, id_text)
+            .handle_with_id(recognised, request, client, id_text)
             .instrument(span)
             .await;
         if let Some(scope) = trace {
@@ -198,11 +203,12 @@ impl Proxy {
 
     async fn handle_with_id(
         &self,
+        recognised: Result<Option<LegacyRoute>, UnsafePath>,
         request: Request<Incoming>,
         client: SocketAddr,
         id: &str,
     ) -> Response<ProxyBody> {
-        let route = match path::recognise(request.method(), request.uri().path()) {
+        let route = match recognised {
             Ok(route) => route,
             Err(unsafe_path) => return ShimError::from(unsafe_path).into_logged_response(id),
         };

@@ -376,6 +376,8 @@ impl<'s> Sections<'s> {
         note: impl FnOnce(Source<'s>) -> Option<&'static str>,
     ) {
         let sources = self.sources;
+        // `sections` opens the top-level table before its first line, and nothing else calls
+        // this: there is always a table. Not on any request path (`--check-config` only).
         let section = self.sections.last_mut().expect("a table is open");
         let source = match (section.map, section.name) {
             (Some(source), _) => source,

@@ -26,7 +26,7 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use crate::fingerprint::{EXPLO_AUTHORIZATION, client_fingerprint};
 use crate::headers::trace_context::{self, TRACEPARENT};
 use crate::metrics::Metrics;
-use crate::route::path;
+use crate::route::LegacyRoute;
 
 /// The service name when `OTEL_SERVICE_NAME` is unset.
 pub const DEFAULT_SERVICE_NAME: &str = "explo-shim";
@@ -198,10 +198,15 @@ impl Tracing {
     }
 
     /// Opens the SERVER span of one request, under the caller's span when its `traceparent`
-    /// is valid. A legacy route names the span; anything else is named by its method alone
-    /// (a passed-through path may hold ids).
-    pub fn server_span(&self, method: &Method, uri_path: &str, headers: &HeaderMap) -> TraceScope {
-        let route = path::recognise(method, uri_path).ok().flatten();
+    /// is valid. Its legacy `route` (as the proxy recognised it) names the span; anything else
+    /// is named by its method alone (a passed-through path may hold ids).
+    pub fn server_span(
+        &self,
+        method: &Method,
+        uri_path: &str,
+        headers: &HeaderMap,
+        route: Option<LegacyRoute>,
+    ) -> TraceScope {
         let parent = match trace_context::parse(headers).and_then(remote_parent) {
             Some(parent) => Context::new().with_remote_span_context(parent),
             None => Context::new(),
@@ -566,7 +571,12 @@ mod tests {
             &EXPLO_AUTHORIZATION,
             HeaderValue::from_static("Token secret"),
         );
-        let scope = tracing.server_span(&Method::DELETE, "/api/delete_user_group/", &headers);
+        let scope = tracing.server_span(
+            &Method::DELETE,
+            "/api/delete_user_group/",
+            &headers,
+            Some(LegacyRoute::DeleteUserGroup),
+        );
         let mut request = Request::post("http://upstream/api/get_customer/")
             .header(
                 &TRACEPARENT,
