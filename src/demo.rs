@@ -12,15 +12,33 @@ use crate::emulator::{self, Emulator};
 /// The token the printed calls use; the emulator accepts any `Token …` value.
 pub const DEMO_TOKEN: &str = "Token demo";
 
-/// Starts the emulator on a free loopback port and points `config` at it.
-pub async fn start_emulator(config: &mut Config) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// Starts the emulator on a free loopback port, on a thread and runtime of its own, and
+/// points `config` at it. Not on the coordinating thread: whatever holds that one up (a slow
+/// reload, a busy admin listener) must not hold up the demo's upstream too.
+pub fn start_emulator(config: &mut Config) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    tokio::spawn(emulator::serve(
-        listener,
-        Arc::new(Emulator::new(None)),
-        std::future::pending(),
-    ));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("explo-shim-emulator".to_owned())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        emulator::serve(
+                            listener,
+                            Arc::new(Emulator::new(None)),
+                            std::future::pending(),
+                        )
+                        .await;
+                    }
+                    Err(error) => tracing::error!(%error, "cannot serve the demo emulator"),
+                }
+            });
+        })?;
     config.upstream.url = UpstreamUrl {
         scheme: http::uri::Scheme::HTTP,
         authority: addr

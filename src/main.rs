@@ -60,7 +60,7 @@ fn main() -> ExitCode {
     };
     let resolved = config.clone();
     let emulator = if cli.demo {
-        match runtime.block_on(demo::start_emulator(&mut config)) {
+        match demo::start_emulator(&mut config) {
             Ok(addr) => Some(addr),
             Err(error) => {
                 eprintln!("explo-shim: cannot start the demo emulator: {error}");

@@ -54,7 +54,7 @@ impl AdminToken {
     /// Reads the token: the file's content without surrounding whitespace (a trailing newline
     /// from an editor or `echo` is not part of it). An unreadable or empty file is an error.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| {
+        let text = crate::config::read::read_bounded_text(path).map_err(|error| {
             ConfigError(format!(
                 "invalid `admin_token_file` {}: {error}",
                 path.display()

@@ -12,7 +12,12 @@
 //! What is bound at start-up (the listeners, `workers`, the upstream and its connections,
 //! `limits`, `log_format`, `shutdown.grace`, the fleet's Redis, whether the budget or TLS is on at all,
 //! `legacy.refuse_cascading_delete`) needs a restart: a changed value is logged, naming the
-//! key, and the running one kept.
+//! key, and the running one kept. So does turning the admin token off: a signal alone must
+//! not open the console, `/usage` and `/metrics` to anyone who can reach the admin port.
+//!
+//! The files are read ([`ReloadInputs::prepare`]) on a blocking thread with no lock held, each
+//! with the clock and cap of [`crate::config::read`]; only the swap ([`Reloader::finish`])
+//! takes the lock, so a FIFO or a hung mount never holds up the probes or the stop signals.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -121,6 +126,16 @@ pub fn restart_only_changes(running: &Config, fresh: &Config) -> Vec<NeedsRestar
         on_off(running.tls.is_some()),
         on_off(fresh.tls.is_some()),
     );
+    // Turning the token off would open the console, /usage and /metrics to anyone who can
+    // reach the admin port, on a signal alone: only a restart may do that. Another file, or a
+    // token where there was none, is taken at once.
+    if let (Some(path), None) = (&running.admin_token_file, &fresh.admin_token_file) {
+        changes.push(NeedsRestart {
+            key: "admin_token_file",
+            running: path.display().to_string(),
+            in_file: "unset".to_owned(),
+        });
+    }
     changes
 }
 
@@ -148,6 +163,10 @@ pub fn applied(running: &Config, fresh: Config) -> Config {
             .map(|kept| fresh.tls.clone().unwrap_or_else(|| kept.clone())),
         // The serving threads were given their grace period when they started.
         shutdown_grace: running.shutdown_grace,
+        admin_token_file: fresh
+            .admin_token_file
+            .clone()
+            .or_else(|| running.admin_token_file.clone()),
         ..fresh
     }
 }
@@ -189,11 +208,21 @@ impl Reloader {
         &self.running
     }
 
-    /// Reads the file again and puts it in service, or refuses it (and changes nothing);
-    /// logs either way.
-    pub fn reload(&mut self) {
-        match self.try_reload() {
-            Ok(()) => {
+    /// What a reload starts from: a copy, so that the files can be read with no lock held.
+    pub fn reload_inputs(&self) -> ReloadInputs {
+        ReloadInputs {
+            overrides: self.overrides.clone(),
+            running: self.running.clone(),
+            tls_on: self.tls.is_some(),
+        }
+    }
+
+    /// Puts what [`ReloadInputs::prepare`] built in service, or, when it failed, keeps
+    /// everything as it is; logs and counts either way.
+    pub fn finish(&mut self, prepared: Result<PreparedReload, ConfigError>) {
+        match prepared {
+            Ok(prepared) => {
+                self.install(prepared);
                 self.metrics.config_reload(true);
                 self.metrics.config_loaded(unix_seconds(SystemTime::now()));
             }
@@ -207,18 +236,14 @@ impl Reloader {
         }
     }
 
-    fn try_reload(&mut self) -> Result<(), ConfigError> {
-        let fresh = Config::resolve(&self.overrides)?;
-        let waiting = restart_only_changes(&self.running, &fresh);
-        let next = applied(&self.running, fresh);
-        // Everything that can fail is built first; nothing is swapped until all of it is.
-        let policy = Policy::from_config(&next)?;
-        let certificate = match (&self.tls, &next.tls) {
-            (Some(_), Some(files)) => Some(InboundTls::prepare(&files.cert_file, &files.key_file)?),
-            _ => None,
-        };
-        let filter = LogFilter::prepare(&next.log_level)
-            .map_err(|error| ConfigError(format!("invalid `log_level`: {error}")))?;
+    fn install(&mut self, prepared: PreparedReload) {
+        let PreparedReload {
+            next,
+            waiting,
+            policy,
+            certificate,
+            filter,
+        } = prepared;
         let tls_reloaded = certificate.is_some();
         if let (Some(tls), Some(certificate)) = (&self.tls, certificate) {
             tls.install(certificate);
@@ -244,7 +269,48 @@ impl Reloader {
             "SIGHUP: configuration reloaded"
         );
         self.running = next;
-        Ok(())
+    }
+}
+
+/// A copy of what a reload needs from the running shim ([`Reloader::reload_inputs`]).
+pub struct ReloadInputs {
+    overrides: Overrides,
+    running: Config,
+    tls_on: bool,
+}
+
+/// Everything a reload puts in service, built before anything is swapped.
+pub struct PreparedReload {
+    next: Config,
+    waiting: Vec<NeedsRestart>,
+    policy: Policy,
+    certificate: Option<tokio_rustls::TlsAcceptor>,
+    filter: tracing_subscriber::EnvFilter,
+}
+
+impl ReloadInputs {
+    /// Reads the files again (the config file, `admin_token_file`, the TLS files) and builds
+    /// everything that can fail. Blocks for as long as the reads take, each within
+    /// [`crate::config::read::FILE_READ_TIMEOUT`]: run it off the thread that answers probes
+    /// and signals.
+    pub fn prepare(self) -> Result<PreparedReload, ConfigError> {
+        let fresh = Config::resolve(&self.overrides)?;
+        let waiting = restart_only_changes(&self.running, &fresh);
+        let next = applied(&self.running, fresh);
+        let policy = Policy::from_config(&next)?;
+        let certificate = match (self.tls_on, &next.tls) {
+            (true, Some(files)) => Some(InboundTls::prepare(&files.cert_file, &files.key_file)?),
+            _ => None,
+        };
+        let filter = LogFilter::prepare(&next.log_level)
+            .map_err(|error| ConfigError(format!("invalid `log_level`: {error}")))?;
+        Ok(PreparedReload {
+            next,
+            waiting,
+            policy,
+            certificate,
+            filter,
+        })
     }
 }
 

@@ -511,12 +511,25 @@ impl Hangups {
             let Some(mut hangups) = self.signal else {
                 return;
             };
-            while hangups.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading the configuration");
+            let lock = || {
                 reloader
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .reload();
+            };
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                // The files are read on a blocking thread, with no lock held: this thread
+                // also answers the probes and the stop signals, and a FIFO or a hung mount
+                // must not take them with it. Each read has its own clock, so this ends.
+                let inputs = lock().reload_inputs();
+                let prepared = tokio::task::spawn_blocking(move || inputs.prepare())
+                    .await
+                    .unwrap_or_else(|error| {
+                        Err(crate::config::ConfigError(format!(
+                            "the reload stopped: {error}"
+                        )))
+                    });
+                lock().finish(prepared);
             }
         }
         #[cfg(not(unix))]

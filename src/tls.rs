@@ -54,8 +54,12 @@ fn acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, ConfigErro
     let invalid = |key: &str, path: &Path, reason: String| {
         ConfigError(format!("invalid `{key}` {}: {reason}", path.display()))
     };
-    let chain = CertificateDer::pem_file_iter(cert_file)
-        .map_err(|error| invalid("tls.cert_file", cert_file, error.to_string()))?
+    let read = |key: &str, path: &Path| {
+        crate::config::read::read_bounded(path)
+            .map_err(|error| invalid(key, path, error.to_string()))
+    };
+    let chain_pem = read("tls.cert_file", cert_file)?;
+    let chain = CertificateDer::pem_slice_iter(&chain_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| invalid("tls.cert_file", cert_file, error.to_string()))?;
     if chain.is_empty() {
@@ -65,7 +69,7 @@ fn acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, ConfigErro
             "no PEM certificates found".to_owned(),
         ));
     }
-    let key = PrivateKeyDer::from_pem_file(key_file)
+    let key = PrivateKeyDer::from_pem_slice(&read("tls.key_file", key_file)?)
         .map_err(|error| invalid("tls.key_file", key_file, error.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)

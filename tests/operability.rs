@@ -420,3 +420,179 @@ async fn the_audit_line_rounds_latency_and_leaves_absent_fields_out() {
     let decimals = latency.split_once('.').map_or(0, |(_, d)| d.len());
     assert!(decimals <= 3, "{audit}");
 }
+
+/// A path in the temporary folder, removed with the value.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn temp_file(name: &str) -> TempFile {
+    TempFile(std::env::temp_dir().join(format!("explo-shim-test-{}-{name}", std::process::id())))
+}
+
+#[tokio::test]
+async fn a_reload_cannot_turn_the_admin_token_off() {
+    let upstream = team_only_upstream().await;
+    let token = temp_file("token-off.token");
+    std::fs::write(&token.0, "a-long-enough-admin-token-for-the-test-0123\n").unwrap();
+    let with_token = format!("admin_token_file = \"{}\"\n", token.0.display());
+    let config = TempConfig::new(&with_token);
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let bearer = "Bearer a-long-enough-admin-token-for-the-test-0123";
+    let metrics_status = async |authorization: Option<&str>| {
+        let headers: Vec<(&str, &str)> = authorization
+            .map(|value| vec![("authorization", value)])
+            .unwrap_or_default();
+        send("GET", &shim.admin_url("/metrics"), &headers, "")
+            .await
+            .status
+    };
+    assert_eq!(metrics_status(None).await, 401);
+
+    // Removed from the file, then set to "": neither opens the door.
+    for (count, without) in [(1, "# no admin token\n"), (2, "admin_token_file = \"\"\n")] {
+        std::fs::write(&config.0, without).unwrap();
+        shim.signal("HUP");
+        reloads(&shim, count);
+        let kept = shim
+            .logs()
+            .into_iter()
+            .filter(|line| line.contains("needs a restart") && line.contains("admin_token_file"))
+            .count();
+        assert_eq!(kept, count, "the log names the key: {:?}", shim.logs());
+        for path in ["/metrics", "/usage", "/"] {
+            let got = send("GET", &shim.admin_url(path), &[], "").await;
+            assert_eq!(got.status, 401, "{path} stays guarded");
+        }
+        assert_eq!(metrics_status(Some(bearer)).await, 200);
+    }
+    // A restart takes the change.
+    drop(shim);
+    let restarted = Shim::start(&upstream.url(), &["--config", config.path()]);
+    assert_eq!(
+        send("GET", &restarted.admin_url("/metrics"), &[], "")
+            .await
+            .status,
+        200
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_fifo_named_by_a_reload_fails_it_in_seconds_and_freezes_nothing() {
+    let token = temp_file("fifo-reload.token");
+    std::fs::write(&token.0, "a-long-enough-admin-token-for-the-test-0123\n").unwrap();
+    let fifo = temp_file("fifo-reload.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo.0)
+        .status()
+        .expect("mkfifo (coreutils)");
+    assert!(made.success());
+    let config = TempConfig::new(&format!("admin_token_file = \"{}\"\n", token.0.display()));
+    // The demo: its emulator must keep answering too.
+    let mut shim = Shim::start_demo_with(&["--config", config.path()]);
+    std::fs::write(
+        &config.0,
+        format!("admin_token_file = \"{}\"\n", fifo.0.display()),
+    )
+    .unwrap();
+    shim.signal("HUP");
+    wait_for_log(
+        &shim,
+        |line| line.contains("SIGHUP: reloading"),
+        "reload start",
+    );
+
+    // While the reload waits on the FIFO (for a few seconds), the probes, legacy calls
+    // through the emulator and pass-through all answer.
+    let health = tokio::time::timeout(
+        Duration::from_secs(10),
+        send("GET", &shim.admin_url("/healthz"), &[], ""),
+    )
+    .await
+    .expect("/healthz answers during the reload");
+    assert_eq!(health.status, 200);
+    let refused_early = shim
+        .logs()
+        .iter()
+        .any(|line| line.contains("configuration refused"));
+    assert!(!refused_early, "the probe answered before the reload ended");
+    let created = tokio::time::timeout(
+        Duration::from_secs(10),
+        post_json(
+            &shim.url("/api/create_user_group/"),
+            &json!({"user_group_id": "during_reload", "name": "During reload"}),
+        ),
+    )
+    .await
+    .expect("a legacy call answers during the reload");
+    assert_eq!(created.status, 200);
+
+    // The reload is refused, naming the key and the file, and nothing changed.
+    let refused = wait_for_log(
+        &shim,
+        |line| line.contains("configuration refused"),
+        "the refusal",
+    );
+    assert!(refused.contains("admin_token_file"), "{refused}");
+    assert!(refused.contains(&fifo.0.display().to_string()), "{refused}");
+    assert!(refused.contains("FIFO"), "{refused}");
+    assert_eq!(
+        send("GET", &shim.admin_url("/metrics"), &[], "")
+            .await
+            .status,
+        401,
+        "the running token stays"
+    );
+    let metrics = send(
+        "GET",
+        &shim.admin_url("/metrics"),
+        &[(
+            "authorization",
+            "Bearer a-long-enough-admin-token-for-the-test-0123",
+        )],
+        "",
+    )
+    .await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metrics.contains(r#"explo_shim_config_reloads_total{result="failure"} 1"#),
+        "the refusal is counted: {metrics}"
+    );
+
+    // SIGTERM is heard, although the reader is still blocked on the FIFO.
+    shim.signal("TERM");
+    let status = shim.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "{status:?}: {:?}",
+        shim.logs()
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_or_an_endless_file_at_start_up_stops_it_with_exit_64_naming_the_file() {
+    let fifo = temp_file("fifo-start.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo.0)
+        .status()
+        .expect("mkfifo (coreutils)");
+    assert!(made.success());
+    let fifo_path = fifo.0.display().to_string();
+    for args in [
+        vec!["--config", fifo_path.as_str()],
+        vec!["--config", "/dev/zero"],
+    ] {
+        let mut full = vec!["--check-config", "--upstream", "http://127.0.0.1:9"];
+        full.extend_from_slice(&args);
+        let output = run_binary(&full, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains(args[1]), "{args:?}: {stderr}");
+    }
+}

@@ -114,7 +114,7 @@ pub(super) struct FileShutdown {
 
 /// Reads and parses the file; any problem names the file.
 pub(super) fn read(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
+    let text = super::read::read_bounded_text(path).map_err(|error| {
         ConfigError(format!(
             "cannot read config file {}: {error}",
             path.display()

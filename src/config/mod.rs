@@ -11,6 +11,7 @@
 
 mod file;
 mod overrides;
+pub mod read;
 pub mod render;
 mod sourced;
 

@@ -81,7 +81,7 @@ impl Sources {
     /// As [`Sources::new`], reading the file `overrides` names.
     pub fn read(overrides: &Overrides) -> Result<Sources, ConfigError> {
         let text = match &overrides.config {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|error| {
+            Some(path) => Some(super::read::read_bounded_text(path).map_err(|error| {
                 ConfigError(format!(
                     "cannot read config file {}: {error}",
                     path.display()

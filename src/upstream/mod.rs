@@ -392,8 +392,9 @@ pub fn tls_config(config: &UpstreamConfig) -> Result<rustls::ClientConfig, Confi
                 path.display()
             ))
         };
-        let certificates = CertificateDer::pem_file_iter(path)
-            .map_err(|error| invalid(error.to_string()))?
+        let pem =
+            crate::config::read::read_bounded(path).map_err(|error| invalid(error.to_string()))?;
+        let certificates = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| invalid(error.to_string()))?;
         if certificates.is_empty() {

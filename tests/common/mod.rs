@@ -424,6 +424,13 @@ impl Shim {
         Self::spawn(&["--demo"], &[])
     }
 
+    /// `explo-shim --demo` with more flags (a `--config`, say).
+    pub fn start_demo_with(extra_args: &[&str]) -> Shim {
+        let mut args = vec!["--demo"];
+        args.extend_from_slice(extra_args);
+        Self::spawn(&args, &[])
+    }
+
     fn spawn(args: &[&str], env: &[(&str, &str)]) -> Shim {
         let mut command = Command::new(env!("CARGO_BIN_EXE_explo-shim"));
         command
