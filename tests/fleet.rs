@@ -569,3 +569,90 @@ async fn a_slow_usage_read_waits_for_redis_and_never_marks_it_down() {
     assert_eq!(usage["source"], "fleet", "{usage}");
     assert_eq!(backend(&shim).await, "redis");
 }
+
+#[tokio::test]
+async fn absurd_values_in_the_fleets_usage_records_are_skipped_or_clamped_not_trusted() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("g1", "t")}),
+    ))
+    .await;
+    let config = fleet_config(&redis, 6000, 100);
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    let got = post_json(
+        &shim.url("/api/update_user_group/"),
+        &json!({"user_group_id": "g1"}),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    fleet_usage_with_calls(&shim, 1).await;
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("explo-shim:*usage:record:*")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let hset = async |connection: &mut redis::aio::MultiplexedConnection,
+                      fields: &[(&str, &str)]| {
+        let mut command = redis::cmd("HSET");
+        command.arg(&keys[0]);
+        for (field, value) in fields {
+            command.arg(*field).arg(*value);
+        }
+        let _: () = command.query_async(connection).await.unwrap();
+    };
+    let console_and_usage = async || {
+        let usage = send("GET", &shim.admin_url("/usage"), &[], "").await;
+        assert_eq!(usage.status, 200);
+        let console = send("GET", &shim.admin_url("/"), &[], "").await;
+        assert_eq!(console.status, 200);
+        usage.json()
+    };
+
+    // Past the year 9999, and past what a clock can add; an hour that has not begun.
+    hset(
+        &mut connection,
+        &[
+            ("last_seen", "18446744073709551615"),
+            ("h:253402300800", "5"),
+            ("d:99999999999", "5"),
+        ],
+    )
+    .await;
+    let usage = console_and_usage().await;
+    let endpoint = &usage["clients"][0]["endpoints"][0];
+    let last_seen = humantime::parse_rfc3339(endpoint["last_seen"].as_str().unwrap()).unwrap();
+    assert!(last_seen <= SystemTime::now(), "clamped to now: {usage}");
+    let hourly_calls: u64 = endpoint["hourly"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|bucket| bucket["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(hourly_calls, 1, "the future hour is left out: {usage}");
+    wait_for_warning(&shim, "hold values no shim writes");
+
+    // Times that are not times: the record is left out, the rest of the report stands.
+    hset(
+        &mut connection,
+        &[("first_seen", "-12"), ("last_seen", "soon")],
+    )
+    .await;
+    let usage = console_and_usage().await;
+    assert_eq!(usage["clients"], json!([]), "{usage}");
+}
+
+fn wait_for_warning(shim: &Shim, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !shim.logs().iter().any(|line| line.contains(text)) {
+        assert!(Instant::now() < deadline, "no warning: {:?}", shim.logs());
+        // The log is read by a thread of the harness; give it a moment.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

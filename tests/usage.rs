@@ -152,3 +152,43 @@ async fn usage_counts_calls_in_this_hours_and_todays_buckets_refused_ones_too() 
     assert_buckets(&usage, "update_user_group", "hourly", 3600, made, 2);
     assert_buckets(&usage, "update_user_group", "daily", 86_400, made, 2);
 }
+
+#[tokio::test]
+async fn a_user_group_id_with_terminal_escapes_is_one_escaped_row_in_the_table_and_the_console() {
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("g1", "t")}),
+    ))
+    .await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let hostile = "g\u{1b}[2J\u{1b}]0;owned\u{7}\nforged-client  update_user_group";
+    assert_eq!(update_as(&shim, TEAM_TOKEN, hostile).await.status, 200);
+
+    let table = run_binary(&["usage", "--admin", &shim.admin_url("")], &[]);
+    assert!(table.status.success(), "{table:?}");
+    let stdout = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        !stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "no control character reaches the terminal: {stdout:?}"
+    );
+    assert_eq!(stdout.lines().count(), 2, "a header and one row: {stdout}");
+    assert!(
+        stdout.contains(r"g\u{1b}[2J\u{1b}]0;owned\u{7}\u{a}forged-client"),
+        "{stdout}"
+    );
+
+    let console = send("GET", &shim.admin_url("/"), &[], "").await;
+    assert_eq!(console.status, 200);
+    let page = String::from_utf8(console.body.to_vec()).unwrap();
+    assert!(
+        !page.contains('\u{1b}') && !page.contains('\u{7}'),
+        "{page}"
+    );
+    assert!(page.contains(r"g\u{1b}[2J\u{1b}]0;owned\u{7}\u{a}forged-client"));
+    // /usage itself is JSON: the id is there as it came, escaped by JSON alone.
+    let usage = send("GET", &shim.admin_url("/usage"), &[], "").await.json();
+    assert_eq!(
+        usage["clients"][0]["endpoints"][0]["last_user_group_id"],
+        hostile
+    );
+}

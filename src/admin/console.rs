@@ -79,8 +79,10 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// `text` safe in HTML text and in a quoted attribute value.
+/// `text` safe in HTML text and in a quoted attribute value, its control characters shown
+/// as escapes ([`crate::usage::printable`]) rather than hidden by the browser.
 pub fn escape(text: &str) -> String {
+    let text = crate::usage::printable(text);
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

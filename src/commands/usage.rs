@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::admin_get;
 use crate::cli::UsageSort;
 use crate::usage::buckets::{DAY_SECONDS, HOUR_SECONDS, unix_seconds};
+use crate::usage::printable;
 
 /// What to show of the report, from the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,8 +167,10 @@ const COLUMNS: [&str; 9] = [
 /// answered 410 on purpose (a brownout, the sunset): `3 (brownout/sunset)`, or `-`. `since` is
 /// the `--since` the report was filtered with, for the wording of an empty one.
 pub fn render_table(report: &Value, since: Option<&str>, now: SystemTime) -> String {
+    // Every cell may hold a client's own text: escaped, so that no escape sequence reaches
+    // the terminal and no newline forges a row.
     let text = |value: &Value| match value {
-        Value::String(text) => text.clone(),
+        Value::String(text) => printable(text).into_owned(),
         Value::Null => "-".to_owned(),
         other => other.to_string(),
     };
@@ -178,7 +181,7 @@ pub fn render_table(report: &Value, since: Option<&str>, now: SystemTime) -> Str
             // fingerprint to match logs and metrics, which keep it.
             let fingerprint = text(&client["client_fingerprint"]);
             let client_cell = match client["client_name"].as_str() {
-                Some(name) => format!("{name} ({fingerprint})"),
+                Some(name) => format!("{} ({fingerprint})", printable(name)),
                 None => fingerprint,
             };
             rows.push([

@@ -28,6 +28,30 @@ pub const MAX_RECORDED_USER_GROUP_ID_BYTES: usize = 256;
 /// the whole id.
 pub const TRUNCATED_MARKER: &str = "…(truncated)";
 
+/// `text` (a client's own string: a `user_group_id`, a name) safe to show a person in a
+/// terminal or a page: control characters (an `ESC` that starts a terminal sequence, a newline
+/// that forges a row) and the invisible controls that reorder text (bidirectional overrides
+/// and isolates) are written as Rust escapes (`\u{1b}`), so one record is one row and looks
+/// like what it is. Borrowed whole when there is nothing to escape.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let needs_escape = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(needs_escape) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `id` as it is recorded and logged: whole when short, else its first
 /// [`MAX_RECORDED_USER_GROUP_ID_BYTES`] (on a character boundary) and [`TRUNCATED_MARKER`].
 /// Takes the id by value: the usual short one is kept as it is, with no copy.
@@ -164,6 +188,20 @@ pub fn report_at(records: &UsageRecords, now: SystemTime) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_text_escapes_terminal_sequences_newlines_and_bidi_controls() {
+        assert!(matches!(
+            printable("team-42 é"),
+            std::borrow::Cow::Borrowed("team-42 é")
+        ));
+        assert_eq!(
+            printable("a\u{1b}[2J\u{1b}]0;pwned\u{7}\nforged row"),
+            "a\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{a}forged row"
+        );
+        assert_eq!(printable("\u{202e}cba"), "\\u{202e}cba");
+        assert_eq!(printable("\u{9b}31m"), "\\u{9b}31m");
+    }
     use std::time::Duration;
 
     #[test]
