@@ -349,3 +349,88 @@ async fn a_client_that_never_reads_the_shims_own_error_replies_is_cut_off() {
     wait_for(&shim, "explo_shim_connections_open", 0.0).await;
     assert_eq!(upstream.requests().len(), 0);
 }
+
+/// A client connection that reads nothing at all once it is set up: its socket fills.
+struct NeverReads(TcpStream);
+
+impl tokio::io::AsyncRead for NeverReads {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Pending
+    }
+}
+
+impl tokio::io::AsyncWrite for NeverReads {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn an_h2c_client_that_stops_reading_its_socket_has_its_connection_ended() {
+    const STREAMS: usize = 20;
+    let upstream = big_upstream().await;
+    let shim = Shim::start(&upstream.url(), &["--send-timeout", "1s", "--access-log"]);
+    let socket = connect_small(shim.addr).await;
+    // hyper's h2 client opens wide windows (megabytes per stream), so the replies fill the
+    // socket; and it never reads a byte, not even the shim's settings.
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake::<_, Empty<Bytes>>(hyper_util::rt::TokioIo::new(NeverReads(socket)))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut asked = Vec::new();
+    for _ in 0..STREAMS {
+        sender.ready().await.unwrap();
+        let request = http::Request::get(shim.url("/big"))
+            .body(Empty::new())
+            .unwrap();
+        asked.push(sender.send_request(request));
+    }
+    // Nothing can come back; the requests are sent as they are polled.
+    let asking = tokio::spawn(async move {
+        for reply in asked {
+            let _ = reply.await;
+        }
+    });
+    // The connection's own clock ended it (some streams' clocks, which ran out in the same
+    // tick, may have reset their streams first).
+    wait_for(&shim, "explo_shim_connections_open", 0.0).await;
+    wait_for(&shim, "explo_shim_requests_in_flight", 0.0).await;
+    assert!(metric(&shim, "explo_shim_send_timeouts_total").await >= 1.0);
+    let ended = shim.events("explo_shim::server");
+    assert!(
+        ended.iter().any(|event| event["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("limits.send_timeout"))),
+        "{ended:?}"
+    );
+    // Its streams' replies were abandoned, none complete.
+    let lines = access_lines(&shim, "/big", STREAMS);
+    assert_eq!(lines.len(), STREAMS, "{lines:?}");
+    for line in &lines {
+        assert_ne!(line["outcome"], "complete", "{line}");
+    }
+    asking.abort();
+}
