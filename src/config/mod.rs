@@ -870,7 +870,7 @@ mod tests {
     }
 
     #[test]
-    fn send_timeout_defaults_comes_from_flag_or_file_and_is_bounded() {
+    fn send_timeout_comes_from_the_flag_then_the_file_then_the_default_and_is_bounded() {
         let defaults = Config::resolve(&Overrides::default()).unwrap();
         assert_eq!(defaults.limits.send_timeout, DEFAULT_SEND_TIMEOUT);
         let (_file, mut overrides) = write_config("[limits]\nsend_timeout = \"7s\"\n");
