@@ -2,6 +2,12 @@
 //! target `access`, written when the reply's body has been sent (or abandoned), so the
 //! duration and the bytes out are the whole exchange's, as in nginx's `$request_time`.
 //!
+//! `outcome` is `complete` (the whole body was handed on to the connection), `body_error`
+//! (the body failed, e.g. the upstream went silent), `aborted` (the request or its reply was
+//! dropped unfinished: the client went away, or the drain ran out) or `send_timeout` (the
+//! client accepted nothing of the reply for `limits.send_timeout`, and its connection or
+//! stream was cut off).
+//!
 //! Field names follow OpenTelemetry's HTTP semantic conventions where one exists
 //! (`http.request.method`, `url.path`, `url.query`, `http.response.status_code`,
 //! `http.request.body.size`, `http.response.body.size`); the shim's own facts keep the names
@@ -24,6 +30,7 @@ use crate::body::{FrameObserver, Observed, ProxyBody};
 use crate::fingerprint::{EXPLO_AUTHORIZATION, client_fingerprint};
 use crate::headers::trace_context::trace_id;
 use crate::route::LegacyRoute;
+use crate::send_clock;
 
 /// The `tracing` target of access-log lines.
 pub const ACCESS_TARGET: &str = "access";
@@ -194,8 +201,15 @@ impl FrameObserver for Sent {
 
 impl Drop for Sent {
     fn drop(&mut self) {
-        // A client that went away mid-body leaves the rest unsent.
-        let outcome = if self.empty { "complete" } else { "aborted" };
+        // A client that went away mid-body leaves the rest unsent; one that accepted nothing
+        // for `limits.send_timeout` had its connection or stream cut off.
+        let outcome = if self.empty {
+            "complete"
+        } else if send_clock::is_cutting_off() {
+            "send_timeout"
+        } else {
+            "aborted"
+        };
         self.write(outcome);
     }
 }
@@ -272,6 +286,13 @@ mod tests {
         let get = lines(|| drop(entry(Method::GET).finish(Response::new(full_body("{}")))));
         assert!(get.contains("\"outcome\":\"aborted\""), "{get}");
         assert_eq!(get.lines().count(), 1, "one line, not two: {get}");
+    }
+
+    #[test]
+    fn a_reply_cut_off_by_the_send_timeout_says_so() {
+        let reply = entry(Method::GET).finish(Response::new(full_body("{}")));
+        let cut = lines(|| send_clock::cutting_off(|| drop(reply)));
+        assert!(cut.contains("\"outcome\":\"send_timeout\""), "{cut}");
     }
 
     #[tokio::test]

@@ -120,6 +120,10 @@ pub struct Cli {
     /// endpoint lists catch up) before draining, e.g. 5s. A second signal skips it.
     #[arg(long, env = "EXPLO_SHIM_SHUTDOWN_DELAY", value_name = "DURATION")]
     pub shutdown_delay: Option<String>,
+    /// Cut off a reply the client accepts nothing of for this long, counted between two
+    /// writes that made progress (not over the whole reply), e.g. 30s.
+    #[arg(long, env = "EXPLO_SHIM_SEND_TIMEOUT", value_name = "DURATION")]
+    pub send_timeout: Option<String>,
     /// Validate the configuration, print it and exit (0 when valid, 64 when not).
     #[arg(long)]
     pub check_config: bool,
@@ -306,6 +310,12 @@ where
             "EXPLO_SHIM_SHUTDOWN_DELAY",
             &cli.shutdown_delay,
         ),
+        send_timeout: setting(
+            "send_timeout",
+            "--send-timeout",
+            "EXPLO_SHIM_SEND_TIMEOUT",
+            &cli.send_timeout,
+        ),
         workers: setting("workers", "--workers", "EXPLO_SHIM_WORKERS", &cli.workers),
         rate_limit_redis_url: setting(
             "rate_limit_redis_url",
@@ -461,6 +471,7 @@ mod tests {
             "EXPLO_SHIM_UPSTREAM_TIMEOUT",
             "EXPLO_SHIM_RATE_LIMIT_REDIS_URL",
             "EXPLO_SHIM_SHUTDOWN_DELAY",
+            "EXPLO_SHIM_SEND_TIMEOUT",
             "EXPLO_SHIM_REQUIRE_REDIS",
             "EXPLO_SHIM_REQUIRE_CHROMIUM",
         ] {

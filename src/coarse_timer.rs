@@ -46,7 +46,7 @@ impl hyper::rt::Timer for CoarseTimer {
 }
 
 /// tokio's clock, so tests with a paused clock see the same time as the ticker.
-fn now() -> Instant {
+pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
@@ -157,7 +157,8 @@ pub async fn timeout<F: Future>(limit: Duration, future: F) -> Result<F::Output,
 pub struct TimedOut;
 
 /// One timeout. Waiting, it holds a slot in its registry; ending or dropped, it gives it back.
-struct CoarseSleep {
+/// Polled, it wakes the polling task once its deadline has passed (at most one [`TICK`] late).
+pub(crate) struct CoarseSleep {
     deadline: Instant,
     registry: Arc<Registry>,
     slot: Option<usize>,
@@ -165,12 +166,16 @@ struct CoarseSleep {
 
 impl CoarseSleep {
     /// A sleep in this thread's registry; it takes a slot only once it has to wait.
-    fn until(deadline: Instant) -> Self {
+    pub(crate) fn until(deadline: Instant) -> Self {
         Self {
             deadline,
             registry: Registry::of_this_thread(),
             slot: None,
         }
+    }
+
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
     }
 
     fn leave(&mut self) {

@@ -42,8 +42,9 @@
 //! as pure decisions. [`fingerprint`]: naming a client without its credential. [`ratelimit`]:
 //! the token bucket. [`framing_guard`] (the byte-level smuggling guard in front of hyper),
 //! [`protocol_sniff`] (HTTP/1.1 or h2c by the first bytes), [`net`] (accepting),
-//! [`coarse_timer`] (hyper's header timer at a tenth of a second) and [`body`] (the body type
-//! shared by streamed and built messages). [`emulator`], the in-memory Customer API for
+//! [`coarse_timer`] (hyper's header timer at a tenth of a second), [`body`] (the body type
+//! shared by streamed and built messages) and [`send_clock`] (the clock on every write to a
+//! client: a connection's IO, and each HTTP/2 stream's task). [`emulator`], the in-memory Customer API for
 //! offline tests and `--demo`, stands beside the shim and uses only these.
 //!
 //! Modules that tests, fuzz targets and `main` do not use are `pub(crate)`, so the compiler
@@ -81,6 +82,7 @@ pub mod ratelimit;
 pub(crate) mod reload;
 pub mod retirement;
 pub mod route;
+pub(crate) mod send_clock;
 pub(crate) mod server;
 pub mod telemetry;
 pub(crate) mod tls;

@@ -219,6 +219,7 @@ pub struct Metrics {
     open_connections: Gauge,
     connection_limit: Gauge,
     shed: Counter,
+    send_timeouts: Counter,
     upstream_throttled: Counter,
     trace_spans_dropped: Counter,
     rate_limit_waits: Counter,
@@ -285,7 +286,8 @@ impl Metrics {
         let in_flight = Gauge::default();
         registry.register(
             "requests_in_flight",
-            "Requests being served now",
+            "Requests being served now: from the request head until the reply has been handed \
+             on in full, or abandoned",
             in_flight.clone(),
         );
         let open_connections = Gauge::default();
@@ -306,6 +308,14 @@ impl Metrics {
             "shed_requests",
             "Requests refused with 503 because max_in_flight was reached",
             shed.clone(),
+        );
+        let send_timeouts = Counter::default();
+        registry.register(
+            "send_timeouts",
+            "Replies cut off because the client accepted nothing of them for \
+             limits.send_timeout: HTTP/1.1 connections closed (main and admin listeners), HTTP/2 \
+             streams reset, and HTTP/2 connections ended whose socket took nothing",
+            send_timeouts.clone(),
         );
         let upstream_throttled = Counter::default();
         registry.register(
@@ -467,6 +477,7 @@ impl Metrics {
             open_connections,
             connection_limit,
             shed,
+            send_timeouts,
             upstream_throttled,
             trace_spans_dropped,
             rate_limit_waits,
@@ -617,10 +628,17 @@ impl Metrics {
         self.upstream_errors[failure as usize].inc();
     }
 
-    /// Counts a request in flight until the guard is dropped.
-    pub fn in_flight(&self) -> InFlightGuard<'_> {
+    /// Counts a request in flight until the guard is dropped; the guard moves into the
+    /// reply's body, so a reply still being sent counts.
+    pub fn in_flight(&self) -> InFlightGuard {
         self.in_flight.inc();
-        InFlightGuard(&self.in_flight)
+        InFlightGuard(self.in_flight.clone())
+    }
+
+    /// The count of replies cut off by `limits.send_timeout`, for the connections and
+    /// streams that keep the clock.
+    pub fn send_timeouts(&self) -> Counter {
+        self.send_timeouts.clone()
     }
 
     /// Counts a client connection open until the guard is dropped; the guard moves with the
@@ -775,9 +793,9 @@ impl Collector for DroppedLogLines {
 }
 
 /// Decrements the in-flight gauge when the request is done.
-pub struct InFlightGuard<'a>(&'a Gauge);
+pub struct InFlightGuard(Gauge);
 
-impl Drop for InFlightGuard<'_> {
+impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -943,6 +961,7 @@ mod tests {
                 "explo_shim_cascade_refused_total 0",
                 "explo_shim_cascade_unverified_total 0",
                 "explo_shim_trace_spans_dropped_total 0",
+                "explo_shim_send_timeouts_total 0",
                 "explo_shim_connections_open 0",
                 "explo_shim_requests_in_flight 0",
                 "explo_shim_connection_limit 0",

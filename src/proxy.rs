@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, Response, Version};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::access_log::{AccessEntry, BytesIn, UpstreamStatus, counted};
-use crate::body::{ProxyBody, streamed_body};
+use crate::body::{FrameObserver, Observed, ProxyBody, streamed_body};
 use crate::config::{Config, ConfigError};
 use crate::error::ShimError;
 use crate::fleet::Fleet;
@@ -22,7 +23,7 @@ use crate::headers::framing::check_request_framing;
 use crate::headers::hop::strip_hop_by_hop;
 use crate::headers::request_id::{X_REQUEST_ID, request_id};
 use crate::legacy_call::LegacyCalls;
-use crate::metrics::Metrics;
+use crate::metrics::{InFlightGuard, Metrics};
 use crate::otel::{Settings as TraceSettings, Tracing};
 use crate::policy::{CurrentPolicy, Policy};
 use crate::route::LegacyRoute;
@@ -42,7 +43,8 @@ pub struct Proxy {
 struct Shared {
     body_idle_timeout: Duration,
     add_x_forwarded_for: bool,
-    in_flight: Semaphore,
+    /// `limits.max_in_flight`; a request's permit goes with its reply's body.
+    in_flight: Arc<Semaphore>,
     legacy: LegacyCalls,
     /// What a SIGHUP may change; each request keeps the snapshot it started with.
     policy: CurrentPolicy,
@@ -100,9 +102,9 @@ impl Proxy {
                 Arc::clone(&usage),
                 fleet.clone(),
             ),
-            in_flight: Semaphore::new(
+            in_flight: Arc::new(Semaphore::new(
                 usize::try_from(config.limits.max_in_flight).unwrap_or(usize::MAX),
-            ),
+            )),
             policy: CurrentPolicy::new(Policy::from_config(config)?),
             metrics,
             usage,
@@ -234,11 +236,26 @@ impl Proxy {
         policy: Option<&Policy>,
     ) -> Response<ProxyBody> {
         // Shed at once rather than queue: a queue would grow without bound under overload.
-        let Ok(_permit) = self.shared.in_flight.try_acquire() else {
+        let Ok(permit) = Arc::clone(&self.shared.in_flight).try_acquire_owned() else {
             self.shared.metrics.shed();
             return ShimError::Overloaded.into_logged_response(id);
         };
-        let _counted = self.shared.metrics.in_flight();
+        let held = InFlight(Some((permit, self.shared.metrics.in_flight())));
+        let response = self.admitted(route, request, client, id, policy).await;
+        // The slot and the count go with the reply's body until it has been handed on in full
+        // or abandoned: a reply still being sent holds its upstream connection and buffers.
+        response.map(|body| Observed::new(body, held).boxed_unsync())
+    }
+
+    /// A request admitted under `limits.max_in_flight`.
+    async fn admitted(
+        &self,
+        route: Option<LegacyRoute>,
+        request: Request<Incoming>,
+        client: SocketAddr,
+        id: &str,
+        policy: Option<&Policy>,
+    ) -> Response<ProxyBody> {
         if let Err(error) = check_request_framing(request.headers()) {
             return error.into_logged_response(id);
         }
@@ -317,5 +334,23 @@ impl Proxy {
         } else {
             response
         })
+    }
+}
+
+/// A request's place under `limits.max_in_flight` and its count in
+/// `explo_shim_requests_in_flight`, held by its reply's body until the body ends, fails or is
+/// dropped (sent in full, or abandoned: the client went away or was cut off by the send
+/// timeout).
+struct InFlight(Option<(OwnedSemaphorePermit, InFlightGuard)>);
+
+impl FrameObserver for InFlight {
+    fn data(&mut self, _: &bytes::Bytes) {}
+
+    fn ended(&mut self) {
+        self.0 = None;
+    }
+
+    fn failed(&mut self) {
+        self.0 = None;
     }
 }

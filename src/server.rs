@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -39,6 +39,7 @@ use crate::net::accept;
 use crate::protocol_sniff::{self, Protocol};
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
+use crate::send_clock::{self, SendClock, StreamExecutor};
 use crate::tls::InboundTls;
 
 /// Concurrent streams per HTTP/2 client connection.
@@ -166,11 +167,15 @@ pub async fn serve(
         TcpListener::from_std(listeners.admin)?,
         admin_state.clone(),
         config.limits.header_read_timeout,
+        config.limits.send_timeout,
     ));
     let reload_task = tokio::spawn(hangups.handle(Arc::clone(&reloader)));
 
     let settings = Arc::new(ThreadSettings {
-        connection: Arc::new(ConnectionSettings::new(config)),
+        connection: Arc::new(ConnectionSettings::new(
+            config,
+            proxy.metrics().send_timeouts(),
+        )),
         connections: Arc::new(Semaphore::new(
             usize::try_from(config.limits.max_connections).unwrap_or(usize::MAX),
         )),
@@ -261,17 +266,21 @@ async fn join_all(threads: Vec<std::thread::JoinHandle<bool>>) -> bool {
     .unwrap_or(false)
 }
 
-/// The HTTP settings every client connection is served with: one builder per protocol, and
-/// the framing guard's limits. Shared by every connection of the process.
+/// The HTTP settings every client connection is served with: one builder per protocol, the
+/// framing guard's limits and the send clock's. Shared by every connection of the process.
 struct ConnectionSettings {
     http1: http1::Builder,
-    http2: http2::Builder<TokioExecutor>,
+    /// Its executor runs each HTTP/2 stream under the send clock ([`StreamExecutor`]).
+    http2: http2::Builder<StreamExecutor>,
     header_read_timeout: Duration,
     max_head_bytes: usize,
+    send_timeout: Duration,
+    /// `explo_shim_send_timeouts_total`.
+    send_timeouts: prometheus_client::metrics::counter::Counter,
 }
 
 impl ConnectionSettings {
-    fn new(config: &Config) -> Self {
+    fn new(config: &Config, send_timeouts: prometheus_client::metrics::counter::Counter) -> Self {
         let limits = &config.limits;
         let header_bytes = usize::try_from(limits.max_header_bytes).unwrap_or(usize::MAX);
         let mut http1 = http1::Builder::new();
@@ -286,7 +295,10 @@ impl ConnectionSettings {
         if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
             http1.max_headers(usize::try_from(limits.max_headers).unwrap_or(usize::MAX));
         }
-        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        let mut http2 = http2::Builder::new(StreamExecutor::new(
+            limits.send_timeout,
+            send_timeouts.clone(),
+        ));
         http2
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
@@ -297,6 +309,8 @@ impl ConnectionSettings {
             http2,
             header_read_timeout: limits.header_read_timeout,
             max_head_bytes: header_bytes,
+            send_timeout: limits.send_timeout,
+            send_timeouts,
         }
     }
 }
@@ -365,7 +379,12 @@ async fn accept_until_stopped(
             // Boxed: hyper keeps a slot the size of this future for the connection's whole
             // life (about 9.5 KB unboxed); boxed, the slot is a pointer and the memory is
             // held only while a request is in flight.
-            Box::pin(async move { Ok::<_, Infallible>(proxy.handle(request, client).await) })
+            // On HTTP/2 the reply's body tells its stream's send clock whether hyper waits for
+            // the client; on HTTP/1.1 it is left as it is (the connection's IO keeps time).
+            Box::pin(async move {
+                let response = proxy.handle(request, client).await;
+                Ok::<_, Infallible>(response.map(send_clock::watch_reply))
+            })
         });
         let mut connection = ClientConnection {
             first_head_deadline: tokio::time::Instant::now()
@@ -456,29 +475,52 @@ impl ClientConnection {
                 return;
             }
         };
-        let guarded = TokioIo::new(FramingGuard::new(
+        // Every write to the client runs under the send clock; reads under the framing guard's.
+        let clocked = SendClock::new(
             io,
+            self.settings.send_timeout,
+            self.settings.send_timeouts.clone(),
+        );
+        let guarded = TokioIo::new(FramingGuard::new(
+            clocked,
             self.settings.max_head_bytes,
             self.settings.header_read_timeout,
             self.first_head_deadline,
             sniffed.bytes(),
         ));
-        // Boxed, so the task holds a pointer while the connection lives rather than room for
-        // both protocols' state.
         let result = match sniffed.protocol {
             Protocol::Http1 => {
                 let connection = self.settings.http1.serve_connection(guarded, service);
-                Box::pin(self.watcher.watch(connection)).await
+                until_ended(self.watcher.watch(connection)).await
             }
             Protocol::Http2 => {
                 let connection = self.settings.http2.serve_connection(guarded, service);
-                Box::pin(self.watcher.watch(connection)).await
+                until_ended(self.watcher.watch(connection)).await
             }
         };
         if let Err(error) = result {
             tracing::debug!(%client, error = %crate::error::error_chain(&error), "client connection ended with an error");
         }
     }
+}
+
+/// Serves `connection` to its end. Boxed, so the task holds a pointer while the connection
+/// lives rather than room for both protocols' state. A connection cut off by the send timeout
+/// is dropped inside [`send_clock::cutting_off`], with the reply it abandons (the access log
+/// says `send_timeout`).
+async fn until_ended<C, E>(connection: C) -> Result<(), E>
+where
+    C: std::future::Future<Output = Result<(), E>>,
+    E: std::error::Error + 'static,
+{
+    let mut connection = Box::pin(connection);
+    let result = connection.as_mut().await;
+    if let Err(error) = &result
+        && send_clock::is_send_timeout(error)
+    {
+        send_clock::cutting_off(move || drop(connection));
+    }
+    result
 }
 
 /// SIGHUP, taken over as the process starts ([`Hangups::register`], called by `main` before
@@ -602,9 +644,15 @@ impl StopSignals {
 /// past it, connections wait in the kernel backlog) and the main listener's head timeout,
 /// which hyper also runs while a connection sends nothing at all and between keep-alive
 /// requests: a client that stays silent or half-sends a head cannot hold a slot, or the
-/// probes' way in, for longer than that. HTTP/1.1 only: probes and scrapers speak it, and
-/// nothing there needs HTTP/2.
-async fn serve_admin(listener: TcpListener, state: AdminState, header_read_timeout: Duration) {
+/// probes' way in, for longer than that. Writes run under the send clock ([`SendClock`]): a
+/// client that asks again and again and never reads is cut off after `send_timeout`.
+/// HTTP/1.1 only: probes and scrapers speak it, and nothing there needs HTTP/2.
+async fn serve_admin(
+    listener: TcpListener,
+    state: AdminState,
+    header_read_timeout: Duration,
+    send_timeout: Duration,
+) {
     let slots = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -615,6 +663,7 @@ async fn serve_admin(listener: TcpListener, state: AdminState, header_read_timeo
             return;
         };
         let (stream, _) = accept(&listener, "admin").await;
+        let stream = SendClock::new(stream, send_timeout, state.metrics.send_timeouts());
         let state = state.clone();
         let service = service_fn(move |request| {
             let state = state.clone();

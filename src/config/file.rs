@@ -87,6 +87,7 @@ pub(super) struct FileLimits {
     pub(super) header_read_timeout: Option<String>,
     pub(super) body_idle_timeout: Option<String>,
     pub(super) legacy_body_timeout: Option<String>,
+    pub(super) send_timeout: Option<String>,
     pub(super) max_header_bytes: Option<u64>,
     pub(super) max_headers: Option<u64>,
     pub(super) max_in_flight: Option<u64>,

@@ -57,6 +57,10 @@ pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A whole legacy request body must have arrived within this long of its head (408 past it),
 /// so a client that drips a byte at a time cannot hold an in-flight slot for hours.
 pub const DEFAULT_LEGACY_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// A reply the client accepts nothing of for this long (measured between two writes that
+/// made progress, as nginx's `send_timeout`, not over the whole reply) is cut off: its
+/// HTTP/1.1 connection closed, its HTTP/2 stream reset.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest request head (request line plus headers), in bytes; larger gets 431. hyper's
 /// read buffer cannot be smaller than 8 KiB.
 pub const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
@@ -162,6 +166,8 @@ pub struct Limits {
     pub body_idle_timeout: Duration,
     /// The whole legacy body, from its head to its last byte.
     pub legacy_body_timeout: Duration,
+    /// The longest a reply may make no progress towards the client (between two writes).
+    pub send_timeout: Duration,
     pub max_header_bytes: u64,
     pub max_headers: u64,
     pub max_in_flight: u64,
@@ -346,7 +352,7 @@ impl Config {
                 None => file.access_log.unwrap_or(false),
             },
             upstream,
-            limits: resolve_limits(&file.limits, origin)?,
+            limits: resolve_limits(&file.limits, overrides, origin)?,
             legacy: ReplyOptions {
                 team_id: file.legacy.team_id.map(serde_json::Number::from),
                 api_environment_tags: file.legacy.api_environment_tag,
@@ -435,7 +441,11 @@ fn resolve_upstream(
     })
 }
 
-fn resolve_limits(file: &file::FileLimits, origin: &str) -> Result<Limits, ConfigError> {
+fn resolve_limits(
+    file: &file::FileLimits,
+    overrides: &Overrides,
+    origin: &str,
+) -> Result<Limits, ConfigError> {
     let limits = Limits {
         legacy_body_bytes: positive(
             "limits.legacy_body_bytes",
@@ -467,6 +477,13 @@ fn resolve_limits(file: &file::FileLimits, origin: &str) -> Result<Limits, Confi
             &file.legacy_body_timeout,
             origin,
             DEFAULT_LEGACY_BODY_TIMEOUT,
+        )?,
+        send_timeout: duration(
+            "limits.send_timeout",
+            overrides.send_timeout.as_ref(),
+            &file.send_timeout,
+            origin,
+            DEFAULT_SEND_TIMEOUT,
         )?,
         max_header_bytes: positive(
             "limits.max_header_bytes",
@@ -854,6 +871,32 @@ mod tests {
     }
 
     #[test]
+    fn send_timeout_comes_from_the_flag_then_the_file_then_the_default_and_is_bounded() {
+        let defaults = Config::resolve(&Overrides::default()).unwrap();
+        assert_eq!(defaults.limits.send_timeout, DEFAULT_SEND_TIMEOUT);
+        let (_file, mut overrides) = write_config("[limits]\nsend_timeout = \"7s\"\n");
+        assert_eq!(
+            Config::resolve(&overrides).unwrap().limits.send_timeout,
+            Duration::from_secs(7)
+        );
+        overrides.send_timeout = setting("1500ms", "--send-timeout");
+        assert_eq!(
+            Config::resolve(&overrides).unwrap().limits.send_timeout,
+            Duration::from_millis(1500)
+        );
+        // Zero would cut off every reply that waits at all; past a day is refused like every
+        // other duration.
+        for bad in ["0s", "25h", "soon"] {
+            overrides.send_timeout = setting(bad, "EXPLO_SHIM_SEND_TIMEOUT");
+            let error = Config::resolve(&overrides).unwrap_err().to_string();
+            assert!(
+                error.contains("limits.send_timeout") && error.contains("EXPLO_SHIM_SEND_TIMEOUT"),
+                "{bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let (_file, overrides) = write_config("[upstream]\nurll = \"https://x\"\n");
         let error = Config::resolve(&overrides).unwrap_err().to_string();
@@ -1086,6 +1129,7 @@ upstream_reply_bytes = 4096
 header_read_timeout = "3s"
 body_idle_timeout = "4s"
 legacy_body_timeout = "5s"
+send_timeout = "6s"
 max_header_bytes = 9000
 max_headers = 50
 max_in_flight = 10

@@ -192,6 +192,7 @@ pub fn sections<'s>(config: &Config, sources: &'s Sources) -> Vec<Section<'s>> {
     file.set("header_read_timeout", duration(limits.header_read_timeout));
     file.set("body_idle_timeout", duration(limits.body_idle_timeout));
     file.set("legacy_body_timeout", duration(limits.legacy_body_timeout));
+    file.set("send_timeout", duration(limits.send_timeout));
     file.set("max_header_bytes", number(limits.max_header_bytes));
     file.set("max_headers", number(limits.max_headers));
     file.set("max_in_flight", number(limits.max_in_flight));
