@@ -42,8 +42,9 @@
 //! as pure decisions. [`fingerprint`]: naming a client without its credential. [`ratelimit`]:
 //! the token bucket. [`framing_guard`] (the byte-level smuggling guard in front of hyper),
 //! [`protocol_sniff`] (HTTP/1.1 or h2c by the first bytes), [`net`] (accepting),
-//! [`coarse_timer`] (hyper's header timer at a tenth of a second) and [`body`] (the body type
-//! shared by streamed and built messages). [`emulator`], the in-memory Customer API for
+//! [`coarse_timer`] (hyper's header timer at a tenth of a second), [`log_summary`] (a warning
+//! an attacker can repeat, as one line and then one summary a second) and [`body`] (the body
+//! type shared by streamed and built messages). [`emulator`], the in-memory Customer API for
 //! offline tests and `--demo`, stands beside the shim and uses only these.
 //!
 //! Modules that tests, fuzz targets and `main` do not use are `pub(crate)`, so the compiler
@@ -70,6 +71,7 @@ pub mod framing_guard;
 pub mod headers;
 pub mod legacy;
 pub(crate) mod legacy_call;
+pub(crate) mod log_summary;
 pub(crate) mod log_text;
 pub(crate) mod metrics;
 pub(crate) mod net;
