@@ -171,6 +171,9 @@ pub async fn run(
         );
     }
     warn_of_past_brownouts(&config.deprecation.retirement, std::time::SystemTime::now());
+    if let Some(token) = &prepared.proxy.policy().peek().admin_token {
+        token.warn_if_short();
+    }
     let mut reloader = reload::Reloader::new(
         reload_from.overrides,
         reload_from.resolved,

@@ -29,11 +29,12 @@ pub struct Overrides {
     pub after_sunset: Option<Setting>,
     pub exempt_clients: Option<Setting>,
     pub shutdown_delay: Option<Setting>,
+    pub admin_allowed_hosts: Option<Setting>,
 }
 
 impl Overrides {
     /// Each setting a flag or variable can give, by its dotted key in the config file.
-    pub fn by_key(&self) -> [(&'static str, Option<&Setting>); 13] {
+    pub fn by_key(&self) -> [(&'static str, Option<&Setting>); 14] {
         [
             ("listen", self.listen.as_ref()),
             ("admin", self.admin.as_ref()),
@@ -48,6 +49,7 @@ impl Overrides {
             ("deprecation.after_sunset", self.after_sunset.as_ref()),
             ("deprecation.exempt_clients", self.exempt_clients.as_ref()),
             ("shutdown.delay", self.shutdown_delay.as_ref()),
+            ("admin_allowed_hosts", self.admin_allowed_hosts.as_ref()),
         ]
     }
 }
