@@ -116,6 +116,11 @@ pub struct Cli {
     /// (replaces `deprecation.exempt_clients`).
     #[arg(long, env = "EXPLO_SHIM_EXEMPT_CLIENTS", value_name = "FINGERPRINTS")]
     pub exempt_clients: Option<String>,
+    /// Without `admin_token_file`: host names, comma-separated, that the admin listener's
+    /// `/`, `/usage` and `/metrics` answer to besides IP literals and localhost (replaces
+    /// `admin_allowed_hosts`).
+    #[arg(long, env = "EXPLO_SHIM_ADMIN_ALLOWED_HOSTS", value_name = "NAMES")]
+    pub admin_allowed_hosts: Option<String>,
     /// After SIGTERM, keep serving this long with /readyz at 503 (so load balancers and
     /// endpoint lists catch up) before draining, e.g. 5s. A second signal skips it.
     #[arg(long, env = "EXPLO_SHIM_SHUTDOWN_DELAY", value_name = "DURATION")]
@@ -340,6 +345,12 @@ where
             "--exempt-clients",
             "EXPLO_SHIM_EXEMPT_CLIENTS",
             &cli.exempt_clients,
+        ),
+        admin_allowed_hosts: setting(
+            "admin_allowed_hosts",
+            "--admin-allowed-hosts",
+            "EXPLO_SHIM_ADMIN_ALLOWED_HOSTS",
+            &cli.admin_allowed_hosts,
         ),
     };
     Ok((cli, overrides))

@@ -42,9 +42,10 @@
 //! as pure decisions. [`fingerprint`]: naming a client without its credential. [`ratelimit`]:
 //! the token bucket. [`framing_guard`] (the byte-level smuggling guard in front of hyper),
 //! [`protocol_sniff`] (HTTP/1.1 or h2c by the first bytes), [`net`] (accepting),
-//! [`coarse_timer`] (hyper's header timer at a tenth of a second), [`body`] (the body type
-//! shared by streamed and built messages) and [`send_clock`] (the clock on every write to a
-//! client: a connection's IO, and each HTTP/2 stream's task). [`emulator`], the in-memory Customer API for
+//! [`coarse_timer`] (hyper's header timer at a tenth of a second), [`log_summary`] (a warning
+//! an attacker can repeat, as one line and then one summary a second), [`body`] (the body
+//! type shared by streamed and built messages) and [`send_clock`] (the clock on every write to
+//! a client: a connection's IO, and each HTTP/2 stream's task). [`emulator`], the in-memory Customer API for
 //! offline tests and `--demo`, stands beside the shim and uses only these.
 //!
 //! Modules that tests, fuzz targets and `main` do not use are `pub(crate)`, so the compiler
@@ -71,6 +72,7 @@ pub mod framing_guard;
 pub mod headers;
 pub mod legacy;
 pub(crate) mod legacy_call;
+pub(crate) mod log_summary;
 pub(crate) mod log_text;
 pub(crate) mod metrics;
 pub(crate) mod net;
@@ -171,6 +173,9 @@ pub async fn run(
         );
     }
     warn_of_past_brownouts(&config.deprecation.retirement, std::time::SystemTime::now());
+    if let Some(token) = &prepared.proxy.policy().peek().admin_token {
+        token.warn_if_short();
+    }
     let mut reloader = reload::Reloader::new(
         reload_from.overrides,
         reload_from.resolved,

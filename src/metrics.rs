@@ -221,6 +221,7 @@ pub struct Metrics {
     shed: Counter,
     send_timeouts: Counter,
     upstream_throttled: Counter,
+    admin_auth_failures: Counter,
     trace_spans_dropped: Counter,
     rate_limit_waits: Counter,
     rate_limit_wait_seconds: Histogram,
@@ -322,6 +323,12 @@ impl Metrics {
             "upstream_throttled",
             "Upstream 429 replies",
             upstream_throttled.clone(),
+        );
+        let admin_auth_failures = Counter::default();
+        registry.register(
+            "admin_auth_failures",
+            "Admin credentials refused: a wrong token or session, or several in one request",
+            admin_auth_failures.clone(),
         );
         let trace_spans_dropped = Counter::default();
         registry.register(
@@ -479,6 +486,7 @@ impl Metrics {
             shed,
             send_timeouts,
             upstream_throttled,
+            admin_auth_failures,
             trace_spans_dropped,
             rate_limit_waits,
             rate_limit_wait_seconds,
@@ -659,6 +667,11 @@ impl Metrics {
 
     pub fn upstream_throttled(&self) {
         self.upstream_throttled.inc();
+    }
+
+    /// An admin credential refused (counted before its address's throttle decides anything).
+    pub fn admin_auth_failed(&self) {
+        self.admin_auth_failures.inc();
     }
 
     /// Spans the trace exporter gave up: a full queue, or a batch the collector did not take.

@@ -7,13 +7,14 @@
 //! reload never changes the rules half-way through a call, and in-flight requests finish on
 //! the policy they started with.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::config::{Config, ConfigError};
@@ -37,17 +38,40 @@ pub struct Policy {
     pub client_names: BTreeMap<String, String>,
     /// What `/`, `/usage` and `/metrics` ask for; `None`: they are open.
     pub admin_token: Option<AdminToken>,
+    /// `admin_allowed_hosts`: without a token, the `Host` names besides IP literals and
+    /// `localhost` that `/`, `/usage` and `/metrics` answer to (lower case).
+    pub admin_allowed_hosts: BTreeSet<String>,
 }
 
-/// The admin listener's bearer token, read from `admin_token_file`, and the session value the
-/// console's cookie carries instead of it. Never printed.
+/// A token shorter than this many characters gets a warning: it can be guessed more easily
+/// than 32 random hex characters (128 bits), which `openssl rand -hex 32` doubles.
+pub const ADMIN_TOKEN_MIN_CHARS: usize = 32;
+
+/// How long a console session lasts from sign-in, in the cookie's `Max-Age` and in the expiry
+/// the cookie value carries: a working day, so a cookie copied off a machine is not good
+/// for ever.
+pub const ADMIN_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// How far in the future a session's expiry may lie past [`ADMIN_SESSION_LIFETIME`]: another
+/// replica that signed it may have a clock this far ahead of ours.
+const ADMIN_SESSION_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// What the signature of a session covers besides its expiry, so that no other value keyed
+/// by the token can pass for a session.
+const ADMIN_SESSION_LABEL: &[u8] = b"explo-shim admin session v1\n";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The admin listener's bearer token, read from `admin_token_file`. Never printed.
+///
+/// A signed-in browser keeps a session value instead of the token: `<expiry>.<signature>`,
+/// the expiry in Unix seconds and the signature HMAC-SHA256 keyed by the token over a fixed
+/// label and the expiry, in hex. Every replica that shares the token can check it without
+/// shared state; a rotated token makes every session worthless. Cookies are scoped by host,
+/// not port, so the cookie also reaches the main listener and any other service on the same
+/// host: what it carries opens this console until it expires, and nothing else.
 pub struct AdminToken {
     token: Vec<u8>,
-    /// SHA-256 of a fixed label and the token, in hex: a browser keeps this, not the token.
-    /// Cookies are scoped by host, not port, so the cookie also reaches the main listener and
-    /// any other service on the same host; what it carries opens this console and nothing
-    /// else, and a rotated token makes it worthless.
-    session: String,
 }
 
 impl AdminToken {
@@ -68,14 +92,8 @@ impl AdminToken {
                 path.display()
             )));
         }
-        let digest = Sha256::new()
-            .chain_update(b"explo-shim admin session\n")
-            .chain_update(token.as_bytes())
-            .finalize();
-        let session = digest.iter().map(|byte| format!("{byte:02x}")).collect();
         Ok(Self {
             token: token.as_bytes().to_vec(),
-            session,
         })
     }
 
@@ -85,15 +103,101 @@ impl AdminToken {
         constant_time_equal(&self.token, candidate)
     }
 
-    /// The value the console's cookie holds once signed in.
-    pub fn session(&self) -> &str {
-        &self.session
+    /// Whether `other` holds the same token (a reload that read the file again).
+    pub fn same_as(&self, other: &AdminToken) -> bool {
+        self.matches(&other.token)
     }
 
-    /// Whether `candidate` is the session value, in constant time.
-    pub fn matches_session(&self, candidate: &[u8]) -> bool {
-        constant_time_equal(self.session.as_bytes(), candidate)
+    /// Whether the token is shorter than [`ADMIN_TOKEN_MIN_CHARS`].
+    pub fn is_short(&self) -> bool {
+        String::from_utf8_lossy(&self.token).chars().count() < ADMIN_TOKEN_MIN_CHARS
     }
+
+    /// Warns, never naming the token, when it is short; at start-up and when a reload reads
+    /// a new one.
+    pub fn warn_if_short(&self) {
+        if self.is_short() {
+            tracing::warn!(
+                min_chars = ADMIN_TOKEN_MIN_CHARS,
+                "the admin token in `admin_token_file` is shorter than {ADMIN_TOKEN_MIN_CHARS} \
+                 characters, so easier to guess; make a strong one with \
+                 `openssl rand -hex 32 > FILE` and point `admin_token_file` at that file"
+            );
+        }
+    }
+
+    /// A session value that is good until `expires_at`.
+    pub fn session_until(&self, expires_at: SystemTime) -> String {
+        let expiry = unix_seconds(expires_at);
+        let signature = self.session_mac(expiry).finalize().into_bytes();
+        let mut value = format!("{expiry}.");
+        for byte in signature {
+            value.push_str(&format!("{byte:02x}"));
+        }
+        value
+    }
+
+    /// Whether `candidate` is a session value signed with this token and good at `now`. The
+    /// signature is compared in constant time.
+    pub fn accepts_session(&self, candidate: &[u8], now: SystemTime) -> bool {
+        let Some((expiry, signature)) = parse_session(candidate) else {
+            return false;
+        };
+        let now = unix_seconds(now);
+        let latest = now
+            .saturating_add(ADMIN_SESSION_LIFETIME.as_secs())
+            .saturating_add(ADMIN_SESSION_CLOCK_SKEW.as_secs());
+        // Checked even when the expiry is out of range, so the time taken tells nothing.
+        let signed = self.session_mac(expiry).verify_slice(&signature).is_ok();
+        signed && expiry > now && expiry <= latest
+    }
+
+    fn session_mac(&self, expiry: u64) -> HmacSha256 {
+        // HMAC takes a key of any length; the error cannot happen.
+        let mut mac = HmacSha256::new_from_slice(&self.token)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"));
+        mac.update(ADMIN_SESSION_LABEL);
+        mac.update(expiry.to_string().as_bytes());
+        mac
+    }
+}
+
+/// The most digits an expiry in Unix seconds has (`u64::MAX`).
+const MAX_EXPIRY_DIGITS: usize = 20;
+/// Hex digits of an HMAC-SHA256 signature.
+const SIGNATURE_HEX_DIGITS: usize = 64;
+
+/// `<expiry>.<signature>` as the expiry and the signature's bytes; `None` when malformed.
+fn parse_session(candidate: &[u8]) -> Option<(u64, [u8; SIGNATURE_HEX_DIGITS / 2])> {
+    let dot = candidate.iter().position(|byte| *byte == b'.')?;
+    let (expiry, signature) = (&candidate[..dot], &candidate[dot + 1..]);
+    if expiry.is_empty()
+        || expiry.len() > MAX_EXPIRY_DIGITS
+        || !expiry.iter().all(u8::is_ascii_digit)
+        || signature.len() != SIGNATURE_HEX_DIGITS
+    {
+        return None;
+    }
+    let expiry = std::str::from_utf8(expiry).ok()?.parse().ok()?;
+    let mut bytes = [0; SIGNATURE_HEX_DIGITS / 2];
+    for (byte, pair) in bytes.iter_mut().zip(signature.chunks_exact(2)) {
+        *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+    }
+    Some((expiry, bytes))
+}
+
+fn hex_digit(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
+    }
+}
+
+fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 fn constant_time_equal(expected: &[u8], candidate: &[u8]) -> bool {
@@ -139,6 +243,7 @@ impl Policy {
                 .as_deref()
                 .map(AdminToken::read)
                 .transpose()?,
+            admin_allowed_hosts: config.admin_allowed_hosts.clone(),
         })
     }
 }
@@ -182,11 +287,19 @@ mod tests {
         assert!(!token.matches(b"s3cret"));
         assert!(!token.matches(b""));
         assert!(!format!("{token:?}").contains("s3cret"));
-        // The session value is derived, fixed per token, and not the token.
-        assert_eq!(token.session().len(), 64);
-        assert!(!token.session().contains("s3cret"));
-        assert!(token.matches_session(token.session().as_bytes()));
-        assert!(!token.matches_session(b"s3cret-token"));
+        // A session is signed with the token and carries its expiry, not the token.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let session = token.session_until(now + ADMIN_SESSION_LIFETIME);
+        assert!(!session.contains("s3cret"));
+        assert!(session.starts_with("1800043200."), "{session}");
+        assert!(token.accepts_session(session.as_bytes(), now));
+        assert!(!token.accepts_session(session.as_bytes(), now + ADMIN_SESSION_LIFETIME));
+        assert!(!token.accepts_session(b"s3cret-token", now));
+        assert!(token.is_short());
+        std::fs::write(&path, "s3cret-token-that-is-long-enough-0123").unwrap();
+        let rotated = AdminToken::read(&path).unwrap();
+        assert!(!rotated.is_short() && !rotated.same_as(&token));
+        assert!(!rotated.accepts_session(session.as_bytes(), now));
         std::fs::write(&path, " \n").unwrap();
         let error = AdminToken::read(&path).unwrap_err().to_string();
         assert!(
@@ -196,5 +309,45 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let error = AdminToken::read(&path).unwrap_err().to_string();
         assert!(error.contains("admin_token_file"), "{error}");
+    }
+
+    #[test]
+    fn a_session_is_refused_once_expired_forged_or_too_far_ahead() {
+        let path = std::env::temp_dir().join(format!("explo-shim-session-{}", std::process::id()));
+        std::fs::write(&path, "key").unwrap();
+        let token = AdminToken::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        // RFC 4231-style check of the construction: HMAC-SHA256("key", label + expiry).
+        let mut mac = HmacSha256::new_from_slice(b"key").unwrap();
+        mac.update(b"explo-shim admin session v1\n1800000060");
+        let expected: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        let session = token.session_until(now + Duration::from_secs(60));
+        assert_eq!(session, format!("1800000060.{expected}"));
+        assert!(token.accepts_session(session.as_bytes(), now));
+        // Expired, a second past.
+        assert!(!token.accepts_session(session.as_bytes(), now + Duration::from_secs(60)));
+        // A later expiry under the old signature.
+        let forged = session.replacen("1800000060", "1800000061", 1);
+        assert!(!token.accepts_session(forged.as_bytes(), now));
+        // Signed, but further ahead than any sign-in gives.
+        let far = token.session_until(now + ADMIN_SESSION_LIFETIME * 2);
+        assert!(!token.accepts_session(far.as_bytes(), now));
+        for malformed in [
+            &b""[..],
+            b".",
+            b"1800000060.",
+            b"x.ab",
+            &session.as_bytes()[1..],
+        ] {
+            assert!(!token.accepts_session(malformed, now), "{malformed:?}");
+        }
+        let upper = session.to_uppercase();
+        assert!(!token.accepts_session(upper.as_bytes(), now));
     }
 }

@@ -252,6 +252,18 @@ impl Reloader {
         if let (Some(budget), Some(limit)) = (&self.budget, &next.rate_limit) {
             budget.set(limit);
         }
+        // A new token is read on every reload; a short one is worth the same warning as at
+        // start-up, once, when it comes in.
+        if let Some(token) = &policy.admin_token {
+            let running = self.policy.peek();
+            if running
+                .admin_token
+                .as_ref()
+                .is_none_or(|running| !running.same_as(token))
+            {
+                token.warn_if_short();
+            }
+        }
         self.policy.replace(policy);
         for change in &waiting {
             tracing::warn!(

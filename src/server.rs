@@ -51,6 +51,11 @@ const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// clients do not keep the probes waiting, few enough to bound its memory (a few MB).
 const ADMIN_MAX_CONNECTIONS: usize = 256;
 
+/// The most of a request head the admin listener reads, in bytes: its requests are short
+/// (a path, a token or a cookie); past it hyper answers 431. hyper's smallest buffer: it
+/// refuses anything under 8 KiB (`proto::h1::MINIMUM_MAX_BUFFER_SIZE`).
+const ADMIN_MAX_HEAD_BYTES: usize = 8 * 1024;
+
 /// hyper's header-count limit when none is set (`hyper::proto::h1::role::DEFAULT_MAX_HEADERS`).
 const HYPER_DEFAULT_MAX_HEADERS: u64 = 100;
 
@@ -154,7 +159,7 @@ pub async fn serve(
         usage: Arc::clone(proxy.usage()),
         fleet: proxy.fleet().map(Fleet::admin_link),
         policy: proxy.policy().clone(),
-        sign_ins: Arc::new(Semaphore::new(admin::MAX_SIGN_INS)),
+        failures: Arc::default(),
     };
     // The fleet's usage writer runs here, off the serving threads, until the drain is over.
     let (usage_writer_stop, usage_writer_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -644,9 +649,11 @@ impl StopSignals {
 /// past it, connections wait in the kernel backlog) and the main listener's head timeout,
 /// which hyper also runs while a connection sends nothing at all and between keep-alive
 /// requests: a client that stays silent or half-sends a head cannot hold a slot, or the
-/// probes' way in, for longer than that. Writes run under the send clock ([`SendClock`]): a
-/// client that asks again and again and never reads is cut off after `send_timeout`.
-/// HTTP/1.1 only: probes and scrapers speak it, and nothing there needs HTTP/2.
+/// probes' way in, for longer than that. Heads are capped at [`ADMIN_MAX_HEAD_BYTES`]. Writes
+/// run under the send clock ([`SendClock`]): a client that asks again and again and never
+/// reads is cut off after `send_timeout`. HTTP/1.1 only: probes and scrapers speak it, and
+/// nothing there needs HTTP/2. Each request is answered knowing its client's address, which
+/// the failed-credential throttle counts by.
 async fn serve_admin(
     listener: TcpListener,
     state: AdminState,
@@ -657,17 +664,18 @@ async fn serve_admin(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(ADMIN_MAX_HEAD_BYTES);
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
-        let (stream, _) = accept(&listener, "admin").await;
+        let (stream, client) = accept(&listener, "admin").await;
         let stream = SendClock::new(stream, send_timeout, state.metrics.send_timeouts());
         let state = state.clone();
         let service = service_fn(move |request| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(admin::handle(request, &state).await) }
+            async move { Ok::<_, Infallible>(admin::handle(request, &state, client.ip()).await) }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {

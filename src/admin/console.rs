@@ -98,7 +98,13 @@ pub fn escape(text: &str) -> String {
 }
 
 /// The whole page for `report` (the `/usage` JSON, client names included) at `now`.
-pub fn render(report: &Value, schedule: &Schedule<'_>, now: SystemTime, nonce: &str) -> String {
+pub fn render(
+    report: &Value,
+    schedule: &Schedule<'_>,
+    now: SystemTime,
+    nonce: &str,
+    sign_out: bool,
+) -> String {
     let mut page = String::with_capacity(16 * 1024);
     let nonce = escape(nonce);
     let _ = write!(
@@ -111,7 +117,14 @@ pub fn render(report: &Value, schedule: &Schedule<'_>, now: SystemTime, nonce: &
          <body data-refresh-seconds=\"{REFRESH_SECONDS}\">\
          <header><h1>explo-shim migration console</h1>\
          <p id=\"refresh-status\">Rendered by the shim; with scripts on, the \
-         page refreshes every {REFRESH_SECONDS}&nbsp;s.</p></header>"
+         page refreshes every {REFRESH_SECONDS}&nbsp;s.</p>{sign_out}</header>",
+        // Signed in with the admin token: the way out drops the session cookie.
+        sign_out = if sign_out {
+            "<form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out\
+             </button></form>"
+        } else {
+            ""
+        }
     );
     page.push_str(&main(report, schedule, now));
     let _ = write!(
@@ -682,6 +695,7 @@ mod tests {
             },
             at(now),
             "bm9uY2U=",
+            false,
         )
     }
 

@@ -35,6 +35,7 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) clients: BTreeMap<String, String>,
     pub(super) admin_token_file: Option<String>,
+    pub(super) admin_allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

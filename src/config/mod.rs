@@ -15,7 +15,7 @@ pub mod read;
 pub mod render;
 mod sourced;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -272,6 +272,9 @@ pub struct Config {
     pub clients: BTreeMap<String, String>,
     /// A file holding the bearer token `/`, `/usage` and `/metrics` ask for; none: open.
     pub admin_token_file: Option<PathBuf>,
+    /// Without a token: the `Host` names, besides IP literals and `localhost`, that `/`,
+    /// `/usage` and `/metrics` answer to (lower case, validated).
+    pub admin_allowed_hosts: BTreeSet<String>,
 }
 
 /// Where the main listener's certificate and key live.
@@ -388,8 +391,63 @@ impl Config {
                 .map(str::trim)
                 .filter(|path| !path.is_empty())
                 .map(PathBuf::from),
+            admin_allowed_hosts: resolve_admin_allowed_hosts(
+                overrides.admin_allowed_hosts.as_ref(),
+                file.admin_allowed_hosts.as_deref(),
+                origin,
+            )?,
         })
     }
+}
+
+/// The longest DNS name, in characters (RFC 1035 §2.3.4, without the trailing dot).
+const MAX_HOST_NAME_CHARS: usize = 253;
+/// The longest label of a DNS name, in characters (RFC 1035 §2.3.4).
+const MAX_HOST_LABEL_CHARS: usize = 63;
+
+/// `admin_allowed_hosts`: host names as a browser sends them in `Host` (no port, no scheme,
+/// no wildcard), lower-cased. A flag or variable holds a comma-separated list and replaces
+/// the file's.
+fn resolve_admin_allowed_hosts(
+    setting: Option<&Setting>,
+    file_list: Option<&[String]>,
+    origin: &str,
+) -> Result<BTreeSet<String>, ConfigError> {
+    let (names, names_origin): (Vec<String>, &str) = match setting {
+        Some(setting) => (
+            setting
+                .value
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            setting.origin,
+        ),
+        None => (file_list.unwrap_or_default().to_vec(), origin),
+    };
+    names
+        .into_iter()
+        .map(|name| {
+            let lower = name.trim().trim_end_matches('.').to_ascii_lowercase();
+            let is_label = |label: &str| {
+                (1..=MAX_HOST_LABEL_CHARS).contains(&label.len())
+                    && label
+                        .bytes()
+                        .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            };
+            if lower.len() > MAX_HOST_NAME_CHARS || !lower.split('.').all(is_label) {
+                return Err(ConfigError(format!(
+                    "invalid `admin_allowed_hosts` entry {name:?} (from {names_origin}): expected \
+                     a host name as the browser sends it in Host, e.g. \"shim.internal\", \
+                     without a scheme, port or wildcard"
+                )));
+            }
+            Ok(lower)
+        })
+        .collect()
 }
 
 fn resolve_upstream(
@@ -1075,6 +1133,44 @@ mod tests {
         let retirement = Config::resolve(&overrides).unwrap().deprecation.retirement;
         assert_eq!(retirement.windows().len(), 1);
         assert!(retirement.is_exempt("bbbbbbbbbbbb") && !retirement.is_exempt("64cc961af68c"));
+    }
+
+    #[test]
+    fn admin_allowed_hosts_are_names_read_from_the_file_and_replaced_by_flags() {
+        assert!(
+            Config::resolve(&Overrides::default())
+                .unwrap()
+                .admin_allowed_hosts
+                .is_empty()
+        );
+        let (_file, mut overrides) =
+            write_config("admin_allowed_hosts = [\"Shim.Internal.\", \"metrics-1\"]\n");
+        let hosts = Config::resolve(&overrides).unwrap().admin_allowed_hosts;
+        assert_eq!(
+            hosts.into_iter().collect::<Vec<_>>(),
+            ["metrics-1", "shim.internal"]
+        );
+        overrides.admin_allowed_hosts = setting("a.example, b.example", "--admin-allowed-hosts");
+        let hosts = Config::resolve(&overrides).unwrap().admin_allowed_hosts;
+        assert_eq!(
+            hosts.into_iter().collect::<Vec<_>>(),
+            ["a.example", "b.example"]
+        );
+        for bad in [
+            "shim.internal:9090",
+            "*.example",
+            "http://shim",
+            "a..b",
+            "-a.example",
+        ] {
+            overrides.admin_allowed_hosts = setting(bad, "EXPLO_SHIM_ADMIN_ALLOWED_HOSTS");
+            let error = Config::resolve(&overrides).unwrap_err().to_string();
+            assert!(
+                error.contains("admin_allowed_hosts")
+                    && error.contains("EXPLO_SHIM_ADMIN_ALLOWED_HOSTS"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

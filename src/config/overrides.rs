@@ -30,11 +30,12 @@ pub struct Overrides {
     pub exempt_clients: Option<Setting>,
     pub shutdown_delay: Option<Setting>,
     pub send_timeout: Option<Setting>,
+    pub admin_allowed_hosts: Option<Setting>,
 }
 
 impl Overrides {
     /// Each setting a flag or variable can give, by its dotted key in the config file.
-    pub fn by_key(&self) -> [(&'static str, Option<&Setting>); 14] {
+    pub fn by_key(&self) -> [(&'static str, Option<&Setting>); 15] {
         [
             ("listen", self.listen.as_ref()),
             ("admin", self.admin.as_ref()),
@@ -50,6 +51,7 @@ impl Overrides {
             ("deprecation.exempt_clients", self.exempt_clients.as_ref()),
             ("shutdown.delay", self.shutdown_delay.as_ref()),
             ("limits.send_timeout", self.send_timeout.as_ref()),
+            ("admin_allowed_hosts", self.admin_allowed_hosts.as_ref()),
         ]
     }
 }

@@ -171,6 +171,16 @@ pub fn sections<'s>(config: &Config, sources: &'s Sources) -> Vec<Section<'s>> {
     file.set("log_level", Value::from(config.log_level.as_str()));
     file.set("access_log", Value::from(config.access_log));
     file.set("admin_token_file", path(config.admin_token_file.as_deref()));
+    file.set(
+        "admin_allowed_hosts",
+        Value::Array(
+            config
+                .admin_allowed_hosts
+                .iter()
+                .map(|name| Value::from(name.as_str()))
+                .collect(),
+        ),
+    );
 
     let upstream = &config.upstream;
     file.table("upstream");
@@ -500,6 +510,7 @@ mod tests {
             ("brownouts", "brownouts = []"),
             ("after_sunset", "after_sunset = \"serve\""),
             ("exempt_clients", "exempt_clients = []"),
+            ("admin_allowed_hosts", "admin_allowed_hosts = []"),
             ("delay", "delay = \"0s\""),
             ("grace", "grace = \"30s\""),
         ] {
