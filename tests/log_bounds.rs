@@ -470,6 +470,23 @@ async fn a_flood_of_budget_refusals_logs_the_first_and_a_count_while_the_metric_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let log_bytes: usize = shim
+        .logs()
+        .iter()
+        .filter(|line| {
+            serde_json::from_str::<Value>(line).is_ok_and(|event| {
+                event["target"] == "explo_shim::error" || event["target"] == "deprecated"
+            })
+        })
+        .map(|line| line.len() + 1)
+        .sum();
+    eprintln!(
+        "{refused} budget refusals: {} lines ({} bytes the first), {} summaries, {log_bytes} bytes \
+         of error and audit lines",
+        written.len(),
+        written[0].to_string().len() + 1,
+        summaries.len()
+    );
     // One written line and one summary per second of the flood, at most, not one per request.
     let seconds = elapsed_seconds + 3;
     assert!(
