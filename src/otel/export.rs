@@ -474,6 +474,41 @@ mod tests {
     }
 
     #[test]
+    fn spans_past_the_queues_bytes_are_dropped_and_counted() {
+        let metrics = Arc::new(Metrics::new(10));
+        let (queue, mut spans) = mpsc::channel(QUEUE_SPANS);
+        let processor = QueueProcessor {
+            queue,
+            queued_bytes: Arc::default(),
+            metrics: Some(Arc::clone(&metrics)),
+        };
+        // A span with a path of 4 KiB, as long as a span keeps.
+        let mut long = span();
+        long.attributes[0] = KeyValue::new("url.path", "p".repeat(super::super::SPAN_TEXT_BYTES));
+        let per_span = span_bytes(&long);
+        let fit = QUEUE_BYTES / per_span;
+        assert!(fit < QUEUE_SPANS, "the bytes are the bound here");
+        for _ in 0..fit + 10 {
+            processor.on_end(long.clone());
+        }
+        assert_eq!(
+            processor.queued_bytes.load(Ordering::Acquire),
+            fit * per_span
+        );
+        let mut queued = 0;
+        while spans.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, fit);
+        assert!(
+            metrics
+                .encode()
+                .lines()
+                .any(|line| line == "explo_shim_trace_spans_dropped_total 10"),
+        );
+    }
+
+    #[test]
     fn a_full_queue_drops_the_span_and_an_unsampled_span_is_not_queued() {
         let metrics = Arc::new(Metrics::new(10));
         let (queue, mut spans) = mpsc::channel(1);
