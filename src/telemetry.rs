@@ -256,9 +256,10 @@ pub struct LegacyCallRecord<'a> {
     pub latency: Duration,
     /// The caller's W3C trace id, when it sent a valid `traceparent`.
     pub trace_id: Option<&'a str>,
-    /// The shim's own error code when it refused the call itself, so that nothing was written
-    /// upstream (a 4xx of its own: a brownout, the budget, a bad body). Those lines are
-    /// summarised under a flood; a call that may have changed something is always logged.
+    /// The shim's own error code when it refused the call itself, before it could change
+    /// anything upstream (a 4xx of its own but a 409: a brownout, the sunset, the budget, a
+    /// bad body). Those lines are summarised under a flood; a call that reached the upstream
+    /// for a change, and a 409 of the cascade guard, are always logged.
     pub refusal: Option<&'static str>,
 }
 

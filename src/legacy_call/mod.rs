@@ -177,7 +177,7 @@ impl LegacyCalls {
         let mut user_group_id = None;
         let now = SystemTime::now();
         let decision = policy.retirement.decide(now, &caller.fingerprint);
-        // The shim's own 4xx: it refused the call, and nothing was written upstream.
+        // The shim's own 4xx: it refused the call before it could change anything upstream.
         let mut refusal = None;
         let (mut response, upstream_status) = match decision {
             Decision::Serve => match self
@@ -195,7 +195,10 @@ impl LegacyCalls {
                     if let Some(trace) = &trace {
                         note_error(trace, &error);
                     }
-                    if error.status().is_client_error() {
+                    // A 409 follows a look-up and tells of a deliberate delete or token
+                    // change that was stopped: worth its own audit line, however many.
+                    let status = error.status();
+                    if status.is_client_error() && status != StatusCode::CONFLICT {
                         refusal = Some(error.code());
                     }
                     (error.into_logged_response(id), None)
