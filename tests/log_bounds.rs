@@ -532,3 +532,60 @@ async fn a_flood_of_budget_refusals_logs_the_first_and_a_count_while_the_metric_
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_is_down_logs_one_warning_and_a_count_not_one_per_request() {
+    const REQUESTS: usize = 300;
+    // A port nobody listens on: every request is a 502 `upstream_unreachable`.
+    let closed = format!("http://127.0.0.1:{}", unused_port());
+    let config = TempConfig::new("[rate_limit]\nenabled = false\n");
+    let shim = Shim::start_with_env(
+        &closed,
+        &["--config", config.path()],
+        &[("RUST_LOG", "info")],
+    );
+    let started = Instant::now();
+    let statuses = flood(shim.addr, "/api/customers/", REQUESTS, 4).await;
+    assert!(statuses.iter().all(|status| *status == 502), "{statuses:?}");
+    let elapsed_seconds = started.elapsed().as_secs() + 1;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (full, summaries) = loop {
+        let (summaries, full): (Vec<Value>, Vec<Value>) = lines_starting(
+            &shim,
+            "explo_shim::error",
+            "answered with the shim's own error",
+        )
+        .into_iter()
+        .filter(|event| event["code"] == "upstream_unreachable")
+        .partition(|event| event.get("more").is_some());
+        let summarised: u64 = summaries
+            .iter()
+            .map(|event| event["more"].as_u64().unwrap())
+            .sum();
+        if full.len() as u64 + summarised == REQUESTS as u64 {
+            break (full, summaries);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} lines and {summarised} summarised, of {REQUESTS} failures",
+            full.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let seconds = elapsed_seconds + 3;
+    assert!(
+        full.len() as u64 <= seconds && summaries.len() as u64 <= seconds,
+        "{} lines and {} summaries for {REQUESTS} failures in about {elapsed_seconds} s",
+        full.len(),
+        summaries.len()
+    );
+    // Warnings both: the shim's 5xx, with the cause on the written line.
+    assert_eq!(full[0]["level"], "WARN");
+    assert_eq!(full[0]["status"], 502);
+    assert!(
+        !full[0]["cause"].as_str().unwrap().is_empty(),
+        "{}",
+        full[0]
+    );
+    assert_eq!(summaries[0]["level"], "WARN");
+}
