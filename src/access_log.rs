@@ -16,6 +16,10 @@
 //! is logged: the client is named by its fingerprint only.
 //!
 //! With the log off, nothing here runs: [`crate::proxy`] checks the switch once per request.
+//!
+//! A path or query longer than [`ACCESS_LINE_TEXT_BYTES`] is cut, with a marker that says how
+//! many bytes were left out (`…[12000 bytes cut]`): a line waits in the log queue, whose
+//! bytes are bounded, and a 16 KB query per line would fill it with a few hundred requests.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +31,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 
 use crate::body::{FrameObserver, Observed, ProxyBody};
+use crate::bounded_text::cut_to;
 use crate::fingerprint::{EXPLO_AUTHORIZATION, client_fingerprint};
 use crate::headers::trace_context::trace_id;
 use crate::route::LegacyRoute;
@@ -34,6 +39,10 @@ use crate::send_clock;
 
 /// The `tracing` target of access-log lines.
 pub const ACCESS_TARGET: &str = "access";
+
+/// The most of a request's path, and of its query, an access line keeps, in bytes: enough for
+/// any real path and query; longer ones keep their first bytes and a marker.
+pub const ACCESS_LINE_TEXT_BYTES: usize = 4096;
 
 /// A request body's bytes as they are read, shared with the line written at the end. Put in
 /// the request's extensions; whoever reads the body adds to it.
@@ -84,8 +93,10 @@ impl AccessEntry {
     ) -> Self {
         Self(Some(Arrived {
             method: method.clone(),
-            path: uri.path().to_owned(),
-            query: uri.query().map(str::to_owned),
+            path: cut_to(uri.path(), ACCESS_LINE_TEXT_BYTES).into_owned(),
+            query: uri
+                .query()
+                .map(|query| cut_to(query, ACCESS_LINE_TEXT_BYTES).into_owned()),
             request_id: request_id.to_owned(),
             client_fingerprint: client_fingerprint(headers.get(&EXPLO_AUTHORIZATION)),
             legacy_endpoint: route.map(LegacyRoute::legacy_endpoint),
@@ -293,6 +304,29 @@ mod tests {
         let reply = entry(Method::GET).finish(Response::new(full_body("{}")));
         let cut = lines(|| send_clock::cutting_off(|| drop(reply)));
         assert!(cut.contains("\"outcome\":\"send_timeout\""), "{cut}");
+    }
+
+    #[test]
+    fn a_long_path_and_query_are_cut_with_a_marker() {
+        let uri: http::Uri = format!("/{}?{}", "p".repeat(5000), "q".repeat(20_000))
+            .parse()
+            .unwrap();
+        let entry = AccessEntry::start(
+            &Method::GET,
+            &uri,
+            &HeaderMap::new(),
+            "r-1",
+            None,
+            BytesIn::default(),
+        );
+        let arrived = entry.0.as_ref().unwrap();
+        let path = format!("/{}", "p".repeat(4095));
+        assert_eq!(arrived.path, format!("{path}…[905 bytes cut]"));
+        let query = "q".repeat(ACCESS_LINE_TEXT_BYTES);
+        assert_eq!(
+            arrived.query.as_deref(),
+            Some(format!("{query}…[15904 bytes cut]").as_str())
+        );
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
 use crate::body::{ProxyBody, full_body};
+use crate::log_summary::{LogSummary, Summary};
 use crate::route::LegacyRoute;
 
 /// Everything that makes the shim answer instead of the upstream.
@@ -308,9 +309,19 @@ impl ShimError {
         json!({"success": 0, "error": self.message(), "code": self.code()})
     }
 
-    /// The reply and its one log line: a warning for the shim's 5xx, information otherwise.
+    /// The reply and its log line: a warning for the shim's 5xx, information otherwise. Under
+    /// a flood the line is summarised ([`SHIM_ERROR_LINES`]); the metrics count every reply.
     pub fn into_logged_response(self, request_id: &str) -> Response<ProxyBody> {
         let status = self.status();
+        let summary = if status.is_server_error() {
+            &SHIM_SERVER_ERROR_LINES
+        } else {
+            &SHIM_ERROR_LINES
+        };
+        // Asked before anything is formatted: a suppressed line costs no allocation.
+        if !summary.admit(self.code()) {
+            return self.into_response();
+        }
         // The description can hold the client's own text (a `user_group_id`), so it is a
         // field, quoted and escaped, never the bare message, where it could pass for fields
         // of its own in the text format.
@@ -375,6 +386,32 @@ impl ShimError {
         }
         response
     }
+}
+
+/// The shim's own 4xx lines, by code: a flood of refusals (the budget's 429s, bad requests)
+/// writes the first line of each second and a count, not a line per request.
+static SHIM_ERROR_LINES: LogSummary = LogSummary::new(report_shim_errors);
+/// The shim's own 5xx lines (an upstream that is down), summarised the same way, as warnings.
+static SHIM_SERVER_ERROR_LINES: LogSummary = LogSummary::new(report_shim_server_errors);
+
+fn report_shim_errors(summary: Summary) {
+    tracing::info!(
+        code = summary.kind,
+        more = summary.more,
+        over_ms = summary.over.as_millis() as u64,
+        "answered with the shim's own error: {} more like this",
+        summary.more
+    );
+}
+
+fn report_shim_server_errors(summary: Summary) {
+    tracing::warn!(
+        code = summary.kind,
+        more = summary.more,
+        over_ms = summary.over.as_millis() as u64,
+        "answered with the shim's own error: {} more like this",
+        summary.more
+    );
 }
 
 /// What a shed client is told to wait: long enough for in-flight requests to finish.

@@ -23,7 +23,8 @@
 //! thread's own connections ([`upstream::pool`]). [`fleet`]: replicas as one through Redis.
 //!
 //! **Records.** [`telemetry`]: log set-up and the deprecated-usage event ([`log_text`] is the
-//! `text` line format). [`metrics`] and [`usage`]: the counters and the migration tracker.
+//! `text` line format, [`log_queue`] the background writer and its queue bounded in bytes,
+//! [`log_summary`] the summaries of lines that repeat under a flood). [`metrics`] and [`usage`]: the counters and the migration tracker.
 //! [`otel`]: OpenTelemetry traces (a server span per request, a client span per upstream
 //! exchange), exported over OTLP/HTTP from a thread of its own; off without an endpoint.
 //!
@@ -42,11 +43,12 @@
 //! as pure decisions. [`fingerprint`]: naming a client without its credential. [`ratelimit`]:
 //! the token bucket. [`framing_guard`] (the byte-level smuggling guard in front of hyper),
 //! [`protocol_sniff`] (HTTP/1.1 or h2c by the first bytes), [`net`] (accepting),
-//! [`coarse_timer`] (hyper's header timer at a tenth of a second), [`log_summary`] (a warning
-//! an attacker can repeat, as one line and then one summary a second), [`body`] (the body
-//! type shared by streamed and built messages) and [`send_clock`] (the clock on every write to
-//! a client: a connection's IO, and each HTTP/2 stream's task). [`emulator`], the in-memory Customer API for
-//! offline tests and `--demo`, stands beside the shim and uses only these.
+//! [`coarse_timer`] (hyper's header timer at a tenth of a second), [`log_summary`] (a line
+//! anyone can make the shim repeat, as one line and then one summary a second), [`body`] (the
+//! body type shared by streamed and built messages), [`bounded_text`] (client text cut to a
+//! byte limit before it waits in a queue) and [`send_clock`] (the clock on every write to a
+//! client: a connection's IO, and each HTTP/2 stream's task). [`emulator`], the in-memory
+//! Customer API for offline tests and `--demo`, stands beside the shim and uses only these.
 //!
 //! Modules that tests, fuzz targets and `main` do not use are `pub(crate)`, so the compiler
 //! reports dead code in them.
@@ -57,6 +59,7 @@
 pub(crate) mod access_log;
 pub(crate) mod admin;
 pub(crate) mod body;
+pub(crate) mod bounded_text;
 #[cfg(test)]
 pub(crate) mod captured_log;
 pub mod cli;
@@ -72,6 +75,7 @@ pub mod framing_guard;
 pub mod headers;
 pub mod legacy;
 pub(crate) mod legacy_call;
+pub(crate) mod log_queue;
 pub(crate) mod log_summary;
 pub(crate) mod log_text;
 pub(crate) mod metrics;

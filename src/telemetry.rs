@@ -5,22 +5,25 @@
 //! `info` whatever `RUST_LOG` says, because their trace output can include frame contents.
 //!
 //! Logging stays off the request path: a line is formatted into a buffer on the request's
-//! thread and handed to a background writer, which batches lines into few `write` calls. When
-//! the writer falls behind (a slow pipe, a full disk), lines are dropped and counted
-//! ([`dropped_log_lines`], exported as a metric) rather than holding a request up. ANSI colours
-//! are used only when stderr is a terminal, so log files and collectors get plain text.
+//! thread and handed to a background writer ([`crate::log_queue`]), which batches lines into
+//! few `write` calls. Its queue holds at most [`LOG_QUEUE_BYTES`]; when the writer falls behind
+//! (a slow pipe, a full disk), lines are dropped and counted ([`dropped_log_lines`], exported
+//! as a metric) rather than holding a request up or growing the process. Lines that repeat
+//! under a flood are summarised ([`crate::log_summary`]). ANSI colours are used only when
+//! stderr is a terminal, so log files and collectors get plain text.
 
 use std::io::{BufWriter, IsTerminal};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, reload};
 
 use crate::access_log::ACCESS_TARGET;
 use crate::config::{DEFAULT_LOG_LEVEL as DEFAULT_LEVEL, LogFormat};
+use crate::log_queue::{DropCounter, QueueGuard};
+use crate::log_summary::{LogSummary, SUMMARY_WINDOW, Summary};
 use crate::log_text::{PlainFields, PlainText};
 use crate::route::LegacyRoute;
 
@@ -37,20 +40,29 @@ const CAPPED_TARGETS: [&str; 6] = [
     "tokio_rustls",
 ];
 
-/// Lines the background writer may hold before new ones are dropped: enough for a burst of
-/// several seconds at full load, about 10 MB at the longest lines.
-const LOG_QUEUE_LINES: usize = 32_768;
+/// Bytes of lines the background writer may hold before new ones are dropped: a burst of
+/// several seconds at full load (about 15,000 translated calls' lines), and a small part of
+/// a sidecar's memory limit whatever the lines hold. Lines are counted with their overhead.
+pub const LOG_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The background writer's buffer: lines are written in batches of up to this many bytes.
 const LOG_WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The drop counter of the process's one background writer (the subscriber is global too).
-static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
+static DROPPED_LINES: OnceLock<DropCounter> = OnceLock::new();
 
-/// Keeps the background writer alive; dropping it writes out the lines still queued.
+/// Keeps the background writer alive; dropping it writes the summaries still pending, then
+/// the lines still queued.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
-    _writer: WorkerGuard,
+    writer: Option<QueueGuard>,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        crate::log_summary::report_all();
+        drop(self.writer.take());
+    }
 }
 
 /// Changes the log filter of the running process (SIGHUP's `log_level`).
@@ -113,15 +125,20 @@ fn colours_wanted(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) 
 pub fn init(format: LogFormat, level: &str) -> (LogGuard, LogFilter) {
     let filter = log_filter(level).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LEVEL));
     let (filter, handle) = reload::Layer::new(filter);
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .thread_name("explo-shim-log")
-        .finish(YieldingStderr {
-            stderr: BufWriter::with_capacity(LOG_WRITE_BUFFER_BYTES, std::io::stderr()),
-            yielding: false,
-        });
-    let _ = DROPPED_LINES.set(writer.error_counter());
+    let stderr = YieldingStderr {
+        stderr: BufWriter::with_capacity(LOG_WRITE_BUFFER_BYTES, std::io::stderr()),
+        yielding: false,
+    };
+    let (writer, guard) = match crate::log_queue::start(stderr, LOG_QUEUE_BYTES, "explo-shim-log") {
+        Ok(started) => started,
+        Err(error) => {
+            // Without a thread there is no background writer: say so, and run without a log.
+            eprintln!("explo-shim: cannot start the log writer thread: {error}");
+            return (LogGuard { writer: None }, LogFilter::default());
+        }
+    };
+    let _ = DROPPED_LINES.set(writer.drop_counter());
+    start_summary_ticker();
     let ansi = colours_wanted(
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
@@ -146,9 +163,29 @@ pub fn init(format: LogFormat, level: &str) -> (LogGuard, LogFilter) {
             .is_ok(),
     };
     (
-        LogGuard { _writer: guard },
+        LogGuard {
+            writer: Some(guard),
+        },
         LogFilter(installed.then_some(handle)),
     )
+}
+
+/// Writes the summaries of repeated lines that went quiet ([`crate::log_summary`]), every
+/// [`SUMMARY_WINDOW`], from a thread of its own that sleeps in between: the serving threads
+/// do not have to, and the log writer may be blocked on a stalled pipe.
+fn start_summary_ticker() {
+    let ticker = std::thread::Builder::new()
+        .name("explo-shim-log-summaries".to_owned())
+        .spawn(|| {
+            loop {
+                std::thread::sleep(SUMMARY_WINDOW);
+                crate::log_summary::report_overdue(std::time::Instant::now());
+            }
+        });
+    if let Err(error) = ticker {
+        // The summaries still come with the next line of their kind, and at exit.
+        tracing::warn!(%error, "cannot start the log summary thread");
+    }
 }
 
 /// Stderr as the background writer's thread sees it: buffered, and written by a thread that
@@ -200,9 +237,7 @@ impl std::io::Write for YieldingStderr {
 
 /// Log lines dropped because the background writer fell behind, since start-up.
 pub fn dropped_log_lines() -> u64 {
-    DROPPED_LINES
-        .get()
-        .map_or(0, |counter| counter.dropped_lines() as u64)
+    DROPPED_LINES.get().map_or(0, DropCounter::dropped_lines)
 }
 
 /// Everything the deprecated-usage event reports about one legacy call.
@@ -221,15 +256,41 @@ pub struct LegacyCallRecord<'a> {
     pub latency: Duration,
     /// The caller's W3C trace id, when it sent a valid `traceparent`.
     pub trace_id: Option<&'a str>,
+    /// The shim's own error code when it refused the call itself, before it could change
+    /// anything upstream (a 4xx of its own but a 409: a brownout, the sunset, the budget, a
+    /// bad body). Those lines are summarised under a flood; a call that reached the upstream
+    /// for a change, and a 409 of the cascade guard, are always logged.
+    pub refusal: Option<&'static str>,
 }
 
-/// Emits the one structured event per legacy call (target `deprecated`).
+/// The deprecated-usage lines of calls the shim refused itself, by error code: the first of a
+/// second, then a count. Every one still counts in the metrics and `/usage`.
+static REFUSED_LEGACY_CALLS: LogSummary = LogSummary::new(report_refused_legacy_calls);
+
+fn report_refused_legacy_calls(summary: Summary) {
+    tracing::info!(
+        target: DEPRECATED_TARGET,
+        code = summary.kind,
+        more = summary.more,
+        over_ms = summary.over.as_millis() as u64,
+        "deprecated End User Group API call refused by the shim: {} more like this",
+        summary.more
+    );
+}
+
+/// Emits the one structured event per legacy call (target `deprecated`); a refused call's only
+/// when [`REFUSED_LEGACY_CALLS`] admits it.
 ///
 /// Values the shim itself made or checked (endpoint names, the fingerprint's hex digits, a
 /// request ID of the sane characters only) are recorded with `Display`: the text format then
 /// skips the character-by-character escaping `Debug` does, which was most of the line's cost.
 /// The client-chosen `user_group_id` keeps `Debug`, so it cannot forge a line of its own.
 pub fn log_legacy_call(record: &LegacyCallRecord<'_>) {
+    if let Some(code) = record.refusal
+        && !REFUSED_LEGACY_CALLS.admit(code)
+    {
+        return;
+    }
     tracing::info!(
         target: DEPRECATED_TARGET,
         request_id = tracing::field::display(record.request_id),

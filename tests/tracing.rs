@@ -484,3 +484,37 @@ fn an_invalid_sampler_or_endpoint_stops_start_up_with_64_naming_the_variable() {
         assert!(stderr.contains(variable), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_long_passed_through_path_is_cut_in_its_spans_with_a_marker() {
+    let collector = Collector::start().await;
+    let upstream = FakeUpstream::always(Reply::json(200, json!({"ok": true}))).await;
+    let shim = start_traced(&upstream, &traced(&collector));
+    // Distinct bytes, so that the test can tell which ones were kept.
+    let segment: String = (0..10_000)
+        .map(|index| char::from(b'a' + (index % 26) as u8))
+        .collect();
+    let path = format!("/api/{segment}");
+    let caller = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let got = send("GET", &shim.url(&path), &[("traceparent", &caller)], "").await;
+    assert_eq!(got.status, 200);
+    // The upstream still gets the whole path: only the spans are cut.
+    assert_eq!(upstream.requests()[0].path(), path);
+    let spans = collector.trace(CALLER_TRACE, 2).await;
+    let expected = format!("{}…[{} bytes cut]", &path[..4096], path.len() - 4096);
+    for span in &spans {
+        assert_eq!(
+            attribute(span, "url.path").as_deref(),
+            Some(expected.as_str())
+        );
+    }
+    let kinds: Vec<i64> = spans
+        .iter()
+        .map(|span| span["kind"].as_i64().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 2, "{spans:#?}");
+    assert!(
+        kinds.contains(&2) && kinds.contains(&3),
+        "a server and a client span: {kinds:?}"
+    );
+}

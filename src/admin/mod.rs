@@ -37,7 +37,7 @@ use serde_json::{Value, json};
 
 use crate::body::{BoxError, ProxyBody, full_body};
 use crate::fleet::FleetLink;
-use crate::log_summary::LogSummary;
+use crate::log_summary::{LogSummary, Summary};
 use crate::metrics::Metrics;
 use crate::metrics::exposition::{OPENMETRICS_TEXT, PROMETHEUS_TEXT, wants_openmetrics};
 use crate::policy::{AdminToken, CurrentPolicy, Policy};
@@ -79,27 +79,34 @@ pub struct AdminState {
     pub failures: Arc<AuthFailures>,
 }
 
-/// How often the failed-credential log lines may come: the first at once, then at most one
-/// summary per period with the count.
-const FAILURE_LOG_PERIOD: Duration = Duration::from_secs(1);
-
-/// Failed admin credentials: who is refused unchecked for a while ([`throttle`]), and the
-/// summarised log lines that tell the operator.
-#[derive(Debug)]
+/// Failed admin credentials: who is refused unchecked for a while ([`throttle`]). Their log
+/// lines are summarised ([`REFUSED_LINES`], [`BLOCKED_LINES`]): a guesser must not be able to
+/// fill the log.
+#[derive(Debug, Default)]
 pub struct AuthFailures {
     throttle: AuthThrottle,
-    refused_lines: Arc<LogSummary>,
-    blocked_lines: Arc<LogSummary>,
 }
 
-impl Default for AuthFailures {
-    fn default() -> Self {
-        Self {
-            throttle: AuthThrottle::default(),
-            refused_lines: Arc::new(LogSummary::new(FAILURE_LOG_PERIOD)),
-            blocked_lines: Arc::new(LogSummary::new(FAILURE_LOG_PERIOD)),
-        }
-    }
+/// Refused credentials: the first line names the client and the reason, then one summary a
+/// second says how many more.
+static REFUSED_LINES: LogSummary = LogSummary::new(report_refused);
+/// Addresses blocked by the throttle, summarised the same way.
+static BLOCKED_LINES: LogSummary = LogSummary::new(report_blocked);
+
+fn report_refused(summary: Summary) {
+    tracing::warn!(
+        refused = summary.more,
+        over_ms = u64::try_from(summary.over.as_millis()).unwrap_or(u64::MAX),
+        "admin: more credentials refused since the last line"
+    );
+}
+
+fn report_blocked(summary: Summary) {
+    tracing::warn!(
+        addresses = summary.more,
+        over_ms = u64::try_from(summary.over.as_millis()).unwrap_or(u64::MAX),
+        "admin: more addresses refused since the last line"
+    );
 }
 
 /// Why a credential was refused, as the log line says it.
@@ -127,35 +134,20 @@ impl AuthFailures {
         metrics.admin_auth_failed();
         let failed = self.throttle.failed(client, Instant::now());
         let reason = refusal.reason();
-        self.refused_lines.record(
-            || {
-                tracing::warn!(
-                    %client,
-                    reason,
-                    "admin: credential refused; more are summarised, at most one line a second"
-                );
-            },
-            |refused| {
-                tracing::warn!(
-                    refused,
-                    "admin: more credentials refused since the last line"
-                )
-            },
-        );
-        if failed == Failed::Blocked {
-            self.blocked_lines.record(
-                || {
-                    tracing::warn!(
-                        %client,
-                        failures = throttle::FAILURES_BEFORE_BLOCK,
-                        window_seconds = throttle::FAILURE_WINDOW.as_secs(),
-                        block_seconds = throttle::BLOCK.as_secs(),
-                        "admin: too many failed credentials; this address is refused unchecked for a while"
-                    );
-                },
-                |addresses| {
-                    tracing::warn!(addresses, "admin: more addresses refused since the last line");
-                },
+        if REFUSED_LINES.admit("refused") {
+            tracing::warn!(
+                %client,
+                reason,
+                "admin: credential refused; more are summarised, at most one line a second"
+            );
+        }
+        if failed == Failed::Blocked && BLOCKED_LINES.admit("blocked") {
+            tracing::warn!(
+                %client,
+                failures = throttle::FAILURES_BEFORE_BLOCK,
+                window_seconds = throttle::FAILURE_WINDOW.as_secs(),
+                block_seconds = throttle::BLOCK.as_secs(),
+                "admin: too many failed credentials; this address is refused unchecked for a while"
             );
         }
     }

@@ -16,7 +16,7 @@
 pub mod budget;
 pub mod usage;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,8 @@ pub struct Fleet {
     metrics: Arc<Metrics>,
     max_clients: u64,
     usage_events: mpsc::Sender<usage::UsageEvent>,
+    /// The bytes of the events in `usage_events` ([`usage::QUEUE_BYTES`]).
+    usage_queued_bytes: AtomicUsize,
     /// Taken once by the usage writer ([`Fleet::run_usage_writer`]).
     usage_receiver: Mutex<Option<mpsc::Receiver<usage::UsageEvent>>>,
 }
@@ -68,6 +70,7 @@ impl Fleet {
             metrics,
             max_clients,
             usage_events,
+            usage_queued_bytes: AtomicUsize::new(0),
             usage_receiver: Mutex::new(Some(usage_receiver)),
         }))
     }

@@ -2,7 +2,7 @@
 //! restarts, so `/usage` on any replica answers "who still calls the legacy API" for all.
 //!
 //! A legacy call only puts an event on a bounded queue (never waiting: a full queue drops the
-//! event and counts it). A writer task on the main thread folds events per client and endpoint
+//! event and counts it; full is [`QUEUE_LENGTH`] events or [`QUEUE_BYTES`] of them). A writer task on the main thread folds events per client and endpoint
 //! and writes the folded records once a second, one atomic script per record:
 //!
 //! - `…usage:clients` (set): the fingerprints counted, capped at `limits.max_tracked_clients`
@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +37,14 @@ use crate::usage::{UsageEntry, UsageRecords, recorded_user_group_id};
 
 /// Events waiting for the writer; beyond this, events are dropped and counted.
 pub const QUEUE_LENGTH: usize = 65_536;
+/// Bytes of events waiting for the writer, counted by [`UsageEvent::bytes`]; beyond this,
+/// events are dropped and counted. The queue fills only while the writer waits on a slow
+/// Redis, and each event may carry a client's `user_group_id` (up to 256 bytes and a marker):
+/// 65,536 of those would be over 20 MB.
+pub const QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// What an event costs besides its `user_group_id`, in bytes: itself, its queue slot and the
+/// allocator's rounding.
+const EVENT_OVERHEAD_BYTES: usize = 128;
 /// How often folded records are written.
 const WRITE_EVERY: Duration = Duration::from_secs(1);
 /// Folded records kept while Redis is away (every client on every endpoint, with room).
@@ -54,6 +63,13 @@ pub struct UsageEvent {
     refused: bool,
     /// The upstream answered with anything but 401 or 403.
     accepted: bool,
+}
+
+impl UsageEvent {
+    /// What the event holds, for [`QUEUE_BYTES`].
+    fn bytes(&self) -> usize {
+        EVENT_OVERHEAD_BYTES + self.user_group_id.as_ref().map_or(0, String::len)
+    }
 }
 
 /// Calls folded per client and endpoint, not yet written.
@@ -165,7 +181,12 @@ impl Fleet {
             refused,
             accepted,
         };
-        if self.usage_events.try_send(event).is_err() {
+        let bytes = event.bytes();
+        let before = self.usage_queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        let queued = before.saturating_add(bytes) <= QUEUE_BYTES
+            && self.usage_events.try_send(event).is_ok();
+        if !queued {
+            self.usage_queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             self.metrics.fleet_usage_dropped();
         }
     }
@@ -202,6 +223,9 @@ impl Fleet {
     }
 
     fn fold(&self, pending: &mut HashMap<(Arc<String>, LegacyRoute), Folded>, event: UsageEvent) {
+        // Out of the queue: its room is free again, whatever becomes of it.
+        self.usage_queued_bytes
+            .fetch_sub(event.bytes(), Ordering::AcqRel);
         let at = unix_seconds(event.at);
         let key = (event.client, event.route);
         if !pending.contains_key(&key) && pending.len() >= MAX_PENDING {
@@ -456,6 +480,43 @@ mod tests {
 
     /// 2026-12-04T10:20:00Z.
     const NOW: u64 = 1_796_379_600;
+
+    #[test]
+    fn events_past_the_queues_bytes_are_dropped_and_counted() {
+        let metrics = Arc::new(crate::metrics::Metrics::new(10));
+        // Never connected: no writer runs, as when it waits on a slow Redis.
+        let settings = crate::config::FleetSettings {
+            redis_url: "redis://127.0.0.1:1".to_owned(),
+            key: "test".to_owned(),
+            timeout: Duration::from_millis(25),
+        };
+        let fleet = Fleet::new(&settings, 10, Arc::clone(&metrics)).unwrap();
+        let client = Arc::new("64cc961af68c".to_owned());
+        let long_id = recorded_user_group_id("g".repeat(10_000));
+        let per_event = EVENT_OVERHEAD_BYTES + long_id.len();
+        let fit = QUEUE_BYTES / per_event;
+        for _ in 0..fit + 100 {
+            fleet.record_usage(
+                &client,
+                LegacyRoute::UpdateUserGroup,
+                Some(&long_id),
+                SystemTime::now(),
+                false,
+                true,
+            );
+        }
+        assert_eq!(
+            fleet.usage_queued_bytes.load(Ordering::Acquire),
+            fit * per_event
+        );
+        assert!(fit < QUEUE_LENGTH, "the bytes are the bound here");
+        let dropped = "explo_shim_fleet_usage_dropped_total 100";
+        assert!(
+            metrics.encode().lines().any(|line| line == dropped),
+            "{}",
+            metrics.encode()
+        );
+    }
 
     #[test]
     fn folded_buckets_become_fields_and_fields_become_buckets() {

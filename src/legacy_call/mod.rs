@@ -177,6 +177,8 @@ impl LegacyCalls {
         let mut user_group_id = None;
         let now = SystemTime::now();
         let decision = policy.retirement.decide(now, &caller.fingerprint);
+        // The shim's own 4xx: it refused the call before it could change anything upstream.
+        let mut refusal = None;
         let (mut response, upstream_status) = match decision {
             Decision::Serve => match self
                 .run(
@@ -193,6 +195,12 @@ impl LegacyCalls {
                     if let Some(trace) = &trace {
                         note_error(trace, &error);
                     }
+                    // A 409 follows a look-up and tells of a deliberate delete or token
+                    // change that was stopped: worth its own audit line, however many.
+                    let status = error.status();
+                    if status.is_client_error() && status != StatusCode::CONFLICT {
+                        refusal = Some(error.code());
+                    }
                     (error.into_logged_response(id), None)
                 }
             },
@@ -203,22 +211,22 @@ impl LegacyCalls {
                     trace.refused("brownout");
                 }
                 let retry_after = ends_at.duration_since(now).unwrap_or_default();
-                let refusal = ShimError::Brownout {
+                let brownout = ShimError::Brownout {
                     route,
                     ends_at,
                     retry_after,
                 };
-                (refusal.into_logged_response(id), None)
+                refusal = Some(brownout.code());
+                (brownout.into_logged_response(id), None)
             }
             Decision::Sunset { since } => {
                 self.metrics.legacy_refused(route, "sunset");
                 if let Some(trace) = &trace {
                     trace.refused("sunset");
                 }
-                (
-                    ShimError::Sunset { route, since }.into_logged_response(id),
-                    None,
-                )
+                let sunset = ShimError::Sunset { route, since };
+                refusal = Some(sunset.code());
+                (sunset.into_logged_response(id), None)
             }
         };
         let refused = decision != Decision::Serve;
@@ -243,6 +251,7 @@ impl LegacyCalls {
             status,
             latency: started.elapsed(),
             trace_id: trace_id.as_deref(),
+            refusal,
         });
         if let Some(upstream_status) = upstream_status.filter(|_| logged.is_some()) {
             response

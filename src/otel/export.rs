@@ -1,20 +1,24 @@
 //! Ended spans to the collector: a bounded queue filled on the request path with `try_send`
 //! (never a wait), and a thread of its own that sends them in batches as OTLP/JSON over HTTP.
 //!
-//! Limits: at most [`QUEUE_SPANS`] spans wait; a batch holds at most [`BATCH_SPANS`] and
-//! waits at most [`BATCH_DELAY`] for more; one export may take [`EXPORT_TIMEOUT`]. A span that
-//! finds the queue full, and every span of a batch the collector does not take (refused,
-//! unreachable, too slow), is dropped and counted in `explo_shim_trace_spans_dropped_total`.
+//! Limits: at most [`QUEUE_SPANS`] spans, and [`QUEUE_BYTES`] of them, wait (the batch being
+//! sent included); a batch holds at most [`BATCH_SPANS`] and waits at most [`BATCH_DELAY`] for
+//! more; one export may take [`EXPORT_TIMEOUT`], and at most [`EXPORT_REPLY_BYTES`] of the
+//! collector's reply are read (a longer reply is left unread and its connection dropped). A
+//! span that finds the queue full, and every span of a batch the collector does not take
+//! (refused, unreachable, too slow), is dropped and counted in
+//! `explo_shim_trace_spans_dropped_total`.
 //! A failed batch is not retried: a collector that is away gets one request per batch, and
 //! the queue bounds what waits meanwhile. At exit, what is queued is sent, waited for at most
 //! [`FLUSH_ON_EXIT`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Request, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -39,6 +43,17 @@ pub const BATCH_DELAY: Duration = Duration::from_secs(1);
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the shim's exit waits for the spans still queued to be sent.
 pub const FLUSH_ON_EXIT: Duration = Duration::from_secs(2);
+/// Bytes of spans waiting for export, at most, counted by [`span_bytes`]: a few seconds of
+/// spans at full load. A span's client text is cut first ([`super::SPAN_TEXT_BYTES`]), so no
+/// one span takes much of it.
+pub const QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// What a span costs besides its text, in bytes: its `SpanData`, the attributes' `Vec` and
+/// their keys' slots.
+const SPAN_OVERHEAD_BYTES: usize = 512;
+/// The most of a collector's reply the exporter reads, in bytes. OTLP answers with a short
+/// status message; a collector that sends more (an endless body) is not read further, and its
+/// connection is dropped rather than reused.
+pub const EXPORT_REPLY_BYTES: usize = 64 * 1024;
 
 /// What the queue carries: a span, or a request to send the batch now and say so.
 // Nearly every item is a span: boxing it would add an allocation per span to spare the one
@@ -52,7 +67,40 @@ enum Queued {
 /// The SDK's hand-over point: every ended, sampled span goes into the queue or is counted.
 pub struct QueueProcessor {
     queue: mpsc::Sender<Queued>,
+    /// The bytes of the spans queued or in the batch being sent ([`span_bytes`]).
+    queued_bytes: Arc<AtomicUsize>,
     metrics: Option<Arc<Metrics>>,
+}
+
+/// What a span holds, in bytes, for [`QUEUE_BYTES`]: its text (name, attribute keys and
+/// string values, status description) and [`SPAN_OVERHEAD_BYTES`].
+fn span_bytes(span: &SpanData) -> usize {
+    let attributes: usize = span
+        .attributes
+        .iter()
+        .map(|kv| {
+            let value = match &kv.value {
+                Value::String(text) => text.as_str().len(),
+                _ => 0,
+            };
+            kv.key.as_str().len() + value
+        })
+        .sum();
+    let status = match &span.status {
+        Status::Error { description } => description.len(),
+        _ => 0,
+    };
+    SPAN_OVERHEAD_BYTES + span.name.len() + attributes + status
+}
+
+/// Takes room for `bytes` in the queue's count; false, and nothing taken, when it is full.
+fn reserve(queued_bytes: &AtomicUsize, bytes: usize) -> bool {
+    let before = queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+    if before.saturating_add(bytes) <= QUEUE_BYTES {
+        return true;
+    }
+    queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    false
 }
 
 impl std::fmt::Debug for QueueProcessor {
@@ -69,6 +117,7 @@ impl QueueProcessor {
         (
             Self {
                 queue,
+                queued_bytes: Arc::default(),
                 metrics: None,
             },
             TestQueue(spans),
@@ -97,9 +146,16 @@ impl SpanProcessor for QueueProcessor {
         if !span.span_context.is_sampled() {
             return;
         }
-        if self.queue.try_send(Queued::Span(span)).is_err()
-            && let Some(metrics) = &self.metrics
-        {
+        let bytes = span_bytes(&span);
+        let queued = reserve(&self.queued_bytes, bytes)
+            && match self.queue.try_send(Queued::Span(span)) {
+                Ok(()) => true,
+                Err(_) => {
+                    self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                    false
+                }
+            };
+        if !queued && let Some(metrics) = &self.metrics {
             metrics.trace_spans_dropped(1);
         }
     }
@@ -127,11 +183,13 @@ pub fn start(
     metrics: Arc<Metrics>,
 ) -> std::io::Result<QueueProcessor> {
     let (queue, spans) = mpsc::channel(QUEUE_SPANS);
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
     tls.alpn_protocols.clear();
     let exporter = Exporter {
         endpoint: settings.endpoint.clone(),
         service_name: settings.service_name.clone(),
         metrics: Arc::clone(&metrics),
+        queued_bytes: Arc::clone(&queued_bytes),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -141,6 +199,7 @@ pub fn start(
         .spawn(move || runtime.block_on(exporter.run(spans, tls)))?;
     Ok(QueueProcessor {
         queue,
+        queued_bytes,
         metrics: Some(metrics),
     })
 }
@@ -149,6 +208,8 @@ struct Exporter {
     endpoint: http::Uri,
     service_name: String,
     metrics: Arc<Metrics>,
+    /// The processor's count: the exporter gives a batch's bytes back once it is sent.
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 impl Exporter {
@@ -214,6 +275,8 @@ impl Exporter {
                     failing = true;
                 }
             }
+            let sent: usize = batch.iter().map(span_bytes).sum();
+            self.queued_bytes.fetch_sub(sent, Ordering::AcqRel);
             batch.clear();
             if let Some(done) = flushed {
                 let _ = done.send(());
@@ -237,8 +300,11 @@ impl Exporter {
             .await
             .map_err(|error| error_chain(&error))?;
         let status = response.status();
-        // Read to the end so the connection can be used again.
-        let _ = response.into_body().collect().await;
+        // Read to the end so the connection can be used again, but only a short reply: past
+        // the cap the body is dropped unread, which closes the connection.
+        let _ = Limited::new(response.into_body(), EXPORT_REPLY_BYTES)
+            .collect()
+            .await;
         if status.is_success() {
             Ok(())
         } else {
@@ -408,11 +474,47 @@ mod tests {
     }
 
     #[test]
+    fn spans_past_the_queues_bytes_are_dropped_and_counted() {
+        let metrics = Arc::new(Metrics::new(10));
+        let (queue, mut spans) = mpsc::channel(QUEUE_SPANS);
+        let processor = QueueProcessor {
+            queue,
+            queued_bytes: Arc::default(),
+            metrics: Some(Arc::clone(&metrics)),
+        };
+        // A span with a path of 4 KiB, as long as a span keeps.
+        let mut long = span();
+        long.attributes[0] = KeyValue::new("url.path", "p".repeat(super::super::SPAN_TEXT_BYTES));
+        let per_span = span_bytes(&long);
+        let fit = QUEUE_BYTES / per_span;
+        assert!(fit < QUEUE_SPANS, "the bytes are the bound here");
+        for _ in 0..fit + 10 {
+            processor.on_end(long.clone());
+        }
+        assert_eq!(
+            processor.queued_bytes.load(Ordering::Acquire),
+            fit * per_span
+        );
+        let mut queued = 0;
+        while spans.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, fit);
+        assert!(
+            metrics
+                .encode()
+                .lines()
+                .any(|line| line == "explo_shim_trace_spans_dropped_total 10"),
+        );
+    }
+
+    #[test]
     fn a_full_queue_drops_the_span_and_an_unsampled_span_is_not_queued() {
         let metrics = Arc::new(Metrics::new(10));
         let (queue, mut spans) = mpsc::channel(1);
         let processor = QueueProcessor {
             queue,
+            queued_bytes: Arc::default(),
             metrics: Some(Arc::clone(&metrics)),
         };
         processor.on_end(span());

@@ -23,6 +23,7 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue, SpanId, TraceId};
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 
+use crate::bounded_text::cut_to;
 use crate::fingerprint::{EXPLO_AUTHORIZATION, client_fingerprint};
 use crate::headers::trace_context::{self, TRACEPARENT};
 use crate::metrics::Metrics;
@@ -33,6 +34,11 @@ pub const DEFAULT_SERVICE_NAME: &str = "explo-shim";
 
 /// The OTLP/HTTP path appended to `OTEL_EXPORTER_OTLP_ENDPOINT`.
 const TRACES_PATH: &str = "/v1/traces";
+
+/// The most of a client's text (a passed-through path) or of an error's detail a span keeps,
+/// in bytes; longer ones keep their first bytes and a marker. Spans wait in a queue bounded
+/// in bytes ([`export::QUEUE_BYTES`]), and a 60 KB path must not take a hundred spans' room.
+pub const SPAN_TEXT_BYTES: usize = 4096;
 
 /// The attribute naming the legacy endpoint a span served, e.g. `delete_user_group`.
 pub const LEGACY_ENDPOINT: &str = "explo.legacy_endpoint";
@@ -217,7 +223,7 @@ impl Tracing {
         };
         let mut attributes = vec![
             KeyValue::new("http.request.method", method.to_string()),
-            KeyValue::new("url.path", uri_path.to_owned()),
+            KeyValue::new("url.path", cut_to(uri_path, SPAN_TEXT_BYTES).into_owned()),
             KeyValue::new(
                 CLIENT_FINGERPRINT,
                 client_fingerprint(headers.get(&EXPLO_AUTHORIZATION)),
@@ -306,7 +312,7 @@ impl TraceScope {
     /// `traceparent` (replacing the client's).
     pub fn client_span<B>(&self, request: &mut Request<B>) -> ClientSpan {
         let method = request.method().clone();
-        let uri_path = request.uri().path().to_owned();
+        let uri_path = cut_to(request.uri().path(), SPAN_TEXT_BYTES).into_owned();
         let name = match self.endpoint {
             // A translated call's paths are the Customer API's own, never a client's.
             Some(_) => format!("{method} {uri_path}"),
@@ -363,6 +369,10 @@ impl ClientSpan {
     /// The exchange failed (`code`, e.g. `upstream_timeout`) or the shim refused to make it.
     pub fn failed(mut self, code: &'static str, detail: String) {
         self.span.set_attribute(KeyValue::new("error.type", code));
+        let detail = match cut_to(&detail, SPAN_TEXT_BYTES) {
+            std::borrow::Cow::Borrowed(_) => detail,
+            std::borrow::Cow::Owned(cut) => cut,
+        };
         self.span.set_status(Status::error(detail));
         self.span.end();
     }
