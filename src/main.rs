@@ -110,14 +110,19 @@ fn main() -> ExitCode {
             println!("{}", demo::banner(listen, admin, emulator));
         }
     };
-    match runtime.block_on(explo_shim::run(
+    let served = runtime.block_on(explo_shim::run(
         config,
         prepared,
         hangups,
         stops,
         reload_from,
         on_listening,
-    )) {
+    ));
+    // Dropping the runtime would wait for its blocking tasks, and the one a reload runs may be
+    // waiting on a file that never answers (within its clock, but a stop must not wait even
+    // that long). Nothing else runs there once `run` has returned.
+    runtime.shutdown_background();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "explo-shim stopped");

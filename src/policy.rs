@@ -70,6 +70,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// shared state; a rotated token makes every session worthless. Cookies are scoped by host,
 /// not port, so the cookie also reaches the main listener and any other service on the same
 /// host: what it carries opens this console until it expires, and nothing else.
+#[derive(Clone)]
 pub struct AdminToken {
     token: Vec<u8>,
 }
@@ -224,6 +225,20 @@ impl std::fmt::Debug for AdminToken {
 
 impl Policy {
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let admin_token = config
+            .admin_token_file
+            .as_deref()
+            .map(AdminToken::read)
+            .transpose()?;
+        Self::with_admin_token(config, admin_token)
+    }
+
+    /// [`Policy::from_config`], with the admin token given rather than read from
+    /// `admin_token_file` (a reload that keeps the running one).
+    pub fn with_admin_token(
+        config: &Config,
+        admin_token: Option<AdminToken>,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
             deprecation: DeprecationHeaders::new(
                 config.deprecation.deprecated_at,
@@ -238,11 +253,7 @@ impl Policy {
             reply_options: config.legacy.clone(),
             access_log: config.access_log,
             client_names: config.clients.clone(),
-            admin_token: config
-                .admin_token_file
-                .as_deref()
-                .map(AdminToken::read)
-                .transpose()?,
+            admin_token,
             admin_allowed_hosts: config.admin_allowed_hosts.clone(),
         })
     }

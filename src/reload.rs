@@ -24,7 +24,7 @@ use std::time::SystemTime;
 
 use crate::config::{Config, ConfigError, FleetSettings, Overrides};
 use crate::metrics::Metrics;
-use crate::policy::{CurrentPolicy, Policy};
+use crate::policy::{AdminToken, CurrentPolicy, Policy};
 use crate::telemetry::LogFilter;
 use crate::tls::InboundTls;
 use crate::upstream::BudgetFigures;
@@ -213,6 +213,7 @@ impl Reloader {
         ReloadInputs {
             overrides: self.overrides.clone(),
             running: self.running.clone(),
+            running_admin_token: self.policy.peek().admin_token.clone(),
             tls_on: self.tls.is_some(),
         }
     }
@@ -288,6 +289,9 @@ impl Reloader {
 pub struct ReloadInputs {
     overrides: Overrides,
     running: Config,
+    /// Kept when the file turns the token off (that needs a restart): not read again, since
+    /// its file may be gone with the key.
+    running_admin_token: Option<AdminToken>,
     tls_on: bool,
 }
 
@@ -307,9 +311,14 @@ impl ReloadInputs {
     /// and signals.
     pub fn prepare(self) -> Result<PreparedReload, ConfigError> {
         let fresh = Config::resolve(&self.overrides)?;
+        let keeps_admin_token = fresh.admin_token_file.is_none();
         let waiting = restart_only_changes(&self.running, &fresh);
         let next = applied(&self.running, fresh);
-        let policy = Policy::from_config(&next)?;
+        let policy = if keeps_admin_token {
+            Policy::with_admin_token(&next, self.running_admin_token)?
+        } else {
+            Policy::from_config(&next)?
+        };
         let certificate = match (self.tls_on, &next.tls) {
             (true, Some(files)) => Some(InboundTls::prepare(&files.cert_file, &files.key_file)?),
             _ => None,

@@ -13,7 +13,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// How long one file may take to read. Real config, token and certificate files answer in
@@ -27,8 +27,15 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Readers still blocked past their clock, kept at most: each one is a parked thread.
 pub const MAX_BLOCKED_READERS: usize = 4;
 
-/// Readers whose clock ran out and that have not returned yet.
-static BLOCKED_READERS: AtomicUsize = AtomicUsize::new(0);
+/// The paths of the readers whose clock ran out and that have not returned yet.
+static BLOCKED_READERS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn blocked_readers() -> MutexGuard<'static, Vec<PathBuf>> {
+    // A poisoned lock only means a panic elsewhere; the list is still the list.
+    BLOCKED_READERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Why a configured file could not be read; its `Display` is the reason, without the path
 /// (the caller names the key and the path).
@@ -40,6 +47,8 @@ pub enum ReadError {
     TooLarge,
     /// Nothing came back within [`FILE_READ_TIMEOUT`].
     TimedOut,
+    /// An earlier read of the same path is still blocked: it is not read again.
+    StillBlocked,
     /// Too many earlier reads are still blocked.
     TooManyBlocked,
 }
@@ -58,10 +67,14 @@ impl std::fmt::Display for ReadError {
                 "no answer within {}s (a FIFO with no writer, or a hung mount?)",
                 FILE_READ_TIMEOUT.as_secs()
             ),
+            Self::StillBlocked => formatter.write_str(
+                "not read: an earlier read of it is still blocked (a FIFO with no writer, or a \
+                 hung mount?); name another file, or restart to clear it",
+            ),
             Self::TooManyBlocked => write!(
                 formatter,
                 "not read: {MAX_BLOCKED_READERS} earlier reads of configured files are still \
-                 blocked (a FIFO with no writer, or a hung mount?)"
+                 blocked (a FIFO with no writer, or a hung mount?); restart to clear them"
             ),
         }
     }
@@ -79,8 +92,14 @@ pub fn read_bounded_text(path: &Path) -> Result<String, ReadError> {
 }
 
 fn read_with(path: &Path, timeout: Duration, cap: u64) -> Result<Vec<u8>, ReadError> {
-    if BLOCKED_READERS.load(Ordering::Relaxed) >= MAX_BLOCKED_READERS {
-        return Err(ReadError::TooManyBlocked);
+    {
+        let blocked = blocked_readers();
+        if blocked.iter().any(|blocked| blocked == path) {
+            return Err(ReadError::StillBlocked);
+        }
+        if blocked.len() >= MAX_BLOCKED_READERS {
+            return Err(ReadError::TooManyBlocked);
+        }
     }
     // A rendezvous channel: a reader that answers after the caller gave up finds no one to
     // hand its bytes to, and knows it (its send fails), so the count below stays exact.
@@ -92,7 +111,10 @@ fn read_with(path: &Path, timeout: Duration, cap: u64) -> Result<Vec<u8>, ReadEr
             let read = read_capped(&owned, cap);
             // The caller gave up waiting: this reader is no longer blocked.
             if sender.send(read).is_err() {
-                BLOCKED_READERS.fetch_sub(1, Ordering::Relaxed);
+                let mut blocked = blocked_readers();
+                if let Some(index) = blocked.iter().position(|blocked| *blocked == owned) {
+                    blocked.swap_remove(index);
+                }
             }
         })
         .map_err(|error| ReadError::Io(format!("cannot start a reader thread: {error}")))?;
@@ -102,9 +124,9 @@ fn read_with(path: &Path, timeout: Duration, cap: u64) -> Result<Vec<u8>, ReadEr
             read
         }
         Err(_) => {
-            // Counted before the receiver is dropped, so the reader's decrement (when its send
+            // Listed before the receiver is dropped, so the reader's removal (when its send
             // fails) cannot come first.
-            BLOCKED_READERS.fetch_add(1, Ordering::Relaxed);
+            blocked_readers().push(path.to_owned());
             drop(receiver);
             Err(ReadError::TimedOut)
         }
@@ -184,18 +206,20 @@ mod tests {
         assert_eq!(error, ReadError::TimedOut);
         assert!(started.elapsed() < FILE_READ_TIMEOUT);
         assert!(error.to_string().contains("FIFO"), "{error}");
+        // The same path is not read again while its reader is blocked.
+        assert_eq!(
+            read_with(&path, Duration::from_millis(200), MAX_FILE_BYTES).unwrap_err(),
+            ReadError::StillBlocked
+        );
+        assert!(blocked_readers().contains(&path));
         // A writer releases the blocked reader, which then stops counting as blocked.
-        let blocked = BLOCKED_READERS.load(Ordering::Relaxed);
-        assert!(blocked >= 1);
         std::fs::write(&path, "token").unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while BLOCKED_READERS.load(Ordering::Relaxed) >= blocked
-            && std::time::Instant::now() < deadline
-        {
+        while blocked_readers().contains(&path) && std::time::Instant::now() < deadline {
             // Waiting for the left-behind thread, which has no handle to join.
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(BLOCKED_READERS.load(Ordering::Relaxed) < blocked);
+        assert!(!blocked_readers().contains(&path));
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -392,8 +392,9 @@ impl FleetLink {
 }
 
 /// How far ahead of this shim's clock a replica's clock may be before its times are taken for
-/// corrupt rather than skewed.
-const MAX_CLOCK_SKEW_SECONDS: u64 = 24 * 60 * 60;
+/// corrupt rather than skewed. Small: a bucket ahead of now moves its ring forward, and the
+/// history it passes over is cleared.
+const MAX_CLOCK_SKEW_SECONDS: u64 = 60 * 60;
 
 /// What [`parse_record`] had to leave out or correct: Redis is shared, and what it holds is
 /// data to check, not a promise that a shim wrote it.

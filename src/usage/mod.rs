@@ -34,9 +34,20 @@ pub const TRUNCATED_MARKER: &str = "…(truncated)";
 /// and isolates) are written as Rust escapes (`\u{1b}`), so one record is one row and looks
 /// like what it is. Borrowed whole when there is nothing to escape.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    // Controls, then what hides or reorders text without being a control: the bidirectional
+    // marks, embeddings, overrides and isolates; the line and paragraph separators (a new row in
+    // some terminals and pages); the zero-width spaces and joiners and the byte-order mark.
     let needs_escape = |c: char| {
         c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            || matches!(
+                c,
+                '\u{061c}'
+                    | '\u{180e}'
+                    | '\u{200b}'..='\u{200f}'
+                    | '\u{2028}'..='\u{202e}'
+                    | '\u{2060}'..='\u{2069}'
+                    | '\u{feff}'
+            )
     };
     if !text.chars().any(needs_escape) {
         return std::borrow::Cow::Borrowed(text);
@@ -201,6 +212,10 @@ mod tests {
         );
         assert_eq!(printable("\u{202e}cba"), "\\u{202e}cba");
         assert_eq!(printable("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(
+            printable("a\u{2028}b\u{200b}c\u{feff}"),
+            "a\\u{2028}b\\u{200b}c\\u{feff}"
+        );
     }
     use std::time::Duration;
 
