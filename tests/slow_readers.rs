@@ -102,6 +102,9 @@ fn access_lines(shim: &Shim, path: &str, count: usize) -> Vec<serde_json::Value>
         if lines.len() >= count || Instant::now() > deadline {
             return lines;
         }
+        // The shim shares two cores with the tests: a loop without a pause would starve it
+        // of the time it needs to write the lines waited for.
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -207,7 +210,9 @@ async fn a_slow_but_steady_reader_gets_the_whole_reply() {
 async fn an_h2c_client_with_a_zero_window_has_its_streams_reset() {
     const STREAMS: usize = 50;
     let upstream = big_upstream().await;
-    let shim = Shim::start(&upstream.url(), &["--send-timeout", "1s", "--access-log"]);
+    // Long enough that the replies are surely still parked when the in-flight gauge is read
+    // below, on a busy machine too.
+    let shim = Shim::start(&upstream.url(), &["--send-timeout", "3s", "--access-log"]);
     let client = zero_window_client();
     // One request first, so that the others share its connection rather than race to open
     // their own.
@@ -477,10 +482,14 @@ async fn an_h2c_client_that_stops_reading_its_socket_has_its_connection_ended() 
     const STREAMS: usize = 20;
     let upstream = big_upstream().await;
     let shim = Shim::start(&upstream.url(), &["--send-timeout", "1s", "--access-log"]);
+    // A small receive buffer, and windows that hold every reply whole: what stops the shim's
+    // writes is the socket, never flow control, whatever the host's socket buffer sizes. The
+    // client never reads a byte, not even the shim's settings.
     let socket = connect_small(shim.addr).await;
-    // hyper's h2 client opens wide windows (megabytes per stream), so the replies fill the
-    // socket; and it never reads a byte, not even the shim's settings.
     let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(BIG_REPLY_BYTES as u32)
+        .initial_connection_window_size((STREAMS * BIG_REPLY_BYTES) as u32)
+        .adaptive_window(false)
         .handshake::<_, Empty<Bytes>>(hyper_util::rt::TokioIo::new(NeverReads(socket)))
         .await
         .unwrap();
