@@ -28,6 +28,7 @@ use crate::otel::{Settings as TraceSettings, Tracing};
 use crate::policy::{CurrentPolicy, Policy};
 use crate::route::LegacyRoute;
 use crate::route::path::{self, UnsafePath};
+use crate::send_clock::watch_reply;
 use crate::upstream::{Upstream, tls_config};
 use crate::usage::UsageTracker;
 
@@ -212,7 +213,10 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let route = match recognised {
             Ok(route) => route,
-            Err(unsafe_path) => return ShimError::from(unsafe_path).into_logged_response(id),
+            Err(unsafe_path) => {
+                let response = ShimError::from(unsafe_path).into_logged_response(id);
+                return response.map(watch_reply);
+            }
         };
         let Some(route) = route else {
             return self.dispatch(None, request, client, id, None).await;
@@ -238,13 +242,17 @@ impl Proxy {
         // Shed at once rather than queue: a queue would grow without bound under overload.
         let Ok(permit) = Arc::clone(&self.shared.in_flight).try_acquire_owned() else {
             self.shared.metrics.shed();
-            return ShimError::Overloaded.into_logged_response(id);
+            return ShimError::Overloaded
+                .into_logged_response(id)
+                .map(watch_reply);
         };
         let held = InFlight(Some((permit, self.shared.metrics.in_flight())));
         let response = self.admitted(route, request, client, id, policy).await;
         // The slot and the count go with the reply's body until it has been handed on in full
         // or abandoned: a reply still being sent holds its upstream connection and buffers.
-        response.map(|body| Observed::new(body, held).boxed_unsync())
+        // On HTTP/2 the body is watched inside them (and inside the access line's observer),
+        // so that they see its end only once hyper has taken its last piece.
+        response.map(|body| Observed::new(watch_reply(body), held).boxed_unsync())
     }
 
     /// A request admitted under `limits.max_in_flight`.

@@ -20,10 +20,20 @@
 //!   `send_timeout`, the stream's task is dropped, and h2 resets a stream dropped before its
 //!   end with `CANCEL`: the stream ends, the connection's other streams go on. A body that
 //!   hyper polls and that has nothing yet (a slow upstream) is not this clock's business but
-//!   `limits.body_idle_timeout`'s.
+//!   `limits.body_idle_timeout`'s. hyper takes a frame from the body before it waits for
+//!   window, so the clock runs from every frame handed over, the last one included, and the
+//!   body hands its data over in pieces of at most [`REPLY_PIECE_BYTES`]: a reader that keeps
+//!   taking a little restarts the clock piece by piece, and the body's last byte goes alone,
+//!   so that the stream's task ends only once h2 has window for all of the reply.
 //!
-//! Whatever the clock cuts off is dropped inside [`cutting_off`], so the access-log line,
-//! written as the reply's body is dropped, says `outcome="send_timeout"`.
+//! What a clock cuts off itself is dropped inside [`cutting_off`], so the access-log line,
+//! written as the reply's body is dropped, says `outcome="send_timeout"`: an HTTP/1.1
+//! connection's reply, or an HTTP/2 stream's. An HTTP/2 connection ended whole is dropped
+//! there too, but its streams' tasks, and their replies, end apart from it, once they find
+//! the connection gone: their lines say `outcome="aborted"`.
+//!
+//! [`watch_reply`] is applied inside the in-flight slot's and the access line's observers
+//! (in `Proxy::handle`), so they see a reply's end only when hyper takes its last piece.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -335,13 +345,42 @@ pub fn watch_reply(body: ProxyBody) -> ProxyBody {
     };
     // Handed to hyper: from now on, until hyper polls it, the reply waits on the client.
     progress.set(Reply::WaitingOnClient(now()));
-    WatchedReply { body, progress }.boxed_unsync()
+    WatchedReply {
+        body,
+        progress,
+        rest: Bytes::new(),
+    }
+    .boxed_unsync()
 }
 
-/// A reply's body that tells its stream's task whether hyper is waiting for it.
+/// The most of a reply's data handed to hyper at once on HTTP/2: larger frames are split.
+/// hyper takes the next piece only once h2 has window for more than it buffers, so each piece
+/// taken restarts the stream's clock (a slow but steady reader, or many streams sharing the
+/// connection's window, shows progress piece by piece), and no more than one piece waits in
+/// h2's buffer at a time. 16 KiB is HTTP/2's default largest frame.
+pub const REPLY_PIECE_BYTES: usize = 16 * 1024;
+
+/// A reply's body that tells its stream's task whether hyper is waiting for it, and hands its
+/// data on in pieces of at most [`REPLY_PIECE_BYTES`].
 struct WatchedReply {
     body: ProxyBody,
     progress: Arc<ReplyProgress>,
+    /// What is left of the body's last data frame, not yet handed to hyper.
+    rest: Bytes,
+}
+
+impl WatchedReply {
+    /// The next piece of `rest`. The body's very last byte goes alone: hyper sends a piece
+    /// only once h2 has window beyond what it buffers, so when it takes that byte everything
+    /// before it has window, and a stream whose task ends has nothing left parked in h2.
+    fn next_piece(&mut self) -> Bytes {
+        let ends_here = self.body.is_end_stream();
+        let mut take = self.rest.len().min(REPLY_PIECE_BYTES);
+        if ends_here && take == self.rest.len() && take > 1 {
+            take -= 1;
+        }
+        self.rest.split_to(take)
+    }
 }
 
 impl Body for WatchedReply {
@@ -352,22 +391,44 @@ impl Body for WatchedReply {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        let this = &mut *self;
+        let polled = if this.rest.is_empty() {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        this.rest = data;
+                        Poll::Ready(Some(Ok(Frame::data(this.next_piece()))))
+                    }
+                    Err(frame) => Poll::Ready(Some(Ok(frame))),
+                },
+                other => other,
+            }
+        } else {
+            Poll::Ready(Some(Ok(Frame::data(this.next_piece()))))
+        };
         let reply = match &polled {
             Poll::Pending => Reply::WaitingOnUpstream,
-            Poll::Ready(Some(Ok(_))) if !self.body.is_end_stream() => Reply::WaitingOnClient(now()),
+            // The last frame too: hyper may hold it while it waits for window.
+            Poll::Ready(Some(Ok(_))) => Reply::WaitingOnClient(now()),
             Poll::Ready(_) => Reply::NotSending,
         };
-        self.progress.set(reply);
+        this.progress.set(reply);
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        let inner = self.body.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(rest));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(rest));
+        }
+        hint
     }
 }
 
@@ -481,6 +542,29 @@ mod tests {
         assert!(is_send_timeout(&timed_out));
         let other = Outer(io::Error::new(io::ErrorKind::TimedOut, "head timeout"));
         assert!(!is_send_timeout(&other));
+    }
+
+    #[tokio::test]
+    async fn an_h2_reply_goes_in_pieces_with_the_clock_on_for_each_and_its_last_byte_alone() {
+        let progress = Arc::new(ReplyProgress::default());
+        let data = Bytes::from(vec![7u8; 2 * REPLY_PIECE_BYTES + 100]);
+        let whole: ProxyBody = http_body_util::Full::new(data.clone())
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let mut reply = within_stream(&progress, || watch_reply(whole));
+        let mut pieces = Vec::new();
+        let mut ends = Vec::new();
+        while let Some(frame) = reply.frame().await {
+            pieces.push(frame.unwrap().into_data().unwrap());
+            ends.push(reply.is_end_stream());
+            // Every piece, the last one too: hyper may hold it while it waits for window.
+            assert!(matches!(progress.get(), Reply::WaitingOnClient(_)));
+        }
+        let sizes: Vec<_> = pieces.iter().map(Bytes::len).collect();
+        assert_eq!(sizes, [REPLY_PIECE_BYTES, REPLY_PIECE_BYTES, 99, 1]);
+        assert_eq!(ends, [false, false, false, true]);
+        assert_eq!(pieces.concat(), data);
+        assert_eq!(progress.get(), Reply::NotSending);
     }
 
     #[test]

@@ -385,11 +385,9 @@ async fn accept_until_stopped(
             // life (about 9.5 KB unboxed); boxed, the slot is a pointer and the memory is
             // held only while a request is in flight.
             // On HTTP/2 the reply's body tells its stream's send clock whether hyper waits for
-            // the client; on HTTP/1.1 it is left as it is (the connection's IO keeps time).
-            Box::pin(async move {
-                let response = proxy.handle(request, client).await;
-                Ok::<_, Infallible>(response.map(send_clock::watch_reply))
-            })
+            // the client (`send_clock::watch_reply`, applied inside `Proxy::handle`); on
+            // HTTP/1.1 the connection's IO keeps time.
+            Box::pin(async move { Ok::<_, Infallible>(proxy.handle(request, client).await) })
         });
         let mut connection = ClientConnection {
             first_head_deadline: tokio::time::Instant::now()

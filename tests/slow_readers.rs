@@ -102,6 +102,9 @@ fn access_lines(shim: &Shim, path: &str, count: usize) -> Vec<serde_json::Value>
         if lines.len() >= count || Instant::now() > deadline {
             return lines;
         }
+        // The shim shares two cores with the tests: a loop without a pause would starve it
+        // of the time it needs to write the lines waited for.
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -207,12 +210,10 @@ async fn a_slow_but_steady_reader_gets_the_whole_reply() {
 async fn an_h2c_client_with_a_zero_window_has_its_streams_reset() {
     const STREAMS: usize = 50;
     let upstream = big_upstream().await;
-    let shim = Shim::start(&upstream.url(), &["--send-timeout", "1s", "--access-log"]);
-    // Window 0: the client takes the replies' heads (not flow-controlled) and no body byte.
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .http2_initial_stream_window_size(0)
-        .build_http();
+    // Long enough that the replies are surely still parked when the in-flight gauge is read
+    // below, on a busy machine too.
+    let shim = Shim::start(&upstream.url(), &["--send-timeout", "3s", "--access-log"]);
+    let client = zero_window_client();
     // One request first, so that the others share its connection rather than race to open
     // their own.
     let first = client
@@ -284,6 +285,95 @@ async fn an_h2c_client_with_a_zero_window_has_its_streams_reset() {
         1.0,
         "one connection served every stream"
     );
+}
+
+/// An h2c client whose windows are 0: it takes the replies' heads and no body byte.
+fn zero_window_client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>
+{
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .http2_initial_stream_window_size(0)
+        .build_http()
+}
+
+#[tokio::test]
+async fn an_h2c_client_with_a_zero_window_has_its_small_replies_reset_too() {
+    // Replies of one frame: a small pass-through reply, and the shim's own error envelope.
+    let upstream =
+        FakeUpstream::always(Reply::raw(200, "text/plain", "a small reply, in one frame")).await;
+    let shim = Shim::start(&upstream.url(), &["--send-timeout", "1s", "--access-log"]);
+    let client = zero_window_client();
+    for (path, status) in [("/small", 200), ("/x%zz", 400)] {
+        let started = Instant::now();
+        let reply = tokio::time::timeout(PATIENCE, client.get(shim.url(path).parse().unwrap()))
+            .await
+            .expect("the reply's head comes")
+            .unwrap();
+        assert_eq!(reply.version(), http::Version::HTTP_2);
+        assert_eq!(reply.status(), status, "{path}");
+        // hyper has the whole reply from the body and waits for window, with the clock on.
+        let frame = tokio::time::timeout(Duration::from_secs(10), reply.into_body().frame())
+            .await
+            .unwrap_or_else(|_| panic!("{path}: the stream was not reset"));
+        let error = match frame {
+            Some(Err(error)) => error,
+            other => panic!("{path}: not a reset: {other:?}"),
+        };
+        assert!(format!("{error:?}").contains("CANCEL"), "{path}: {error:?}");
+        assert!(started.elapsed() >= Duration::from_secs(1), "{path}");
+    }
+    wait_for(&shim, "explo_shim_send_timeouts_total", 2.0).await;
+    wait_for(&shim, "explo_shim_requests_in_flight", 0.0).await;
+    for path in ["/small", "/x%zz"] {
+        let lines = access_lines(&shim, path, 1);
+        assert_eq!(lines.len(), 1, "{path}: {lines:?}");
+        assert_eq!(lines[0]["outcome"], "send_timeout", "{path}: {lines:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_but_steady_h2c_reader_gets_the_whole_reply() {
+    const STEADY_REPLY_BYTES: usize = 1024 * 1024;
+    let body: Bytes = big_body().slice(..STEADY_REPLY_BYTES);
+    let upstream =
+        FakeUpstream::always(Reply::raw(200, "application/octet-stream", body.clone())).await;
+    let shim = Shim::start(&upstream.url(), &["--send-timeout", "1s", "--access-log"]);
+    // A small stream window, given back as the reply is read (hyper's client releases what
+    // the body hands on), a frame at a time with a pause well under the send timeout: about
+    // 16 KiB every 50 ms, so the reply takes several send timeouts, and any large part of it
+    // would take longer than one to drain.
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .http2_initial_stream_window_size(16 * 1024)
+        .http2_adaptive_window(false)
+        .build_http();
+    let started = Instant::now();
+    let reply = client
+        .get(shim.url("/steady").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(reply.version(), http::Version::HTTP_2);
+    assert_eq!(reply.status(), 200);
+    let mut reply = reply.into_body();
+    let mut received = Vec::new();
+    while let Some(frame) = reply.frame().await {
+        let frame = frame.unwrap_or_else(|error| {
+            panic!("after {} bytes: {error:?}", received.len());
+        });
+        if let Some(data) = frame.data_ref() {
+            received.extend_from_slice(data);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = started.elapsed();
+    assert!(received == body, "{} bytes, not the reply", received.len());
+    assert!(
+        took > Duration::from_secs(2),
+        "read in {took:?}: not slower than the send timeout, so this proves nothing"
+    );
+    assert_eq!(metric(&shim, "explo_shim_send_timeouts_total").await, 0.0);
+    let lines = access_lines(&shim, "/steady", 1);
+    assert_eq!(lines[0]["outcome"], "complete", "{lines:?}");
 }
 
 /// Writes `request` over and over until the connection fails, never reading.
@@ -392,10 +482,14 @@ async fn an_h2c_client_that_stops_reading_its_socket_has_its_connection_ended() 
     const STREAMS: usize = 20;
     let upstream = big_upstream().await;
     let shim = Shim::start(&upstream.url(), &["--send-timeout", "1s", "--access-log"]);
+    // A small receive buffer, and windows that hold every reply whole: what stops the shim's
+    // writes is the socket, never flow control, whatever the host's socket buffer sizes. The
+    // client never reads a byte, not even the shim's settings.
     let socket = connect_small(shim.addr).await;
-    // hyper's h2 client opens wide windows (megabytes per stream), so the replies fill the
-    // socket; and it never reads a byte, not even the shim's settings.
     let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(BIG_REPLY_BYTES as u32)
+        .initial_connection_window_size((STREAMS * BIG_REPLY_BYTES) as u32)
+        .adaptive_window(false)
         .handshake::<_, Empty<Bytes>>(hyper_util::rt::TokioIo::new(NeverReads(socket)))
         .await
         .unwrap();
