@@ -146,7 +146,7 @@ impl AuthFailures {
                 %client,
                 failures = throttle::FAILURES_BEFORE_BLOCK,
                 window_seconds = throttle::FAILURE_WINDOW.as_secs(),
-                block_seconds = throttle::BLOCK.as_secs(),
+                block_seconds = throttle::BLOCK_DURATION.as_secs(),
                 "admin: too many failed credentials; this address is refused unchecked for a while"
             );
         }

@@ -1,7 +1,8 @@
 //! Failed admin credentials, counted per client address: an address that fails
-//! [`FAILURES_BEFORE_BLOCK`] times within [`FAILURE_WINDOW`] is refused for [`BLOCK`],
-//! unchecked, so guessing the token runs at a few tries a minute rather than as fast as the
-//! listener answers. Another address is unaffected; probes never come here.
+//! [`FAILURES_BEFORE_BLOCK`] times within [`FAILURE_WINDOW`] is refused for
+//! [`BLOCK_DURATION`], unchecked, so guessing the token runs at a few tries a minute rather
+//! than as fast as the listener answers. Another address is unaffected; probes never come
+//! here.
 //!
 //! IPv6 clients are counted by their /64, the block a single host is usually given. The table
 //! holds at most [`MAX_TRACKED_ADDRESSES`]: past it, stale entries are dropped, and while it
@@ -19,7 +20,7 @@ pub const FAILURES_BEFORE_BLOCK: u32 = 10;
 /// The window the failures are counted in, from an address's first failure.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// How long a blocked address is refused, unchecked (its `Retry-After`).
-pub const BLOCK: Duration = Duration::from_secs(60);
+pub const BLOCK_DURATION: Duration = Duration::from_secs(60);
 /// Addresses counted at once: about 64 bytes each, so at most about 256 KiB.
 pub const MAX_TRACKED_ADDRESSES: usize = 4096;
 
@@ -49,7 +50,8 @@ impl Failures {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failed {
     Counted,
-    /// This failure was the last allowed: the address is refused from now on, for [`BLOCK`].
+    /// This failure was the last allowed: the address is refused from now on, for
+    /// [`BLOCK_DURATION`].
     Blocked,
 }
 
@@ -101,9 +103,9 @@ impl AuthThrottle {
         if entry.count >= FAILURES_BEFORE_BLOCK
             && entry.blocked_until.is_none_or(|until| until <= now)
         {
-            entry.blocked_until = Some(now + BLOCK);
+            entry.blocked_until = Some(now + BLOCK_DURATION);
             // The next window starts when the block ends.
-            entry.window_start = now + BLOCK;
+            entry.window_start = now + BLOCK_DURATION;
             entry.count = 0;
             return Failed::Blocked;
         }
@@ -156,12 +158,12 @@ mod tests {
             );
         }
         assert_eq!(throttle.failed(guesser, start), Failed::Blocked);
-        assert_eq!(throttle.check(guesser, start), Err(BLOCK));
+        assert_eq!(throttle.check(guesser, start), Err(BLOCK_DURATION));
         let later = start + Duration::from_secs(59);
         assert_eq!(throttle.check(guesser, later), Err(Duration::from_secs(1)));
         assert_eq!(throttle.check(other, later), Ok(()));
         // Over: a fresh count.
-        let after = start + BLOCK;
+        let after = start + BLOCK_DURATION;
         assert_eq!(throttle.check(guesser, after), Ok(()));
         assert_eq!(throttle.failed(guesser, after), Failed::Counted);
     }
@@ -223,7 +225,7 @@ mod tests {
         // A tracked address keeps its own count.
         assert!(throttle.check(address("10.0.0.1"), now).is_ok());
         // Once the entries are stale, they make room again.
-        let later = now + FAILURE_WINDOW + BLOCK;
+        let later = now + FAILURE_WINDOW + BLOCK_DURATION;
         assert_eq!(
             throttle.failed(address("198.51.100.1"), later),
             Failed::Counted
