@@ -763,6 +763,119 @@ async fn a_head_past_8_kib_gets_431_on_the_admin_port() {
     );
 }
 
+/// A `POST /login` from `source` (any local address when `None`) that the shim has let in and
+/// whose form of `content_length` bytes it now waits for: hyper says `100 Continue` when the
+/// shim starts reading the form, which is after the throttle's check. The form is not sent.
+async fn sign_in_awaiting_its_form(
+    shim: &Shim,
+    source: Option<std::net::IpAddr>,
+    content_length: usize,
+) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(source) = source {
+        socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
+    }
+    let mut stream = socket.connect(shim.admin).await.unwrap();
+    let head = format!(
+        "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {content_length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("100 Continue within 10 s")
+            .unwrap();
+        assert_eq!(read, 1, "closed: {:?}", String::from_utf8_lossy(&interim));
+        interim.push(byte[0]);
+    }
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 "),
+        "{:?}",
+        String::from_utf8_lossy(&interim)
+    );
+    stream
+}
+
+/// The status of `GET /usage` with `Authorization: <authorization>`, sent from `source` over a
+/// connection of its own.
+async fn usage_status_from(
+    admin: std::net::SocketAddr,
+    source: std::net::IpAddr,
+    authorization: &str,
+) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
+    let mut stream = socket.connect(admin).await.unwrap();
+    let request = format!(
+        "GET /usage HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut reply))
+        .await
+        .expect("reply within 20 s")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    reply
+        .get(9..12)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("{source}: {reply}"))
+}
+
+#[tokio::test]
+async fn concurrent_sign_ins_from_one_address_are_checked_no_more_than_ten_times() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = team_only_upstream().await;
+    let (shim, _token, _config) = shim_with_token(&upstream, STRONG_TOKEN);
+    let source = address("127.0.0.30");
+    let form = b"token=wrong-guess-0123456789";
+    // Twenty sign-ins, all let in at their start, all waiting for their forms at once.
+    let mut waiting = Vec::new();
+    for _ in 0..20 {
+        waiting.push(sign_in_awaiting_its_form(&shim, Some(source), form.len()).await);
+    }
+    for stream in &mut waiting {
+        stream.write_all(form).await.unwrap();
+    }
+    let (mut checked, mut throttled) = (0, 0);
+    for mut stream in waiting {
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut reply))
+            .await
+            .expect("reply within 20 s")
+            .unwrap();
+        let reply = String::from_utf8_lossy(&reply);
+        if reply.starts_with("HTTP/1.1 401 ") {
+            assert!(reply.contains("That is not the admin token."), "{reply}");
+            checked += 1;
+        } else {
+            assert!(reply.starts_with("HTTP/1.1 429 "), "{reply}");
+            assert!(reply.contains("Too many failed sign-ins"), "{reply}");
+            throttled += 1;
+        }
+    }
+    assert!(
+        checked <= 10,
+        "{checked} of 20 guesses checked, {throttled} throttled"
+    );
+    assert_eq!(checked + throttled, 20);
+    // The address is blocked now, and only the checked guesses were failures.
+    assert_eq!(
+        usage_status_from(shim.admin, source, &bearer(STRONG_TOKEN)).await,
+        429
+    );
+    assert_eq!(
+        metric_line(&shim, "explo_shim_admin_auth_failures_total", STRONG_TOKEN).await,
+        format!("explo_shim_admin_auth_failures_total {checked}")
+    );
+}
+
 #[tokio::test]
 async fn sign_ins_whose_forms_never_arrive_do_not_keep_the_operator_out() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -315,6 +315,14 @@ where
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(_)) | Err(_) => return unauthorized(true, Some("The form could not be read.")),
     };
+    // Again, now that the form is here: while it was read, other sign-ins from the address
+    // may have failed enough to block it, and each of them had passed the check above too.
+    // From here to counting this one's failure nothing awaits, and the admin listener runs on
+    // one thread, so no other sign-in is compared in between: an address gets no more
+    // guesses than the limit, however many sign-ins it sends at once.
+    if let Err(wait) = state.failures.throttle.check(client, Instant::now()) {
+        return throttled(true, wait);
+    }
     let mut given = form_urlencoded::parse(&form)
         .filter(|(name, _)| name == "token")
         .map(|(_, value)| value.trim().to_owned());
