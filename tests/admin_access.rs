@@ -932,6 +932,26 @@ async fn sign_ins_whose_forms_never_arrive_do_not_keep_the_operator_out() {
 }
 
 #[tokio::test]
+async fn the_right_token_from_an_address_does_not_wipe_its_failures() {
+    let upstream = team_only_upstream().await;
+    let (shim, _token, _config) = shim_with_token(&upstream, STRONG_TOKEN);
+    // A guesser and a scraper with the token behind one NAT address.
+    let shared = address("127.0.0.31");
+    let right = bearer(STRONG_TOKEN);
+    for attempt in 1..=9 {
+        let status = usage_status_from(shim.admin, shared, "Bearer guess").await;
+        assert_eq!(status, 401, "attempt {attempt}");
+    }
+    assert_eq!(usage_status_from(shim.admin, shared, &right).await, 200);
+    // The scrape did not start the guesser's count again: its tenth failure blocks the address.
+    assert_eq!(
+        usage_status_from(shim.admin, shared, "Bearer guess").await,
+        401
+    );
+    assert_eq!(usage_status_from(shim.admin, shared, &right).await, 429);
+}
+
+#[tokio::test]
 async fn without_a_token_only_this_machines_names_and_listed_hosts_reach_the_data() {
     let upstream = team_only_upstream().await;
     let config = TempConfig::new("admin_allowed_hosts = [\"shim.internal\"]\n");

@@ -268,8 +268,8 @@ fn refusal(
     }
     let refusal = match auth::presented(headers) {
         Presented::Nothing => return Some(unauthorized(page, None)),
+        // A right credential leaves the address's failures as they are ([`throttle`]).
         Presented::One(credential) if auth::accepts(credential, token, SystemTime::now()) => {
-            state.failures.throttle.succeeded(client);
             return None;
         }
         Presented::One(Credential::Session(_)) => Refusal::InvalidSession,
@@ -339,7 +339,6 @@ where
             .refused(client, Refusal::WrongToken, &state.metrics);
         return unauthorized(true, Some("That is not the admin token."));
     }
-    state.failures.throttle.succeeded(client);
     let cookie = auth::session_cookie(token, SystemTime::now());
     let mut response = Response::new(full_body(""));
     *response.status_mut() = StatusCode::SEE_OTHER;
