@@ -952,6 +952,60 @@ async fn the_right_token_from_an_address_does_not_wipe_its_failures() {
 }
 
 #[tokio::test]
+async fn a_flood_that_fills_the_throttles_table_never_blocks_an_address_that_has_not_failed() {
+    let upstream = team_only_upstream().await;
+    let (shim, _token, _config) = shim_with_token(&upstream, STRONG_TOKEN);
+    let right = bearer(STRONG_TOKEN);
+    // A guesser blocked before the flood.
+    let guesser = address("127.0.0.32");
+    for _ in 0..10 {
+        assert_eq!(
+            usage_status_from(shim.admin, guesser, "Bearer guess").await,
+            401
+        );
+    }
+    // One failure each from 4,096 more addresses, the most the throttle counts, and 20 past
+    // them: none failed ten times, so none is refused unchecked.
+    let base = u32::from(std::net::Ipv4Addr::new(127, 1, 0, 0));
+    let flood: Vec<std::net::IpAddr> = (0..4096 + 20)
+        .map(|n| std::net::IpAddr::V4((base + n).into()))
+        .collect();
+    for chunk in flood.chunks(32) {
+        let mut sending = tokio::task::JoinSet::new();
+        for &source in chunk {
+            let admin = shim.admin;
+            sending.spawn(async move {
+                (
+                    source,
+                    usage_status_from(admin, source, "Bearer guess").await,
+                )
+            });
+        }
+        while let Some(sent) = sending.join_next().await {
+            let (source, status) = sent.unwrap();
+            assert_eq!(status, 401, "{source}");
+        }
+    }
+    // Addresses that never failed are checked, and let in with the token, as a bearer or
+    // through the sign-in form.
+    assert_eq!(
+        usage_status_from(shim.admin, address("127.2.0.1"), &right).await,
+        200
+    );
+    let form = send_from(
+        address("127.2.0.2"),
+        "POST",
+        &shim.admin_url("/login"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &format!("token={STRONG_TOKEN}"),
+    )
+    .await;
+    assert_eq!(form.status, 303);
+    // The guesser is still blocked: the flood took no place of a blocked address.
+    assert_eq!(usage_status_from(shim.admin, guesser, &right).await, 429);
+}
+
+#[tokio::test]
 async fn without_a_token_only_this_machines_names_and_listed_hosts_reach_the_data() {
     let upstream = team_only_upstream().await;
     let config = TempConfig::new("admin_allowed_hosts = [\"shim.internal\"]\n");

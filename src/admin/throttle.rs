@@ -7,9 +7,16 @@
 //! failures age out of the window instead.
 //!
 //! IPv6 clients are counted by their /64, the block a single host is usually given. The table
-//! holds at most [`MAX_TRACKED_ADDRESSES`]: past it, stale entries are dropped, and while it
-//! is still full the addresses without a place share one entry, so a flood of addresses
-//! cannot grow it, nor escape the count.
+//! holds at most [`MAX_TRACKED_ADDRESSES`]. An address is only ever refused for its own
+//! failures: one with no entry (it has not failed, or not lately) is always checked. When a
+//! new address fails while the table is full, stale entries are dropped; if none is, the
+//! entry closest to nothing is dropped for it: of the addresses not blocked, the one with the
+//! fewest failures, the oldest on a tie. A blocked address keeps its entry until its block
+//! ends. So a flood of addresses can neither grow the table, nor free a blocked address, nor
+//! lock out an operator who has not failed; what it can do, with more addresses than the
+//! table holds, is push its own entries out before they reach the limit. The throttle slows a
+//! guesser or a few; the token's length is what holds against many (it should be 32
+//! characters or more, which start-up checks).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -26,13 +33,6 @@ pub const BLOCK_DURATION: Duration = Duration::from_secs(60);
 /// Addresses counted at once: about 64 bytes each, so at most about 256 KiB.
 pub const MAX_TRACKED_ADDRESSES: usize = 4096;
 
-/// Whom an entry counts: one address (IPv6 by its /64), or everyone without a place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Key {
-    Address(IpAddr),
-    Overflow,
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Failures {
     window_start: Instant,
@@ -41,10 +41,21 @@ struct Failures {
 }
 
 impl Failures {
+    fn new(now: Instant) -> Self {
+        Self {
+            window_start: now,
+            count: 0,
+            blocked_until: None,
+        }
+    }
+
+    fn is_blocked(&self, now: Instant) -> bool {
+        self.blocked_until.is_some_and(|until| until > now)
+    }
+
     /// Whether the entry says nothing any more at `now`: its window and any block are over.
     fn is_stale(&self, now: Instant) -> bool {
-        self.blocked_until.is_none_or(|until| until <= now)
-            && now.duration_since(self.window_start) >= FAILURE_WINDOW
+        !self.is_blocked(now) && now.saturating_duration_since(self.window_start) >= FAILURE_WINDOW
     }
 }
 
@@ -55,25 +66,26 @@ pub enum Failed {
     /// This failure was the last allowed: the address is refused from now on, for
     /// [`BLOCK_DURATION`].
     Blocked,
+    /// The table is full of blocked addresses: this one's failure could not be counted.
+    Untracked,
 }
 
 /// The failure counts, shared by every admin connection.
 #[derive(Debug, Default)]
 pub struct AuthThrottle {
-    table: Mutex<HashMap<Key, Failures>>,
+    /// By [`counted_as`].
+    table: Mutex<HashMap<IpAddr, Failures>>,
 }
 
 impl AuthThrottle {
-    /// `Err(wait)` while `client` is refused: how long until it may try again.
+    /// `Err(wait)` while `client` is refused for its own failures: how long until it may try
+    /// again.
     pub fn check(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
         let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = Key::Address(counted_as(client));
-        let entry = match table.get(&key) {
-            Some(entry) => Some(entry),
-            None if table.len() >= MAX_TRACKED_ADDRESSES => table.get(&Key::Overflow),
-            None => None,
-        };
-        match entry.and_then(|entry| entry.blocked_until) {
+        match table
+            .get(&counted_as(client))
+            .and_then(|entry| entry.blocked_until)
+        {
             Some(until) if until > now => Err(until - now),
             _ => Ok(()),
         }
@@ -82,29 +94,29 @@ impl AuthThrottle {
     /// Counts one failed credential from `client` at `now`.
     pub fn failed(&self, client: IpAddr, now: Instant) -> Failed {
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut key = Key::Address(counted_as(client));
+        let key = counted_as(client);
         if !table.contains_key(&key) && table.len() >= MAX_TRACKED_ADDRESSES {
             table.retain(|_, entry| !entry.is_stale(now));
             if table.len() >= MAX_TRACKED_ADDRESSES {
-                key = Key::Overflow;
+                let closest_to_nothing = table
+                    .iter()
+                    .filter(|(_, entry)| !entry.is_blocked(now))
+                    .min_by_key(|(_, entry)| (entry.count, entry.window_start))
+                    .map(|(address, _)| *address);
+                match closest_to_nothing {
+                    Some(address) => {
+                        table.remove(&address);
+                    }
+                    None => return Failed::Untracked,
+                }
             }
         }
-        let entry = table.entry(key).or_insert(Failures {
-            window_start: now,
-            count: 0,
-            blocked_until: None,
-        });
+        let entry = table.entry(key).or_insert_with(|| Failures::new(now));
         if entry.is_stale(now) {
-            *entry = Failures {
-                window_start: now,
-                count: 0,
-                blocked_until: None,
-            };
+            *entry = Failures::new(now);
         }
         entry.count = entry.count.saturating_add(1);
-        if entry.count >= FAILURES_BEFORE_BLOCK
-            && entry.blocked_until.is_none_or(|until| until <= now)
-        {
+        if entry.count >= FAILURES_BEFORE_BLOCK && !entry.is_blocked(now) {
             entry.blocked_until = Some(now + BLOCK_DURATION);
             // The next window starts when the block ends.
             entry.window_start = now + BLOCK_DURATION;
@@ -134,10 +146,19 @@ fn counted_as(client: IpAddr) -> IpAddr {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     fn address(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    /// `count` addresses of 10/8, from `first` on.
+    fn addresses(first: u32, count: usize) -> impl Iterator<Item = IpAddr> + Clone {
+        (first..)
+            .take(count)
+            .map(|n| IpAddr::from(Ipv4Addr::from((10u32 << 24) | n)))
     }
 
     #[test]
@@ -201,31 +222,68 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_addresses_never_grows_the_table_past_its_cap_nor_escapes_the_count() {
+    fn a_flood_fills_the_table_without_growing_it_blocking_a_newcomer_or_freeing_a_guesser() {
         let throttle = AuthThrottle::default();
-        let now = Instant::now();
-        let mut flood = (0..MAX_TRACKED_ADDRESSES as u32 + 100)
-            .map(|n| IpAddr::from(std::net::Ipv4Addr::from((10u32 << 24) | n)));
-        for client in flood.clone() {
-            throttle.failed(client, now);
+        let start = Instant::now();
+        let (blocked, nine) = (address("192.0.2.1"), address("192.0.2.2"));
+        for _ in 0..FAILURES_BEFORE_BLOCK {
+            throttle.failed(blocked, start);
         }
-        assert_eq!(
-            throttle.tracked(),
-            MAX_TRACKED_ADDRESSES + 1,
-            "the cap and one shared entry"
-        );
-        // The 100 addresses without a place shared one count, so they are blocked, and so is
-        // any other without a place.
-        assert!(throttle.check(flood.next_back().unwrap(), now).is_err());
-        assert!(throttle.check(address("198.51.100.1"), now).is_err());
-        // A tracked address keeps its own count.
-        assert!(throttle.check(address("10.0.0.1"), now).is_ok());
+        for _ in 1..FAILURES_BEFORE_BLOCK {
+            throttle.failed(nine, start);
+        }
+        // Past the cap, each new address takes the place of the one with the fewest failures,
+        // the oldest first: the flood's own.
+        let flood_start = start + Duration::from_secs(1);
+        let flood = addresses(0, MAX_TRACKED_ADDRESSES + 100);
+        for (client, at) in flood.clone().zip(1..) {
+            let at = flood_start + Duration::from_micros(at);
+            assert_eq!(throttle.check(client, at), Ok(()), "{client}");
+            assert_eq!(throttle.failed(client, at), Failed::Counted, "{client}");
+        }
+        let now = flood_start + Duration::from_secs(1);
+        assert_eq!(throttle.tracked(), MAX_TRACKED_ADDRESSES);
+        // An address that has never failed is checked.
+        assert_eq!(throttle.check(address("198.51.100.1"), now), Ok(()));
+        // A flood address pushed out starts again at one failure.
+        let pushed_out = flood.clone().next().unwrap();
+        for _ in 1..FAILURES_BEFORE_BLOCK {
+            assert_eq!(throttle.failed(pushed_out, now), Failed::Counted);
+        }
+        // The blocked address stays blocked, and the one with nine failures kept its count.
+        assert!(throttle.check(blocked, now).is_err());
+        assert_eq!(throttle.failed(nine, now), Failed::Blocked);
         // Once the entries are stale, they make room again.
-        let later = now + FAILURE_WINDOW + BLOCK_DURATION;
+        let later = now + BLOCK_DURATION + FAILURE_WINDOW;
         assert_eq!(
             throttle.failed(address("198.51.100.1"), later),
             Failed::Counted
         );
         assert_eq!(throttle.tracked(), 1);
+    }
+
+    #[test]
+    fn a_table_full_of_blocked_addresses_keeps_them_blocked_and_counts_no_newcomer() {
+        let throttle = AuthThrottle::default();
+        let start = Instant::now();
+        let guessers = addresses(0, MAX_TRACKED_ADDRESSES);
+        for client in guessers.clone() {
+            for _ in 1..FAILURES_BEFORE_BLOCK {
+                throttle.failed(client, start);
+            }
+            assert_eq!(throttle.failed(client, start), Failed::Blocked, "{client}");
+        }
+        let newcomer = address("198.51.100.1");
+        assert_eq!(throttle.failed(newcomer, start), Failed::Untracked);
+        assert_eq!(throttle.check(newcomer, start), Ok(()));
+        assert!(
+            guessers
+                .clone()
+                .all(|client| throttle.check(client, start).is_err())
+        );
+        // When the blocks end, their entries (no failures since) make room first.
+        let after = start + BLOCK_DURATION;
+        assert_eq!(throttle.failed(newcomer, after), Failed::Counted);
+        assert_eq!(throttle.tracked(), MAX_TRACKED_ADDRESSES);
     }
 }
