@@ -9,14 +9,15 @@
 //! IPv6 clients are counted by their /64, the block a single host is usually given. The table
 //! holds at most [`MAX_TRACKED_ADDRESSES`]. An address is only ever refused for its own
 //! failures: one with no entry (it has not failed, or not lately) is always checked. When a
-//! new address fails while the table is full, stale entries are dropped; if none is, the
-//! entry closest to nothing is dropped for it: of the addresses not blocked, the one with the
-//! fewest failures, the oldest on a tie. A blocked address keeps its entry until its block
-//! ends. So a flood of addresses can neither grow the table, nor free a blocked address, nor
-//! lock out an operator who has not failed; what it can do, with more addresses than the
-//! table holds, is push its own entries out before they reach the limit. The throttle slows a
-//! guesser or a few; the token's length is what holds against many (it should be 32
-//! characters or more, which start-up checks).
+//! new address fails while the table is full, stale entries are dropped; if that frees no
+//! place, the entry closest to nothing gives up its own: of the addresses not blocked, the one
+//! with the fewest failures, the oldest on a tie (a scan of the table, on failures only). A
+//! blocked address keeps its entry until its block ends; were all of them blocked, a new
+//! address's failure would go uncounted until one ends. So a flood of addresses can neither
+//! grow the table, nor free a blocked address, nor lock out an operator who has not failed;
+//! what it can do, with more addresses than the table holds, is push its own entries out
+//! before they reach the limit. The throttle slows a guesser or a few; against many, what
+//! holds is the token's length (start-up warns below 32 characters).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
