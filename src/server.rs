@@ -52,9 +52,15 @@ const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const ADMIN_MAX_CONNECTIONS: usize = 256;
 
 /// The most of a request head the admin listener reads, in bytes: its requests are short
-/// (a path, a token or a cookie); past it hyper answers 431. hyper's smallest buffer: it
-/// refuses anything under 8 KiB (`proto::h1::MINIMUM_MAX_BUFFER_SIZE`).
+/// (a path, a token or a cookie); past it hyper answers 431. This is hyper's smallest buffer,
+/// and must never go below it: `http1::Builder::max_buf_size` asserts, and so panics, for
+/// anything under 8192 (`proto::h1::MINIMUM_MAX_BUFFER_SIZE`); the assertion below stops such
+/// a change at compile time instead.
 const ADMIN_MAX_HEAD_BYTES: usize = 8 * 1024;
+const _: () = assert!(
+    ADMIN_MAX_HEAD_BYTES >= 8192,
+    "hyper panics on a max_buf_size under 8192"
+);
 
 /// hyper's header-count limit when none is set (`hyper::proto::h1::role::DEFAULT_MAX_HEADERS`).
 const HYPER_DEFAULT_MAX_HEADERS: u64 = 100;

@@ -763,58 +763,246 @@ async fn a_head_past_8_kib_gets_431_on_the_admin_port() {
     );
 }
 
+/// The shim's `SIGN_IN_FORM_TIMEOUT`: how long it waits for a sign-in form's body.
+const SIGN_IN_FORM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A `POST /login` from `source` (any local address when `None`) that the shim has let in and
+/// whose form of `content_length` bytes it now waits for: hyper says `100 Continue` when the
+/// shim starts reading the form, which is after the throttle's check. The form is not sent.
+async fn sign_in_awaiting_its_form(
+    shim: &Shim,
+    source: Option<std::net::IpAddr>,
+    content_length: usize,
+) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(source) = source {
+        socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
+    }
+    let mut stream = socket.connect(shim.admin).await.unwrap();
+    let head = format!(
+        "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {content_length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("100 Continue within 10 s")
+            .unwrap();
+        assert_eq!(read, 1, "closed: {:?}", String::from_utf8_lossy(&interim));
+        interim.push(byte[0]);
+    }
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 "),
+        "{:?}",
+        String::from_utf8_lossy(&interim)
+    );
+    stream
+}
+
+/// The status of `GET /usage` with `Authorization: <authorization>`, sent from `source` over a
+/// connection of its own.
+async fn usage_status_from(
+    admin: std::net::SocketAddr,
+    source: std::net::IpAddr,
+    authorization: &str,
+) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
+    let mut stream = socket.connect(admin).await.unwrap();
+    let request = format!(
+        "GET /usage HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut reply))
+        .await
+        .expect("reply within 20 s")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    reply
+        .get(9..12)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("{source}: {reply}"))
+}
+
 #[tokio::test]
-async fn sign_ins_whose_forms_never_arrive_do_not_keep_the_operator_out() {
+async fn concurrent_sign_ins_from_one_address_are_checked_no_more_than_ten_times() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = team_only_upstream().await;
     let (shim, _token, _config) = shim_with_token(&upstream, STRONG_TOKEN);
-    let mut held = Vec::new();
-    for _ in 0..8 {
-        let mut stream = tokio::net::TcpStream::connect(shim.admin).await.unwrap();
-        stream
-            .write_all(
-                b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n\
-                  Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\n",
-            )
-            .await
-            .unwrap();
-        // hyper says `100 Continue` when the shim starts reading the form: from then on this
-        // sign-in is being read, and its form never comes.
-        let mut interim = Vec::new();
-        while !interim.ends_with(b"\r\n\r\n") {
-            let mut byte = [0; 1];
-            let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
-                .await
-                .expect("100 Continue within 10 s")
-                .unwrap();
-            assert_eq!(read, 1, "closed: {:?}", String::from_utf8_lossy(&interim));
-            interim.push(byte[0]);
-        }
-        assert!(
-            interim.starts_with(b"HTTP/1.1 100 "),
-            "{:?}",
-            String::from_utf8_lossy(&interim)
-        );
-        stream.write_all(b"token=").await.unwrap();
-        held.push(stream);
+    let source = address("127.0.0.30");
+    let form = b"token=wrong-guess-0123456789";
+    // Twenty sign-ins, all let in at their start, all waiting for their forms at once.
+    let mut waiting = Vec::new();
+    for _ in 0..20 {
+        waiting.push(sign_in_awaiting_its_form(&shim, Some(source), form.len()).await);
     }
-    // The real sign-in is answered while all eight are still waiting for their forms.
-    let (session, _) = sign_in(&shim, STRONG_TOKEN).await;
-    let usage = send(
-        "GET",
-        &shim.admin_url("/usage"),
-        &[("cookie", &session)],
-        "",
+    for stream in &mut waiting {
+        stream.write_all(form).await.unwrap();
+    }
+    let (mut checked, mut throttled) = (0, 0);
+    for mut stream in waiting {
+        let mut reply = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut reply))
+            .await
+            .expect("reply within 20 s")
+            .unwrap();
+        let reply = String::from_utf8_lossy(&reply);
+        if reply.starts_with("HTTP/1.1 401 ") {
+            assert!(reply.contains("That is not the admin token."), "{reply}");
+            checked += 1;
+        } else {
+            assert!(reply.starts_with("HTTP/1.1 429 "), "{reply}");
+            assert!(reply.contains("Too many failed sign-ins"), "{reply}");
+            throttled += 1;
+        }
+    }
+    assert!(
+        checked <= 10,
+        "{checked} of 20 guesses checked, {throttled} throttled"
+    );
+    assert_eq!(checked + throttled, 20);
+    // The address is blocked now, and only the checked guesses were failures.
+    assert_eq!(
+        usage_status_from(shim.admin, source, &bearer(STRONG_TOKEN)).await,
+        429
+    );
+    assert_eq!(
+        metric_line(&shim, "explo_shim_admin_auth_failures_total", STRONG_TOKEN).await,
+        format!("explo_shim_admin_auth_failures_total {checked}")
+    );
+}
+
+#[tokio::test]
+async fn sign_ins_whose_forms_never_arrive_do_not_keep_the_operator_out() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = team_only_upstream().await;
+    let (shim, _token, _config) = shim_with_token(&upstream, STRONG_TOKEN);
+    // Every held form's clock starts after `held_from`, so a real sign-in answered within
+    // SIGN_IN_FORM_TIMEOUT of it was answered while all eight were still held. A machine too
+    // loaded to get that far in time shows nothing either way: then try again.
+    for attempt in 1..=3 {
+        let held_from = Instant::now();
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            let mut stream = sign_in_awaiting_its_form(&shim, None, 200).await;
+            stream.write_all(b"token=").await.unwrap();
+            held.push(stream);
+        }
+        // The real sign-in is answered, whatever became of the held ones.
+        let (session, _) = sign_in(&shim, STRONG_TOKEN).await;
+        let answered_after = held_from.elapsed();
+        let usage = send(
+            "GET",
+            &shim.admin_url("/usage"),
+            &[("cookie", &session)],
+            "",
+        )
+        .await;
+        assert_eq!(usage.status, 200);
+        // Each held sign-in still waits for its form, or was ended by its own timeout: never
+        // answered sooner.
+        for stream in &held {
+            let mut reply = [0; 1024];
+            match stream.try_read(&mut reply) {
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Ok(read) => {
+                    let reply = String::from_utf8_lossy(&reply[..read]);
+                    assert!(
+                        held_from.elapsed() >= SIGN_IN_FORM_TIMEOUT
+                            && reply.starts_with("HTTP/1.1 401 "),
+                        "a held sign-in was answered before its form's timeout: {reply:?}"
+                    );
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+        if answered_after < SIGN_IN_FORM_TIMEOUT {
+            return;
+        }
+        eprintln!("attempt {attempt}: the sign-in came {answered_after:?} after the forms");
+    }
+    panic!("three attempts too slow to show that held sign-ins do not keep the operator out");
+}
+
+#[tokio::test]
+async fn the_right_token_from_an_address_does_not_wipe_its_failures() {
+    let upstream = team_only_upstream().await;
+    let (shim, _token, _config) = shim_with_token(&upstream, STRONG_TOKEN);
+    // A guesser and a scraper with the token behind one NAT address.
+    let shared = address("127.0.0.31");
+    let right = bearer(STRONG_TOKEN);
+    for attempt in 1..=9 {
+        let status = usage_status_from(shim.admin, shared, "Bearer guess").await;
+        assert_eq!(status, 401, "attempt {attempt}");
+    }
+    assert_eq!(usage_status_from(shim.admin, shared, &right).await, 200);
+    // The scrape did not start the guesser's count again: its tenth failure blocks the address.
+    assert_eq!(
+        usage_status_from(shim.admin, shared, "Bearer guess").await,
+        401
+    );
+    assert_eq!(usage_status_from(shim.admin, shared, &right).await, 429);
+}
+
+#[tokio::test]
+async fn a_flood_that_fills_the_throttles_table_never_blocks_an_address_that_has_not_failed() {
+    let upstream = team_only_upstream().await;
+    let (shim, _token, _config) = shim_with_token(&upstream, STRONG_TOKEN);
+    let right = bearer(STRONG_TOKEN);
+    // A guesser blocked before the flood.
+    let guesser = address("127.0.0.32");
+    for _ in 0..10 {
+        assert_eq!(
+            usage_status_from(shim.admin, guesser, "Bearer guess").await,
+            401
+        );
+    }
+    // One failure each from 4,096 more addresses, the most the throttle counts, and 20 past
+    // them: none failed ten times, so none is refused unchecked.
+    let base = u32::from(std::net::Ipv4Addr::new(127, 1, 0, 0));
+    let flood: Vec<std::net::IpAddr> = (0..4096 + 20)
+        .map(|n| std::net::IpAddr::V4((base + n).into()))
+        .collect();
+    for chunk in flood.chunks(32) {
+        let mut sending = tokio::task::JoinSet::new();
+        for &source in chunk {
+            let admin = shim.admin;
+            sending.spawn(async move {
+                (
+                    source,
+                    usage_status_from(admin, source, "Bearer guess").await,
+                )
+            });
+        }
+        while let Some(sent) = sending.join_next().await {
+            let (source, status) = sent.unwrap();
+            assert_eq!(status, 401, "{source}");
+        }
+    }
+    // Addresses that never failed are checked, and let in with the token, as a bearer or
+    // through the sign-in form.
+    assert_eq!(
+        usage_status_from(shim.admin, address("127.2.0.1"), &right).await,
+        200
+    );
+    let form = send_from(
+        address("127.2.0.2"),
+        "POST",
+        &shim.admin_url("/login"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &format!("token={STRONG_TOKEN}"),
     )
     .await;
-    assert_eq!(usage.status, 200);
-    for stream in &held {
-        let mut byte = [0; 1];
-        match stream.try_read(&mut byte) {
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-            other => panic!("a held sign-in was already answered or closed: {other:?}"),
-        }
-    }
+    assert_eq!(form.status, 303);
+    // The guesser is still blocked: the flood took no place of a blocked address.
+    assert_eq!(usage_status_from(shim.admin, guesser, &right).await, 429);
 }
 
 #[tokio::test]

@@ -146,7 +146,7 @@ impl AuthFailures {
                 %client,
                 failures = throttle::FAILURES_BEFORE_BLOCK,
                 window_seconds = throttle::FAILURE_WINDOW.as_secs(),
-                block_seconds = throttle::BLOCK.as_secs(),
+                block_seconds = throttle::BLOCK_DURATION.as_secs(),
                 "admin: too many failed credentials; this address is refused unchecked for a while"
             );
         }
@@ -268,8 +268,8 @@ fn refusal(
     }
     let refusal = match auth::presented(headers) {
         Presented::Nothing => return Some(unauthorized(page, None)),
+        // A right credential leaves the address's failures as they are ([`throttle`]).
         Presented::One(credential) if auth::accepts(credential, token, SystemTime::now()) => {
-            state.failures.throttle.succeeded(client);
             return None;
         }
         Presented::One(Credential::Session(_)) => Refusal::InvalidSession,
@@ -315,6 +315,14 @@ where
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(_)) | Err(_) => return unauthorized(true, Some("The form could not be read.")),
     };
+    // Again, now that the form is here: while it was read, other sign-ins from the address
+    // may have failed enough to block it, and each of them had passed the check above too.
+    // From here to counting this one's failure nothing awaits, and the admin listener runs on
+    // one thread, so no other sign-in is compared in between: an address gets no more
+    // guesses than the limit, however many sign-ins it sends at once.
+    if let Err(wait) = state.failures.throttle.check(client, Instant::now()) {
+        return throttled(true, wait);
+    }
     let mut given = form_urlencoded::parse(&form)
         .filter(|(name, _)| name == "token")
         .map(|(_, value)| value.trim().to_owned());
@@ -331,7 +339,6 @@ where
             .refused(client, Refusal::WrongToken, &state.metrics);
         return unauthorized(true, Some("That is not the admin token."));
     }
-    state.failures.throttle.succeeded(client);
     let cookie = auth::session_cookie(token, SystemTime::now());
     let mut response = Response::new(full_body(""));
     *response.status_mut() = StatusCode::SEE_OTHER;
