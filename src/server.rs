@@ -56,7 +56,7 @@ const ADMIN_MAX_CONNECTIONS: usize = 256;
 /// and must never go below it: `http1::Builder::max_buf_size` asserts, and so panics, for
 /// anything under 8192 (`proto::h1::MINIMUM_MAX_BUFFER_SIZE`); the assertion below stops such
 /// a change at compile time instead.
-const ADMIN_MAX_HEAD_BYTES: usize = 8 * 1024;
+pub(crate) const ADMIN_MAX_HEAD_BYTES: usize = 8 * 1024;
 const _: () = assert!(
     ADMIN_MAX_HEAD_BYTES >= 8192,
     "hyper panics on a max_buf_size under 8192"
@@ -166,6 +166,7 @@ pub async fn serve(
         fleet: proxy.fleet().map(Fleet::admin_link),
         policy: proxy.policy().clone(),
         failures: Arc::default(),
+        reports: admin::ReportBudget::default(),
     };
     // The fleet's usage writer runs here, off the serving threads, until the drain is over.
     let (usage_writer_stop, usage_writer_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -715,3 +715,33 @@ fn an_unknown_explo_shim_variable_is_a_warning_that_names_it() {
     );
     assert!(!String::from_utf8_lossy(&output.stdout).contains("EXPLO_SHIM_LISTN"));
 }
+
+/// `--check-config` names the limits that are not settings too, as comments, so that the file
+/// it prints still reads back as the same configuration.
+#[test]
+fn check_config_names_the_fixed_limits_as_comments() {
+    let output = run_binary(&["--check-config", "--upstream", "http://127.0.0.1:9"], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let fixed = stdout
+        .split("# Fixed limits (not settings):")
+        .nth(1)
+        .expect("a fixed-limits section");
+    for expected in [
+        "the log queue holds at most 4096 KiB",
+        "explo_shim_log_lines_dropped_total",
+        "heads up to 8 KiB (431 past it)",
+        "after 10 failed credentials within 1m an address gets 429 for 1m",
+        "64 KiB of a collector's reply",
+        "read within 3s and up to 1024 KiB",
+    ] {
+        assert!(fixed.contains(expected), "{expected:?} in {fixed}");
+    }
+    assert!(
+        fixed.lines().all(|line| line.is_empty() || line.starts_with('#')),
+        "comments only: {fixed}"
+    );
+    // The settings beside them.
+    assert!(stdout.contains("send_timeout = \"30s\""), "{stdout}");
+    assert!(stdout.contains("admin_allowed_hosts = []"), "{stdout}");
+}

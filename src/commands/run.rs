@@ -242,7 +242,9 @@ pub fn check_config(
     for warning in warnings {
         eprintln!("explo-shim: warning: {warning}");
     }
-    // stdout is the configuration alone, so it can be saved as a config file.
+    // stdout is the configuration alone (the fixed limits are comments), so it can be saved
+    // as a config file.
+    let text = text + &fixed_limits();
     let code = print_bytes("check-config", text.as_bytes());
     if code == 0 {
         eprintln!("explo-shim: configuration is valid");
@@ -362,4 +364,42 @@ fn run_emulator(
         Ok(()) => 0,
         Err(error) => fail("emulate", &error),
     }
+}
+
+/// The limits that are not settings, as comments after `--check-config`'s file: an operator
+/// sizing a sidecar or reading an alert finds them next to the settings they sit beside.
+fn fixed_limits() -> String {
+    use crate::admin::throttle::{BLOCK_DURATION, FAILURE_WINDOW, FAILURES_BEFORE_BLOCK};
+    use crate::config::read::{FILE_READ_TIMEOUT, MAX_FILE_BYTES};
+    use crate::policy::{ADMIN_SESSION_LIFETIME, ADMIN_TOKEN_MIN_CHARS};
+    let duration = |duration| humantime::format_duration(duration).to_string();
+    let kib = |bytes: usize| bytes / 1024;
+    format!(
+        "\n# Fixed limits (not settings):\n\
+         # - the log queue holds at most {log_queue} KiB of lines; past it, lines are dropped and \
+         counted in explo_shim_log_lines_dropped_total\n\
+         # - an access line keeps the first {access_text} KiB of a path and of a query\n\
+         # - the shim's own repeated log lines: the first, then one summary per {summary}\n\
+         # - the admin listener: heads up to {admin_head} KiB (431 past it); after \
+         {failures} failed credentials within {failure_window} an address gets 429 for \
+         {block}, unchecked; sessions last {session}; a token under {token_chars} characters \
+         is warned about\n\
+         # - trace export: a queue of {spans} spans and {trace_queue} KiB; {reply} KiB of a \
+         collector's reply read\n\
+         # - configured files are read within {file_clock} and up to {file_bytes} KiB\n",
+        log_queue = kib(crate::telemetry::LOG_QUEUE_BYTES),
+        access_text = kib(crate::access_log::ACCESS_LINE_TEXT_BYTES),
+        summary = duration(crate::log_summary::SUMMARY_WINDOW),
+        admin_head = kib(crate::server::ADMIN_MAX_HEAD_BYTES),
+        failures = FAILURES_BEFORE_BLOCK,
+        failure_window = duration(FAILURE_WINDOW),
+        block = duration(BLOCK_DURATION),
+        session = duration(ADMIN_SESSION_LIFETIME),
+        token_chars = ADMIN_TOKEN_MIN_CHARS,
+        spans = crate::otel::export::QUEUE_SPANS,
+        trace_queue = kib(crate::otel::export::QUEUE_BYTES),
+        reply = kib(crate::otel::export::EXPORT_REPLY_BYTES),
+        file_clock = duration(FILE_READ_TIMEOUT),
+        file_bytes = MAX_FILE_BYTES / 1024,
+    )
 }
