@@ -167,13 +167,18 @@ fn write_out(queued: &mpsc::Receiver<Message>, occupancy: &Occupancy, mut sink: 
         while let Some(message) = next.take() {
             match message {
                 Message::Line(line) => {
-                    // Nowhere to report a failed log write; the line is lost either way.
-                    let _ = sink.write_all(&line);
+                    // A line the sink refused (a closed pipe, a full disk) is lost: counted
+                    // with the dropped ones, the only place left to report it.
+                    if sink.write_all(&line).is_err() {
+                        occupancy.dropped();
+                    }
                     occupancy.release(line.len() + LINE_OVERHEAD_BYTES);
                 }
                 Message::Stop(done) => {
                     while let Ok(Message::Line(line)) = queued.try_recv() {
-                        let _ = sink.write_all(&line);
+                        if sink.write_all(&line).is_err() {
+                            occupancy.dropped();
+                        }
                         occupancy.release(line.len() + LINE_OVERHEAD_BYTES);
                     }
                     let _ = sink.flush();

@@ -64,7 +64,10 @@ impl LogSummary {
     }
 
     fn admit_at(&'static self, kind: &'static str, now: Instant) -> bool {
-        if !self.registered.swap(true, Ordering::AcqRel) {
+        // Read first: after the first call this is a plain load, not a write every serving
+        // thread contends for.
+        if !self.registered.load(Ordering::Acquire) && !self.registered.swap(true, Ordering::AcqRel)
+        {
             lock(&REGISTERED).push(self);
         }
         let verdict = lock(&self.tally).hit(kind, now);

@@ -49,7 +49,7 @@ const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Open connections the admin listener serves at once: enough that a few hundred slow
 /// clients do not keep the probes waiting, few enough to bound its memory (a few MB).
-const ADMIN_MAX_CONNECTIONS: usize = 256;
+pub(crate) const ADMIN_MAX_CONNECTIONS: usize = 256;
 
 /// The most of a request head the admin listener reads, in bytes: its requests are short
 /// (a path, a token or a cookie); past it hyper answers 431. This is hyper's smallest buffer,

@@ -41,7 +41,7 @@ const CAPPED_TARGETS: [&str; 6] = [
 ];
 
 /// Bytes of lines the background writer may hold before new ones are dropped: a burst of
-/// several seconds at full load (about 15,000 translated calls' lines), and a small part of
+/// several seconds at full load (about 11,000 ordinary lines of some 300 bytes), and a small part of
 /// a sidecar's memory limit whatever the lines hold. Lines are counted with their overhead.
 pub const LOG_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -183,8 +183,9 @@ fn start_summary_ticker() {
             }
         });
     if let Err(error) = ticker {
-        // The summaries still come with the next line of their kind, and at exit.
-        tracing::warn!(%error, "cannot start the log summary thread");
+        // The summaries still come with the next line of their kind, and at exit. Said on
+        // stderr directly: the log is not set up yet.
+        eprintln!("explo-shim: cannot start the log summary thread: {error}");
     }
 }
 

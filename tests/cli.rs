@@ -731,6 +731,8 @@ fn check_config_names_the_fixed_limits_as_comments() {
         "the log queue holds at most 4096 KiB",
         "explo_shim_log_lines_dropped_total",
         "heads up to 8 KiB (431 past it)",
+        "reports not yet read by their clients share 65536 KiB",
+        "the fleet's usage queue to Redis: 65536 events and 4096 KiB",
         "after 10 failed credentials within 1m an address gets 429 for 1m",
         "64 KiB of a collector's reply",
         "read within 3s and up to 1024 KiB",
@@ -738,7 +740,9 @@ fn check_config_names_the_fixed_limits_as_comments() {
         assert!(fixed.contains(expected), "{expected:?} in {fixed}");
     }
     assert!(
-        fixed.lines().all(|line| line.is_empty() || line.starts_with('#')),
+        fixed
+            .lines()
+            .all(|line| line.is_empty() || line.starts_with('#')),
         "comments only: {fixed}"
     );
     // The settings beside them.

@@ -507,15 +507,24 @@ async fn a_flood_of_budget_refusals_logs_the_first_and_a_count_while_the_metric_
         "{summary}"
     );
 
-    // The refused legacy calls: one audit line to start with, then the count.
-    let audit = shim.events("deprecated");
-    let (audit_summaries, audit_lines): (Vec<Value>, Vec<Value>) = audit
-        .into_iter()
-        .partition(|event| event.get("more").is_some());
-    let audit_summarised: u64 = audit_summaries
-        .iter()
-        .map(|event| event["more"].as_u64().unwrap())
-        .sum();
+    // The refused legacy calls: one audit line to start with, then the count. Their summary
+    // may come a moment after the error lines' (the same ticker writes one, then the other).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (audit_summaries, audit_lines, audit_summarised) = loop {
+        let (audit_summaries, audit_lines): (Vec<Value>, Vec<Value>) = shim
+            .events("deprecated")
+            .into_iter()
+            .partition(|event| event.get("more").is_some());
+        let audit_summarised: u64 = audit_summaries
+            .iter()
+            .map(|event| event["more"].as_u64().unwrap())
+            .sum();
+        if audit_lines.len() as u64 + audit_summarised >= 20 || Instant::now() > deadline {
+            break (audit_summaries, audit_lines, audit_summarised);
+        }
+        // The harness's reader thread takes the lines in; give it a moment.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(audit_lines.len() as u64 + audit_summarised, 20);
     assert!(audit_lines.len() < 20, "{audit_lines:?}");
     assert_eq!(audit_lines[0]["status"], 429);

@@ -380,17 +380,25 @@ fn fixed_limits() -> String {
          counted in explo_shim_log_lines_dropped_total\n\
          # - an access line keeps the first {access_text} KiB of a path and of a query\n\
          # - the shim's own repeated log lines: the first, then one summary per {summary}\n\
-         # - the admin listener: heads up to {admin_head} KiB (431 past it); after \
-         {failures} failed credentials within {failure_window} an address gets 429 for \
-         {block}, unchecked; sessions last {session}; a token under {token_chars} characters \
-         is warned about\n\
-         # - trace export: a queue of {spans} spans and {trace_queue} KiB; {reply} KiB of a \
-         collector's reply read\n\
+         # - the admin listener: {admin_connections} connections; heads up to {admin_head} KiB \
+         (431 past it); reports not yet read by their clients share {reports} KiB (503 past \
+         it); after {failures} failed credentials within {failure_window} an address gets 429 \
+         for {block}, unchecked ({addresses} addresses tracked); sessions last {session}; a \
+         token under {token_chars} characters is warned about\n\
+         # - trace export: a queue of {spans} spans and {trace_queue} KiB; {span_text} KiB of \
+         a path or an error in a span; {reply} KiB of a collector's reply read\n\
+         # - the fleet's usage queue to Redis: {usage_events} events and {usage_queue} KiB\n\
          # - configured files are read within {file_clock} and up to {file_bytes} KiB\n",
         log_queue = kib(crate::telemetry::LOG_QUEUE_BYTES),
         access_text = kib(crate::access_log::ACCESS_LINE_TEXT_BYTES),
         summary = duration(crate::log_summary::SUMMARY_WINDOW),
+        admin_connections = crate::server::ADMIN_MAX_CONNECTIONS,
         admin_head = kib(crate::server::ADMIN_MAX_HEAD_BYTES),
+        reports = kib(crate::admin::REPORT_BYTES_IN_FLIGHT),
+        addresses = crate::admin::throttle::MAX_TRACKED_ADDRESSES,
+        span_text = kib(crate::otel::SPAN_TEXT_BYTES),
+        usage_events = crate::fleet::usage::QUEUE_LENGTH,
+        usage_queue = kib(crate::fleet::usage::QUEUE_BYTES),
         failures = FAILURES_BEFORE_BLOCK,
         failure_window = duration(FAILURE_WINDOW),
         block = duration(BLOCK_DURATION),

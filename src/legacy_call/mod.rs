@@ -30,6 +30,7 @@ pub mod token_owners;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -108,6 +109,8 @@ struct Caller<'a> {
     /// The request's `x-request-id`.
     id: &'a str,
     policy: &'a Policy,
+    /// Set once a look-up or the call itself has been sent upstream.
+    reached_upstream: &'a AtomicBool,
 }
 
 /// Customer endpoints whose successful reply names one customer with its token.
@@ -179,13 +182,20 @@ impl LegacyCalls {
         let decision = policy.retirement.decide(now, &caller.fingerprint);
         // The shim's own 4xx: it refused the call before it could change anything upstream.
         let mut refusal = None;
+        // Atomic only to keep the call's future `Send`; one task reads and writes it.
+        let reached_upstream = AtomicBool::new(false);
         let (mut response, upstream_status) = match decision {
             Decision::Serve => match self
                 .run(
                     upstream,
                     route,
                     request,
-                    Caller { client, id, policy },
+                    Caller {
+                        client,
+                        id,
+                        policy,
+                        reached_upstream: &reached_upstream,
+                    },
                     &mut user_group_id,
                 )
                 .await
@@ -195,10 +205,12 @@ impl LegacyCalls {
                     if let Some(trace) = &trace {
                         note_error(trace, &error);
                     }
-                    // A 409 follows a look-up and tells of a deliberate delete or token
-                    // change that was stopped: worth its own audit line, however many.
-                    let status = error.status();
-                    if status.is_client_error() && status != StatusCode::CONFLICT {
+                    // Only a call refused before anything went upstream is summarised: one
+                    // whose look-ups reached the upstream (a 409 from the cascade guard, a
+                    // budget refusal between a look-up and the call) keeps its own audit
+                    // line, however many.
+                    if error.status().is_client_error() && !reached_upstream.load(Ordering::Relaxed)
+                    {
                         refusal = Some(error.code());
                     }
                     (error.into_logged_response(id), None)
@@ -293,7 +305,12 @@ impl LegacyCalls {
         call: Caller<'_>,
         user_group_id: &mut Option<String>,
     ) -> Result<(Response<ProxyBody>, StatusCode), ShimError> {
-        let Caller { client, id, policy } = call;
+        let Caller {
+            client,
+            id,
+            policy,
+            reached_upstream,
+        } = call;
         let (parts, body) = request.into_parts();
         let bytes = read_legacy_body(&parts.headers, body, &self.limits).await?;
         if let Some(bytes_in) = parts.extensions.get::<BytesIn>() {
@@ -305,6 +322,7 @@ impl LegacyCalls {
         let api = CustomerApi {
             calls: self,
             upstream,
+            reached_upstream,
             trace: parts.extensions.get::<TraceScope>(),
             headers: self.customer_headers(parts.headers, client),
         };
@@ -529,6 +547,8 @@ impl LegacyCalls {
 struct CustomerApi<'a> {
     calls: &'a LegacyCalls,
     upstream: &'a Upstream,
+    /// Set by every exchange that was sent, that is, not refused by the budget first.
+    reached_upstream: &'a AtomicBool,
     /// The request's server span, when tracing is on: each Customer call is a span under it.
     trace: Option<&'a TraceScope>,
     headers: HeaderMap,
@@ -550,7 +570,17 @@ impl CustomerApi<'_> {
         if let Some(trace) = self.trace {
             request.extensions_mut().insert(trace.clone());
         }
-        self.upstream.exchange(request, limit).await
+        let exchanged = self.upstream.exchange(request, limit).await;
+        Self::note_sent(self.reached_upstream, &exchanged);
+        exchanged
+    }
+
+    /// The budget refuses before sending ([`ShimError::RateLimited`] comes from nowhere
+    /// else); anything else was sent.
+    fn note_sent<T>(reached_upstream: &AtomicBool, exchanged: &Result<T, ShimError>) {
+        if !matches!(exchanged, Err(ShimError::RateLimited { .. })) {
+            reached_upstream.store(true, Ordering::Relaxed);
+        }
     }
 
     /// The call itself, which takes the headers. A reply too large to translate is kept
@@ -567,7 +597,9 @@ impl CustomerApi<'_> {
         if let Some(trace) = self.trace {
             request.extensions_mut().insert(trace.clone());
         }
-        self.upstream.exchange_keeping_large(request, limit).await
+        let exchanged = self.upstream.exchange_keeping_large(request, limit).await;
+        Self::note_sent(self.reached_upstream, &exchanged);
+        exchanged
     }
 
     /// A successful reply's body, decoded; `None` when it cannot be decoded.
