@@ -598,3 +598,77 @@ async fn an_upstream_that_is_down_logs_one_warning_and_a_count_not_one_per_reque
     );
     assert_eq!(summaries[0]["level"], "WARN");
 }
+
+/// A legacy call is summarised only when it was refused before anything went upstream: one
+/// whose look-up reached the upstream and that the budget refused after it keeps its own audit
+/// line, however many come at once.
+#[tokio::test]
+async fn a_legacy_call_refused_after_its_look_up_reached_the_upstream_keeps_its_audit_line() {
+    const CALLS: usize = 4;
+    let token = "a".repeat(64);
+    let held = token.clone();
+    // Look-ups answer late, so that every call has taken its turn for its look-up before any
+    // asks for a turn for the call itself: all the turns go to the look-ups.
+    let upstream = FakeUpstream::start(move |request| {
+        if request.path() == "/api/get_customer/" {
+            Reply::json(
+                200,
+                serde_json::json!({"success": 1, "customer": customer("g1", &held)}),
+            )
+            .delayed(Duration::from_millis(500))
+        } else {
+            Reply::json(
+                200,
+                serde_json::json!({"success": 1, "customer": customer("g1", "b")}),
+            )
+        }
+    })
+    .await;
+    let config = TempConfig::new(&format!(
+        "[rate_limit]\nper_minute = 1\nburst = {CALLS}\nmax_wait = \"1ms\"\n"
+    ));
+    let shim = Shim::start_with_env(
+        &upstream.url(),
+        &["--config", config.path()],
+        &[("RUST_LOG", "info")],
+    );
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..CALLS {
+        let url = shim.url("/api/refresh_user_group_token/");
+        let body = serde_json::json!({"user_group_id": "g1", "current_token": token});
+        calls.spawn(async move { post_json(&url, &body).await });
+    }
+    while let Some(got) = calls.join_next().await {
+        got.unwrap().assert_shim_error(429, "rate_limited");
+    }
+    let paths: Vec<String> = upstream
+        .requests()
+        .iter()
+        .map(|request| request.path().to_owned())
+        .collect();
+    assert_eq!(paths, vec!["/api/get_customer/"; CALLS], "look-ups only");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let audit = shim.events("deprecated");
+        let lines: Vec<&Value> = audit
+            .iter()
+            .filter(|event| event.get("more").is_none())
+            .collect();
+        if lines.len() == CALLS {
+            assert!(lines.iter().all(|line| line["status"] == 429), "{lines:?}");
+            assert!(
+                audit.iter().all(|event| event.get("more").is_none()),
+                "none summarised: {audit:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} audit lines of {CALLS}: {audit:?}",
+            lines.len()
+        );
+        // The harness's reader thread takes the lines in; give it a moment.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
