@@ -247,45 +247,36 @@ impl Proxy {
                 .map(watch_reply);
         };
         let held = InFlight(Some((permit, self.shared.metrics.in_flight())));
-        let response = self.admitted(route, request, client, id, policy).await;
+        // One async fn, not a call to another: a nested one's future (several KB) would be
+        // built and then copied into this one's state on every request.
+        let response = if let Err(error) = check_request_framing(request.headers()) {
+            error.into_logged_response(id)
+        } else if request.method() == Method::CONNECT {
+            ShimError::ConnectRefused.into_logged_response(id)
+        } else {
+            match route.zip(policy) {
+                Some((route, policy)) => {
+                    let legacy = &self.shared.legacy;
+                    // Boxed: a legacy call's state (about 9 KB) would otherwise size, and be
+                    // copied with, every request's future, pass-through ones too.
+                    Box::pin(legacy.handle(&self.upstream, route, request, client, id, policy))
+                        .await
+                }
+                None => {
+                    let response = self
+                        .pass_through(request, client)
+                        .await
+                        .unwrap_or_else(|error| error.into_logged_response(id));
+                    self.shared.metrics.pass_through(response.status().as_u16());
+                    response
+                }
+            }
+        };
         // The slot and the count go with the reply's body until it has been handed on in full
         // or abandoned: a reply still being sent holds its upstream connection and buffers.
         // On HTTP/2 the body is watched inside them (and inside the access line's observer),
         // so that they see its end only once hyper has taken its last piece.
         response.map(|body| Observed::new(watch_reply(body), held).boxed_unsync())
-    }
-
-    /// A request admitted under `limits.max_in_flight`.
-    async fn admitted(
-        &self,
-        route: Option<LegacyRoute>,
-        request: Request<Incoming>,
-        client: SocketAddr,
-        id: &str,
-        policy: Option<&Policy>,
-    ) -> Response<ProxyBody> {
-        if let Err(error) = check_request_framing(request.headers()) {
-            return error.into_logged_response(id);
-        }
-        if request.method() == Method::CONNECT {
-            return ShimError::ConnectRefused.into_logged_response(id);
-        }
-        match route.zip(policy) {
-            Some((route, policy)) => {
-                let legacy = &self.shared.legacy;
-                // Boxed: a legacy call's state (about 9 KB) would otherwise size, and be
-                // copied with, every request's future, pass-through ones too.
-                Box::pin(legacy.handle(&self.upstream, route, request, client, id, policy)).await
-            }
-            None => {
-                let response = self
-                    .pass_through(request, client)
-                    .await
-                    .unwrap_or_else(|error| error.into_logged_response(id));
-                self.shared.metrics.pass_through(response.status().as_u16());
-                response
-            }
-        }
     }
 
     async fn pass_through(
