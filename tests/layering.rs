@@ -144,18 +144,26 @@ fn no_two_modules_import_each_other_even_through_others() {
 #[test]
 fn the_lowest_modules_import_nothing_of_the_crate() {
     let graph = module_graph();
-    for leaf in [
+    // Mechanisms with no knowledge of the rest: they may use each other (accepting summarises
+    // its failures' log lines), nothing above them.
+    let lowest = [
         "route",
         "fingerprint",
         "net",
         "body",
         "retirement",
         "ratelimit",
-    ] {
+        "log_summary",
+        "bounded_text",
+    ];
+    for leaf in lowest {
+        let above: Vec<&String> = graph[leaf]
+            .iter()
+            .filter(|imported| !lowest.contains(&imported.as_str()))
+            .collect();
         assert!(
-            graph[leaf].is_empty(),
-            "`{leaf}` is meant to sit at the bottom, but imports {:?}",
-            graph[leaf]
+            above.is_empty(),
+            "`{leaf}` is meant to sit at the bottom, but imports {above:?}"
         );
     }
     // The four edges of the circle issue 17 found must stay gone.
