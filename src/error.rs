@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
-use crate::body::{ProxyBody, full_body};
-use crate::log_summary::{LogSummary, Summary};
-use crate::route::LegacyRoute;
+use crate::legacy::route::LegacyRoute;
+use crate::message::body::{ProxyBody, full_body};
+use crate::observe::log_summary::{LogSummary, Summary};
 
 /// Everything that makes the shim answer instead of the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,9 +89,9 @@ pub enum ShimError {
     UpstreamInvalidReply { detail: String },
 }
 
-impl From<crate::route::path::UnsafePath> for ShimError {
-    fn from(unsafe_path: crate::route::path::UnsafePath) -> Self {
-        use crate::route::path::UnsafePath;
+impl From<crate::legacy::route::path::UnsafePath> for ShimError {
+    fn from(unsafe_path: crate::legacy::route::path::UnsafePath) -> Self {
+        use crate::legacy::route::path::UnsafePath;
         Self::UnsafePath {
             reason: match unsafe_path {
                 UnsafePath::MalformedEscape => "a malformed percent-escape",
@@ -102,8 +102,8 @@ impl From<crate::route::path::UnsafePath> for ShimError {
 }
 
 /// A client body that went silent for its idle timeout, whoever was reading it.
-impl From<&crate::body::BodyIdleTimeout> for ShimError {
-    fn from(stalled: &crate::body::BodyIdleTimeout) -> Self {
+impl From<&crate::message::body::BodyIdleTimeout> for ShimError {
+    fn from(stalled: &crate::message::body::BodyIdleTimeout) -> Self {
         Self::BodyTimeout {
             limit: stalled.0,
             whole: false,
@@ -442,7 +442,7 @@ fn call_instead(route: LegacyRoute) -> String {
         "Call {} {} on the Customer API instead ({}); `explo-shim translate` prints the call",
         spec.method,
         spec.customer_path,
-        crate::route::successor_doc_url(route)
+        crate::legacy::route::successor_doc_url(route)
     )
 }
 

@@ -56,49 +56,23 @@
 // The module map above names the crate-private modules too; it is for this crate's readers.
 #![allow(rustdoc::private_intra_doc_links)]
 
-pub(crate) mod access_log;
 pub(crate) mod admin;
-pub(crate) mod body;
-pub(crate) mod bounded_text;
-#[cfg(test)]
-pub(crate) mod captured_log;
 pub mod cli;
-pub(crate) mod coarse_timer;
-pub mod commands;
 pub mod config;
-pub mod demo;
 pub mod emulator;
 pub(crate) mod error;
-pub mod fingerprint;
 pub(crate) mod fleet;
-pub mod framing_guard;
-pub mod headers;
 pub mod legacy;
-pub(crate) mod legacy_call;
-pub(crate) mod log_queue;
-pub(crate) mod log_summary;
-pub(crate) mod log_text;
-pub(crate) mod metrics;
-pub(crate) mod net;
-pub mod otel;
-pub(crate) mod policy;
-pub(crate) mod protocol_sniff;
+pub mod message;
+pub mod observe;
 pub(crate) mod proxy;
-pub mod ratelimit;
-pub(crate) mod reload;
-pub mod retirement;
-pub mod route;
-pub(crate) mod send_clock;
-pub(crate) mod server;
-pub mod telemetry;
-pub(crate) mod tls;
-pub(crate) mod upstream;
-pub(crate) mod usage;
+pub mod server;
+pub mod upstream;
 
 use config::{Config, ConfigError};
 use proxy::Proxy;
+use server::tls::InboundTls;
 pub use server::{Hangups, StopSignals};
-use tls::InboundTls;
 
 /// Everything built from the configuration before anything listens, so that a bad CA file or
 /// certificate stops start-up (exit 64) instead of the first request.
@@ -113,11 +87,11 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     prepare_traced(config, None)
 }
 
-/// [`prepare`], with traces exported as `tracing` says ([`otel::settings_from_env`]); `None`
+/// [`prepare`], with traces exported as `tracing` says ([`observe::otel::settings_from_env`]); `None`
 /// leaves tracing off.
 pub fn prepare_traced(
     config: &Config,
-    tracing: Option<&otel::Settings>,
+    tracing: Option<&observe::otel::Settings>,
 ) -> Result<Prepared, ConfigError> {
     let tls = match &config.tls {
         Some(files) => Some(InboundTls::load(&files.cert_file, &files.key_file)?),
@@ -135,7 +109,7 @@ pub fn prepare_traced(
 pub struct ReloadFrom {
     pub overrides: config::Overrides,
     pub resolved: Config,
-    pub log_filter: telemetry::LogFilter,
+    pub log_filter: observe::telemetry::LogFilter,
 }
 
 /// Binds the listeners and serves until the first of `stops` and the drain are over.
@@ -180,7 +154,7 @@ pub async fn run(
     if let Some(token) = &prepared.proxy.policy().peek().admin_token {
         token.warn_if_short();
     }
-    let mut reloader = reload::Reloader::new(
+    let mut reloader = server::reload::Reloader::new(
         reload_from.overrides,
         reload_from.resolved,
         prepared.proxy.policy().clone(),
@@ -193,12 +167,12 @@ pub async fn run(
 /// Windows that ended before the shim started will never refuse a call. Not an error (a
 /// schedule kept in the config for the record is fine), but worth a line: a date in the wrong
 /// year looks just like it.
-fn warn_of_past_brownouts(retirement: &retirement::Retirement, now: std::time::SystemTime) {
+fn warn_of_past_brownouts(retirement: &legacy::retirement::Retirement, now: std::time::SystemTime) {
     let past: Vec<String> = retirement
         .windows()
         .iter()
         .filter(|window| window.end <= now)
-        .map(retirement::schedule::Window::to_iso8601)
+        .map(legacy::retirement::schedule::Window::to_iso8601)
         .collect();
     if !past.is_empty() {
         tracing::warn!(

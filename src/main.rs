@@ -6,9 +6,11 @@
 
 use std::process::ExitCode;
 
-use explo_shim::commands::run::{EXIT_USAGE, check_config, run as run_command};
+use explo_shim::cli::commands::run::{EXIT_USAGE, check_config, run as run_command};
 use explo_shim::config::Config;
-use explo_shim::{Hangups, ReloadFrom, StopSignals, cli, demo, otel, telemetry};
+use explo_shim::{
+    Hangups, ReloadFrom, StopSignals, cli, cli::demo, observe::otel, observe::telemetry,
+};
 
 /// jemalloc, with the settings `.cargo/config.toml` compiles in: freed memory goes back to the
 /// kernel after a second, so a burst does not leave the process at its peak.

@@ -15,7 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use explo_shim::fingerprint::client_fingerprint;
+use explo_shim::message::fingerprint::client_fingerprint;
 use http::HeaderValue;
 
 fn team_fingerprint() -> String {

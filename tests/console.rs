@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
-use explo_shim::fingerprint::client_fingerprint;
+use explo_shim::message::fingerprint::client_fingerprint;
 use http::HeaderValue;
 
 /// How long one Chromium run may take before the test gives up on it.

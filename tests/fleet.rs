@@ -486,9 +486,9 @@ async fn refused_tokens_do_not_push_a_team_out_of_the_fleets_usage() {
     .await;
     assert_eq!(got.status, 200);
     // The team's call takes the place of one refused client's, not `other`'s.
-    let team = explo_shim::fingerprint::client_fingerprint(Some(&http::HeaderValue::from_static(
-        TEAM_TOKEN,
-    )));
+    let team = explo_shim::message::fingerprint::client_fingerprint(Some(
+        &http::HeaderValue::from_static(TEAM_TOKEN),
+    ));
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut usage = fleet_usage_with_calls(&shim, 3).await;
     while !usage.to_string().contains(&team) {

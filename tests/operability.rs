@@ -153,7 +153,7 @@ async fn a_key_that_needs_a_restart_is_named_and_keeps_its_running_value() {
     .unwrap();
     shim.signal("HUP");
     reloads(&shim, 1);
-    let logs = shim.events("explo_shim::reload");
+    let logs = shim.events("explo_shim::server::reload");
     let waiting: Vec<&str> = logs
         .iter()
         .filter(|event| {

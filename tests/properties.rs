@@ -2,7 +2,7 @@
 
 use explo_shim::legacy::reply::{ReplyOptions, legacy_error_reply, legacy_success_reply};
 use explo_shim::legacy::request::{CustomerCall, translate_request};
-use explo_shim::route::LegacyRoute;
+use explo_shim::legacy::route::LegacyRoute;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 

@@ -8,7 +8,7 @@ mod common;
 use std::time::SystemTime;
 
 use common::*;
-use explo_shim::fingerprint::client_fingerprint;
+use explo_shim::message::fingerprint::client_fingerprint;
 use http::HeaderValue;
 use serde_json::{Value, json};
 

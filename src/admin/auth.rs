@@ -20,8 +20,8 @@ use std::time::SystemTime;
 use http::header::{AUTHORIZATION, COOKIE, HOST};
 use http::{HeaderMap, HeaderValue, Uri};
 
-use crate::headers::cookie::{self, ADMIN_SESSION_COOKIE as COOKIE_NAME};
-use crate::policy::{ADMIN_SESSION_LIFETIME, AdminToken};
+use crate::config::policy::{ADMIN_SESSION_LIFETIME, AdminToken};
+use crate::message::headers::cookie::{self, ADMIN_SESSION_COOKIE as COOKIE_NAME};
 
 /// The paths the token guards: what tells who calls and how much.
 pub fn is_guarded(path: &str) -> bool {

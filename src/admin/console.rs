@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::retirement::schedule::{Window, rfc3339};
-use crate::retirement::{AfterSunset, Retirement};
+use crate::legacy::retirement::schedule::{Window, rfc3339};
+use crate::legacy::retirement::{AfterSunset, Retirement};
 
 /// How often the page's script fetches the page again.
 pub const REFRESH_SECONDS: u64 = 10;
@@ -80,9 +80,9 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// `text` safe in HTML text and in a quoted attribute value, its control characters shown
-/// as escapes ([`crate::usage::printable`]) rather than hidden by the browser.
+/// as escapes ([`crate::observe::usage::printable`]) rather than hidden by the browser.
 pub fn escape(text: &str) -> String {
-    let text = crate::usage::printable(text);
+    let text = crate::observe::usage::printable(text);
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -659,7 +659,7 @@ status('Live: refreshes every '+EVERY+' s.');})();";
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::retirement::schedule::parse_interval;
+    use crate::legacy::retirement::schedule::parse_interval;
     use serde_json::json;
     use std::collections::BTreeSet;
 

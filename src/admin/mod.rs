@@ -5,7 +5,7 @@
 //! `/usage` data, the retirement schedule and charts of the calls over time.
 //!
 //! `GET /metrics` is the Prometheus text format 0.0.4, or OpenMetrics text when the `Accept`
-//! header asks for it ([`crate::metrics::exposition`]); `GET /usage` is the JSON report of who
+//! header asks for it ([`crate::observe::metrics::exposition`]); `GET /usage` is the JSON report of who
 //! still calls which legacy endpoint.
 //!
 //! `GET /healthz` is 200 while the process runs. `GET /readyz` is 200 while the shim accepts
@@ -17,7 +17,7 @@
 //! Who may read `/`, `/usage` and `/metrics` is [`auth`]'s to say: the admin token when one
 //! is set, else the `Host` a request names. Failed credentials are counted per client
 //! address ([`throttle`]), in `explo_shim_admin_auth_failures_total`, and in summarised log
-//! lines ([`crate::log_summary`]). `POST /login` trades the token for a session cookie that
+//! lines ([`crate::observe::log_summary`]). `POST /login` trades the token for a session cookie that
 //! expires; `POST /logout` drops it.
 //!
 //! With a fleet, `/usage` is the fleet's records from Redis (`"source": "fleet"`); while Redis
@@ -35,13 +35,13 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use serde_json::{Value, json};
 
-use crate::body::{BoxError, ProxyBody, full_body};
+use crate::config::policy::{AdminToken, CurrentPolicy, Policy};
 use crate::fleet::FleetLink;
-use crate::log_summary::{LogSummary, Summary};
-use crate::metrics::Metrics;
-use crate::metrics::exposition::{OPENMETRICS_TEXT, PROMETHEUS_TEXT, wants_openmetrics};
-use crate::policy::{AdminToken, CurrentPolicy, Policy};
-use crate::usage::{self, UsageTracker};
+use crate::message::body::{BoxError, ProxyBody, full_body};
+use crate::observe::log_summary::{LogSummary, Summary};
+use crate::observe::metrics::Metrics;
+use crate::observe::metrics::exposition::{OPENMETRICS_TEXT, PROMETHEUS_TEXT, wants_openmetrics};
+use crate::observe::usage::{self, UsageTracker};
 
 mod auth;
 mod console;
@@ -648,7 +648,7 @@ mod tests {
             failures: Arc::default(),
             reports: ReportBudget::default(),
             policy: CurrentPolicy::new(
-                crate::policy::Policy::from_config(
+                crate::config::policy::Policy::from_config(
                     &crate::config::Config::resolve(&crate::config::Overrides::default()).unwrap(),
                 )
                 .unwrap(),

@@ -11,6 +11,7 @@
 
 mod file;
 mod overrides;
+pub(crate) mod policy;
 pub mod read;
 pub mod render;
 mod sourced;
@@ -20,11 +21,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::fingerprint::{ANONYMOUS, is_fingerprint};
-use crate::headers::deprecation::{DEFAULT_DEPRECATION_DATE, DeprecationHeaders};
 use crate::legacy::reply::ReplyOptions;
-use crate::retirement::schedule::parse_interval;
-use crate::retirement::{AfterSunset, Retirement};
+use crate::legacy::retirement::schedule::parse_interval;
+use crate::legacy::retirement::{AfterSunset, Retirement};
+use crate::message::fingerprint::{ANONYMOUS, is_fingerprint};
+use crate::message::headers::deprecation::{DEFAULT_DEPRECATION_DATE, DeprecationHeaders};
 use file::FileConfig;
 pub use overrides::{Overrides, Setting};
 use sourced::{chosen, chosen_or_default, parse_date, positive, small_positive};

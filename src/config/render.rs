@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use toml::Value;
 
 use super::{Config, ConfigError, LogFormat, Overrides};
-use crate::retirement::AfterSunset;
-use crate::retirement::schedule::{Window, parse_interval};
+use crate::legacy::retirement::AfterSunset;
+use crate::legacy::retirement::schedule::{Window, parse_interval};
 
 /// Above the settings: what the file is and how to read its comments.
 const PREAMBLE: &str = "\

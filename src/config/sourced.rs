@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use http::Uri;
 
 use super::{ConfigError, LogFormat, MAX_DURATION_SETTING, MAX_WORKERS, Setting, UpstreamUrl};
-use crate::retirement::AfterSunset;
-use crate::retirement::schedule::{leap_second_refusal, names_second_60};
+use crate::legacy::retirement::AfterSunset;
+use crate::legacy::retirement::schedule::{leap_second_refusal, names_second_60};
 
 /// One chosen value with the place it came from, so errors can name the key and the source.
 pub(super) struct Sourced<'a> {

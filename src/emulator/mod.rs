@@ -22,9 +22,9 @@ use hyper_util::server::conn::auto;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::body::{ProxyBody, full_body};
 use crate::error::retry_after_seconds;
-use crate::ratelimit::{Admission, UpstreamBudget};
+use crate::message::body::{ProxyBody, full_body};
+use crate::upstream::budget::{Admission, UpstreamBudget};
 pub use store::HierarchyLevels;
 use store::{Reply, Store, V2_MAX_PAGE_SIZE};
 
@@ -330,7 +330,7 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {
-            accepted = crate::net::accept(&listener, "emulator") => accepted,
+            accepted = crate::server::net::accept(&listener, "emulator") => accepted,
             () = &mut shutdown => return,
         };
         let emulator = Arc::clone(&emulator);

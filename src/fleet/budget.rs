@@ -10,7 +10,7 @@
 //! `per_minute` and `burst` apply to the whole fleet: a call is admitted at once while fewer
 //! than `burst` calls are ahead of the average rate, waits its turn when the wait is within
 //! `max_wait`, and is refused with the wait as `Retry-After` otherwise, exactly as the local
-//! budget does ([`crate::ratelimit`]).
+//! budget does ([`crate::upstream::budget`]).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use redis::Script;
 
 use super::FleetLink;
 use crate::config::RateLimit;
-use crate::ratelimit::Admission;
+use crate::upstream::budget::Admission;
 
 /// A script that starts with `now`, Redis's clock in milliseconds (the only clock the fleet
 /// uses, so replicas' clocks need not agree).

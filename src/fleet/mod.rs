@@ -24,7 +24,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
 
 use crate::config::{ConfigError, FleetSettings};
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// How often a replica whose Redis failed tries it again.
 const PROBE_EVERY: Duration = Duration::from_secs(1);

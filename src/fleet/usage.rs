@@ -8,7 +8,7 @@
 //! - `…usage:clients` (set): the fingerprints counted, capped at `limits.max_tracked_clients`
 //!   for the whole fleet; past the cap a new client is counted as `other`, unless the upstream
 //!   accepted it and a client it never accepted can make room (the rule of
-//!   [`crate::metrics`], so refused tokens cannot push real teams out of the fleet's view);
+//!   [`crate::observe::metrics`], so refused tokens cannot push real teams out of the fleet's view);
 //! - `…usage:unverified` (set): the counted clients the upstream has not accepted yet;
 //! - `…usage:records` (set) of `<client> <endpoint>`;
 //! - `…usage:record:<client>:<endpoint>` (hash): `count`, `refused`, `first_seen` and
@@ -30,10 +30,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::Script;
 
 use super::{Fleet, FleetLink};
-use crate::metrics::OTHER_CLIENTS;
-use crate::route::LegacyRoute;
-use crate::usage::buckets::{self, Buckets, unix_seconds};
-use crate::usage::{UsageEntry, UsageRecords, recorded_user_group_id};
+use crate::legacy::route::LegacyRoute;
+use crate::observe::metrics::OTHER_CLIENTS;
+use crate::observe::usage::buckets::{self, Buckets, unix_seconds};
+use crate::observe::usage::{UsageEntry, UsageRecords, recorded_user_group_id};
 
 /// Events waiting for the writer; beyond this, events are dropped and counted.
 pub const QUEUE_LENGTH: usize = 65_536;
@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn events_past_the_queues_bytes_are_dropped_and_counted() {
-        let metrics = Arc::new(crate::metrics::Metrics::new(10));
+        let metrics = Arc::new(crate::observe::metrics::Metrics::new(10));
         // Never connected: no writer runs, as when it waits on a slow Redis.
         let settings = crate::config::FleetSettings {
             redis_url: "redis://127.0.0.1:1".to_owned(),

@@ -14,7 +14,7 @@
 //! [`ROUTES`] holds everything else that differs per route (documentation pages, call plan,
 //! reply shape, migration notes); the rest of the crate reads it rather than matching on
 //! routes. The route table itself and path recognition live below this module, in
-//! [`crate::route`], so that the error type can name routes without depending on translation. Translation
+//! [`crate::legacy::route`], so that the error type can name routes without depending on translation. Translation
 //! itself is pure: [`request`] and [`reply`] are
 //! functions from bytes to bytes with no I/O, over the borrowed JSON members of [`json`].
 
@@ -22,3 +22,5 @@ pub mod json;
 pub mod lists;
 pub mod reply;
 pub mod request;
+pub mod retirement;
+pub mod route;

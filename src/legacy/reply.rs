@@ -18,7 +18,7 @@ use super::json::{
     Document, Members, ObjectWriter, SplitReply, member, members_of, parse_object,
     parse_object_expanding, string_value,
 };
-use crate::route::{LegacyRoute, ReplyShape};
+use crate::legacy::route::{LegacyRoute, ReplyShape};
 
 const CUSTOMER: &str = "customer";
 const USER_GROUP: &str = "user_group";

@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 use super::json::{Document, Members, ObjectWriter, member, parse_strict_object, string_value};
 use crate::error::ShimError;
-use crate::route::{CallPlan, LegacyRoute};
+use crate::legacy::route::{CallPlan, LegacyRoute};
 
 /// The legacy request key and the Customer key that replaces it (create and update).
 pub const USER_GROUP_ID: &str = "user_group_id";

@@ -7,7 +7,8 @@
 //! serving thread gets its own connections ([`Upstream::for_this_thread`], [`pool`]); the
 //! budget and the metrics are shared by all.
 
-pub mod pool;
+pub mod budget;
+pub(crate) mod pool;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,16 +20,16 @@ use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::body::ProxyBody;
-use crate::coarse_timer;
+use crate::message::body::ProxyBody;
+use crate::server::coarse_timer;
 use arc_swap::ArcSwap;
 
 use crate::config::{ConfigError, RateLimit, UpstreamConfig, UpstreamUrl};
 use crate::error::{ShimError, error_chain};
 use crate::fleet::FleetLink;
-use crate::metrics::{Metrics, RouteKind, UpstreamFailure};
-use crate::otel::{ClientSpan, TraceScope};
-use crate::ratelimit::{Admission, UpstreamBudget, retry_after_delay};
+use crate::observe::metrics::{Metrics, RouteKind, UpstreamFailure};
+use crate::observe::otel::{ClientSpan, TraceScope};
+use crate::upstream::budget::{Admission, UpstreamBudget, retry_after_delay};
 use pool::{ConnectionPool, Endpoint, PooledBody};
 
 /// A reply read in full (translated calls only; pass-through streams).
@@ -480,7 +481,7 @@ mod tests {
         )
         .unwrap();
         let request = Request::get(upstream.uri("/x").unwrap())
-            .body(crate::body::full_body(Bytes::new()))
+            .body(crate::message::body::full_body(Bytes::new()))
             .unwrap();
         let error = upstream.send(request).await.unwrap_err();
         assert!(

@@ -31,9 +31,9 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::body::{BodyIdleTimeout, BoxError, ProxyBody};
 use crate::error::ShimError;
-use crate::metrics::{Metrics, UpstreamFailure};
+use crate::message::body::{BodyIdleTimeout, BoxError, ProxyBody};
+use crate::observe::metrics::{Metrics, UpstreamFailure};
 
 /// Pooled connections tried before a fresh one: each may have been closed by the upstream
 /// while idle, and each such failure hands the request back unsent.
