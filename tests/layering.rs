@@ -53,7 +53,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "server::tls",
         ],
     ),
-    ("the fleet and the upstream", &["fleet", "upstream", "upstream::pool"]),
+    (
+        "the fleet and the upstream",
+        &["fleet", "upstream", "upstream::pool"],
+    ),
     (
         "one request, the admin listener, reload",
         &["proxy", "proxy::legacy_call", "admin", "server::reload"],
@@ -285,7 +288,10 @@ fn every_import_runs_down_the_declared_layers() {
     // Every declared module exists: a stale entry would hide a moved file.
     for (_, modules) in LAYERS {
         for module in *modules {
-            assert!(graph.contains_key(*module), "`{module}` is declared but has no file");
+            assert!(
+                graph.contains_key(*module),
+                "`{module}` is declared but has no file"
+            );
         }
     }
 }
