@@ -3,52 +3,52 @@
 //!
 //! # Layout
 //!
-//! Imports run one way, from the top of this list to the bottom; `tests/layering.rs` fails
-//! on any circle.
+//! Each folder of `src/` is one concern; the layers below say which way imports run. A module
+//! may use its own layer and those under it, never one above; `tests/layering.rs` holds the
+//! same table and fails on an import that runs up, or on any circle. Read from the top for
+//! the request's path, from the bottom for the vocabulary.
 //!
-//! **Entry points.** [`cli`] parses the command line (flags and their `EXPLO_SHIM_*`
-//! variables) into the config's own [`config::Overrides`]; [`commands`] runs the `translate`,
-//! `usage`, `brownout-plan`, `healthcheck`, `fingerprint`, `completions` and `man`
-//! subcommands; [`demo`] is `--demo`, the shim in front of the emulator.
+//! | folder | what it holds |
+//! |---|---|
+//! | [`cli`] | the command line and the subcommands (`translate`, `usage`, `brownout-plan`, `healthcheck`, `fingerprint`, `completions`, `man`); [`cli::demo`] is `--demo` |
+//! | [`server`] | listening, threads, connections, the protocol sniff, the framing guard, timers, TLS, the clock on writes, signals and reload |
+//! | [`admin`] | the admin listener: console, `/healthz`, `/readyz`, `/metrics`, `/usage`, its credentials and throttle |
+//! | [`proxy`] | one request: the dispatch and pass-through; [`proxy::legacy_call`] is one legacy call end to end |
+//! | [`upstream`] | the client to the configured upstream, each thread's pool, the budget ([`upstream::budget`]) |
+//! | [`fleet`] | replicas as one through Redis: the shared budget and usage records |
+//! | [`observe`] | logs, the access log, metrics, the migration tracker ([`observe::usage`]), traces |
+//! | [`config`] | defaults, the file, validation, `--check-config`, the policy that reload swaps |
+//! | [`legacy`] | the pure translation, the route table ([`legacy::route`]), retirement decisions |
+//! | [`message`] | the body type, one module per header concern, a client's fingerprint |
+//! | [`error`] | the one error type, mapped to a status and the legacy JSON envelope in one place |
+//! | [`emulator`] | the in-memory Customer API for offline tests and `--demo` |
 //!
-//! **Serving.** [`server`]: thread per core, one runtime, listener and upstream pool per
-//! serving thread (duplicates of one listening socket); HTTP/1.1 and h2c; the graceful drain.
-//! [`admin`]: the console (`/`), `/healthz`, `/readyz`, `/metrics` and `/usage` on the admin
-//! listener. [`tls`]: optional TLS on the main listener, reloaded on SIGHUP.
+//! The layers, top first:
 //!
-//! **One request.** [`proxy`]: the dispatch (a legacy route goes to [`legacy_call`]) and the
-//! pass-through. [`legacy_call`]: one legacy call end to end: read, translate, the checks
-//! before a by-token call (the cascade guard and its token cache), the Customer calls, the
-//! reply. [`upstream`]: the client to the configured upstream, the shared budget and each
-//! thread's own connections ([`upstream::pool`]). [`fleet`]: replicas as one through Redis.
-//!
-//! **Records.** [`telemetry`]: log set-up and the deprecated-usage event ([`log_text`] is the
-//! `text` line format, [`log_queue`] the background writer and its queue bounded in bytes,
-//! [`log_summary`] the summaries of lines that repeat under a flood). [`metrics`] and [`usage`]: the counters and the migration tracker.
-//! [`otel`]: OpenTelemetry traces (a server span per request, a client span per upstream
-//! exchange), exported over OTLP/HTTP from a thread of its own; off without an endpoint.
-//!
-//! **Settings.** [`config`]: defaults as named constants and the resolved settings; the TOML
-//! file as written; validation with messages that name the key; the resolved settings written
-//! back as a file, with each value's source, for `--check-config` ([`config::render`]).
-//!
-//! **Translation and its vocabulary.** [`legacy`]: the pure translation functions
-//! ([`legacy::request`], [`legacy::reply`], [`legacy::lists`]), bytes in and bytes out over
-//! borrowed JSON members ([`legacy::json`]). [`headers`]: one module per header concern
-//! (hop-by-hop, content encoding, forwarding, deprecation). [`error`]: the one error type,
-//! mapped to a status and the legacy JSON envelope in one place.
-//!
-//! **The bottom: plain data and mechanisms.** [`route`]: the four legacy routes as a table
-//! and their recognition in a path. [`retirement`]: brownouts, the sunset and exempt clients
-//! as pure decisions. [`fingerprint`]: naming a client without its credential. [`ratelimit`]:
-//! the token bucket. [`framing_guard`] (the byte-level smuggling guard in front of hyper),
-//! [`protocol_sniff`] (HTTP/1.1 or h2c by the first bytes), [`net`] (accepting),
-//! [`coarse_timer`] (hyper's header timer at a tenth of a second), [`log_summary`] (a line
-//! anyone can make the shim repeat, as one line and then one summary a second), [`body`] (the
-//! body type shared by streamed and built messages), [`bounded_text`] (client text cut to a
-//! byte limit before it waits in a queue) and [`send_clock`] (the clock on every write to a
-//! client: a connection's IO, and each HTTP/2 stream's task). [`emulator`], the in-memory
-//! Customer API for offline tests and `--demo`, stands beside the shim and uses only these.
+//! 1. **Entry points**: [`cli`].
+//! 2. **Serving**: [`server`] (its top: bind, threads, connections, the admin listener's
+//!    loop).
+//! 3. **One request, the admin listener, reload**: [`proxy`], [`proxy::legacy_call`],
+//!    [`admin`], [`server::reload`].
+//! 4. **The fleet and the upstream**: [`upstream`], [`upstream::pool`], [`fleet`].
+//! 5. **Records and TLS**: [`observe::telemetry`] (log set-up and the deprecated-usage
+//!    event), [`observe::access_log`], [`observe::metrics`], [`observe::otel`] (a server span
+//!    per request, a client span per upstream exchange, exported over OTLP/HTTP from a thread
+//!    of its own), [`server::tls`].
+//! 6. **Settings**: [`config`] and [`config::policy`].
+//! 7. **Vocabulary**: [`error`]; the translation functions [`legacy::request`],
+//!    [`legacy::reply`], [`legacy::lists`] over borrowed JSON members ([`legacy::json`]);
+//!    [`message::headers`]; the migration tracker's table [`observe::usage`]; [`emulator`].
+//! 8. **Plain data and mechanisms**: [`legacy::route`], [`legacy::retirement`],
+//!    [`message::body`], [`message::fingerprint`], [`observe::bounded_text`] (client text cut
+//!    to a byte limit before it waits in a queue), [`observe::log_queue`] (the background log
+//!    writer, bounded in bytes), [`observe::log_summary`] (a line anyone can make the shim
+//!    repeat, as one line and then one summary a second), [`observe::log_text`],
+//!    [`server::coarse_timer`] (hyper's header timer at a tenth of a second),
+//!    [`server::framing_guard`] (the byte-level smuggling guard in front of hyper),
+//!    [`server::net`] (accepting), [`server::protocol_sniff`] (HTTP/1.1 or h2c by the first
+//!    bytes), [`server::send_clock`] (the clock on every write to a client) and
+//!    [`upstream::budget`] (the upstream budget as GCRA).
 //!
 //! Modules that tests, fuzz targets and `main` do not use are `pub(crate)`, so the compiler
 //! reports dead code in them.

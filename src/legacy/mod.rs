@@ -11,7 +11,7 @@
 //! `provided_id`, `is_demo_group`, `properties`, `api_environment_tag`), `null` where the
 //! Customer API has no value.
 //!
-//! [`ROUTES`] holds everything else that differs per route (documentation pages, call plan,
+//! [`ROUTES`](route::ROUTES) holds everything else that differs per route (documentation pages, call plan,
 //! reply shape, migration notes); the rest of the crate reads it rather than matching on
 //! routes. The route table itself and path recognition live below this module, in
 //! [`crate::legacy::route`], so that the error type can name routes without depending on translation. Translation
