@@ -6,8 +6,14 @@
 //! configured base URL, so nothing a client sends can choose where the shim connects. Each
 //! serving thread gets its own connections ([`Upstream::for_this_thread`], [`pool`]); the
 //! budget and the metrics are shared by all.
+//!
+//! [`connect`] makes a connection (TCP, TLS, ALPN) and classifies its failures; [`pool`] keeps
+//! each thread's connections; [`bodies`] are the request and reply bodies that keep the pool's
+//! accounts; [`budget`] is the local upstream budget.
 
+pub(crate) mod bodies;
 pub mod budget;
+pub(crate) mod connect;
 pub(crate) mod pool;
 
 use std::sync::Arc;
@@ -30,7 +36,9 @@ use crate::fleet::FleetLink;
 use crate::observe::metrics::{Metrics, RouteKind, UpstreamFailure};
 use crate::observe::otel::{ClientSpan, TraceScope};
 use crate::upstream::budget::{Admission, UpstreamBudget, retry_after_delay};
-use pool::{ConnectionPool, Endpoint, PooledBody};
+use bodies::PooledBody;
+use connect::Endpoint;
+use pool::ConnectionPool;
 
 /// A reply read in full (translated calls only; pass-through streams).
 #[derive(Debug)]

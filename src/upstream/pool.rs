@@ -12,28 +12,20 @@
 //! never replayed.
 
 use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, Version};
-use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use http::{Request, Response, Version};
 use hyper::client::conn::{TrySendError, http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 use crate::error::ShimError;
-use crate::message::body::{BodyIdleTimeout, BoxError, ProxyBody};
-use crate::observe::metrics::{Metrics, UpstreamFailure};
+use crate::message::body::ProxyBody;
+use crate::observe::metrics::UpstreamFailure;
+use crate::upstream::bodies::{PooledBody, Release, RequestBodyOutcome, track_request_body};
+use crate::upstream::connect::{Endpoint, Transport, classify};
 
 /// Pooled connections tried before a fresh one: each may have been closed by the upstream
 /// while idle, and each such failure hands the request back unsent.
@@ -44,70 +36,12 @@ const MAX_STALE_RETRIES: usize = 3;
 const UPSTREAM_H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 const UPSTREAM_H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where and how to connect: built once, shared by every thread's pool.
-#[derive(Clone)]
-pub struct Endpoint {
-    host: String,
-    port: u16,
-    /// `Some` for `https://` upstreams.
-    tls: Option<(TlsConnector, ServerName<'static>)>,
-    /// The `Host` header every HTTP/1.1 request carries.
-    host_header: HeaderValue,
-    connect_timeout: Duration,
-    idle_timeout: Duration,
-    max_idle: usize,
-    /// Where failed exchanges are counted, by [`UpstreamFailure`].
-    metrics: Arc<Metrics>,
-}
-
-impl Endpoint {
-    pub fn new(
-        url: &crate::config::UpstreamUrl,
-        tls: Arc<rustls::ClientConfig>,
-        connect_timeout: Duration,
-        idle_timeout: Duration,
-        max_idle: usize,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, String> {
-        let https = url.scheme == http::uri::Scheme::HTTPS;
-        let host = url
-            .authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = url
-            .authority
-            .port_u16()
-            .unwrap_or(if https { 443 } else { 80 });
-        let tls = if https {
-            let name = ServerName::try_from(host.clone())
-                .map_err(|error| format!("invalid upstream host {host:?}: {error}"))?;
-            Some((TlsConnector::from(tls), name))
-        } else {
-            None
-        };
-        let host_header = HeaderValue::from_str(url.authority.as_str())
-            .map_err(|error| format!("invalid upstream authority: {error}"))?;
-        Ok(Self {
-            host,
-            port,
-            tls,
-            host_header,
-            connect_timeout,
-            idle_timeout,
-            max_idle,
-            metrics,
-        })
-    }
-}
-
 /// One thread's connections to the upstream.
 pub struct ConnectionPool {
     inner: Arc<PoolInner>,
 }
 
-struct PoolInner {
+pub(super) struct PoolInner {
     endpoint: Endpoint,
     idle: Mutex<Idle>,
     /// Whether the idle sweeper runs: it starts with the first connection, on the runtime of
@@ -370,7 +304,7 @@ impl PoolInner {
     }
 
     /// Keeps a connection whose reply has ended, unless the pool is full.
-    fn release(&self, sender: http1::SendRequest<ProxyBody>) {
+    pub(super) fn release(&self, sender: http1::SendRequest<ProxyBody>) {
         if sender.is_closed() {
             return;
         }
@@ -427,37 +361,6 @@ fn not_sent_or_failed(mut error: TrySendError<Request<ProxyBody>>) -> Attempt {
     }
 }
 
-/// Why an exchange with the upstream broke, from hyper's error and its sources: a reply hyper
-/// could not parse is `invalid_reply`, a TLS error anywhere in the chain `tls`, hyper's own
-/// timer `timeout`, and everything else (a reset, a broken pipe, a connection closed before
-/// the reply was complete, an HTTP/2 stream or connection torn down) `reset`.
-pub fn classify(error: &(dyn std::error::Error + 'static)) -> UpstreamFailure {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if let Some(hyper_error) = error.downcast_ref::<hyper::Error>() {
-            if hyper_error.is_parse() {
-                return UpstreamFailure::InvalidReply;
-            }
-            if hyper_error.is_timeout() {
-                return UpstreamFailure::Timeout;
-            }
-        }
-        if error.is::<rustls::Error>() {
-            return UpstreamFailure::Tls;
-        }
-        // An `io::Error` hides the error it wraps from `source()`: look inside.
-        if let Some(io_error) = error.downcast_ref::<io::Error>()
-            && io_error
-                .get_ref()
-                .is_some_and(|inner| inner.is::<rustls::Error>())
-        {
-            return UpstreamFailure::Tls;
-        }
-        cause = error.source();
-    }
-    UpstreamFailure::Reset
-}
-
 /// HTTP/1.1 requests carry the path only; the connection already names the upstream.
 fn origin_form(request: &mut Request<ProxyBody>) {
     let path = request
@@ -466,285 +369,4 @@ fn origin_form(request: &mut Request<ProxyBody>) {
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     *request.uri_mut() = http::Uri::from(path);
-}
-
-/// A reply body that gives its HTTP/1.1 connection back to the pool once it has been read to
-/// the end. A body dropped early takes the connection with it: hyper closes it, since the rest
-/// of the reply would otherwise be read as the next one.
-pub struct PooledBody {
-    inner: Incoming,
-    release: Option<Release>,
-    /// Where a broken reply body is counted: the one place that sees it, for pass-through
-    /// and translated replies alike.
-    metrics: Arc<Metrics>,
-}
-
-struct Release {
-    pool: Weak<PoolInner>,
-    sender: http1::SendRequest<ProxyBody>,
-    /// Set once the request body has been handed to the connection in full. An upstream may
-    /// answer before it has read the body (a refusal, say); its connection is still busy
-    /// with the client's upload then, and must not be handed to the next request. `None`
-    /// for a request without a body, which is sent with its head.
-    request_body: Option<Arc<RequestBodyOutcome>>,
-}
-
-impl std::fmt::Debug for PooledBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PooledBody")
-            .field("returns_connection", &self.release.is_some())
-            .finish()
-    }
-}
-
-impl PooledBody {
-    fn new(inner: Incoming, release: Option<Release>, metrics: &Arc<Metrics>) -> Self {
-        let mut body = Self {
-            inner,
-            release,
-            metrics: Arc::clone(metrics),
-        };
-        if body.inner.is_end_stream() {
-            body.release_connection();
-        }
-        body
-    }
-
-    fn release_connection(&mut self) {
-        if let Some(Release {
-            pool,
-            sender,
-            request_body,
-        }) = self.release.take()
-            && request_body.is_none_or(|body| body.sent_in_full())
-            && let Some(pool) = pool.upgrade()
-        {
-            pool.release(sender);
-        }
-        // Otherwise the sender is dropped: hyper closes the connection once the upload ends.
-    }
-}
-
-impl Body for PooledBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        match &frame {
-            None => self.release_connection(),
-            Some(Ok(_)) if self.inner.is_end_stream() => self.release_connection(),
-            // A broken reply leaves the connection unusable.
-            Some(Err(error)) => {
-                self.metrics.upstream_error(classify(error));
-                self.release = None;
-            }
-            Some(Ok(_)) => {}
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// `request` with a body that records how its sending went; a request without a body (most
-/// GETs) is left as it is, at no cost.
-fn track_request_body(
-    request: Request<ProxyBody>,
-) -> (Request<ProxyBody>, Option<Arc<RequestBodyOutcome>>) {
-    if request.body().is_end_stream() {
-        return (request, None);
-    }
-    let outcome = Arc::new(RequestBodyOutcome::default());
-    let request = request.map(|inner| {
-        BodyExt::boxed_unsync(TrackedBody {
-            inner,
-            outcome: Arc::clone(&outcome),
-        })
-    });
-    (request, Some(outcome))
-}
-
-/// How the sending of one request body went, shared between the body (polled by the
-/// connection) and the request that waits for the reply.
-#[derive(Default)]
-struct RequestBodyOutcome {
-    /// Its last frame has been taken.
-    sent: AtomicBool,
-    /// It failed: the client's error for the exchange. Set at most once, rarely.
-    failure: Mutex<Option<ShimError>>,
-}
-
-impl RequestBodyOutcome {
-    fn sent_in_full(&self) -> bool {
-        self.sent.load(Ordering::Acquire)
-    }
-
-    fn failure(&self) -> Option<ShimError> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    /// The body failed with `error`: a stall (408) or a malformed body (400).
-    fn record_failure(&self, error: &BoxError) {
-        let failure = match error.downcast_ref::<BodyIdleTimeout>() {
-            Some(stalled) => ShimError::from(stalled),
-            None => ShimError::BrokenClientBody {
-                detail: crate::error::error_chain(error.as_ref()),
-            },
-        };
-        *self
-            .failure
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(failure);
-    }
-}
-
-/// A request body that reports to its [`RequestBodyOutcome`].
-struct TrackedBody {
-    inner: ProxyBody,
-    outcome: Arc<RequestBodyOutcome>,
-}
-
-impl TrackedBody {
-    fn note_end(&self) {
-        if self.inner.is_end_stream() {
-            self.outcome.sent.store(true, Ordering::Release);
-        }
-    }
-}
-
-impl Body for TrackedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        match &frame {
-            None => self.outcome.sent.store(true, Ordering::Release),
-            Some(Ok(_)) => self.note_end(),
-            Some(Err(error)) => self.outcome.record_failure(error),
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.note_end();
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A connection's byte stream: plain TCP or TLS over it.
-enum Transport {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl Transport {
-    fn negotiated_h2(&self) -> bool {
-        match self {
-            Self::Plain(_) => false,
-            Self::Tls(stream) => stream.get_ref().1.alpn_protocol() == Some(b"h2"),
-        }
-    }
-}
-
-impl AsyncRead for Transport {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Plain(stream) => stream.is_write_vectored(),
-            Self::Tls(stream) => stream.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(stream) => Pin::new(stream).poll_flush(cx),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tls_error_anywhere_in_the_chain_is_tls() {
-        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate);
-        let wrapped = io::Error::new(io::ErrorKind::InvalidData, alert.clone());
-        assert_eq!(classify(&wrapped), UpstreamFailure::Tls);
-        assert_eq!(classify(&alert), UpstreamFailure::Tls);
-    }
-
-    #[test]
-    fn a_broken_connection_is_reset() {
-        for kind in [
-            io::ErrorKind::ConnectionReset,
-            io::ErrorKind::BrokenPipe,
-            io::ErrorKind::UnexpectedEof,
-        ] {
-            assert_eq!(classify(&io::Error::from(kind)), UpstreamFailure::Reset);
-        }
-    }
 }
