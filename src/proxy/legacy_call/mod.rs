@@ -25,7 +25,11 @@
 //! more for each list path that does not (the other v2 path, then v1).
 
 mod cascade;
+mod customer_api;
 mod read;
+mod reply;
+
+use customer_api::{CustomerApi, with_query};
 pub mod token_owners;
 
 use std::net::SocketAddr;
@@ -33,7 +37,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
 use http::header;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -42,26 +45,21 @@ use crate::config::policy::Policy;
 use crate::config::{Config, Limits};
 use crate::error::ShimError;
 use crate::fleet::Fleet;
-use crate::legacy::json::without_bom;
-use crate::legacy::reply::{
-    ReplyOptions, customer_token, legacy_error_reply, legacy_success_reply, reply_owner,
-    reports_success,
-};
-use crate::legacy::request::{ByToken, CustomerCall, token_lookup_body, translate_request};
+use crate::legacy::request::{ByToken, CustomerCall, translate_request};
 use crate::legacy::retirement::{BROWNOUT_NOTICE, Decision};
 use crate::legacy::route::{GET_CUSTOMER_PATH, LegacyRoute};
-use crate::message::body::{ProxyBody, full_body, prefixed_body};
+use crate::message::body::ProxyBody;
 use crate::message::fingerprint::EXPLO_AUTHORIZATION;
-use crate::message::headers::encoding::{DecodeError, decode_body};
+use crate::message::headers::encoding::DecodeError;
 use crate::message::headers::forwarding::prepare_upstream_headers;
 use crate::message::headers::hop::strip_hop_by_hop;
 use crate::message::headers::trace_context::trace_id;
 use crate::observe::access_log::{BytesIn, UpstreamStatus};
-use crate::observe::metrics::{Metrics, UpstreamFailure};
+use crate::observe::metrics::Metrics;
 use crate::observe::otel::TraceScope;
 use crate::observe::telemetry::{LegacyCallRecord, log_legacy_call};
 use crate::observe::usage::{UsageTracker, recorded_user_group_id};
-use crate::upstream::{CollectedReply, Exchanged, LargeReply, Upstream, reply_too_large};
+use crate::upstream::{CollectedReply, Exchanged, Upstream};
 use read::{read_legacy_body, unparseable};
 use token_owners::{OwnerTap, TokenOwners};
 
@@ -344,53 +342,6 @@ impl LegacyCalls {
         }
     }
 
-    /// A reply over `limits.upstream_reply_bytes`. A success is passed on as it came, the
-    /// bytes already read first (rule 1: the write happened); anything else is an error the
-    /// client may retry, since nothing was written.
-    fn large_reply(
-        &self,
-        route: LegacyRoute,
-        reply: LargeReply,
-        sent_token: Option<&str>,
-        id: &str,
-    ) -> Result<(Response<ProxyBody>, StatusCode), ShimError> {
-        let limit = self.limits.upstream_reply_bytes;
-        if !reply.status.is_success() {
-            self.metrics.upstream_error(UpstreamFailure::InvalidReply);
-            return Err(reply_too_large(limit));
-        }
-        if let Some(token) = sent_token {
-            self.owners.forget(token);
-        }
-        self.report_untranslated(
-            route,
-            reply.status,
-            id,
-            &format_args!("reply larger than {limit} bytes"),
-        );
-        // The whole body follows, so its `Content-Length` still holds.
-        let body = prefixed_body(reply.read, reply.rest, self.limits.body_idle_timeout);
-        Ok((reply_of(reply.status, reply.headers, body), reply.status))
-    }
-
-    /// Rule 1's log line and metric: a success the client gets as it came.
-    fn report_untranslated(
-        &self,
-        route: LegacyRoute,
-        status: StatusCode,
-        id: &str,
-        cause: &dyn std::fmt::Display,
-    ) {
-        tracing::error!(
-            request_id = id,
-            endpoint = route.legacy_endpoint(),
-            status = status.as_u16(),
-            cause = %cause,
-            "the upstream's success reply could not be translated; it is passed on as it came"
-        );
-        self.metrics.untranslated_success(route);
-    }
-
     /// The client's headers made ready for Customer calls, whose bodies the shim writes and
     /// whose replies it reads.
     fn customer_headers(&self, mut headers: HeaderMap, client: SocketAddr) -> HeaderMap {
@@ -455,204 +406,6 @@ impl LegacyCalls {
             Precheck::Answer(refusal) => Ok(Precheck::Answer(refusal)),
         }
     }
-
-    /// The legacy reply for the Customer reply. `sent_token` is the token the call named. Only
-    /// a success whose compressed body ends early is an error (502): it is incomplete.
-    fn legacy_reply(
-        &self,
-        route: LegacyRoute,
-        reply: CollectedReply,
-        sent_token: Option<&str>,
-        id: &str,
-        policy: &Policy,
-    ) -> Result<(Response<ProxyBody>, StatusCode), ShimError> {
-        let status = reply.status;
-        if status.is_success() {
-            // The write happened: a rotated or deleted token names nothing any more.
-            if let Some(token) = sent_token {
-                self.owners.forget(token);
-            }
-            match self.translate_success(route, &reply, &policy.reply_options) {
-                Ok(body) => return Ok((self.rebuilt(reply, body, true), status)),
-                Err(Untranslatable::Encoding(DecodeError::Truncated)) => {
-                    self.metrics.upstream_error(UpstreamFailure::InvalidReply);
-                    return Err(ShimError::UpstreamInvalidReply {
-                        detail: format!("{status} reply: {}", DecodeError::Truncated),
-                    });
-                }
-                Err(cause) => {
-                    self.report_untranslated(route, status, id, &cause);
-                    let body = reply.body.clone();
-                    return Ok((self.rebuilt(reply, body, false), status));
-                }
-            }
-        }
-        let response = match self.decoded(&reply) {
-            // Only a `customer` key needs renaming; otherwise the bytes stay exact.
-            Ok(decoded) => {
-                let body = legacy_error_reply(&decoded).unwrap_or(decoded);
-                self.rebuilt(reply, body, true)
-            }
-            // An encoding the shim cannot undo: the error goes on as it came.
-            Err(_) => {
-                let body = reply.body.clone();
-                self.rebuilt(reply, body, false)
-            }
-        };
-        Ok((response, status))
-    }
-
-    /// The legacy body for a 2xx reply, remembering whose token it shows.
-    fn translate_success(
-        &self,
-        route: LegacyRoute,
-        reply: &CollectedReply,
-        reply_options: &ReplyOptions,
-    ) -> Result<Bytes, Untranslatable> {
-        let decoded = self.decoded(reply).map_err(Untranslatable::Encoding)?;
-        let legacy = legacy_success_reply(route, &decoded, reply_options)
-            .map_err(Untranslatable::NotJson)?;
-        if let Some(owner) = &legacy.owner {
-            self.owners.remember(&owner.token, &owner.provided_id);
-        }
-        Ok(legacy.body)
-    }
-
-    /// The client's response: the upstream's status and headers with `body`. A `decoded` body
-    /// loses the upstream's `Content-Encoding`; one passed on as it came keeps its headers.
-    fn rebuilt(&self, reply: CollectedReply, body: Bytes, decoded: bool) -> Response<ProxyBody> {
-        let mut headers = reply.headers;
-        headers.remove(header::CONTENT_LENGTH);
-        if decoded {
-            headers.remove(header::CONTENT_ENCODING);
-            if reply.status.is_success() {
-                headers.insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
-            }
-        }
-        reply_of(reply.status, headers, full_body(body))
-    }
-
-    /// A reply's body without its `Content-Encoding` or a leading byte order mark.
-    fn decoded(&self, reply: &CollectedReply) -> Result<Bytes, DecodeError> {
-        decode_body(
-            &reply.headers,
-            reply.body.clone(),
-            self.limits.upstream_reply_bytes,
-        )
-        .map(|body| without_bom(&body))
-    }
-}
-
-/// The Customer API as one legacy call sees it: the upstream with the client's headers.
-struct CustomerApi<'a> {
-    calls: &'a LegacyCalls,
-    upstream: &'a Upstream,
-    /// Set by every exchange that was sent, that is, not refused by the budget first.
-    reached_upstream: &'a AtomicBool,
-    /// The request's server span, when tracing is on: each Customer call is a span under it.
-    trace: Option<&'a TraceScope>,
-    headers: HeaderMap,
-}
-
-impl CustomerApi<'_> {
-    /// A look-up before the call itself; the client's headers are copied.
-    async fn lookup(
-        &self,
-        lookup: &'static str,
-        method: &Method,
-        target: &str,
-        body: Option<Bytes>,
-    ) -> Result<CollectedReply, ShimError> {
-        self.calls.metrics.lookup(lookup);
-        let limit = self.calls.limits.upstream_reply_bytes;
-        let mut request =
-            customer_request(self.upstream, method, target, self.headers.clone(), body)?;
-        if let Some(trace) = self.trace {
-            request.extensions_mut().insert(trace.clone());
-        }
-        let exchanged = self.upstream.exchange(request, limit).await;
-        Self::note_sent(self.reached_upstream, &exchanged);
-        exchanged
-    }
-
-    /// The budget refuses before sending ([`ShimError::RateLimited`] comes from nowhere
-    /// else); anything else was sent.
-    fn note_sent<T>(reached_upstream: &AtomicBool, exchanged: &Result<T, ShimError>) {
-        if !matches!(exchanged, Err(ShimError::RateLimited { .. })) {
-            reached_upstream.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// The call itself, which takes the headers. A reply too large to translate is kept
-    /// whole: when it is a success, the write happened and the client must get it.
-    async fn call_last(
-        self,
-        method: &Method,
-        target: &str,
-        body: Bytes,
-    ) -> Result<Exchanged, ShimError> {
-        let limit = self.calls.limits.upstream_reply_bytes;
-        let mut request =
-            customer_request(self.upstream, method, target, self.headers, Some(body))?;
-        if let Some(trace) = self.trace {
-            request.extensions_mut().insert(trace.clone());
-        }
-        let exchanged = self.upstream.exchange_keeping_large(request, limit).await;
-        Self::note_sent(self.reached_upstream, &exchanged);
-        exchanged
-    }
-
-    /// A successful reply's body, decoded; `None` when it cannot be decoded.
-    fn decoded_success(&self, reply: &CollectedReply) -> Option<Bytes> {
-        self.calls.decoded(reply).ok()
-    }
-
-    /// The token of the customer `provided_id` (`POST /api/get_customer/`), or the upstream's
-    /// refusal. The reply also tells the cache whose token it is.
-    async fn token_of(
-        &self,
-        provided_id: &str,
-        lookup: &'static str,
-    ) -> Result<Precheck<String>, ShimError> {
-        let reply = self
-            .lookup(
-                lookup,
-                &Method::POST,
-                GET_CUSTOMER_PATH,
-                Some(token_lookup_body(provided_id)),
-            )
-            .await?;
-        if !reply.status.is_success() {
-            return Ok(Precheck::Answer(reply));
-        }
-        let invalid = |detail: &str| {
-            self.calls
-                .metrics
-                .upstream_error(UpstreamFailure::InvalidReply);
-            ShimError::UpstreamInvalidReply {
-                detail: detail.to_owned(),
-            }
-        };
-        let body = self
-            .decoded_success(&reply)
-            .ok_or_else(|| invalid("get_customer reply cannot be decoded"))?;
-        // One parse in the usual case: a reply naming both token and id also teaches the cache.
-        let token = match reply_owner(&body) {
-            Some(owner) => {
-                self.calls.owners.remember(&owner.token, &owner.provided_id);
-                Some(owner.token)
-            }
-            None => customer_token(&body),
-        };
-        match token {
-            Some(token) => Ok(Precheck::Proceed(token)),
-            None if reports_success(&body) => {
-                Err(invalid("get_customer succeeded without a customer token"))
-            }
-            // A 2xx that says no: that is the answer the legacy client gets.
-            None => Ok(Precheck::Answer(reply)),
-        }
-    }
 }
 
 /// The shim's error on the server span: a guard's refusal, made without a Customer call, as
@@ -675,34 +428,4 @@ fn reply_of(status: StatusCode, mut headers: HeaderMap, body: ProxyBody) -> Resp
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
-}
-
-/// One Customer API request; `body` is sent as JSON.
-fn customer_request(
-    upstream: &Upstream,
-    method: &Method,
-    target: &str,
-    mut headers: HeaderMap,
-    body: Option<Bytes>,
-) -> Result<Request<ProxyBody>, ShimError> {
-    let body = match body {
-        Some(body) => {
-            headers.insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
-            body
-        }
-        None => Bytes::new(),
-    };
-    let mut request = Request::new(full_body(body));
-    *request.method_mut() = method.clone();
-    *request.uri_mut() = upstream.uri(target)?;
-    *request.headers_mut() = headers;
-    Ok(request)
-}
-
-/// `path` with the legacy call's query string, if it had one.
-fn with_query(path: &str, query: Option<&str>) -> String {
-    match query {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_owned(),
-    }
 }
