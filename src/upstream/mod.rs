@@ -8,10 +8,9 @@
 //! budget and the metrics are shared by all.
 //!
 //! [`connect`] makes a connection (TCP, TLS, ALPN) and classifies its failures; [`pool`] keeps
-//! each thread's connections; [`bodies`] are the request and reply bodies that keep the pool's
+//! each thread's connections, and [`pool::bodies`] are the request and reply bodies that keep the pool's
 //! accounts; [`budget`] is the local upstream budget.
 
-pub(crate) mod bodies;
 pub mod budget;
 pub(crate) mod connect;
 pub(crate) mod pool;
@@ -36,9 +35,9 @@ use crate::fleet::FleetLink;
 use crate::observe::metrics::{Metrics, RouteKind, UpstreamFailure};
 use crate::observe::otel::{ClientSpan, TraceScope};
 use crate::upstream::budget::{Admission, UpstreamBudget, retry_after_delay};
-use bodies::PooledBody;
 use connect::Endpoint;
 use pool::ConnectionPool;
+use pool::bodies::PooledBody;
 
 /// A reply read in full (translated calls only; pass-through streams).
 #[derive(Debug)]

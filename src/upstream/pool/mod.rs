@@ -11,6 +11,8 @@
 //! the upstream closed while it sat idle): a request that may have reached the upstream is
 //! never replayed.
 
+pub(crate) mod bodies;
+
 use std::io;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -24,8 +26,8 @@ use tokio::time::Instant;
 use crate::error::ShimError;
 use crate::message::body::ProxyBody;
 use crate::observe::metrics::UpstreamFailure;
-use crate::upstream::bodies::{PooledBody, Release, RequestBodyOutcome, track_request_body};
 use crate::upstream::connect::{Endpoint, Transport, classify};
+use crate::upstream::pool::bodies::{PooledBody, Release, RequestBodyOutcome, track_request_body};
 
 /// Pooled connections tried before a fresh one: each may have been closed by the upstream
 /// while idle, and each such failure hands the request back unsent.
@@ -41,7 +43,7 @@ pub struct ConnectionPool {
     inner: Arc<PoolInner>,
 }
 
-pub(super) struct PoolInner {
+struct PoolInner {
     endpoint: Endpoint,
     idle: Mutex<Idle>,
     /// Whether the idle sweeper runs: it starts with the first connection, on the runtime of
