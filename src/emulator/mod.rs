@@ -5,6 +5,7 @@
 //! [`store`] holds the data and the rules of each endpoint as pure functions; this module is
 //! the HTTP face: authentication, the trailing-slash rule, routing and the optional rate limit.
 
+pub mod hierarchy;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -25,7 +26,7 @@ use tokio::net::TcpListener;
 use crate::error::retry_after_seconds;
 use crate::message::body::{ProxyBody, full_body};
 use crate::upstream::budget::{Admission, UpstreamBudget};
-pub use store::HierarchyLevels;
+pub use hierarchy::HierarchyLevels;
 use store::{Reply, Store, V2_MAX_PAGE_SIZE};
 
 /// Explo's documented limit (docs: security/rate-limits).
