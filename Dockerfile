@@ -21,7 +21,7 @@ ARG TARGETARCH
 ARG EXPLO_SHIM_COMMIT
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-# jemalloc's compiled-in settings (return freed memory after a second); see the README's "Memory".
+# jemalloc's compiled-in settings (return freed memory after a second); see docs/design/memory.md.
 COPY .cargo ./.cargo
 COPY src ./src
 COPY config ./config

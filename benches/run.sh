@@ -135,7 +135,8 @@ callgrind_total() { # requests method path body target
   case "$5" in
     shim) command=("$SHIM" --config "$WORK/shim.toml" --listen 127.0.0.1:$CG_PORT --admin 127.0.0.1:19006 \
             --upstream "http://127.0.0.1:$UPSTREAM_PORT") ;;
-    # The same shim with the access log on (issue 17: what a line per request costs).
+    # The same shim with the access log on: what a line per request costs
+    # (docs/design/benchmarks.md, "The access log's cost").
     shim_access_log) command=("$SHIM" --config "$WORK/shim.toml" --listen 127.0.0.1:$CG_PORT --admin 127.0.0.1:19006 \
             --upstream "http://127.0.0.1:$UPSTREAM_PORT" --access-log) ;;
     nginx_pass) command=(nginx -c "$WORK/cg-proxy.conf" -p "$WORK") ;;

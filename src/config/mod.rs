@@ -48,7 +48,7 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How long the shim keeps accepting after SIGTERM, with `/readyz` at 503, before the drain
 /// begins: zero by default, since only a load balancer or endpoint list that lags the signal
-/// needs it (see the README's "Deploying").
+/// needs it (see docs/operators/deployment.md).
 pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::ZERO;
 /// The log filter when neither `RUST_LOG` nor `log_level` says otherwise.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
@@ -73,7 +73,7 @@ pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1024;
 /// Open client connections; past this the shim stops accepting (the kernel backlog holds
 /// the rest), so memory stays bounded however many clients connect. Chosen with
 /// [`DEFAULT_MAX_IN_FLIGHT`] so that both caps reached at once stay under the sidecar
-/// example's 128 MiB (115 MB measured by `benches/soak.sh`; the README's memory formula).
+/// example's 128 MiB (115 MB measured by `benches/soak.sh`; docs/design/memory.md's formula).
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 2048;
 /// Distinct client fingerprints tracked in metrics and `/usage`; the rest count as `other`.
 pub const DEFAULT_MAX_TRACKED_CLIENTS: u64 = 1000;

@@ -1,6 +1,6 @@
 //! The emulator's in-memory Customer store and the rules of each endpoint, as pure functions
 //! of a request body. Follows `shared/reference/explo-api.md` §3; where the docs are silent the
-//! choice is written next to the code (and in the README).
+//! choice is written next to the code (and in docs/integrators/emulator.md).
 
 use std::collections::BTreeMap;
 

@@ -11,7 +11,7 @@
 //! Each accepted connection speaks HTTP/1.1 or HTTP/2 with prior knowledge (h2c), told apart
 //! by [`crate::server::protocol_sniff`]; only the chosen protocol's hyper connection is built, boxed,
 //! and watched by its thread's `GracefulShutdown`. An idle keep-alive connection then holds
-//! hyper's two 8 KB buffers and little else (see the README's memory formula). On shutdown
+//! hyper's two 8 KB buffers and little else (see the formula in docs/design/memory.md). On shutdown
 //! every thread stops accepting, `/readyz` turns 503, idle keep-alive connections and those
 //! that have not finished a TLS handshake or sent a first byte close at once, and in-flight
 //! requests get `shutdown.grace` to finish.

@@ -512,7 +512,7 @@ mod tests {
 
     #[test]
     fn the_clock_adds_a_few_words_to_a_connection_and_allocates_nothing_until_a_write_waits() {
-        // An idle keep-alive connection costs about 12 KB (README, "Memory"); the clock is its
+        // An idle keep-alive connection costs about 12 KB (docs/design/memory.md); the clock is its
         // settings, a counter handle and room for a sleep that takes a registry slot only
         // while a write waits (72 bytes on x86_64).
         let added = std::mem::size_of::<SendClock<()>>();

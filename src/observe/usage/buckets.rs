@@ -304,7 +304,7 @@ mod tests {
 
     #[test]
     fn the_rings_are_fixed_size() {
-        // The README's "Memory" figure: 48 + 35 counters and the two rings' newest period.
+        // docs/design/memory.md's figure: 48 + 35 counters and the two rings' newest period.
         assert_eq!(std::mem::size_of::<Buckets>(), (HOURS + 1 + DAYS + 1) * 4);
         assert_eq!(std::mem::size_of::<Buckets>(), 340);
     }
