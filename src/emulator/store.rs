@@ -1,5 +1,5 @@
 //! The emulator's in-memory Customer store and the rules of each endpoint, as pure functions
-//! of a request body. Follows `shared/reference/explo-api.md` §3; where the docs are silent the
+//! of a request body. Follows `docs/integrators/explo-api.md` §3; where the docs are silent the
 //! choice is written next to the code (and in docs/integrators/emulator.md).
 
 use std::collections::BTreeMap;

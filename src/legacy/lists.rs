@@ -65,7 +65,7 @@ pub fn customer_list_page(reply: &[u8]) -> Option<ListPage> {
 /// page that shifts under a concurrent delete, shows some customers twice, and counting entries
 /// would reach `total_count` without having seen them all. "No customer holds the token" is
 /// only ever the verdict of a list read whole: every customer of an unchanging `total_count`
-/// seen, each with its token and id (issue 16).
+/// seen, each with its token and id.
 #[derive(Debug)]
 pub struct OwnerScan<'a> {
     token: &'a str,

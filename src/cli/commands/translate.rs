@@ -387,7 +387,7 @@ fn shell_quote(text: &str) -> String {
 mod tests {
     use super::*;
 
-    /// The Update User Group page's own example (shared/reference/000_d5eb2b5954fced9c.txt).
+    /// The Update User Group page's own example (`docs/integrators/explo-api.md` §7).
     const SEED_CURL: &str = include_str!("../../../tests/fixtures/update_user_group.curl.txt");
 
     #[test]

@@ -1,4 +1,4 @@
-//! OpenTelemetry traces, exported over OTLP/HTTP (issue 18), configured by the standard
+//! OpenTelemetry traces, exported over OTLP/HTTP, configured by the standard
 //! `OTEL_*` variables ([`settings_from_env`]). Off unless an endpoint is set; then the proxy
 //! holds one [`Tracing`] and every request costs one `Option` test, nothing more.
 //!
