@@ -3,6 +3,9 @@
 #
 #   bash benches/run.sh            (ROUNDS=3 DURATION=8 CONNS=64 by default)
 #   MEMORY_ONLY=1 bash benches/run.sh   (only the keep-alive memory case, about a minute)
+#   CALLGRIND_ONLY=1 BASELINE_SHIM=path/to/old/explo-shim bash benches/run.sh
+#        (only the instructions per request, this build beside another one: a refactoring's
+#         cost, whatever else the machine is doing; a few minutes)
 #
 # Five targets share one static upstream (nginx `return 200`), one load and one CPU pinning:
 # proxies on core $PROXY_CPU, the load generator and the upstream on core $LOAD_CPU.
@@ -33,6 +36,7 @@ wait_port $UPSTREAM_PORT; wait_port $NGINX_PORT; wait_port $NJS_PORT; wait_port 
 sleep 0.5
 echo "{\"phase\": \"idle\", \"shim_rss_kb\": $(rss_kb $SHIM_PID), \"nginx_rss_kb\": $(rss_kb $NGINX_PID)}" >> "$RESULTS"
 
+if [ "${CALLGRIND_ONLY:-0}" != 1 ]; then
 # Memory first, on fresh processes: 1,000 keep-alive connections that have each had one
 # pass-through GET answered (all sent before any reply is read, so the upstream side bursts
 # too), RSS a second later, then RSS ten seconds after they all close.
@@ -121,6 +125,8 @@ for round in $(seq 1 "$ROUNDS"); do
   for spec in "${TARGETS[@]}"; do run_open "$round" "$spec" "$RATE"; done
 done
 
+fi
+
 # Instructions per request, from callgrind (repeatable whatever else the machine does): the
 # difference between a short and a long run, so start-up and shutdown cancel out. The shim
 # runs with its default logging, like the peers; each peer gets its own copy on spare ports.
@@ -135,6 +141,9 @@ callgrind_total() { # requests method path body target
   case "$5" in
     shim) command=("$SHIM" --config "$WORK/shim.toml" --listen 127.0.0.1:$CG_PORT --admin 127.0.0.1:19006 \
             --upstream "http://127.0.0.1:$UPSTREAM_PORT") ;;
+    # The same settings on another build (BASELINE_SHIM): the "before" of a change.
+    shim_baseline) command=("$BASELINE_SHIM" --config "$WORK/shim.toml" --listen 127.0.0.1:$CG_PORT \
+            --admin 127.0.0.1:19006 --upstream "http://127.0.0.1:$UPSTREAM_PORT") ;;
     # The same shim with the access log on: what a line per request costs
     # (docs/design/benchmarks.md, "The access log's cost").
     shim_access_log) command=("$SHIM" --config "$WORK/shim.toml" --listen 127.0.0.1:$CG_PORT --admin 127.0.0.1:19006 \
@@ -150,15 +159,37 @@ callgrind_total() { # requests method path body target
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   awk '/^(summary|totals):/ {print $2; exit}' "$out"
 }
+CALLGRIND_SPECS=("shim|translated|POST|/api/update_user_group/|$UPDATE_BODY" "shim|pass|GET|/api/customers/|")
+if [ -n "${BASELINE_SHIM:-}" ]; then
+  CALLGRIND_SPECS+=("shim_baseline|translated|POST|/api/update_user_group/|$UPDATE_BODY" "shim_baseline|pass|GET|/api/customers/|")
+fi
+if [ "${CALLGRIND_ONLY:-0}" != 1 ]; then
+  CALLGRIND_SPECS+=("shim_access_log|translated|POST|/api/update_user_group/|$UPDATE_BODY" "shim_access_log|pass|GET|/api/customers/|" \
+              "nginx_njs|translated|POST|/api/update_user_group/|$UPDATE_BODY" "nginx_pass|pass|GET|/api/customers/|")
+fi
 if [ "${CALLGRIND:-1}" = 1 ]; then
-  for spec in "shim|translated|POST|/api/update_user_group/|$UPDATE_BODY" "shim|pass|GET|/api/customers/|" \
-              "shim_access_log|translated|POST|/api/update_user_group/|$UPDATE_BODY" "shim_access_log|pass|GET|/api/customers/|" \
-              "nginx_njs|translated|POST|/api/update_user_group/|$UPDATE_BODY" "nginx_pass|pass|GET|/api/customers/|"; do
+  for spec in "${CALLGRIND_SPECS[@]}"; do
     IFS='|' read -r target route method path body <<<"$spec"
     short=$(callgrind_total 200 "$method" "$path" "$body" "$target")
     long=$(callgrind_total 1200 "$method" "$path" "$body" "$target")
     echo "{\"phase\": \"callgrind\", \"target\": \"$target\", \"route\": \"$route\", \"instructions_per_request\": $(( (long - short) / 1000 ))}" >> "$RESULTS"
   done
+fi
+
+if [ "${CALLGRIND_ONLY:-0}" = 1 ]; then
+  python3 - "$RESULTS" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"callgrind"' in l]
+got = {(r["target"], r["route"]): r["instructions_per_request"] for r in rows}
+for route in ("pass", "translated"):
+    now = got[("shim", route)]
+    line = f"callgrind {route:<10} {now:>8,} instructions/request"
+    if ("shim_baseline", route) in got:
+        base = got[("shim_baseline", route)]
+        line += f", baseline {base:,}: {now / base:.3f}x ({(now - base) / base * 100:+.1f}%)"
+    print(line)
+PY
+  exit 0
 fi
 
 python3 - "$RESULTS" <<'PY'
