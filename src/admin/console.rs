@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use crate::observe::usage::{CallBucket, ClientUsage, EndpointUsage, UsageReport};
 
 use crate::legacy::retirement::schedule::{Window, rfc3339};
 use crate::legacy::retirement::{AfterSunset, Retirement};
@@ -99,7 +99,7 @@ pub fn escape(text: &str) -> String {
 
 /// The whole page for `report` (the `/usage` JSON, client names included) at `now`.
 pub fn render(
-    report: &Value,
+    report: &UsageReport,
     schedule: &Schedule<'_>,
     now: SystemTime,
     nonce: &str,
@@ -138,9 +138,9 @@ pub fn render(
 }
 
 /// `<main>`: what the refresh swaps.
-fn main(report: &Value, schedule: &Schedule<'_>, now: SystemTime) -> String {
+fn main(report: &UsageReport, schedule: &Schedule<'_>, now: SystemTime) -> String {
     let mut out = String::from("<main>");
-    let source = report["source"].as_str().unwrap_or("replica");
+    let source = report.source.as_str();
     let source_text = if source == "fleet" {
         "every replica on this Redis"
     } else {
@@ -154,9 +154,8 @@ fn main(report: &Value, schedule: &Schedule<'_>, now: SystemTime) -> String {
         escape(source)
     );
     out.push_str(&schedule_section(schedule, now));
-    let clients = report["clients"].as_array().map_or(&[][..], Vec::as_slice);
-    out.push_str(&clients_section(clients, schedule.retirement));
-    out.push_str(&charts_section(clients, now));
+    out.push_str(&clients_section(&report.clients, schedule.retirement));
+    out.push_str(&charts_section(&report.clients, now));
     out.push_str("</main>");
     out
 }
@@ -316,21 +315,7 @@ fn client_label(name: Option<&String>, fingerprint: &str) -> String {
     }
 }
 
-fn client_name(client: &Value) -> Option<String> {
-    client["client_name"].as_str().map(str::to_owned)
-}
-
-fn fingerprint(client: &Value) -> &str {
-    client["client_fingerprint"].as_str().unwrap_or("")
-}
-
-fn endpoints(client: &Value) -> &[Value] {
-    client["endpoints"]
-        .as_array()
-        .map_or(&[][..], Vec::as_slice)
-}
-
-fn clients_section(clients: &[Value], retirement: &Retirement) -> String {
+fn clients_section(clients: &[ClientUsage], retirement: &Retirement) -> String {
     let mut out = String::from(
         "<section aria-labelledby=\"clients-heading\"><h2 id=\"clients-heading\">Legacy \
          clients</h2>",
@@ -355,12 +340,9 @@ fn clients_section(clients: &[Value], retirement: &Retirement) -> String {
         if clients.len() == 1 { "" } else { "s" }
     );
     for client in clients {
-        let fingerprint = fingerprint(client);
-        let endpoints = endpoints(client);
-        let refused: u64 = endpoints
-            .iter()
-            .map(|endpoint| endpoint["refused"].as_u64().unwrap_or(0))
-            .sum();
+        let fingerprint = client.client_fingerprint.as_str();
+        let endpoints = &client.endpoints;
+        let refused: u64 = endpoints.iter().map(|endpoint| endpoint.refused).sum();
         let mut badges = String::new();
         if retirement.is_exempt(fingerprint) {
             badges.push_str("<span class=\"badge exempt\">exempt</span>");
@@ -375,7 +357,7 @@ fn clients_section(clients: &[Value], retirement: &Retirement) -> String {
         let _ = write!(
             out,
             "<tbody><tr><th scope=\"rowgroup\" rowspan=\"{rows}\" class=\"client\">{}{}</th>",
-            client_label(client_name(client).as_ref(), fingerprint),
+            client_label(client.client_name.as_ref(), fingerprint),
             if badges.is_empty() {
                 String::new()
             } else {
@@ -389,20 +371,18 @@ fn clients_section(clients: &[Value], retirement: &Retirement) -> String {
             if index > 0 {
                 out.push_str("<tr>");
             }
-            let text = |key: &str| escape(endpoint[key].as_str().unwrap_or(""));
-            let number = |key: &str| endpoint[key].as_u64().unwrap_or(0);
-            let refused = number("refused");
+            let refused = endpoint.refused;
             let _ = write!(
                 out,
                 "<td><code>{}</code></td><td><code>{}</code></td><td class=\"num\">{}</td>\
                  <td class=\"num{}\">{refused}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                text("endpoint"),
-                text("replacement"),
-                number("count"),
+                escape(&endpoint.endpoint),
+                escape(endpoint.replacement.as_deref().unwrap_or("")),
+                endpoint.count,
                 if refused > 0 { " refused" } else { "" },
-                text("first_seen"),
-                text("last_seen"),
-                endpoint["last_user_group_id"].as_str().map_or_else(
+                escape(&endpoint.first_seen),
+                escape(&endpoint.last_seen),
+                endpoint.last_user_group_id.as_deref().map_or_else(
                     || "—".to_owned(),
                     |id| format!("<code>{}</code>", escape(id))
                 )
@@ -417,18 +397,23 @@ fn clients_section(clients: &[Value], retirement: &Retirement) -> String {
 /// One chart's reach: `slots` periods of `period` seconds ending with the one `now` is in.
 #[derive(Clone, Copy)]
 struct Axis {
+    /// The chart's class, named after the report's member it draws.
     member: &'static str,
+    /// That member of an endpoint.
+    buckets: fn(&EndpointUsage) -> Option<&Vec<CallBucket>>,
     period: u64,
     slots: u64,
 }
 
 const HOURLY: Axis = Axis {
     member: "hourly",
+    buckets: |endpoint| endpoint.hourly.as_ref(),
     period: HOUR_SECONDS,
     slots: CHART_HOURS,
 };
 const DAILY: Axis = Axis {
     member: "daily",
+    buckets: |endpoint| endpoint.daily.as_ref(),
     period: DAY_SECONDS,
     slots: CHART_DAYS,
 };
@@ -441,11 +426,11 @@ impl Axis {
 
 /// A client's calls per period on `axis`, all its endpoints together; `None` when the report
 /// has no such buckets (a shim from before they were reported).
-fn series(client: &Value, axis: Axis, now: SystemTime) -> Option<Vec<u64>> {
-    let endpoints = endpoints(client);
+fn series(client: &ClientUsage, axis: Axis, now: SystemTime) -> Option<Vec<u64>> {
+    let endpoints = &client.endpoints;
     if !endpoints
         .iter()
-        .any(|endpoint| endpoint[axis.member].is_array())
+        .any(|endpoint| (axis.buckets)(endpoint).is_some())
     {
         return None;
     }
@@ -453,26 +438,23 @@ fn series(client: &Value, axis: Axis, now: SystemTime) -> Option<Vec<u64>> {
     let mut counts = vec![0u64; axis.slots as usize];
     for bucket in endpoints
         .iter()
-        .filter_map(|endpoint| endpoint[axis.member].as_array())
+        .filter_map(|endpoint| (axis.buckets)(endpoint))
         .flatten()
     {
-        let Some(start) = bucket["start"]
-            .as_str()
-            .and_then(|text| humantime::parse_rfc3339(text).ok())
-        else {
+        let Ok(start) = humantime::parse_rfc3339(&bucket.start) else {
             continue;
         };
         let Some(offset) = unix(start).checked_sub(first) else {
             continue;
         };
         if let Some(slot) = counts.get_mut((offset / axis.period) as usize) {
-            *slot += bucket["calls"].as_u64().unwrap_or(0);
+            *slot += bucket.calls;
         }
     }
     Some(counts)
 }
 
-fn charts_section(clients: &[Value], now: SystemTime) -> String {
+fn charts_section(clients: &[ClientUsage], now: SystemTime) -> String {
     let mut out = String::from(
         "<section aria-labelledby=\"charts-heading\"><h2 id=\"charts-heading\">Calls over \
          time</h2><p class=\"hint\">Per client, all its legacy endpoints together: each hour \
@@ -484,15 +466,15 @@ fn charts_section(clients: &[Value], now: SystemTime) -> String {
     }
     out.push_str("<div class=\"charts\">");
     for client in clients {
-        let fingerprint = fingerprint(client);
-        let label = client_name(client).map_or_else(
+        let fingerprint = client.client_fingerprint.as_str();
+        let label = client.client_name.as_ref().map_or_else(
             || fingerprint.to_owned(),
             |name| format!("{name} ({fingerprint})"),
         );
         let _ = write!(
             out,
             "<figure class=\"chart\"><figcaption>{}</figcaption>",
-            client_label(client_name(client).as_ref(), fingerprint)
+            client_label(client.client_name.as_ref(), fingerprint)
         );
         out.push_str(&chart(client, HOURLY, &label, now));
         out.push_str(&chart(client, DAILY, &label, now));
@@ -509,7 +491,7 @@ const PLOT_BOTTOM: u64 = 100;
 
 /// One chart as inline SVG: a bar per period, a `<title>` on each for its count, and a note
 /// when there is nothing to draw.
-fn chart(client: &Value, axis: Axis, label: &str, now: SystemTime) -> String {
+fn chart(client: &ClientUsage, axis: Axis, label: &str, now: SystemTime) -> String {
     let counts = series(client, axis, now);
     let (heading, reach) = if axis.period == HOUR_SECONDS {
         ("Hourly", "the last 48 hours")
@@ -683,7 +665,7 @@ mod tests {
         )
     }
 
-    fn page(report: &Value, retirement: &Retirement, now: &str) -> String {
+    fn page(report: &UsageReport, retirement: &Retirement, now: &str) -> String {
         let names = BTreeMap::from([("aaaaaaaaaaaa".to_owned(), "billing-job".to_owned())]);
         render(
             report,
@@ -699,8 +681,8 @@ mod tests {
         )
     }
 
-    fn report() -> Value {
-        json!({"source": "fleet", "clients": [
+    fn report() -> UsageReport {
+        serde_json::from_value(json!({"source": "fleet", "clients": [
             {"client_fingerprint": "64cc961af68c", "client_name": "<script>alert(1)</script>",
              "endpoints": [
                 {"endpoint": "update_user_group", "replacement": "update_customer", "count": 12,
@@ -719,7 +701,8 @@ mod tests {
                 {"endpoint": "refresh_user_group_token", "replacement": "refresh_customer_token",
                  "count": 5, "first_seen": "2026-11-20T08:00:00Z",
                  "last_seen": "2026-11-20T08:00:00Z", "last_user_group_id": "g7", "refused": 0}]}
-        ]})
+        ]}))
+        .unwrap()
     }
 
     #[test]
@@ -796,7 +779,10 @@ mod tests {
 
     #[test]
     fn an_empty_report_says_so_and_still_shows_the_schedule() {
-        let empty = json!({"source": "replica", "clients": []});
+        let empty = UsageReport {
+            clients: Vec::new(),
+            source: crate::observe::usage::Source::Replica,
+        };
         let html = page(&empty, &Retirement::default(), "2026-12-04T10:30:00Z");
         assert!(html.contains("id=\"no-clients\""));
         assert!(!html.contains("<table"));
@@ -811,7 +797,7 @@ mod tests {
     fn charts_sum_a_clients_buckets_per_hour_and_day_and_note_when_there_are_none() {
         let report = report();
         let now = at("2026-12-04T10:30:00Z");
-        let client = &report["clients"][0];
+        let client = &report.clients[0];
         let hourly = series(client, HOURLY, now).unwrap();
         assert_eq!(hourly.len(), 48);
         assert_eq!(hourly[47], 9, "this hour, both endpoints");
@@ -831,14 +817,17 @@ mod tests {
         assert!(!svg.contains("class=\"note\""));
 
         // A report without buckets (a shim from before them): empty charts with a note.
-        let bare = &report["clients"][1];
+        let bare = &report.clients[1];
         assert_eq!(series(bare, HOURLY, now), None);
         let svg = chart(bare, DAILY, "billing-job", now);
         assert!(!svg.contains("<rect"));
         assert!(svg.contains("no per-hour and per-day counts in this report yet"));
         // Buckets older than the chart's reach are left out.
-        let old =
-            json!({"endpoints": [{"hourly": [{"start": "2026-12-01T10:00:00Z", "calls": 3}]}]});
+        let mut old = report.clients[1].clone();
+        old.endpoints[0].hourly = Some(vec![CallBucket {
+            start: "2026-12-01T10:00:00Z".to_owned(),
+            calls: 3,
+        }]);
         assert_eq!(series(&old, HOURLY, now).unwrap().iter().sum::<u64>(), 0);
         assert!(chart(&old, HOURLY, "x", now).contains("no calls in this period"));
     }

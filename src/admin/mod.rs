@@ -41,7 +41,7 @@ use crate::message::body::{BoxError, ProxyBody, full_body};
 use crate::observe::log_summary::{LogSummary, Summary};
 use crate::observe::metrics::Metrics;
 use crate::observe::metrics::exposition::{OPENMETRICS_TEXT, PROMETHEUS_TEXT, wants_openmetrics};
-use crate::observe::usage::{self, UsageTracker};
+use crate::observe::usage::{Source, UsageReport, UsageTracker};
 
 mod auth;
 mod console;
@@ -299,7 +299,7 @@ where
     }
     let (status, body) = match (request.method(), request.uri().path()) {
         (&Method::GET | &Method::HEAD, "/usage") => {
-            (StatusCode::OK, usage_report(state, &policy).await)
+            return json_text(StatusCode::OK, usage_report(state, &policy).await.to_json());
         }
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, json!({"status": "ok"})),
         (&Method::GET | &Method::HEAD, "/readyz") if readiness.is_ready() => (
@@ -315,13 +315,7 @@ where
             json!({"error": "not found", "endpoints": ["/", "/healthz", "/readyz", "/metrics", "/usage"]}),
         ),
     };
-    let mut response = Response::new(full_body(body.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    json_error(status, &body)
 }
 
 /// What a request for a guarded path gets instead of the data, if anything: `None` when
@@ -433,9 +427,14 @@ fn signed_out() -> Response<ProxyBody> {
     response
 }
 
-/// A JSON error response.
+/// A JSON response.
 fn json_error(status: StatusCode, body: &Value) -> Response<ProxyBody> {
-    let mut response = Response::new(full_body(body.to_string()));
+    json_text(status, body.to_string())
+}
+
+/// A response of JSON already written.
+fn json_text(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut response = Response::new(full_body(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -590,34 +589,26 @@ async fn console_page(state: &AdminState, policy: &Policy) -> Response<ProxyBody
 
 /// The fleet's usage when Redis answers, else this replica's, with each client's name from
 /// `[clients]` beside its fingerprint.
-async fn usage_report(state: &AdminState, policy: &Policy) -> Value {
+async fn usage_report(state: &AdminState, policy: &Policy) -> UsageReport {
     let fleet_records = match &state.fleet {
         Some(fleet) => fleet.usage_records().await,
         None => None,
     };
     // One clock reading, so both reports cut their buckets at the same time.
     let now = SystemTime::now();
-    let (mut report, source) = match fleet_records {
-        Some(records) => (usage::report_at(&records, now), "fleet"),
-        None => (state.usage.report_at(now), "replica"),
+    let mut report = match fleet_records {
+        Some(records) => UsageReport::of(&records, now, Source::Fleet),
+        None => state.usage.report_at(now),
     };
-    report["source"] = Value::from(source);
     name_clients(&mut report, &policy.client_names);
     report
 }
 
-/// Adds `client_name` to each client of a `/usage` report that `[clients]` names.
-fn name_clients(report: &mut Value, names: &BTreeMap<String, String>) {
-    let Some(clients) = report.get_mut("clients").and_then(Value::as_array_mut) else {
-        return;
-    };
-    for client in clients {
-        let name = client
-            .get("client_fingerprint")
-            .and_then(Value::as_str)
-            .and_then(|fingerprint| names.get(fingerprint));
-        if let (Some(name), Some(object)) = (name.cloned(), client.as_object_mut()) {
-            object.insert("client_name".to_owned(), Value::from(name));
+/// Names each client of a `/usage` report that `[clients]` names.
+fn name_clients(report: &mut UsageReport, names: &BTreeMap<String, String>) {
+    for client in &mut report.clients {
+        if let Some(name) = names.get(&client.client_fingerprint) {
+            client.client_name = Some(name.clone());
         }
     }
 }
