@@ -229,6 +229,25 @@ mod tests {
     }
 
     #[test]
+    fn the_served_json_keeps_the_order_and_the_nulls_of_the_wire() {
+        // What `/usage` has always sent: the members in this order, `null` for no id.
+        let tracker = UsageTracker::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_760_486_400); // 2025-10-15
+        tracker.record("abc", LegacyRoute::DeleteUserGroup, None, t0, true);
+        assert_eq!(
+            tracker.report_at(t0).to_json(),
+            concat!(
+                r#"{"clients":[{"client_fingerprint":"abc","endpoints":[{"#,
+                r#""endpoint":"delete_user_group","replacement":"delete_customer","count":1,"#,
+                r#""first_seen":"2025-10-15T00:00:00Z","last_seen":"2025-10-15T00:00:00Z","#,
+                r#""last_user_group_id":null,"refused":1,"#,
+                r#""hourly":[{"start":"2025-10-15T00:00:00Z","calls":1}],"#,
+                r#""daily":[{"start":"2025-10-15T00:00:00Z","calls":1}]}]}],"source":"replica"}"#
+            )
+        );
+    }
+
+    #[test]
     fn hourly_and_daily_buckets_count_refused_calls_too_and_drop_what_left_the_window() {
         let tracker = UsageTracker::default();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_760_486_400); // 2025-10-15
