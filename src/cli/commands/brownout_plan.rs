@@ -5,13 +5,13 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
-
 use http::HeaderValue;
 
 use super::admin_get;
+use super::usage::read_report;
 use crate::legacy::retirement::plan::suggest;
 use crate::legacy::retirement::schedule::{Window, iso_duration, rfc3339};
+use crate::observe::usage::UsageReport;
 
 /// What the plan is made from.
 pub struct PlanInput {
@@ -38,7 +38,7 @@ pub fn parse_time_of_day(text: &str) -> Result<Duration, String> {
 
 /// The plan as text: the windows as a config snippet and a table, then who is affected
 /// (`usage` is the `/usage` report, or why it could not be read).
-pub fn render(input: &PlanInput, usage: Result<Value, String>) -> Result<String, String> {
+pub fn render(input: &PlanInput, usage: Result<UsageReport, String>) -> Result<String, String> {
     let windows = suggest(input.now, input.sunset, input.time_of_day)?;
     let mut out = String::new();
     let _ = writeln!(
@@ -74,31 +74,24 @@ pub fn render(input: &PlanInput, usage: Result<Value, String>) -> Result<String,
 }
 
 /// Who would hit the windows: every client in `/usage`, exempt ones marked.
-fn affected(windows: &[Window], input: &PlanInput, usage: Result<Value, String>) -> String {
+fn affected(windows: &[Window], input: &PlanInput, usage: Result<UsageReport, String>) -> String {
     let report = match usage {
         Ok(report) => report,
         Err(error) => return format!("Who would be affected is unknown: {error}\n"),
     };
     let mut rows = Vec::new();
-    for client in report["clients"].as_array().into_iter().flatten() {
-        let fingerprint = client["client_fingerprint"].as_str().unwrap_or("?");
-        let endpoints: Vec<&str> = client["endpoints"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|endpoint| endpoint["endpoint"].as_str())
+    for client in &report.clients {
+        let fingerprint = client.client_fingerprint.as_str();
+        let endpoints: Vec<&str> = client
+            .endpoints
+            .iter()
+            .map(|endpoint| endpoint.endpoint.as_str())
             .collect();
-        let calls: u64 = client["endpoints"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|endpoint| endpoint["count"].as_u64())
-            .sum();
-        let last_seen = client["endpoints"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|endpoint| endpoint["last_seen"].as_str())
+        let calls: u64 = client.endpoints.iter().map(|endpoint| endpoint.count).sum();
+        let last_seen = client
+            .endpoints
+            .iter()
+            .map(|endpoint| endpoint.last_seen.as_str())
             .max()
             .unwrap_or("-");
         let exempt = input.exempt.contains(fingerprint);
@@ -138,13 +131,13 @@ fn affected(windows: &[Window], input: &PlanInput, usage: Result<Value, String>)
 }
 
 /// Fetches `{admin}/usage`.
-pub async fn fetch_usage(admin: &str, bearer: Option<&HeaderValue>) -> Result<Value, String> {
+pub async fn fetch_usage(admin: &str, bearer: Option<&HeaderValue>) -> Result<UsageReport, String> {
     let url = format!("{admin}/usage");
     let (status, body) = admin_get(&url, bearer).await?;
     if !status.is_success() {
         return Err(format!("{url} answered {status}"));
     }
-    serde_json::from_slice(&body).map_err(|error| format!("{url} is not JSON: {error}"))
+    read_report(&url, &body)
 }
 
 #[cfg(test)]
@@ -163,12 +156,15 @@ mod tests {
 
     #[test]
     fn the_plan_prints_a_config_snippet_a_table_and_who_is_affected() {
-        let usage = json!({"clients": [
+        let usage = serde_json::from_value(json!({"clients": [
             {"client_fingerprint": "aaaaaaaaaaaa", "endpoints": [
-                {"endpoint": "update_user_group", "count": 5, "last_seen": "2026-11-30T10:00:00Z"}]},
+                {"endpoint": "update_user_group", "count": 5,
+                 "first_seen": "2026-11-30T10:00:00Z", "last_seen": "2026-11-30T10:00:00Z"}]},
             {"client_fingerprint": "bbbbbbbbbbbb", "endpoints": [
-                {"endpoint": "delete_user_group", "count": 1, "last_seen": "2026-11-29T10:00:00Z"}]}
-        ]});
+                {"endpoint": "delete_user_group", "count": 1,
+                 "first_seen": "2026-11-29T10:00:00Z", "last_seen": "2026-11-29T10:00:00Z"}]}
+        ]}))
+        .unwrap();
         let text = render(&input(), Ok(usage)).unwrap();
         assert!(
             text.contains("brownouts = [\n  \"2026-12-08T15:00:00Z/PT5M\",\n"),

@@ -6,12 +6,13 @@ use std::cmp::Reverse;
 use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
-use serde_json::Value;
 
 use super::admin_get;
 use crate::cli::UsageSort;
 use crate::observe::usage::buckets::{DAY_SECONDS, HOUR_SECONDS, unix_seconds};
-use crate::observe::usage::printable;
+use crate::observe::usage::{
+    CallBucket, ClientUsage, EndpointUsage, ReportError, Source, UsageReport, printable,
+};
 
 /// What to show of the report, from the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +36,7 @@ pub async fn run(
     if !status.is_success() {
         return Err(format!("{url} answered {status}"));
     }
-    let mut report: Value =
-        serde_json::from_slice(&body).map_err(|error| format!("{url} is not JSON: {error}"))?;
+    let mut report = read_report(&url, &body)?;
     if let Some((_, window)) = &view.since {
         // A window longer than the clock goes back keeps everything.
         let cutoff = now.checked_sub(*window).unwrap_or(SystemTime::UNIX_EPOCH);
@@ -58,6 +58,14 @@ pub async fn run(
     ))
 }
 
+/// The report in `body`, as answered by `url`; or why it is not one, naming `url`.
+pub fn read_report(url: &str, body: &[u8]) -> Result<UsageReport, String> {
+    UsageReport::from_slice(body).map_err(|error| match error {
+        ReportError::NotJson(error) => format!("{url} is not JSON: {error}"),
+        ReportError::NotAReport(error) => format!("{url} is not a usage report: {error}"),
+    })
+}
+
 /// `--since`: a humantime duration such as `7d`, `12h` or `30m`.
 pub fn parse_since(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|error| {
@@ -67,86 +75,75 @@ pub fn parse_since(text: &str) -> Result<Duration, String> {
 
 /// The report with only the endpoints last seen at or after `cutoff`, and only the clients
 /// that have one left. An endpoint whose `last_seen` is not RFC 3339 cannot be shown to fall
-/// in the window, so it goes too. Other members are kept as they are.
-pub fn seen_since(mut report: Value, cutoff: SystemTime) -> Value {
-    if let Some(clients) = report.get_mut("clients").and_then(Value::as_array_mut) {
-        for client in clients.iter_mut() {
-            if let Some(endpoints) = client.get_mut("endpoints").and_then(Value::as_array_mut) {
-                endpoints.retain(|endpoint| last_seen(endpoint).is_some_and(|at| at >= cutoff));
-            }
-        }
-        clients.retain(|client| endpoints(client).next().is_some());
+/// in the window, so it goes too. The report's other members are kept as they are.
+pub fn seen_since(mut report: UsageReport, cutoff: SystemTime) -> UsageReport {
+    for client in &mut report.clients {
+        client
+            .endpoints
+            .retain(|endpoint| last_seen(endpoint).is_some_and(|at| at >= cutoff));
     }
+    report.clients.retain(|client| !client.endpoints.is_empty());
     report
 }
 
 /// The report with its clients, and each client's endpoints, ordered by `order`, most first.
 /// Ties keep the report's order (client fingerprint, then endpoint name). A client's calls are
 /// the sum over its endpoints; its last seen is its latest endpoint's.
-pub fn sorted(mut report: Value, order: UsageSort) -> Value {
-    let Some(clients) = report.get_mut("clients").and_then(Value::as_array_mut) else {
-        return report;
-    };
+pub fn sorted(mut report: UsageReport, order: UsageSort) -> UsageReport {
+    let clients = &mut report.clients;
     for client in clients.iter_mut() {
-        if let Some(endpoints) = client.get_mut("endpoints").and_then(Value::as_array_mut) {
-            match order {
-                UsageSort::Calls => endpoints.sort_by_key(|endpoint| Reverse(calls(endpoint))),
-                UsageSort::LastSeen => {
-                    endpoints.sort_by_key(|endpoint| Reverse(last_seen(endpoint)))
-                }
-            }
+        let endpoints = &mut client.endpoints;
+        match order {
+            UsageSort::Calls => endpoints.sort_by_key(|endpoint| Reverse(endpoint.count)),
+            UsageSort::LastSeen => endpoints.sort_by_key(|endpoint| Reverse(last_seen(endpoint))),
         }
     }
     match order {
         UsageSort::Calls => {
-            clients.sort_by_key(|client| Reverse(endpoints(client).map(calls).sum::<u64>()));
+            clients.sort_by_key(|client| Reverse(client_calls(client)));
         }
         UsageSort::LastSeen => {
-            clients.sort_by_key(|client| Reverse(endpoints(client).filter_map(last_seen).max()));
+            clients
+                .sort_by_key(|client| Reverse(client.endpoints.iter().filter_map(last_seen).max()));
         }
     }
     report
 }
 
-fn endpoints(client: &Value) -> impl Iterator<Item = &Value> {
-    client["endpoints"].as_array().into_iter().flatten()
+fn client_calls(client: &ClientUsage) -> u64 {
+    client.endpoints.iter().map(|endpoint| endpoint.count).sum()
 }
 
-fn calls(endpoint: &Value) -> u64 {
-    endpoint["count"].as_u64().unwrap_or(0)
-}
-
-fn last_seen(endpoint: &Value) -> Option<SystemTime> {
-    endpoint["last_seen"]
-        .as_str()
-        .and_then(|text| humantime::parse_rfc3339_weak(text).ok())
+/// When `endpoint` was last called; `None` when its `last_seen` is not a time.
+fn last_seen(endpoint: &EndpointUsage) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(&endpoint.last_seen).ok()
 }
 
 /// An endpoint's calls in the last 24 hours (the current UTC hour and the 23 before) and the
 /// last 7 days (today, UTC, and the 6 days before) as of `now`, from its `hourly` and `daily`
 /// buckets; `None` for a report without them (a shim from before they were added).
-pub fn recent_calls(endpoint: &Value, now: SystemTime) -> Option<(u64, u64)> {
+pub fn recent_calls(endpoint: &EndpointUsage, now: SystemTime) -> Option<(u64, u64)> {
     let now = unix_seconds(now);
-    let since = |kind: &str, oldest: u64| -> Option<u64> {
-        let buckets = endpoint[kind].as_array()?;
+    let since = |buckets: Option<&Vec<CallBucket>>, oldest: u64| -> Option<u64> {
         Some(
-            buckets
+            buckets?
                 .iter()
                 .filter(|bucket| {
-                    bucket["start"]
-                        .as_str()
-                        .and_then(|text| humantime::parse_rfc3339_weak(text).ok())
-                        .is_some_and(|start| unix_seconds(start) >= oldest)
+                    humantime::parse_rfc3339_weak(&bucket.start)
+                        .is_ok_and(|start| unix_seconds(start) >= oldest)
                 })
-                .filter_map(|bucket| bucket["calls"].as_u64())
+                .map(|bucket| bucket.calls)
                 .sum(),
         )
     };
     let hour = now / HOUR_SECONDS * HOUR_SECONDS;
     let day = now / DAY_SECONDS * DAY_SECONDS;
     Some((
-        since("hourly", hour.saturating_sub(23 * HOUR_SECONDS))?,
-        since("daily", day.saturating_sub(6 * DAY_SECONDS))?,
+        since(
+            endpoint.hourly.as_ref(),
+            hour.saturating_sub(23 * HOUR_SECONDS),
+        )?,
+        since(endpoint.daily.as_ref(), day.saturating_sub(6 * DAY_SECONDS))?,
     ))
 }
 
@@ -166,37 +163,37 @@ const COLUMNS: [&str; 9] = [
 /// the last 24 hours and 7 days as of `now` ([`recent_calls`]). `REFUSED` marks the calls
 /// answered 410 on purpose (a brownout, the sunset): `3 (brownout/sunset)`, or `-`. `since` is
 /// the `--since` the report was filtered with, for the wording of an empty one.
-pub fn render_table(report: &Value, since: Option<&str>, now: SystemTime) -> String {
+pub fn render_table(report: &UsageReport, since: Option<&str>, now: SystemTime) -> String {
     // Every cell may hold a client's own text: escaped, so that no escape sequence reaches
     // the terminal and no newline forges a row.
-    let text = |value: &Value| match value {
-        Value::String(text) => printable(text).into_owned(),
-        Value::Null => "-".to_owned(),
-        other => other.to_string(),
+    let text = |text: &str| printable(text).into_owned();
+    let maybe = |text: &Option<String>| {
+        text.as_deref()
+            .map_or_else(|| "-".to_owned(), |text| printable(text).into_owned())
     };
     let mut rows: Vec<[String; 9]> = Vec::new();
-    for client in report["clients"].as_array().into_iter().flatten() {
-        for endpoint in client["endpoints"].as_array().into_iter().flatten() {
+    for client in &report.clients {
+        for endpoint in &client.endpoints {
             // A named client shows as `name (fingerprint)`: the name for people, the
             // fingerprint to match logs and metrics, which keep it.
-            let fingerprint = text(&client["client_fingerprint"]);
-            let client_cell = match client["client_name"].as_str() {
+            let fingerprint = text(&client.client_fingerprint);
+            let client_cell = match &client.client_name {
                 Some(name) => format!("{} ({fingerprint})", printable(name)),
                 None => fingerprint,
             };
             rows.push([
                 client_cell,
-                text(&endpoint["endpoint"]),
-                text(&endpoint["replacement"]),
-                text(&endpoint["count"]),
+                text(&endpoint.endpoint),
+                maybe(&endpoint.replacement),
+                endpoint.count.to_string(),
                 recent_calls(endpoint, now)
                     .map_or_else(|| "-".to_owned(), |(day, week)| format!("{day}/{week}")),
-                text(&endpoint["first_seen"]),
-                text(&endpoint["last_seen"]),
-                text(&endpoint["last_user_group_id"]),
-                match endpoint["refused"].as_u64() {
-                    Some(refused) if refused > 0 => format!("{refused} (brownout/sunset)"),
-                    _ => "-".to_owned(),
+                text(&endpoint.first_seen),
+                text(&endpoint.last_seen),
+                maybe(&endpoint.last_user_group_id),
+                match endpoint.refused {
+                    0 => "-".to_owned(),
+                    refused => format!("{refused} (brownout/sunset)"),
                 },
             ]);
         }
@@ -205,9 +202,9 @@ pub fn render_table(report: &Value, since: Option<&str>, now: SystemTime) -> Str
         if let Some(since) = since {
             return format!("No legacy End User Group calls seen in the last {since}.\n");
         }
-        let source = match report["source"].as_str() {
-            Some("fleet") => "by the fleet",
-            _ => "since this shim started",
+        let source = match report.source {
+            Source::Fleet => "by the fleet",
+            Source::Replica => "since this shim started",
         };
         return format!("No legacy End User Group calls seen {source}.\n");
     }
@@ -235,11 +232,17 @@ pub fn render_table(report: &Value, since: Option<&str>, now: SystemTime) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// A report written as JSON, as the shim serves it.
+    fn report(json: Value) -> UsageReport {
+        serde_json::from_value(json).unwrap()
+    }
 
     #[test]
     fn renders_one_row_per_client_and_endpoint() {
-        let report = json!({"clients": [{"client_fingerprint": "64cc961af68c", "endpoints": [
+        let report = report(
+            json!({"clients": [{"client_fingerprint": "64cc961af68c", "endpoints": [
             {"endpoint": "update_user_group", "replacement": "update_customer", "count": 12,
              "first_seen": "2026-11-01T10:00:00Z", "last_seen": "2026-11-26T05:00:00Z",
              "last_user_group_id": "example_1", "refused": 2,
@@ -248,7 +251,8 @@ mod tests {
                        {"start": "2026-11-26T00:00:00Z", "calls": 3}]},
             {"endpoint": "delete_user_group", "replacement": "delete_customer", "count": 1,
              "first_seen": "2026-11-02T10:00:00Z", "last_seen": "2026-11-02T10:00:00Z",
-             "last_user_group_id": null}]}]});
+             "last_user_group_id": null}]}]}),
+        );
         let table = render_table(&report, None, at("2026-11-26T06:00:00Z"));
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3);
@@ -271,7 +275,9 @@ mod tests {
 
     #[test]
     fn recent_calls_count_the_last_24_hours_and_7_days_as_of_now() {
-        let endpoint = json!({
+        let endpoint: EndpointUsage = serde_json::from_value(json!({
+            "endpoint": "update_user_group", "count": 7,
+            "first_seen": "2026-11-27T00:00:00Z", "last_seen": "2026-12-04T10:00:00Z",
             "hourly": [
                 {"start": "2026-12-03T10:00:00Z", "calls": 1},
                 {"start": "2026-12-03T11:00:00Z", "calls": 2},
@@ -279,31 +285,35 @@ mod tests {
             "daily": [
                 {"start": "2026-11-27T00:00:00Z", "calls": 8},
                 {"start": "2026-11-28T00:00:00Z", "calls": 16},
-                {"start": "2026-12-04T00:00:00Z", "calls": 32}]});
+                {"start": "2026-12-04T00:00:00Z", "calls": 32}]}))
+        .unwrap();
         // 11:00 yesterday is the oldest of the last 24 hours; 28 November of the last 7 days.
         assert_eq!(
             recent_calls(&endpoint, at("2026-12-04T10:30:00Z")),
             Some((2 + 4, 16 + 32))
         );
-        assert_eq!(
-            recent_calls(&json!({"count": 3}), at("2026-12-04T10:30:00Z")),
-            None
-        );
+        let unbucketed = EndpointUsage {
+            hourly: None,
+            daily: None,
+            ..endpoint
+        };
+        assert_eq!(recent_calls(&unbucketed, at("2026-12-04T10:30:00Z")), None);
     }
 
     #[test]
     fn an_empty_report_says_so() {
         let now = at("2026-11-26T06:00:00Z");
-        assert!(render_table(&json!({"clients": []}), None, now).starts_with("No legacy"));
+        let empty = report(json!({"clients": []}));
+        assert!(render_table(&empty, None, now).starts_with("No legacy"));
         assert_eq!(
-            render_table(&json!({"clients": []}), Some("7d"), now),
+            render_table(&empty, Some("7d"), now),
             "No legacy End User Group calls seen in the last 7d.\n"
         );
     }
 
     /// Two clients: `aaa` with few calls seen lately, `bbb` with many calls seen long ago.
-    fn two_clients() -> Value {
-        json!({"source": "local", "clients": [
+    fn two_clients() -> UsageReport {
+        report(json!({"source": "fleet", "clients": [
             {"client_fingerprint": "aaaaaaaaaaaa", "endpoints": [
                 {"endpoint": "delete_user_group", "count": 1,
                  "first_seen": "2026-11-01T00:00:00Z", "last_seen": "2026-11-01T00:00:00Z"},
@@ -313,21 +323,18 @@ mod tests {
                 {"endpoint": "create_user_group", "count": 50,
                  "first_seen": "2026-10-01T00:00:00Z", "last_seen": "2026-10-02T00:00:00Z"},
                 {"endpoint": "update_user_group", "count": 2,
-                 "first_seen": "2026-10-01T00:00:00Z", "last_seen": "2026-11-10T00:00:00Z"}]}]})
+                 "first_seen": "2026-10-01T00:00:00Z", "last_seen": "2026-11-10T00:00:00Z"}]}]}))
     }
 
-    fn rows(report: &Value) -> Vec<(String, String)> {
-        report["clients"]
-            .as_array()
-            .unwrap()
+    fn rows(report: &UsageReport) -> Vec<(String, String)> {
+        report
+            .clients
             .iter()
             .flat_map(|client| {
-                endpoints(client).map(|endpoint| {
-                    (
-                        client["client_fingerprint"].as_str().unwrap().to_owned(),
-                        endpoint["endpoint"].as_str().unwrap().to_owned(),
-                    )
-                })
+                client
+                    .endpoints
+                    .iter()
+                    .map(|endpoint| (client.client_fingerprint.clone(), endpoint.endpoint.clone()))
             })
             .collect()
     }
@@ -350,14 +357,14 @@ mod tests {
                 pair("b", "update_user_group")
             ]
         );
-        assert_eq!(recent["source"], "local", "other members stay");
+        assert_eq!(recent.source, Source::Fleet, "other members stay");
         let latest = seen_since(two_clients(), at("2026-11-20T00:00:00Z"));
         assert_eq!(rows(&latest), [pair("a", "update_user_group")]);
         // The cutoff itself is in the window.
         let edge = seen_since(two_clients(), at("2026-11-29T00:00:00Z"));
         assert_eq!(rows(&edge), [pair("a", "update_user_group")]);
         let none = seen_since(two_clients(), at("2026-12-01T00:00:00Z"));
-        assert_eq!(none["clients"], json!([]));
+        assert_eq!(none.clients, []);
         assert!(
             render_table(&none, Some("1d"), at("2026-12-01T00:00:00Z")).starts_with("No legacy")
         );
@@ -392,11 +399,13 @@ mod tests {
 
     #[test]
     fn ties_keep_the_report_order() {
-        let report = json!({"clients": [
+        let report = report(json!({"clients": [
             {"client_fingerprint": "aaaaaaaaaaaa", "endpoints": [
-                {"endpoint": "delete_user_group", "count": 2, "last_seen": "2026-11-01T00:00:00Z"}]},
+                {"endpoint": "delete_user_group", "count": 2,
+                 "first_seen": "2026-11-01T00:00:00Z", "last_seen": "2026-11-01T00:00:00Z"}]},
             {"client_fingerprint": "bbbbbbbbbbbb", "endpoints": [
-                {"endpoint": "delete_user_group", "count": 2, "last_seen": "2026-11-01T00:00:00Z"}]}]});
+                {"endpoint": "delete_user_group", "count": 2,
+                 "first_seen": "2026-11-01T00:00:00Z", "last_seen": "2026-11-01T00:00:00Z"}]}]}));
         for order in [UsageSort::Calls, UsageSort::LastSeen] {
             assert_eq!(
                 rows(&sorted(report.clone(), order)),
@@ -419,5 +428,26 @@ mod tests {
             let error = parse_since(bad).unwrap_err();
             assert!(error.contains("--since"), "{bad:?}: {error}");
         }
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_report_is_refused_naming_the_url() {
+        let url = "http://127.0.0.1:9090/usage";
+        // Not JSON: the same words as before the report had a type.
+        assert_eq!(
+            read_report(url, b"garbage").unwrap_err(),
+            "http://127.0.0.1:9090/usage is not JSON: expected value at line 1 column 1"
+        );
+        assert_eq!(
+            read_report(url, b"{\"clients\": [").unwrap_err(),
+            "http://127.0.0.1:9090/usage is not JSON: EOF while parsing a list at line 1 column 13"
+        );
+        // JSON of another shape is not shown as an empty report.
+        assert_eq!(
+            read_report(url, b"{\"clients\": 5}").unwrap_err(),
+            "http://127.0.0.1:9090/usage is not a usage report: invalid type: number, \
+             expected a sequence"
+        );
+        assert!(read_report(url, b"{\"clients\": [], \"source\": \"fleet\"}").is_ok());
     }
 }

@@ -6,9 +6,7 @@
 //! the ring moves past it (at write time) and skipped when the ring is read (at read time).
 //! Everything here is pure: each function is given the time it works at, never the clock.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use serde_json::{Value, json};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// UTC hours kept: two days, so "the same hour yesterday" is always there.
 pub const HOURS: usize = 48;
@@ -153,22 +151,10 @@ impl Buckets {
     }
 }
 
-/// Buckets as `/usage` lists them: `[{"start": "2026-12-04T10:00:00Z", "calls": 3}, …]`.
-pub fn render(buckets: impl Iterator<Item = (u64, u32)>) -> Value {
-    buckets
-        .map(|(start, calls)| {
-            let start = UNIX_EPOCH + Duration::from_secs(start);
-            json!({
-                "start": humantime::format_rfc3339_seconds(start).to_string(),
-                "calls": calls,
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     /// 2026-12-04T10:20:00Z.
     const NOW: u64 = 1_796_379_600;
@@ -177,8 +163,9 @@ mod tests {
         unix_seconds(humantime::parse_rfc3339(text).unwrap())
     }
 
+    /// Buckets as `/usage` lists them: `[{"start": "2026-12-04T10:00:00Z", "calls": 3}, …]`.
     fn listed(buckets: impl Iterator<Item = (u64, u32)>) -> Value {
-        render(buckets)
+        serde_json::to_value(super::super::report::listed(buckets)).unwrap()
     }
 
     #[test]

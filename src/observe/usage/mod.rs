@@ -10,15 +10,15 @@
 //! record's size does not grow with time.
 
 pub mod buckets;
+pub mod report;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use serde_json::{Value, json};
-
 use crate::legacy::route::LegacyRoute;
 use buckets::Buckets;
+pub use report::{CallBucket, ClientUsage, EndpointUsage, ReportError, Source, UsageReport};
 
 /// The most of a `user_group_id` kept for `/usage`, the fleet's records and log lines, in
 /// bytes: ids of a megabyte each once grew the shim by 50 MB in 40 calls. Real ids are short.
@@ -152,53 +152,21 @@ impl UsageTracker {
             .remove(client);
     }
 
-    /// The report as of `now`: one object per client, its endpoints inside, timestamps in
-    /// RFC 3339, the hourly and daily buckets still in their windows at `now`.
-    pub fn report_at(&self, now: SystemTime) -> Value {
+    /// This replica's report as of `now`: one entry per client, its endpoints inside,
+    /// timestamps in RFC 3339, the hourly and daily buckets still in their windows at `now`.
+    pub fn report_at(&self, now: SystemTime) -> UsageReport {
         let entries = self
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        report_at(&entries, now)
+        UsageReport::of(&entries, now, Source::Replica)
     }
-}
-
-/// The `/usage` report of `records` (this replica's, or the fleet's from Redis) as of `now`:
-/// per endpoint, besides the totals, `hourly` and `daily` list the UTC hours (of the last
-/// [`buckets::HOURS`]) and days (of the last [`buckets::DAYS`]) with calls, oldest first.
-pub fn report_at(records: &UsageRecords, now: SystemTime) -> Value {
-    let now = buckets::unix_seconds(now);
-    let clients: Vec<Value> = records
-        .iter()
-        .map(|(client, endpoints)| {
-            let endpoints: Vec<Value> = endpoints
-                .iter()
-                .map(|(endpoint, entry)| {
-                    json!({
-                        "endpoint": endpoint,
-                        "replacement": LegacyRoute::ALL
-                            .iter()
-                            .find(|route| route.legacy_endpoint() == *endpoint)
-                            .map(|route| route.customer_endpoint()),
-                        "count": entry.count,
-                        "first_seen": humantime::format_rfc3339_seconds(entry.first_seen).to_string(),
-                        "last_seen": humantime::format_rfc3339_seconds(entry.last_seen).to_string(),
-                        "last_user_group_id": entry.last_user_group_id,
-                        "refused": entry.refused,
-                        "hourly": buckets::render(entry.buckets.hourly(now)),
-                        "daily": buckets::render(entry.buckets.daily(now)),
-                    })
-                })
-                .collect();
-            json!({"client_fingerprint": client, "endpoints": endpoints})
-        })
-        .collect();
-    json!({ "clients": clients })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn printable_text_escapes_terminal_sequences_newlines_and_bidi_controls() {
@@ -242,7 +210,7 @@ mod tests {
         tracker.record("gone", LegacyRoute::DeleteUserGroup, None, t0, false);
         tracker.forget("gone");
         assert_eq!(
-            tracker.report_at(t0 + Duration::from_secs(3600)),
+            serde_json::to_value(tracker.report_at(t0 + Duration::from_secs(3600))).unwrap(),
             json!({"clients": [
                 {"client_fingerprint": "abc", "endpoints": [{
                     "endpoint": "update_user_group", "replacement": "update_customer", "count": 3,
@@ -256,7 +224,26 @@ mod tests {
                     "last_user_group_id": null, "refused": 0,
                     "hourly": [{"start": "2025-10-15T00:00:00Z", "calls": 1}],
                     "daily": [{"start": "2025-10-15T00:00:00Z", "calls": 1}]}]}
-            ]})
+            ], "source": "replica"})
+        );
+    }
+
+    #[test]
+    fn the_served_json_keeps_the_order_and_the_nulls_of_the_wire() {
+        // What `/usage` has always sent: the members in this order, `null` for no id.
+        let tracker = UsageTracker::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_760_486_400); // 2025-10-15
+        tracker.record("abc", LegacyRoute::DeleteUserGroup, None, t0, true);
+        assert_eq!(
+            tracker.report_at(t0).to_json(),
+            concat!(
+                r#"{"clients":[{"client_fingerprint":"abc","endpoints":[{"#,
+                r#""endpoint":"delete_user_group","replacement":"delete_customer","count":1,"#,
+                r#""first_seen":"2025-10-15T00:00:00Z","last_seen":"2025-10-15T00:00:00Z","#,
+                r#""last_user_group_id":null,"refused":1,"#,
+                r#""hourly":[{"start":"2025-10-15T00:00:00Z","calls":1}],"#,
+                r#""daily":[{"start":"2025-10-15T00:00:00Z","calls":1}]}]}],"source":"replica"}"#
+            )
         );
     }
 
@@ -270,11 +257,12 @@ mod tests {
         tracker.record("abc", route, None, t0 + hour, false);
         tracker.record("abc", route, None, t0 + 24 * hour, false);
         tracker.record("abc", route, None, t0 + 24 * hour, false);
-        let endpoint = |report: Value| report["clients"][0]["endpoints"][0].clone();
+        let endpoint = |report: UsageReport| report.clients[0].endpoints[0].clone();
+        let listed = |buckets: &Option<Vec<CallBucket>>| serde_json::to_value(buckets).unwrap();
         let soon = endpoint(tracker.report_at(t0 + 25 * hour));
-        assert_eq!((&soon["count"], &soon["refused"]), (&json!(4), &json!(1)));
+        assert_eq!((soon.count, soon.refused), (4, 1));
         assert_eq!(
-            soon["hourly"],
+            listed(&soon.hourly),
             json!([
                 {"start": "2025-10-15T00:00:00Z", "calls": 1},
                 {"start": "2025-10-15T01:00:00Z", "calls": 1},
@@ -282,7 +270,7 @@ mod tests {
             ])
         );
         assert_eq!(
-            soon["daily"],
+            listed(&soon.daily),
             json!([
                 {"start": "2025-10-15T00:00:00Z", "calls": 2},
                 {"start": "2025-10-16T00:00:00Z", "calls": 2},
@@ -291,14 +279,14 @@ mod tests {
         // Read 49 hours on, the first day's hours are out of the window; its day is not.
         let later = endpoint(tracker.report_at(t0 + 49 * hour));
         assert_eq!(
-            later["hourly"],
+            listed(&later.hourly),
             json!([{"start": "2025-10-16T00:00:00Z", "calls": 2}])
         );
-        assert_eq!(later["daily"], soon["daily"]);
+        assert_eq!(later.daily, soon.daily);
         // 35 days on, nothing is left in either; the totals stay.
         let gone = endpoint(tracker.report_at(t0 + 36 * 24 * hour));
-        assert_eq!((&gone["hourly"], &gone["daily"]), (&json!([]), &json!([])));
-        assert_eq!(gone["count"], 4);
+        assert_eq!((gone.hourly, gone.daily), (Some(vec![]), Some(vec![])));
+        assert_eq!(gone.count, 4);
     }
 
     #[test]
