@@ -28,9 +28,11 @@
 //! [`otel`]: OpenTelemetry traces (a server span per request, a client span per upstream
 //! exchange), exported over OTLP/HTTP from a thread of its own; off without an endpoint.
 //!
-//! **Settings.** [`config`]: defaults as named constants and the resolved settings; the TOML
-//! file as written; validation with messages that name the key; the resolved settings written
-//! back as a file, with each value's source, for `--check-config` ([`config::render`]).
+//! **Settings.** [`config`]: one table of settings ([`config::SETTINGS`]), each with its file
+//! key, flag, variable, parser, default and documentation, which the command line, the file
+//! and `--check-config` all read; defaults as named constants and the resolved settings;
+//! validation with messages that name the key; the resolved settings written back as a file,
+//! with each value's source, for `--check-config` ([`config::render`]).
 //!
 //! **Translation and its vocabulary.** [`legacy`]: the pure translation functions
 //! ([`legacy::request`], [`legacy::reply`], [`legacy::lists`]), bytes in and bytes out over
