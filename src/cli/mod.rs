@@ -88,11 +88,7 @@ impl CommandFactory for Cli {
     /// when this was a derived parser: the command is the same one, and so are `--help`, the man
     /// page and the completion scripts made from it.
     fn command() -> clap::Command {
-        let mut flags: Vec<(&About, &Flag)> = SETTINGS
-            .iter()
-            .filter_map(|about| Some((*about, about.flag.as_ref()?)))
-            .collect();
-        flags.sort_by_key(|(_, flag)| flag.at);
+        let flags = setting_flags();
         let ids: Vec<&str> = std::iter::once("config")
             .chain(flags.iter().map(|(_, flag)| flag.id))
             .chain(["check_config", "demo"])
@@ -143,6 +139,16 @@ impl CommandFactory for Cli {
     fn command_for_update() -> clap::Command {
         Self::command()
     }
+}
+
+/// The settings that have a flag, each with it, in `--help`'s order.
+fn setting_flags() -> Vec<(&'static About, &'static Flag)> {
+    let mut flags: Vec<_> = SETTINGS
+        .iter()
+        .filter_map(|about| Some((*about, about.flag.as_ref()?)))
+        .collect();
+    flags.sort_by_key(|(_, flag)| flag.at);
+    flags
 }
 
 /// A setting's flag, as the settings table describes it. Its value stays text: the config
@@ -337,11 +343,10 @@ pub const OTHER_VARIABLES: &[&str] = &[
 ];
 
 /// Every `EXPLO_SHIM_*` variable that names something: the config file's, the settings' own
-/// (from the settings table), and [`OTHER_VARIABLES`].
+/// (from the settings table, in `--help`'s order: of two names equally near a typo, the first
+/// is suggested), and [`OTHER_VARIABLES`].
 pub fn known_variables() -> Vec<String> {
-    let settings = SETTINGS
-        .iter()
-        .filter_map(|about| Some(about.flag.as_ref()?.env));
+    let settings = setting_flags().into_iter().map(|(_, flag)| flag.env);
     std::iter::once(CONFIG_VARIABLE)
         .chain(settings)
         .chain(OTHER_VARIABLES.iter().copied())
