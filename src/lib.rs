@@ -17,7 +17,7 @@
 //! | [`upstream`] | the client to the configured upstream, each thread's pool, the budget ([`upstream::budget`]) |
 //! | [`fleet`] | replicas as one through Redis: the shared budget and usage records |
 //! | [`observe`] | logs, the access log, metrics, the migration tracker ([`observe::usage`]), traces |
-//! | [`config`] | defaults, the file, validation, `--check-config`, the policy that reload swaps |
+//! | [`config`] | one table of settings ([`config::SETTINGS`]: each setting's key, flag, variable, parser, default and documentation, read by the command line, the environment, the file and `--check-config`), validation, the policy that reload swaps |
 //! | [`legacy`] | the pure translation, the route table ([`legacy::route`]), retirement decisions |
 //! | [`message`] | the body type, one module per header concern, a client's fingerprint |
 //! | [`error`] | the one error type, mapped to a status and the legacy JSON envelope in one place |

@@ -1,7 +1,9 @@
-//! The command line. Every flag also reads an `EXPLO_SHIM_*` variable; precedence is
-//! flag > environment > config file > built-in default (the last two are resolved in
-//! [`crate::config`]). Values are kept as text here so that a bad one is reported by the config
-//! resolver with the name of the flag or variable it came from.
+//! The command line. Every setting that has a flag also reads an `EXPLO_SHIM_*` variable;
+//! precedence is flag > environment > config file > built-in default (the last two are
+//! resolved in [`crate::config`]). The settings' flags are made from the settings table
+//! ([`crate::config::SETTINGS`]); the subcommands are derived from [`Command`]. Values are kept
+//! as text here so that a bad one is reported by the config resolver with the name of the flag
+//! or variable it came from.
 
 pub mod commands;
 pub mod demo;
@@ -9,9 +11,9 @@ pub mod demo;
 use std::path::PathBuf;
 
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Arg, ArgAction, ArgGroup, CommandFactory, FromArgMatches, Subcommand};
 
-use crate::config::{DEFAULT_UPSTREAM, Overrides, Setting};
+use crate::config::{About, DEFAULT_UPSTREAM, Flag, Overrides, SETTINGS, Setting};
 
 /// The commit the binary was built from, when the build said (`EXPLO_SHIM_COMMIT`, set by
 /// `.ci/run`, `.ci/static-build` and the image build from `git rev-parse --short HEAD`); an
@@ -59,88 +61,118 @@ const fn append(out: &mut [u8], at: usize, piece: &str) -> usize {
     at + bytes.len()
 }
 
-/// Keeps legacy Explo End User Group integrations working against the Customer API.
-#[derive(Parser, Debug, Default)]
-#[command(name = "explo-shim", version = VERSION, about)]
+/// The command line: the flags that are not settings, and the subcommand. The settings' own
+/// flags go to [`Overrides`], which [`parse`] returns beside this.
+#[derive(Debug, Default)]
 pub struct Cli {
-    /// TOML config file (see config/explo-shim.toml).
-    #[arg(long, env = "EXPLO_SHIM_CONFIG", value_name = "FILE")]
+    /// `--config FILE` (or `EXPLO_SHIM_CONFIG`).
     pub config: Option<PathBuf>,
-    /// Address for legacy clients, e.g. 127.0.0.1:8080.
-    #[arg(long, env = "EXPLO_SHIM_LISTEN", value_name = "ADDR")]
-    pub listen: Option<String>,
-    /// The real Explo API base URL, http:// or https://, with an optional path prefix.
-    #[arg(long, env = "EXPLO_SHIM_UPSTREAM", value_name = "URL")]
-    pub upstream: Option<String>,
-    /// Address of the admin listener (the console at /, /healthz, /readyz, /metrics, /usage).
-    #[arg(long, env = "EXPLO_SHIM_ADMIN", value_name = "ADDR")]
-    pub admin: Option<String>,
-    /// Limit for a whole upstream request, e.g. 30s or 500ms.
-    #[arg(long, env = "EXPLO_SHIM_UPSTREAM_TIMEOUT", value_name = "DURATION")]
-    pub upstream_timeout: Option<String>,
-    /// Log line format.
-    #[arg(long, env = "EXPLO_SHIM_LOG_FORMAT", value_name = "json|text")]
-    pub log_format: Option<String>,
-    /// Log filter in RUST_LOG syntax, e.g. warn or info,explo_shim=debug (RUST_LOG, where
-    /// set, wins). The deprecated-usage line is kept unless its target `deprecated` is named.
-    #[arg(long, env = "EXPLO_SHIM_LOG_LEVEL", value_name = "FILTER")]
-    pub log_level: Option<String>,
-    /// One log line per request (target `access`), pass-through included: on or off.
-    #[arg(
-        long,
-        env = "EXPLO_SHIM_ACCESS_LOG",
-        value_name = "true|false",
-        num_args = 0..=1,
-        default_missing_value = "true"
-    )]
-    pub access_log: Option<String>,
-    /// Serving threads, each with its own listener, runtime and upstream connections:
-    /// "auto" (the CPUs this process may use) or a number.
-    #[arg(long, env = "EXPLO_SHIM_WORKERS", value_name = "auto|N")]
-    pub workers: Option<String>,
-    /// Redis shared by a fleet of shims for one upstream budget and one usage view:
-    /// redis://HOST:PORT/DB or rediss://..., with a password as redis://:PASSWORD@HOST
-    #[arg(
-        long,
-        env = "EXPLO_SHIM_RATE_LIMIT_REDIS_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    pub rate_limit_redis_url: Option<String>,
-    /// Brownout windows, comma-separated ISO 8601 intervals: START/END or START/DURATION,
-    /// e.g. 2026-12-01T10:00:00Z/PT1H (replaces `deprecation.brownouts`).
-    #[arg(long, env = "EXPLO_SHIM_BROWNOUTS", value_name = "INTERVALS")]
-    pub brownouts: Option<String>,
-    /// What legacy calls get once the sunset has passed: serve (translate as before) or
-    /// refuse (410).
-    #[arg(long, env = "EXPLO_SHIM_AFTER_SUNSET", value_name = "serve|refuse")]
-    pub after_sunset: Option<String>,
-    /// Client fingerprints served through brownouts and after the sunset, comma-separated
-    /// (replaces `deprecation.exempt_clients`).
-    #[arg(long, env = "EXPLO_SHIM_EXEMPT_CLIENTS", value_name = "FINGERPRINTS")]
-    pub exempt_clients: Option<String>,
-    /// Without `admin_token_file`: host names, comma-separated, that the admin listener's
-    /// `/`, `/usage` and `/metrics` answer to besides IP literals and localhost (replaces
-    /// `admin_allowed_hosts`).
-    #[arg(long, env = "EXPLO_SHIM_ADMIN_ALLOWED_HOSTS", value_name = "NAMES")]
-    pub admin_allowed_hosts: Option<String>,
-    /// After SIGTERM, keep serving this long with /readyz at 503 (so load balancers and
-    /// endpoint lists catch up) before draining, e.g. 5s. A second signal skips it.
-    #[arg(long, env = "EXPLO_SHIM_SHUTDOWN_DELAY", value_name = "DURATION")]
-    pub shutdown_delay: Option<String>,
-    /// Cut off a reply the client accepts nothing of for this long, counted between two
-    /// writes that made progress (not over the whole reply), e.g. 30s.
-    #[arg(long, env = "EXPLO_SHIM_SEND_TIMEOUT", value_name = "DURATION")]
-    pub send_timeout: Option<String>,
-    /// Validate the configuration, print it and exit (0 when valid, 64 when not).
-    #[arg(long)]
+    /// `--check-config`.
     pub check_config: bool,
-    /// Run offline: start the in-memory Customer API emulator as the upstream, and print
-    /// ready-to-paste legacy calls.
-    #[arg(long, conflicts_with = "upstream")]
+    /// `--demo`.
     pub demo: bool,
-    #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// What `--help` and the man page say the binary is for.
+const ABOUT: &str =
+    "Keeps legacy Explo End User Group integrations working against the Customer API";
+
+/// The config file's variable; the settings' own variables are in the settings table.
+const CONFIG_VARIABLE: &str = "EXPLO_SHIM_CONFIG";
+
+impl CommandFactory for Cli {
+    /// The flags, in `--help`'s order: the config file, every setting that has a flag (each at
+    /// its place, [`Flag::at`]), `--check-config` and `--demo`; then the subcommands. The group
+    /// of every flag and the value names of the two switches are what clap's derive gave them
+    /// when this was a derived parser: the command is the same one, and so are `--help`, the man
+    /// page and the completion scripts made from it.
+    fn command() -> clap::Command {
+        let flags = setting_flags();
+        let ids: Vec<&str> = std::iter::once("config")
+            .chain(flags.iter().map(|(_, flag)| flag.id))
+            .chain(["check_config", "demo"])
+            .collect();
+        let command = clap::Command::new("explo-shim")
+            .group(ArgGroup::new("Cli").multiple(true).args(ids))
+            .arg(
+                Arg::new("config")
+                    .long("config")
+                    .env(CONFIG_VARIABLE)
+                    .value_name("FILE")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("TOML config file (see config/explo-shim.toml)"),
+            )
+            .args(
+                flags
+                    .into_iter()
+                    .map(|(about, flag)| setting_arg(about, flag)),
+            )
+            .arg(
+                Arg::new("check_config")
+                    .long("check-config")
+                    .value_name("CHECK_CONFIG")
+                    .action(ArgAction::SetTrue)
+                    .help(
+                        "Validate the configuration, print it and exit (0 when valid, 64 when not)",
+                    ),
+            )
+            .arg(
+                Arg::new("demo")
+                    .long("demo")
+                    .value_name("DEMO")
+                    .action(ArgAction::SetTrue)
+                    .conflicts_with("upstream")
+                    .help(
+                        "Run offline: start the in-memory Customer API emulator as the upstream, \
+                         and print ready-to-paste legacy calls",
+                    ),
+            );
+        // Deriving the subcommands also sets the `about` of the command they join (to the
+        // enum's own documentation): the command's own comes after.
+        Command::augment_subcommands(command)
+            .version(VERSION)
+            .about(ABOUT)
+            .long_about(None)
+    }
+
+    fn command_for_update() -> clap::Command {
+        Self::command()
+    }
+}
+
+/// The settings that have a flag, each with it, in `--help`'s order.
+fn setting_flags() -> Vec<(&'static About, &'static Flag)> {
+    let mut flags: Vec<_> = SETTINGS
+        .iter()
+        .filter_map(|about| Some((*about, about.flag.as_ref()?)))
+        .collect();
+    flags.sort_by_key(|(_, flag)| flag.at);
+    flags
+}
+
+/// A setting's flag, as the settings table describes it. Its value stays text: the config
+/// resolver parses it, and names the flag or variable in its error.
+fn setting_arg(about: &About, flag: &Flag) -> Arg {
+    let arg = Arg::new(flag.id)
+        .long(flag.long.trim_start_matches('-'))
+        .env(flag.env)
+        .value_name(flag.value_name)
+        .value_parser(clap::value_parser!(String))
+        .hide_env_values(flag.secret)
+        .help(flag_help(about.doc));
+    match flag.bare {
+        Some(bare) => arg.num_args(0..=1).default_missing_value(bare),
+        None => arg,
+    }
+}
+
+/// A flag's `--help` line: the first paragraph of the setting's documentation, on one line,
+/// without its closing full stop.
+fn flag_help(doc: &str) -> String {
+    let paragraph = doc.split("\n\n").next().unwrap_or_default();
+    let line = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
+    line.strip_suffix('.').unwrap_or(&line).to_owned()
 }
 
 /// Tools beside the server.
@@ -257,104 +289,42 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let matches = Cli::command().try_get_matches_from(args)?;
-    let cli = Cli::from_arg_matches(&matches)?;
-    let setting = |id: &str, flag: &'static str, env: &'static str, value: &Option<String>| {
-        value.clone().map(|value| Setting {
-            value,
-            origin: match matches.value_source(id) {
-                Some(ValueSource::EnvVariable) => env,
-                _ => flag,
-            },
-        })
+    let mut matches = Cli::command().try_get_matches_from(args)?;
+    let mut overrides = Overrides {
+        config: matches.get_one::<PathBuf>("config").cloned(),
+        ..Overrides::default()
     };
-    let overrides = Overrides {
-        config: cli.config.clone(),
-        listen: setting("listen", "--listen", "EXPLO_SHIM_LISTEN", &cli.listen),
-        upstream: setting(
-            "upstream",
-            "--upstream",
-            "EXPLO_SHIM_UPSTREAM",
-            &cli.upstream,
-        ),
-        admin: setting("admin", "--admin", "EXPLO_SHIM_ADMIN", &cli.admin),
-        upstream_timeout: setting(
-            "upstream_timeout",
-            "--upstream-timeout",
-            "EXPLO_SHIM_UPSTREAM_TIMEOUT",
-            &cli.upstream_timeout,
-        ),
-        log_format: setting(
-            "log_format",
-            "--log-format",
-            "EXPLO_SHIM_LOG_FORMAT",
-            &cli.log_format,
-        ),
-        // RUST_LOG, the ecosystem's own knob, wins over every other source where it is set.
-        log_level: std::env::var("RUST_LOG")
-            .ok()
-            .filter(|value| !value.trim().is_empty())
-            .map(|value| Setting {
-                value,
-                origin: "RUST_LOG",
-            })
-            .or_else(|| {
-                setting(
-                    "log_level",
-                    "--log-level",
-                    "EXPLO_SHIM_LOG_LEVEL",
-                    &cli.log_level,
-                )
-            }),
-        access_log: setting(
-            "access_log",
-            "--access-log",
-            "EXPLO_SHIM_ACCESS_LOG",
-            &cli.access_log,
-        ),
-        shutdown_delay: setting(
-            "shutdown_delay",
-            "--shutdown-delay",
-            "EXPLO_SHIM_SHUTDOWN_DELAY",
-            &cli.shutdown_delay,
-        ),
-        send_timeout: setting(
-            "send_timeout",
-            "--send-timeout",
-            "EXPLO_SHIM_SEND_TIMEOUT",
-            &cli.send_timeout,
-        ),
-        workers: setting("workers", "--workers", "EXPLO_SHIM_WORKERS", &cli.workers),
-        rate_limit_redis_url: setting(
-            "rate_limit_redis_url",
-            "--rate-limit-redis-url",
-            "EXPLO_SHIM_RATE_LIMIT_REDIS_URL",
-            &cli.rate_limit_redis_url,
-        ),
-        brownouts: setting(
-            "brownouts",
-            "--brownouts",
-            "EXPLO_SHIM_BROWNOUTS",
-            &cli.brownouts,
-        ),
-        after_sunset: setting(
-            "after_sunset",
-            "--after-sunset",
-            "EXPLO_SHIM_AFTER_SUNSET",
-            &cli.after_sunset,
-        ),
-        exempt_clients: setting(
-            "exempt_clients",
-            "--exempt-clients",
-            "EXPLO_SHIM_EXEMPT_CLIENTS",
-            &cli.exempt_clients,
-        ),
-        admin_allowed_hosts: setting(
-            "admin_allowed_hosts",
-            "--admin-allowed-hosts",
-            "EXPLO_SHIM_ADMIN_ALLOWED_HOSTS",
-            &cli.admin_allowed_hosts,
-        ),
+    for flag in SETTINGS.iter().filter_map(|about| about.flag.as_ref()) {
+        if let Some(value) = matches.get_one::<String>(flag.id) {
+            let origin = match matches.value_source(flag.id) {
+                Some(ValueSource::EnvVariable) => flag.env,
+                _ => flag.long,
+            };
+            let value = value.clone();
+            overrides.set(flag.id, Setting { value, origin });
+        }
+    }
+    // RUST_LOG, the ecosystem's own knob, wins over every other source where it is set.
+    if let Some(value) = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+    {
+        overrides.log_level = Some(Setting {
+            value,
+            origin: "RUST_LOG",
+        });
+    }
+    let command = match matches.subcommand_name() {
+        Some(name) if Command::has_subcommand(name) => {
+            Some(Command::from_arg_matches_mut(&mut matches)?)
+        }
+        _ => None,
+    };
+    let cli = Cli {
+        config: overrides.config.clone(),
+        check_config: matches.get_flag("check_config"),
+        demo: matches.get_flag("demo"),
+        command,
     };
     Ok((cli, overrides))
 }
@@ -372,19 +342,15 @@ pub const OTHER_VARIABLES: &[&str] = &[
     "EXPLO_SHIM_COMMIT",
 ];
 
-/// Every `EXPLO_SHIM_*` variable that names something: the flags' own, from clap's argument
-/// definitions (subcommands included), and [`OTHER_VARIABLES`].
+/// Every `EXPLO_SHIM_*` variable that names something: the config file's, the settings' own
+/// (from the settings table, in `--help`'s order: of two names equally near a typo, the first
+/// is suggested), and [`OTHER_VARIABLES`].
 pub fn known_variables() -> Vec<String> {
-    let command = Cli::command();
-    let arguments = command.get_arguments().chain(
-        command
-            .get_subcommands()
-            .flat_map(|sub| sub.get_arguments()),
-    );
-    arguments
-        .filter_map(|argument| argument.get_env())
-        .map(|name| name.to_string_lossy().into_owned())
-        .chain(OTHER_VARIABLES.iter().map(|name| (*name).to_owned()))
+    let settings = setting_flags().into_iter().map(|(_, flag)| flag.env);
+    std::iter::once(CONFIG_VARIABLE)
+        .chain(settings)
+        .chain(OTHER_VARIABLES.iter().copied())
+        .map(str::to_owned)
         .collect()
 }
 

@@ -4,16 +4,18 @@
 //! each saying where the value came from. Fed back with `--config`, it resolves to the same
 //! settings; only a Redis password is shown as [`super::REDACTED`].
 //!
-//! [`sections`] is the one list of settings: the test against the reference file walks it.
+//! [`sections`] walks the settings table ([`super::table`]), which says how each setting is
+//! written; the test against the reference file walks it too.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use toml::Value;
 
-use super::{Config, ConfigError, LogFormat, Overrides};
-use crate::legacy::retirement::AfterSunset;
+use super::spec::Shown;
+use super::{Config, ConfigError, FileKind, FleetSettings, Overrides, RateLimit, SETTINGS};
 use crate::legacy::retirement::schedule::{Window, parse_interval};
 
 /// Above the settings: what the file is and how to read its comments.
@@ -61,10 +63,9 @@ pub struct Sources {
 impl Sources {
     /// From the flags and variables in `overrides` and the text of the file it names, if any.
     pub fn new(overrides: &Overrides, file_text: Option<&str>) -> Result<Sources, ConfigError> {
-        let given = overrides
-            .by_key()
-            .into_iter()
-            .filter_map(|(key, setting)| Some((key, setting?.origin)))
+        let given = SETTINGS
+            .iter()
+            .filter_map(|about| Some((about.key, overrides.given(about.key)?.origin)))
             .collect();
         let file = match (&overrides.config, file_text) {
             (Some(path), Some(text)) => {
@@ -144,180 +145,51 @@ pub struct Line<'s> {
     pub note: Option<&'static str>,
 }
 
-/// The config file's tables in its order, every setting in each.
+/// The config file's tables in the settings table's order, every setting in each. A map
+/// setting (`[clients]`) is a table of its own, its entries one line each.
 pub fn sections<'s>(config: &Config, sources: &'s Sources) -> Vec<Section<'s>> {
-    let mut file = Sections {
-        sources,
-        sections: Vec::new(),
-    };
-
-    file.table("");
-    file.set("listen", text(config.listen));
-    file.set("admin", text(config.admin));
-    file.set(
-        "workers",
-        match config.workers {
-            None => Value::from("auto"),
-            Some(count) => number(count as u64),
-        },
-    );
-    file.set(
-        "log_format",
-        Value::from(match config.log_format {
-            LogFormat::Json => "json",
-            LogFormat::Text => "text",
-        }),
-    );
-    file.set("log_level", Value::from(config.log_level.as_str()));
-    file.set("access_log", Value::from(config.access_log));
-    file.set("admin_token_file", path(config.admin_token_file.as_deref()));
-    file.set(
-        "admin_allowed_hosts",
-        Value::Array(
-            config
-                .admin_allowed_hosts
-                .iter()
-                .map(|name| Value::from(name.as_str()))
-                .collect(),
-        ),
-    );
-
-    let upstream = &config.upstream;
-    file.table("upstream");
-    file.set("url", text(&upstream.url));
-    file.set("connect_timeout", duration(upstream.connect_timeout));
-    file.set("timeout", duration(upstream.timeout));
-    file.set("pool_idle_timeout", duration(upstream.pool_idle_timeout));
-    file.set("pool_max_idle", number(upstream.pool_max_idle as u64));
-    file.set("ca_file", path(upstream.ca_file.as_deref()));
-    file.set(
-        "add_x_forwarded_for",
-        Value::from(upstream.add_x_forwarded_for),
-    );
-
-    let limits = &config.limits;
-    file.table("limits");
-    file.set("legacy_body_bytes", number(limits.legacy_body_bytes));
-    file.set("upstream_reply_bytes", number(limits.upstream_reply_bytes));
-    file.set("header_read_timeout", duration(limits.header_read_timeout));
-    file.set("body_idle_timeout", duration(limits.body_idle_timeout));
-    file.set("legacy_body_timeout", duration(limits.legacy_body_timeout));
-    file.set("send_timeout", duration(limits.send_timeout));
-    file.set("max_header_bytes", number(limits.max_header_bytes));
-    file.set("max_headers", number(limits.max_headers));
-    file.set("max_in_flight", number(limits.max_in_flight));
-    file.set("max_connections", number(limits.max_connections));
-    file.set("max_tracked_clients", number(limits.max_tracked_clients));
-
-    file.table("rate_limit");
-    file.set("enabled", Value::from(config.rate_limit.is_some()));
-    const DISABLED: &str = "unused, the budget is off (enabled = false)";
-    match &config.rate_limit {
-        Some(budget) => {
-            file.set("per_minute", number(u64::from(budget.per_minute)));
-            file.set("burst", number(u64::from(budget.burst)));
-            file.set("max_wait", duration(budget.max_wait));
-            file.set("max_upstream_hold", duration(budget.max_upstream_hold));
-        }
-        None => {
-            for key in ["per_minute", "burst", "max_wait", "max_upstream_hold"] {
-                file.unset(key, DISABLED);
-            }
-        }
-    }
-    const NO_FLEET: &str = "unused without redis_url";
-    match &config.fleet {
-        Some(fleet) => {
-            file.set("redis_url", Value::from(fleet.redacted_url()));
-            file.line("key", Ok(Value::from(fleet.key.as_str())), |source| {
-                (source == Source::Default).then_some("the upstream URL")
+    let mut sections: Vec<Section<'s>> = Vec::new();
+    for about in SETTINGS {
+        let source = sources.of(about.key);
+        let (table, key) = match about.file {
+            FileKind::Map => (about.key, ""),
+            _ => about.key.rsplit_once('.').unwrap_or(("", about.key)),
+        };
+        if sections.last().is_none_or(|section| section.name != table) {
+            sections.push(Section {
+                name: table,
+                map: (about.file == FileKind::Map).then_some(source),
+                lines: Vec::new(),
             });
-            file.set("redis_timeout", duration(fleet.timeout));
         }
-        None => {
-            file.unset(
-                "redis_url",
-                "unset, every replica has its own budget and usage",
-            );
-            file.unset("key", NO_FLEET);
-            file.unset("redis_timeout", NO_FLEET);
+        // Just pushed, or the one before was the same table.
+        let Some(section) = sections.last_mut() else {
+            continue;
+        };
+        let value = (about.show)(config);
+        if let (FileKind::Map, Ok(Value::Table(entries))) = (about.file, &value) {
+            for (name, value) in entries {
+                section.lines.push(Line {
+                    key: name.clone(),
+                    value: Ok(value.clone()),
+                    source,
+                    note: None,
+                });
+            }
+            continue;
         }
+        // A derived default is worth saying only where the setting is in use.
+        let note = about
+            .default_note
+            .filter(|_| source == Source::Default && value.is_ok());
+        section.lines.push(Line {
+            key: key.to_owned(),
+            value,
+            source,
+            note,
+        });
     }
-
-    let legacy = &config.legacy;
-    file.table("legacy");
-    match &legacy.team_id {
-        // The file holds an integer, so the number is one.
-        Some(team_id) => file.set(
-            "team_id",
-            team_id.as_i64().map_or_else(|| text(team_id), Value::from),
-        ),
-        None => file.unset("team_id", "unset, legacy replies carry \"team_id\": null"),
-    }
-    file.set(
-        "extra_customer_keys",
-        Value::from(legacy.extra_customer_keys),
-    );
-    file.set(
-        "refuse_cascading_delete",
-        Value::from(config.legacy_behaviour.refuse_cascading_delete),
-    );
-    file.map("legacy.api_environment_tag");
-    for (access_group, tag) in &legacy.api_environment_tags {
-        file.set(access_group, Value::from(tag.as_str()));
-    }
-
-    file.table("tls");
-    let tls = config.tls.as_ref();
-    file.set("cert_file", path(tls.map(|tls| tls.cert_file.as_path())));
-    file.set("key_file", path(tls.map(|tls| tls.key_file.as_path())));
-
-    let deprecation = &config.deprecation;
-    let retirement = &deprecation.retirement;
-    file.table("deprecation");
-    file.set("date", time(deprecation.deprecated_at));
-    file.set(
-        "sunset",
-        deprecation.sunset_at.map_or_else(|| Value::from(""), time),
-    );
-    file.set(
-        "brownouts",
-        Value::Array(
-            retirement
-                .windows()
-                .iter()
-                .map(|window| Value::from(interval(window)))
-                .collect(),
-        ),
-    );
-    file.set(
-        "after_sunset",
-        Value::from(match retirement.after_sunset() {
-            AfterSunset::Serve => "serve",
-            AfterSunset::Refuse => "refuse",
-        }),
-    );
-    file.set(
-        "exempt_clients",
-        Value::Array(
-            retirement
-                .exempt_clients()
-                .iter()
-                .map(|client| Value::from(client.as_str()))
-                .collect(),
-        ),
-    );
-
-    file.table("shutdown");
-    file.set("delay", duration(config.shutdown_delay));
-    file.set("grace", duration(config.shutdown_grace));
-
-    file.map("clients");
-    for (fingerprint, name) in &config.clients {
-        file.set(fingerprint, Value::from(name.as_str()));
-    }
-
-    file.sections
+    sections
 }
 
 /// Writes `config` as a config file, each value's source in a comment beside it.
@@ -357,59 +229,37 @@ pub fn effective_config(config: &Config, overrides: &Overrides) -> Result<String
     Ok(render(config, &Sources::read(overrides)?))
 }
 
-/// Builds [`Section`]s, finding each line's source by its dotted key.
-struct Sections<'s> {
-    sources: &'s Sources,
-    sections: Vec<Section<'s>>,
+/// Why `--check-config` shows no budget settings.
+const BUDGET_OFF: &str = "unused, the budget is off (enabled = false)";
+/// Why `--check-config` shows no fleet settings.
+const NO_FLEET: &str = "unused without redis_url";
+
+/// A budget setting: unused when the budget is off.
+pub(super) fn budget(config: &Config, show: impl Fn(&RateLimit) -> Value) -> Shown {
+    config.rate_limit.as_ref().map(show).ok_or(BUDGET_OFF)
 }
 
-impl<'s> Sections<'s> {
-    fn table(&mut self, name: &'static str) {
-        self.sections.push(Section {
-            name,
-            map: None,
-            lines: Vec::new(),
-        });
-    }
+/// A fleet setting: unused without a Redis.
+pub(super) fn fleet(config: &Config, show: impl Fn(&FleetSettings) -> Value) -> Shown {
+    config.fleet.as_ref().map(show).ok_or(NO_FLEET)
+}
 
-    fn map(&mut self, name: &'static str) {
-        self.sections.push(Section {
-            name,
-            map: Some(self.sources.of(name)),
-            lines: Vec::new(),
-        });
-    }
+pub(super) fn strings<'s>(items: impl IntoIterator<Item = &'s String>) -> Value {
+    Value::Array(
+        items
+            .into_iter()
+            .map(|item| Value::from(item.as_str()))
+            .collect(),
+    )
+}
 
-    fn line(
-        &mut self,
-        key: &str,
-        value: Result<Value, &'static str>,
-        note: impl FnOnce(Source<'s>) -> Option<&'static str>,
-    ) {
-        let sources = self.sources;
-        // `sections` opens the top-level table before its first line, and nothing else calls
-        // this: there is always a table. Not on any request path (`--check-config` only).
-        let section = self.sections.last_mut().expect("a table is open");
-        let source = match (section.map, section.name) {
-            (Some(source), _) => source,
-            (None, "") => sources.of(key),
-            (None, table) => sources.of(&format!("{table}.{key}")),
-        };
-        section.lines.push(Line {
-            key: key.to_owned(),
-            value,
-            source,
-            note: note(source),
-        });
-    }
-
-    fn set(&mut self, key: &str, value: Value) {
-        self.line(key, Ok(value), |_| None);
-    }
-
-    fn unset(&mut self, key: &str, why: &'static str) {
-        self.line(key, Err(why), |_| None);
-    }
+/// A map setting, names to text.
+pub(super) fn string_table(map: &BTreeMap<String, String>) -> Value {
+    Value::Table(
+        map.iter()
+            .map(|(name, value)| (name.clone(), Value::from(value.as_str())))
+            .collect(),
+    )
 }
 
 /// A key as TOML writes it: bare when it can be, quoted otherwise.
@@ -425,33 +275,33 @@ fn key(name: &str) -> String {
     }
 }
 
-fn text(value: impl fmt::Display) -> Value {
+pub(super) fn text(value: impl fmt::Display) -> Value {
     Value::String(value.to_string())
 }
 
 /// TOML integers are signed 64-bit; every count the config reads came from one.
-fn number(value: u64) -> Value {
+pub(super) fn number(value: u64) -> Value {
     Value::Integer(i64::try_from(value).unwrap_or(i64::MAX))
 }
 
 /// As the settings read it: "30s", "500ms", "1m 30s".
-fn duration(value: Duration) -> Value {
+pub(super) fn duration(value: Duration) -> Value {
     text(humantime::format_duration(value))
 }
 
 /// RFC 3339 in UTC, with a fraction of a second only when there is one.
-fn time(at: SystemTime) -> Value {
+pub(super) fn time(at: SystemTime) -> Value {
     text(humantime::format_rfc3339(at))
 }
 
 /// `""` for none, as the reference file writes an unset path.
-fn path(value: Option<&Path>) -> Value {
+pub(super) fn path(value: Option<&Path>) -> Value {
     text(value.map_or_else(String::new, |path| path.display().to_string()))
 }
 
 /// `START/DURATION` as the brownout plan prints it, or `START/END` when that form would lose a
 /// fraction of a second.
-fn interval(window: &Window) -> String {
+pub(super) fn interval(window: &Window) -> String {
     let short = window.to_iso8601();
     if parse_interval(&short).as_ref() == Ok(window) {
         short
@@ -735,7 +585,7 @@ mod tests {
             );
         }
         // ...the file parses as the binary reads it (unknown keys are errors)...
-        toml::from_str::<super::super::file::FileConfig>(REFERENCE).unwrap();
+        super::super::file::FileValues::parse(REFERENCE).unwrap();
         // ...and every setting the binary has appears in it.
         for key in &known {
             assert!(
