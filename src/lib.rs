@@ -80,6 +80,7 @@ pub use server::{Hangups, StopSignals};
 #[doc(hidden)]
 pub mod shared_rules {
     pub use crate::fleet::budget::testing as fleet_budget;
+    pub use crate::fleet::usage::record::testing as fleet_usage;
     pub use crate::observe::metrics::eviction::cases as eviction_cases;
     pub use crate::upstream::budget::cases as budget_cases;
 }

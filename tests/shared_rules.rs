@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::*;
 use explo_shim::config::RateLimit;
 use explo_shim::shared_rules::budget_cases::{CASES as BUDGET_CASES, Expect, Figures, Step};
-use explo_shim::shared_rules::fleet_budget;
+use explo_shim::shared_rules::eviction_cases::{CASES as EVICTION_CASES, Counted, OTHER_CLIENTS};
+use explo_shim::shared_rules::{fleet_budget, fleet_usage};
 
 /// A Redis of the test's own and a connection to it; `None` only where a missing
 /// `redis-server` may skip the test (see [`RedisServer::start`]).
@@ -65,6 +66,38 @@ async fn the_fleet_budget_follows_every_shared_case() {
                 .expect("the hold script runs"),
                 Step::Reload(figures) => limit = rate_limit(&figures),
             }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_fleet_usage_records_follow_every_shared_eviction_case() {
+    let Some((_server, mut connection)) = redis().await else {
+        return;
+    };
+    for (number, case) in EVICTION_CASES.iter().enumerate() {
+        let prefix = format!("explo-shim:{{case-{number}}}:");
+        let cap = u64::try_from(case.cap).unwrap();
+        for (index, call) in case.calls.iter().enumerate() {
+            let counted = fleet_usage::record_call(
+                &mut connection,
+                (&prefix, cap),
+                call.client,
+                call.accepted,
+            )
+            .await
+            .expect("the usage script runs");
+            let expected = match call.counted {
+                Counted::Itself => (call.client, None),
+                Counted::Displacing(client) => (call.client, Some(client)),
+                Counted::Other => (OTHER_CLIENTS, None),
+            };
+            assert_eq!(
+                (counted.label.as_str(), counted.displaced.as_deref()),
+                expected,
+                "{}: call {index}",
+                case.name
+            );
         }
     }
 }

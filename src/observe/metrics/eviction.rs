@@ -5,7 +5,7 @@
 //!
 //! The rule, in order:
 //!
-//! 1. `anonymous` and `other` are labels, not clients: they take no place
+//! 1. `anonymous` and `other` are labels, not clients ([`NOT_CLIENTS`]): they take no place
 //!    and are never displaced.
 //! 2. A client already tracked stays; a call the upstream accepted marks it accepted for good.
 //! 3. A new client is tracked while there is room, accepted or not (an operator wants to see
@@ -18,11 +18,16 @@
 //! So refused tokens cannot file the next real team under `other`, and junk credentials past
 //! the cap cost no scan: only an accepted newcomer looks for a place to take.
 
+use crate::message::fingerprint::ANONYMOUS;
+
 #[doc(hidden)]
 pub mod cases;
 
 /// The label for clients past the cap.
 pub const OTHER_CLIENTS: &str = "other";
+
+/// Labels that name no client (rule 1).
+pub const NOT_CLIENTS: [&str; 2] = [ANONYMOUS, OTHER_CLIENTS];
 
 /// Where a tracked client stands, as the rule sees it.
 #[derive(Debug, Clone, Copy)]

@@ -5,8 +5,9 @@
 //!
 //! Clients are named by a word: the local test sends `Token <word>` and reads fingerprints
 //! back as words; the fleet's script is given the word as the client. [`ANONYMOUS`] is a call
-//! without credentials.
+//! without credentials; [`OTHER_CLIENTS`] is the label of a call past the cap.
 
+pub use super::OTHER_CLIENTS;
 pub use crate::message::fingerprint::ANONYMOUS;
 
 /// Where one call is counted.
