@@ -40,8 +40,8 @@
 //!
 //! **The bottom: plain data and mechanisms.** [`route`]: the four legacy routes as a table
 //! and their recognition in a path. [`retirement`]: brownouts, the sunset and exempt clients
-//! as pure decisions. [`fingerprint`]: naming a client without its credential. [`ratelimit`]:
-//! the token bucket. [`framing_guard`] (the byte-level smuggling guard in front of hyper),
+//! as pure decisions. [`fingerprint`]: naming a client without its credential. [`upstream::budget`]:
+//! the upstream budget (GCRA). [`framing_guard`] (the byte-level smuggling guard in front of hyper),
 //! [`protocol_sniff`] (HTTP/1.1 or h2c by the first bytes), [`net`] (accepting),
 //! [`coarse_timer`] (hyper's header timer at a tenth of a second), [`log_summary`] (a line
 //! anyone can make the shim repeat, as one line and then one summary a second), [`body`] (the

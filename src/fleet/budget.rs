@@ -9,8 +9,10 @@
 //!
 //! `per_minute` and `burst` apply to the whole fleet: a call is admitted at once while fewer
 //! than `burst` calls are ahead of the average rate, waits its turn when the wait is within
-//! `max_wait`, and is refused with the wait as `Retry-After` otherwise, exactly as the local
-//! budget does ([`crate::upstream::budget`]).
+//! `max_wait`, and is refused with the wait as `Retry-After` otherwise. The local budget
+//! ([`crate::upstream::budget`]) takes the same steps in nanoseconds where this script counts
+//! milliseconds and rounds a wait up; both run the same table of cases
+//! ([`crate::upstream::budget::cases`], on a real Redis by `tests/shared_rules.rs`).
 
 use std::sync::LazyLock;
 use std::time::Duration;
