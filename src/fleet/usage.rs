@@ -199,11 +199,17 @@ async fn write(
             continue;
         };
         let (client, endpoint) = (key.0.as_str(), key.1.legacy_endpoint());
-        let fleet_cap = (fleet.prefix.as_str(), fleet.max_clients);
+        let prefix_and_cap = (fleet.prefix.as_str(), fleet.max_clients);
         let written = link
             .call(|mut connection| async move {
-                record::write_record(&mut connection, fleet_cap, (client, endpoint), folded, now)
-                    .await
+                record::write_record(
+                    &mut connection,
+                    prefix_and_cap,
+                    (client, endpoint),
+                    folded,
+                    now,
+                )
+                .await
             })
             .await;
         if written.is_none() {
