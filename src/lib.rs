@@ -74,6 +74,17 @@ use proxy::Proxy;
 use server::tls::InboundTls;
 pub use server::{Hangups, StopSignals};
 
+/// The rules this replica's code and the fleet's Redis scripts both follow, each with the one
+/// table of cases both are tested against (`tests/shared_rules.rs` runs the scripts on a real
+/// Redis). For that test, not an API.
+#[doc(hidden)]
+pub mod shared_rules {
+    pub use crate::fleet::budget::testing as fleet_budget;
+    pub use crate::fleet::usage::record::testing as fleet_usage;
+    pub use crate::observe::metrics::eviction::cases as eviction_cases;
+    pub use crate::upstream::budget::cases as budget_cases;
+}
+
 /// Everything built from the configuration before anything listens, so that a bad CA file or
 /// certificate stops start-up (exit 64) instead of the first request.
 pub struct Prepared {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use explo_shim::ratelimit::{Admission, UpstreamBudget, parse_retry_after};
+use explo_shim::upstream::budget::{Admission, UpstreamBudget, parse_retry_after};
 use libfuzzer_sys::fuzz_target;
 
 /// The most `rate_limit.max_upstream_hold` may be.

@@ -2,38 +2,43 @@
 //! restarts, so `/usage` on any replica answers "who still calls the legacy API" for all.
 //!
 //! A legacy call only puts an event on a bounded queue (never waiting: a full queue drops the
-//! event and counts it; full is [`QUEUE_LENGTH`] events or [`QUEUE_BYTES`] of them). A writer task on the main thread folds events per client and endpoint
-//! and writes the folded records once a second, one atomic script per record:
+//! event and counts it; full is [`QUEUE_LENGTH`] events or [`QUEUE_BYTES`] of them). A writer
+//! task on the main thread folds events per client and endpoint and writes the folded records
+//! once a second, one atomic script per record ([`record`]); `/usage` reads them back
+//! ([`read`]):
 //!
 //! - `…usage:clients` (set): the fingerprints counted, capped at `limits.max_tracked_clients`
 //!   for the whole fleet; past the cap a new client is counted as `other`, unless the upstream
 //!   accepted it and a client it never accepted can make room (the rule of
-//!   [`crate::observe::metrics`], so refused tokens cannot push real teams out of the fleet's view);
+//!   [`crate::observe::metrics::eviction`], the local table's own, so refused tokens cannot
+//!   push real teams out of the fleet's view);
 //! - `…usage:unverified` (set): the counted clients the upstream has not accepted yet;
+//! - `…usage:unverified_order` (sorted set): the same clients, scored in the order they were
+//!   placed, so the one placed first gives way first;
 //! - `…usage:records` (set) of `<client> <endpoint>`;
 //! - `…usage:record:<client>:<endpoint>` (hash): `count`, `refused`, `first_seen` and
 //!   `last_seen` (Unix seconds), `last_user_group_id`, and the calls over time:
 //!   `h:<start of a UTC hour>` and `d:<start of a UTC day>` (Unix seconds) hold the calls in
-//!   that hour or day, for the last [`buckets::HOURS`] hours and [`buckets::DAYS`] days;
-//!   each write deletes the ones that left the window.
+//!   that hour or day, for the last [`HOURS`](crate::observe::usage::buckets::HOURS) hours
+//!   and [`DAYS`](crate::observe::usage::buckets::DAYS) days; each write deletes the ones that
+//!   left the window.
 //!
 //! Every key written expires [`RECORD_TTL`] after its last write, so a fleet that stopped
 //! calling (or a `rate_limit.key` no longer used) leaves nothing in Redis for good.
 //! While Redis is away the folded records wait (bounded) and are written when it returns.
 
-use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, LazyLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod read;
+pub mod record;
 
-use redis::Script;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
 
 use super::{Fleet, FleetLink};
 use crate::legacy::route::LegacyRoute;
-use crate::observe::metrics::OTHER_CLIENTS;
-use crate::observe::usage::buckets::{self, Buckets, unix_seconds};
-use crate::observe::usage::{UsageEntry, UsageRecords, recorded_user_group_id};
+use crate::observe::usage::buckets::{Buckets, unix_seconds};
 
 /// Events waiting for the writer; beyond this, events are dropped and counted.
 pub const QUEUE_LENGTH: usize = 65_536;
@@ -86,81 +91,6 @@ struct Folded {
     /// same size.
     buckets: Buckets,
 }
-
-/// KEYS: clients set, records set, unverified set. ARGV: key prefix, client, endpoint, count,
-/// first seen, last seen, last user_group_id ("" for none), the client cap, the label past the
-/// cap, refused, accepted (1 or 0), the keys' TTL (seconds), the start of the oldest hourly and
-/// of the oldest daily bucket kept (Unix seconds), how many legacy endpoints follow, every
-/// legacy endpoint (to drop a displaced client's records), then bucket fields (`h:<start>`,
-/// `d:<start>`) each followed by its calls.
-static RECORD: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local client = ARGV[2]
-local accepted = tonumber(ARGV[11]) > 0
-local ttl = tonumber(ARGV[12])
-local oldest = {h = tonumber(ARGV[13]), d = tonumber(ARGV[14])}
-local endpoints_end = 15 + tonumber(ARGV[15])
-if redis.call('SISMEMBER', KEYS[1], client) == 1 then
-  if accepted then
-    redis.call('SREM', KEYS[3], client)
-  end
-else
-  if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[8]) then
-    -- Full: an accepted client takes the place of one never accepted, else it is `other`.
-    -- SMEMBERS comes sorted inside a script, so every replica picks the same one.
-    local victim = accepted and redis.call('SMEMBERS', KEYS[3])[1]
-    if victim then
-      redis.call('SREM', KEYS[3], victim)
-      redis.call('SREM', KEYS[1], victim)
-      for i = 16, endpoints_end do
-        redis.call('SREM', KEYS[2], victim .. ' ' .. ARGV[i])
-        redis.call('DEL', ARGV[1] .. 'usage:record:' .. victim .. ':' .. ARGV[i])
-      end
-    else
-      client = ARGV[9]
-    end
-  end
-  redis.call('SADD', KEYS[1], client)
-  if not accepted and client ~= ARGV[9] then
-    redis.call('SADD', KEYS[3], client)
-  end
-end
-redis.call('SADD', KEYS[2], client .. ' ' .. ARGV[3])
-local record = ARGV[1] .. 'usage:record:' .. client .. ':' .. ARGV[3]
-redis.call('HINCRBY', record, 'count', ARGV[4])
-if tonumber(ARGV[10]) > 0 then
-  redis.call('HINCRBY', record, 'refused', ARGV[10])
-end
-local first = tonumber(redis.call('HGET', record, 'first_seen') or '0')
-if first == 0 or tonumber(ARGV[5]) < first then
-  redis.call('HSET', record, 'first_seen', ARGV[5])
-end
-local last = tonumber(redis.call('HGET', record, 'last_seen') or '0')
-if tonumber(ARGV[6]) >= last then
-  redis.call('HSET', record, 'last_seen', ARGV[6])
-  if ARGV[7] ~= '' then
-    redis.call('HSET', record, 'last_user_group_id', ARGV[7])
-  end
-end
-for i = endpoints_end + 1, #ARGV, 2 do
-  redis.call('HINCRBY', record, ARGV[i], ARGV[i + 1])
-end
--- Buckets that left the window go (a record not written for a while keeps them until the next
--- write; readers skip them).
-for _, field in ipairs(redis.call('HKEYS', record)) do
-  local kind, start = string.match(field, '^([hd]):(%d+)$')
-  if kind and tonumber(start) < oldest[kind] then
-    redis.call('HDEL', record, field)
-  end
-end
-for _, key in ipairs({record, KEYS[1], KEYS[2], KEYS[3]}) do
-  redis.call('EXPIRE', key, ttl)
-end
-return 1
-",
-    )
-});
 
 impl Fleet {
     /// Queues one legacy call for the fleet's records; never waits.
@@ -255,18 +185,6 @@ impl Fleet {
     }
 }
 
-/// The bucket fields of `folded` still in the window at `now` (Unix seconds), each followed by
-/// its calls: `h:<hour start>`, then `d:<day start>`, oldest first.
-fn bucket_fields(buckets: &Buckets, now: u64) -> Vec<(String, u32)> {
-    let hours = buckets
-        .hourly(now)
-        .map(|(start, calls)| (format!("h:{start}"), calls));
-    let days = buckets
-        .daily(now)
-        .map(|(start, calls)| (format!("d:{start}"), calls));
-    hours.chain(days).collect()
-}
-
 /// Writes the folded records as of `now`; what Redis does not take stays for the next round.
 async fn write(
     link: &FleetLink,
@@ -280,42 +198,18 @@ async fn write(
         let Some(folded) = pending.get(&key) else {
             continue;
         };
-        let (clients, records) = (fleet.key("usage:clients"), fleet.key("usage:records"));
-        let unverified = fleet.key("usage:unverified");
-        let prefix = fleet.prefix.clone();
-        let client = key.0.to_string();
-        let endpoint = key.1.legacy_endpoint();
-        let fields = bucket_fields(&folded.buckets, now);
-        let folded = folded.clone();
-        let cap = fleet.max_clients;
-        let written: Option<i64> = link
+        let (client, endpoint) = (key.0.as_str(), key.1.legacy_endpoint());
+        let prefix_and_cap = (fleet.prefix.as_str(), fleet.max_clients);
+        let written = link
             .call(|mut connection| async move {
-                let mut invocation = RECORD.key(clients);
-                invocation
-                    .key(records)
-                    .key(unverified)
-                    .arg(prefix)
-                    .arg(client)
-                    .arg(endpoint)
-                    .arg(folded.count)
-                    .arg(folded.first_seen)
-                    .arg(folded.last_seen)
-                    .arg(folded.last_user_group_id.unwrap_or_default())
-                    .arg(cap)
-                    .arg(OTHER_CLIENTS)
-                    .arg(folded.refused)
-                    .arg(u8::from(folded.accepted))
-                    .arg(RECORD_TTL.as_secs())
-                    .arg(buckets::oldest_hour_kept(now))
-                    .arg(buckets::oldest_day_kept(now))
-                    .arg(LegacyRoute::ALL.len());
-                for route in LegacyRoute::ALL {
-                    invocation.arg(route.legacy_endpoint());
-                }
-                for (field, calls) in fields {
-                    invocation.arg(field).arg(calls);
-                }
-                invocation.invoke_async(&mut connection).await
+                record::write_record(
+                    &mut connection,
+                    prefix_and_cap,
+                    (client, endpoint),
+                    folded,
+                    now,
+                )
+                .await
             })
             .await;
         if written.is_none() {
@@ -326,161 +220,10 @@ async fn write(
     }
 }
 
-impl FleetLink {
-    /// The fleet's records, or `None` when Redis cannot answer in time.
-    pub async fn usage_records(&self) -> Option<UsageRecords> {
-        let fleet = &self.fleet;
-        let records_key = fleet.key("usage:records");
-        let members: Vec<String> = self
-            .call(|mut connection| async move {
-                redis::cmd("SMEMBERS")
-                    .arg(records_key)
-                    .query_async(&mut connection)
-                    .await
-            })
-            .await?;
-        let mut pipeline = redis::pipe();
-        let mut named = Vec::with_capacity(members.len());
-        for member in &members {
-            let Some((client, endpoint)) = member.rsplit_once(' ') else {
-                continue;
-            };
-            let Some(route) = LegacyRoute::ALL
-                .into_iter()
-                .find(|route| route.legacy_endpoint() == endpoint)
-            else {
-                continue;
-            };
-            pipeline
-                .cmd("HGETALL")
-                .arg(fleet.key(&format!("usage:record:{client}:{endpoint}")));
-            named.push((client.to_owned(), route));
-        }
-        let hashes: Vec<HashMap<String, String>> = if named.is_empty() {
-            Vec::new()
-        } else {
-            self.call(|mut connection| async move { pipeline.query_async(&mut connection).await })
-                .await?
-        };
-        let mut records: UsageRecords = BTreeMap::new();
-        let now = unix_seconds(SystemTime::now());
-        let mut repairs = Repairs::default();
-        for ((client, route), hash) in named.into_iter().zip(hashes) {
-            // The record expired, or its client was displaced, after the set was read.
-            if hash.is_empty() {
-                continue;
-            }
-            if let Some(entry) = parse_record(&hash, now, &mut repairs) {
-                records
-                    .entry(client)
-                    .or_default()
-                    .insert(route.legacy_endpoint(), entry);
-            }
-        }
-        // One line per read, not per record: the console reads every few seconds.
-        if repairs != Repairs::default() {
-            tracing::warn!(
-                records_skipped = repairs.records_skipped,
-                times_clamped = repairs.times_clamped,
-                buckets_skipped = repairs.buckets_skipped,
-                "the fleet's usage records in Redis hold values no shim writes (unreadable or \
-                 future times); shown without them"
-            );
-        }
-        Some(records)
-    }
-}
-
-/// How far ahead of this shim's clock a replica's clock may be before its times are taken for
-/// corrupt rather than skewed. Small: a bucket ahead of now moves its ring forward, and the
-/// history it passes over is cleared.
-const MAX_CLOCK_SKEW_SECONDS: u64 = 60 * 60;
-
-/// What [`parse_record`] had to leave out or correct: Redis is shared, and what it holds is
-/// data to check, not a promise that a shim wrote it.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Repairs {
-    /// Records whose `first_seen` or `last_seen` is not a time (negative, not a number).
-    records_skipped: u32,
-    /// Times past this shim's clock (and any skew), shown as now.
-    times_clamped: u32,
-    /// Hourly or daily counters for periods that have not begun.
-    buckets_skipped: u32,
-}
-
-/// One record as read back from its hash at `now` (Unix seconds), or `None` when its times are
-/// not times. Counts that are not numbers read as 0; a time in the future reads as `now`.
-fn parse_record(
-    hash: &HashMap<String, String>,
-    now: u64,
-    repairs: &mut Repairs,
-) -> Option<UsageEntry> {
-    let number = |field: &str| {
-        hash.get(field)
-            .and_then(|value| value.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let mut time = |field: &str| -> Option<SystemTime> {
-        let seconds = hash.get(field)?.parse::<u64>().ok()?;
-        let seconds = if seconds > now.saturating_add(MAX_CLOCK_SKEW_SECONDS) {
-            repairs.times_clamped += 1;
-            now
-        } else {
-            seconds
-        };
-        Some(UNIX_EPOCH + Duration::from_secs(seconds))
-    };
-    let (Some(first_seen), Some(last_seen)) = (time("first_seen"), time("last_seen")) else {
-        repairs.records_skipped += 1;
-        return None;
-    };
-    let buckets = Box::new(parse_buckets(hash, now, repairs));
-    Some(UsageEntry {
-        count: number("count"),
-        first_seen,
-        last_seen,
-        // Cut again on the way out: a replica before the cap may have written it.
-        last_user_group_id: hash
-            .get("last_user_group_id")
-            .filter(|id| !id.is_empty())
-            .map(|id| recorded_user_group_id(id.clone())),
-        refused: number("refused"),
-        buckets,
-    })
-}
-
-/// The buckets in a record's hash: its `h:<hour start>` and `d:<day start>` fields. Fields
-/// that are not numbers are skipped, and so are periods that have not begun at `now` (counted
-/// in `repairs`); counts past `u32` saturate.
-fn parse_buckets(hash: &HashMap<String, String>, now: u64, repairs: &mut Repairs) -> Buckets {
-    let mut buckets = Buckets::default();
-    for (field, value) in hash {
-        let Some((kind, start)) = field.split_once(':') else {
-            continue;
-        };
-        let (Ok(start), Ok(calls)) = (start.parse::<u64>(), value.parse::<u64>()) else {
-            continue;
-        };
-        if start > now.saturating_add(MAX_CLOCK_SKEW_SECONDS) {
-            repairs.buckets_skipped += 1;
-            continue;
-        }
-        let calls = u32::try_from(calls).unwrap_or(u32::MAX);
-        match kind {
-            "h" => buckets.add_hour(start, calls),
-            "d" => buckets.add_day(start, calls),
-            _ => {}
-        }
-    }
-    buckets
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// 2026-12-04T10:20:00Z.
-    const NOW: u64 = 1_796_379_600;
+    use crate::observe::usage::recorded_user_group_id;
 
     #[test]
     fn events_past_the_queues_bytes_are_dropped_and_counted() {
@@ -517,98 +260,5 @@ mod tests {
             "{}",
             metrics.encode()
         );
-    }
-
-    #[test]
-    fn folded_buckets_become_fields_and_fields_become_buckets() {
-        let mut buckets = Buckets::default();
-        buckets.record(NOW - 3600, 2); // 09:20
-        buckets.record(NOW, 1);
-        let fields = bucket_fields(&buckets, NOW);
-        assert_eq!(
-            fields,
-            [
-                ("h:1796374800".to_owned(), 2),
-                ("h:1796378400".to_owned(), 1),
-                ("d:1796342400".to_owned(), 3),
-            ]
-        );
-        let mut hash: HashMap<String, String> = fields
-            .into_iter()
-            .map(|(field, calls)| (field, calls.to_string()))
-            .collect();
-        hash.insert("count".to_owned(), "3".to_owned());
-        hash.insert("h:junk".to_owned(), "1".to_owned());
-        hash.insert("d:1796342400x".to_owned(), "1".to_owned());
-        let mut repairs = Repairs::default();
-        assert_eq!(parse_buckets(&hash, NOW, &mut repairs), buckets);
-        assert_eq!(repairs, Repairs::default());
-    }
-
-    fn hash(fields: &[(&str, &str)]) -> HashMap<String, String> {
-        fields
-            .iter()
-            .map(|(field, value)| ((*field).to_owned(), (*value).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn a_record_with_times_that_are_not_times_is_skipped() {
-        for bad in ["-5", "soon", "", "1e9", "99999999999999999999999"] {
-            let mut repairs = Repairs::default();
-            let record = hash(&[
-                ("count", "1"),
-                ("first_seen", bad),
-                ("last_seen", "1796379600"),
-            ]);
-            assert!(
-                parse_record(&record, NOW, &mut repairs).is_none(),
-                "{bad:?}"
-            );
-            assert_eq!(repairs.records_skipped, 1);
-        }
-        let mut repairs = Repairs::default();
-        assert!(parse_record(&hash(&[("count", "1")]), NOW, &mut repairs).is_none());
-    }
-
-    #[test]
-    fn times_and_buckets_past_the_clock_are_clamped_or_skipped_and_the_report_renders() {
-        let mut repairs = Repairs::default();
-        let record = hash(&[
-            ("count", "2"),
-            ("first_seen", "1796379000"),
-            // Past the year 9999, and past what `SystemTime` can add.
-            ("last_seen", "253402300800"),
-            ("refused", "x"),
-            ("h:18446744073709551615", "1"),
-            ("d:1796342400", "2"),
-        ]);
-        let entry = parse_record(&record, NOW, &mut repairs).unwrap();
-        assert_eq!(entry.last_seen, UNIX_EPOCH + Duration::from_secs(NOW));
-        assert_eq!(entry.refused, 0);
-        assert_eq!(
-            repairs,
-            Repairs {
-                records_skipped: 0,
-                times_clamped: 1,
-                buckets_skipped: 1,
-            }
-        );
-        let mut huge = record.clone();
-        huge.insert("first_seen".to_owned(), u64::MAX.to_string());
-        let entry = parse_record(&huge, NOW, &mut repairs).unwrap();
-        assert_eq!(entry.first_seen, UNIX_EPOCH + Duration::from_secs(NOW));
-        // What /usage does with it: formats the times, which panics past the year 9999.
-        let _ = humantime::format_rfc3339_seconds(entry.first_seen).to_string();
-        let _ = humantime::format_rfc3339_seconds(entry.last_seen).to_string();
-    }
-
-    #[test]
-    fn the_fields_written_leave_out_what_left_the_window() {
-        let mut buckets = Buckets::default();
-        buckets.record(NOW - 49 * 3600, 1);
-        let fields = bucket_fields(&buckets, NOW);
-        // Its day (2026-12-02) is still in the window; its hour is not.
-        assert_eq!(fields, [("d:1796169600".to_owned(), 1)]);
     }
 }

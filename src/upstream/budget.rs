@@ -1,21 +1,35 @@
-//! The client-side budget for the upstream: a token bucket shared by every request.
+//! The client-side budget for the upstream, shared by every request: GCRA (the generic cell
+//! rate algorithm, a token bucket written as one timestamp), the same rule as the fleet's
+//! budget in Redis ([`crate::fleet::budget`]), so that a replica that falls back to its own
+//! budget refuses the same calls with the same `Retry-After`.
 //!
 //! Explo allows 180 requests per minute per source IP (docs: security/rate-limits), and every
-//! client behind one shim shares that IP. The bucket paces upstream calls so the fleet does not
+//! client behind one shim shares that IP. The budget paces upstream calls so the fleet does not
 //! run into 429s: a call that can go within `max_wait` waits its turn; one that would wait
 //! longer is refused at once with a `Retry-After`. When the upstream itself answers 429 with
 //! `Retry-After`, nobody is sent upstream until then, for at most `rate_limit.max_upstream_hold`:
 //! a `Retry-After` of years (or one past `u64`) must not stop the shim until a restart, nor
 //! overflow the clock arithmetic.
 //!
+//! The state is the "theoretical arrival time" (TAT): when the calls admitted so far would all
+//! have gone at the average rate. A call may start once it is no more than `burst - 1`
+//! intervals ahead of the TAT, and no earlier than a hold; it then moves the TAT one interval
+//! past its own start. Times are whole nanoseconds since the budget was made, so nothing drifts
+//! as a sum of fractions would. The settings are applied at each turn, so a reload changes the
+//! rate and the burst from the next call on and keeps what is owed as time.
+//!
 //! The budget is per shim instance. The decision logic takes `now` as an argument, so it is
-//! tested without sleeping.
+//! tested without sleeping, against the same table of cases as the fleet's script
+//! ([`cases`]).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderMap;
 use http::header::RETRY_AFTER;
+
+#[doc(hidden)]
+pub mod cases;
 
 /// What one request may do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,42 +42,52 @@ pub enum Admission {
     Refuse { retry_after: Duration },
 }
 
+/// The budget's state, in nanoseconds since `origin`.
 #[derive(Debug)]
-struct Bucket {
-    /// Tokens available; negative when turns are reserved ahead.
-    tokens: f64,
-    refilled_at: Instant,
-    /// The upstream asked everyone to wait until then.
-    upstream_blocked_until: Option<Instant>,
+struct Cells {
+    origin: Instant,
+    /// The theoretical arrival time: when the next call would go at the average rate.
+    tat: u64,
+    /// The upstream asked everyone to wait until then (0: never asked).
+    hold_until: u64,
     figures: Figures,
 }
 
-/// The budget's settings; kept with the bucket so that a reload changes them between two
+/// The budget's settings; kept with the state so that a reload changes them between two
 /// turns, never during one.
 #[derive(Debug, Clone, Copy)]
 struct Figures {
-    per_second: f64,
-    burst: f64,
-    max_wait: Duration,
+    /// Nanoseconds between two calls at the average rate.
+    interval: u64,
+    /// How far ahead of the TAT a call may start: `burst - 1` intervals.
+    burst_allowance: u64,
+    max_wait: u64,
     /// The longest an upstream 429 holds every call (`rate_limit.max_upstream_hold`).
-    longest_hold: Duration,
+    longest_hold: u64,
 }
 
 impl Figures {
     fn new(per_minute: u32, burst: u32, max_wait: Duration, longest_hold: Duration) -> Self {
+        const MINUTE: u64 = 60_000_000_000;
+        let interval = MINUTE / u64::from(per_minute.max(1));
         Self {
-            per_second: f64::from(per_minute) / 60.0,
-            burst: f64::from(burst),
-            max_wait,
-            longest_hold,
+            interval,
+            burst_allowance: interval.saturating_mul(u64::from(burst.saturating_sub(1))),
+            max_wait: nanos(max_wait),
+            longest_hold: nanos(longest_hold),
         }
     }
 }
 
-/// The shared token bucket.
+/// A duration in whole nanoseconds; past `u64` (584 years) as good as forever.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The shared budget.
 #[derive(Debug)]
 pub struct UpstreamBudget {
-    bucket: Mutex<Bucket>,
+    cells: Mutex<Cells>,
 }
 
 impl UpstreamBudget {
@@ -77,17 +101,18 @@ impl UpstreamBudget {
         now: Instant,
     ) -> Self {
         Self {
-            bucket: Mutex::new(Bucket {
-                tokens: f64::from(burst),
-                refilled_at: now,
-                upstream_blocked_until: None,
+            cells: Mutex::new(Cells {
+                origin: now,
+                tat: 0,
+                hold_until: 0,
                 figures: Figures::new(per_minute, burst, max_wait, longest_hold),
             }),
         }
     }
 
-    /// New settings (a reload). The tokens saved up stay, up to the new burst; a hold the
-    /// upstream asked for stays too.
+    /// New settings (a reload), in force from the next turn. What is owed stays as time: the
+    /// calls saved up are as many as fit in the new burst; a hold the upstream asked for stays,
+    /// up to the new `longest_hold` from each turn.
     pub fn set_figures(
         &self,
         per_minute: u32,
@@ -95,59 +120,51 @@ impl UpstreamBudget {
         max_wait: Duration,
         longest_hold: Duration,
     ) {
-        let mut bucket = self.lock();
-        bucket.figures = Figures::new(per_minute, burst, max_wait, longest_hold);
-        bucket.tokens = bucket.tokens.min(bucket.figures.burst);
+        self.lock().figures = Figures::new(per_minute, burst, max_wait, longest_hold);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Bucket> {
-        self.bucket
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cells> {
+        self.cells
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Takes a turn for one upstream call at `now`.
+    /// Takes a turn for one upstream call at `now`. The steps are those of the fleet's script,
+    /// line for line.
     pub fn admit(&self, now: Instant) -> Admission {
-        let mut bucket = self.lock();
-        let figures = bucket.figures;
-        let elapsed = now
-            .saturating_duration_since(bucket.refilled_at)
-            .as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * figures.per_second).min(figures.burst);
-        bucket.refilled_at = now;
-
-        let blocked_for = bucket
-            .upstream_blocked_until
-            .map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
-        let deficit = (1.0 - bucket.tokens).max(0.0);
-        let token_wait = Duration::from_secs_f64(deficit / figures.per_second);
-        let wait = blocked_for.max(token_wait);
+        let mut cells = self.lock();
+        let figures = cells.figures;
+        let now = nanos(now.saturating_duration_since(cells.origin));
+        // A hold is read no further ahead than the cap in force now, as the fleet reads it.
+        let hold = cells
+            .hold_until
+            .min(now.saturating_add(figures.longest_hold));
+        let base = cells.tat.max(now);
+        let start = now
+            .max(base.saturating_sub(figures.burst_allowance))
+            .max(hold);
+        let wait = start - now;
         if wait > figures.max_wait {
-            return Admission::Refuse { retry_after: wait };
+            return Admission::Refuse {
+                retry_after: Duration::from_nanos(wait),
+            };
         }
-        bucket.tokens -= 1.0;
-        if wait.is_zero() {
+        cells.tat = base.max(start).saturating_add(figures.interval);
+        if wait == 0 {
             Admission::Go
         } else {
-            Admission::WaitThenGo(wait)
+            Admission::WaitThenGo(Duration::from_nanos(wait))
         }
     }
 
     /// The upstream answered 429 with a `Retry-After`: hold every call for `delay` from `now`,
-    /// at most `longest_hold`, so no reply can stop the shim until a restart.
+    /// at most `longest_hold`, so no reply can stop the shim until a restart. A hold only ever
+    /// moves later.
     pub fn upstream_throttled(&self, now: Instant, delay: Duration) {
-        // Within an hour of now, the sum cannot overflow; checked all the same, as a panic
-        // here would cost a serving thread.
-        let mut bucket = self.lock();
-        let Some(until) = now.checked_add(delay.min(bucket.figures.longest_hold)) else {
-            return;
-        };
-        if bucket
-            .upstream_blocked_until
-            .is_none_or(|current| current < until)
-        {
-            bucket.upstream_blocked_until = Some(until);
-        }
+        let mut cells = self.lock();
+        let now = nanos(now.saturating_duration_since(cells.origin));
+        let until = now.saturating_add(nanos(delay).min(cells.figures.longest_hold));
+        cells.hold_until = cells.hold_until.max(until);
     }
 }
 

@@ -6,6 +6,14 @@
 //! (`# TYPE x_total counter`), `info` is a gauge named `x_info`, `unknown` is `untyped`, and
 //! there are no `# UNIT` lines, `_created` samples, exemplars or `# EOF`.
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+
+use super::Metrics;
+use crate::observe::telemetry::dropped_log_lines;
+
 /// The 0.0.4 media type.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The OpenMetrics 1.0 media type.
@@ -28,6 +36,60 @@ pub fn wants_openmetrics(accept: Option<&[u8]>) -> bool {
                 })
             })
     })
+}
+
+impl Metrics {
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// The same metrics in the Prometheus text format 0.0.4, as this module describes.
+    pub fn encode_prometheus_text(&self) -> String {
+        let mut text = String::new();
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// A family listed in the exposition even before its first series: its `# HELP` and `# TYPE`
+/// lines, without samples (prometheus-client leaves an empty family out altogether).
+#[derive(Debug)]
+pub(super) struct Declared<M>(pub(super) M);
+
+impl<M: EncodeMetric> EncodeMetric for Declared<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// Reads the background log writer's drop count at scrape time: the writer counts, the
+/// metrics only report.
+#[derive(Debug)]
+pub(super) struct DroppedLogLines;
+
+impl Collector for DroppedLogLines {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counter = ConstCounter::new(dropped_log_lines());
+        let metric = encoder.encode_descriptor(
+            "log_lines_dropped",
+            "Log lines dropped because the background log writer fell behind",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
 }
 
 #[cfg(test)]
