@@ -2,7 +2,7 @@
 //! byte, and only ever rewrites `content-length` to the marker of the same length.
 #![no_main]
 
-use explo_shim::framing_guard::FramingFollower;
+use explo_shim::server::framing_guard::FramingFollower;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,9 +3,9 @@
 #![no_main]
 
 use bytes::Bytes;
-use explo_shim::headers::encoding::decode_body;
-use explo_shim::headers::framing::check_request_framing;
-use explo_shim::headers::hop::strip_hop_by_hop;
+use explo_shim::message::headers::encoding::decode_body;
+use explo_shim::message::headers::framing::check_request_framing;
+use explo_shim::message::headers::hop::strip_hop_by_hop;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 

@@ -2,8 +2,8 @@
 //! path that normalises to a legacy endpoint is recognised as one.
 #![no_main]
 
-use explo_shim::route::LegacyRoute;
-use explo_shim::route::path::{normalise, recognise};
+use explo_shim::legacy::route::LegacyRoute;
+use explo_shim::legacy::route::path::{normalise, recognise};
 use http::Method;
 use libfuzzer_sys::fuzz_target;
 

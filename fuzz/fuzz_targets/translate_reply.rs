@@ -2,7 +2,7 @@
 //! JSON, and never carries a `customer` key.
 #![no_main]
 
-use explo_shim::route::LegacyRoute;
+use explo_shim::legacy::route::LegacyRoute;
 use explo_shim::legacy::reply::{ReplyOptions, customer_token, legacy_error_reply, legacy_success_reply};
 use libfuzzer_sys::fuzz_target;
 

@@ -3,7 +3,7 @@
 //! never carry a legacy-only key.
 #![no_main]
 
-use explo_shim::route::LegacyRoute;
+use explo_shim::legacy::route::LegacyRoute;
 use explo_shim::legacy::request::{CustomerCall, translate_request};
 use libfuzzer_sys::fuzz_target;
 
