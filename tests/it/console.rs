@@ -4,13 +4,11 @@
 //! installs Chromium and sets it), where that is a failure. In a fleet, any replica's console
 //! shows the fleet's records (a real `redis-server`, as in tests/fleet.rs).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::support::*;
 use explo_shim::message::fingerprint::client_fingerprint;
 use http::HeaderValue;
 
@@ -84,17 +82,10 @@ fn run_chromium(chromium: &Path, url: &str, extra: &[&str]) -> String {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn chromium");
-    let deadline = Instant::now() + BROWSER_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within {BROWSER_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = blocking_poll(BROWSER_LIMIT, || child.try_wait().unwrap()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("chromium did not finish within {BROWSER_LIMIT:?}");
     };
     let out = std::fs::read_to_string(&stdout).unwrap_or_default();
     let _ = std::fs::remove_file(&stdout);
@@ -312,20 +303,23 @@ async fn a_replicas_console_shows_the_calls_made_through_the_others_in_a_fleet()
     .await;
     assert_eq!(got.status, 200);
     // Each replica writes its records to Redis once a second.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let page = send("GET", &second.admin_url("/"), &[], "").await;
-        let html = String::from_utf8_lossy(&page.body).into_owned();
-        if html.contains("<code>update_user_group</code>") {
-            assert!(
-                html.contains("Source: <strong id=\"source\">fleet</strong>"),
-                "{html}"
-            );
-            assert!(html.contains("<span class=\"name\">billing-service</span>"));
-            assert!(html.contains(&named));
-            break;
-        }
-        assert!(Instant::now() < deadline, "never shown: {html}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_ok_every(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            let page = send("GET", &second.admin_url("/"), &[], "").await;
+            let html = String::from_utf8_lossy(&page.body).into_owned();
+            if html.contains("<code>update_user_group</code>") {
+                assert!(
+                    html.contains("Source: <strong id=\"source\">fleet</strong>"),
+                    "{html}"
+                );
+                assert!(html.contains("<span class=\"name\">billing-service</span>"));
+                assert!(html.contains(&named));
+                return Ok(());
+            }
+            Err(format!("never shown: {html}"))
+        },
+    )
+    .await;
 }

@@ -1,12 +1,10 @@
 //! `/metrics` of the real binary: the series that exist before any request, the `process_*`
 //! metrics, upstream errors by reason, and the two text formats by `Accept`.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::support::*;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
@@ -56,7 +54,8 @@ fn assert_only(text: &str, reason: &str, count: f64) {
 #[tokio::test]
 async fn before_any_request_every_known_series_is_there_at_zero() {
     // Nothing listens upstream: no request is made, so none is needed.
-    let shim = Shim::start(&format!("http://127.0.0.1:{}", unused_port()), &[]);
+    let closed = ClosedPort::new();
+    let shim = Shim::start(&closed.url(), &[]);
     let text = scrape_text(&shim).await;
     for endpoint in ENDPOINTS {
         for reason in ["brownout", "sunset"] {
@@ -109,7 +108,8 @@ async fn before_any_request_every_known_series_is_there_at_zero() {
 
 #[tokio::test]
 async fn a_refused_connection_counts_as_connect() {
-    let shim = Shim::start(&format!("http://127.0.0.1:{}", unused_port()), &[]);
+    let closed = ClosedPort::new();
+    let shim = Shim::start(&closed.url(), &[]);
     send("GET", &shim.url("/api/dashboard/"), &[], "")
         .await
         .assert_shim_error(502, "upstream_unreachable");
@@ -123,7 +123,8 @@ async fn a_refused_connection_counts_as_connect() {
 async fn an_upstream_silent_past_the_timeout_counts_as_timeout() {
     let upstream = RawUpstream::start(|mut stream| async move {
         read_request(&mut stream).await;
-        tokio::time::sleep(Duration::from_secs(60)).await;
+        // Silent for as long as the test lasts.
+        std::future::pending::<()>().await;
         drop(stream);
     })
     .await;

@@ -1,12 +1,10 @@
 //! Fault injection: an upstream that misbehaves on cue. Every fault gets a clear answer, no
 //! hang, and the shim keeps serving.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
-use common::*;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use http_body_util::{BodyExt, Full};
@@ -47,8 +45,8 @@ async fn status_and_body_outcome(url: &str) -> (u16, Result<Bytes, String>) {
 
 #[tokio::test]
 async fn refusing_connections_is_502_on_both_routes() {
-    let port = unused_port();
-    let shim = Shim::start(&format!("http://127.0.0.1:{port}"), &[]);
+    let closed = ClosedPort::new();
+    let shim = Shim::start(&closed.url(), &[]);
     post_json(&shim.url(UPDATE), &update_body())
         .await
         .assert_shim_error(502, "upstream_unreachable");
@@ -61,7 +59,8 @@ async fn refusing_connections_is_502_on_both_routes() {
 async fn accepting_and_never_answering_is_504_on_both_routes() {
     let upstream = RawUpstream::start(|mut stream| async move {
         read_request(&mut stream).await;
-        tokio::time::sleep(Duration::from_secs(60)).await;
+        // Silent for as long as the test lasts.
+        std::future::pending::<()>().await;
         drop(stream);
     })
     .await;
@@ -82,7 +81,9 @@ async fn a_reset_mid_body_is_502_on_legacy_routes_and_an_aborted_pass_through_bo
             .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"success\": 1, \"cus")
             .await;
         let _ = stream.flush().await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A reset throws away what is still unsent: the head and the first bytes get a moment
+        // to reach the shim, which gives no sign of having read them.
+        pace(Duration::from_millis(50)).await;
         // SO_LINGER 0: close with a reset.
         let _ = stream.set_zero_linger();
         drop(stream);
@@ -118,7 +119,7 @@ async fn a_slow_byte_by_byte_reply_is_complete_within_the_timeout_and_504_beyond
                     if stream.write_all(&[*byte]).await.is_err() {
                         return;
                     }
-                    tokio::time::sleep(pause).await;
+                    pace(pause).await;
                 }
             }
         }
@@ -225,9 +226,18 @@ async fn a_retry_after_of_years_or_past_u64_holds_calls_only_up_to_the_cap() {
         let retry_after: u64 = held.header("retry-after").unwrap().parse().unwrap();
         assert!((1..=2).contains(&retry_after), "{asked}: {retry_after}");
 
-        // Once the hold the shim announced is over, calls reach the upstream again.
-        tokio::time::sleep(Duration::from_secs(retry_after)).await;
-        let after = post_json(&shim.url(UPDATE), &update_body()).await;
+        // Once the hold the shim announced is over, calls reach the upstream again: asked
+        // until one does, for little more than the hold (a held call reaches nothing).
+        let limit = Duration::from_secs(retry_after) + Duration::from_secs(2);
+        let after = until_ok_every(limit, Duration::from_millis(200), || async {
+            let after = post_json(&shim.url(UPDATE), &update_body()).await;
+            match after.status.as_u16() {
+                200 => Ok(after),
+                429 => Err(format!("{asked}: still held after {retry_after} s")),
+                other => panic!("{asked}: {other} {:?}", after.body),
+            }
+        })
+        .await;
         assert_eq!(after.status, 200, "{asked}: {:?}", after.body);
         assert_eq!(upstream.requests().len(), 2, "{asked}");
         assert!(
@@ -250,7 +260,8 @@ async fn the_upstream_budget_paces_and_then_refuses() {
         statuses.push(tokio::spawn(
             async move { send("GET", &url, &[], "").await },
         ));
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // One after the other, as the budget is to see them.
+        pace(Duration::from_millis(20)).await;
     }
     let mut codes = Vec::new();
     for task in statuses {
@@ -412,22 +423,35 @@ async fn a_post_is_never_replayed_once_sent() {
 #[tokio::test]
 async fn a_stale_pooled_connection_is_not_an_error_the_client_sees() {
     // Answers one request per connection, keeps it open briefly, then closes it.
-    let upstream = RawUpstream::start(|mut stream| async move {
-        read_request(&mut stream).await;
-        let _ = stream
-            .write_all(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
-            )
-            .await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        drop(stream);
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&closed);
+    let upstream = RawUpstream::start(move |mut stream| {
+        let closed = std::sync::Arc::clone(&counter);
+        async move {
+            read_request(&mut stream).await;
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+                )
+                .await;
+            // Closed a moment after the reply, while the shim keeps it in its pool.
+            pace(Duration::from_millis(100)).await;
+            drop(stream);
+            closed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
     })
     .await;
     let shim = Shim::start(&upstream.url(), &[]);
-    for _ in 0..3 {
+    for sent in 1..=3 {
         let got = send("GET", &shim.url("/api/dashboard/"), &[], "").await;
         assert_eq!(got.status, 200, "{:?}", String::from_utf8_lossy(&got.body));
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The next request meets a pooled connection the upstream has closed.
+        until(
+            Duration::from_secs(10),
+            "the upstream never closed",
+            || async { (closed.load(std::sync::atomic::Ordering::SeqCst) == sent).then_some(()) },
+        )
+        .await;
     }
     assert_eq!(upstream.connections(), 3);
 }
@@ -476,14 +500,12 @@ async fn upstream_connections_are_reused_and_closed_once_idle() {
         1,
         "one kept-alive upstream connection"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while closed.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the idle connection was never closed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until(
+        Duration::from_secs(10),
+        "the idle connection was never closed",
+        || async { (closed.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -504,7 +526,8 @@ async fn a_connection_still_receiving_an_upload_is_never_handed_to_the_next_requ
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nearly",
             )
             .await;
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        // Keeps the connection open for as long as the test lasts.
+        std::future::pending::<()>().await;
     })
     .await;
     let config = TempConfig::new("workers = 1\n[upstream]\ntimeout = \"3s\"\n");

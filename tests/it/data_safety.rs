@@ -2,9 +2,7 @@
 //! per case of the issue, through the real shim against the emulator, told to misbehave where
 //! the case needs it, or against the fake upstream.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use explo_shim::emulator::{Emulator, Fault, Faults};
 use serde_json::{Value, json};
 

@@ -1,11 +1,9 @@
 //! TLS on the main listener, with a generated CA, and certificate reload on SIGHUP.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::{BodyExt, Full};
 use serde_json::json;
 
@@ -88,18 +86,20 @@ async fn sighup_reloads_the_certificate() {
         "the new CA is not trusted before the reload"
     );
     shim.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    shim.wait_for_line("the certificate was not reloaded", |line| {
+        line.contains("TLS certificate reloaded")
+    })
+    .await;
     assert!(update_over_https(&new, &shim).await.is_ok());
-    assert!(
-        shim.logs()
-            .iter()
-            .any(|line| line.contains("TLS certificate reloaded"))
-    );
 
     // A broken pair on reload keeps the working certificate.
     std::fs::write(&key.0, "not a key").unwrap();
     shim.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    shim.wait_for_metric(
+        r#"explo_shim_config_reloads_total{result="failure"} 1"#,
+        "the broken pair was not refused",
+    )
+    .await;
     assert!(update_over_https(&new, &shim).await.is_ok());
 }
 

@@ -1,12 +1,10 @@
 //! A legacy client tested against shim + emulator entirely offline, and `--demo`.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use explo_shim::emulator::Emulator;
 use serde_json::{Value, json};
 

@@ -1,11 +1,9 @@
 //! Issue 17 through the real binary: SIGHUP reloads the config file (whole, or not at all),
 //! the shutdown delay, the access log, the trace id in log lines, and the logging knobs.
 
-mod common;
-
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -189,14 +187,12 @@ async fn a_call_in_flight_during_a_reload_finishes_on_the_config_it_started_with
         .await
     });
     // The call has reached the upstream before the file changes.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while upstream.requests().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the call never reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        Duration::from_secs(10),
+        "the call never reached the upstream",
+        || async { (!upstream.requests().is_empty()).then_some(()) },
+    )
+    .await;
     std::fs::write(&config.0, "[legacy]\nteam_id = 2\n").unwrap();
     shim.signal("HUP");
     reloads(&shim, 1);
@@ -257,15 +253,15 @@ async fn after_sigterm_readyz_turns_503_while_requests_are_still_served_for_the_
         200
     );
     shim.signal("TERM");
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while send("GET", &shim.admin_url("/readyz"), &[], "")
-        .await
-        .status
-        != 503
-    {
-        assert!(Instant::now() < deadline, "/readyz never turned 503");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        Duration::from_secs(3),
+        "/readyz never turned 503",
+        || async {
+            let ready = send("GET", &shim.admin_url("/readyz"), &[], "").await;
+            (ready.status == 503).then_some(())
+        },
+    )
+    .await;
     // New connections are still accepted and served during the delay.
     for _ in 0..3 {
         assert_eq!(send("GET", &shim.url("/x"), &[], "").await.status, 200);

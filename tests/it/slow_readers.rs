@@ -3,12 +3,10 @@
 //! the whole reply), and frees what it held: the connection's slot, the in-flight slot, the
 //! upstream connection.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -58,18 +56,14 @@ async fn metric(shim: &Shim, name: &str) -> f64 {
 
 /// Waits until `/metrics` says `name` is `wanted`, for up to [`PATIENCE`].
 async fn wait_for(shim: &Shim, name: &str, wanted: f64) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    until_ok_every(PATIENCE, Duration::from_millis(50), || async {
         let value = metric(shim, name).await;
-        if value == wanted {
-            return;
+        match value == wanted {
+            true => Ok(()),
+            false => Err(format!("{name} is {value}, not {wanted}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{name} is {value}, not {wanted}, after {PATIENCE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// Reads until the shim closes the connection, for up to [`PATIENCE`]; how many bytes came.
@@ -92,20 +86,17 @@ async fn read_until_closed(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> 
 
 /// Access-log lines for `path`, once there are `count` of them.
 fn access_lines(shim: &Shim, path: &str, count: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let lines: Vec<_> = shim
-            .events("access")
+    let of_path = |lines: Vec<serde_json::Value>| -> Vec<_> {
+        lines
             .into_iter()
             .filter(|line| line["url.path"] == path)
-            .collect();
-        if lines.len() >= count || Instant::now() > deadline {
-            return lines;
-        }
-        // The shim shares two cores with the tests: a loop without a pause would starve it
-        // of the time it needs to write the lines waited for.
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            .collect()
+    };
+    blocking_poll(PATIENCE, || {
+        let lines = of_path(shim.events_so_far("access"));
+        (lines.len() >= count).then_some(lines)
+    })
+    .unwrap_or_else(|| of_path(shim.events("access")))
 }
 
 #[tokio::test]
@@ -183,7 +174,8 @@ async fn a_slow_but_steady_reader_gets_the_whole_reply() {
         if ended {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // A slow reader is the stimulus: a megabyte, then a rest.
+        pace(Duration::from_millis(500)).await;
     }
     let took = started.elapsed();
     let head_end = received
@@ -363,7 +355,8 @@ async fn a_slow_but_steady_h2c_reader_gets_the_whole_reply() {
         if let Some(data) = frame.data_ref() {
             received.extend_from_slice(data);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A slow reader is the stimulus.
+        pace(Duration::from_millis(50)).await;
     }
     let took = started.elapsed();
     assert!(received == body, "{} bytes, not the reply", received.len());

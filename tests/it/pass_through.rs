@@ -1,12 +1,10 @@
 //! Everything that is not a legacy route passes through untouched (linkerd2-proxy's
 //! transparency suite, in spirit).
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;

@@ -3,8 +3,6 @@
 //! exporter reads only a little of a collector's reply, and refusals are summarised in the log
 //! while the metrics count every one.
 
-mod common;
-
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -23,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::Value;
 
-use common::*;
+use crate::support::*;
 
 /// The resident memory of process `pid`, in bytes (`VmRSS` in `/proc/PID/status`).
 fn resident_bytes(pid: u32) -> u64 {
@@ -199,21 +197,17 @@ async fn a_log_pipe_nobody_reads_bounds_memory_drops_lines_and_recovers_once_rea
     )
     .await;
     assert_eq!(got.status, 200);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    until_ok(Duration::from_secs(20), || async {
         let found = lines.lock().unwrap().iter().any(|line| {
             serde_json::from_str::<Value>(line)
                 .is_ok_and(|event| event["target"] == "access" && event["url.query"] == marker)
         });
         if found {
-            break;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "no access line after the pipe was read again"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        Err("no access line after the pipe was read again".to_owned())
+    })
+    .await;
     let dropped_after = metric(shim.admin, "explo_shim_log_lines_dropped_total").await;
     assert_eq!(
         dropped_after, dropped,
@@ -367,15 +361,18 @@ async fn a_collector_reply_that_never_ends_is_not_read_past_a_cap() {
         std::thread::spawn(move || {
             while watching.load(Ordering::SeqCst) {
                 peak.fetch_max(resident_bytes(pid), Ordering::SeqCst);
+                // The memory watch's sampling period: a peak has no event to wait on, so it
+                // is caught by looking often.
                 std::thread::sleep(Duration::from_millis(10));
             }
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while collector.replies_dropped.load(Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "the export never ended");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until(
+        Duration::from_secs(30),
+        "the export never ended",
+        || async { (collector.replies_dropped.load(Ordering::SeqCst) > 0).then_some(()) },
+    )
+    .await;
     watching.store(false, Ordering::SeqCst);
     watcher.join().unwrap();
     let peak = peak.load(Ordering::SeqCst);
@@ -443,8 +440,7 @@ async fn a_flood_of_budget_refusals_logs_the_first_and_a_count_while_the_metric_
 
     // Every refusal is in the log, as a line or in a summary's count, once the summaries of
     // the last second are written (at most a couple of seconds later).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (written, summaries) = loop {
+    let (written, summaries) = until_ok(Duration::from_secs(20), || async {
         let written: Vec<Value> = lines_starting(
             &shim,
             "explo_shim::error",
@@ -461,15 +457,14 @@ async fn a_flood_of_budget_refusals_logs_the_first_and_a_count_while_the_metric_
             .map(|event| event["more"].as_u64().unwrap())
             .sum();
         if full.len() as u64 + summarised == refused {
-            break (full, summaries);
+            return Ok((full, summaries));
         }
-        assert!(
-            Instant::now() < deadline,
+        Err(format!(
             "{} lines and {summarised} summarised, of {refused} refusals",
             full.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        ))
+    })
+    .await;
     let log_bytes: usize = shim
         .logs()
         .iter()
@@ -509,22 +504,25 @@ async fn a_flood_of_budget_refusals_logs_the_first_and_a_count_while_the_metric_
 
     // The refused legacy calls: one audit line to start with, then the count. Their summary
     // may come a moment after the error lines' (the same ticker writes one, then the other).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (audit_summaries, audit_lines, audit_summarised) = loop {
-        let (audit_summaries, audit_lines): (Vec<Value>, Vec<Value>) = shim
-            .events("deprecated")
-            .into_iter()
-            .partition(|event| event.get("more").is_some());
-        let audit_summarised: u64 = audit_summaries
-            .iter()
-            .map(|event| event["more"].as_u64().unwrap())
-            .sum();
-        if audit_lines.len() as u64 + audit_summarised >= 20 || Instant::now() > deadline {
-            break (audit_summaries, audit_lines, audit_summarised);
-        }
-        // The harness's reader thread takes the lines in; give it a moment.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (audit_summaries, audit_lines, audit_summarised) =
+        until_ok(Duration::from_secs(10), || async {
+            let (audit_summaries, audit_lines): (Vec<Value>, Vec<Value>) = shim
+                .events_so_far("deprecated")
+                .into_iter()
+                .partition(|event| event.get("more").is_some());
+            let audit_summarised: u64 = audit_summaries
+                .iter()
+                .map(|event| event["more"].as_u64().unwrap())
+                .sum();
+            match audit_lines.len() as u64 + audit_summarised >= 20 {
+                true => Ok((audit_summaries, audit_lines, audit_summarised)),
+                false => Err(format!(
+                    "{} audit lines and {audit_summarised} summarised, of 20",
+                    audit_lines.len()
+                )),
+            }
+        })
+        .await;
     assert_eq!(audit_lines.len() as u64 + audit_summarised, 20);
     assert!(audit_lines.len() < 20, "{audit_lines:?}");
     assert_eq!(audit_lines[0]["status"], 429);
@@ -546,7 +544,8 @@ async fn a_flood_of_budget_refusals_logs_the_first_and_a_count_while_the_metric_
 async fn an_upstream_that_is_down_logs_one_warning_and_a_count_not_one_per_request() {
     const REQUESTS: usize = 300;
     // A port nobody listens on: every request is a 502 `upstream_unreachable`.
-    let closed = format!("http://127.0.0.1:{}", unused_port());
+    let port = ClosedPort::new();
+    let closed = port.url();
     let config = TempConfig::new("[rate_limit]\nenabled = false\n");
     let shim = Shim::start_with_env(
         &closed,
@@ -557,8 +556,7 @@ async fn an_upstream_that_is_down_logs_one_warning_and_a_count_not_one_per_reque
     let statuses = flood(shim.addr, "/api/customers/", REQUESTS, 4).await;
     assert!(statuses.iter().all(|status| *status == 502), "{statuses:?}");
     let elapsed_seconds = started.elapsed().as_secs() + 1;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (full, summaries) = loop {
+    let (full, summaries) = until_ok(Duration::from_secs(20), || async {
         let (summaries, full): (Vec<Value>, Vec<Value>) = lines_starting(
             &shim,
             "explo_shim::error",
@@ -572,15 +570,14 @@ async fn an_upstream_that_is_down_logs_one_warning_and_a_count_not_one_per_reque
             .map(|event| event["more"].as_u64().unwrap())
             .sum();
         if full.len() as u64 + summarised == REQUESTS as u64 {
-            break (full, summaries);
+            return Ok((full, summaries));
         }
-        assert!(
-            Instant::now() < deadline,
+        Err(format!(
             "{} lines and {summarised} summarised, of {REQUESTS} failures",
             full.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        ))
+    })
+    .await;
     let seconds = elapsed_seconds + 3;
     assert!(
         full.len() as u64 <= seconds && summaries.len() as u64 <= seconds,
@@ -648,8 +645,7 @@ async fn a_legacy_call_refused_after_its_look_up_reached_the_upstream_keeps_its_
         .collect();
     assert_eq!(paths, vec!["/api/get_customer/"; CALLS], "look-ups only");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    until_ok(Duration::from_secs(10), || async {
         let audit = shim.events("deprecated");
         let lines: Vec<&Value> = audit
             .iter()
@@ -661,14 +657,9 @@ async fn a_legacy_call_refused_after_its_look_up_reached_the_upstream_keeps_its_
                 audit.iter().all(|event| event.get("more").is_none()),
                 "none summarised: {audit:?}"
             );
-            break;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} audit lines of {CALLS}: {audit:?}",
-            lines.len()
-        );
-        // The harness's reader thread takes the lines in; give it a moment.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Err(format!("{} audit lines of {CALLS}: {audit:?}", lines.len()))
+    })
+    .await;
 }

@@ -1,11 +1,9 @@
 //! Bad input and upstream faults on legacy routes: each gets the legacy error envelope with a
 //! fitting status, the upstream sees nothing it should not, and the shim keeps serving.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde_json::json;

@@ -1,12 +1,10 @@
 //! OpenTelemetry traces (issue 18): the real binary exporting OTLP/JSON to a collector of the
 //! test's own, in front of a scripted Customer API that records the `traceparent` it is sent.
 
-mod common;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -17,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::{Value, json};
 
-use common::*;
+use crate::support::*;
 
 const CUSTOMER_TOKEN: &str = "cust_tok_4f2a9b7c1d";
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -102,23 +100,22 @@ impl Collector {
 
     /// Waits (up to 20 s) until `count` spans of `trace_id` have arrived.
     async fn trace(&self, trace_id: &str, count: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        until_ok(Duration::from_secs(20), || async {
             let spans: Vec<Value> = self
                 .spans()
                 .into_iter()
                 .filter(|span| span["traceId"] == trace_id)
                 .collect();
             if spans.len() >= count {
-                return spans;
+                Ok(spans)
+            } else {
+                Err(format!(
+                    "{count} spans of {trace_id} never arrived: {:#?}",
+                    self.spans()
+                ))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{count} spans of {trace_id} never arrived: {:#?}",
-                self.spans()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -408,7 +405,8 @@ async fn a_refusal_without_an_upstream_call_is_noted_on_the_server_span() {
 #[tokio::test]
 async fn with_the_collector_down_requests_succeed_and_dropped_spans_are_counted() {
     let upstream = customer_api().await;
-    let down = format!("http://127.0.0.1:{}", unused_port());
+    let collector = ClosedPort::new();
+    let down = collector.url();
     let shim = start_traced(&upstream, &[("OTEL_EXPORTER_OTLP_ENDPOINT", down)]);
     let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
     assert!(
@@ -426,24 +424,24 @@ async fn with_the_collector_down_requests_succeed_and_dropped_spans_are_counted(
         .await;
         assert_eq!(got.status, 200);
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
-        let text = String::from_utf8_lossy(&metrics.body).into_owned();
-        let dropped: u64 = text
-            .lines()
-            .find_map(|line| line.strip_prefix("explo_shim_trace_spans_dropped_total "))
-            .and_then(|value| value.parse().ok())
-            .expect("the counter is there");
-        if dropped > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nothing counted as dropped:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_ok_every(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || async {
+            let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
+            let text = String::from_utf8_lossy(&metrics.body).into_owned();
+            let dropped: u64 = text
+                .lines()
+                .find_map(|line| line.strip_prefix("explo_shim_trace_spans_dropped_total "))
+                .and_then(|value| value.parse().ok())
+                .expect("the counter is there");
+            match dropped > 0 {
+                true => Ok(()),
+                false => Err(format!("nothing counted as dropped:\n{text}")),
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

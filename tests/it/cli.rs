@@ -2,9 +2,7 @@
 //! reference, `usage` and `healthcheck` against a running shim, `fingerprint`, `completions`,
 //! `man` and `--version`.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 fn translate(args: &[&str], stdin: &str) -> Value {
@@ -111,7 +109,7 @@ fn translate_turns_every_legacy_example_into_the_right_customer_call() {
 #[test]
 fn translate_reads_the_seed_docs_curl_command() {
     // ../shared/reference/000_d5eb2b5954fced9c.txt, "Example Request".
-    let curl = include_str!("fixtures/update_user_group.curl.txt");
+    let curl = include_str!("../fixtures/update_user_group.curl.txt");
     let output = run_binary_with_stdin(&["translate"], &[], curl);
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);

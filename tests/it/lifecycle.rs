@@ -1,10 +1,8 @@
 //! Start-up, configuration errors, admin probes, graceful shutdown and the log contract.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use serde_json::json;
 
 #[test]
@@ -25,8 +23,10 @@ type StartupCase<'a> = (
 #[test]
 fn invalid_configuration_exits_64_naming_the_key_and_nothing_listens() {
     let unknown = TempConfig::new("[upstream]\nurll = \"https://x\"\n");
-    let port = unused_port();
-    let listen = format!("127.0.0.1:{port}");
+    // Held for the whole test: a shim that bound its listener before checking its settings
+    // would fail to bind (exit 1), not refuse its settings (exit 64).
+    let held = ClosedPort::new();
+    let listen = held.addr.to_string();
     let cases: Vec<StartupCase> = vec![
         (vec!["--config", unknown.path()], vec![], "urll"),
         (
@@ -73,8 +73,8 @@ fn invalid_configuration_exits_64_naming_the_key_and_nothing_listens() {
             "{full:?} {env:?} should name {named}: {stderr}"
         );
         assert!(
-            std::net::TcpListener::bind(&listen).is_ok(),
-            "something listened on {listen}"
+            !stderr.contains("Address already in use"),
+            "{full:?} {env:?} tried to listen on {listen}: {stderr}"
         );
     }
 }
@@ -164,14 +164,27 @@ async fn sigterm_finishes_in_flight_requests_turns_unready_and_exits_0() {
     let url = shim.url("/api/update_user_group/");
     let in_flight =
         tokio::spawn(async move { post_json(&url, &json!({"user_group_id": "a"})).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // In flight once the (slow) upstream has it.
+    until(
+        Duration::from_secs(10),
+        "the request never arrived",
+        || async { (upstream.requests().len() == 1).then_some(()) },
+    )
+    .await;
     shim.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        send("GET", &shim.admin_url("/readyz"), &[], "")
-            .await
-            .status,
-        503
+    // Unready while the request is still in flight (the upstream holds it for 1.5 s).
+    until(
+        Duration::from_secs(1),
+        "/readyz never turned 503",
+        || async {
+            let ready = send("GET", &shim.admin_url("/readyz"), &[], "").await;
+            (ready.status == 503).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !in_flight.is_finished(),
+        "the request ended before the check"
     );
 
     let got = in_flight.await.unwrap();

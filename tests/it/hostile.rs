@@ -1,11 +1,9 @@
 //! Hostile input: each gets a clear error, the upstream sees nothing it should not, and the
 //! shim keeps serving the next request.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -153,7 +151,7 @@ async fn a_slowloris_client_is_cut_off_after_the_header_read_timeout() {
             if stream.write_all(b"x-slow: 1\r\n").await.is_err() {
                 return true;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            pace(Duration::from_millis(100)).await;
             let mut probe = [0u8; 512];
             match tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return true,
@@ -281,7 +279,13 @@ async fn past_max_in_flight_the_shim_sheds_with_503() {
     let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
     let url = shim.url("/api/dashboard/");
     let slow = tokio::spawn(async move { send("GET", &url, &[], "").await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The first request holds the only slot once it has reached the (slow) upstream.
+    until(
+        Duration::from_secs(10),
+        "the first request never arrived",
+        || async { (upstream.requests().len() == 1).then_some(()) },
+    )
+    .await;
     let shed = send("GET", &shim.url("/api/dashboard/"), &[], "").await;
     shed.assert_shim_error(503, "overloaded");
     assert_eq!(shed.header("retry-after"), Some("1"));
@@ -320,7 +324,7 @@ async fn past_max_connections_new_clients_wait_for_a_free_slot() {
     let waiting = tokio::spawn(async move { send("GET", &url, &[], "").await });
     // A negative check: however long it is given, the second client is not served while
     // the holder is open. The pause only gives a wrong implementation the chance to show.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    quiet_for(Duration::from_millis(300)).await;
     assert!(
         !waiting.is_finished(),
         "a second connection was served past max_connections = 1"
@@ -387,7 +391,7 @@ async fn a_request_dripped_a_byte_at_a_time_from_its_first_byte_is_served() {
     stream.set_nodelay(true).unwrap();
     for byte in b"GET /api/dashboard/ HTTP/1.1\r\nhost: x\r\n\r\n" {
         stream.write_all(&[*byte]).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        pace(Duration::from_millis(5)).await;
     }
     let mut reply = [0u8; 64];
     let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut reply))
@@ -481,7 +485,7 @@ async fn a_legacy_body_dripped_a_byte_at_a_time_is_cut_off_at_the_whole_body_dea
             if writer.write_all(&[*byte]).await.is_err() {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            pace(Duration::from_millis(200)).await;
         }
     });
     let mut reply = Vec::new();

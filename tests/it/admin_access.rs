@@ -10,11 +10,9 @@
 //! short token; a capped head; sign-ins that never send their form; and, without a token,
 //! `Host` checked against DNS rebinding.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use explo_shim::message::fingerprint::client_fingerprint;
 use http::HeaderValue;
 
@@ -574,23 +572,22 @@ async fn failed_credentials_are_logged_once_then_summarised_never_with_the_crede
     assert_eq!(first[0]["client"], "127.0.0.10");
     assert_eq!(first[0]["reason"], "wrong token");
     // The rest come as summary lines, at most one a second, that add up to the rest.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let summaries = loop {
-        let summaries = messages(&shim, "admin: more credentials refused");
-        let counted: u64 = summaries
-            .iter()
-            .map(|event| event["refused"].as_u64().unwrap())
-            .sum();
-        if counted == sent - 1 {
-            break summaries;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{counted} of {}: {summaries:?}",
-            sent - 1
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let summaries = until_ok_every(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            let summaries = messages(&shim, "admin: more credentials refused");
+            let counted: u64 = summaries
+                .iter()
+                .map(|event| event["refused"].as_u64().unwrap())
+                .sum();
+            if counted == sent - 1 {
+                return Ok(summaries);
+            }
+            Err(format!("{counted} of {}: {summaries:?}", sent - 1))
+        },
+    )
+    .await;
     assert!(
         summaries.len() as u64 <= started.elapsed().as_secs() + 1,
         "at most one summary a second, not a line per failure: {summaries:?}"

@@ -3,11 +3,9 @@
 //! `user_group_id` is kept short wherever it is written.
 //! Issue 18: `/usage` counts each client's calls per UTC hour and day.
 
-mod common;
-
 use std::time::SystemTime;
 
-use common::*;
+use crate::support::*;
 use explo_shim::message::fingerprint::client_fingerprint;
 use http::HeaderValue;
 use serde_json::{Value, json};

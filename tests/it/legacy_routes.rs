@@ -1,8 +1,6 @@
 //! Every legacy route through the real shim against a fake Customer API.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use serde_json::json;
 
 const CUSTOMER_TOKEN: &str = "cust_tok_4f2a9b7c1d";
@@ -30,7 +28,7 @@ async fn update_user_group_doc_example_becomes_update_customer_and_back() {
             (TOKEN_HEADER, TEAM_TOKEN),
             ("accept-encoding", "gzip"),
         ],
-        include_str!("fixtures/update_user_group.request.json"),
+        include_str!("../fixtures/update_user_group.request.json"),
     )
     .await;
 

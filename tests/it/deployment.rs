@@ -3,12 +3,10 @@
 //! here, so the files are read as data, and every config they carry is fed to the real binary's
 //! `--check-config`.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{TempConfig, run_binary};
+use crate::support::{TempConfig, run_binary};
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// The distroless `nonroot` user and group, which the image runs as.

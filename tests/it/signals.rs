@@ -1,9 +1,7 @@
 //! Deprecation headers, request IDs, metrics and the usage tracker, read back from a running
 //! shim.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use serde_json::json;
 
 const UPDATE: &str = "/api/update_user_group/";
@@ -199,10 +197,8 @@ async fn usage_reports_who_still_calls_what() {
 #[tokio::test]
 async fn text_logs_to_a_file_have_no_colour_codes_and_are_flushed_at_exit() {
     let upstream = customer_upstream().await;
-    let port = unused_port();
-    let listen = format!("127.0.0.1:{port}");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_explo-shim"))
-        .args(["--listen", &listen, "--admin", "127.0.0.1:0"])
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_explo-shim"))
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .args(["--upstream", &upstream.url(), "--log-format", "text"])
         .env("RUST_LOG", "info")
         .env_remove("EXPLO_SHIM_CONFIG")
@@ -210,11 +206,22 @@ async fn text_logs_to_a_file_have_no_colour_codes_and_are_flushed_at_exit() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn explo-shim");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(std::time::Instant::now() < deadline, "shim did not listen");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    // The bound address is in the text line `... explo-shim listening listen=ADDR admin=...`;
+    // the lines up to it are kept for the assertions at the end.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut head = String::new();
+    let listen = loop {
+        let before = head.len();
+        let read = std::io::BufRead::read_line(&mut stderr, &mut head).unwrap();
+        assert!(read > 0, "the shim exited before listening: {head}");
+        let line = &head[before..];
+        if line.contains("explo-shim listening") {
+            let field = line
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("listen="));
+            break field.expect("the listen address").to_owned();
+        }
+    };
     let got = post_json(
         &format!("http://{listen}{UPDATE}"),
         &json!({"user_group_id": "a"}),
@@ -226,8 +233,10 @@ async fn text_logs_to_a_file_have_no_colour_codes_and_are_flushed_at_exit() {
         .status()
         .unwrap();
     assert!(status.success());
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    child.wait().unwrap();
+    let stderr = head + &rest;
     assert!(
         stderr.contains("deprecated End User Group API call"),
         "{stderr}"

@@ -2,11 +2,9 @@
 //! Every test starts its own `redis-server` (free loopback port, no persistence) and real
 //! shims against an in-process upstream.
 
-mod common;
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 
 /// A fleet config: `per_minute` and `burst` for the whole fleet, no waiting for a turn.
@@ -16,6 +14,18 @@ fn fleet_config(redis: &RedisServer, per_minute: u32, burst: u32) -> TempConfig 
          redis_url = \"{}\"\n",
         redis.url()
     ))
+}
+
+/// Whether a replica has written the fleet's hold (its key ends in `budget:hold`) to Redis.
+async fn hold_written(redis: &RedisServer) -> bool {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*budget:hold")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    !keys.is_empty()
 }
 
 async fn metric(shim: &Shim, line_start: &str) -> Option<f64> {
@@ -94,9 +104,14 @@ async fn an_upstream_429_holds_the_whole_fleet() {
         send("GET", &first.url("/throttled"), &[], "").await.status,
         429
     );
-    // The hold is written off the request path; give it a moment to land (the window is six
+    // The hold is written off the request path: wait until it is in Redis (the window is six
     // seconds, so a slow machine still checks inside it).
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    until(
+        Duration::from_secs(5),
+        "the hold never reached Redis",
+        || async { hold_written(&redis).await.then_some(()) },
+    )
+    .await;
     send("GET", &second.url("/api/customers/"), &[], "")
         .await
         .assert_shim_error(429, "rate_limited");
@@ -128,36 +143,39 @@ async fn the_fleet_hold_of_a_retry_after_past_u64_ends_at_the_cap() {
     assert_eq!(throttled.status, 429);
     assert_eq!(throttled.json()["detail"], "slow down");
     // The hold is written off the request path: ask the other replica until it is held.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let held = loop {
-        let got = send("GET", &second.url("/api/customers/"), &[], "").await;
-        if got.status == 429 {
-            break got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the hold never reached the fleet"
-        );
-        // A budget this large never refuses: the only 429 is the hold's.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    // A budget this large never refuses: the only 429 is the hold's.
+    let held = until(
+        Duration::from_secs(10),
+        "the hold never reached the fleet",
+        || async {
+            let got = send("GET", &second.url("/api/customers/"), &[], "").await;
+            (got.status == 429).then_some(got)
+        },
+    )
+    .await;
     held.assert_shim_error(429, "rate_limited");
     let retry_after: u64 = held.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry_after), "{retry_after}");
     // Redis kept the hold, not an error: the replica still shares its budget.
     assert_eq!(backend(&second).await, "redis");
-    tokio::time::sleep(Duration::from_secs(retry_after)).await;
-    assert_eq!(
-        send("GET", &second.url("/api/customers/"), &[], "")
+    // The hold ends when it said: asked until a call passes, for little more than that.
+    let limit = Duration::from_secs(retry_after) + Duration::from_secs(2);
+    until_ok_every(limit, Duration::from_millis(200), || async {
+        match send("GET", &second.url("/api/customers/"), &[], "")
             .await
-            .status,
-        200
-    );
+            .status
+            .as_u16()
+        {
+            200 => Ok(()),
+            status => Err(format!("still {status} after {retry_after} s")),
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_redis_outage_costs_no_requests_and_its_return_is_noticed() {
-    let Some(redis) = RedisServer::start() else {
+    let Some(mut redis) = RedisServer::start() else {
         return;
     };
     let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1}))).await;
@@ -171,7 +189,7 @@ async fn a_redis_outage_costs_no_requests_and_its_return_is_noticed() {
     );
     assert_eq!(backend(&shim).await, "redis");
 
-    let port = redis.stop();
+    redis.stop();
     let started = Instant::now();
     for _ in 0..20 {
         assert_eq!(
@@ -211,21 +229,24 @@ async fn a_redis_outage_costs_no_requests_and_its_return_is_noticed() {
         Some(1.0)
     );
 
-    let _back = RedisServer::start_on(port).expect("redis-server again");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        assert_eq!(
-            send("GET", &shim.url("/api/customers/"), &[], "")
-                .await
-                .status,
-            200
-        );
-        if backend(&shim).await == "redis" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "Redis's return was not noticed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    redis.restart();
+    until_ok_every(
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || async {
+            assert_eq!(
+                send("GET", &shim.url("/api/customers/"), &[], "")
+                    .await
+                    .status,
+                200
+            );
+            match backend(&shim).await == "redis" {
+                true => Ok(()),
+                false => Err("Redis's return was not noticed".to_owned()),
+            }
+        },
+    )
+    .await;
     assert!(
         shim.events("explo_shim::fleet")
             .iter()
@@ -278,7 +299,7 @@ async fn a_new_replica_sees_the_usage_of_the_others() {
     assert_eq!(endpoint["last_user_group_id"], "g1");
     // Fingerprints only: the token is stored nowhere in Redis.
     let dump = std::process::Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "--scan"])
+        .args(["-s", redis.socket(), "--scan"])
         .output();
     if let Ok(dump) = dump {
         assert!(!String::from_utf8_lossy(&dump.stdout).contains("sk_live"));
@@ -291,22 +312,26 @@ async fn a_new_replica_sees_the_usage_of_the_others() {
 /// The fleet's `/usage` once it lists `count` calls in all, asking until the writer (once a
 /// second) has written them.
 async fn fleet_usage_with_calls(shim: &Shim, count: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let usage = send("GET", &shim.admin_url("/usage"), &[], "").await.json();
-        let written: u64 = usage["clients"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|client| client["endpoints"].as_array().unwrap())
-            .map(|endpoint| endpoint["count"].as_u64().unwrap())
-            .sum();
-        if usage["source"] == "fleet" && written >= count {
-            return usage;
-        }
-        assert!(Instant::now() < deadline, "never written: {usage}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_ok_every(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            let usage = send("GET", &shim.admin_url("/usage"), &[], "").await.json();
+            let written: u64 = usage["clients"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|client| client["endpoints"].as_array().unwrap())
+                .map(|endpoint| endpoint["count"].as_u64().unwrap())
+                .sum();
+            if usage["source"] == "fleet" && written >= count {
+                Ok(usage)
+            } else {
+                Err(format!("never written: {usage}"))
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -489,16 +514,18 @@ async fn refused_tokens_do_not_push_a_team_out_of_the_fleets_usage() {
     let team = explo_shim::message::fingerprint::client_fingerprint(Some(
         &http::HeaderValue::from_static(TEAM_TOKEN),
     ));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut usage = fleet_usage_with_calls(&shim, 3).await;
-    while !usage.to_string().contains(&team) {
-        assert!(
-            Instant::now() < deadline,
-            "the team never appeared: {usage}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        usage = fleet_usage_with_calls(&shim, 3).await;
-    }
+    let usage = until_ok_every(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            let usage = fleet_usage_with_calls(&shim, 3).await;
+            match usage.to_string().contains(&team) {
+                true => Ok(usage),
+                false => Err(format!("the team never appeared: {usage}")),
+            }
+        },
+    )
+    .await;
     let clients = usage["clients"].as_array().unwrap();
     assert_eq!(clients.len(), 3, "{usage}");
     assert!(
@@ -561,7 +588,7 @@ async fn a_slow_usage_read_waits_for_redis_and_never_marks_it_down() {
     // Redis answers nobody for 300 ms once `CLIENT PAUSE` has returned: far past the request
     // path's 25 ms, well within the admin read's 2 s.
     let paused = std::process::Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "CLIENT", "PAUSE", "300"])
+        .args(["-s", redis.socket(), "CLIENT", "PAUSE", "300"])
         .output()
         .expect("redis-cli comes with redis-server");
     assert!(paused.status.success(), "{paused:?}");
@@ -636,7 +663,10 @@ async fn absurd_values_in_the_fleets_usage_records_are_skipped_or_clamped_not_tr
         .map(|bucket| bucket["calls"].as_u64().unwrap())
         .sum();
     assert_eq!(hourly_calls, 1, "the future hour is left out: {usage}");
-    wait_for_warning(&shim, "hold values no shim writes");
+    shim.wait_for_line("no warning", |line| {
+        line.contains("hold values no shim writes")
+    })
+    .await;
 
     // Times that are not times: the record is left out, the rest of the report stands.
     hset(
@@ -646,13 +676,4 @@ async fn absurd_values_in_the_fleets_usage_records_are_skipped_or_clamped_not_tr
     .await;
     let usage = console_and_usage().await;
     assert_eq!(usage["clients"], json!([]), "{usage}");
-}
-
-fn wait_for_warning(shim: &Shim, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !shim.logs().iter().any(|line| line.contains(text)) {
-        assert!(Instant::now() < deadline, "no warning: {:?}", shim.logs());
-        // The log is read by a thread of the harness; give it a moment.
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
