@@ -1,4 +1,4 @@
-//! Issue 18 through the real binary: client names from `[clients]` (in `/usage`, the `usage`
+//! Through the real binary: client names from `[clients]` (in `/usage`, the `usage`
 //! table and the deprecated-usage line, never in metrics labels), and the admin token
 //! (`admin_token_file`): Bearer or the console's cookie for `/`, `/usage` and `/metrics`,
 //! probes always open, the file read again on SIGHUP.

@@ -450,7 +450,7 @@ fn version_names_the_package_version_and_the_commit_it_was_built_from() {
     }
 }
 
-/// Issue 16, point 11: values no operator can mean stop start-up with exit 64 and a message
+/// Values no operator can mean stop start-up with exit 64 and a message
 /// naming the key, never a panic (exit 101) or a silent reinterpretation.
 #[test]
 fn config_that_cannot_be_meant_exits_64_and_names_the_key() {
@@ -581,7 +581,7 @@ fn without_sources(stdout: &[u8]) -> String {
         .join("\n")
 }
 
-/// Issue 17: `--check-config` prints the resolved configuration as a config file (stdout alone,
+/// `--check-config` prints the resolved configuration as a config file (stdout alone,
 /// so `> effective.toml` works), each value with its source, the Redis password redacted; fed
 /// back with `--config`, it prints the same settings.
 #[test]
@@ -674,7 +674,7 @@ fn check_config_prints_a_config_file_that_reads_back_the_same() {
     );
 }
 
-/// Issue 17: an `EXPLO_SHIM_*` variable that names no setting is a warning naming it (and the
+/// An `EXPLO_SHIM_*` variable that names no setting is a warning naming it (and the
 /// variable it was probably meant to be), in the log and in `--check-config`.
 #[test]
 fn an_unknown_explo_shim_variable_is_a_warning_that_names_it() {

@@ -1,8 +1,8 @@
-//! Issue 18: the migration console, `GET /` on the admin listener, through the real binary and
+//! The migration console, `GET /` on the admin listener, through the real binary and
 //! a real browser (headless Chromium from Debian's `chromium` package). Without Chromium the
 //! browser test is skipped with a note, unless `EXPLO_SHIM_REQUIRE_CHROMIUM` is set (`.ci/run`
 //! installs Chromium and sets it), where that is a failure. In a fleet, any replica's console
-//! shows the fleet's records (a real `redis-server`, as in tests/fleet.rs).
+//! shows the fleet's records (a real `redis-server`, as in the fleet tests).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

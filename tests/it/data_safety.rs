@@ -1,4 +1,4 @@
-//! Issue 9: a legacy client never loses a write or is told the wrong thing. One test (or more)
+//! A legacy client never loses a write or is told the wrong thing. One test (or more)
 //! per case of the issue, through the real shim against the emulator, told to misbehave where
 //! the case needs it, or against the fake upstream.
 
@@ -373,7 +373,7 @@ async fn case_8_numbers_reach_the_upstream_exactly_as_written() {
     );
 }
 
-// Issue 16: the cascade guard when the v2 list misbehaves ------------------------------------
+// The cascade guard when the v2 list misbehaves ----------------------------------------------
 
 /// A child of `parent` made with the Customer API: a `User` under a `Customer`, the docs'
 /// two-tier hierarchy and the emulator's default.

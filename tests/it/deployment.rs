@@ -1,4 +1,4 @@
-//! The deployment files work as shipped (issue 17): the sidecar manifest, the image's own
+//! The deployment files work as shipped: the sidecar manifest, the image's own
 //! config, the Dockerfile, the Compose file and the licence. Docker and Kubernetes do not run
 //! here, so the files are read as data, and every config they carry is fed to the real binary's
 //! `--check-config`.

@@ -190,7 +190,7 @@ async fn demo_mode_answers_a_legacy_call_with_no_upstream_configured() {
     );
 }
 
-// Hierarchy levels (issue 18) --------------------------------------------------------------
+// Hierarchy levels -------------------------------------------------------------------------
 
 /// A create at the emulator itself, with the team token.
 async fn create_customer(emulator: &str, body: Value) -> Got {

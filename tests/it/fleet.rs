@@ -1,6 +1,6 @@
-//! Issue 10: replicas sharing one Redis act as one shim: one upstream budget, one usage view.
-//! Every test starts its own `redis-server` (free loopback port, no persistence) and real
-//! shims against an in-process upstream.
+//! Replicas sharing one Redis act as one shim: one upstream budget, one usage view.
+//! Every test starts its own `redis-server` (on a unix socket of its own, no persistence)
+//! and real shims against an in-process upstream.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -376,7 +376,7 @@ async fn usage_keys_in_redis_expire_after_35_days_without_writes() {
     }
 }
 
-/// Issue 18: the fleet's calls per UTC hour and day are one set of buckets in Redis, and each
+/// The fleet's calls per UTC hour and day are one set of buckets in Redis, and each
 /// write deletes the ones that left the window.
 #[tokio::test]
 async fn two_replicas_calls_add_up_in_the_same_buckets_and_writes_delete_old_ones() {

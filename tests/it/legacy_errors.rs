@@ -314,7 +314,7 @@ async fn upstream_html_error_page_is_passed_through() {
     assert_eq!(got.header("retry-after"), Some("30"));
 }
 
-/// Rule 1 (issue 9): a 2xx means the write happened, so an untranslatable reply goes to the
+/// Rule 1: a 2xx means the write happened, so an untranslatable reply goes to the
 /// client as it came (with the deprecation headers), never as a 5xx that invites a retry.
 #[tokio::test]
 async fn a_2xx_reply_that_is_not_json_is_passed_on_as_it_came_and_counted() {

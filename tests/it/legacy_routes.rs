@@ -118,7 +118,7 @@ async fn numeric_user_group_id_is_forwarded_as_a_string() {
         upstream.requests()[0].json(),
         json!({"provided_id": "42", "name": "n"})
     );
-    // Without team_id configured the key is null (issue 9, rule 5); only legacy keys are
+    // Without team_id configured the key is null; only legacy keys are
     // returned.
     assert_eq!(
         got.json(),

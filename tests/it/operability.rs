@@ -1,4 +1,4 @@
-//! Issue 17 through the real binary: SIGHUP reloads the config file (whole, or not at all),
+//! Through the real binary: SIGHUP reloads the config file (whole, or not at all),
 //! the shutdown delay, the access log, the trace id in log lines, and the logging knobs.
 
 use std::time::{Duration, Instant, SystemTime};

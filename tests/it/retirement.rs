@@ -1,4 +1,4 @@
-//! Issue 11: brownouts, sunset enforcement and exemptions, through the real shim against the
+//! Brownouts, sunset enforcement and exemptions, through the real shim against the
 //! in-process upstream and the emulator.
 
 use std::time::{Duration, SystemTime};

@@ -1,4 +1,4 @@
-//! OpenTelemetry traces (issue 18): the real binary exporting OTLP/JSON to a collector of the
+//! OpenTelemetry traces: the real binary exporting OTLP/JSON to a collector of the
 //! test's own, in front of a scripted Customer API that records the `traceparent` it is sent.
 
 use std::convert::Infallible;

@@ -1,7 +1,7 @@
-//! Issue 16, point 8: the migration tracker serves operators, not attackers. Refused
+//! The migration tracker serves operators, not attackers. Refused
 //! credentials cannot push a real team out of `/usage` and `/metrics`, and a client's
 //! `user_group_id` is kept short wherever it is written.
-//! Issue 18: `/usage` counts each client's calls per UTC hour and day.
+//! `/usage` counts each client's calls per UTC hour and day.
 
 use std::time::SystemTime;
 
