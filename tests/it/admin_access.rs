@@ -30,17 +30,20 @@ async fn legacy_update(shim: &Shim) -> Got {
     .await
 }
 
-fn wait_for_reload(shim: &Shim, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while shim
-        .logs()
-        .iter()
-        .filter(|line| line.contains("SIGHUP: configuration"))
-        .count()
-        < count
-    {
-        assert!(Instant::now() < deadline, "{:?}", shim.logs());
-    }
+/// Waits up to 10 s until `count` reloads have ended, put in service or refused.
+async fn wait_for_reload(shim: &Shim, count: usize) {
+    until_ok(Duration::from_secs(10), || async {
+        let done = shim
+            .lines_so_far()
+            .iter()
+            .filter(|line| line.contains("SIGHUP: configuration"))
+            .count();
+        match done >= count {
+            true => Ok(()),
+            false => Err(format!("{:?}", shim.logs())),
+        }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -84,7 +87,7 @@ async fn a_named_client_shows_its_name_beside_its_fingerprint_but_metrics_keep_t
     )
     .unwrap();
     shim.signal("HUP");
-    wait_for_reload(&shim, 1);
+    wait_for_reload(&shim, 1).await;
     let usage = send("GET", &shim.admin_url("/usage"), &[], "").await.json();
     assert_eq!(usage["clients"][0]["client_name"], "invoicing");
 }
@@ -177,7 +180,7 @@ async fn with_a_token_file_the_migration_data_needs_the_token_and_the_probes_do_
     // A new token in the file replaces the old one on SIGHUP.
     std::fs::write(&token.0, "second-token-0123456789").unwrap();
     shim.signal("HUP");
-    wait_for_reload(&shim, 1);
+    wait_for_reload(&shim, 1).await;
     let old = send(
         "GET",
         &shim.admin_url("/usage"),
@@ -653,7 +656,7 @@ async fn a_session_expires_is_signed_with_the_token_and_ends_when_the_token_chan
     let rotated = "fedcba9876543210fedcba9876543210-rotated";
     std::fs::write(&token_file.0, rotated).unwrap();
     shim.signal("HUP");
-    wait_for_reload(&shim, 1);
+    wait_for_reload(&shim, 1).await;
     assert_eq!(usage(session.clone()).await.status, 401);
     let (fresh, _) = sign_in(&shim, rotated).await;
     assert_eq!(usage(fresh).await.status, 200);
@@ -712,15 +715,15 @@ async fn a_short_token_is_a_warning_at_start_and_when_a_reload_reads_a_new_one()
     assert_eq!(at_start[0]["min_chars"], 32);
     // Reading the same token again says nothing new; a new short one does; a strong one not.
     shim.signal("HUP");
-    wait_for_reload(&shim, 1);
+    wait_for_reload(&shim, 1).await;
     assert_eq!(warnings(&shim).len(), 1);
     std::fs::write(&token_file.0, "other-short-456").unwrap();
     shim.signal("HUP");
-    wait_for_reload(&shim, 2);
+    wait_for_reload(&shim, 2).await;
     assert_eq!(warnings(&shim).len(), 2);
     std::fs::write(&token_file.0, STRONG_TOKEN).unwrap();
     shim.signal("HUP");
-    wait_for_reload(&shim, 3);
+    wait_for_reload(&shim, 3).await;
     assert_eq!(warnings(&shim).len(), 2);
     for line in shim.logs() {
         assert!(
@@ -1070,7 +1073,7 @@ async fn without_a_token_only_this_machines_names_and_listed_hosts_reach_the_dat
     // The list reloads with the file.
     std::fs::write(&config.0, "admin_allowed_hosts = [\"metrics.internal\"]\n").unwrap();
     shim.signal("HUP");
-    wait_for_reload(&shim, 1);
+    wait_for_reload(&shim, 1).await;
     assert_eq!(
         with_host("/usage", "metrics.internal".to_owned())
             .await

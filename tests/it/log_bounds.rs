@@ -237,13 +237,10 @@ async fn an_access_line_keeps_the_first_4_kib_of_a_20_kb_query_and_says_how_much
     assert_eq!(got.status, 200);
     // The upstream still gets the whole query: only the log line is cut.
     assert_eq!(upstream.requests()[0].path(), "/api/customers/");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let line = loop {
-        if let Some(line) = shim.events("access").pop() {
-            break line;
-        }
-        assert!(Instant::now() < deadline, "no access line");
-    };
+    let line = until(Duration::from_secs(10), "no access line", || async {
+        shim.events_so_far("access").pop()
+    })
+    .await;
     let expected = format!("{}…[{} bytes cut]", &query[..4096], 20_000 - 4096);
     assert_eq!(line["url.query"], expected.as_str());
     assert_eq!(line["url.path"], "/api/customers/");

@@ -1,7 +1,7 @@
 //! Through the real binary: SIGHUP reloads the config file (whole, or not at all),
 //! the shutdown delay, the access log, the trace id in log lines, and the logging knobs.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use crate::support::*;
 use serde_json::{Value, json};
@@ -31,36 +31,27 @@ async fn metrics(shim: &Shim) -> String {
 }
 
 /// Waits up to 10 s for a log line that `matches`.
-fn wait_for_log(shim: &Shim, matches: impl Fn(&str) -> bool, what: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(line) = shim.logs().into_iter().find(|line| matches(line)) {
-            return line;
-        }
-        assert!(Instant::now() < deadline, "no {what}: {:?}", shim.logs());
-    }
+async fn wait_for_log(shim: &Shim, matches: impl Fn(&str) -> bool, what: &str) -> String {
+    shim.wait_for_line(&format!("no {what}"), matches).await
 }
 
-fn reloads(shim: &Shim, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+/// Waits up to 10 s until `count` reloads have ended, put in service or refused.
+async fn reloads(shim: &Shim, count: usize) {
+    until_ok(Duration::from_secs(10), || async {
         let done = shim
-            .logs()
+            .lines_so_far()
             .iter()
             .filter(|line| {
                 line.contains("SIGHUP: configuration reloaded")
                     || line.contains("SIGHUP: configuration refused")
             })
             .count();
-        if done >= count {
-            return;
+        match done >= count {
+            true => Ok(()),
+            false => Err(format!("reload {count} never ended: {:?}", shim.logs())),
         }
-        assert!(
-            Instant::now() < deadline,
-            "reload {count} never ended: {:?}",
-            shim.logs()
-        );
-    }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -82,7 +73,7 @@ async fn sighup_puts_a_new_brownout_window_in_service_and_counts_the_reload() {
     )
     .unwrap();
     shim.signal("HUP");
-    reloads(&shim, 1);
+    reloads(&shim, 1).await;
     update(&shim).await.assert_shim_error(410, "brownout");
     shim.wait_for_metric(
         r#"explo_shim_config_reloads_total{result="success"} 1"#,
@@ -111,12 +102,13 @@ async fn an_invalid_file_is_refused_naming_the_key_and_nothing_changes() {
     )
     .unwrap();
     shim.signal("HUP");
-    reloads(&shim, 1);
+    reloads(&shim, 1).await;
     let refused = wait_for_log(
         &shim,
         |line| line.contains("configuration refused"),
         "refusal",
-    );
+    )
+    .await;
     assert!(refused.contains("rate_limit.per_minute"), "{refused}");
     let got = update(&shim).await;
     assert_eq!(got.status, 200);
@@ -134,7 +126,7 @@ async fn an_invalid_file_is_refused_naming_the_key_and_nothing_changes() {
     // A file that is not TOML at all is refused the same way.
     std::fs::write(&config.0, "[legacy\n").unwrap();
     shim.signal("HUP");
-    reloads(&shim, 2);
+    reloads(&shim, 2).await;
     assert_eq!(update(&shim).await.json()["user_group"]["team_id"], 7);
 }
 
@@ -150,7 +142,7 @@ async fn a_key_that_needs_a_restart_is_named_and_keeps_its_running_value() {
     )
     .unwrap();
     shim.signal("HUP");
-    reloads(&shim, 1);
+    reloads(&shim, 1).await;
     let logs = shim.events("explo_shim::server::reload");
     let waiting: Vec<&str> = logs
         .iter()
@@ -195,7 +187,7 @@ async fn a_call_in_flight_during_a_reload_finishes_on_the_config_it_started_with
     .await;
     std::fs::write(&config.0, "[legacy]\nteam_id = 2\n").unwrap();
     shim.signal("HUP");
-    reloads(&shim, 1);
+    reloads(&shim, 1).await;
     assert_eq!(in_flight.await.unwrap().json()["user_group"]["team_id"], 1);
     assert_eq!(update(&shim).await.json()["user_group"]["team_id"], 2);
 }
@@ -222,13 +214,12 @@ async fn a_reloaded_log_level_keeps_the_audit_line_unless_it_names_it() {
     .await;
     let before = audit_lines(&shim);
     update(&shim).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while audit_lines(&shim) == before {
-        assert!(
-            Instant::now() < deadline,
-            "a plain warn silenced the audit line"
-        );
-    }
+    until(
+        Duration::from_secs(10),
+        "a plain warn silenced the audit line",
+        || async { (audit_lines(&shim) != before).then_some(()) },
+    )
+    .await;
     std::fs::write(&config.0, "log_level = \"warn,deprecated=off\"\n").unwrap();
     shim.signal("HUP");
     shim.wait_for_metric(
@@ -286,7 +277,8 @@ async fn a_second_signal_skips_the_shutdown_delay() {
         &shim,
         |line| line.contains("still serving for shutdown.delay"),
         "the delay's start",
-    );
+    )
+    .await;
     shim.signal("INT");
     // Ten minutes would outlast this wait by far.
     let status = shim
@@ -314,14 +306,14 @@ async fn the_access_log_has_one_line_per_request_with_otel_names_and_the_trace_i
     )
     .await;
     assert_eq!(legacy.status, 200);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let lines = loop {
-        let lines = shim.events("access");
-        if lines.len() >= 2 {
-            break lines;
+    let lines = until_ok(Duration::from_secs(10), || async {
+        let lines = shim.events_so_far("access");
+        match lines.len() >= 2 {
+            true => Ok(lines),
+            false => Err(format!("{:?}", shim.logs())),
         }
-        assert!(Instant::now() < deadline, "{:?}", shim.logs());
-    };
+    })
+    .await;
     assert_eq!(lines.len(), 2, "{lines:?}");
     let pass = &lines[0];
     assert_eq!(pass["http.request.method"], "POST");
@@ -407,7 +399,8 @@ async fn the_audit_line_rounds_latency_and_leaves_absent_fields_out() {
         &shim,
         |line| line.contains("deprecated End User Group API call"),
         "audit line",
-    );
+    )
+    .await;
     let audit: Value = shim.events("deprecated").remove(0);
     // A refresh names no user group, and this call sent no traceparent.
     assert!(audit.get("user_group_id").is_none(), "{audit}");
@@ -453,7 +446,7 @@ async fn a_reload_cannot_turn_the_admin_token_off() {
     for (count, without) in [(1, "# no admin token\n"), (2, "admin_token_file = \"\"\n")] {
         std::fs::write(&config.0, without).unwrap();
         shim.signal("HUP");
-        reloads(&shim, count);
+        reloads(&shim, count).await;
         let kept = shim
             .logs()
             .into_iter()
@@ -471,7 +464,7 @@ async fn a_reload_cannot_turn_the_admin_token_off() {
     std::fs::remove_file(&token.0).unwrap();
     std::fs::write(&config.0, "log_level = \"info\"\n").unwrap();
     shim.signal("HUP");
-    reloads(&shim, 3);
+    reloads(&shim, 3).await;
     assert!(
         !shim
             .logs()
@@ -517,7 +510,8 @@ async fn a_fifo_named_by_a_reload_fails_it_in_seconds_and_freezes_nothing() {
         &shim,
         |line| line.contains("SIGHUP: reloading"),
         "reload start",
-    );
+    )
+    .await;
 
     // While the reload waits on the FIFO (for a few seconds), the probes, legacy calls
     // through the emulator and pass-through all answer.
@@ -544,7 +538,8 @@ async fn a_fifo_named_by_a_reload_fails_it_in_seconds_and_freezes_nothing() {
         &shim,
         |line| line.contains("configuration refused"),
         "the refusal",
-    );
+    )
+    .await;
     assert!(refused.contains("admin_token_file"), "{refused}");
     assert!(refused.contains(&fifo.0.display().to_string()), "{refused}");
     assert!(refused.contains("FIFO"), "{refused}");
