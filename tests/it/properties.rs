@@ -4,6 +4,7 @@ use explo_shim::legacy::reply::{ReplyOptions, legacy_error_reply, legacy_success
 use explo_shim::legacy::request::{CustomerCall, translate_request};
 use explo_shim::legacy::route::LegacyRoute;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use serde_json::{Map, Value};
 
 fn text(value: &Value) -> Vec<u8> {
@@ -77,8 +78,20 @@ const LEGACY_GROUP_KEYS: [&str; 7] = [
     "api_environment_tag",
 ];
 
+/// 512 cases per property, and past failures replayed first from the seeds beside this file
+/// (`properties.proptest-regressions`). Said outright: proptest's default would look in
+/// `tests/proptest-regressions/`, beside the directory that holds the test crate's `main.rs`.
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::with_cases(512)
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(config())]
 
     #[test]
     fn translation_never_panics(body in json_value()) {
