@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! Each folder of `src/` is one concern; the layers below say which way imports run. A module
-//! may use its own layer and those under it, never one above; `tests/layering.rs` holds the
+//! may use its own layer and those under it, never one above; `tests/it/layering.rs` holds the
 //! same table and fails on an import that runs up, or on any circle. Read from the top for
 //! the request's path, from the bottom for the vocabulary.
 //!
@@ -75,7 +75,7 @@ use server::tls::InboundTls;
 pub use server::{Hangups, StopSignals};
 
 /// The rules this replica's code and the fleet's Redis scripts both follow, each with the one
-/// table of cases both are tested against (`tests/shared_rules.rs` runs the scripts on a real
+/// table of cases both are tested against (`tests/it/shared_rules.rs` runs the scripts on a real
 /// Redis). For that test, not an API.
 #[doc(hidden)]
 pub mod shared_rules {

@@ -333,7 +333,7 @@ where
 pub const VARIABLE_PREFIX: &str = "EXPLO_SHIM_";
 
 /// `EXPLO_SHIM_*` variables read besides the flags' own. `EXPLO_SHIM_REQUIRE_REDIS` and
-/// `EXPLO_SHIM_REQUIRE_CHROMIUM` are read by the test suite (`tests/common`, `tests/console.rs`),
+/// `EXPLO_SHIM_REQUIRE_CHROMIUM` are read by the test suite (`tests/it/support`, `tests/it/console.rs`),
 /// not the binary, and `EXPLO_SHIM_COMMIT` by the build (`--version`); `.ci/run` exports them
 /// all, so every shim a CI run starts has them in its environment.
 pub const OTHER_VARIABLES: &[&str] = &[

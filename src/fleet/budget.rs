@@ -12,7 +12,7 @@
 //! `max_wait`, and is refused with the wait as `Retry-After` otherwise. The local budget
 //! ([`crate::upstream::budget`]) takes the same steps in nanoseconds where this script counts
 //! milliseconds and rounds a wait up; both run the same table of cases
-//! ([`crate::upstream::budget::cases`], on a real Redis by `tests/shared_rules.rs`).
+//! ([`crate::upstream::budget::cases`], on a real Redis by `tests/it/shared_rules.rs`).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -145,7 +145,7 @@ impl FleetLink {
     }
 }
 
-/// The same scripts with the clock as their last argument, run by `tests/shared_rules.rs`
+/// The same scripts with the clock as their last argument, run by `tests/it/shared_rules.rs`
 /// on a real Redis against the local budget's cases ([`crate::upstream::budget::cases`]).
 /// Not an API.
 pub mod testing {

@@ -3,7 +3,7 @@
 //!
 //! The cap follows the rule of [`crate::observe::metrics::eviction`], the local table's own:
 //! the labels that name no client are written into the script from the same constants, and the
-//! rule's table of cases is run on the script by `tests/shared_rules.rs` ([`testing`]).
+//! rule's table of cases is run on the script by `tests/it/shared_rules.rs` ([`testing`]).
 
 use std::sync::LazyLock;
 
@@ -198,7 +198,7 @@ pub(super) async fn write_record(
     })
 }
 
-/// One call written as the writer writes it, for `tests/shared_rules.rs`, which runs the
+/// One call written as the writer writes it, for `tests/it/shared_rules.rs`, which runs the
 /// eviction rule's cases on the script in a real Redis. Not an API.
 pub mod testing {
     use super::*;

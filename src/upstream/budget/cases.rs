@@ -1,6 +1,6 @@
 //! The one table of cases both upstream budgets are tested against: this replica's own
 //! ([`super::UpstreamBudget`], by the unit test below) and the fleet's script on a real Redis
-//! (`tests/shared_rules.rs`). Public for that test only, not an API.
+//! (`tests/it/shared_rules.rs`). Public for that test only, not an API.
 //!
 //! Times are milliseconds from the start of a case. Waits are compared in whole milliseconds,
 //! rounded up: the fleet's script counts in milliseconds (Redis's clock) and rounds a wait up,

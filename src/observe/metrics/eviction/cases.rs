@@ -1,6 +1,6 @@
 //! The one table of cases both capped client tables are tested against: this replica's
 //! ([`crate::observe::metrics::Metrics::settle`], by the unit test in `metrics::clients`) and
-//! the fleet's usage script on a real Redis (`tests/shared_rules.rs`). Public for that test
+//! the fleet's usage script on a real Redis (`tests/it/shared_rules.rs`). Public for that test
 //! only, not an API.
 //!
 //! Clients are named by a word: the local test sends `Token <word>` and reads fingerprints

@@ -1,0 +1,283 @@
+//! `/metrics` of the real binary: the series that exist before any request, the `process_*`
+//! metrics, upstream errors by reason, and the two text formats by `Accept`.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+use crate::support::*;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+const UPDATE: &str = "/api/update_user_group/";
+const ENDPOINTS: [&str; 4] = [
+    "create_user_group",
+    "update_user_group",
+    "delete_user_group",
+    "refresh_user_group_token",
+];
+const REASONS: [&str; 5] = ["connect", "timeout", "reset", "tls", "invalid_reply"];
+
+async fn scrape(shim: &Shim, accept: Option<&str>) -> Got {
+    let headers: Vec<(&str, &str)> = accept.map(|value| ("accept", value)).into_iter().collect();
+    send("GET", &shim.admin_url("/metrics"), &headers, "").await
+}
+
+async fn scrape_text(shim: &Shim) -> String {
+    String::from_utf8_lossy(&scrape(shim, None).await.body).into_owned()
+}
+
+/// The value of the sample named exactly `name` (labels included).
+fn value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+fn upstream_errors(reason: &str) -> String {
+    format!(r#"explo_shim_upstream_errors_total{{reason="{reason}"}}"#)
+}
+
+/// Every other reason still at 0: one failure is counted once, under one reason.
+fn assert_only(text: &str, reason: &str, count: f64) {
+    for other in REASONS {
+        let expected = if other == reason { count } else { 0.0 };
+        assert_eq!(
+            value(text, &upstream_errors(other)),
+            expected,
+            "{other}\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn before_any_request_every_known_series_is_there_at_zero() {
+    // Nothing listens upstream: no request is made, so none is needed.
+    let closed = ClosedPort::new();
+    let shim = Shim::start(&closed.url(), &[]);
+    let text = scrape_text(&shim).await;
+    for endpoint in ENDPOINTS {
+        for reason in ["brownout", "sunset"] {
+            let name = format!(
+                r#"explo_shim_legacy_refused_total{{endpoint="{endpoint}",reason="{reason}"}}"#
+            );
+            assert_eq!(value(&text, &name), 0.0, "{name}");
+        }
+        let name = format!(r#"explo_shim_untranslated_successes_total{{endpoint="{endpoint}"}}"#);
+        assert_eq!(value(&text, &name), 0.0, "{name}");
+    }
+    assert_only(&text, "connect", 0.0);
+    for name in [
+        "explo_shim_connections_open",
+        "explo_shim_requests_in_flight",
+        "explo_shim_cascade_refused_total",
+        "explo_shim_cascade_unverified_total",
+    ] {
+        assert_eq!(value(&text, name), 0.0, "{name}");
+    }
+    assert!(value(&text, "explo_shim_connection_limit") > 0.0);
+    // The client-labelled family is declared before its first client.
+    assert!(
+        text.lines()
+            .any(|line| line == "# TYPE explo_shim_legacy_calls_total counter"),
+        "{text}"
+    );
+    if cfg!(target_os = "linux") {
+        assert!(value(&text, "process_resident_memory_bytes") > 0.0);
+        assert!(value(&text, "process_virtual_memory_bytes") > 0.0);
+        assert!(value(&text, "process_open_fds") > 0.0);
+        assert!(value(&text, "process_cpu_seconds_total") >= 0.0);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let started = value(&text, "process_start_time_seconds");
+        assert!(
+            (now - started).abs() < 86_400.0,
+            "started {started}, now {now}"
+        );
+        // The max is the soft limit, absent only when unlimited.
+        if text.contains("process_max_fds ") {
+            assert!(value(&text, "process_max_fds") >= value(&text, "process_open_fds"));
+        }
+    } else {
+        assert!(!text.contains("process_"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_connection_counts_as_connect() {
+    let closed = ClosedPort::new();
+    let shim = Shim::start(&closed.url(), &[]);
+    send("GET", &shim.url("/api/dashboard/"), &[], "")
+        .await
+        .assert_shim_error(502, "upstream_unreachable");
+    post_json(&shim.url(UPDATE), &json!({"user_group_id": "g1"}))
+        .await
+        .assert_shim_error(502, "upstream_unreachable");
+    assert_only(&scrape_text(&shim).await, "connect", 2.0);
+}
+
+#[tokio::test]
+async fn an_upstream_silent_past_the_timeout_counts_as_timeout() {
+    let upstream = RawUpstream::start(|mut stream| async move {
+        read_request(&mut stream).await;
+        // Silent for as long as the test lasts.
+        std::future::pending::<()>().await;
+        drop(stream);
+    })
+    .await;
+    let shim = Shim::start(&upstream.url(), &["--upstream-timeout", "300ms"]);
+    send("GET", &shim.url("/api/dashboard/"), &[], "")
+        .await
+        .assert_shim_error(504, "upstream_timeout");
+    assert_only(&scrape_text(&shim).await, "timeout", 1.0);
+}
+
+/// An upstream that answers every request with `reply`, then closes the connection.
+async fn answering(reply: &'static [u8]) -> RawUpstream {
+    RawUpstream::start(move |mut stream| async move {
+        read_request(&mut stream).await;
+        let _ = stream.write_all(reply).await;
+        let _ = stream.flush().await;
+        drop(stream);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_upstream_closing_mid_reply_counts_as_reset() {
+    // Mid-head: no reply the shim could pass on (502), on either route.
+    let upstream = answering(b"HTTP/1.1 200 OK\r\ncontent-ty").await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    send("GET", &shim.url("/api/dashboard/"), &[], "")
+        .await
+        .assert_shim_error(502, "upstream_failed");
+    post_json(&shim.url(UPDATE), &json!({"user_group_id": "g1"}))
+        .await
+        .assert_shim_error(502, "upstream_failed");
+    assert_only(&scrape_text(&shim).await, "reset", 2.0);
+}
+
+#[tokio::test]
+async fn a_pass_through_body_cut_short_counts_as_reset() {
+    // The head has gone to the client already: the shim can only cut its body short too, and
+    // this counter is where the operator sees it happened.
+    let upstream = answering(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\npartial",
+    )
+    .await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let seen = raw_exchange(
+        shim.addr,
+        b"GET /api/dashboard/ HTTP/1.1\r\nhost: shim\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    shim.wait_for_metric(
+        &format!("{} 1", upstream_errors("reset")),
+        "a body cut short is counted as reset",
+    )
+    .await;
+    assert_only(&scrape_text(&shim).await, "reset", 1.0);
+}
+
+#[tokio::test]
+async fn a_reply_that_is_not_http_counts_as_invalid_reply() {
+    let upstream = answering(b"SSH-2.0-OpenSSH_9.6\r\n\r\n").await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    send("GET", &shim.url("/api/dashboard/"), &[], "")
+        .await
+        .assert_shim_error(502, "upstream_failed");
+    assert_only(&scrape_text(&shim).await, "invalid_reply", 1.0);
+}
+
+#[tokio::test]
+async fn an_upstream_that_does_not_speak_tls_counts_as_tls() {
+    let upstream = FakeUpstream::always(Reply::json(200, json!({"ok": true}))).await;
+    let https = upstream.url().replace("http://", "https://");
+    let shim = Shim::start(&https, &[]);
+    send("GET", &shim.url("/api/dashboard/"), &[], "")
+        .await
+        .assert_shim_error(502, "upstream_unreachable");
+    assert_only(&scrape_text(&shim).await, "tls", 1.0);
+}
+
+/// The names a 0.0.4 `# TYPE` line declares samples for.
+fn declared_names(line: &str) -> Vec<String> {
+    let mut words = line.split(' ').skip(2);
+    let (name, kind) = (words.next().unwrap(), words.next().unwrap());
+    match kind {
+        "histogram" => ["_bucket", "_sum", "_count"]
+            .iter()
+            .map(|suffix| format!("{name}{suffix}"))
+            .collect(),
+        _ => vec![name.to_owned()],
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_unless_openmetrics_is_asked_for() {
+    let upstream = FakeUpstream::always(Reply::json(200, json!({"ok": true}))).await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    // Some samples in the histograms and counters first.
+    send("GET", &shim.url("/api/dashboard/"), &[], "").await;
+
+    for accept in [
+        None,
+        Some("*/*"),
+        Some("text/plain;version=0.0.4;q=0.3,*/*;q=0.2"),
+    ] {
+        let got = scrape(&shim, accept).await;
+        assert_eq!(
+            got.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8"),
+            "{accept:?}"
+        );
+        let text = String::from_utf8_lossy(&got.body).into_owned();
+        assert!(!text.contains("# EOF"), "{text}");
+        // Every sample is named by a `# TYPE` line of a 0.0.4 type before it.
+        let mut declared = BTreeSet::new();
+        for line in text.lines() {
+            if line.starts_with("# TYPE ") {
+                let kind = line.rsplit(' ').next().unwrap();
+                assert!(
+                    ["counter", "gauge", "histogram", "untyped"].contains(&kind),
+                    "{line}"
+                );
+                declared.extend(declared_names(line));
+            } else if !line.starts_with("# HELP ") {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert!(declared.contains(name), "{name} undeclared in\n{text}");
+                let sample_value = line.rsplit(' ').next().unwrap();
+                assert!(sample_value.parse::<f64>().is_ok(), "{line}");
+            }
+        }
+        assert!(declared.contains("explo_shim_pass_through_requests_total"));
+        assert!(declared.contains("explo_shim_build_info"));
+    }
+
+    let got = scrape(
+        &shim,
+        Some("application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3"),
+    )
+    .await;
+    assert_eq!(
+        got.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let text = String::from_utf8_lossy(&got.body).into_owned();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(
+        text.lines()
+            .any(|line| line == "# TYPE explo_shim_pass_through_requests counter"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line == "# TYPE explo_shim_build info"),
+        "{text}"
+    );
+}

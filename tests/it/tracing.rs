@@ -1,0 +1,518 @@
+//! OpenTelemetry traces: the real binary exporting OTLP/JSON to a collector of the
+//! test's own, in front of a scripted Customer API that records the `traceparent` it is sent.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const CUSTOMER_TOKEN: &str = "cust_tok_4f2a9b7c1d";
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+/// An OTLP/HTTP receiver: keeps every POSTed body with its content type.
+struct Collector {
+    addr: SocketAddr,
+    posts: Arc<Mutex<Vec<(String, Value)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let posts = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&posts);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let kept = Arc::clone(&kept);
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let kept = Arc::clone(&kept);
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let body = body.collect().await.unwrap().to_bytes();
+                        let content_type = parts
+                            .headers
+                            .get("content-type")
+                            .and_then(|value| value.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        assert_eq!(parts.uri.path(), "/v1/traces");
+                        kept.lock()
+                            .unwrap()
+                            .push((content_type, serde_json::from_slice(&body).unwrap()));
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, posts, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every span received so far, each with its resource's `service.name` added as
+    /// `"service"`.
+    fn spans(&self) -> Vec<Value> {
+        let mut spans = vec![];
+        for (content_type, post) in self.posts.lock().unwrap().iter() {
+            assert_eq!(content_type, "application/json");
+            for resource in post["resourceSpans"].as_array().unwrap() {
+                let service = resource["resource"]["attributes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|kv| kv["key"] == "service.name")
+                    .map(|kv| kv["value"]["stringValue"].clone())
+                    .unwrap_or(Value::Null);
+                for scope in resource["scopeSpans"].as_array().unwrap() {
+                    for span in scope["spans"].as_array().unwrap() {
+                        let mut span = span.clone();
+                        span["service"] = service.clone();
+                        spans.push(span);
+                    }
+                }
+            }
+        }
+        spans
+    }
+
+    /// Waits (up to 20 s) until `count` spans of `trace_id` have arrived.
+    async fn trace(&self, trace_id: &str, count: usize) -> Vec<Value> {
+        until_ok(Duration::from_secs(20), || async {
+            let spans: Vec<Value> = self
+                .spans()
+                .into_iter()
+                .filter(|span| span["traceId"] == trace_id)
+                .collect();
+            if spans.len() >= count {
+                Ok(spans)
+            } else {
+                Err(format!(
+                    "{count} spans of {trace_id} never arrived: {:#?}",
+                    self.spans()
+                ))
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A span's attribute value as text (`stringValue` or `intValue`).
+fn attribute(span: &Value, key: &str) -> Option<String> {
+    let value = &span["attributes"]
+        .as_array()?
+        .iter()
+        .find(|kv| kv["key"] == key)?["value"];
+    value["stringValue"]
+        .as_str()
+        .or(value["intValue"].as_str())
+        .map(str::to_owned)
+}
+
+/// The `traceparent` fields the upstream saw on `request`.
+fn traceparent(request: &Recorded) -> (String, String, String) {
+    let value = request.headers["traceparent"].to_str().unwrap();
+    let fields: Vec<&str> = value.split('-').collect();
+    assert_eq!(fields.len(), 4, "{value}");
+    assert_eq!(fields[0], "00", "{value}");
+    (
+        fields[1].to_owned(),
+        fields[2].to_owned(),
+        fields[3].to_owned(),
+    )
+}
+
+/// A Customer API holding `example_1` without children.
+async fn customer_api() -> FakeUpstream {
+    FakeUpstream::start(|request| match request.path() {
+        "/api/get_customer/" => Reply::json(
+            200,
+            json!({"success": 1, "customer": customer("example_1", CUSTOMER_TOKEN)}),
+        ),
+        "/v2/api/customers/" => {
+            Reply::json(200, json!({"total_count": 0, "results": {"customers": []}}))
+        }
+        "/api/delete_customer/" => Reply::json(200, json!({"success": 1})),
+        "/api/customers/" => Reply::json(200, json!({"success": 1, "customers": []})),
+        other => Reply::json(404, json!({"detail": format!("unexpected {other}")})),
+    })
+    .await
+}
+
+fn traced(collector: &Collector) -> Vec<(&'static str, String)> {
+    vec![("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url())]
+}
+
+fn start_traced(upstream: &FakeUpstream, env: &[(&str, String)]) -> Shim {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Shim::start_with_env(&upstream.url(), &[], &env)
+}
+
+#[tokio::test]
+async fn a_legacy_delete_by_user_group_id_is_one_trace_of_a_server_span_and_its_customer_calls() {
+    let collector = Collector::start().await;
+    let upstream = customer_api().await;
+    let mut env = traced(&collector);
+    env.push(("OTEL_SERVICE_NAME", "shim-under-test".to_owned()));
+    let shim = start_traced(&upstream, &env);
+    let got = send(
+        "DELETE",
+        &shim.url("/api/delete_user_group/"),
+        &[(TOKEN_HEADER, TEAM_TOKEN)],
+        r#"{"user_group_id": "example_1"}"#,
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let seen = upstream.requests();
+    let paths: Vec<&str> = seen.iter().map(Recorded::path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/get_customer/",
+            "/v2/api/customers/",
+            "/api/delete_customer/"
+        ]
+    );
+    let (trace_id, _, _) = traceparent(&seen[0]);
+    let spans = collector.trace(&trace_id, 4).await;
+    assert_eq!(spans.len(), 4, "{spans:#?}");
+    let server: Vec<&Value> = spans.iter().filter(|span| span["kind"] == 2).collect();
+    assert_eq!(server.len(), 1, "{spans:#?}");
+    let server = server[0];
+    assert_eq!(server["name"], "DELETE /api/delete_user_group/");
+    assert!(server.get("parentSpanId").is_none(), "a root: {server}");
+    assert_eq!(server["service"], "shim-under-test");
+    assert_eq!(
+        attribute(server, "http.request.method").as_deref(),
+        Some("DELETE")
+    );
+    assert_eq!(
+        attribute(server, "url.path").as_deref(),
+        Some("/api/delete_user_group/")
+    );
+    assert_eq!(
+        attribute(server, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(
+        attribute(server, "explo.legacy_endpoint").as_deref(),
+        Some("delete_user_group")
+    );
+    let fingerprint = attribute(server, "explo.client_fingerprint").unwrap();
+    assert!(!fingerprint.is_empty());
+    let exported = serde_json::to_string(&collector.spans()).unwrap();
+    assert!(!exported.contains("sk_live_team_secret"), "{exported}");
+    assert!(!exported.contains(CUSTOMER_TOKEN), "{exported}");
+    // One CLIENT span per Customer call, under the server span, named in that call's
+    // `traceparent`.
+    for request in &seen {
+        let (request_trace, parent, flags) = traceparent(request);
+        assert_eq!(request_trace, trace_id);
+        assert_eq!(flags, "01");
+        let client = spans
+            .iter()
+            .find(|span| span["spanId"] == parent.as_str())
+            .unwrap_or_else(|| panic!("no span {parent} for {}: {spans:#?}", request.path()));
+        assert_eq!(client["kind"], 3, "{client}");
+        assert_eq!(client["parentSpanId"], server["spanId"], "{client}");
+        assert_eq!(
+            attribute(client, "url.path").as_deref(),
+            Some(request.path())
+        );
+        assert_eq!(
+            attribute(client, "http.request.method").as_deref(),
+            Some(request.method.as_str())
+        );
+        assert_eq!(
+            attribute(client, "http.response.status_code").as_deref(),
+            Some("200")
+        );
+        assert_eq!(
+            attribute(client, "explo.legacy_endpoint").as_deref(),
+            Some("delete_user_group")
+        );
+        assert_eq!(
+            client["name"],
+            format!("{} {}", request.method, request.path())
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_incoming_traceparent_is_continued_and_replaced_upstream_by_the_shims_span() {
+    let collector = Collector::start().await;
+    let upstream = customer_api().await;
+    let shim = start_traced(&upstream, &traced(&collector));
+    let incoming = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    // A pass-through request: its one upstream exchange is a CLIENT span too.
+    let got = send(
+        "GET",
+        &shim.url("/api/customers/?page=1"),
+        &[(TOKEN_HEADER, TEAM_TOKEN), ("traceparent", &incoming)],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let spans = collector.trace(CALLER_TRACE, 2).await;
+    let server = spans.iter().find(|span| span["kind"] == 2).unwrap();
+    let client = spans.iter().find(|span| span["kind"] == 3).unwrap();
+    assert_eq!(server["parentSpanId"], CALLER_SPAN);
+    assert_eq!(
+        server["name"], "GET",
+        "a passed-through path is not a span name"
+    );
+    assert_eq!(
+        attribute(server, "url.path").as_deref(),
+        Some("/api/customers/")
+    );
+    assert_eq!(client["parentSpanId"], server["spanId"]);
+    assert_eq!(
+        attribute(client, "url.path").as_deref(),
+        Some("/api/customers/")
+    );
+    assert_eq!(attribute(client, "explo.legacy_endpoint"), None);
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers.get_all("traceparent").iter().count(), 1);
+    let (trace_id, parent, flags) = traceparent(&seen[0]);
+    assert_eq!(trace_id, CALLER_TRACE);
+    assert_eq!(parent, client["spanId"].as_str().unwrap());
+    assert_ne!(parent, CALLER_SPAN);
+    assert_eq!(flags, "01");
+}
+
+#[tokio::test]
+async fn an_unsampled_caller_is_not_exported_but_its_trace_still_goes_upstream() {
+    let collector = Collector::start().await;
+    let upstream = customer_api().await;
+    let shim = start_traced(&upstream, &traced(&collector));
+    let unsampled_trace = "0af7651916cd43dd8448eb211c80319c";
+    let got = send(
+        "GET",
+        &shim.url("/api/customers/"),
+        &[(
+            "traceparent",
+            &format!("00-{unsampled_trace}-b7ad6b7169203331-00"),
+        )],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let (trace_id, parent, flags) = traceparent(&upstream.requests()[0]);
+    assert_eq!(trace_id, unsampled_trace);
+    assert_ne!(parent, "b7ad6b7169203331");
+    assert_eq!(flags, "00");
+    // A sampled call after it: once its spans are in, the unsampled one's would be too.
+    let got = send(
+        "GET",
+        &shim.url("/api/customers/"),
+        &[(
+            "traceparent",
+            &format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"),
+        )],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    collector.trace(CALLER_TRACE, 2).await;
+    assert!(
+        !collector
+            .spans()
+            .iter()
+            .any(|span| span["traceId"] == unsampled_trace),
+        "{:#?}",
+        collector.spans()
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_without_an_upstream_call_is_noted_on_the_server_span() {
+    let collector = Collector::start().await;
+    let upstream = FakeUpstream::start(|request| match request.path() {
+        "/api/get_customer/" => Reply::json(
+            200,
+            json!({"success": 1, "customer": customer("example_1", CUSTOMER_TOKEN)}),
+        ),
+        // One child: the cascade guard refuses the delete.
+        "/v2/api/customers/" => Reply::json(
+            200,
+            json!({"total_count": 1, "results": {"customers": [customer("child", "t2")]}}),
+        ),
+        other => Reply::json(404, json!({"detail": format!("unexpected {other}")})),
+    })
+    .await;
+    let shim = start_traced(&upstream, &traced(&collector));
+    let got = send(
+        "DELETE",
+        &shim.url("/api/delete_user_group/"),
+        &[
+            (TOKEN_HEADER, TEAM_TOKEN),
+            (
+                "traceparent",
+                &format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"),
+            ),
+        ],
+        r#"{"user_group_id": "example_1"}"#,
+    )
+    .await;
+    assert_eq!(got.status, 409);
+    assert!(
+        !upstream
+            .requests()
+            .iter()
+            .any(|request| request.path() == "/api/delete_customer/")
+    );
+    let spans = collector.trace(CALLER_TRACE, 3).await;
+    let server = spans.iter().find(|span| span["kind"] == 2).unwrap();
+    assert_eq!(
+        attribute(server, "explo.refusal_reason").as_deref(),
+        Some("delete_would_cascade")
+    );
+    assert_eq!(
+        attribute(server, "http.response.status_code").as_deref(),
+        Some("409")
+    );
+}
+
+#[tokio::test]
+async fn with_the_collector_down_requests_succeed_and_dropped_spans_are_counted() {
+    let upstream = customer_api().await;
+    let collector = ClosedPort::new();
+    let down = collector.url();
+    let shim = start_traced(&upstream, &[("OTEL_EXPORTER_OTLP_ENDPOINT", down)]);
+    let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
+    assert!(
+        String::from_utf8_lossy(&metrics.body)
+            .lines()
+            .any(|line| line == "explo_shim_trace_spans_dropped_total 0")
+    );
+    for _ in 0..3 {
+        let got = send(
+            "DELETE",
+            &shim.url("/api/delete_user_group/"),
+            &[(TOKEN_HEADER, TEAM_TOKEN)],
+            r#"{"user_group_id": "example_1"}"#,
+        )
+        .await;
+        assert_eq!(got.status, 200);
+    }
+    until_ok_every(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || async {
+            let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
+            let text = String::from_utf8_lossy(&metrics.body).into_owned();
+            let dropped: u64 = text
+                .lines()
+                .find_map(|line| line.strip_prefix("explo_shim_trace_spans_dropped_total "))
+                .and_then(|value| value.parse().ok())
+                .expect("the counter is there");
+            match dropped > 0 {
+                true => Ok(()),
+                false => Err(format!("nothing counted as dropped:\n{text}")),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn without_an_endpoint_the_callers_traceparent_goes_upstream_unchanged() {
+    let upstream = customer_api().await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let incoming = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let got = send(
+        "GET",
+        &shim.url("/api/customers/"),
+        &[("traceparent", &incoming)],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(upstream.requests()[0].headers["traceparent"], *incoming);
+}
+
+#[test]
+fn an_invalid_sampler_or_endpoint_stops_start_up_with_64_naming_the_variable() {
+    for (variable, value) in [
+        ("OTEL_TRACES_SAMPLER", "sometimes"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+    ] {
+        let output = run_binary(
+            &[
+                "--upstream",
+                "http://127.0.0.1:9",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+            ],
+            &[(variable, value)],
+        );
+        assert_eq!(output.status.code(), Some(64), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(variable), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_long_passed_through_path_is_cut_in_its_spans_with_a_marker() {
+    let collector = Collector::start().await;
+    let upstream = FakeUpstream::always(Reply::json(200, json!({"ok": true}))).await;
+    let shim = start_traced(&upstream, &traced(&collector));
+    // Distinct bytes, so that the test can tell which ones were kept.
+    let segment: String = (0..10_000)
+        .map(|index| char::from(b'a' + (index % 26) as u8))
+        .collect();
+    let path = format!("/api/{segment}");
+    let caller = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let got = send("GET", &shim.url(&path), &[("traceparent", &caller)], "").await;
+    assert_eq!(got.status, 200);
+    // The upstream still gets the whole path: only the spans are cut.
+    assert_eq!(upstream.requests()[0].path(), path);
+    let spans = collector.trace(CALLER_TRACE, 2).await;
+    let expected = format!("{}…[{} bytes cut]", &path[..4096], path.len() - 4096);
+    for span in &spans {
+        assert_eq!(
+            attribute(span, "url.path").as_deref(),
+            Some(expected.as_str())
+        );
+    }
+    let kinds: Vec<i64> = spans
+        .iter()
+        .map(|span| span["kind"].as_i64().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 2, "{spans:#?}");
+    assert!(
+        kinds.contains(&2) && kinds.contains(&3),
+        "a server and a client span: {kinds:?}"
+    );
+}
