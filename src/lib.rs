@@ -25,20 +25,21 @@
 //!
 //! The layers, top first:
 //!
-//! 1. **Entry points**: [`cli`].
+//! 1. **Entry points**: [`cli`], its subcommands [`cli::commands`] and `--demo`
+//!    ([`cli::demo`]).
 //! 2. **Serving**: [`server`] (its top: bind, threads, connections, the admin listener's
 //!    loop).
 //! 3. **One request, the admin listener, reload**: [`proxy`], [`proxy::legacy_call`],
 //!    [`admin`], [`server::reload`].
 //! 4. **The fleet and the upstream**: [`upstream`], [`upstream::pool`], [`fleet`].
-//! 5. **Records and TLS**: [`observe::telemetry`] (log set-up and the deprecated-usage
+//! 5. **Records and TLS**: [`observe`], [`observe::telemetry`] (log set-up and the deprecated-usage
 //!    event), [`observe::access_log`], [`observe::metrics`], [`observe::otel`] (a server span
 //!    per request, a client span per upstream exchange, exported over OTLP/HTTP from a thread
 //!    of its own), [`server::tls`].
 //! 6. **Settings**: [`config`] and [`config::policy`].
 //! 7. **Vocabulary**: [`error`]; the translation functions [`legacy::request`],
 //!    [`legacy::reply`], [`legacy::lists`] over borrowed JSON members ([`legacy::json`]);
-//!    [`message::headers`]; the migration tracker's table [`observe::usage`]; [`emulator`].
+//!    [`message`] and [`message::headers`]; the migration tracker's table [`observe::usage`]; [`emulator`].
 //! 8. **Plain data and mechanisms**: [`legacy::route`], [`legacy::retirement`],
 //!    [`message::body`], [`message::fingerprint`], [`observe::bounded_text`] (client text cut
 //!    to a byte limit before it waits in a queue), [`observe::log_queue`] (the background log

@@ -16,6 +16,10 @@ use crate::message::body::ProxyBody;
 use crate::observe::log_summary::{LogSummary, Summary};
 use crate::observe::metrics::Metrics;
 
+/// The target of this file's events: the module they were logged from before it was split
+/// into files, which log filters and queries name.
+const LOG_TARGET: &str = "explo_shim::admin";
+
 /// Failed admin credentials: who is refused unchecked for a while ([`throttle`]). Their log
 /// lines are summarised ([`REFUSED_LINES`], [`BLOCKED_LINES`]): a guesser must not be able to
 /// fill the log.
@@ -31,7 +35,7 @@ static REFUSED_LINES: LogSummary = LogSummary::new(report_refused);
 static BLOCKED_LINES: LogSummary = LogSummary::new(report_blocked);
 
 fn report_refused(summary: Summary) {
-    tracing::warn!(
+    tracing::warn!(target: LOG_TARGET,
         refused = summary.more,
         over_ms = u64::try_from(summary.over.as_millis()).unwrap_or(u64::MAX),
         "admin: more credentials refused since the last line"
@@ -39,7 +43,7 @@ fn report_refused(summary: Summary) {
 }
 
 fn report_blocked(summary: Summary) {
-    tracing::warn!(
+    tracing::warn!(target: LOG_TARGET,
         addresses = summary.more,
         over_ms = u64::try_from(summary.over.as_millis()).unwrap_or(u64::MAX),
         "admin: more addresses refused since the last line"
@@ -72,14 +76,14 @@ impl AuthFailures {
         let failed = self.throttle.failed(client, Instant::now());
         let reason = refusal.reason();
         if REFUSED_LINES.admit("refused") {
-            tracing::warn!(
+            tracing::warn!(target: LOG_TARGET,
                 %client,
                 reason,
                 "admin: credential refused; more are summarised, at most one line a second"
             );
         }
         if failed == Failed::Blocked && BLOCKED_LINES.admit("blocked") {
-            tracing::warn!(
+            tracing::warn!(target: LOG_TARGET,
                 %client,
                 failures = throttle::FAILURES_BEFORE_BLOCK,
                 window_seconds = throttle::FAILURE_WINDOW.as_secs(),

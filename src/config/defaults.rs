@@ -54,7 +54,7 @@ pub const DEFAULT_MAX_CONNECTIONS: u64 = 2048;
 pub const DEFAULT_MAX_TRACKED_CLIENTS: u64 = 1000;
 /// Explo's documented limit: 180 requests per minute per source IP.
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u64 = 180;
-/// Calls that may go at once from a full bucket.
+/// Calls that may go at once after a quiet spell.
 pub const DEFAULT_RATE_LIMIT_BURST: u64 = 30;
 /// A call that would wait longer than this for the budget is refused with 429.
 pub const DEFAULT_RATE_LIMIT_MAX_WAIT: Duration = Duration::from_secs(10);

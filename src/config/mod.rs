@@ -46,6 +46,24 @@ mod tests {
         })
     }
 
+    #[test]
+    fn paths_are_read_as_they_always_were_the_ca_file_as_written_the_others_trimmed() {
+        let (_file, overrides) = write_config(
+            "admin_token_file = \" /run/token \"\n[upstream]\nca_file = \" /etc/roots.pem \"\n",
+        );
+        let config = Config::resolve(&overrides).unwrap();
+        assert_eq!(
+            config.upstream.ca_file.as_deref(),
+            Some(std::path::Path::new(" /etc/roots.pem "))
+        );
+        assert_eq!(
+            config.admin_token_file.as_deref(),
+            Some(std::path::Path::new("/run/token"))
+        );
+        let (_file, overrides) = write_config("[upstream]\nca_file = \"  \"\n");
+        assert_eq!(Config::resolve(&overrides).unwrap().upstream.ca_file, None);
+    }
+
     fn write_config(text: &str) -> (tempfile_path::TempPath, Overrides) {
         let path = tempfile_path::TempPath::new(text);
         let overrides = Overrides {

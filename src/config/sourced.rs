@@ -275,6 +275,13 @@ impl Sourced<'_> {
         Ok(self.trimmed().map(PathBuf::from))
     }
 
+    /// As [`Sourced::optional_path`], but a path that is not blank is kept exactly as written,
+    /// spaces included: `upstream.ca_file` has always been read so.
+    pub(super) fn optional_path_as_written(&self) -> Result<Option<PathBuf>, ConfigError> {
+        let text = self.text();
+        Ok((!text.trim().is_empty()).then(|| PathBuf::from(text.into_owned())))
+    }
+
     /// An RFC 3339 date (`2025-10-15`) or date-time (`2025-10-15T12:00:00Z`).
     pub(super) fn date(&self) -> Result<SystemTime, ConfigError> {
         parse_date(self.key, &self.text(), self.origin)

@@ -132,7 +132,7 @@ settings! {
     }
     /// Extra PEM roots, trusted beside the built-in ones.
     UPSTREAM_CA_FILE: Option<PathBuf> = "upstream.ca_file", Text {
-        parse: Sourced::optional_path,
+        parse: Sourced::optional_path_as_written,
         default: Fallback::Value(|| None),
         show: |config| Ok(path(config.upstream.ca_file.as_deref())),
     }
@@ -224,7 +224,7 @@ settings! {
         default: Fallback::Value(|| DEFAULT_RATE_LIMIT_PER_MINUTE as u32),
         show: |config| budget(config, |budget| number(u64::from(budget.per_minute))),
     }
-    /// Calls that may go at once from a full bucket.
+    /// Calls that may go at once after a quiet spell.
     RATE_LIMIT_BURST: u32 = "rate_limit.burst", Count {
         parse: Sourced::small_positive,
         default: Fallback::Value(|| DEFAULT_RATE_LIMIT_BURST as u32),

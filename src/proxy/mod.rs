@@ -133,7 +133,7 @@ impl Proxy {
     }
 
     /// Where a reload puts new upstream budget figures; `None` when the budget is off.
-    pub fn budget(&self) -> Option<crate::upstream::BudgetFigures> {
+    pub(crate) fn budget(&self) -> Option<crate::upstream::BudgetFigures> {
         self.upstream.budget()
     }
 

@@ -24,6 +24,10 @@ use crate::server::send_clock::{SendClock, StreamExecutor};
 use crate::server::tls::InboundTls;
 use crate::server::{protocol_sniff, send_clock};
 
+/// The target of this file's events: the module they were logged from before it was split
+/// into files, which log filters and queries name.
+const LOG_TARGET: &str = "explo_shim::server";
+
 /// Concurrent streams per HTTP/2 client connection.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// Ping idle HTTP/2 clients so dead peers are noticed and their connections freed.
@@ -106,7 +110,7 @@ pub(super) fn serve_thread(
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            tracing::error!(%error, "cannot start a serving thread's runtime");
+            tracing::error!(target: LOG_TARGET, %error, "cannot start a serving thread's runtime");
             return false;
         }
     };
@@ -116,7 +120,7 @@ pub(super) fn serve_thread(
                 accept_until_stopped(listener, Arc::new(proxy), settings, stopped).await
             }
             Err(error) => {
-                tracing::error!(%error, "cannot serve a listener");
+                tracing::error!(target: LOG_TARGET, %error, "cannot serve a listener");
                 false
             }
         }
@@ -190,8 +194,12 @@ async fn accept_until_stopped(
                 };
                 match handshake {
                     Ok(Ok(stream)) => connection.serve(stream, service).await,
-                    Ok(Err(error)) => tracing::debug!(%client, %error, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%client, "TLS handshake timed out"),
+                    Ok(Err(error)) => {
+                        tracing::debug!(target: LOG_TARGET, %client, %error, "TLS handshake failed")
+                    }
+                    Err(_) => {
+                        tracing::debug!(target: LOG_TARGET, %client, "TLS handshake timed out")
+                    }
                 }
             })
             .await;
@@ -244,11 +252,11 @@ impl ClientConnection {
         let sniffed = match sniffed {
             Ok(Ok(sniffed)) => sniffed,
             Ok(Err(error)) => {
-                tracing::debug!(%client, %error, "client connection failed before a request");
+                tracing::debug!(target: LOG_TARGET, %client, %error, "client connection failed before a request");
                 return;
             }
             Err(_) => {
-                tracing::debug!(%client, "no request head within the header read timeout");
+                tracing::debug!(target: LOG_TARGET, %client, "no request head within the header read timeout");
                 return;
             }
         };
@@ -276,7 +284,7 @@ impl ClientConnection {
             }
         };
         if let Err(error) = result {
-            tracing::debug!(%client, error = %crate::error::error_chain(&error), "client connection ended with an error");
+            tracing::debug!(target: LOG_TARGET, %client, error = %crate::error::error_chain(&error), "client connection ended with an error");
         }
     }
 }

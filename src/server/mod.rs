@@ -64,7 +64,7 @@ const LISTEN_BACKLOG: i32 = 1024;
 
 /// The bound sockets, before any runtime serves them: one main listener per serving thread,
 /// all duplicates of one socket, and the admin listener.
-pub struct Listeners {
+pub(crate) struct Listeners {
     main: Vec<std::net::TcpListener>,
     admin: std::net::TcpListener,
 }
@@ -87,7 +87,7 @@ impl Listeners {
 
 /// Binds the admin listener and one main listener per serving thread. Separate from [`serve`]
 /// so the caller can report the bound ports.
-pub fn bind(config: &Config) -> std::io::Result<Listeners> {
+pub(crate) fn bind(config: &Config) -> std::io::Result<Listeners> {
     let workers = config.worker_threads();
     let named = |what: &'static str, addr: SocketAddr| {
         move |error: std::io::Error| {
@@ -129,7 +129,7 @@ fn exclusive_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
 
 /// Serves legacy clients on the main listeners (one thread each) and the admin endpoints on
 /// this thread until `shutdown` completes, then drains every thread.
-pub async fn serve(
+pub(crate) async fn serve(
     config: &Config,
     prepared: Prepared,
     listeners: Listeners,

@@ -4,6 +4,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::server::reload::Reloader;
 
+/// The target of this file's events: the module they were logged from before it was split
+/// into files, which log filters and queries name.
+const LOG_TARGET: &str = "explo_shim::server";
+
 /// SIGHUP, taken over as the process starts ([`Hangups::register`], called by `main` before
 /// it reads the config). Its default action ends the process (exit 129), and log rotators,
 /// supervisors and shells without `nohup` send it, so it must never reach a shim unwatched.
@@ -19,7 +23,7 @@ impl Hangups {
         #[cfg(unix)]
         {
             let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                .map_err(|error| tracing::warn!(%error, "cannot watch SIGHUP"))
+                .map_err(|error| tracing::warn!(target: LOG_TARGET, %error, "cannot watch SIGHUP"))
                 .ok();
             Self { signal }
         }
@@ -40,7 +44,7 @@ impl Hangups {
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
             };
             while hangups.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading the configuration");
+                tracing::info!(target: LOG_TARGET, "SIGHUP: reloading the configuration");
                 // The files are read on a blocking thread, with no lock held: this thread
                 // also answers the probes and the stop signals, and a FIFO or a hung mount
                 // must not take them with it. Each read has its own clock, so this ends.
@@ -96,7 +100,7 @@ impl StopSignals {
                     // Stopping at once would be worse than not stopping on a signal: the
                     // orchestrator's SIGKILL still ends the process. The sender is kept, so
                     // the channel never reports a signal.
-                    tracing::error!(%error, "cannot watch SIGTERM and SIGINT; the shim stops only when killed");
+                    tracing::error!(target: LOG_TARGET, %error, "cannot watch SIGTERM and SIGINT; the shim stops only when killed");
                     std::mem::forget(sender);
                 }
             }

@@ -41,7 +41,7 @@ use pool::bodies::PooledBody;
 
 /// A reply read in full (translated calls only; pass-through streams).
 #[derive(Debug)]
-pub struct CollectedReply {
+pub(crate) struct CollectedReply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -49,14 +49,14 @@ pub struct CollectedReply {
 
 /// A reply read in full, or one too large to read in full.
 #[derive(Debug)]
-pub enum Exchanged {
+pub(crate) enum Exchanged {
     Collected(CollectedReply),
     TooLarge(LargeReply),
 }
 
 /// A reply larger than the limit: its head, the bytes read so far and the rest of its body.
 #[derive(Debug)]
-pub struct LargeReply {
+pub(crate) struct LargeReply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub read: Bytes,
@@ -65,7 +65,7 @@ pub struct LargeReply {
 
 /// The upstream: where it is, how long it may take, this thread's connections to it, and the
 /// budget that paces calls to it.
-pub struct Upstream {
+pub(crate) struct Upstream {
     connections: ConnectionPool,
     /// This thread's connection to the fleet's Redis, when the budget is shared.
     fleet: Option<FleetLink>,
@@ -73,7 +73,7 @@ pub struct Upstream {
 }
 
 /// The shared budget's settings, for a reload to replace.
-pub struct BudgetFigures(Arc<Shared>);
+pub(crate) struct BudgetFigures(Arc<Shared>);
 
 impl BudgetFigures {
     /// Puts `limit` in service for every call from now on.
@@ -95,7 +95,7 @@ struct Shared {
     endpoint: Endpoint,
     url: UpstreamUrl,
     timeout: Duration,
-    /// The budget's settings and this replica's own bucket (the only one without a fleet, the
+    /// The budget's settings and this replica's own budget (the only one without a fleet, the
     /// fallback with one); `None` when the budget is off. A reload replaces the settings.
     budget: Option<(ArcSwap<RateLimit>, UpstreamBudget)>,
     metrics: Arc<Metrics>,
@@ -170,7 +170,7 @@ impl Upstream {
             Some(fleet) => fleet.admit(&limit).await,
             None => None,
         };
-        // Without an answer from the fleet's Redis, this replica's own bucket decides.
+        // Without an answer from the fleet's Redis, this replica's own budget decides.
         let admission = shared.unwrap_or_else(|| local.admit(Instant::now()));
         match admission {
             Admission::Go => Ok(()),
@@ -381,7 +381,7 @@ impl Upstream {
 
 /// The error for a reply over the limit where nothing can be passed on instead; the caller
 /// counts it (`invalid_reply`).
-pub fn reply_too_large(reply_limit: u64) -> ShimError {
+pub(crate) fn reply_too_large(reply_limit: u64) -> ShimError {
     ShimError::UpstreamInvalidReply {
         detail: format!("reply larger than {reply_limit} bytes"),
     }
@@ -389,7 +389,7 @@ pub fn reply_too_large(reply_limit: u64) -> ShimError {
 
 /// The client TLS settings for `config`: the web PKI roots plus `upstream.ca_file`. The trace
 /// exporter uses them too, for an `https://` collector.
-pub fn tls_config(config: &UpstreamConfig) -> Result<rustls::ClientConfig, ConfigError> {
+pub(crate) fn tls_config(config: &UpstreamConfig) -> Result<rustls::ClientConfig, ConfigError> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };

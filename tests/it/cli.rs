@@ -345,7 +345,7 @@ fn usage_with_a_bad_since_or_sort_exits_64_naming_the_flag() {
 
 #[test]
 fn fingerprint_prints_the_twelve_hex_digits_the_logs_show_for_the_credential_on_stdin() {
-    // sha256("Token abc") starts 64cc961af68c (src/fingerprint.rs); one newline is dropped,
+    // sha256("Token abc") starts 64cc961af68c (src/message/fingerprint.rs); one newline is dropped,
     // \n or \r\n.
     for input in ["Token abc", "Token abc\n", "Token abc\r\n"] {
         let output = run_binary_with_stdin(&["fingerprint"], &[], input);

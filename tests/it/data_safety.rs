@@ -1,5 +1,5 @@
 //! A legacy client never loses a write or is told the wrong thing. One test (or more)
-//! per case of the issue, through the real shim against the emulator, told to misbehave where
+//! per case, through the real shim against the emulator, told to misbehave where
 //! the case needs it, or against the fake upstream.
 
 use crate::support::*;

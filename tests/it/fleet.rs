@@ -153,6 +153,7 @@ async fn the_fleet_hold_of_a_retry_after_past_u64_ends_at_the_cap() {
         },
     )
     .await;
+    let held_at = std::time::Instant::now();
     held.assert_shim_error(429, "rate_limited");
     let retry_after: u64 = held.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry_after), "{retry_after}");
@@ -171,6 +172,13 @@ async fn the_fleet_hold_of_a_retry_after_past_u64_ends_at_the_cap() {
         }
     })
     .await;
+    // `Retry-After` rounds the rest of the hold up, so the first call that passed came at
+    // most that long after the refusal, give or take one poll and its round trip.
+    let passed_after = held_at.elapsed();
+    assert!(
+        passed_after <= Duration::from_secs(retry_after) + Duration::from_millis(800),
+        "the hold said {retry_after} s but lasted {passed_after:?}"
+    );
 }
 
 #[tokio::test]

@@ -296,6 +296,63 @@ fn every_import_runs_down_the_declared_layers() {
     }
 }
 
+/// The layers `src/lib.rs`'s map states, top first: each numbered item's ``[`path`]`` links.
+fn layers_in_the_map() -> Vec<Vec<String>> {
+    let lib =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
+    let map = lib
+        .split("//! The layers, top first:\n//!\n")
+        .nth(1)
+        .expect("src/lib.rs states its layers, then a blank line");
+    let mut layers: Vec<Vec<String>> = Vec::new();
+    for line in map.lines() {
+        let Some(text) = line.strip_prefix("//!") else {
+            break;
+        };
+        let text = text.trim_start();
+        if text.is_empty() {
+            break;
+        }
+        if text
+            .split_once(". ")
+            .is_some_and(|(number, _)| number.parse::<usize>().is_ok())
+        {
+            layers.push(Vec::new());
+        }
+        let layer = layers
+            .last_mut()
+            .expect("a layer's text follows its number");
+        for link in text.split("[`").skip(1) {
+            layer.push(link.split('`').next().unwrap_or_default().to_owned());
+        }
+    }
+    layers
+}
+
+#[test]
+fn the_crate_map_states_the_same_layers_as_this_test() {
+    let stated = layers_in_the_map();
+    assert_eq!(stated.len(), LAYERS.len(), "{stated:?}");
+    for (top_first, links) in stated.iter().enumerate() {
+        let (name, modules) = LAYERS[LAYERS.len() - 1 - top_first];
+        for link in links {
+            let owner = owner(link).unwrap_or_else(|| panic!("`{link}` is in no layer"));
+            assert!(
+                modules.contains(&owner),
+                "src/lib.rs puts `{link}` in layer {}, LAYERS in another than `{name}`",
+                top_first + 1
+            );
+        }
+        for module in modules {
+            assert!(
+                links.iter().any(|link| owner(link) == Some(module)),
+                "src/lib.rs's layer {} does not name `{module}` ({name})",
+                top_first + 1
+            );
+        }
+    }
+}
+
 #[test]
 fn the_reader_sees_a_circle_and_an_upward_import_when_there_is_one() {
     // The checks themselves, on made-up input: a test that can never fail proves nothing.

@@ -506,7 +506,7 @@ async fn an_h2c_client_that_stops_reading_its_socket_has_its_connection_ended() 
     wait_for(&shim, "explo_shim_connections_open", 0.0).await;
     wait_for(&shim, "explo_shim_requests_in_flight", 0.0).await;
     assert!(metric(&shim, "explo_shim_send_timeouts_total").await >= 1.0);
-    let ended = shim.events("explo_shim::server::connection");
+    let ended = shim.events("explo_shim::server");
     assert!(
         ended.iter().any(|event| event["error"]
             .as_str()

@@ -10,6 +10,10 @@ use crate::legacy::route::LegacyRoute;
 use crate::observe::usage::buckets::{Buckets, unix_seconds};
 use crate::observe::usage::{UsageEntry, UsageRecords, recorded_user_group_id};
 
+/// The target of this file's events: the module they were logged from before it was split
+/// into files, which log filters and queries name.
+const LOG_TARGET: &str = "explo_shim::fleet::usage";
+
 impl FleetLink {
     /// The fleet's records, or `None` when Redis cannot answer in time.
     pub async fn usage_records(&self) -> Option<UsageRecords> {
@@ -63,7 +67,7 @@ impl FleetLink {
         }
         // One line per read, not per record: the console reads every few seconds.
         if repairs != Repairs::default() {
-            tracing::warn!(
+            tracing::warn!(target: LOG_TARGET,
                 records_skipped = repairs.records_skipped,
                 times_clamped = repairs.times_clamped,
                 buckets_skipped = repairs.buckets_skipped,

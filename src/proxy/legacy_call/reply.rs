@@ -16,6 +16,10 @@ use crate::message::headers::encoding::{DecodeError, decode_body};
 use crate::observe::metrics::UpstreamFailure;
 use crate::upstream::{CollectedReply, LargeReply, reply_too_large};
 
+/// The target of this file's events: the module they were logged from before it was split
+/// into files, which log filters and queries name.
+const LOG_TARGET: &str = "explo_shim::proxy::legacy_call";
+
 impl LegacyCalls {
     /// A reply over `limits.upstream_reply_bytes`. A success is passed on as it came, the
     /// bytes already read first (rule 1: the write happened); anything else is an error the
@@ -54,7 +58,7 @@ impl LegacyCalls {
         id: &str,
         cause: &dyn std::fmt::Display,
     ) {
-        tracing::error!(
+        tracing::error!(target: LOG_TARGET,
             request_id = id,
             endpoint = route.legacy_endpoint(),
             status = status.as_u16(),
