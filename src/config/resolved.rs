@@ -154,7 +154,14 @@ impl SentinelSettings {
 
     /// The sentinels as given, their passwords redacted.
     pub fn redacted_nodes(&self) -> Vec<String> {
-        self.nodes.iter().map(|node| redact_url(node)).collect()
+        self.nodes
+            .iter()
+            .map(|node| match node.contains("://") {
+                true => redact_url(node),
+                // `HOST:PORT` holds no password.
+                false => node.clone(),
+            })
+            .collect()
     }
 }
 

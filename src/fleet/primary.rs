@@ -28,7 +28,7 @@ use redis::{ConnectionAddr, IntoConnectionInfo, TlsMode};
 use tokio::sync::Notify;
 
 use super::{Fleet, PROBE_EVERY};
-use crate::config::{ConfigError, FleetSettings, SentinelSettings, redact_url};
+use crate::config::{ConfigError, FleetSettings, SentinelSettings};
 
 /// The longest one discovery may take: the sentinels asked, the primary they name checked.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -177,12 +177,7 @@ impl Sentinels {
             nodes,
             sentinel: Mutex::new(Some(sentinel)),
             wake: Notify::new(),
-            described: settings
-                .nodes
-                .iter()
-                .map(|node| redact_url(node))
-                .collect::<Vec<_>>()
-                .join(", "),
+            described: settings.redacted_nodes().join(", "),
         })
     }
 }
