@@ -35,6 +35,9 @@ const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How soon the sentinels are asked again when they named no primary that answers as one
 /// (during a failover: the old one is down and no replica is promoted yet).
 const DISCOVERY_RETRY: Duration = Duration::from_millis(250);
+/// How often the sentinels are asked again while all seems well: an announcement missed (on a
+/// subscription that hung without breaking) is noticed within this long.
+const RECHECK_EVERY: Duration = Duration::from_secs(30);
 /// The channel on which sentinels announce a new primary:
 /// `<master name> <old ip> <old port> <new ip> <new port>`.
 const SWITCH_MASTER: &str = "+switch-master";
@@ -220,6 +223,7 @@ impl Fleet {
             let node = &sentinels.nodes[listening_to % sentinels.nodes.len()];
             tokio::select! {
                 () = sentinels.wake.notified() => {}
+                () = tokio::time::sleep(RECHECK_EVERY) => {}
                 announced = switch_announced(node, &sentinels.master_name) => {
                     if let Err(error) = announced {
                         tracing::debug!(
@@ -332,4 +336,88 @@ async fn switch_announced(
         std::io::ErrorKind::ConnectionAborted,
         "the sentinel ended the subscription",
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::metrics::Metrics;
+
+    fn settings(sentinels: Option<SentinelSettings>, url: Option<&str>) -> FleetSettings {
+        FleetSettings {
+            redis_url: url.map(str::to_owned),
+            sentinels,
+            key: "test".to_owned(),
+            timeout: Duration::from_millis(25),
+        }
+    }
+
+    fn failovers(metrics: &Metrics) -> String {
+        let text = metrics.encode();
+        text.lines()
+            .find(|line| line.starts_with("explo_shim_fleet_failovers_total "))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[test]
+    fn a_plain_url_connects_again_after_readonly_only() {
+        let primary = Primary::new(&settings(None, Some("redis://127.0.0.1:1/"))).unwrap();
+        assert!(primary.client().is_some());
+        assert!(!primary.through_sentinels());
+        primary.lost(false);
+        assert_eq!(
+            primary.generation(),
+            0,
+            "a broken connection reconnects by itself"
+        );
+        assert!(!primary.moved_after_readonly());
+        primary.lost(true);
+        assert_eq!(
+            primary.generation(),
+            1,
+            "READONLY: every link connects again"
+        );
+        assert!(primary.moved_after_readonly());
+        assert!(!primary.moved_after_readonly(), "one move counted once");
+    }
+
+    #[test]
+    fn the_primary_the_sentinels_name_moves_the_links_and_is_counted_once_per_move() {
+        let sentinels = SentinelSettings {
+            nodes: vec!["127.0.0.1:1".to_owned()],
+            master_name: "explo".to_owned(),
+        };
+        let metrics = Arc::new(Metrics::new(10));
+        let fleet = Fleet::new(
+            &settings(Some(sentinels), Some("redis://:pw@ignored/2")),
+            10,
+            Arc::clone(&metrics),
+        )
+        .unwrap();
+        // Nothing known yet: no connection, and the budget is this replica's own.
+        assert!(fleet.primary.client().is_none());
+        assert!(!fleet.is_reachable());
+        let client = |url: &str| redis::Client::open(url).unwrap();
+        fleet.primary_named(client("redis://10.0.0.5:6379"));
+        assert_eq!(fleet.primary.generation(), 1);
+        assert_eq!(failovers(&metrics), "explo_shim_fleet_failovers_total 0");
+        fleet.primary_named(client("redis://10.0.0.5:6379"));
+        assert_eq!(
+            fleet.primary.generation(),
+            1,
+            "the same primary named again"
+        );
+        fleet.primary_named(client("redis://10.0.0.6:6379"));
+        assert_eq!(fleet.primary.generation(), 2);
+        assert_eq!(failovers(&metrics), "explo_shim_fleet_failovers_total 1");
+        let named = fleet.primary.client().unwrap();
+        assert_eq!(
+            named.get_connection_info().addr().to_string(),
+            "10.0.0.6:6379"
+        );
+        // The URL's database and password go to the primary the sentinels name.
+        let with_url = node_info("rediss://:pw@ignored/2").unwrap();
+        assert!(format!("{with_url:?}").contains("db: 2"), "{with_url:?}");
+    }
 }
