@@ -149,6 +149,58 @@ async fn a_killed_primary_is_followed_to_the_replica_sentinel_promotes() {
     assert_eq!(backend(&shim).await, "redis");
 }
 
+/// A move the sentinel announces (`+switch-master`) while the old primary still answers is
+/// followed before any call fails: the fleet listens to the sentinel, not only to its calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_the_sentinel_announces_is_followed_without_a_failed_call() {
+    let Some(primary) = RedisServer::start() else {
+        return;
+    };
+    let Some(replica) = RedisServer::start() else {
+        return;
+    };
+    replica.replicate(&primary);
+    let sentinel = SentinelServer::watch(&primary, MASTER, 1);
+    let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1}))).await;
+    let config = TempConfig::new(&format!(
+        "[rate_limit]\nper_minute = 6000\nburst = 100\nmax_wait = \"1ms\"\n\
+         redis_sentinels = [\"{}\"]\nredis_master_name = \"{MASTER}\"\n",
+        sentinel.addr()
+    ));
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    until_scripts_run_on(&shim, &primary, Duration::from_secs(10)).await;
+    // The usage writer has written what it had: nothing of the fleet's calls Redis meanwhile.
+    until(
+        Duration::from_secs(10),
+        "the usage writer never wrote to the primary",
+        || async { (usage_records(&primary) > 0).then_some(()) },
+    )
+    .await;
+
+    sentinel.fail_over(MASTER);
+    // No legacy call until the fleet has moved: only the announcement can tell it.
+    until_ok_every(
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || async {
+            match counter(&shim, "explo_shim_fleet_failovers_total").await {
+                1.0 => Ok(()),
+                moves => Err(format!("{moves} moves counted")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(sentinel.primary_port(MASTER), Some(replica.port()));
+    until_scripts_run_on(&shim, &replica, Duration::from_secs(10)).await;
+    assert_eq!(backend(&shim).await, "redis");
+    let warnings: Vec<_> = shim
+        .events("explo_shim::fleet")
+        .into_iter()
+        .filter(|event| event["level"] == "WARN")
+        .collect();
+    assert!(warnings.is_empty(), "no call failed: {warnings:?}");
+}
+
 /// A managed endpoint (one URL, no sentinel): the old primary is demoted (`REPLICAOF` the new
 /// one) while the URL now leads to the new one; the demoted node answers `READONLY` on the
 /// connection the fleet holds, and the fleet connects again and reaches the new primary.

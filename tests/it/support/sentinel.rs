@@ -83,6 +83,17 @@ impl SentinelServer {
         answer.lines().nth(1)?.trim().parse().ok()
     }
 
+    /// `SENTINEL FAILOVER`: promotes a replica of `master_name`'s primary while the primary
+    /// still answers, as an operator's planned switch does.
+    pub fn fail_over(&self, master_name: &str) {
+        let answer = self.cli(&["SENTINEL", "FAILOVER", master_name]);
+        assert_eq!(
+            answer.trim(),
+            "OK",
+            "SENTINEL FAILOVER {master_name}: {answer}"
+        );
+    }
+
     fn cli(&self, args: &[&str]) -> String {
         redis_cli(&self.socket, args)
     }
