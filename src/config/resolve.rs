@@ -190,7 +190,11 @@ fn resolve_sentinels(
     inputs: &Inputs<'_>,
     redis_url: Option<&str>,
 ) -> Result<Option<SentinelSettings>, ConfigError> {
-    let origin = &inputs.file_origin;
+    // The file, when there is one: the keys may also come from flags and variables.
+    let from = match inputs.file_origin.as_str() {
+        "" => String::new(),
+        origin => format!(" (from {origin})"),
+    };
     let (nodes, master_name) = match (
         inputs.get(&REDIS_SENTINELS)?,
         inputs.get(&REDIS_MASTER_NAME)?,
@@ -199,14 +203,14 @@ fn resolve_sentinels(
         (Some(nodes), Some(master_name)) => (nodes, master_name),
         (Some(_), None) => {
             return Err(ConfigError(format!(
-                "missing `rate_limit.redis_master_name` (from {origin}): with \
+                "missing `rate_limit.redis_master_name`{from}: with \
                  `rate_limit.redis_sentinels`, name the primary the sentinels monitor \
                  (`sentinel monitor NAME ...` in their config)"
             )));
         }
         (None, Some(_)) => {
             return Err(ConfigError(format!(
-                "missing `rate_limit.redis_sentinels` (from {origin}): \
+                "missing `rate_limit.redis_sentinels`{from}: \
                  `rate_limit.redis_master_name` is only read with the sentinels to ask"
             )));
         }
@@ -231,7 +235,7 @@ fn resolve_sentinels(
             });
         if names_a_sentinel {
             return Err(ConfigError(format!(
-                "invalid `rate_limit.redis_url` (from {origin}): its host {host}:{port} is a \
+                "invalid `rate_limit.redis_url`{from}: its host {host}:{port} is a \
                  sentinel, but with `rate_limit.redis_sentinels` the sentinels name the \
                  primary and the URL's host is ignored; give the URL only the database, user, \
                  password and scheme (e.g. rediss://:PASSWORD@primary/0), or leave it out"
