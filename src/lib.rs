@@ -149,7 +149,7 @@ pub async fn run(
     );
     if let Some(fleet) = &config.fleet {
         tracing::info!(
-            redis = %fleet.redacted_url(),
+            redis = %fleet.describe(),
             key = %fleet.key,
             budget_shared = config.rate_limit.is_some(),
             "sharing the upstream budget and usage records with every replica on this Redis"

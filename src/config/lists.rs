@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::ConfigError;
 use super::defaults::MAX_CLIENT_NAME_CHARS;
+use super::resolved::redact_url;
 use super::sourced::Sourced;
 use crate::legacy::retirement::schedule::{Window, parse_interval};
 use crate::message::fingerprint::{ANONYMOUS, is_fingerprint};
@@ -114,4 +115,58 @@ pub(super) fn client_names(map: &Sourced<'_>) -> Result<BTreeMap<String, String>
         }
     }
     Ok(clients)
+}
+
+/// `rate_limit.redis_sentinels`: at least one sentinel, each `HOST:PORT`, or a
+/// `redis://[[USER]:PASSWORD@]HOST:PORT` (`rediss://` for TLS) URL for a sentinel that wants a
+/// password or TLS. Kept as given ([`super::SentinelSettings::urls`] makes URLs of them).
+pub(super) fn redis_sentinels(list: &Sourced<'_>) -> Result<Option<Vec<String>>, ConfigError> {
+    let entries = list.list();
+    if entries.is_empty() {
+        return Err(ConfigError(format!(
+            "invalid `{}` (from {}): name at least one sentinel as HOST:PORT, or leave the \
+             setting out",
+            list.key, list.origin
+        )));
+    }
+    entries
+        .iter()
+        .map(|entry| {
+            let invalid = |reason: &str| {
+                ConfigError(format!(
+                    "invalid `{}` entry {:?} (from {}): {reason}; expected HOST:PORT, or \
+                     redis://[:PASSWORD@]HOST:PORT or rediss://... for a sentinel that wants a \
+                     password or TLS",
+                    list.key,
+                    redact_url(entry),
+                    list.origin
+                ))
+            };
+            let url = if entry.starts_with("redis://") || entry.starts_with("rediss://") {
+                entry.clone()
+            } else if entry.contains("://") {
+                return Err(invalid("the scheme must be redis:// or rediss://"));
+            } else {
+                let port = entry.rsplit_once(':').map(|(_, port)| port.parse::<u16>());
+                if !matches!(port, Some(Ok(port)) if port != 0) {
+                    return Err(invalid("a port is required"));
+                }
+                format!("redis://{entry}")
+            };
+            let url = url.as_str();
+            let info = redis::IntoConnectionInfo::into_connection_info(url)
+                .map_err(|error| invalid(&error.to_string()))?;
+            match info.addr() {
+                redis::ConnectionAddr::Tcp(host, _)
+                | redis::ConnectionAddr::TcpTls { host, .. }
+                    if !host.is_empty() => {}
+                _ => return Err(invalid("a host is required")),
+            }
+            if info.redis_settings().db() != 0 {
+                return Err(invalid("a sentinel has no database; leave the path out"));
+            }
+            Ok(entry.clone())
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }

@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(fleet.key, "https://api.explo.co");
         assert_eq!(fleet.timeout, DEFAULT_REDIS_TIMEOUT);
         assert_eq!(
-            fleet.redacted_url(),
+            fleet.redacted_url().unwrap(),
             "redis://:<redacted>@redis.internal:6380/2"
         );
         assert!(!format!("{fleet:?}").contains("s3cret"));
@@ -331,6 +331,58 @@ mod tests {
             Config::resolve(&overrides).unwrap().fleet.unwrap().key,
             "egress-a"
         );
+    }
+
+    #[test]
+    fn sentinels_name_the_primary_and_redis_url_keeps_only_its_credentials() {
+        let (_file, mut overrides) = write_config(
+            "[rate_limit]\nredis_sentinels = [\"10.0.0.1:26379\", \
+             \"rediss://:s3cret@10.0.0.2:26379\"]\nredis_master_name = \"explo\"\n",
+        );
+        let fleet = Config::resolve(&overrides).unwrap().fleet.unwrap();
+        let sentinels = fleet.sentinels.as_ref().unwrap();
+        assert_eq!(
+            fleet.redis_url, None,
+            "redis_url is optional with sentinels"
+        );
+        assert_eq!(sentinels.master_name, "explo");
+        assert_eq!(
+            sentinels.urls(),
+            ["redis://10.0.0.1:26379", "rediss://:s3cret@10.0.0.2:26379"]
+        );
+        assert!(!format!("{fleet:?}").contains("s3cret"));
+        assert!(!fleet.describe().contains("s3cret"));
+        // The URL's database, user and password are the primary's; its host is ignored...
+        overrides.rate_limit_redis_url = setting("redis://:pw@primary/2", "--rate-limit-redis-url");
+        assert!(Config::resolve(&overrides).is_ok());
+        // ...unless it is a sentinel's.
+        for url in ["redis://10.0.0.1:26379/2", "redis://elsewhere:26379"] {
+            overrides.rate_limit_redis_url = setting(url, "--rate-limit-redis-url");
+            let error = Config::resolve(&overrides).unwrap_err().0;
+            assert!(error.contains("`rate_limit.redis_url`"), "{error}");
+        }
+        for bad in [
+            "[]",
+            "[\"no-port\"]",
+            "[\"http://s:26379\"]",
+            "[\"redis://s:26379/3\"]",
+        ] {
+            let (_file, overrides) = write_config(&format!(
+                "[rate_limit]\nredis_sentinels = {bad}\nredis_master_name = \"explo\"\n"
+            ));
+            let error = Config::resolve(&overrides).unwrap_err().0;
+            assert!(
+                error.contains("`rate_limit.redis_sentinels`"),
+                "{bad}: {error}"
+            );
+        }
+        let (_file, overrides) =
+            write_config("[rate_limit]\nredis_sentinels = [\"10.0.0.1:26379\"]\n");
+        let error = Config::resolve(&overrides).unwrap_err().0;
+        assert!(error.contains("`rate_limit.redis_master_name`"), "{error}");
+        let (_file, overrides) = write_config("[rate_limit]\nredis_master_name = \"explo\"\n");
+        let error = Config::resolve(&overrides).unwrap_err().0;
+        assert!(error.contains("`rate_limit.redis_sentinels`"), "{error}");
     }
 
     #[test]

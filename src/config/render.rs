@@ -15,7 +15,9 @@ use std::time::{Duration, SystemTime};
 use toml::Value;
 
 use super::spec::Shown;
-use super::{Config, ConfigError, FileKind, FleetSettings, Overrides, RateLimit, SETTINGS};
+use super::{
+    Config, ConfigError, FileKind, FleetSettings, Overrides, RateLimit, SETTINGS, SentinelSettings,
+};
 use crate::legacy::retirement::schedule::{Window, parse_interval};
 
 /// Above the settings: what the file is and how to read its comments.
@@ -232,11 +234,20 @@ pub fn effective_config(config: &Config, overrides: &Overrides) -> Result<String
 /// Why `--check-config` shows no budget settings.
 const BUDGET_OFF: &str = "unused, the budget is off (enabled = false)";
 /// Why `--check-config` shows no fleet settings.
-const NO_FLEET: &str = "unused without redis_url";
+const NO_FLEET: &str = "unused without redis_url or redis_sentinels";
 
 /// A budget setting: unused when the budget is off.
 pub(super) fn budget(config: &Config, show: impl Fn(&RateLimit) -> Value) -> Shown {
     config.rate_limit.as_ref().map(show).ok_or(BUDGET_OFF)
+}
+
+/// A Sentinel setting: unused without sentinels.
+pub(super) fn sentinels(config: &Config, show: impl Fn(&SentinelSettings) -> Value) -> Shown {
+    let fleet = config.fleet.as_ref().ok_or(NO_FLEET)?;
+    let sentinels = fleet.sentinels.as_ref();
+    sentinels
+        .map(show)
+        .ok_or("unset, the fleet's Redis is the one redis_url names")
 }
 
 /// A fleet setting: unused without a Redis.

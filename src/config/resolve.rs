@@ -12,7 +12,7 @@ use super::spec::{Fallback, Spec};
 use super::table::*;
 use super::{
     Config, ConfigError, DeprecationDates, FleetSettings, LegacyBehaviour, Limits, Overrides,
-    RateLimit, TlsFiles, UpstreamConfig,
+    RateLimit, SentinelSettings, TlsFiles, UpstreamConfig,
 };
 use crate::legacy::reply::ReplyOptions;
 use crate::legacy::retirement::{AfterSunset, Retirement};
@@ -160,24 +160,93 @@ fn resolve_rate_limit(inputs: &Inputs<'_>) -> Result<Option<RateLimit>, ConfigEr
     }))
 }
 
-/// The fleet, when `rate_limit.redis_url` is set (its other settings are otherwise not read);
-/// replicas share by the upstream URL unless `rate_limit.key` says otherwise.
+/// The fleet, when `rate_limit.redis_url` or `rate_limit.redis_sentinels` is set (its other
+/// settings are otherwise not read); replicas share by the upstream URL unless
+/// `rate_limit.key` says otherwise.
 fn resolve_fleet(
     inputs: &Inputs<'_>,
     upstream: &UpstreamConfig,
 ) -> Result<Option<FleetSettings>, ConfigError> {
-    let Some(redis_url) = inputs.get(&REDIS_URL)? else {
+    let redis_url = inputs.get(&REDIS_URL)?;
+    let sentinels = resolve_sentinels(inputs, redis_url.as_deref())?;
+    if redis_url.is_none() && sentinels.is_none() {
         return Ok(None);
-    };
+    }
     let key = inputs
         .get(&FLEET_KEY)?
         .unwrap_or_else(|| upstream.url.to_string());
     Ok(Some(FleetSettings {
         redis_url,
+        sentinels,
         key,
         timeout: inputs.get(&REDIS_TIMEOUT)?,
     }))
 }
+
+/// The sentinels and the master name: both or neither. With them, `redis_url` gives only the
+/// database, user, password and TLS; a URL whose host is one of the sentinels (or whose port
+/// is Sentinel's) would have the fleet write to a sentinel, so it is refused.
+fn resolve_sentinels(
+    inputs: &Inputs<'_>,
+    redis_url: Option<&str>,
+) -> Result<Option<SentinelSettings>, ConfigError> {
+    // The file, when there is one: the keys may also come from flags and variables.
+    let from = match inputs.file_origin.as_str() {
+        "" => String::new(),
+        origin => format!(" (from {origin})"),
+    };
+    let (nodes, master_name) = match (
+        inputs.get(&REDIS_SENTINELS)?,
+        inputs.get(&REDIS_MASTER_NAME)?,
+    ) {
+        (None, None) => return Ok(None),
+        (Some(nodes), Some(master_name)) => (nodes, master_name),
+        (Some(_), None) => {
+            return Err(ConfigError(format!(
+                "missing `rate_limit.redis_master_name`{from}: with \
+                 `rate_limit.redis_sentinels`, name the primary the sentinels monitor \
+                 (`sentinel monitor NAME ...` in their config)"
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError(format!(
+                "missing `rate_limit.redis_sentinels`{from}: \
+                 `rate_limit.redis_master_name` is only read with the sentinels to ask"
+            )));
+        }
+    };
+    let sentinels = SentinelSettings { nodes, master_name };
+    if let Some(url) = redis_url
+        && let Ok(info) = redis::IntoConnectionInfo::into_connection_info(url)
+        && let redis::ConnectionAddr::Tcp(host, port)
+        | redis::ConnectionAddr::TcpTls { host, port, .. } = info.addr()
+    {
+        let names_a_sentinel = *port == SENTINEL_PORT
+            || sentinels.urls().iter().any(|node| {
+                redis::IntoConnectionInfo::into_connection_info(node.as_str()).is_ok_and(|node| {
+                    match node.addr() {
+                        redis::ConnectionAddr::Tcp(h, p)
+                        | redis::ConnectionAddr::TcpTls {
+                            host: h, port: p, ..
+                        } => h.eq_ignore_ascii_case(host) && p == port,
+                        _ => false,
+                    }
+                })
+            });
+        if names_a_sentinel {
+            return Err(ConfigError(format!(
+                "invalid `rate_limit.redis_url`{from}: its host {host}:{port} is a \
+                 sentinel, but with `rate_limit.redis_sentinels` the sentinels name the \
+                 primary and the URL's host is ignored; give the URL only the database, user, \
+                 password and scheme (e.g. rediss://:PASSWORD@primary/0), or leave it out"
+            )));
+        }
+    }
+    Ok(Some(sentinels))
+}
+
+/// The port Redis Sentinel listens on by default.
+const SENTINEL_PORT: u16 = 26379;
 
 fn resolve_deprecation(inputs: &Inputs<'_>) -> Result<DeprecationDates, ConfigError> {
     let origin = &inputs.file_origin;

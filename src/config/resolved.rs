@@ -94,37 +94,97 @@ pub struct RateLimit {
 /// The Redis a fleet of shims shares ([`crate::fleet`]): one upstream budget and one usage view.
 #[derive(Clone, PartialEq)]
 pub struct FleetSettings {
-    /// `redis://` or `rediss://`; may hold a password, so it is never printed whole.
-    pub redis_url: String,
+    /// `redis://` or `rediss://`; may hold a password, so it is never printed whole. With
+    /// [`FleetSettings::sentinels`] it gives only the database, user, password and TLS, and
+    /// may be left out.
+    pub redis_url: Option<String>,
+    /// The sentinels that name the primary, when the fleet finds its Redis through Sentinel.
+    pub sentinels: Option<SentinelSettings>,
     /// Replicas with the same key share a budget and a usage view.
     pub key: String,
     /// The most one Redis round trip may take.
     pub timeout: Duration,
 }
 
+/// Where the fleet asks for its primary (`rate_limit.redis_sentinels`,
+/// `rate_limit.redis_master_name`).
+#[derive(Clone, PartialEq)]
+pub struct SentinelSettings {
+    /// `HOST:PORT`, or `redis://...` or `rediss://...` possibly with a password, as given.
+    pub nodes: Vec<String>,
+    /// The name the sentinels monitor the primary under.
+    pub master_name: String,
+}
+
 impl FleetSettings {
     /// The URL with its password replaced by `<redacted>` (the user name, if any, is kept),
-    /// for logs and `--check-config`.
-    pub fn redacted_url(&self) -> String {
-        let Some((scheme, rest)) = self.redis_url.split_once("://") else {
-            return "<redis url>".to_owned();
-        };
-        // As URL parsers read it: the authority ends at the first `/`, `?` or `#`, and its
-        // last `@` ends the user information.
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(authority_end);
-        match authority.rsplit_once('@') {
-            Some((user_info, host)) => {
-                let user = match user_info.split_once(':') {
-                    Some((user, password)) if !password.is_empty() => {
-                        format!("{user}:{REDACTED}")
-                    }
-                    _ => user_info.to_owned(),
-                };
-                format!("{scheme}://{user}@{host}{path}")
-            }
-            None => self.redis_url.clone(),
+    /// for logs and `--check-config`; `None` without a URL.
+    pub fn redacted_url(&self) -> Option<String> {
+        self.redis_url.as_deref().map(redact_url)
+    }
+
+    /// Where the fleet's Redis is, for logs: the URL, or the sentinels and the master name,
+    /// with every password redacted.
+    pub fn describe(&self) -> String {
+        match &self.sentinels {
+            None => self.redacted_url().unwrap_or_default(),
+            Some(sentinels) => format!(
+                "the primary \"{}\" named by the sentinels {}",
+                sentinels.master_name,
+                sentinels.redacted_nodes().join(", ")
+            ),
         }
+    }
+}
+
+impl SentinelSettings {
+    /// The sentinels as URLs the Redis client reads.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| {
+                if node.contains("://") {
+                    node.clone()
+                } else {
+                    format!("redis://{node}")
+                }
+            })
+            .collect()
+    }
+
+    /// The sentinels as given, their passwords redacted.
+    pub fn redacted_nodes(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| match node.contains("://") {
+                true => redact_url(node),
+                // `HOST:PORT` holds no password.
+                false => node.clone(),
+            })
+            .collect()
+    }
+}
+
+/// `url` with its password replaced by `<redacted>` (the user name, if any, is kept).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<redis url>".to_owned();
+    };
+    // As URL parsers read it: the authority ends at the first `/`, `?` or `#`, and its
+    // last `@` ends the user information.
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = match user_info.split_once(':') {
+                Some((user, password)) if !password.is_empty() => {
+                    format!("{user}:{REDACTED}")
+                }
+                _ => user_info.to_owned(),
+            };
+            format!("{scheme}://{user}@{host}{path}")
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -134,9 +194,18 @@ pub const REDACTED: &str = "<redacted>";
 impl std::fmt::Debug for FleetSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FleetSettings")
-            .field("redis_url", &self.redacted_url())
+            .field("redis", &self.describe())
             .field("key", &self.key)
             .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SentinelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelSettings")
+            .field("nodes", &self.redacted_nodes())
+            .field("master_name", &self.master_name)
             .finish()
     }
 }

@@ -19,7 +19,7 @@ use toml::Value;
 
 use super::defaults::*;
 use super::render::{
-    budget, duration, fleet, interval, number, path, string_table, strings, text, time,
+    budget, duration, fleet, interval, number, path, sentinels, string_table, strings, text, time,
 };
 use super::sourced::Sourced;
 use super::spec::{About, Fallback, FileKind, Flag, Spec, optional, settings};
@@ -249,13 +249,34 @@ settings! {
         default: Fallback::Value(|| None),
         show: |config| {
             let fleet = config.fleet.as_ref();
-            fleet
-                .map(|fleet| Value::from(fleet.redacted_url()))
-                .ok_or("unset, every replica has its own budget and usage")
+            match fleet.map(|fleet| fleet.redacted_url()) {
+                Some(Some(url)) => Ok(Value::from(url)),
+                Some(None) => Err("unset, the primary found through the sentinels"),
+                None => Err("unset, every replica has its own budget and usage"),
+            }
         },
         flag rate_limit_redis_url "--rate-limit-redis-url" "EXPLO_SHIM_RATE_LIMIT_REDIS_URL"
             "URL" at 9
             secret true,
+    }
+    /// Redis Sentinels that name the fleet's primary, comma-separated HOST:PORT (or
+    /// redis://[:PASSWORD@]HOST:PORT, rediss://..., for sentinels that want a password or
+    /// TLS); `redis_url` then gives only the database, user, password and TLS.
+    REDIS_SENTINELS: Option<Vec<String>> = "rate_limit.redis_sentinels", List {
+        parse: lists::redis_sentinels,
+        default: Fallback::Value(|| None),
+        show: |config| sentinels(config, |sentinels| strings(&sentinels.redacted_nodes())),
+        flag rate_limit_redis_sentinels "--rate-limit-redis-sentinels"
+            "EXPLO_SHIM_RATE_LIMIT_REDIS_SENTINELS" "ADDRS" at 16
+            secret true,
+    }
+    /// The name the sentinels monitor the fleet's primary under.
+    REDIS_MASTER_NAME: Option<String> = "rate_limit.redis_master_name", Text {
+        parse: Sourced::non_blank,
+        default: Fallback::Value(|| None),
+        show: |config| sentinels(config, |sentinels| Value::from(sentinels.master_name.as_str())),
+        flag rate_limit_redis_master_name "--rate-limit-redis-master-name"
+            "EXPLO_SHIM_RATE_LIMIT_REDIS_MASTER_NAME" "NAME" at 17,
     }
     /// What replicas sharing a budget and a usage view have in common.
     FLEET_KEY: Option<String> = "rate_limit.key", Text {

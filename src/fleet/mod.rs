@@ -7,24 +7,28 @@
 //! request), shows `explo_shim_rate_limit_backend{backend="local"} 1`, and tries Redis again at
 //! most once a second until it answers. Each serving thread has its own connection
 //! ([`FleetLink`]), as it has its own upstream connections; the connection manager reconnects
-//! by itself.
+//! by itself. The primary may also be found through Redis Sentinel, and moves after a failover
+//! ([`primary`]); `explo_shim_fleet_failovers_total` counts the moves.
 //!
 //! Keys live under `explo-shim:{<rate_limit.key>}:` (the braces keep them in one Cluster slot,
 //! though a standalone Redis or a primary is what is supported). Nothing secret is stored:
 //! usage records name clients by fingerprint, never by token.
 
 pub mod budget;
+mod primary;
 pub mod usage;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
 
 use crate::config::{ConfigError, FleetSettings};
 use crate::observe::metrics::Metrics;
+use primary::Primary;
 
 /// How often a replica whose Redis failed tries it again.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -35,7 +39,8 @@ const ADMIN_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// What every replica thread shares about the fleet's Redis.
 pub struct Fleet {
     settings: FleetSettings,
-    client: redis::Client,
+    /// Where connections go, and when they must be made again.
+    primary: Primary,
     prefix: String,
     health: Health,
     metrics: Arc<Metrics>,
@@ -53,20 +58,16 @@ impl Fleet {
         max_clients: u64,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, ConfigError> {
-        if settings.redis_url.starts_with("rediss://") {
-            // The Redis client's rustls has no provider of its own; the shim's is ring. An
-            // error means one is installed already, which is as good.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        let client = redis::Client::open(settings.redis_url.as_str())
-            .map_err(|error| ConfigError(format!("invalid `rate_limit.redis_url`: {error}")))?;
+        let primary = Primary::new(settings)?;
         let (usage_events, usage_receiver) = mpsc::channel(usage::QUEUE_LENGTH);
-        metrics.rate_limit_backend(true);
+        // With sentinels, the budget is this replica's own until they name the primary.
+        let up = !primary.through_sentinels();
+        metrics.rate_limit_backend(up);
         Ok(Arc::new(Self {
             prefix: format!("explo-shim:{{{}}}:", settings.key),
             settings: settings.clone(),
-            client,
-            health: Health::new(),
+            primary,
+            health: Health::new(up),
             metrics,
             max_clients,
             usage_events,
@@ -79,7 +80,7 @@ impl Fleet {
     pub fn link(self: &Arc<Self>) -> FleetLink {
         FleetLink {
             fleet: Arc::clone(self),
-            connection: Arc::new(OnceLock::new()),
+            connection: Arc::new(ArcSwapOption::empty()),
             admin: false,
         }
     }
@@ -107,9 +108,12 @@ impl Fleet {
 
     fn succeeded(&self) {
         if !self.health.up.swap(true, Ordering::AcqRel) {
+            if self.primary.moved_after_readonly() {
+                self.metrics.fleet_failover();
+            }
             tracing::info!(
-                redis = %self.settings.redacted_url(),
-                "Redis answers again: the fleet budget and usage are shared again"
+                redis = %self.settings.describe(),
+                "Redis answers: the fleet budget and usage are shared"
             );
             self.metrics.rate_limit_backend(true);
         }
@@ -122,7 +126,7 @@ impl Fleet {
         );
         if self.health.up.swap(false, Ordering::AcqRel) {
             tracing::warn!(
-                redis = %self.settings.redacted_url(),
+                redis = %self.settings.describe(),
                 cause,
                 "Redis is unreachable: this replica uses its own budget and usage records until \
                  it answers again"
@@ -140,9 +144,9 @@ struct Health {
 }
 
 impl Health {
-    fn new() -> Self {
+    fn new(up: bool) -> Self {
         Self {
-            up: AtomicBool::new(true),
+            up: AtomicBool::new(up),
             next_probe_ms: AtomicU64::new(0),
             started: Instant::now(),
         }
@@ -150,6 +154,11 @@ impl Health {
 
     fn now_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Lets the next caller try Redis at once (a new primary was named).
+    fn try_now(&self) {
+        self.next_probe_ms.store(0, Ordering::Relaxed);
     }
 
     /// Up: always. Down: one caller per [`PROBE_EVERY`] gets to try; the others go local at
@@ -177,9 +186,16 @@ impl Health {
 #[derive(Clone)]
 pub struct FleetLink {
     fleet: Arc<Fleet>,
-    connection: Arc<OnceLock<ConnectionManager>>,
+    connection: Arc<ArcSwapOption<Connected>>,
     /// The admin listener's link ([`Fleet::admin_link`]).
     admin: bool,
+}
+
+/// A link's connection, and the generation of the primary it was made to
+/// ([`Primary::generation`]).
+struct Connected {
+    generation: u64,
+    manager: ConnectionManager,
 }
 
 impl FleetLink {
@@ -205,19 +221,42 @@ impl FleetLink {
     }
 
     /// The connection, made lazily inside the calling thread's runtime (the manager spawns its
-    /// reconnection there).
+    /// reconnection there), and made again when the primary moved. `None` while no primary is
+    /// known (the sentinels have not named one yet).
     fn connection(&self) -> Option<ConnectionManager> {
-        if let Some(connection) = self.connection.get() {
-            return Some(connection.clone());
+        let generation = self.fleet.primary.generation();
+        {
+            let current = self.connection.load();
+            if let Some(current) = &*current
+                && current.generation == generation
+            {
+                return Some(current.manager.clone());
+            }
         }
+        self.connect(generation)
+    }
+
+    /// A new connection to the primary of `generation`: on first use and after a move only.
+    #[cold]
+    fn connect(&self, generation: u64) -> Option<ConnectionManager> {
+        let Some(client) = self.fleet.primary.client() else {
+            self.fleet.primary.wake();
+            return None;
+        };
         let timeout = self.timeout();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1).max(timeout)))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(PROBE_EVERY);
-        match ConnectionManager::new_lazy_with_config(self.fleet.client.clone(), config) {
-            Ok(connection) => Some(self.connection.get_or_init(|| connection).clone()),
+        match ConnectionManager::new_lazy_with_config(client, config) {
+            Ok(manager) => {
+                self.connection.store(Some(Arc::new(Connected {
+                    generation,
+                    manager: manager.clone(),
+                })));
+                Some(manager)
+            }
             Err(error) => {
                 self.fleet.failed(&error.to_string());
                 None
@@ -238,10 +277,12 @@ impl FleetLink {
                 Ok(Ok(value)) => Some(value),
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "reading the fleet's usage from Redis failed");
+                    self.fleet.primary.lost(is_readonly(&error));
                     None
                 }
                 Err(_) => {
                     tracing::warn!(timeout = ?self.timeout(), "reading the fleet's usage from Redis timed out");
+                    self.fleet.primary.lost(false);
                     None
                 }
             };
@@ -257,13 +298,23 @@ impl FleetLink {
             }
             Ok(Err(error)) => {
                 self.fleet.failed(&error.to_string());
+                self.fleet.primary.lost(is_readonly(&error));
                 None
             }
             Err(_) => {
                 self.fleet
                     .failed("no answer within rate_limit.redis_timeout");
+                self.fleet.primary.lost(false);
                 None
             }
         }
     }
+}
+
+/// Whether `error` is a primary's `READONLY`: the node was demoted to a replica.
+fn is_readonly(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        || error.code() == Some("READONLY")
+        // A script's write refused on a replica, as some versions word it.
+        || error.to_string().contains("READONLY")
 }

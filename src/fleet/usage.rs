@@ -230,7 +230,8 @@ mod tests {
         let metrics = Arc::new(crate::observe::metrics::Metrics::new(10));
         // Never connected: no writer runs, as when it waits on a slow Redis.
         let settings = crate::config::FleetSettings {
-            redis_url: "redis://127.0.0.1:1".to_owned(),
+            redis_url: Some("redis://127.0.0.1:1".to_owned()),
+            sentinels: None,
             key: "test".to_owned(),
             timeout: Duration::from_millis(25),
         };

@@ -80,6 +80,8 @@ pub struct Metrics {
     /// `[redis, local]`: 1 for the budget in use, only registered with a fleet.
     rate_limit_backend: [Gauge; 2],
     fleet_usage_dropped: Counter,
+    /// Moves of the fleet to a new Redis primary ([`crate::fleet`]).
+    fleet_failovers: Counter,
     legacy_refused: Family<RefusalLabels, Counter>,
     brownout_active: Gauge,
     brownout_next_start: Gauge,
@@ -255,6 +257,13 @@ impl Metrics {
             "Legacy calls left out of the fleet's usage records because the queue to Redis was full",
             fleet_usage_dropped.clone(),
         );
+        let fleet_failovers = Counter::default();
+        registry.register(
+            "fleet_failovers",
+            "Moves of the fleet to a new Redis primary: named by the sentinels, or reached \
+             behind the same URL after the old one answered READONLY",
+            fleet_failovers.clone(),
+        );
         let legacy_refused = Family::<RefusalLabels, Counter>::default();
         for route in LegacyRoute::ALL {
             for reason in REFUSAL_REASONS {
@@ -342,6 +351,7 @@ impl Metrics {
             lookups,
             rate_limit_backend,
             fleet_usage_dropped,
+            fleet_failovers,
             legacy_refused,
             brownout_active,
             brownout_next_start,

@@ -161,6 +161,10 @@ pub(crate) async fn serve(
             let _ = usage_writer_stopped.await;
         }))
     });
+    // With sentinels, the primary is asked for and followed here, until the writer is done.
+    let sentinel_watch = proxy
+        .fleet()
+        .map(|fleet| tokio::spawn(Arc::clone(fleet).watch_sentinels()));
     let admin_task = tokio::spawn(serve_admin(
         TcpListener::from_std(listeners.admin)?,
         admin_state.clone(),
@@ -246,6 +250,9 @@ pub(crate) async fn serve(
     if let Some(writer) = usage_writer {
         // The last records go to Redis, within the Redis timeout per record.
         let _ = writer.await;
+    }
+    if let Some(watch) = sentinel_watch {
+        watch.abort();
     }
     Ok(())
 }

@@ -64,9 +64,12 @@ pub fn restart_only_changes(running: &Config, fresh: &Config) -> Vec<NeedsRestar
     // password alone still shows as a change.
     let fleet_url = |config: &Config| match &config.fleet {
         Some(fleet) if Some(&fleet.redis_url) != running.fleet.as_ref().map(|f| &f.redis_url) => {
-            format!("{} (changed)", fleet.redacted_url())
+            format!(
+                "{} (changed)",
+                fleet.redacted_url().unwrap_or_else(|| "unset".to_owned())
+            )
         }
-        Some(fleet) => fleet.redacted_url(),
+        Some(fleet) => fleet.redacted_url().unwrap_or_else(|| "unset".to_owned()),
         None => "unset".to_owned(),
     };
     let fleet_field = |config: &Config, field: fn(&FleetSettings) -> String| {
@@ -101,6 +104,11 @@ pub fn restart_only_changes(running: &Config, fresh: &Config) -> Vec<NeedsRestar
         fresh.rate_limit.is_some().to_string(),
     );
     compare("rate_limit.redis_url", fleet_url(running), fleet_url(fresh));
+    compare(
+        "rate_limit.redis_sentinels",
+        fleet_field(running, |fleet| format!("{:?}", fleet.sentinels)),
+        fleet_field(fresh, |fleet| format!("{:?}", fleet.sentinels)),
+    );
     compare(
         "rate_limit.key",
         fleet_field(running, |fleet| fleet.key.clone()),

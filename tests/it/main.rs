@@ -18,6 +18,7 @@ mod docs;
 mod emulator;
 mod faults;
 mod fleet;
+mod fleet_failover;
 mod hostile;
 mod inbound_tls;
 mod layering;

@@ -140,6 +140,11 @@ impl Metrics {
         self.fleet_usage_dropped.inc();
     }
 
+    /// The fleet moved to a new Redis primary.
+    pub fn fleet_failover(&self) {
+        self.fleet_failovers.inc();
+    }
+
     pub fn cascade_unverified(&self) {
         self.cascade_unverified.inc();
     }

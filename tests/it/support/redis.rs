@@ -6,9 +6,16 @@
 //! connections to that socket. The port therefore outlives an outage: [`RedisServer::stop`]
 //! kills the server and [`RedisServer::restart`] brings it back behind the same URL, with no
 //! moment where the port is free for anything else to take.
+//!
+//! Replication and Sentinel need TCP addresses too, and get the bridges': a replica announces
+//! its bridge's port (`replica-announce-port`) and follows its primary's ([`RedisServer::
+//! replicate`]), and a sentinel ([`super::sentinel`]) is reached through a bridge of its own.
+//! [`RedisServer::lead_to`] turns a bridge to another server, as a managed endpoint's name
+//! moves to the new primary after a failover.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::files::temp_path;
@@ -44,7 +51,7 @@ impl RedisServer {
         }
         let socket = temp_path("redis.sock");
         let child = spawn_on(&socket);
-        let bridge = Bridge::start(socket.clone());
+        let bridge = Bridge::start(&socket);
         Some(RedisServer {
             child: Some(child),
             socket,
@@ -60,6 +67,79 @@ impl RedisServer {
     /// The server's own socket, for `redis-cli -s`.
     pub fn socket(&self) -> &str {
         self.socket.to_str().unwrap()
+    }
+
+    /// The bridge's port: the server's TCP address for replicas and sentinels.
+    pub fn port(&self) -> u16 {
+        self.bridge.addr.port()
+    }
+
+    /// `redis-cli` with `args` on the server's socket; its answer.
+    pub fn cli(&self, args: &[&str]) -> String {
+        redis_cli(&self.socket, args)
+    }
+
+    /// Makes this server a replica of `primary`, announced at its bridge's port, once the
+    /// primary counts it online.
+    pub fn replicate(&self, primary: &RedisServer) {
+        // No waiting for more replicas before the first full sync.
+        primary.cli(&["CONFIG", "SET", "repl-diskless-sync-delay", "0"]);
+        self.cli(&["CONFIG", "SET", "replica-announce-ip", "127.0.0.1"]);
+        self.cli(&[
+            "CONFIG",
+            "SET",
+            "replica-announce-port",
+            &self.port().to_string(),
+        ]);
+        self.cli(&["REPLICAOF", "127.0.0.1", &primary.port().to_string()]);
+        let online = format!("port={},state=online", self.port());
+        blocking_until(
+            Duration::from_secs(10),
+            "the replica never came online",
+            || {
+                primary
+                    .cli(&["INFO", "replication"])
+                    .contains(&online)
+                    .then_some(())
+            },
+        );
+    }
+
+    /// `master` or `slave`, from `INFO replication`.
+    pub fn role(&self) -> String {
+        let info = self.cli(&["INFO", "replication"]);
+        info.lines()
+            .find_map(|line| line.strip_prefix("role:"))
+            .unwrap_or("unknown")
+            .trim()
+            .to_owned()
+    }
+
+    /// The scripts this server has run itself (`EVAL` and `EVALSHA` that did not fail), from
+    /// `INFO commandstats`: a replica runs none, it only applies the effects its primary sends.
+    pub fn scripts_run(&self) -> u64 {
+        let stats = self.cli(&["INFO", "commandstats"]);
+        stats
+            .lines()
+            .filter(|line| {
+                line.starts_with("cmdstat_eval:") || line.starts_with("cmdstat_evalsha:")
+            })
+            .map(|line| {
+                let field = |name: &str| -> u64 {
+                    line.split([':', ','])
+                        .find_map(|part| part.strip_prefix(name)?.strip_prefix('='))
+                        .and_then(|value| value.parse().ok())
+                        .unwrap_or(0)
+                };
+                field("calls").saturating_sub(field("failed_calls") + field("rejected_calls"))
+            })
+            .sum()
+    }
+
+    /// From now on, new connections to this server's URL reach `other` instead (those open
+    /// stay where they are), as a managed endpoint's name moves to a new primary.
+    pub fn lead_to(&self, other: &RedisServer) {
+        *self.bridge.target.lock().unwrap() = other.socket.clone();
     }
 
     /// Stops it, as an outage would: its connections end and new ones are reset.
@@ -84,12 +164,24 @@ impl Drop for RedisServer {
     }
 }
 
+/// `redis-cli` with `args` on the unix socket `socket`; its answer.
+pub(super) fn redis_cli(socket: &std::path::Path, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .arg("-s")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("redis-cli comes with redis-server");
+    assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// `redis-server` on the unix socket `socket` and no TCP port, once it accepts connections.
 fn spawn_on(socket: &std::path::Path) -> Child {
     // A socket file left by a killed server would be mistaken for a live one.
     let _ = std::fs::remove_file(socket);
     let path = socket.to_str().unwrap();
-    let mut child = Command::new("redis-server")
+    let child = Command::new("redis-server")
         .args([
             "--port",
             "0",
@@ -99,16 +191,29 @@ fn spawn_on(socket: &std::path::Path) -> Child {
             "700",
         ])
         .args(["--save", "", "--appendonly", "no"])
+        // Replication through sockets only: no RDB file is written, in the working directory
+        // or anywhere else.
+        .args([
+            "--repl-diskless-sync",
+            "yes",
+            "--repl-diskless-load",
+            "swapdb",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn redis-server");
+    await_socket(child, socket, "redis-server")
+}
+
+/// `child` once it accepts connections on `socket`.
+pub(super) fn await_socket(mut child: Child, socket: &std::path::Path, name: &str) -> Child {
     blocking_until(
         Duration::from_secs(10),
-        "redis-server did not start",
+        &format!("{name} did not start"),
         || {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("redis-server exited with {status}");
+                panic!("{name} exited with {status}");
             }
             std::os::unix::net::UnixStream::connect(socket).ok()
         },
@@ -118,14 +223,18 @@ fn spawn_on(socket: &std::path::Path) -> Child {
 
 /// Carries every connection to a loopback port of its own to the server's unix socket; while
 /// the server is down, a connection is reset as soon as it is accepted.
-struct Bridge {
-    addr: std::net::SocketAddr,
+pub(super) struct Bridge {
+    pub(super) addr: std::net::SocketAddr,
+    /// The socket new connections are carried to.
+    target: Arc<Mutex<PathBuf>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Bridge {
-    fn start(socket: PathBuf) -> Bridge {
+    pub(super) fn start(socket: &std::path::Path) -> Bridge {
+        let target = Arc::new(Mutex::new(socket.to_path_buf()));
+        let carried_to = Arc::clone(&target);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -141,7 +250,7 @@ impl Bridge {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 let serve = async {
                     while let Ok((mut client, _)) = listener.accept().await {
-                        let socket = socket.clone();
+                        let socket = carried_to.lock().unwrap().clone();
                         tokio::spawn(async move {
                             match tokio::net::UnixStream::connect(&socket).await {
                                 Ok(mut server) => {
@@ -165,6 +274,7 @@ impl Bridge {
         });
         Bridge {
             addr,
+            target,
             stop: Some(stop),
             thread: Some(thread),
         }
