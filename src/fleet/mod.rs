@@ -111,10 +111,19 @@ impl Fleet {
             if self.primary.moved_after_readonly() {
                 self.metrics.fleet_failover();
             }
-            tracing::info!(
-                redis = %self.settings.describe(),
-                "Redis answers: the fleet budget and usage are shared"
-            );
+            if self.health.shared_before.swap(true, Ordering::AcqRel) {
+                tracing::info!(
+                    redis = %self.settings.describe(),
+                    "Redis answers again: the fleet budget and usage are shared again"
+                );
+            } else {
+                // Only with sentinels: the replica starts on its own budget until they name
+                // the primary, and this is its first connection, not a return.
+                tracing::info!(
+                    redis = %self.settings.describe(),
+                    "Redis answers: the fleet budget and usage are shared"
+                );
+            }
             self.metrics.rate_limit_backend(true);
         }
     }
@@ -139,6 +148,8 @@ impl Fleet {
 /// Whether Redis is believed up, and when to try it again when it is not.
 struct Health {
     up: AtomicBool,
+    /// Whether Redis has been shared since start-up: its next answer is a return.
+    shared_before: AtomicBool,
     next_probe_ms: AtomicU64,
     started: Instant,
 }
@@ -147,6 +158,7 @@ impl Health {
     fn new(up: bool) -> Self {
         Self {
             up: AtomicBool::new(up),
+            shared_before: AtomicBool::new(up),
             next_probe_ms: AtomicU64::new(0),
             started: Instant::now(),
         }
