@@ -18,8 +18,7 @@ fn fleet_config(redis: &RedisServer, per_minute: u32, burst: u32) -> TempConfig 
 
 /// Whether a replica has written the fleet's hold (its key ends in `budget:hold`) to Redis.
 async fn hold_written(redis: &RedisServer) -> bool {
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = redis.connect().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("*budget:hold")
         .query_async(&mut connection)
@@ -362,8 +361,7 @@ async fn usage_keys_in_redis_expire_after_35_days_without_writes() {
     assert_eq!(got.status, 200);
     fleet_usage_with_calls(&shim, 1).await;
 
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = redis.connect().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("explo-shim:*usage*")
         .query_async(&mut connection)
@@ -429,8 +427,7 @@ async fn two_replicas_calls_add_up_in_the_same_buckets_and_writes_delete_old_one
 
     // Fields as an earlier write left them: one hour and one day past the window (49 hours
     // and 40 days ago), one hour still in it (two hours ago).
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = redis.connect().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("explo-shim:*usage:record:*")
         .query_async(&mut connection)
@@ -625,8 +622,7 @@ async fn absurd_values_in_the_fleets_usage_records_are_skipped_or_clamped_not_tr
     assert_eq!(got.status, 200);
     fleet_usage_with_calls(&shim, 1).await;
 
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = redis.connect().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("explo-shim:*usage:record:*")
         .query_async(&mut connection)

@@ -16,11 +16,7 @@ use crate::support::*;
 /// `redis-server` may skip the test (see [`RedisServer::start`]).
 async fn redis() -> Option<(RedisServer, redis::aio::MultiplexedConnection)> {
     let server = RedisServer::start()?;
-    let client = redis::Client::open(server.url()).expect("a Redis URL");
-    let connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect to the test's redis-server");
+    let connection = server.connect().await;
     Some((server, connection))
 }
 

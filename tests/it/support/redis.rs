@@ -64,6 +64,15 @@ impl RedisServer {
         format!("redis://{}/", self.bridge.addr)
     }
 
+    /// A connection of the test's own to the server, through the bridge as the shim's go.
+    pub async fn connect(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("a Redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the test's redis-server")
+    }
+
     /// The server's own socket, for `redis-cli -s`.
     pub fn socket(&self) -> &str {
         self.socket.to_str().unwrap()
