@@ -72,6 +72,15 @@ pub fn restart_only_changes(running: &Config, fresh: &Config) -> Vec<NeedsRestar
         Some(fleet) => fleet.redacted_url().unwrap_or_else(|| "unset".to_owned()),
         None => "unset".to_owned(),
     };
+    // The same for the sentinels, whose URLs may hold passwords too.
+    let sentinels = |config: &Config| {
+        let of = |config: &Config| config.fleet.as_ref().and_then(|f| f.sentinels.clone());
+        match of(config) {
+            Some(nodes) if Some(&nodes) != of(running).as_ref() => format!("{nodes:?} (changed)"),
+            Some(nodes) => format!("{nodes:?}"),
+            None => "unset".to_owned(),
+        }
+    };
     let fleet_field = |config: &Config, field: fn(&FleetSettings) -> String| {
         config.fleet.as_ref().map_or_else(String::new, field)
     };
@@ -106,8 +115,8 @@ pub fn restart_only_changes(running: &Config, fresh: &Config) -> Vec<NeedsRestar
     compare("rate_limit.redis_url", fleet_url(running), fleet_url(fresh));
     compare(
         "rate_limit.redis_sentinels",
-        fleet_field(running, |fleet| format!("{:?}", fleet.sentinels)),
-        fleet_field(fresh, |fleet| format!("{:?}", fleet.sentinels)),
+        sentinels(running),
+        sentinels(fresh),
     );
     compare(
         "rate_limit.key",
@@ -367,6 +376,10 @@ mod tests {
                 "--brownouts" => overrides.brownouts = setting,
                 "--upstream" => overrides.upstream = setting,
                 "--log-level" => overrides.log_level = setting,
+                "--rate-limit-redis-sentinels" => overrides.rate_limit_redis_sentinels = setting,
+                "--rate-limit-redis-master-name" => {
+                    overrides.rate_limit_redis_master_name = setting
+                }
                 _ => unreachable!("{origin}"),
             }
         }
@@ -389,6 +402,27 @@ mod tests {
             .map(|change| change.key)
             .collect();
         assert_eq!(keys, ["listen", "workers", "upstream.url"]);
+    }
+
+    #[test]
+    fn a_sentinel_password_changed_alone_waits_for_a_restart_and_is_not_shown() {
+        let sentinels = |password: &str| {
+            config(&[
+                (
+                    "--rate-limit-redis-sentinels",
+                    &format!("redis://:{password}@127.0.0.1:26379"),
+                ),
+                ("--rate-limit-redis-master-name", "primary"),
+            ])
+        };
+        let running = sentinels("old-secret");
+        assert_eq!(restart_only_changes(&running, &running), []);
+        let changes = restart_only_changes(&running, &sentinels("new-secret"));
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].key, "rate_limit.redis_sentinels");
+        assert!(changes[0].in_file.ends_with("(changed)"), "{changes:?}");
+        let shown = format!("{changes:?}");
+        assert!(!shown.contains("secret"), "{shown}");
     }
 
     #[test]
