@@ -6,6 +6,8 @@
 #   CALLGRIND_ONLY=1 BASELINE_SHIM=path/to/old/explo-shim bash benches/run.sh
 #        (only the instructions per request, this build beside another one: a refactoring's
 #         cost, whatever else the machine is doing; a few minutes)
+#   SHIM_TRACING=1 bash benches/run.sh   (any of the above with tracing on: every request
+#        sampled and exported over OTLP to the static upstream, which answers 200 to the POSTs)
 #
 # Five targets share one static upstream (nginx `return 200`), one load and one CPU pinning:
 # proxies on core $PROXY_CPU, the load generator and the upstream on core $LOAD_CPU.
@@ -22,6 +24,12 @@
 source "$(dirname "$0")/common.sh"
 
 ROUNDS=${ROUNDS:-3}
+if [ "${SHIM_TRACING:-0}" = 1 ]; then
+  # Both shims (and a baseline) inherit these; the peers ignore them. Sampling every request
+  # is the worst case: each one is a SERVER span (and a CLIENT span when translated) queued
+  # and exported.
+  export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$UPSTREAM_PORT" OTEL_TRACES_SAMPLER=always_on
+fi
 DURATION=${DURATION:-8}
 CONNS=${CONNS:-64}
 RESULTS="$WORK/results.jsonl"
@@ -176,6 +184,7 @@ if [ "${CALLGRIND:-1}" = 1 ]; then
   done
 fi
 
+if [ "${SHIM_TRACING:-0}" = 1 ]; then echo "tracing on: every shim request sampled and exported over OTLP"; fi
 if [ "${CALLGRIND_ONLY:-0}" = 1 ]; then
   python3 - "$RESULTS" <<'PY'
 import json, sys
