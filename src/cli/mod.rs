@@ -14,14 +14,7 @@ use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgGroup, CommandFactory, FromArgMatches, Subcommand};
 
 use crate::config::{About, DEFAULT_UPSTREAM, Flag, Overrides, SETTINGS, Setting};
-
-/// The commit the binary was built from, when the build said (`EXPLO_SHIM_COMMIT`, set by
-/// `.ci/run`, `.ci/static-build` and the image build from `git rev-parse --short HEAD`); an
-/// empty value counts as unknown.
-const COMMIT: Option<&str> = match option_env!("EXPLO_SHIM_COMMIT") {
-    Some(commit) if !commit.is_empty() => Some(commit),
-    _ => None,
-};
+use crate::observe::BUILD_COMMIT as COMMIT;
 
 /// What `--version` prints after the name: `0.1.0 (commit 3e71587)`, or `0.1.0` when the
 /// commit is unknown.

@@ -12,8 +12,12 @@
 //! (`http.request.method`, `url.path`, `url.query`, `http.response.status_code`,
 //! `http.request.body.size`, `http.response.body.size`); the shim's own facts keep the names
 //! the deprecated-usage line uses (`request_id`, `client_fingerprint`, `legacy_endpoint`,
-//! `upstream_status`, `trace_id`). Absent values are left out of the line. No header value
-//! is logged: the client is named by its fingerprint only.
+//! `upstream_status`, `trace_id`, `span_id`). Absent values are left out of the line. No
+//! header value is logged: the client is named by its fingerprint only.
+//!
+//! `trace_id` and `span_id` join the line to the request's trace ([`LogTrace`], which the
+//! deprecated-usage line shares): with tracing on, the shim's SERVER span's ids; with it off,
+//! the caller's `traceparent` trace id alone.
 //!
 //! With the log off, nothing here runs: [`crate::proxy`] checks the switch once per request.
 //!
@@ -29,6 +33,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Response};
 use http_body_util::BodyExt;
 use hyper::body::Body;
+use opentelemetry::{SpanId, TraceId};
 
 use crate::legacy::route::LegacyRoute;
 use crate::message::body::{FrameObserver, Observed, ProxyBody};
@@ -59,6 +64,49 @@ impl BytesIn {
     }
 }
 
+/// The trace a request's log lines name (`trace_id`, `span_id`), on the access line and the
+/// deprecated-usage line alike.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LogTrace {
+    /// Tracing is off and the caller sent no valid `traceparent`.
+    #[default]
+    None,
+    /// Tracing is off: the caller's trace id, from its `traceparent`. There is no span of the
+    /// shim's to name.
+    Caller(String),
+    /// Tracing is on: the shim's SERVER span, sampled or not. Its trace is the caller's when
+    /// the `traceparent` was valid (the span continues it), else one the shim started.
+    Span { trace_id: TraceId, span_id: SpanId },
+}
+
+impl LogTrace {
+    /// The trace of a request with `headers`; `server_span` holds the ids of its server span
+    /// when tracing is on.
+    pub fn of(headers: &HeaderMap, server_span: Option<(TraceId, SpanId)>) -> Self {
+        match server_span {
+            Some((trace_id, span_id)) => Self::Span { trace_id, span_id },
+            None => trace_id(headers).map_or(Self::None, |id| Self::Caller(id.to_owned())),
+        }
+    }
+
+    /// The `trace_id` field: 32 lowercase hex digits.
+    pub fn trace_id(&self) -> Option<&dyn std::fmt::Display> {
+        match self {
+            Self::None => None,
+            Self::Caller(trace_id) => Some(trace_id),
+            Self::Span { trace_id, .. } => Some(trace_id),
+        }
+    }
+
+    /// The `span_id` field: 16 lowercase hex digits, the shim's server span's.
+    pub fn span_id(&self) -> Option<&dyn std::fmt::Display> {
+        match self {
+            Self::Span { span_id, .. } => Some(span_id),
+            Self::None | Self::Caller(_) => None,
+        }
+    }
+}
+
 /// The upstream's status, left in a reply's extensions by whoever called the upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpstreamStatus(pub u16);
@@ -76,13 +124,14 @@ struct Arrived {
     request_id: String,
     client_fingerprint: String,
     legacy_endpoint: Option<&'static str>,
-    trace_id: Option<String>,
+    trace: LogTrace,
     bytes_in: BytesIn,
     started: Instant,
 }
 
 impl AccessEntry {
-    /// Starts the line for a request; `bytes_in` is the counter put in its extensions.
+    /// Starts the line for a request; `bytes_in` is the counter put in its extensions,
+    /// `server_span` the ids of its server span when tracing is on ([`LogTrace::of`]).
     pub fn start(
         method: &Method,
         uri: &http::Uri,
@@ -90,6 +139,7 @@ impl AccessEntry {
         request_id: &str,
         route: Option<LegacyRoute>,
         bytes_in: BytesIn,
+        server_span: Option<(TraceId, SpanId)>,
     ) -> Self {
         Self(Some(Arrived {
             method: method.clone(),
@@ -100,7 +150,7 @@ impl AccessEntry {
             request_id: request_id.to_owned(),
             client_fingerprint: client_fingerprint(headers.get(&EXPLO_AUTHORIZATION)),
             legacy_endpoint: route.map(LegacyRoute::legacy_endpoint),
-            trace_id: trace_id(headers).map(str::to_owned),
+            trace: LogTrace::of(headers, server_span),
             bytes_in,
             started: Instant::now(),
         }))
@@ -172,7 +222,8 @@ impl Pending {
             client_fingerprint = tracing::field::display(&entry.client_fingerprint),
             legacy_endpoint = entry.legacy_endpoint.map(tracing::field::display),
             upstream_status = self.upstream_status,
-            trace_id = entry.trace_id.as_deref().map(tracing::field::display),
+            trace_id = entry.trace.trace_id().map(tracing::field::display),
+            span_id = entry.trace.span_id().map(tracing::field::display),
             outcome,
             "request"
         );
@@ -289,6 +340,7 @@ mod tests {
             "r-1",
             None,
             BytesIn::default(),
+            None,
         )
     }
 
@@ -299,6 +351,61 @@ mod tests {
         assert_eq!(line["outcome"], "aborted");
         assert!(line.get("http.response.status_code").is_none(), "{line}");
         assert_eq!(line["request_id"], "r-1");
+    }
+
+    fn traced_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            http::HeaderValue::from_static(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+        );
+        headers
+    }
+
+    #[test]
+    fn without_tracing_a_line_names_the_callers_trace_and_no_span() {
+        let headers = traced_headers();
+        assert_eq!(
+            LogTrace::of(&headers, None),
+            LogTrace::Caller("4bf92f3577b34da6a3ce929d0e0e4736".to_owned())
+        );
+        assert_eq!(LogTrace::of(&HeaderMap::new(), None), LogTrace::None);
+        let entry = AccessEntry::start(
+            &Method::GET,
+            &"/x".parse().unwrap(),
+            &headers,
+            "r-1",
+            None,
+            BytesIn::default(),
+            None,
+        );
+        let line = lines(|| drop(entry));
+        let line: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(line.get("span_id").is_none(), "{line}");
+    }
+
+    #[test]
+    fn with_tracing_a_line_names_the_server_span_whatever_the_caller_sent() {
+        let trace_id = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
+        let span_id = SpanId::from_hex("b7ad6b7169203331").unwrap();
+        for headers in [traced_headers(), HeaderMap::new()] {
+            let entry = AccessEntry::start(
+                &Method::GET,
+                &"/x".parse().unwrap(),
+                &headers,
+                "r-1",
+                None,
+                BytesIn::default(),
+                Some((trace_id, span_id)),
+            );
+            let line = lines(|| drop(entry));
+            let line: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+            assert_eq!(line["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+            assert_eq!(line["span_id"], "b7ad6b7169203331");
+        }
     }
 
     #[test]
@@ -330,6 +437,7 @@ mod tests {
             "r-1",
             None,
             BytesIn::default(),
+            None,
         );
         let arrived = entry.0.as_ref().unwrap();
         let path = format!("/{}", "p".repeat(4095));
@@ -356,6 +464,7 @@ mod tests {
             "r-1",
             None,
             BytesIn::default(),
+            None,
         );
         let arrived = entry.0.as_ref().unwrap();
         assert_eq!(arrived.query.as_deref(), Some("y=1"));

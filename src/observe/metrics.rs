@@ -6,6 +6,8 @@
 //! labelled by client fingerprint cannot be filled in ahead of its clients; it is declared
 //! from start-up (its `# HELP` and `# TYPE` lines, no samples) so that scrapers and tools that
 //! read metadata know it. `absent()` still looks at samples: ask it of a pre-created series.
+//! The request-duration histogram is declared the same way, its series made at their first
+//! request ([`request_duration`] says why).
 //! The `process_*` metrics ([`process`]) are read from `/proc` at each scrape, on Linux.
 //!
 //! Labels are bounded: endpoints and status classes are fixed sets, and client fingerprints
@@ -23,7 +25,8 @@
 //!
 //! The files: the registry (this one: every family, registered once with its help text),
 //! [`labels`], [`clients`] and [`eviction`], the [`recorders`] the serving code calls, and
-//! the [`exposition`] that writes it all out; [`process`] for the `process_*` metrics.
+//! the [`exposition`] that writes it all out; [`process`] for the `process_*` metrics;
+//! [`request_duration`] for each request as its client saw it, with trace exemplars.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -40,6 +43,7 @@ pub mod exposition;
 pub mod labels;
 pub mod process;
 pub mod recorders;
+pub mod request_duration;
 
 use clients::ClientTable;
 use exposition::{Declared, DroppedLogLines};
@@ -51,6 +55,8 @@ use labels::{
 pub use eviction::OTHER_CLIENTS;
 pub use labels::{LOOKUPS, REFUSAL_REASONS, RouteKind, UpstreamFailure};
 pub use recorders::InFlightGuard;
+pub use request_duration::ReplyTimer;
+use request_duration::RequestDurations;
 
 /// Every metric the shim exports.
 pub struct Metrics {
@@ -60,6 +66,7 @@ pub struct Metrics {
     /// per-request path then skips the family's lock and hash.
     pass_through_by_class: [Counter; 5],
     upstream_latency_by_route: [Histogram; 2],
+    request_durations: RequestDurations,
     /// One per [`UpstreamFailure`], in the order of [`UpstreamFailure::ALL`].
     upstream_errors: [Counter; 5],
     in_flight: Gauge,
@@ -117,6 +124,7 @@ impl Metrics {
             "Upstream latency until the reply headers, by route kind",
             upstream_latency.clone(),
         );
+        let request_durations = RequestDurations::register(registry);
         let upstream_errors_family = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "upstream_errors",
@@ -306,7 +314,13 @@ impl Metrics {
         registry.register(
             "build",
             "Build information",
-            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+            Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                (
+                    "revision",
+                    crate::observe::BUILD_COMMIT.unwrap_or("unknown"),
+                ),
+            ]),
         );
         #[cfg(target_os = "linux")]
         root.register_collector(Box::new(process::ProcessCollector));
@@ -333,6 +347,7 @@ impl Metrics {
                     .clone()
             }),
             config_last_reload,
+            request_durations,
             upstream_errors,
             in_flight,
             open_connections,
@@ -394,7 +409,11 @@ mod tests {
             "explo_shim_upstream_throttled_total 1",
             "explo_shim_rate_limit_waits_total 1",
             "explo_shim_rate_limit_refused_total 0",
-            "explo_shim_build_info{version=",
+            &format!(
+                r#"explo_shim_build_info{{version="{}",revision="{}"}} 1"#,
+                env!("CARGO_PKG_VERSION"),
+                crate::observe::BUILD_COMMIT.unwrap_or("unknown")
+            ),
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -22,7 +22,7 @@ use tracing_subscriber::{EnvFilter, Registry, reload};
 
 use crate::config::{DEFAULT_LOG_LEVEL as DEFAULT_LEVEL, LogFormat};
 use crate::legacy::route::LegacyRoute;
-use crate::observe::access_log::ACCESS_TARGET;
+use crate::observe::access_log::{ACCESS_TARGET, LogTrace};
 use crate::observe::log_queue::{DropCounter, QueueGuard};
 use crate::observe::log_summary::{LogSummary, SUMMARY_WINDOW, Summary};
 use crate::observe::log_text::{PlainFields, PlainText};
@@ -256,8 +256,9 @@ pub struct LegacyCallRecord<'a> {
     /// The status the legacy client received.
     pub status: u16,
     pub latency: Duration,
-    /// The caller's W3C trace id, when it sent a valid `traceparent`.
-    pub trace_id: Option<&'a str>,
+    /// The trace the line names: the shim's server span with tracing on, the caller's
+    /// `traceparent` trace id with it off.
+    pub trace: &'a LogTrace,
     /// The shim's own error code when it refused the call itself, before it could change
     /// anything upstream (a 4xx of its own but a 409: a brownout, the sunset, the budget, a
     /// bad body). Those lines are summarised under a flood; a call that reached the upstream
@@ -307,7 +308,8 @@ pub fn log_legacy_call(record: &LegacyCallRecord<'_>) {
         status = record.status,
         // Rounded to the microsecond: more digits are noise.
         latency_ms = record.latency.as_micros() as f64 / 1000.0,
-        trace_id = record.trace_id.map(tracing::field::display),
+        trace_id = record.trace.trace_id().map(tracing::field::display),
+        span_id = record.trace.span_id().map(tracing::field::display),
         "deprecated End User Group API call"
     );
 }

@@ -7,7 +7,7 @@ pub(crate) mod legacy_call;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Method, Request, Response, Version};
 use http_body_util::BodyExt;
@@ -27,8 +27,8 @@ use crate::message::headers::framing::check_request_framing;
 use crate::message::headers::hop::strip_hop_by_hop;
 use crate::message::headers::request_id::{X_REQUEST_ID, request_id};
 use crate::observe::access_log::{AccessEntry, BytesIn, UpstreamStatus, counted};
-use crate::observe::metrics::{InFlightGuard, Metrics};
-use crate::observe::otel::{Settings as TraceSettings, Tracing};
+use crate::observe::metrics::{InFlightGuard, Metrics, ReplyTimer};
+use crate::observe::otel::{Settings as TraceSettings, TraceScope, Tracing};
 use crate::observe::usage::UsageTracker;
 use crate::proxy::legacy_call::LegacyCalls;
 use crate::server::send_clock::watch_reply;
@@ -159,6 +159,8 @@ impl Proxy {
         mut request: Request<Incoming>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
+        // The client's clock starts with its request's head, parsed.
+        let started = Instant::now();
         let id = request_id(request.headers());
         request.headers_mut().insert(&X_REQUEST_ID, id.clone());
         // The shim's own lines carry the id as a field; the span is for the libraries' debug
@@ -169,6 +171,18 @@ impl Proxy {
         // Recognised once, for the dispatch, the access line and the span alike.
         let recognised = path::recognise(request.method(), request.uri().path());
         let route = recognised.ok().flatten();
+        // The server span rides in the extensions to every upstream exchange for the request.
+        let trace = self.shared.tracing.as_ref().map(|tracing| {
+            let scope = tracing.server_span(
+                request.method(),
+                request.uri().path(),
+                request.headers(),
+                route,
+                id_text,
+            );
+            request.extensions_mut().insert(scope.clone());
+            scope
+        });
         let access = self.shared.policy.peek().access_log.then(|| {
             let bytes_in = BytesIn::default();
             request.extensions_mut().insert(bytes_in.clone());
@@ -179,21 +193,20 @@ impl Proxy {
                 id_text,
                 route,
                 bytes_in,
+                trace
+                    .as_ref()
+                    .map(|scope| (scope.trace_id(), scope.span_id())),
             )
         });
-        // The server span rides in the extensions to every upstream exchange for the request.
-        let trace = self.shared.tracing.as_ref().map(|tracing| {
-            let scope = tracing.server_span(
-                request.method(),
-                request.uri().path(),
-                request.headers(),
-                route,
-            );
-            request.extensions_mut().insert(scope.clone());
-            scope
-        });
+        let clock = RequestClock {
+            started,
+            exemplar: trace
+                .as_ref()
+                .filter(|scope| scope.is_sampled())
+                .map(TraceScope::trace_id),
+        };
         let mut response = self
-            .handle_with_id(recognised, request, client, id_text)
+            .handle_with_id(recognised, request, client, id_text, clock)
             .instrument(span)
             .await;
         if let Some(scope) = trace {
@@ -212,21 +225,22 @@ impl Proxy {
         request: Request<Incoming>,
         client: SocketAddr,
         id: &str,
+        clock: RequestClock,
     ) -> Response<ProxyBody> {
         let route = match recognised {
             Ok(route) => route,
             Err(unsafe_path) => {
                 let response = ShimError::from(unsafe_path).into_logged_response(id);
-                return response.map(watch_reply);
+                return self.until_sent(response, None, clock, None);
             }
         };
         let Some(route) = route else {
-            return self.dispatch(None, request, client, id, None).await;
+            return self.dispatch(None, request, client, id, None, clock).await;
         };
         // Read once: the call keeps these rules to its end, whatever a reload does meanwhile.
         let policy = self.shared.policy.snapshot();
         let mut response = self
-            .dispatch(Some(route), request, client, id, Some(&policy))
+            .dispatch(Some(route), request, client, id, Some(&policy), clock)
             .await;
         // Every reply to a legacy call says it is deprecated, the shim's own errors too.
         policy.deprecation.apply(route, response.headers_mut());
@@ -240,15 +254,15 @@ impl Proxy {
         client: SocketAddr,
         id: &str,
         policy: Option<&Policy>,
+        clock: RequestClock,
     ) -> Response<ProxyBody> {
         // Shed at once rather than queue: a queue would grow without bound under overload.
         let Ok(permit) = Arc::clone(&self.shared.in_flight).try_acquire_owned() else {
             self.shared.metrics.shed();
-            return ShimError::Overloaded
-                .into_logged_response(id)
-                .map(watch_reply);
+            let response = ShimError::Overloaded.into_logged_response(id);
+            return self.until_sent(response, route, clock, None);
         };
-        let held = InFlight(Some((permit, self.shared.metrics.in_flight())));
+        let held = (permit, self.shared.metrics.in_flight());
         // One async fn, not a call to another: a nested one's future (several KB) would be
         // built and then copied into this one's state on every request.
         let response = if let Err(error) = check_request_framing(request.headers()) {
@@ -276,9 +290,31 @@ impl Proxy {
         };
         // The slot and the count go with the reply's body until it has been handed on in full
         // or abandoned: a reply still being sent holds its upstream connection and buffers.
-        // On HTTP/2 the body is watched inside them (and inside the access line's observer),
-        // so that they see its end only once hyper has taken its last piece.
-        response.map(|body| Observed::new(watch_reply(body), held).boxed_unsync())
+        self.until_sent(response, route, clock, Some(held))
+    }
+
+    /// The reply, whose body holds the request's clock (and its place in flight, if it took
+    /// one) until it has been handed on in full, failed or been dropped. On HTTP/2 the body
+    /// is watched inside them (and inside the access line's observer), so that they see its
+    /// end only once hyper has taken its last piece.
+    fn until_sent(
+        &self,
+        response: Response<ProxyBody>,
+        route: Option<LegacyRoute>,
+        clock: RequestClock,
+        in_flight: Option<(OwnedSemaphorePermit, InFlightGuard)>,
+    ) -> Response<ProxyBody> {
+        let timer = self.shared.metrics.reply_timer(
+            route,
+            response.status().as_u16(),
+            clock.started,
+            clock.exemplar,
+        );
+        let until_sent = UntilSent {
+            in_flight,
+            timer: Some(timer),
+        };
+        response.map(|body| Observed::new(watch_reply(body), until_sent).boxed_unsync())
     }
 
     async fn pass_through(
@@ -338,20 +374,47 @@ impl Proxy {
     }
 }
 
-/// A request's place under `limits.max_in_flight` and its count in
-/// `explo_shim_requests_in_flight`, held by its reply's body until the body ends, fails or is
-/// dropped (sent in full, or abandoned: the client went away or was cut off by the send
-/// timeout).
-struct InFlight(Option<(OwnedSemaphorePermit, InFlightGuard)>);
+/// When a request's head was read, and the trace id its duration's exemplar names (a sampled
+/// trace's only).
+#[derive(Clone, Copy)]
+struct RequestClock {
+    started: Instant,
+    exemplar: Option<opentelemetry::TraceId>,
+}
 
-impl FrameObserver for InFlight {
+/// What a reply's body holds until it ends, fails or is dropped (sent in full, or abandoned:
+/// the client went away or was cut off by the send timeout): the request's place under
+/// `limits.max_in_flight` and its count in `explo_shim_requests_in_flight` (none for a request
+/// refused before it took one), and its clock in `explo_shim_request_duration_seconds`, stopped
+/// then, as the client saw the reply end.
+struct UntilSent {
+    in_flight: Option<(OwnedSemaphorePermit, InFlightGuard)>,
+    timer: Option<ReplyTimer>,
+}
+
+impl UntilSent {
+    fn done(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer.stop();
+        }
+        self.in_flight = None;
+    }
+}
+
+impl FrameObserver for UntilSent {
     fn data(&mut self, _: &bytes::Bytes) {}
 
     fn ended(&mut self) {
-        self.0 = None;
+        self.done();
     }
 
     fn failed(&mut self) {
-        self.0 = None;
+        self.done();
+    }
+}
+
+impl Drop for UntilSent {
+    fn drop(&mut self) {
+        self.done();
     }
 }

@@ -281,3 +281,124 @@ async fn metrics_are_prometheus_text_unless_openmetrics_is_asked_for() {
         "{text}"
     );
 }
+
+/// One request-duration series as the 0.0.4 text has it.
+struct Durations {
+    count: f64,
+    sum: f64,
+    /// Each bucket's bound and count, in order.
+    buckets: Vec<(String, f64)>,
+}
+
+/// The series of `endpoint` and `class`; `None` when it does not exist.
+fn durations(text: &str, endpoint: &str, class: &str) -> Option<Durations> {
+    let labels = format!(r#"endpoint="{endpoint}",status_class="{class}""#);
+    let name = |suffix: &str| format!("explo_shim_request_duration_seconds_{suffix}{{{labels}}}");
+    let count = text
+        .lines()
+        .find_map(|line| line.strip_prefix(&name("count"))?.strip_prefix(' '))?
+        .parse()
+        .unwrap();
+    let bucket = format!("explo_shim_request_duration_seconds_bucket{{{labels},le=\"");
+    let buckets = text
+        .lines()
+        .filter_map(|line| {
+            let (bound, count) = line.strip_prefix(&bucket)?.split_once("\"} ")?;
+            Some((bound.to_owned(), count.parse().unwrap()))
+        })
+        .collect();
+    Some(Durations {
+        count,
+        sum: value(text, &name("sum")),
+        buckets,
+    })
+}
+
+#[tokio::test]
+async fn each_request_is_timed_as_its_client_saw_it_by_endpoint_and_status_class() {
+    let upstream = team_only_upstream().await;
+    let shim = Shim::start(&upstream.url(), &[]);
+    let translated = post_json(&shim.url(UPDATE), &json!({"user_group_id": "g1"})).await;
+    assert_eq!(translated.status, 200);
+    let team = [(TOKEN_HEADER, TEAM_TOKEN)];
+    let passed = send("GET", &shim.url("/api/customers/"), &team, "").await;
+    assert_eq!(passed.status, 200);
+    // A HEAD: no body is sent, the client still saw the request through.
+    let head = send("HEAD", &shim.url("/api/customers/"), &team, "").await;
+    assert_eq!(head.status, 200);
+    // Answered by the shim itself, asking no upstream: counted under the endpoint addressed.
+    let json = [("content-type", "application/json"), team[0]];
+    send("POST", &shim.url(UPDATE), &json, "not json")
+        .await
+        .assert_shim_error(400, "invalid_json");
+    // A credential the upstream refuses: its 401, passed on.
+    let refused = send("GET", &shim.url("/api/customers/"), &[], "").await;
+    assert_eq!(refused.status, 401);
+    // Observed when the reply's last byte has gone, a moment after the client has it.
+    shim.wait_for_metric(
+        r#"explo_shim_request_duration_seconds_count{endpoint="pass_through",status_class="4xx"} 1"#,
+        "the refused pass-through request is timed",
+    )
+    .await;
+    shim.wait_for_metric(
+        r#"explo_shim_request_duration_seconds_count{endpoint="pass_through",status_class="2xx"} 2"#,
+        "the pass-through GET and HEAD are timed",
+    )
+    .await;
+    let text = scrape_text(&shim).await;
+    let series = [
+        ("update_user_group", "2xx", 1.0),
+        ("update_user_group", "4xx", 1.0),
+        ("pass_through", "2xx", 2.0),
+        ("pass_through", "4xx", 1.0),
+    ];
+    for (endpoint, class, expected) in series {
+        let Durations {
+            count,
+            sum,
+            buckets,
+        } = durations(&text, endpoint, class)
+            .unwrap_or_else(|| panic!("no {endpoint} {class} in\n{text}"));
+        assert_eq!(count, expected, "{endpoint} {class}");
+        assert!(
+            sum > 0.0 && sum < 10.0 * expected,
+            "{endpoint} {class}: {sum}"
+        );
+        let bounds: Vec<&str> = buckets.iter().map(|(bound, _)| bound.as_str()).collect();
+        assert_eq!(
+            bounds,
+            [
+                "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1",
+                "2.5", "5", "10", "30", "60", "+Inf"
+            ],
+            "{endpoint} {class}"
+        );
+        assert!(
+            buckets.windows(2).all(|pair| pair[0].1 <= pair[1].1),
+            "cumulative: {buckets:?}"
+        );
+        assert_eq!(buckets.last().unwrap().1, expected);
+    }
+    // Made at their first request only, and the admin listener's scrapes are not counted.
+    let made = text
+        .lines()
+        .filter(|line| line.starts_with("explo_shim_request_duration_seconds_count"))
+        .count();
+    assert_eq!(made, series.len(), "{text}");
+}
+
+#[tokio::test]
+async fn build_info_names_the_revision_the_binary_was_built_from() {
+    let closed = ClosedPort::new();
+    let shim = Shim::start(&closed.url(), &[]);
+    let text = scrape_text(&shim).await;
+    // The tests are built in the same run, with the same `EXPLO_SHIM_COMMIT`, as the binary.
+    let revision = option_env!("EXPLO_SHIM_COMMIT")
+        .filter(|commit| !commit.is_empty())
+        .unwrap_or("unknown");
+    let line = format!(
+        r#"explo_shim_build_info{{version="{}",revision="{revision}"}} 1"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(text.lines().any(|found| found == line), "{line} in\n{text}");
+}

@@ -324,6 +324,8 @@ async fn the_access_log_has_one_line_per_request_with_otel_names_and_the_trace_i
     assert_eq!(pass["http.response.body.size"], passed.body.len() as u64);
     assert_eq!(pass["upstream_status"], passed.status.as_u16());
     assert_eq!(pass["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    // Tracing is off: the caller's trace, and no span of the shim's to name.
+    assert!(pass.get("span_id").is_none(), "{pass}");
     assert_eq!(pass["outcome"], "complete");
     assert_eq!(pass["client_fingerprint"].as_str().unwrap().len(), 12);
     assert!(pass.get("legacy_endpoint").is_none(), "{pass}");
@@ -346,6 +348,7 @@ async fn the_access_log_has_one_line_per_request_with_otel_names_and_the_trace_i
     // The audit line carries the trace id too.
     let audit = shim.events("deprecated");
     assert_eq!(audit[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert!(audit[0].get("span_id").is_none(), "{}", audit[0]);
 }
 
 #[tokio::test]

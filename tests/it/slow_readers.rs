@@ -144,6 +144,21 @@ async fn an_http1_client_that_never_reads_is_cut_off_and_its_connection_slot_fre
     assert_eq!(outcomes, ["send_timeout", "complete"], "{lines:?}");
     assert_eq!(lines[0]["http.response.status_code"], 200);
     assert!(lines[0]["http.response.body.size"].as_u64().unwrap() < BIG_REPLY_BYTES as u64);
+    // Both are timed, the cut-off one under the status it was sent, at the moment it was cut
+    // off: it alone lasted the send timeout.
+    let series = r#"{endpoint="pass_through",status_class="2xx"}"#;
+    wait_for(
+        &shim,
+        &format!("explo_shim_request_duration_seconds_count{series}"),
+        2.0,
+    )
+    .await;
+    let sum = metric(
+        &shim,
+        &format!("explo_shim_request_duration_seconds_sum{series}"),
+    )
+    .await;
+    assert!(sum >= 1.0, "{sum}");
 }
 
 #[tokio::test]

@@ -351,6 +351,10 @@ async fn an_unsampled_caller_is_not_exported_but_its_trace_still_goes_upstream()
         "{:#?}",
         collector.spans()
     );
+    // Nor is it an exemplar: it would name a trace nobody can find.
+    let metrics = openmetrics(&shim).await;
+    assert!(metrics.contains(CALLER_TRACE), "{metrics}");
+    assert!(!metrics.contains(unsampled_trace), "{metrics}");
 }
 
 #[tokio::test]
@@ -515,4 +519,147 @@ async fn a_long_passed_through_path_is_cut_in_its_spans_with_a_marker() {
         kinds.contains(&2) && kinds.contains(&3),
         "a server and a client span: {kinds:?}"
     );
+}
+
+/// `/metrics` as OpenMetrics.
+async fn openmetrics(shim: &Shim) -> String {
+    let got = send(
+        "GET",
+        &shim.admin_url("/metrics"),
+        &[("accept", "application/openmetrics-text")],
+        "",
+    )
+    .await;
+    String::from_utf8_lossy(&got.body).into_owned()
+}
+
+/// The trace ids of the exemplars on the request-duration buckets of `endpoint`'s 2xx series.
+fn exemplars(metrics: &str, endpoint: &str) -> Vec<String> {
+    let series = format!(r#",endpoint="{endpoint}",status_class="2xx"}}"#);
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("explo_shim_request_duration_seconds_bucket{")
+                && line.contains(&series)
+        })
+        .filter_map(|line| {
+            let (_, exemplar) = line.split_once(" # ")?;
+            let rest = exemplar.strip_prefix(r#"{trace_id=""#).unwrap();
+            let (trace_id, rest) = rest.split_once(r#""} "#).unwrap();
+            // Its value and its time.
+            let numbers: Vec<f64> = rest.split(' ').map(|n| n.parse().unwrap()).collect();
+            assert_eq!(numbers.len(), 2, "{line}");
+            Some(trace_id.to_owned())
+        })
+        .collect()
+}
+
+/// The SERVER span among `spans`.
+fn server_span(spans: &[Value]) -> &Value {
+    let servers: Vec<&Value> = spans.iter().filter(|span| span["kind"] == 2).collect();
+    assert_eq!(servers.len(), 1, "{spans:#?}");
+    servers[0]
+}
+
+#[tokio::test]
+async fn log_lines_and_exemplars_name_the_exported_server_span() {
+    let collector = Collector::start().await;
+    let upstream = customer_api().await;
+    let env = traced(&collector);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let shim = Shim::start_with_env(&upstream.url(), &["--access-log"], &env);
+    let delete = |traceparent: Option<String>| {
+        let url = shim.url("/api/delete_user_group/");
+        async move {
+            let mut headers = vec![(TOKEN_HEADER, TEAM_TOKEN.to_owned())];
+            headers.extend(traceparent.map(|value| ("traceparent", value)));
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            send(
+                "DELETE",
+                &url,
+                &headers,
+                r#"{"user_group_id": "example_1"}"#,
+            )
+            .await
+        }
+    };
+    // A trace the shim starts, then one it continues, then a pass-through call it starts.
+    let own = delete(None).await;
+    let continued = delete(Some(format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))).await;
+    let passed = send("GET", &shim.url("/api/customers/"), &[], "").await;
+    for got in [&own, &continued, &passed] {
+        assert_eq!(got.status, 200);
+    }
+    let seen = upstream.requests();
+    assert_eq!(
+        seen.len(),
+        7,
+        "two deletes of three calls, one pass-through"
+    );
+    let own_trace = traceparent(&seen[0]).0;
+    assert_eq!(traceparent(&seen[3]).0, CALLER_TRACE);
+    let passed_trace = traceparent(&seen[6]).0;
+    // Each call, its trace, its spans, and its deprecated-usage lines.
+    let cases = [
+        (&own, own_trace.as_str(), 4, 1),
+        (&continued, CALLER_TRACE, 4, 1),
+        (&passed, passed_trace.as_str(), 2, 0),
+    ];
+
+    let access = until_ok(Duration::from_secs(10), || async {
+        let lines = shim.events_so_far("access");
+        match lines.len() >= 3 {
+            true => Ok(lines),
+            false => Err(format!("{:?}", shim.logs())),
+        }
+    })
+    .await;
+    let audit = shim.events("deprecated");
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    for (got, trace_id, spans, audited) in cases {
+        let spans = collector.trace(trace_id, spans).await;
+        let server = server_span(&spans);
+        let request_id = got.header("x-request-id").unwrap();
+        assert_eq!(
+            attribute(server, "explo.request_id").as_deref(),
+            Some(request_id)
+        );
+        let mut lines: Vec<&Value> = access
+            .iter()
+            .filter(|line| line["request_id"] == request_id)
+            .collect();
+        assert_eq!(lines.len(), 1, "{access:?}");
+        lines.extend(audit.iter().filter(|line| line["request_id"] == request_id));
+        assert_eq!(lines.len(), 1 + audited, "{audit:?}");
+        for line in lines {
+            assert_eq!(line["trace_id"], trace_id, "{line}");
+            assert_eq!(line["span_id"], server["spanId"], "{line}");
+        }
+    }
+
+    let metrics = openmetrics(&shim).await;
+    assert_eq!(
+        exemplars(&metrics, "pass_through"),
+        [passed_trace.as_str()],
+        "{metrics}"
+    );
+    // A bucket keeps the last request it counted: the two deletes' traces, or the later one.
+    let deletes = exemplars(&metrics, "delete_user_group");
+    assert!(!deletes.is_empty(), "{metrics}");
+    assert!(
+        deletes
+            .iter()
+            .all(|trace_id| [own_trace.as_str(), CALLER_TRACE].contains(&trace_id.as_str())),
+        "{deletes:?}"
+    );
+    // The Prometheus text has the same counts and no exemplar.
+    let text = send("GET", &shim.admin_url("/metrics"), &[], "").await;
+    let text = String::from_utf8_lossy(&text.body);
+    assert!(
+        text.lines().any(|line| line
+            == r#"explo_shim_request_duration_seconds_count{endpoint="delete_user_group",status_class="2xx"} 2"#),
+        "{text}"
+    );
+    assert!(!text.contains(&passed_trace), "{text}");
 }

@@ -107,6 +107,10 @@ pub(super) struct RouteKindLabels {
     pub(super) route: &'static str,
 }
 
+/// The label value that names pass-through requests, in `upstream_latency_seconds{route}` and
+/// `request_duration_seconds{endpoint}` alike.
+pub const PASS_THROUGH: &str = "pass_through";
+
 /// Whether an upstream call served a translated legacy call or a pass-through request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteKind {
@@ -118,7 +122,7 @@ impl RouteKind {
     pub(super) fn label(self) -> &'static str {
         match self {
             Self::Translated => "translated",
-            Self::PassThrough => "pass_through",
+            Self::PassThrough => PASS_THROUGH,
         }
     }
 }

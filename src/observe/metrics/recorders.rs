@@ -3,7 +3,9 @@
 //! series labelled by client, endpoint or reason is found in its family per call.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use opentelemetry::TraceId;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -13,6 +15,7 @@ use super::labels::{
     EndpointLabels, LOOKUPS, LegacyCallLabels, LookupLabels, REFUSAL_REASONS, RefusalLabels,
     RouteKind, UpstreamFailure, status_class, status_class_index,
 };
+use super::request_duration::ReplyTimer;
 use crate::legacy::route::LegacyRoute;
 
 impl Metrics {
@@ -29,6 +32,20 @@ impl Metrics {
 
     pub fn pass_through(&self, status: u16) {
         self.pass_through_by_class[status_class_index(status)].inc();
+    }
+
+    /// The clock of a request to `route` (`None`: passed through) answered with `status`,
+    /// started when its head was read; stopped when its reply has been sent or cut off. The
+    /// exemplar is the trace id of a sampled trace, `None` otherwise.
+    pub fn reply_timer(
+        &self,
+        route: Option<LegacyRoute>,
+        status: u16,
+        started: Instant,
+        exemplar: Option<TraceId>,
+    ) -> ReplyTimer {
+        let series = self.request_durations.series(route, status).clone();
+        ReplyTimer::new(series, started, exemplar)
     }
 
     pub fn upstream_latency(&self, kind: RouteKind, latency: Duration) {

@@ -46,6 +46,10 @@ pub const LEGACY_ENDPOINT: &str = "explo.legacy_endpoint";
 pub const REFUSAL_REASON: &str = "explo.refusal_reason";
 /// The attribute naming the client, by fingerprint (never its credential).
 pub const CLIENT_FINGERPRINT: &str = "explo.client_fingerprint";
+/// The attribute holding the request's `x-request-id`, the `request_id` of its log lines.
+/// OpenTelemetry's conventions have no name for it (`http.request.header.x-request-id` would
+/// be the client's header, and the shim makes the id when the client sent none).
+pub const REQUEST_ID: &str = "explo.request_id";
 
 /// `OTEL_TRACES_SAMPLER` (and its `OTEL_TRACES_SAMPLER_ARG` ratio).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -212,6 +216,7 @@ impl Tracing {
         uri_path: &str,
         headers: &HeaderMap,
         route: Option<LegacyRoute>,
+        request_id: &str,
     ) -> TraceScope {
         let parent = match trace_context::parse(headers).and_then(remote_parent) {
             Some(parent) => Context::new().with_remote_span_context(parent),
@@ -228,6 +233,7 @@ impl Tracing {
                 CLIENT_FINGERPRINT,
                 client_fingerprint(headers.get(&EXPLO_AUTHORIZATION)),
             ),
+            KeyValue::new(REQUEST_ID, request_id.to_owned()),
         ];
         if let Some(route) = route {
             attributes.push(KeyValue::new(
@@ -281,6 +287,21 @@ pub struct TraceScope {
 }
 
 impl TraceScope {
+    /// The server span's trace: the caller's, when its `traceparent` was valid.
+    pub fn trace_id(&self) -> TraceId {
+        self.context.span().span_context().trace_id()
+    }
+
+    /// The server span's own id.
+    pub fn span_id(&self) -> SpanId {
+        self.context.span().span_context().span_id()
+    }
+
+    /// Whether the server span is sampled, i.e. will be exported.
+    pub fn is_sampled(&self) -> bool {
+        self.context.span().span_context().is_sampled()
+    }
+
     /// Notes on the server span that the shim refused the call itself, asking no upstream.
     pub fn refused(&self, reason: &'static str) {
         self.context
@@ -586,7 +607,16 @@ mod tests {
             "/api/delete_user_group/",
             &headers,
             Some(LegacyRoute::DeleteUserGroup),
+            "r-1",
         );
+        // What the log lines name: the caller's trace, the shim's own span, sampled.
+        assert_eq!(
+            scope.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_ne!(scope.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(scope.is_sampled());
+        let own_span = scope.span_id();
         let mut request = Request::post("http://upstream/api/get_customer/")
             .header(
                 &TRACEPARENT,
@@ -623,6 +653,8 @@ mod tests {
             attribute(LEGACY_ENDPOINT).as_deref(),
             Some("delete_user_group")
         );
+        assert_eq!(server.span_context.span_id(), own_span);
+        assert_eq!(attribute(REQUEST_ID).as_deref(), Some("r-1"));
         let fingerprint = attribute(CLIENT_FINGERPRINT).unwrap();
         assert!(!fingerprint.contains("secret"), "{fingerprint}");
         assert_eq!(

@@ -53,8 +53,7 @@ use crate::message::fingerprint::EXPLO_AUTHORIZATION;
 use crate::message::headers::encoding::DecodeError;
 use crate::message::headers::forwarding::prepare_upstream_headers;
 use crate::message::headers::hop::strip_hop_by_hop;
-use crate::message::headers::trace_context::trace_id;
-use crate::observe::access_log::{BytesIn, UpstreamStatus};
+use crate::observe::access_log::{BytesIn, LogTrace, UpstreamStatus};
 use crate::observe::metrics::Metrics;
 use crate::observe::otel::TraceScope;
 use crate::observe::telemetry::{LegacyCallRecord, log_legacy_call};
@@ -169,8 +168,13 @@ impl LegacyCalls {
         policy: &Policy,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
-        let trace_id = trace_id(request.headers()).map(str::to_owned);
         let trace = request.extensions().get::<TraceScope>().cloned();
+        let log_trace = LogTrace::of(
+            request.headers(),
+            trace
+                .as_ref()
+                .map(|scope| (scope.trace_id(), scope.span_id())),
+        );
         let logged = request.extensions().get::<BytesIn>().cloned();
         let caller = self
             .metrics
@@ -260,7 +264,7 @@ impl LegacyCalls {
             upstream_status,
             status,
             latency: started.elapsed(),
-            trace_id: trace_id.as_deref(),
+            trace: &log_trace,
             refusal,
         });
         if let Some(upstream_status) = upstream_status.filter(|_| logged.is_some()) {
