@@ -101,7 +101,7 @@ fn main() -> ExitCode {
         Some(settings) => tracing::info!(
             endpoint = %settings.endpoint,
             protocol = settings.protocol.name(),
-            compression = ?settings.compression,
+            compression = settings.compression.name(),
             service = %settings.service_name,
             sampler = %settings.sampler,
             headers = ?settings.headers.headers.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(),

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::encode::INSTANCE_ID;
-use super::settings::{Compression, Resolved};
+use super::settings::Resolved;
 
 /// What `--check-config` writes instead of a header's value.
 pub const REDACTED: &str = "<redacted>";
@@ -27,11 +27,7 @@ pub fn describe(resolved: &Resolved) -> String {
         &format!("{} ({})", settings.endpoint, settings.endpoint_from),
     );
     line(&mut out, "protocol", settings.protocol.name());
-    let compression = match settings.compression {
-        Compression::Gzip => "gzip",
-        Compression::None => "none",
-    };
-    line(&mut out, "compression", compression);
+    line(&mut out, "compression", settings.compression.name());
     line(
         &mut out,
         "timeout",

@@ -419,6 +419,28 @@ mod tests {
     }
 
     #[test]
+    fn a_spans_events_and_links_count_in_its_bytes() {
+        let bare = span_bytes(&span());
+        let mut full = span();
+        full.events.events.push(opentelemetry::trace::Event::new(
+            "e".repeat(1000),
+            UNIX_EPOCH,
+            vec![KeyValue::new("detail", "d".repeat(2000))],
+            0,
+        ));
+        full.links.links.push(opentelemetry::trace::Link::new(
+            full.span_context.clone(),
+            vec![KeyValue::new("why", "w".repeat(3000))],
+            0,
+        ));
+        assert!(
+            span_bytes(&full) >= bare + 6000,
+            "{bare} {}",
+            span_bytes(&full)
+        );
+    }
+
+    #[test]
     fn spans_past_the_queues_bytes_are_dropped_and_counted() {
         let metrics = Arc::new(Metrics::new(10));
         let (queue, mut spans) = mpsc::channel(QUEUE_SPANS);

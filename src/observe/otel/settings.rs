@@ -112,6 +112,15 @@ pub enum Compression {
     Gzip,
 }
 
+impl Compression {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+        }
+    }
+}
+
 /// The CA an `https://` collector's certificate must chain to, instead of the usual roots.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Certificate {
