@@ -188,6 +188,8 @@ mod tests {
         assert_eq!(headers[0].0, "x-honeycomb-team");
         assert_eq!(headers[0].1, "abc def=,");
         assert!(headers[0].1.is_sensitive());
+        // A `Debug` of the settings (a panic message, a log of a struct) shows no value.
+        assert!(!format!("{headers:?}").contains("abc"), "{headers:?}");
         assert_eq!(headers[1].0, "authorization");
         assert_eq!(headers[1].1, "Basic dXNlcjpwYXNz");
         // A plus is a plus, and the last of two entries wins.
