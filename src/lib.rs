@@ -99,7 +99,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     prepare_traced(config, None)
 }
 
-/// [`prepare`], with traces exported as `tracing` says ([`observe::otel::settings_from_env`]); `None`
+/// [`prepare`], with traces exported as `tracing` says ([`observe::otel::from_env`]); `None`
 /// leaves tracing off.
 pub fn prepare_traced(
     config: &Config,

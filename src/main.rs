@@ -56,8 +56,8 @@ fn main() -> ExitCode {
         Err(error) => return usage_error(&error),
     };
     // OpenTelemetry's own variables, read the standard way; a bad one stops start-up too.
-    let trace_settings = match otel::settings_from_env(|name| std::env::var(name).ok()) {
-        Ok(settings) => settings,
+    let traces = match otel::from_env(|name| std::env::var(name).ok()) {
+        Ok(traces) => traces,
         Err(error) => return usage_error(&error),
     };
     let resolved = config.clone();
@@ -73,34 +73,44 @@ fn main() -> ExitCode {
         None
     };
     // Built before anything binds, so a bad CA file or certificate stops start-up.
-    let prepared = match explo_shim::prepare_traced(&config, trace_settings.as_ref()) {
+    let prepared = match explo_shim::prepare_traced(&config, traces.settings.as_ref()) {
         Ok(prepared) => prepared,
         Err(error) => return usage_error(&error),
     };
     // Read now, logged once logging is set up: a typo in a variable name silently leaves its
     // setting at the file's value or the default.
-    let unknown_variables = cli::unknown_variable_warnings(
+    let mut unknown_variables = cli::unknown_variable_warnings(
         std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()),
     );
+    unknown_variables.extend(traces.warnings.iter().cloned());
     if cli.check_config {
         return ExitCode::from(check_config(
             &config,
             overrides,
             cli.demo,
             &unknown_variables,
+            &otel::describe::describe(&traces),
         ));
     }
     let (_log_writer, log_filter) = telemetry::init(config.log_format, &config.log_level);
     for warning in &unknown_variables {
         tracing::warn!("{warning}");
     }
-    if let Some(settings) = &trace_settings {
-        tracing::info!(
+    match &traces.settings {
+        // Header names only: their values are secrets.
+        Some(settings) => tracing::info!(
             endpoint = %settings.endpoint,
+            protocol = settings.protocol.name(),
+            compression = settings.compression.name(),
             service = %settings.service_name,
-            sampler = ?settings.sampler,
+            sampler = %settings.sampler,
+            headers = ?settings.headers.headers.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(),
             "exporting traces over OTLP/HTTP"
-        );
+        ),
+        None => tracing::info!(
+            reason = traces.off_because.unwrap_or_default(),
+            "traces are not exported"
+        ),
     }
     let reload_from = ReloadFrom {
         overrides,

@@ -377,15 +377,19 @@ pub fn closest<'k>(name: &str, known: &'k [String]) -> Option<&'k str> {
 }
 
 /// One warning per unknown `EXPLO_SHIM_*` variable in `env_names`, naming it and the variable
-/// it was probably meant to be. `main` logs them once logging is set up, and `--check-config`
-/// prints them.
+/// it was probably meant to be, then one per `OTEL_*` variable the shim does not read. `main`
+/// logs them once logging is set up, and `--check-config` prints them. Never a value.
 pub fn unknown_variable_warnings<I, S>(env_names: I) -> Vec<String>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
+    let names: Vec<String> = env_names
+        .into_iter()
+        .map(|name| name.as_ref().to_owned())
+        .collect();
     let known = known_variables();
-    unknown_variables(env_names, &known)
+    let mut warnings: Vec<String> = unknown_variables(&names, &known)
         .into_iter()
         .map(|name| {
             let hint = closest(&name, &known)
@@ -393,7 +397,29 @@ where
                 .unwrap_or_default();
             format!("environment variable {name} names no setting and is ignored{hint}")
         })
-        .collect()
+        .collect();
+    let honoured = crate::observe::otel::settings::HONOURED_VARIABLES;
+    let mut otel: Vec<&String> = names
+        .iter()
+        .filter(|name| name.starts_with("OTEL_") && !honoured.contains(&name.as_str()))
+        .collect();
+    otel.sort();
+    otel.dedup();
+    warnings.extend(otel.into_iter().map(|name| {
+        // A typo's hint only: OTEL_LOGS_EXPORTER is not a misspelt OTEL_TRACES_EXPORTER.
+        let hint = honoured
+            .iter()
+            .map(|near| (edit_distance(name, near), near))
+            .filter(|(distance, _)| *distance <= 2)
+            .min_by_key(|(distance, _)| *distance)
+            .map(|(_, near)| format!(" (did you mean {near}?)"))
+            .unwrap_or_default();
+        format!(
+            "environment variable {name} is not an OpenTelemetry variable explo-shim reads \
+             (it exports traces only) and is ignored{hint}"
+        )
+    }));
+    warnings
 }
 
 /// Levenshtein distance, by bytes (the names are ASCII).

@@ -28,6 +28,7 @@ mod lifecycle;
 mod log_bounds;
 mod metrics;
 mod operability;
+mod otlp;
 mod pass_through;
 mod properties;
 mod retirement;

@@ -219,12 +219,14 @@ fn block_on<T>(future: impl Future<Output = Result<T, String>>) -> Result<T, Str
 }
 
 /// `--check-config`: the resolved `config` as a config file on stdout (the sources among
-/// `overrides` and its file), `warnings` and the verdict on stderr. Returns the exit code.
+/// `overrides` and its file) followed by `tracing`'s comment lines, `warnings` and the verdict
+/// on stderr. Returns the exit code.
 pub fn check_config(
     config: &Config,
     mut overrides: Overrides,
     demo: bool,
     warnings: &[String],
+    tracing: &str,
 ) -> u8 {
     if demo {
         overrides.upstream = Some(Setting {
@@ -242,9 +244,9 @@ pub fn check_config(
     for warning in warnings {
         eprintln!("explo-shim: warning: {warning}");
     }
-    // stdout is the configuration alone (the fixed limits are comments), so it can be saved
-    // as a config file.
-    let text = text + &fixed_limits();
+    // stdout is the configuration alone (the fixed limits and the OTel settings, which come
+    // from `OTEL_*` variables, are comments), so it can be saved as a config file.
+    let text = text + &fixed_limits() + tracing;
     let code = print_bytes("check-config", text.as_bytes());
     if code == 0 {
         eprintln!("explo-shim: configuration is valid");

@@ -1,9 +1,10 @@
 //! Ended spans to the collector: a bounded queue filled on the request path with `try_send`
-//! (never a wait), and a thread of its own that sends them in batches as OTLP/JSON over HTTP.
+//! (never a wait), and a thread of its own that sends them in batches over OTLP/HTTP, written
+//! by [`Encoder`] as the settings ask.
 //!
 //! Limits: at most [`QUEUE_SPANS`] spans, and [`QUEUE_BYTES`] of them, wait (the batch being
 //! sent included); a batch holds at most [`BATCH_SPANS`] and waits at most [`BATCH_DELAY`] for
-//! more; one export may take [`EXPORT_TIMEOUT`], and at most [`EXPORT_REPLY_BYTES`] of the
+//! more; one export may take `OTEL_EXPORTER_OTLP_TIMEOUT` (connection included), and at most [`EXPORT_REPLY_BYTES`] of the
 //! collector's reply are read (a longer reply is left unread and its connection dropped). A
 //! span that finds the queue full, and every span of a batch the collector does not take
 //! (refused, unreachable, too slow), is dropped and counted in
@@ -14,22 +15,22 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, header};
+use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry::trace::{SpanKind, Status};
-use opentelemetry::{Context, Value};
+use opentelemetry::trace::Status;
+use opentelemetry::{Array, Context, KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
-use serde_json::{Value as Json, json};
 use tokio::sync::mpsc;
 
-use super::Settings;
+use super::encode::Encoder;
+use super::settings::{ExportHeaders, Settings};
 use crate::error::error_chain;
 use crate::observe::metrics::Metrics;
 
@@ -39,8 +40,6 @@ pub const QUEUE_SPANS: usize = 2048;
 pub const BATCH_SPANS: usize = 512;
 /// How long a batch waits for more spans after its first.
 pub const BATCH_DELAY: Duration = Duration::from_secs(1);
-/// How long one export may take, connection included.
-pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the shim's exit waits for the spans still queued to be sent.
 pub const FLUSH_ON_EXIT: Duration = Duration::from_secs(2);
 /// Bytes of spans waiting for export, at most, counted by [`span_bytes`]: a few seconds of
@@ -50,6 +49,10 @@ pub const QUEUE_BYTES: usize = 4 * 1024 * 1024;
 /// What a span costs besides its text, in bytes: its `SpanData`, the attributes' `Vec` and
 /// their keys' slots.
 const SPAN_OVERHEAD_BYTES: usize = 512;
+/// What an event or a link costs besides its text, in bytes.
+const ENTRY_OVERHEAD_BYTES: usize = 96;
+/// What an attribute's value that is not text costs, in bytes.
+const SCALAR_BYTES: usize = 16;
 /// The most of a collector's reply the exporter reads, in bytes. OTLP answers with a short
 /// status message; a collector that sends more (an endless body) is not read further, and its
 /// connection is dropped rather than reused.
@@ -73,24 +76,51 @@ pub struct QueueProcessor {
 }
 
 /// What a span holds, in bytes, for [`QUEUE_BYTES`]: its text (name, attribute keys and
-/// string values, status description) and [`SPAN_OVERHEAD_BYTES`].
+/// values, status description), its events and links with theirs, and the fixed costs.
 fn span_bytes(span: &SpanData) -> usize {
-    let attributes: usize = span
-        .attributes
-        .iter()
-        .map(|kv| {
-            let value = match &kv.value {
-                Value::String(text) => text.as_str().len(),
-                _ => 0,
-            };
-            kv.key.as_str().len() + value
-        })
-        .sum();
     let status = match &span.status {
         Status::Error { description } => description.len(),
         _ => 0,
     };
-    SPAN_OVERHEAD_BYTES + span.name.len() + attributes + status
+    let events: usize = span
+        .events
+        .iter()
+        .map(|event| ENTRY_OVERHEAD_BYTES + event.name.len() + attributes_bytes(&event.attributes))
+        .sum();
+    let links: usize = span
+        .links
+        .iter()
+        .map(|link| {
+            ENTRY_OVERHEAD_BYTES
+                + link.span_context.trace_state().header().len()
+                + attributes_bytes(&link.attributes)
+        })
+        .sum();
+    SPAN_OVERHEAD_BYTES
+        + span.name.len()
+        + attributes_bytes(&span.attributes)
+        + status
+        + events
+        + links
+}
+
+fn attributes_bytes(attributes: &[KeyValue]) -> usize {
+    attributes
+        .iter()
+        .map(|kv| {
+            let value = match &kv.value {
+                Value::String(text) => text.as_str().len(),
+                Value::Array(Array::String(texts)) => {
+                    texts.iter().map(|text| text.as_str().len()).sum()
+                }
+                Value::Array(Array::Bool(items)) => items.len() * SCALAR_BYTES,
+                Value::Array(Array::I64(items)) => items.len() * SCALAR_BYTES,
+                Value::Array(Array::F64(items)) => items.len() * SCALAR_BYTES,
+                _ => SCALAR_BYTES,
+            };
+            kv.key.as_str().len() + value
+        })
+        .sum()
 }
 
 /// Takes room for `bytes` in the queue's count; false, and nothing taken, when it is full.
@@ -175,19 +205,36 @@ impl SpanProcessor for QueueProcessor {
     }
 }
 
-/// Starts the export thread; the processor feeds it. The thread ends, after a last export,
-/// once the processor is gone.
+/// Starts the export thread; the processor feeds it. `tls` is the upstream's, used for an
+/// `https://` collector unless `OTEL_EXPORTER_OTLP_CERTIFICATE` names the CA to trust instead.
+/// The thread ends, after a last export, once the processor is gone.
 pub fn start(
     settings: &Settings,
-    mut tls: rustls::ClientConfig,
+    tls: rustls::ClientConfig,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<QueueProcessor> {
     let (queue, spans) = mpsc::channel(QUEUE_SPANS);
     let queued_bytes = Arc::new(AtomicUsize::new(0));
+    let mut tls = match &settings.certificate {
+        Some(certificate) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add_parsable_certificates(certificate.certificates.iter().cloned());
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(std::io::Error::other)?
+                .with_root_certificates(roots)
+                .with_no_client_auth()
+        }
+        None => tls,
+    };
+    // One HTTP/1 stack: the exporter never offers h2.
     tls.alpn_protocols.clear();
     let exporter = Exporter {
         endpoint: settings.endpoint.clone(),
-        service_name: settings.service_name.clone(),
+        encoder: Encoder::new(settings),
+        headers: settings.headers.clone(),
+        timeout: settings.timeout,
         metrics: Arc::clone(&metrics),
         queued_bytes: Arc::clone(&queued_bytes),
     };
@@ -204,9 +251,16 @@ pub fn start(
     })
 }
 
+/// What every export request carries besides its body.
+const USER_AGENT: &str = concat!("explo-shim/", env!("CARGO_PKG_VERSION"));
+
 struct Exporter {
     endpoint: http::Uri,
-    service_name: String,
+    encoder: Encoder,
+    /// The operator's headers (API keys): sent, never logged.
+    headers: ExportHeaders,
+    /// The most one export request may take, connection included.
+    timeout: Duration,
     metrics: Arc<Metrics>,
     /// The processor's count: the exporter gives a batch's bytes back once it is sent.
     queued_bytes: Arc<AtomicUsize>,
@@ -216,7 +270,7 @@ impl Exporter {
     async fn run(self, mut spans: mpsc::Receiver<Queued>, tls: rustls::ClientConfig) {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
-        http.set_connect_timeout(Some(EXPORT_TIMEOUT));
+        http.set_connect_timeout(Some(self.timeout));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -251,10 +305,15 @@ impl Exporter {
                     Err(_) => break,
                 }
             }
-            let body = Bytes::from(encode(&batch, &self.service_name).to_string());
-            let outcome = tokio::time::timeout(EXPORT_TIMEOUT, self.send(&client, body)).await;
-            let outcome =
-                outcome.unwrap_or_else(|_| Err(format!("no reply in {EXPORT_TIMEOUT:?}")));
+            // Counted before the batch is handed to the encoder, which takes it.
+            let sent: usize = batch.iter().map(span_bytes).sum();
+            let count = batch.len();
+            let outcome = match self.encoder.body(std::mem::take(&mut batch)) {
+                Ok(body) => tokio::time::timeout(self.timeout, self.send(&client, body))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("no reply in {:?}", self.timeout))),
+                Err(cause) => Err(cause),
+            };
             match outcome {
                 Ok(()) => {
                     if failing {
@@ -263,7 +322,7 @@ impl Exporter {
                     failing = false;
                 }
                 Err(cause) => {
-                    self.metrics.trace_spans_dropped(batch.len() as u64);
+                    self.metrics.trace_spans_dropped(count as u64);
                     // One line when exports start failing, not one per batch.
                     if !failing {
                         tracing::warn!(
@@ -275,9 +334,7 @@ impl Exporter {
                     failing = true;
                 }
             }
-            let sent: usize = batch.iter().map(span_bytes).sum();
             self.queued_bytes.fetch_sub(sent, Ordering::AcqRel);
-            batch.clear();
             if let Some(done) = flushed {
                 let _ = done.send(());
             }
@@ -291,10 +348,23 @@ impl Exporter {
     where
         C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
     {
-        let request = Request::post(self.endpoint.clone())
-            .header(header::CONTENT_TYPE, "application/json")
+        let mut request = Request::post(self.endpoint.clone())
+            .header(header::USER_AGENT, USER_AGENT)
             .body(Full::new(body))
             .map_err(|error| error.to_string())?;
+        let headers = request.headers_mut();
+        // The operator's first (a `User-Agent` of theirs wins); then the ones that describe
+        // the body, which the settings refuse to take from the operator.
+        for (name, value) in &self.headers.headers {
+            headers.insert(name, value.clone());
+        }
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.encoder.content_type()),
+        );
+        if let Some(encoding) = self.encoder.content_encoding() {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        }
         let response = client
             .request(request)
             .await
@@ -313,98 +383,13 @@ impl Exporter {
     }
 }
 
-/// The OTLP/JSON request for `spans` (an `ExportTraceServiceRequest`): ids in hex, times as
-/// decimal strings of nanoseconds, enums as numbers.
-pub fn encode(spans: &[SpanData], service_name: &str) -> Json {
-    let spans: Vec<Json> = spans.iter().map(encode_span).collect();
-    json!({
-        "resourceSpans": [{
-            "resource": {
-                "attributes": [
-                    attribute("service.name", &Value::from(service_name.to_owned())),
-                    attribute("telemetry.sdk.name", &Value::from("opentelemetry")),
-                    attribute("telemetry.sdk.language", &Value::from("rust")),
-                ]
-            },
-            "scopeSpans": [{
-                "scope": {"name": super::DEFAULT_SERVICE_NAME, "version": env!("CARGO_PKG_VERSION")},
-                "spans": spans,
-            }]
-        }]
-    })
-}
-
-fn encode_span(span: &SpanData) -> Json {
-    let kind = match span.span_kind {
-        SpanKind::Internal => 1,
-        SpanKind::Server => 2,
-        SpanKind::Client => 3,
-        SpanKind::Producer => 4,
-        SpanKind::Consumer => 5,
-    };
-    // Bits 0-7: the W3C trace flags; bit 8: whether the parent is known to be remote or not;
-    // bit 9: it is.
-    let flags = u32::from(span.span_context.trace_flags().to_u8())
-        | 0x100
-        | if span.parent_span_is_remote { 0x200 } else { 0 };
-    let mut encoded = json!({
-        "traceId": span.span_context.trace_id().to_string(),
-        "spanId": span.span_context.span_id().to_string(),
-        "name": span.name,
-        "kind": kind,
-        "startTimeUnixNano": nanos(span.start_time),
-        "endTimeUnixNano": nanos(span.end_time),
-        "attributes": span
-            .attributes
-            .iter()
-            .map(|kv| attribute(kv.key.as_str(), &kv.value))
-            .collect::<Vec<_>>(),
-        "flags": flags,
-    });
-    if span.parent_span_id != opentelemetry::SpanId::INVALID {
-        encoded["parentSpanId"] = json!(span.parent_span_id.to_string());
-    }
-    let trace_state = span.span_context.trace_state().header();
-    if !trace_state.is_empty() {
-        encoded["traceState"] = json!(trace_state);
-    }
-    encoded["status"] = match &span.status {
-        Status::Unset => json!({}),
-        Status::Ok => json!({"code": 1}),
-        Status::Error { description } => json!({"code": 2, "message": description}),
-    };
-    encoded
-}
-
-fn nanos(time: SystemTime) -> String {
-    time.duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos()
-        .to_string()
-}
-
-fn attribute(key: &str, value: &Value) -> Json {
-    json!({"key": key, "value": any_value(value)})
-}
-
-fn any_value(value: &Value) -> Json {
-    match value {
-        Value::Bool(value) => json!({"boolValue": value}),
-        // OTLP/JSON writes 64-bit integers as strings.
-        Value::I64(value) => json!({"intValue": value.to_string()}),
-        Value::F64(value) => json!({"doubleValue": value}),
-        Value::String(value) => json!({"stringValue": value.as_str()}),
-        other => json!({"stringValue": other.to_string()}),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::KeyValue;
-    use opentelemetry::trace::{SpanContext, TraceFlags, TraceState};
+    use opentelemetry::trace::{SpanContext, SpanKind, TraceFlags, TraceState};
     use opentelemetry::{SpanId, TraceId};
     use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use std::time::UNIX_EPOCH;
 
     fn span() -> SpanData {
         SpanData {
@@ -434,43 +419,25 @@ mod tests {
     }
 
     #[test]
-    fn spans_are_written_in_the_otlp_json_mapping() {
-        let encoded = encode(&[span()], "shim-eu");
-        let resource = &encoded["resourceSpans"][0];
-        assert_eq!(
-            resource["resource"]["attributes"][0],
-            json!({"key": "service.name", "value": {"stringValue": "shim-eu"}})
+    fn a_spans_events_and_links_count_in_its_bytes() {
+        let bare = span_bytes(&span());
+        let mut full = span();
+        full.events.events.push(opentelemetry::trace::Event::new(
+            "e".repeat(1000),
+            UNIX_EPOCH,
+            vec![KeyValue::new("detail", "d".repeat(2000))],
+            0,
+        ));
+        full.links.links.push(opentelemetry::trace::Link::new(
+            full.span_context.clone(),
+            vec![KeyValue::new("why", "w".repeat(3000))],
+            0,
+        ));
+        assert!(
+            span_bytes(&full) >= bare + 6000,
+            "{bare} {}",
+            span_bytes(&full)
         );
-        let span = &resource["scopeSpans"][0]["spans"][0];
-        assert_eq!(span["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(span["spanId"], "0102030405060708");
-        assert_eq!(span["parentSpanId"], "00f067aa0ba902b7");
-        assert_eq!(span["name"], "POST /api/delete_user_group/");
-        assert_eq!(span["kind"], 2);
-        assert_eq!(span["startTimeUnixNano"], "1700000000123456789");
-        assert_eq!(span["endTimeUnixNano"], "1700000000223456789");
-        assert_eq!(span["flags"], 0x301);
-        assert_eq!(
-            span["attributes"],
-            json!([
-                {"key": "url.path", "value": {"stringValue": "/api/delete_user_group/"}},
-                {"key": "http.response.status_code", "value": {"intValue": "502"}},
-            ])
-        );
-        assert_eq!(span["status"], json!({"code": 2, "message": "502"}));
-    }
-
-    #[test]
-    fn a_root_span_has_no_parent_id() {
-        let mut root = span();
-        root.parent_span_id = SpanId::INVALID;
-        root.parent_span_is_remote = false;
-        root.status = Status::Unset;
-        let encoded = encode(&[root], "explo-shim");
-        let span = &encoded["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
-        assert!(span.get("parentSpanId").is_none(), "{span}");
-        assert_eq!(span["flags"], 0x101);
-        assert_eq!(span["status"], json!({}));
     }
 
     #[test]

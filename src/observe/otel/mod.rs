@@ -1,17 +1,22 @@
 //! OpenTelemetry traces, exported over OTLP/HTTP, configured by the standard
-//! `OTEL_*` variables ([`settings_from_env`]). Off unless an endpoint is set; then the proxy
-//! holds one [`Tracing`] and every request costs one `Option` test, nothing more.
+//! `OTEL_*` variables ([`settings::from_env`]). Off unless an endpoint is set (and neither
+//! `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none`); then the proxy holds one
+//! [`Tracing`] and every request costs one `Option` test, nothing more.
 //!
 //! Spans are made by `opentelemetry_sdk` (ids, sampling, the span life cycle); what ends is
-//! handed to a bounded queue ([`export`]) and sent as OTLP/JSON from a thread of its own, so a
-//! slow or absent collector never holds up a request.
+//! handed to a bounded queue ([`export`]) and sent from a thread of its own, as protobuf or
+//! JSON ([`encode`]), so a slow or absent collector never holds up a request.
 //!
 //! One request is one SERVER span ([`Tracing::server_span`]), which continues the caller's
 //! `traceparent`. It rides in the request's extensions as a [`TraceScope`]; every upstream
 //! exchange made for the request opens a CLIENT span under it ([`TraceScope::client_span`]) and
 //! names that span in the upstream request's `traceparent`.
 
+pub mod describe;
+pub mod encode;
 pub mod export;
+mod key_values;
+pub mod settings;
 
 use std::sync::Arc;
 
@@ -20,8 +25,8 @@ use opentelemetry::trace::{
     Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, TraceState, Tracer as _,
     TracerProvider as _,
 };
-use opentelemetry::{Context, KeyValue, SpanId, TraceId};
-use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
+use opentelemetry::{Context, InstrumentationScope, KeyValue, SpanId, TraceId};
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
 use crate::legacy::route::LegacyRoute;
 use crate::message::fingerprint::{EXPLO_AUTHORIZATION, client_fingerprint};
@@ -29,11 +34,9 @@ use crate::message::headers::trace_context::{self, TRACEPARENT};
 use crate::observe::bounded_text::cut_to;
 use crate::observe::metrics::Metrics;
 
-/// The service name when `OTEL_SERVICE_NAME` is unset.
-pub const DEFAULT_SERVICE_NAME: &str = "explo-shim";
-
-/// The OTLP/HTTP path appended to `OTEL_EXPORTER_OTLP_ENDPOINT`.
-const TRACES_PATH: &str = "/v1/traces";
+pub use settings::{
+    DEFAULT_SERVICE_NAME, Resolved, SamplerChoice, Settings, SettingsError, from_env,
+};
 
 /// The most of a client's text (a passed-through path) or of an error's detail a span keeps,
 /// in bytes; longer ones keep their first bytes and a marker. Spans wait in a queue bounded
@@ -50,136 +53,6 @@ pub const CLIENT_FINGERPRINT: &str = "explo.client_fingerprint";
 /// OpenTelemetry's conventions have no name for it (`http.request.header.x-request-id` would
 /// be the client's header, and the shim makes the id when the client sent none).
 pub const REQUEST_ID: &str = "explo.request_id";
-
-/// `OTEL_TRACES_SAMPLER` (and its `OTEL_TRACES_SAMPLER_ARG` ratio).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum SamplerChoice {
-    AlwaysOn,
-    AlwaysOff,
-    TraceIdRatio(f64),
-    ParentBasedAlwaysOn,
-    ParentBasedAlwaysOff,
-    ParentBasedTraceIdRatio(f64),
-}
-
-impl SamplerChoice {
-    /// The SDK's sampler for this choice.
-    pub fn sampler(self) -> Sampler {
-        match self {
-            Self::AlwaysOn => Sampler::AlwaysOn,
-            Self::AlwaysOff => Sampler::AlwaysOff,
-            Self::TraceIdRatio(ratio) => Sampler::TraceIdRatioBased(ratio),
-            Self::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
-            Self::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-            Self::ParentBasedTraceIdRatio(ratio) => {
-                Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
-            }
-        }
-    }
-}
-
-/// Tracing as the environment configures it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Settings {
-    /// Where spans are POSTed: `http://` or `https://`, path included.
-    pub endpoint: http::Uri,
-    pub service_name: String,
-    pub sampler: SamplerChoice,
-}
-
-/// A variable with a value the shim cannot use; start-up stops (exit 64) naming it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SettingsError {
-    pub variable: &'static str,
-    pub message: String,
-}
-
-impl std::fmt::Display for SettingsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invalid `{}`: {}", self.variable, self.message)
-    }
-}
-
-impl std::error::Error for SettingsError {}
-
-/// Reads the tracing variables through `var` (the environment, in `main`). `Ok(None)`: no
-/// endpoint, tracing is off. Every variable set is checked even then, so a typo in a sampler
-/// is found before the endpoint is added. An empty value counts as unset, as the OpenTelemetry
-/// specification says.
-pub fn settings_from_env(
-    var: impl Fn(&str) -> Option<String>,
-) -> Result<Option<Settings>, SettingsError> {
-    let var = |name: &str| var(name).filter(|value| !value.trim().is_empty());
-    let sampler = sampler_from(
-        var("OTEL_TRACES_SAMPLER").as_deref(),
-        var("OTEL_TRACES_SAMPLER_ARG").as_deref(),
-    )?;
-    let service_name = var("OTEL_SERVICE_NAME").unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned());
-    let endpoint = match (
-        var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-        var("OTEL_EXPORTER_OTLP_ENDPOINT"),
-    ) {
-        (Some(traces), _) => endpoint_from("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces.trim())?,
-        (None, Some(base)) => {
-            let base = base.trim().trim_end_matches('/');
-            endpoint_from(
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                &format!("{base}{TRACES_PATH}"),
-            )?
-        }
-        (None, None) => return Ok(None),
-    };
-    Ok(Some(Settings {
-        endpoint,
-        service_name,
-        sampler,
-    }))
-}
-
-fn endpoint_from(variable: &'static str, value: &str) -> Result<http::Uri, SettingsError> {
-    let invalid = |message: String| SettingsError { variable, message };
-    let uri: http::Uri = value
-        .parse()
-        .map_err(|error| invalid(format!("{value:?} is not a URL: {error}")))?;
-    match uri.scheme_str() {
-        Some("http" | "https") if uri.authority().is_some() => Ok(uri),
-        _ => Err(invalid(format!(
-            "{value:?} is not an http:// or https:// URL with a host"
-        ))),
-    }
-}
-
-fn sampler_from(name: Option<&str>, arg: Option<&str>) -> Result<SamplerChoice, SettingsError> {
-    let ratio = || -> Result<f64, SettingsError> {
-        let Some(arg) = arg else {
-            return Ok(1.0);
-        };
-        match arg.trim().parse::<f64>() {
-            Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
-            _ => Err(SettingsError {
-                variable: "OTEL_TRACES_SAMPLER_ARG",
-                message: format!("{arg:?} is not a ratio between 0 and 1"),
-            }),
-        }
-    };
-    Ok(match name.map(str::trim) {
-        None | Some("parentbased_always_on") => SamplerChoice::ParentBasedAlwaysOn,
-        Some("always_on") => SamplerChoice::AlwaysOn,
-        Some("always_off") => SamplerChoice::AlwaysOff,
-        Some("traceidratio") => SamplerChoice::TraceIdRatio(ratio()?),
-        Some("parentbased_always_off") => SamplerChoice::ParentBasedAlwaysOff,
-        Some("parentbased_traceidratio") => SamplerChoice::ParentBasedTraceIdRatio(ratio()?),
-        Some(other) => {
-            return Err(SettingsError {
-                variable: "OTEL_TRACES_SAMPLER",
-                message: format!(
-                    "{other:?} is not one of always_on, always_off, traceidratio, \
-                     parentbased_always_on, parentbased_always_off, parentbased_traceidratio"
-                ),
-            });
-        }
-    })
-}
 
 /// The shim's tracer and the exporter behind it. Built once; shared by every serving thread.
 pub struct Tracing {
@@ -203,7 +76,10 @@ impl Tracing {
             .with_sampler(sampler.sampler())
             .with_span_processor(processor)
             .build();
-        let tracer = provider.tracer(DEFAULT_SERVICE_NAME);
+        let scope = InstrumentationScope::builder(DEFAULT_SERVICE_NAME)
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        let tracer = provider.tracer_with_scope(scope);
         Self { tracer, provider }
     }
 
@@ -411,126 +287,6 @@ impl ClientSpan {
 mod tests {
     use super::*;
     use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
-
-    #[test]
-    fn no_endpoint_means_tracing_is_off() {
-        assert_eq!(settings_from_env(env(&[])), Ok(None));
-        assert_eq!(
-            settings_from_env(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "")])),
-            Ok(None)
-        );
-    }
-
-    #[test]
-    fn the_base_endpoint_gets_the_traces_path_and_the_traces_endpoint_is_used_as_is() {
-        let settings = settings_from_env(env(&[(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "http://collector:4318/",
-        )]))
-        .unwrap()
-        .unwrap();
-        assert_eq!(settings.endpoint, "http://collector:4318/v1/traces");
-        assert_eq!(settings.service_name, DEFAULT_SERVICE_NAME);
-        assert_eq!(settings.sampler, SamplerChoice::ParentBasedAlwaysOn);
-        let settings = settings_from_env(env(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
-            (
-                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                "https://collector.example/custom/traces",
-            ),
-            ("OTEL_SERVICE_NAME", "shim-eu"),
-        ]))
-        .unwrap()
-        .unwrap();
-        assert_eq!(settings.endpoint, "https://collector.example/custom/traces");
-        assert_eq!(settings.service_name, "shim-eu");
-    }
-
-    #[test]
-    fn every_sampler_name_is_read_with_its_ratio() {
-        for (name, arg, expected) in [
-            ("always_on", None, SamplerChoice::AlwaysOn),
-            ("always_off", None, SamplerChoice::AlwaysOff),
-            (
-                "traceidratio",
-                Some("0.25"),
-                SamplerChoice::TraceIdRatio(0.25),
-            ),
-            ("traceidratio", None, SamplerChoice::TraceIdRatio(1.0)),
-            (
-                "parentbased_always_on",
-                None,
-                SamplerChoice::ParentBasedAlwaysOn,
-            ),
-            (
-                "parentbased_always_off",
-                None,
-                SamplerChoice::ParentBasedAlwaysOff,
-            ),
-            (
-                "parentbased_traceidratio",
-                Some("0"),
-                SamplerChoice::ParentBasedTraceIdRatio(0.0),
-            ),
-            // The argument of a sampler without one is ignored, as the specification says.
-            ("always_on", Some("junk"), SamplerChoice::AlwaysOn),
-        ] {
-            let mut pairs = vec![
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
-                ("OTEL_TRACES_SAMPLER", name),
-            ];
-            if let Some(arg) = arg {
-                pairs.push(("OTEL_TRACES_SAMPLER_ARG", arg));
-            }
-            let settings = settings_from_env(env(&pairs)).unwrap().unwrap();
-            assert_eq!(settings.sampler, expected, "{name} {arg:?}");
-        }
-    }
-
-    #[test]
-    fn bad_values_name_their_variable_even_without_an_endpoint() {
-        for (pairs, variable) in [
-            (
-                vec![("OTEL_TRACES_SAMPLER", "sometimes")],
-                "OTEL_TRACES_SAMPLER",
-            ),
-            (
-                vec![
-                    ("OTEL_TRACES_SAMPLER", "traceidratio"),
-                    ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
-                ],
-                "OTEL_TRACES_SAMPLER_ARG",
-            ),
-            (
-                vec![
-                    ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
-                    ("OTEL_TRACES_SAMPLER_ARG", "half"),
-                ],
-                "OTEL_TRACES_SAMPLER_ARG",
-            ),
-            (
-                vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")],
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-            ),
-            (
-                vec![("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://collector/")],
-                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            ),
-        ] {
-            let error = settings_from_env(env(&pairs)).unwrap_err();
-            assert_eq!(error.variable, variable, "{pairs:?}");
-            assert!(error.to_string().contains(variable), "{error}");
-        }
-    }
 
     fn decision(choice: SamplerChoice, parent_flags: Option<u8>, trace_id: u128) -> bool {
         let trace_id = TraceId::from(trace_id);

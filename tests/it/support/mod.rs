@@ -1,6 +1,6 @@
 //! The harness every integration test shares, one job per file: the real `explo-shim` binary
 //! running (`shim`) or run to completion (`run`), in-process upstreams that record what they
-//! receive (`upstream`, `raw_upstream`, `pki` for TLS), clients (`http`), a Redis of the
+//! receive (`upstream`, `raw_upstream`, `pki` for TLS), an OTLP collector (`collector`), clients (`http`), a Redis of the
 //! test's own (`redis`) and a Sentinel watching it (`sentinel`), config files and fixtures
 //! (`files`), ports nothing else can take (`ports`), waiting on an observable effect instead
 //! of a fixed pause (`wait`), and the usage tracker's time buckets (`usage`). Tests import the
@@ -10,6 +10,7 @@
 //! Every listener binds port 0 and keeps its socket: a port released and handed on could be
 //! taken in between by anything else on the machine, including another test of this binary.
 
+mod collector;
 mod files;
 mod http;
 mod pki;
@@ -23,6 +24,7 @@ mod upstream;
 mod usage;
 mod wait;
 
+pub use collector::*;
 pub use files::*;
 pub use http::*;
 pub use pki::*;
