@@ -23,7 +23,7 @@ const COMMIT: Option<&str> = match option_env!("EXPLO_SHIM_COMMIT") {
     _ => None,
 };
 
-/// What `--version` prints after the name: `0.1.0 (commit 3e71587)`, or `0.1.0` when the
+/// What `--version` prints after the name: `0.2.0 (commit 3e71587)`, or `0.2.0` when the
 /// commit is unknown.
 pub const VERSION: &str = match std::str::from_utf8(&VERSION_BYTES) {
     Ok(version) => version,

@@ -30,6 +30,7 @@ mod metrics;
 mod operability;
 mod pass_through;
 mod properties;
+mod release;
 mod retirement;
 mod shared_rules;
 mod signals;
