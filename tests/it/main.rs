@@ -13,6 +13,7 @@ mod admin_access;
 mod cli;
 mod console;
 mod data_safety;
+mod deploy_kit;
 mod deployment;
 mod docs;
 mod emulator;
