@@ -16,7 +16,7 @@ use clap::{Arg, ArgAction, ArgGroup, CommandFactory, FromArgMatches, Subcommand}
 use crate::config::{About, DEFAULT_UPSTREAM, Flag, Overrides, SETTINGS, Setting};
 use crate::observe::BUILD_COMMIT as COMMIT;
 
-/// What `--version` prints after the name: `0.1.0 (commit 3e71587)`, or `0.1.0` when the
+/// What `--version` prints after the name: `0.2.0 (commit 3e71587)`, or `0.2.0` when the
 /// commit is unknown.
 pub const VERSION: &str = match std::str::from_utf8(&VERSION_BYTES) {
     Ok(version) => version,

@@ -10,24 +10,24 @@ use crate::support::{TempConfig, run_binary};
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// The distroless `nonroot` user and group, which the image runs as.
-const NONROOT_ID: i64 = 65532;
+pub(crate) const NONROOT_ID: i64 = 65532;
 /// Where the image reads its config (its `EXPLO_SHIM_CONFIG`).
-const IMAGE_CONFIG_PATH: &str = "/etc/explo-shim/explo-shim.toml";
+pub(crate) const IMAGE_CONFIG_PATH: &str = "/etc/explo-shim/explo-shim.toml";
 const SHIM_CONTAINER: &str = "explo-shim";
 
-fn repo_file(path: &str) -> String {
+pub(crate) fn repo_file(path: &str) -> String {
     let full = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&full).unwrap_or_else(|error| panic!("{full}: {error}"))
 }
 
 // ---------------------------------------------------------------- the sidecar manifest
 
-fn manifest() -> Vec<Yaml> {
+pub(crate) fn manifest() -> Vec<Yaml> {
     YamlLoader::load_from_str(&repo_file("examples/kubernetes-sidecar.yaml"))
         .expect("examples/kubernetes-sidecar.yaml is YAML")
 }
 
-fn document<'a>(documents: &'a [Yaml], kind: &str) -> &'a Yaml {
+pub(crate) fn document<'a>(documents: &'a [Yaml], kind: &str) -> &'a Yaml {
     let mut found = documents
         .iter()
         .filter(|doc| doc["kind"].as_str() == Some(kind));
@@ -42,53 +42,53 @@ fn document<'a>(documents: &'a [Yaml], kind: &str) -> &'a Yaml {
 }
 
 /// The shim's config file as the ConfigMap carries it.
-fn configmap_toml(documents: &[Yaml]) -> &str {
+pub(crate) fn configmap_toml(documents: &[Yaml]) -> &str {
     document(documents, "ConfigMap")["data"]["explo-shim.toml"]
         .as_str()
         .expect("the ConfigMap has an explo-shim.toml")
 }
 
-fn configmap_settings(documents: &[Yaml]) -> toml::Table {
+pub(crate) fn configmap_settings(documents: &[Yaml]) -> toml::Table {
     configmap_toml(documents)
         .parse()
         .expect("the ConfigMap's explo-shim.toml is TOML")
 }
 
-fn pod_spec(documents: &[Yaml]) -> &Yaml {
+pub(crate) fn pod_spec(documents: &[Yaml]) -> &Yaml {
     let spec = &document(documents, "Deployment")["spec"]["template"]["spec"];
     assert!(spec.is_hash(), "the Deployment has a pod template");
     spec
 }
 
 /// The sequence at `key`, or none when it is absent.
-fn items<'a>(node: &'a Yaml, key: &str) -> &'a [Yaml] {
+pub(crate) fn items<'a>(node: &'a Yaml, key: &str) -> &'a [Yaml] {
     node[key].as_vec().map(Vec::as_slice).unwrap_or_default()
 }
 
 /// Every container of the pod, init containers (sidecars) included.
-fn all_items(pod: &Yaml) -> impl Iterator<Item = &Yaml> {
+pub(crate) fn all_items(pod: &Yaml) -> impl Iterator<Item = &Yaml> {
     items(pod, "initContainers")
         .iter()
         .chain(items(pod, "containers"))
 }
 
-fn named<'a>(list: &'a [Yaml], name: &str) -> Option<&'a Yaml> {
+pub(crate) fn named<'a>(list: &'a [Yaml], name: &str) -> Option<&'a Yaml> {
     list.iter().find(|item| item["name"].as_str() == Some(name))
 }
 
-fn shim_container(pod: &Yaml) -> &Yaml {
+pub(crate) fn shim_container(pod: &Yaml) -> &Yaml {
     named(items(pod, "initContainers"), SHIM_CONTAINER)
         .expect("the shim is one of the pod's initContainers")
 }
 
-fn address(settings: &toml::Table, key: &str) -> SocketAddr {
+pub(crate) fn address(settings: &toml::Table, key: &str) -> SocketAddr {
     settings[key]
         .as_str()
         .and_then(|value| value.parse().ok())
         .unwrap_or_else(|| panic!("the ConfigMap's `{key}` is an IP:PORT"))
 }
 
-fn duration(settings: &toml::Table, table: &str, key: &str) -> Duration {
+pub(crate) fn duration(settings: &toml::Table, table: &str, key: &str) -> Duration {
     let value = settings[table][key]
         .as_str()
         .unwrap_or_else(|| panic!("the ConfigMap sets `{table}.{key}`"));
@@ -96,7 +96,7 @@ fn duration(settings: &toml::Table, table: &str, key: &str) -> Duration {
 }
 
 /// A container port given by name or number, as a number.
-fn port_number(container: &Yaml, port: &Yaml) -> i64 {
+pub(crate) fn port_number(container: &Yaml, port: &Yaml) -> i64 {
     if let Some(number) = port.as_i64() {
         return number;
     }
@@ -108,7 +108,7 @@ fn port_number(container: &Yaml, port: &Yaml) -> i64 {
 }
 
 /// A Kubernetes CPU quantity ("1", "500m", 2) in millicores.
-fn millicores(quantity: &Yaml) -> i64 {
+pub(crate) fn millicores(quantity: &Yaml) -> i64 {
     match quantity {
         Yaml::Integer(cores) => cores * 1000,
         Yaml::String(text) => match text.strip_suffix('m') {
@@ -119,7 +119,7 @@ fn millicores(quantity: &Yaml) -> i64 {
     }
 }
 
-fn check_config(path: &str) {
+pub(crate) fn check_config(path: &str) {
     let output = run_binary(&["--config", path, "--check-config"], &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -230,6 +230,23 @@ fn the_configmap_is_mounted_where_the_image_reads_its_config() {
 fn the_sidecar_example_meets_pod_security_restricted() {
     let documents = manifest();
     let pod = pod_spec(&documents);
+    let checked = assert_pod_security_restricted(pod);
+    assert!(checked >= 2, "the shim and the app are both checked");
+
+    // The shim runs as the image's own user, by number.
+    let shim = &shim_container(pod)["securityContext"];
+    assert_eq!(shim["runAsUser"].as_i64(), Some(NONROOT_ID));
+    assert_eq!(shim["runAsGroup"].as_i64(), Some(NONROOT_ID));
+    assert_eq!(
+        dockerfile_user(),
+        format!("{NONROOT_ID}:{NONROOT_ID}"),
+        "the manifest's user is the image's"
+    );
+}
+
+/// Fails unless `pod` meets "restricted" (with a read-only root filesystem besides); the
+/// number of containers checked.
+pub(crate) fn assert_pod_security_restricted(pod: &Yaml) -> usize {
     let pod_security = &pod["securityContext"];
     for host_namespace in ["hostNetwork", "hostPID", "hostIPC"] {
         assert_ne!(
@@ -311,17 +328,7 @@ fn the_sidecar_example_meets_pod_security_restricted() {
         }
         checked += 1;
     }
-    assert!(checked >= 2, "the shim and the app are both checked");
-
-    // The shim runs as the image's own user, by number.
-    let shim = &shim_container(pod)["securityContext"];
-    assert_eq!(shim["runAsUser"].as_i64(), Some(NONROOT_ID));
-    assert_eq!(shim["runAsGroup"].as_i64(), Some(NONROOT_ID));
-    assert_eq!(
-        dockerfile_user(),
-        format!("{NONROOT_ID}:{NONROOT_ID}"),
-        "the manifest's user is the image's"
-    );
+    checked
 }
 
 #[test]
@@ -370,7 +377,7 @@ fn the_termination_grace_period_covers_the_shutdown_delay_and_grace() {
 
 /// The Dockerfile's instructions as (OPERATION, arguments), continuation lines joined and
 /// comments dropped.
-fn dockerfile_instructions() -> Vec<(String, String)> {
+pub(crate) fn dockerfile_instructions() -> Vec<(String, String)> {
     let mut instructions = Vec::new();
     let mut current = String::new();
     for line in repo_file("Dockerfile").lines() {
@@ -392,7 +399,7 @@ fn dockerfile_instructions() -> Vec<(String, String)> {
 }
 
 /// The instructions of the last stage: what the image is made of.
-fn final_stage() -> Vec<(String, String)> {
+pub(crate) fn final_stage() -> Vec<(String, String)> {
     let mut instructions = dockerfile_instructions();
     let last_from = instructions
         .iter()
@@ -402,7 +409,7 @@ fn final_stage() -> Vec<(String, String)> {
     instructions
 }
 
-fn dockerfile_user() -> String {
+pub(crate) fn dockerfile_user() -> String {
     let users: Vec<String> = final_stage()
         .into_iter()
         .filter(|(op, _)| op == "USER")
