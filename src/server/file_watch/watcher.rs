@@ -64,9 +64,8 @@ impl Armed {
             let _ = sender.try_send(notice);
         };
         // Reads are not asked for: the reload's own reads would wake the thread for nothing.
-        let config = Config::default()
-            .with_follow_symlinks(false)
-            .with_event_kinds(EventKindMask::CORE | EventKindMask::ACCESS_CLOSE);
+        let config =
+            Config::default().with_event_kinds(EventKindMask::CORE | EventKindMask::ACCESS_CLOSE);
         let mut watcher = match RecommendedWatcher::new(handler, config) {
             Ok(watcher) => watcher,
             Err(error) => {
