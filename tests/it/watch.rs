@@ -24,14 +24,14 @@ const UNCHANGED: &str = "the files are as the last reload read them";
 
 /// A directory laid out as kubelet mounts a ConfigMap or Secret volume: `..<timestamp>/` with
 /// the files, `..data` pointing at it, and each file a link through `..data`.
-struct KubeletVolume {
+pub struct KubeletVolume {
     root: PathBuf,
     current: PathBuf,
     generation: usize,
 }
 
 impl KubeletVolume {
-    fn new(files: &[(&str, &str)]) -> Self {
+    pub fn new(files: &[(&str, &str)]) -> Self {
         let root = temp_path("volume");
         std::fs::create_dir(&root).unwrap();
         let mut volume = Self {
@@ -51,7 +51,7 @@ impl KubeletVolume {
         volume
     }
 
-    fn path(&self, name: &str) -> String {
+    pub fn path(&self, name: &str) -> String {
         self.root.join(name).to_str().unwrap().to_owned()
     }
 
@@ -72,7 +72,7 @@ impl KubeletVolume {
 
     /// Kubelet's update: a new timestamped directory, `..data_tmp` pointing at it, renamed
     /// over `..data`, then the old directory removed.
-    fn swap(&mut self, files: &[(&str, &str)]) {
+    pub fn swap(&mut self, files: &[(&str, &str)]) {
         let next = self.write_generation(files);
         let temporary = self.root.join("..data_tmp");
         std::os::unix::fs::symlink(next.file_name().unwrap(), &temporary).unwrap();
