@@ -405,9 +405,11 @@ async fn a_watched_directory_that_goes_away_is_logged_and_sighup_watches_it_agai
     .await;
 }
 
-/// Every thread's context switches so far: each is a wake-up.
-fn wake_ups(pid: u32) -> (u64, Option<u64>) {
+/// Context switches so far (each is a wake-up): of every thread, of the coordinating thread
+/// (the first, where the watch's task runs) and of the watcher's thread, if there is one.
+fn wake_ups(pid: u32) -> WakeUps {
     let mut total = 0;
+    let mut coordinating = 0;
     let mut watcher = None;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let task = task.unwrap().path();
@@ -420,12 +422,40 @@ fn wake_ups(pid: u32) -> (u64, Option<u64>) {
             .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
             .sum();
         total += switches;
+        if task.file_name() == Some(std::ffi::OsStr::new(&pid.to_string())) {
+            coordinating = switches;
+        }
         let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
         if name.starts_with("notify-rs") {
             watcher = Some(switches);
         }
     }
-    (total, watcher)
+    WakeUps {
+        total,
+        coordinating,
+        watcher,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WakeUps {
+    total: u64,
+    coordinating: u64,
+    watcher: Option<u64>,
+}
+
+impl WakeUps {
+    /// What happened between `self` and `later`.
+    fn until(self, later: WakeUps) -> WakeUps {
+        WakeUps {
+            total: later.total - self.total,
+            coordinating: later.coordinating - self.coordinating,
+            watcher: self
+                .watcher
+                .zip(later.watcher)
+                .map(|(then, now)| now - then),
+        }
+    }
 }
 
 #[tokio::test]
@@ -433,10 +463,17 @@ async fn an_idle_shim_is_not_woken_by_the_watch() {
     let upstream = team_only_upstream().await;
     let volume = KubeletVolume::new(&[("config.toml", "[legacy]\nteam_id = 7\n")]);
     let config = volume.path("config.toml");
-    let watching = watched_shim(&upstream, &["--config", &config]).await;
-    let not_watching = Shim::start(
+    // At trace level the shim's own logging wakes it, watch or not, which would hide what the
+    // watch adds: the watch's line is debug.
+    let quiet_logs = [("RUST_LOG", "info,explo_shim::server::file_watch=debug")];
+    let watching = Shim::start_with_env(&upstream.url(), &["--config", &config], &quiet_logs);
+    watching
+        .wait_for_line("the watch was never set up", |line| line.contains(ARMED))
+        .await;
+    let not_watching = Shim::start_with_env(
         &upstream.url(),
         &["--config", &config, "--watch-files", "false"],
+        &quiet_logs,
     );
     // Both have settled: start-up's work is done.
     assert_eq!(team_id(&watching).await, 7);
@@ -446,21 +483,23 @@ async fn an_idle_shim_is_not_woken_by_the_watch() {
     // An idle shim has nothing to do: there is no event to wait for, only time to let pass.
     quiet_for(Duration::from_millis(2500)).await;
     let after = (wake_ups(watching.pid()), wake_ups(not_watching.pid()));
-    let on_total = after.0.0 - before.0.0;
-    let off_total = after.1.0 - before.1.0;
-    let on_watcher = before.0.1.zip(after.0.1).map(|(then, now)| now - then);
-    let off_watcher = after.1.1;
-    assert_eq!(off_watcher, None, "no watcher thread with the watch off");
+    let on = before.0.until(after.0);
+    let off = before.1.until(after.1);
+    assert_eq!(off.watcher, None, "no watcher thread with the watch off");
     assert_eq!(
-        on_watcher,
+        on.watcher,
         Some(0),
-        "the watcher's thread woke up while idle"
+        "the watcher's thread woke up while idle: {on:?}"
     );
-    // Whatever else wakes an idle shim (the allocator's housekeeping) wakes both alike; the
-    // watch adds nothing to it.
+    // The watch's task runs on the coordinating thread, which an idle shim never wakes.
     assert!(
-        on_total <= off_total + 2,
-        "idle wake-ups: {on_total} with the watch, {off_total} without"
+        on.coordinating <= off.coordinating,
+        "the coordinating thread woke up: {on:?} with the watch, {off:?} without"
+    );
+    // Whatever else wakes an idle shim (the allocator's housekeeping) wakes both alike.
+    assert!(
+        on.total <= off.total + 3,
+        "idle wake-ups: {on:?} with the watch, {off:?} without"
     );
 }
 
