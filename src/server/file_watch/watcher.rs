@@ -66,10 +66,12 @@ impl Armed {
         // Reads are not asked for: the reload's own reads would wake the thread for nothing.
         let config =
             Config::default().with_event_kinds(EventKindMask::CORE | EventKindMask::ACCESS_CLOSE);
+        let dirs: Vec<String> = plan.dirs().map(|dir| dir.display().to_string()).collect();
         let mut watcher = match RecommendedWatcher::new(handler, config) {
             Ok(watcher) => watcher,
             Err(error) => {
                 tracing::warn!(
+                    ?dirs,
                     %error,
                     "cannot watch the configured files (inotify's limits? see \
                      fs.inotify.max_user_instances); changes are taken on SIGHUP only"
@@ -84,7 +86,6 @@ impl Armed {
                 warn_unwatched(dir, &error);
             }
         }
-        let dirs: Vec<String> = plan.dirs().map(|dir| dir.display().to_string()).collect();
         tracing::debug!(?dirs, "watching the configured files' directories");
         Some(Self {
             plan,
