@@ -11,7 +11,7 @@
 //! | folder | what it holds |
 //! |---|---|
 //! | [`cli`] | the command line and the subcommands (`translate`, `usage`, `brownout-plan`, `healthcheck`, `fingerprint`, `completions`, `man`); [`cli::demo`] is `--demo` |
-//! | [`server`] | listening, threads, connections, the protocol sniff, the framing guard, timers, TLS, the clock on writes, signals and reload |
+//! | [`server`] | listening, threads, connections, the protocol sniff, the framing guard, timers, TLS, the clock on writes, signals, reload and the file watch |
 //! | [`admin`] | the admin listener: console, `/healthz`, `/readyz`, `/metrics`, `/usage`, its credentials and throttle |
 //! | [`proxy`] | one request: the dispatch and pass-through; [`proxy::legacy_call`] is one legacy call end to end |
 //! | [`upstream`] | the client to the configured upstream, each thread's pool, the budget ([`upstream::budget`]) |

@@ -96,6 +96,7 @@ impl Config {
             clients: inputs.get(&CLIENTS)?,
             admin_token_file: inputs.get(&ADMIN_TOKEN_FILE)?,
             admin_allowed_hosts: inputs.get(&ADMIN_ALLOWED_HOSTS)?,
+            watch_files: inputs.get(&WATCH_FILES)?,
         })
     }
 }

@@ -250,6 +250,9 @@ pub struct Config {
     /// Without a token: the `Host` names, besides IP literals and `localhost`, that `/`,
     /// `/usage` and `/metrics` answer to (lower case, validated).
     pub admin_allowed_hosts: BTreeSet<String>,
+    /// Reload when the config file, `admin_token_file` or the TLS files change
+    /// ([`crate::server::file_watch`]); SIGHUP reloads either way.
+    pub watch_files: bool,
 }
 
 /// Where the main listener's certificate and key live.

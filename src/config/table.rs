@@ -95,6 +95,14 @@ settings! {
         flag admin_allowed_hosts "--admin-allowed-hosts" "EXPLO_SHIM_ADMIN_ALLOWED_HOSTS"
             "NAMES" at 13,
     }
+    /// Reload when the config file, `admin_token_file` or the TLS files change (inotify on
+    /// their directories, so a ConfigMap or Secret update is seen), as SIGHUP does.
+    WATCH_FILES: bool = "watch_files", Switch {
+        parse: Sourced::switch,
+        default: Fallback::Value(|| true),
+        show: |config| Ok(Value::from(config.watch_files)),
+        flag watch_files "--watch-files" "EXPLO_SHIM_WATCH_FILES" "true|false" at 18 bare "true",
+    }
 
     /// The real Explo API base URL, http:// or https://, with an optional path prefix.
     UPSTREAM_URL: UpstreamUrl = "upstream.url", Text {

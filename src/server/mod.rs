@@ -5,8 +5,8 @@
 //! thread is free accepts the next connection, and a request is served from accept to
 //! reply on the thread that accepted it: no work-stealing, no hand-off between threads. The
 //! caps (open connections, requests in flight) are semaphores shared by every thread, so they
-//! hold for the whole process. The admin listener, the signals and the certificate reload run
-//! on the coordinating thread that called [`serve`].
+//! hold for the whole process. The admin listener, the signals, the file watch and the reload
+//! run on the coordinating thread that called [`serve`].
 //!
 //! Each accepted connection speaks HTTP/1.1 or HTTP/2 with prior knowledge (h2c), told apart
 //! by [`crate::server::protocol_sniff`]; only the chosen protocol's hyper connection is built, boxed,
@@ -19,10 +19,12 @@
 mod admin_listener;
 pub(crate) mod coarse_timer;
 mod connection;
+pub(crate) mod file_watch;
 pub mod framing_guard;
 pub(crate) mod net;
 pub(crate) mod protocol_sniff;
 pub(crate) mod reload;
+pub(crate) mod reloading;
 pub(crate) mod send_clock;
 mod signals;
 pub(crate) mod tls;
@@ -171,7 +173,9 @@ pub(crate) async fn serve(
         config.limits.header_read_timeout,
         config.limits.send_timeout,
     ));
-    let reload_task = tokio::spawn(hangups.handle(Arc::clone(&reloader)));
+    let reloads = Arc::new(reloading::Reloads::new(Arc::clone(&reloader)));
+    let reload_task = tokio::spawn(hangups.handle(Arc::clone(&reloads)));
+    let watch_task = tokio::spawn(file_watch::run(reloads));
 
     let settings = Arc::new(ThreadSettings {
         connection: Arc::new(ConnectionSettings::new(
@@ -246,6 +250,7 @@ pub(crate) async fn serve(
     }
     admin_task.abort();
     reload_task.abort();
+    watch_task.abort();
     let _ = usage_writer_stop.send(());
     if let Some(writer) = usage_writer {
         // The last records go to Redis, within the Redis timeout per record.

@@ -1,5 +1,7 @@
-//! SIGHUP: read the config file again, validate it whole, and put what may change while
-//! serving in service at once; or refuse it and change nothing.
+//! SIGHUP, or a change to a watched file ([`crate::server::file_watch`]): read the config file
+//! again, validate it whole, and put what may change while serving in service at once; or
+//! refuse it and change nothing. Both take the same path, one at a time
+//! ([`crate::server::reloading`]), and write the same lines, which name the trigger.
 //!
 //! The file is resolved exactly as at start-up, with the same flags and environment on top
 //! (a value pinned by a flag stays pinned). What changes live: the deprecation dates and the
@@ -28,6 +30,24 @@ use crate::observe::metrics::Metrics;
 use crate::observe::telemetry::LogFilter;
 use crate::server::tls::InboundTls;
 use crate::upstream::BudgetFigures;
+
+/// What asked for a reload; the log lines name it (`trigger`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// SIGHUP: always reloads.
+    Hangup,
+    /// A watched file changed ([`crate::server::file_watch`]).
+    FileChange,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hangup => "SIGHUP",
+            Self::FileChange => "file change",
+        }
+    }
+}
 
 /// A key whose new value waits for a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,6 +245,11 @@ impl Reloader {
         &self.running
     }
 
+    /// The config file every reload reads (`--config`, `EXPLO_SHIM_CONFIG`), if any.
+    pub fn config_file(&self) -> Option<&std::path::Path> {
+        self.overrides.config.as_deref()
+    }
+
     /// What a reload starts from: a copy, so that the files can be read with no lock held.
     pub fn reload_inputs(&self) -> ReloadInputs {
         ReloadInputs {
@@ -237,10 +262,11 @@ impl Reloader {
 
     /// Puts what [`ReloadInputs::prepare`] built in service, or, when it failed, keeps
     /// everything as it is; logs and counts either way.
-    pub fn finish(&mut self, prepared: Result<PreparedReload, ConfigError>) {
+    pub fn finish(&mut self, prepared: Result<PreparedReload, ConfigError>, trigger: Trigger) {
+        let trigger = trigger.as_str();
         match prepared {
             Ok(prepared) => {
-                self.install(prepared);
+                self.install(prepared, trigger);
                 self.metrics.config_reload(true);
                 self.metrics.config_loaded(unix_seconds(SystemTime::now()));
             }
@@ -248,13 +274,16 @@ impl Reloader {
                 self.metrics.config_reload(false);
                 tracing::error!(
                     %error,
+                    trigger,
                     "SIGHUP: configuration refused; the running configuration stays in service"
                 );
             }
         }
     }
 
-    fn install(&mut self, prepared: PreparedReload) {
+    /// The lines keep their "SIGHUP:" prefix whatever the trigger, so that the queries and
+    /// alerts written for them still match; `trigger` tells which it was.
+    fn install(&mut self, prepared: PreparedReload, trigger: &'static str) {
         let PreparedReload {
             next,
             waiting,
@@ -288,14 +317,16 @@ impl Reloader {
                 key = change.key,
                 running = %change.running,
                 in_file = %change.in_file,
+                trigger,
                 "SIGHUP: this key needs a restart to change; keeping the running value"
             );
         }
         if tls_reloaded {
-            tracing::info!("SIGHUP: TLS certificate reloaded");
+            tracing::info!(trigger, "SIGHUP: TLS certificate reloaded");
         }
         tracing::info!(
             needs_restart = waiting.len(),
+            trigger,
             "SIGHUP: configuration reloaded"
         );
         self.running = next;

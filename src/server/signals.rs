@@ -1,8 +1,9 @@
 //! The signals the shim takes over as it starts: SIGHUP reloads, SIGTERM and SIGINT drain.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::server::reload::Reloader;
+use crate::server::reload::Trigger;
+use crate::server::reloading::Reloads;
 
 /// The target of this file's events: the module they were logged from before it was split
 /// into files, which log filters and queries name.
@@ -31,36 +32,23 @@ impl Hangups {
         Self {}
     }
 
-    /// Answers every SIGHUP until aborted.
-    pub(super) async fn handle(self, reloader: Arc<Mutex<Reloader>>) {
+    /// Answers every SIGHUP until aborted, one reload at a time with the file watch's.
+    pub(super) async fn handle(self, reloads: Arc<Reloads>) {
         #[cfg(unix)]
         {
             let Some(mut hangups) = self.signal else {
                 return;
-            };
-            let lock = || {
-                reloader
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
             };
             while hangups.recv().await.is_some() {
                 tracing::info!(target: LOG_TARGET, "SIGHUP: reloading the configuration");
                 // The files are read on a blocking thread, with no lock held: this thread
                 // also answers the probes and the stop signals, and a FIFO or a hung mount
                 // must not take them with it. Each read has its own clock, so this ends.
-                let inputs = lock().reload_inputs();
-                let prepared = tokio::task::spawn_blocking(move || inputs.prepare())
-                    .await
-                    .unwrap_or_else(|error| {
-                        Err(crate::config::ConfigError(format!(
-                            "the reload stopped: {error}"
-                        )))
-                    });
-                lock().finish(prepared);
+                reloads.reload(Trigger::Hangup).await;
             }
         }
         #[cfg(not(unix))]
-        let _ = (self, reloader);
+        let _ = (self, reloads);
     }
 }
 

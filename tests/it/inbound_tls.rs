@@ -67,6 +67,40 @@ async fn a_legacy_https_client_reaches_the_shim_and_negotiates_h2() {
 }
 
 #[tokio::test]
+async fn a_secret_swap_of_the_certificate_is_served_with_no_signal() {
+    let upstream = FakeUpstream::always(Reply::json(
+        200,
+        json!({"success": 1, "customer": customer("example_1", "t")}),
+    ))
+    .await;
+    let old = TestPki::new();
+    let mut secret =
+        crate::watch::KubeletVolume::new(&[("tls.crt", &old.cert_pem), ("tls.key", &old.key_pem)]);
+    let config = TempConfig::new(&format!(
+        "[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+        secret.path("tls.crt"),
+        secret.path("tls.key")
+    ));
+    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    shim.wait_for_line("the watch was never set up", |line| {
+        line.contains("watching the configured files' directories")
+    })
+    .await;
+    assert!(update_over_https(&old, &shim).await.is_ok());
+
+    let new = TestPki::new();
+    secret.swap(&[("tls.crt", &new.cert_pem), ("tls.key", &new.key_pem)]);
+    let reloaded = shim
+        .wait_for_line("the certificate was not reloaded", |line| {
+            line.contains("TLS certificate reloaded")
+        })
+        .await;
+    assert!(reloaded.contains("file change"), "{reloaded}");
+    assert!(update_over_https(&new, &shim).await.is_ok());
+    assert!(update_over_https(&old, &shim).await.is_err());
+}
+
+#[tokio::test]
 async fn sighup_reloads_the_certificate() {
     let upstream = FakeUpstream::always(Reply::json(
         200,
@@ -75,7 +109,11 @@ async fn sighup_reloads_the_certificate() {
     .await;
     let old = TestPki::new();
     let (cert, key, config) = tls_config(&old);
-    let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
+    // SIGHUP alone: with the file watch on, the new files would be taken without it.
+    let shim = Shim::start(
+        &upstream.url(),
+        &["--config", config.path(), "--watch-files", "false"],
+    );
     assert!(update_over_https(&old, &shim).await.is_ok());
 
     let new = TestPki::new();

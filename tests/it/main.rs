@@ -39,3 +39,4 @@ mod signals;
 mod slow_readers;
 mod tracing;
 mod usage;
+mod watch;

@@ -1,0 +1,85 @@
+//! The files a reload reads, and a digest of each, so that an event which changed nothing
+//! (kubelet's extra events, a `touch`, an editor that saves the same bytes) reloads nothing.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::config::read::read_bounded;
+
+/// The files a reload of `config` reads again and the watch follows: the config file, the
+/// admin token and the TLS certificate and key. (`upstream.ca_file` is read at start-up only.)
+pub fn watched_files(config_file: Option<&Path>, config: &Config) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = config_file.map(Path::to_path_buf).into_iter().collect();
+    files.extend(config.admin_token_file.clone());
+    if let Some(tls) = &config.tls {
+        files.push(tls.cert_file.clone());
+        files.push(tls.key_file.clone());
+    }
+    files
+}
+
+/// Each file with the SHA-256 of its bytes, or `None` where it could not be read. Only the
+/// digest is kept: the token's bytes stay in the policy, not here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint(Vec<(PathBuf, Option<[u8; 32]>)>);
+
+impl Fingerprint {
+    /// Reads every file, each with the clock and cap of [`crate::config::read`]: blocks, so
+    /// run it on a blocking thread.
+    pub fn read(files: &[PathBuf]) -> Self {
+        Self(
+            files
+                .iter()
+                .map(|file| {
+                    let digest = read_bounded(file)
+                        .ok()
+                        .map(|bytes| Sha256::digest(&bytes).into());
+                    (file.clone(), digest)
+                })
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_bytes_make_the_same_fingerprint_and_other_bytes_another() {
+        let dir = std::env::temp_dir().join(format!("explo-shim-fp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config.toml");
+        std::fs::write(&file, "a = 1\n").unwrap();
+        let files = [file.clone(), dir.join("missing")];
+        let first = Fingerprint::read(&files);
+        assert_eq!(first, Fingerprint::read(&files));
+        assert!(first.0[1].1.is_none(), "an unreadable file has no digest");
+        std::fs::write(&file, "a = 2\n").unwrap();
+        assert_ne!(first, Fingerprint::read(&files));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_watched_files_are_the_ones_a_reload_reads() {
+        let mut config = Config::resolve(&crate::config::Overrides::default()).unwrap();
+        assert!(watched_files(None, &config).is_empty());
+        config.admin_token_file = Some(PathBuf::from("/run/token"));
+        config.tls = Some(crate::config::TlsFiles {
+            cert_file: PathBuf::from("/run/tls.crt"),
+            key_file: PathBuf::from("/run/tls.key"),
+        });
+        assert_eq!(
+            watched_files(Some(Path::new("/etc/shim.toml")), &config),
+            [
+                "/etc/shim.toml",
+                "/run/token",
+                "/run/tls.crt",
+                "/run/tls.key"
+            ]
+            .map(PathBuf::from)
+        );
+    }
+}

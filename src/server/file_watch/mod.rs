@@ -1,0 +1,136 @@
+//! Reloading when a watched file changes: the config file, `admin_token_file`, the TLS
+//! certificate and key (`watch_files`, on by default). In Kubernetes a ConfigMap or Secret
+//! update reaches the pod as kubelet's swap of the mount's `..data` link, with no signal; this
+//! is what notices it.
+//!
+//! Each file's directory is watched with the OS's notifications (inotify on Linux, through
+//! the `notify` crate; never polling): its thread blocks in the kernel, so an idle shim does
+//! not wake up for it. The events that can concern a watched file ([`plan`]) start or extend
+//! a burst; once it is quiet ([`burst`]) the reload runs exactly as SIGHUP's does, one at a
+//! time with it ([`crate::server::reloading`]), and is skipped when the files are the bytes
+//! the last reload read. After every reload the watch follows the files the running config
+//! names (a new token or certificate path, `watch_files` turned off or on).
+//!
+//! A watch that cannot be set up (inotify's limits, a missing directory) is logged with the
+//! path and the reason; the shim serves on and SIGHUP still reloads. A watched directory that
+//! is removed is logged too, and is watched again after the next reload once it is back
+//! (a SIGHUP, or a change in another watched directory).
+
+pub(crate) mod burst;
+pub(crate) mod fingerprint;
+pub(crate) mod plan;
+mod watcher;
+
+use std::sync::Arc;
+
+use crate::server::reload::Trigger;
+use crate::server::reloading::{Reloads, WatchTargets};
+use burst::Burst;
+use watcher::{Armed, Notice};
+
+/// Follows the files `reloads` names and reloads when they change, until aborted.
+pub async fn run(reloads: Arc<Reloads>) {
+    let mut targets = reloads.targets();
+    let mut armed: Option<Armed> = None;
+    let mut burst: Option<Burst> = None;
+    loop {
+        let wanted = targets.borrow_and_update().clone();
+        if wanted.is_some() && armed.is_none() {
+            reloads.remember_files().await;
+        }
+        armed = rearm(armed, wanted, &mut burst).await;
+        loop {
+            let due = burst.map(|burst| tokio::time::Instant::from_std(burst.due()));
+            tokio::select! {
+                notice = next_notice(&mut armed) => match notice {
+                    Some(notice) => note(notice, &mut armed, &mut burst),
+                    None => {
+                        tracing::warn!("the file watch stopped; reload with SIGHUP");
+                        armed = None;
+                    }
+                },
+                // The only clock, and it runs during a burst alone.
+                () = sleep_until(due), if due.is_some() => {
+                    burst = None;
+                    reloads.reload(Trigger::FileChange).await;
+                }
+                changed = targets.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_notice(armed: &mut Option<Armed>) -> Option<Notice> {
+    match armed {
+        Some(armed) => armed.notices.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn note(notice: Notice, armed: &mut Option<Armed>, burst: &mut Option<Burst>) {
+    match notice {
+        Notice::Change => {}
+        Notice::DirGone(dir) => {
+            tracing::warn!(
+                dir = %dir.display(),
+                "a watched directory was removed or renamed: changes there are not seen until \
+                 it is back and the next reload (a SIGHUP) watches it again"
+            );
+            if let Some(armed) = armed {
+                armed.incomplete = true;
+            }
+        }
+        Notice::Trouble(error) => {
+            tracing::warn!(%error, "the file watch reported an error; reloading to be sure");
+        }
+    }
+    burst::note(burst, std::time::Instant::now());
+}
+
+/// The watcher for `wanted`: the one running when it already watches the same directories
+/// and names, else a new one (started before the old one stops, so nothing is missed between).
+async fn rearm(
+    armed: Option<Armed>,
+    wanted: WatchTargets,
+    burst: &mut Option<Burst>,
+) -> Option<Armed> {
+    let Some(files) = wanted else {
+        if armed.is_some() {
+            tracing::info!("watch_files is off: no longer watching the configured files");
+        }
+        return None;
+    };
+    // Reading links and adding watches may block on a hung mount: not on this thread.
+    let plan = tokio::task::spawn_blocking(move || Armed::plan_for(&files))
+        .await
+        .ok()?;
+    if let Some(current) = &armed
+        && current.plan == plan
+        && !current.incomplete
+    {
+        return armed;
+    }
+    let fresh = tokio::task::spawn_blocking(move || Armed::start(plan))
+        .await
+        .ok()
+        .flatten();
+    if let Some(mut old) = armed {
+        // Events the old watcher queued before it stopped still count.
+        if old.notices.try_recv().is_ok() {
+            burst::note(burst, std::time::Instant::now());
+        }
+    }
+    fresh
+}

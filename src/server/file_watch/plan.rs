@@ -1,0 +1,277 @@
+//! Which directories to watch for a set of files, and which of their events concern one of
+//! them. Pure: the links are read by the caller ([`WatchPlan::new`] takes a `read_link`), so
+//! the rules are tested without a file system.
+//!
+//! A directory is watched, not the file: kubelet never writes a mounted file; it renames a new
+//! `..data` link over the old one, and an editor's save or an `mv` replaces the file's inode,
+//! which a watch on the file itself would lose. In a busy directory (`/tmp`, `/etc`) only the
+//! names that lead to a watched file count: the file's own name, `..data`, and each link on the
+//! way to the file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{OsStr, OsString};
+use std::path::{Component, Path, PathBuf};
+
+use notify::EventKind;
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+
+/// The link kubelet renames over on every ConfigMap or Secret update.
+pub const KUBELET_DATA_LINK: &str = "..data";
+
+/// Links followed from one file before giving up: a loop, or a chain no mount makes.
+const MOST_LINKS: usize = 8;
+
+/// The directories to watch, each with the names in it that lead to a watched file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchPlan {
+    dirs: BTreeMap<PathBuf, BTreeSet<OsString>>,
+}
+
+/// What one event means for the watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// A watched file may have changed.
+    Change,
+    /// A watched directory itself was removed or renamed away: its watch is over.
+    DirGone(PathBuf),
+    /// Nothing that concerns a watched file.
+    Unrelated,
+}
+
+impl WatchPlan {
+    /// The plan for `files` (absolute paths). `read_link` says where a symbolic link points
+    /// (`None`: not a link, or unreadable).
+    pub fn new(files: &[PathBuf], read_link: impl Fn(&Path) -> Option<PathBuf>) -> Self {
+        let mut plan = Self::default();
+        for file in files {
+            let mut at = lexically_normal(file);
+            for _ in 0..MOST_LINKS {
+                let (Some(dir), Some(name)) = (at.parent(), at.file_name()) else {
+                    break;
+                };
+                let names = plan.dirs.entry(dir.to_path_buf()).or_default();
+                names.insert(name.to_owned());
+                names.insert(OsString::from(KUBELET_DATA_LINK));
+                let Some(target) = read_link(&at) else {
+                    break;
+                };
+                // `config.toml -> ..data/config.toml`: the link that changes is `..data`, a
+                // name in the same directory; what lies beyond it is replaced whole.
+                let mut parts = target.components();
+                if let (Some(Component::Normal(first)), Some(_)) = (parts.next(), parts.next()) {
+                    names.insert(first.to_owned());
+                    break;
+                }
+                // A sibling (`config.toml -> v2.toml`) or another directory: follow it there.
+                at = lexically_normal(&dir.join(target));
+            }
+        }
+        plan
+    }
+
+    /// The directories to watch (not recursively).
+    pub fn dirs(&self) -> impl Iterator<Item = &Path> {
+        self.dirs.keys().map(PathBuf::as_path)
+    }
+
+    /// What an event of `kind` on `paths` means. Reads (opening, reading, closing a file
+    /// without writing) are never a change: the reload's own reads would start the next one.
+    pub fn classify(&self, kind: &EventKind, paths: &[PathBuf]) -> Seen {
+        let closed_after_writing = matches!(
+            kind,
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+        );
+        if matches!(kind, EventKind::Access(_)) && !closed_after_writing {
+            return Seen::Unrelated;
+        }
+        let gone = matches!(
+            kind,
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+        );
+        if gone && let Some(dir) = paths.iter().find(|path| self.dirs.contains_key(*path)) {
+            return Seen::DirGone(dir.clone());
+        }
+        let concerns = |path: &PathBuf| {
+            let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+                return false;
+            };
+            self.dirs
+                .get(dir)
+                .is_some_and(|names| names.contains(OsStr::new(name)))
+        };
+        if paths.iter().any(concerns) {
+            Seen::Change
+        } else {
+            Seen::Unrelated
+        }
+    }
+}
+
+/// `path` with `.` dropped and `..` taken off the part before it, without asking the file
+/// system (a link's target is read as the link's directory joined with it).
+fn lexically_normal(path: &Path) -> PathBuf {
+    let mut normal = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
+    }
+    normal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, DataChange, RemoveKind, RenameMode};
+
+    fn links(pairs: &[(&str, &str)]) -> impl Fn(&Path) -> Option<PathBuf> {
+        let pairs: Vec<(PathBuf, PathBuf)> = pairs
+            .iter()
+            .map(|(link, target)| (PathBuf::from(link), PathBuf::from(target)))
+            .collect();
+        move |path| {
+            pairs
+                .iter()
+                .find(|(link, _)| link == path)
+                .map(|(_, target)| target.clone())
+        }
+    }
+
+    fn paths(list: &[&str]) -> Vec<PathBuf> {
+        list.iter().map(PathBuf::from).collect()
+    }
+
+    fn names(plan: &WatchPlan, dir: &str) -> Vec<String> {
+        plan.dirs[Path::new(dir)]
+            .iter()
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    const WRITE: EventKind = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+
+    #[test]
+    fn each_distinct_directory_is_watched_once() {
+        let plan = WatchPlan::new(
+            &paths(&[
+                "/etc/shim/config.toml",
+                "/run/secrets/token",
+                "/run/secrets/tls.crt",
+                "/run/secrets/tls.key",
+            ]),
+            links(&[]),
+        );
+        let dirs: Vec<&Path> = plan.dirs().collect();
+        assert_eq!(dirs, [Path::new("/etc/shim"), Path::new("/run/secrets")]);
+        assert_eq!(
+            names(&plan, "/run/secrets"),
+            ["..data", "tls.crt", "tls.key", "token"]
+        );
+    }
+
+    #[test]
+    fn a_kubelet_mount_watches_the_data_link_and_ignores_the_timestamped_dirs() {
+        let plan = WatchPlan::new(
+            &paths(&["/etc/shim/config.toml"]),
+            links(&[("/etc/shim/config.toml", "..data/config.toml")]),
+        );
+        assert_eq!(names(&plan, "/etc/shim"), ["..data", "config.toml"]);
+        let data = paths(&["/etc/shim/..data"]);
+        let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        assert_eq!(plan.classify(&renamed, &data), Seen::Change);
+        let both = paths(&["/etc/shim/..data_tmp", "/etc/shim/..data"]);
+        let pair = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        assert_eq!(plan.classify(&pair, &both), Seen::Change);
+        // The new timestamped dir, the temporary link and the old dir's removal are not.
+        let created = EventKind::Create(CreateKind::Folder);
+        for other in ["..2026_12_07_12_00_00.1", "..data_tmp"] {
+            let path = paths(&[&format!("/etc/shim/{other}")]);
+            assert_eq!(plan.classify(&created, &path), Seen::Unrelated, "{other}");
+        }
+        let removed = EventKind::Remove(RemoveKind::Folder);
+        let old = paths(&["/etc/shim/..2026_12_07_11_00_00.9"]);
+        assert_eq!(plan.classify(&removed, &old), Seen::Unrelated);
+    }
+
+    #[test]
+    fn links_to_a_sibling_or_another_directory_are_followed() {
+        let plan = WatchPlan::new(
+            &paths(&["/etc/shim/config.toml"]),
+            links(&[
+                ("/etc/shim/config.toml", "current.toml"),
+                ("/etc/shim/current.toml", "../../srv/conf/v2.toml"),
+                ("/srv/conf/v2.toml", "/etc/shim/config.toml"),
+            ]),
+        );
+        assert_eq!(
+            names(&plan, "/etc/shim"),
+            ["..data", "config.toml", "current.toml"]
+        );
+        assert_eq!(names(&plan, "/srv/conf"), ["..data", "v2.toml"]);
+        // The loop back to the start ends within the limit.
+        assert_eq!(plan.dirs().count(), 2);
+    }
+
+    #[test]
+    fn writes_renames_and_removals_of_a_watched_name_are_changes() {
+        let plan = WatchPlan::new(&paths(&["/tmp/config.toml"]), links(&[]));
+        let file = paths(&["/tmp/config.toml"]);
+        for kind in [
+            WRITE,
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Remove(RemoveKind::File),
+        ] {
+            assert_eq!(plan.classify(&kind, &file), Seen::Change, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn reads_and_other_files_in_a_busy_directory_are_not() {
+        let plan = WatchPlan::new(&paths(&["/tmp/config.toml"]), links(&[]));
+        let file = paths(&["/tmp/config.toml"]);
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+        ] {
+            assert_eq!(plan.classify(&kind, &file), Seen::Unrelated, "{kind:?}");
+        }
+        for other in [
+            "/tmp/config.toml.swp",
+            "/tmp/other.toml",
+            "/tmp/sub/config.toml",
+        ] {
+            assert_eq!(
+                plan.classify(&WRITE, &paths(&[other])),
+                Seen::Unrelated,
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_watched_directory_going_away_is_told_apart() {
+        let plan = WatchPlan::new(&paths(&["/etc/shim/config.toml"]), links(&[]));
+        let dir = paths(&["/etc/shim"]);
+        let removed = EventKind::Remove(RemoveKind::Folder);
+        assert_eq!(
+            plan.classify(&removed, &dir),
+            Seen::DirGone(PathBuf::from("/etc/shim"))
+        );
+        // A write to the directory itself (its metadata) is neither.
+        let meta = EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::Any));
+        assert_eq!(plan.classify(&meta, &dir), Seen::Unrelated);
+    }
+
+    #[test]
+    fn dots_in_paths_are_resolved_before_comparing() {
+        let plan = WatchPlan::new(&paths(&["/etc/./shim/../shim/config.toml"]), links(&[]));
+        assert_eq!(names(&plan, "/etc/shim"), ["..data", "config.toml"]);
+    }
+}

@@ -1,0 +1,130 @@
+//! One reload at a time, whatever asked for it: SIGHUP ([`crate::server::signals`]) and a
+//! watched file's change ([`crate::server::file_watch`]) both come here, and a second one waits
+//! for the first to end, so two reloads never read, build or swap at once.
+//!
+//! The files are read ([`ReloadInputs::prepare`](crate::server::reload::ReloadInputs::prepare))
+//! on a blocking thread with no lock held but this one's; only the swap takes the reloader's
+//! lock. A file change whose files are byte-identical to those the last reload read (or those
+//! read at start-up) is skipped; SIGHUP always reloads.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
+use crate::config::ConfigError;
+use crate::server::file_watch::fingerprint::{Fingerprint, watched_files};
+use crate::server::reload::{Reloader, Trigger};
+
+/// What the watch should follow: the files, or `None` when `watch_files` is off.
+pub type WatchTargets = Option<Vec<PathBuf>>;
+
+/// The reloader and what serialises its reloads.
+pub struct Reloads {
+    reloader: Arc<Mutex<Reloader>>,
+    /// Held for a whole reload. Holds the fingerprint of the files the last reload read (or
+    /// `None` before the first one is taken), whether that reload succeeded or was refused:
+    /// a refused file is refused once, not again on each event that leaves it as it is.
+    last_read: tokio::sync::Mutex<Option<Fingerprint>>,
+    /// Told after every reload, so that the watch follows a new token or certificate path.
+    targets: watch::Sender<WatchTargets>,
+}
+
+impl Reloads {
+    pub fn new(reloader: Arc<Mutex<Reloader>>) -> Self {
+        let targets = targets_of(&lock(&reloader));
+        Self {
+            reloader,
+            last_read: tokio::sync::Mutex::new(None),
+            targets: watch::Sender::new(targets),
+        }
+    }
+
+    /// The watch's targets, now and after each reload.
+    pub fn targets(&self) -> watch::Receiver<WatchTargets> {
+        self.targets.subscribe()
+    }
+
+    /// Takes the files' fingerprint, if no reload has yet: what the running config was built
+    /// from, as far as a read just after start-up can tell.
+    pub async fn remember_files(&self) {
+        let mut last_read = self.last_read.lock().await;
+        if last_read.is_some() {
+            return;
+        }
+        let files = self.files();
+        if let Ok(fingerprint) =
+            tokio::task::spawn_blocking(move || Fingerprint::read(&files)).await
+        {
+            *last_read = Some(fingerprint);
+        }
+    }
+
+    /// Reloads, after any reload under way. For a [`Trigger::FileChange`], only when a file
+    /// differs from what the last reload read.
+    pub async fn reload(&self, trigger: Trigger) {
+        let mut last_read = self.last_read.lock().await;
+        let inputs = lock(&self.reloader).reload_inputs();
+        let files = self.files();
+        let unchanged_if = match trigger {
+            Trigger::FileChange => last_read.clone(),
+            Trigger::Hangup => None,
+        };
+        // The fingerprint is read before the files are parsed: a change between the two is
+        // then seen as a change by the next event, never lost.
+        let read = tokio::task::spawn_blocking(move || {
+            let fingerprint = Fingerprint::read(&files);
+            if unchanged_if.as_ref() == Some(&fingerprint) {
+                return (Some(fingerprint), None);
+            }
+            if trigger == Trigger::FileChange {
+                tracing::info!(
+                    files = ?files,
+                    "a watched file changed: reloading the configuration"
+                );
+            }
+            (Some(fingerprint), Some(inputs.prepare()))
+        })
+        .await;
+        // Each read has its own clock, so this ends; a panic is reported as a refusal.
+        let (fingerprint, prepared) = read.unwrap_or_else(|error| {
+            (
+                None,
+                Some(Err(ConfigError(format!("the reload stopped: {error}")))),
+            )
+        });
+        *last_read = fingerprint;
+        let Some(prepared) = prepared else {
+            tracing::debug!(
+                "a watched file had an event, but the files are as the last reload read them; \
+                 nothing to reload"
+            );
+            return;
+        };
+        let targets = {
+            let mut reloader = lock(&self.reloader);
+            reloader.finish(prepared, trigger);
+            targets_of(&reloader)
+        };
+        // Sent even when unchanged: a directory that was gone may be back, and is watched again.
+        self.targets.send_replace(targets);
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        let reloader = lock(&self.reloader);
+        watched_files(reloader.config_file(), reloader.running())
+    }
+}
+
+fn lock(reloader: &Mutex<Reloader>) -> MutexGuard<'_, Reloader> {
+    reloader
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn targets_of(reloader: &Reloader) -> WatchTargets {
+    let running = reloader.running();
+    running
+        .watch_files
+        .then(|| watched_files(reloader.config_file(), running))
+}

@@ -1,0 +1,520 @@
+//! Through the real binary: a change to a watched file reloads with no signal, as SIGHUP does
+//! (`watch_files`): kubelet's `..data` swap of a ConfigMap or a Secret, an edit in place, a
+//! refused file, a new token path, the watch turned off, SIGHUP beside it, and an idle shim
+//! that the watch does not wake.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::*;
+use serde_json::Value;
+
+/// How long a reload is waited for: the shim's debounce (0.5 s of quiet) and the reload itself,
+/// with room for a loaded machine.
+const RELOADED_WITHIN: Duration = Duration::from_secs(10);
+
+/// Longer than the watch's quiet time (0.5 s), so a second reload from the same burst, or a
+/// reload the watch should not have made, would have happened within it.
+const PAST_THE_QUIET_TIME: Duration = Duration::from_millis(1500);
+
+const RELOADED: &str = "SIGHUP: configuration reloaded";
+const REFUSED: &str = "SIGHUP: configuration refused";
+const ARMED: &str = "watching the configured files' directories";
+const UNCHANGED: &str = "the files are as the last reload read them";
+
+/// A directory laid out as kubelet mounts a ConfigMap or Secret volume: `..<timestamp>/` with
+/// the files, `..data` pointing at it, and each file a link through `..data`.
+pub struct KubeletVolume {
+    root: PathBuf,
+    current: PathBuf,
+    generation: usize,
+}
+
+impl KubeletVolume {
+    pub fn new(files: &[(&str, &str)]) -> Self {
+        let root = temp_path("volume");
+        std::fs::create_dir(&root).unwrap();
+        let mut volume = Self {
+            root,
+            current: PathBuf::new(),
+            generation: 0,
+        };
+        volume.current = volume.write_generation(files);
+        std::os::unix::fs::symlink(
+            volume.current.file_name().unwrap(),
+            volume.root.join("..data"),
+        )
+        .unwrap();
+        for (name, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{name}"), volume.root.join(name)).unwrap();
+        }
+        volume
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.root.join(name).to_str().unwrap().to_owned()
+    }
+
+    /// A new timestamped directory holding `files`.
+    fn write_generation(&mut self, files: &[(&str, &str)]) -> PathBuf {
+        self.generation += 1;
+        let dir = self.root.join(format!(
+            "..2026_12_07_12_00_0{}.{}",
+            self.generation,
+            100 + self.generation
+        ));
+        std::fs::create_dir(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        dir
+    }
+
+    /// Kubelet's update: a new timestamped directory, `..data_tmp` pointing at it, renamed
+    /// over `..data`, then the old directory removed.
+    pub fn swap(&mut self, files: &[(&str, &str)]) {
+        let next = self.write_generation(files);
+        let temporary = self.root.join("..data_tmp");
+        std::os::unix::fs::symlink(next.file_name().unwrap(), &temporary).unwrap();
+        std::fs::rename(&temporary, self.root.join("..data")).unwrap();
+        std::fs::remove_dir_all(std::mem::replace(&mut self.current, next)).unwrap();
+    }
+}
+
+impl Drop for KubeletVolume {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+async fn team_id(shim: &Shim) -> Value {
+    send(
+        "POST",
+        &shim.url("/api/update_user_group/"),
+        &[
+            ("content-type", "application/json"),
+            (TOKEN_HEADER, TEAM_TOKEN),
+        ],
+        r#"{"user_group_id": "g1"}"#,
+    )
+    .await
+    .json()["user_group"]["team_id"]
+        .clone()
+}
+
+async fn wait_for_team_id(shim: &Shim, expected: i64) {
+    until_ok(RELOADED_WITHIN, || async {
+        let got = team_id(shim).await;
+        if got == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "team_id is {got}, not {expected}: {:?}",
+                shim.logs()
+            ))
+        }
+    })
+    .await;
+}
+
+async fn metrics(shim: &Shim) -> String {
+    String::from_utf8_lossy(&send("GET", &shim.admin_url("/metrics"), &[], "").await.body)
+        .into_owned()
+}
+
+fn reloads(result: &str, count: u32) -> String {
+    format!("explo_shim_config_reloads_total{{result=\"{result}\"}} {count}")
+}
+
+/// The shim, once its watch is set up (a change before that would not be seen).
+async fn watched_shim(upstream: &FakeUpstream, args: &[&str]) -> Shim {
+    let shim = Shim::start(&upstream.url(), args);
+    shim.wait_for_line("the watch was never set up", |line| line.contains(ARMED))
+        .await;
+    shim
+}
+
+/// The lines with `message` whose `trigger` is `trigger`.
+fn lines_of(shim: &Shim, message: &str, trigger: &str) -> usize {
+    shim.lines_so_far()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["message"] == message && event["trigger"] == trigger)
+        .count()
+}
+
+#[tokio::test]
+async fn a_kubelet_swap_of_the_config_map_reloads_once_with_no_signal() {
+    let upstream = team_only_upstream().await;
+    let mut volume = KubeletVolume::new(&[("config.toml", "[legacy]\nteam_id = 7\n")]);
+    let shim = watched_shim(&upstream, &["--config", &volume.path("config.toml")]).await;
+    assert_eq!(team_id(&shim).await, 7);
+
+    volume.swap(&[("config.toml", "[legacy]\nteam_id = 8\n")]);
+    wait_for_team_id(&shim, 8).await;
+    shim.wait_for_metric(&reloads("success", 1), "the reload was not counted")
+        .await;
+    quiet_for(PAST_THE_QUIET_TIME).await;
+    let metrics = metrics(&shim).await;
+    assert!(
+        metrics.contains(&reloads("success", 1)),
+        "one burst, one reload: {metrics}"
+    );
+    assert!(!metrics.contains("result=\"failure\"} 1"), "{metrics}");
+    assert_eq!(lines_of(&shim, RELOADED, "file change"), 1);
+}
+
+#[tokio::test]
+async fn a_broken_swap_is_refused_and_counted_and_the_next_good_one_is_taken() {
+    let upstream = team_only_upstream().await;
+    let mut volume = KubeletVolume::new(&[("config.toml", "[legacy]\nteam_id = 7\n")]);
+    let shim = watched_shim(&upstream, &["--config", &volume.path("config.toml")]).await;
+
+    volume.swap(&[("config.toml", "[legacy\nteam_id = 8\n")]);
+    shim.wait_for_metric(&reloads("failure", 1), "the refusal was not counted")
+        .await;
+    let refused = shim
+        .wait_for_line("no refusal", |line| line.contains(REFUSED))
+        .await;
+    assert!(refused.contains("file change"), "{refused}");
+    assert_eq!(team_id(&shim).await, 7, "the running config stays");
+
+    // A valid file with an invalid value is refused whole, naming the key.
+    volume.swap(&[(
+        "config.toml",
+        "[legacy]\nteam_id = 9\n[rate_limit]\nper_minute = 0\n",
+    )]);
+    shim.wait_for_metric(&reloads("failure", 2), "the second refusal was not counted")
+        .await;
+    assert!(
+        shim.lines_so_far()
+            .iter()
+            .any(|line| line.contains(REFUSED) && line.contains("rate_limit.per_minute")),
+        "{:?}",
+        shim.logs()
+    );
+    assert_eq!(team_id(&shim).await, 7);
+
+    volume.swap(&[("config.toml", "[legacy]\nteam_id = 9\n")]);
+    wait_for_team_id(&shim, 9).await;
+    shim.wait_for_metric(&reloads("success", 1), "the good swap was not counted")
+        .await;
+}
+
+#[tokio::test]
+async fn a_secret_swap_rotates_the_admin_token() {
+    let upstream = team_only_upstream().await;
+    let old = "old-token-0123456789abcdef0123456789";
+    let new = "new-token-0123456789abcdef0123456789";
+    let mut secret = KubeletVolume::new(&[("token", &format!("{old}\n"))]);
+    let config = TempConfig::new(&format!(
+        "admin_token_file = \"{}\"\n",
+        secret.path("token")
+    ));
+    let shim = watched_shim(&upstream, &["--config", config.path()]).await;
+    let usage = |token: &str| {
+        let bearer = format!("Bearer {token}");
+        let url = shim.admin_url("/usage");
+        async move {
+            send("GET", &url, &[("authorization", &bearer)], "")
+                .await
+                .status
+        }
+    };
+    assert_eq!(usage(old).await, 200);
+
+    secret.swap(&[("token", &format!("{new}\n"))]);
+    // Waited for in the log, not by asking with the token: each refused credential counts
+    // toward the admin port's throttle.
+    shim.wait_for_line("the token was not reloaded", |line| {
+        line.contains(RELOADED) && line.contains("file change")
+    })
+    .await;
+    assert_eq!(usage(old).await, 401, "the old token is refused");
+    assert_eq!(usage(new).await, 200, "the new token is taken");
+    for line in shim.logs() {
+        assert!(
+            !line.contains(old) && !line.contains(new),
+            "a token in the log: {line}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_edit_in_place_of_a_plain_file_in_a_busy_directory_reloads() {
+    let upstream = team_only_upstream().await;
+    // In the shared temporary directory, where other tests write files all the time.
+    let config = TempConfig::new("[legacy]\nteam_id = 7\n");
+    let shim = watched_shim(&upstream, &["--config", config.path()]).await;
+    std::fs::write(&config.0, "[legacy]\nteam_id = 8\n").unwrap();
+    wait_for_team_id(&shim, 8).await;
+    shim.wait_for_metric(&reloads("success", 1), "the edit was not counted")
+        .await;
+
+    // A file moved over it (an editor's save, `mv`) too.
+    let replacement = TempConfig::new("[legacy]\nteam_id = 9\n");
+    std::fs::rename(&replacement.0, &config.0).unwrap();
+    wait_for_team_id(&shim, 9).await;
+    shim.wait_for_metric(&reloads("success", 2), "the replacement was not counted")
+        .await;
+}
+
+#[tokio::test]
+async fn rewriting_the_same_bytes_reloads_nothing_and_sighup_still_reloads() {
+    let upstream = team_only_upstream().await;
+    let config = TempConfig::new("[legacy]\nteam_id = 7\n");
+    let shim = watched_shim(&upstream, &["--config", config.path()]).await;
+
+    // The file changes and SIGHUP comes at once: one reload, SIGHUP's; the watch's event that
+    // follows finds the bytes that reload read, and skips.
+    std::fs::write(&config.0, "[legacy]\nteam_id = 8\n").unwrap();
+    shim.signal("HUP");
+    shim.wait_for_line("no skipped reload", |line| line.contains(UNCHANGED))
+        .await;
+    assert_eq!(team_id(&shim).await, 8);
+    assert_eq!(lines_of(&shim, RELOADED, "SIGHUP"), 1);
+    assert!(metrics(&shim).await.contains(&reloads("success", 1)));
+
+    // A rewrite of the same bytes (a `touch`, a save with no change) reloads nothing either.
+    let skipped = |shim: &Shim| {
+        shim.lines_so_far()
+            .iter()
+            .filter(|line| line.contains(UNCHANGED))
+            .count()
+    };
+    std::fs::write(&config.0, "[legacy]\nteam_id = 8\n").unwrap();
+    until(RELOADED_WITHIN, "the rewrite was not looked at", || async {
+        (skipped(&shim) == 2).then_some(())
+    })
+    .await;
+    assert!(metrics(&shim).await.contains(&reloads("success", 1)));
+
+    // SIGHUP reloads even when nothing changed.
+    shim.signal("HUP");
+    shim.wait_for_metric(&reloads("success", 2), "SIGHUP did not reload")
+        .await;
+}
+
+#[tokio::test]
+async fn with_the_watch_off_a_swap_waits_for_sighup() {
+    let upstream = team_only_upstream().await;
+    let mut volume = KubeletVolume::new(&[("config.toml", "[legacy]\nteam_id = 7\n")]);
+    let shim = Shim::start(
+        &upstream.url(),
+        &[
+            "--config",
+            &volume.path("config.toml"),
+            "--watch-files",
+            "false",
+        ],
+    );
+    volume.swap(&[("config.toml", "[legacy]\nteam_id = 8\n")]);
+    quiet_for(PAST_THE_QUIET_TIME).await;
+    assert_eq!(team_id(&shim).await, 7, "no reload without the watch");
+    assert!(
+        !metrics(&shim)
+            .await
+            .contains("explo_shim_config_reloads_total{result=\"success\"} 1")
+    );
+    assert!(!shim.lines_so_far().iter().any(|line| line.contains(ARMED)));
+
+    shim.signal("HUP");
+    wait_for_team_id(&shim, 8).await;
+}
+
+#[tokio::test]
+async fn a_reload_that_names_another_token_file_watches_that_one() {
+    let upstream = team_only_upstream().await;
+    let first = TempConfig::new("first-token-0123456789abcdef0123456789\n");
+    let mut second = KubeletVolume::new(&[("token", "second-token-0123456789abcdef012345\n")]);
+    let config = TempConfig::new(&format!("admin_token_file = \"{}\"\n", first.path()));
+    let shim = watched_shim(&upstream, &["--config", config.path()]).await;
+    let status = |token: &'static str| {
+        let url = shim.admin_url("/usage");
+        async move {
+            let bearer = format!("Bearer {token}");
+            send("GET", &url, &[("authorization", &bearer)], "")
+                .await
+                .status
+        }
+    };
+
+    std::fs::write(
+        &config.0,
+        format!("admin_token_file = \"{}\"\n", second.path("token")),
+    )
+    .unwrap();
+    shim.wait_for_line("the new token file was not taken", |line| {
+        line.contains(RELOADED) && line.contains("file change")
+    })
+    .await;
+    assert_eq!(status("second-token-0123456789abcdef012345").await, 200);
+
+    // The Secret's directory is watched now.
+    second.swap(&[("token", "third-token-0123456789abcdef0123456\n")]);
+    until(
+        RELOADED_WITHIN,
+        "the new directory is not watched",
+        || async { (lines_of(&shim, RELOADED, "file change") == 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(status("third-token-0123456789abcdef0123456").await, 200);
+}
+
+#[tokio::test]
+async fn a_watched_directory_that_goes_away_is_logged_and_sighup_watches_it_again() {
+    let upstream = team_only_upstream().await;
+    let mut volume = KubeletVolume::new(&[("token", "first-token-0123456789abcdef0123456789\n")]);
+    let config = TempConfig::new(&format!(
+        "admin_token_file = \"{}\"\n",
+        volume.path("token")
+    ));
+    let shim = watched_shim(&upstream, &["--config", config.path()]).await;
+
+    let kept = temp_path("kept");
+    std::fs::rename(&volume.root, &kept).unwrap();
+    let gone = shim
+        .wait_for_line("the directory's removal was not logged", |line| {
+            line.contains("a watched directory was removed or renamed")
+        })
+        .await;
+    assert!(gone.contains(volume.root.to_str().unwrap()), "{gone}");
+    std::fs::rename(&kept, &volume.root).unwrap();
+
+    // The shim serves on; SIGHUP reloads (the token is readable again) and watches it again.
+    shim.signal("HUP");
+    until(
+        RELOADED_WITHIN,
+        "the watch was not set up again",
+        || async {
+            let armed = shim
+                .lines_so_far()
+                .iter()
+                .filter(|line| line.contains(ARMED))
+                .count();
+            (armed == 2).then_some(())
+        },
+    )
+    .await;
+    volume.swap(&[("token", "second-token-0123456789abcdef012345\n")]);
+    until(
+        RELOADED_WITHIN,
+        "the swap after the return was not seen",
+        || async { (lines_of(&shim, RELOADED, "file change") == 1).then_some(()) },
+    )
+    .await;
+}
+
+/// Context switches so far (each is a wake-up): of every thread, of the coordinating thread
+/// (the first, where the watch's task runs) and of the watcher's thread, if there is one.
+fn wake_ups(pid: u32) -> WakeUps {
+    let mut total = 0;
+    let mut coordinating = 0;
+    let mut watcher = None;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let Ok(status) = std::fs::read_to_string(task.join("status")) else {
+            continue;
+        };
+        let switches: u64 = status
+            .lines()
+            .filter(|line| line.contains("ctxt_switches:"))
+            .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        total += switches;
+        if task.file_name() == Some(std::ffi::OsStr::new(&pid.to_string())) {
+            coordinating = switches;
+        }
+        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if name.starts_with("notify-rs") {
+            watcher = Some(switches);
+        }
+    }
+    WakeUps {
+        total,
+        coordinating,
+        watcher,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WakeUps {
+    total: u64,
+    coordinating: u64,
+    watcher: Option<u64>,
+}
+
+impl WakeUps {
+    /// What happened between `self` and `later`.
+    fn until(self, later: WakeUps) -> WakeUps {
+        WakeUps {
+            total: later.total - self.total,
+            coordinating: later.coordinating - self.coordinating,
+            watcher: self
+                .watcher
+                .zip(later.watcher)
+                .map(|(then, now)| now - then),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_idle_shim_is_not_woken_by_the_watch() {
+    let upstream = team_only_upstream().await;
+    let volume = KubeletVolume::new(&[("config.toml", "[legacy]\nteam_id = 7\n")]);
+    let config = volume.path("config.toml");
+    // At trace level the shim's own logging wakes it, watch or not, which would hide what the
+    // watch adds: the watch's line is debug.
+    let quiet_logs = [("RUST_LOG", "info,explo_shim::server::file_watch=debug")];
+    let watching = Shim::start_with_env(&upstream.url(), &["--config", &config], &quiet_logs);
+    watching
+        .wait_for_line("the watch was never set up", |line| line.contains(ARMED))
+        .await;
+    let not_watching = Shim::start_with_env(
+        &upstream.url(),
+        &["--config", &config, "--watch-files", "false"],
+        &quiet_logs,
+    );
+    // Both have settled: start-up's work is done.
+    assert_eq!(team_id(&watching).await, 7);
+    assert_eq!(team_id(&not_watching).await, 7);
+    // Measured over the same period, side by side.
+    let before = (wake_ups(watching.pid()), wake_ups(not_watching.pid()));
+    // An idle shim has nothing to do: there is no event to wait for, only time to let pass.
+    quiet_for(Duration::from_millis(2500)).await;
+    let after = (wake_ups(watching.pid()), wake_ups(not_watching.pid()));
+    let on = before.0.until(after.0);
+    let off = before.1.until(after.1);
+    assert_eq!(off.watcher, None, "no watcher thread with the watch off");
+    assert_eq!(
+        on.watcher,
+        Some(0),
+        "the watcher's thread woke up while idle: {on:?}"
+    );
+    // The watch's task runs on the coordinating thread, which an idle shim never wakes.
+    assert!(
+        on.coordinating <= off.coordinating,
+        "the coordinating thread woke up: {on:?} with the watch, {off:?} without"
+    );
+    // Whatever else wakes an idle shim (the allocator's housekeeping) wakes both alike.
+    assert!(
+        on.total <= off.total + 3,
+        "idle wake-ups: {on:?} with the watch, {off:?} without"
+    );
+}
+
+#[test]
+fn the_kubelet_layout_is_the_one_kubelet_makes() {
+    let mut volume = KubeletVolume::new(&[("config.toml", "a = 1\n")]);
+    let root = volume.root.clone();
+    let link = |name: &str| std::fs::read_link(root.join(name)).unwrap();
+    assert_eq!(link("config.toml"), Path::new("..data/config.toml"));
+    volume.swap(&[("config.toml", "a = 2\n")]);
+    assert!(link("..data").to_str().unwrap().starts_with("..2026_"));
+    assert_eq!(
+        std::fs::read_to_string(volume.path("config.toml")).unwrap(),
+        "a = 2\n"
+    );
+    let entries = std::fs::read_dir(&volume.root).unwrap().count();
+    assert_eq!(entries, 3, "the old generation and ..data_tmp are gone");
+}
