@@ -4,7 +4,8 @@
 //! The patch is applied here as kustomize's strategic merge does for the keys it sets (maps
 //! merged key by key, lists of named items merged by name, anything else replaced), so the
 //! test runs without kustomize. Where `kubectl` is on the PATH the overlay is also rendered
-//! for real, and the rendered Deployment must pass the same checks.
+//! for real, and the rendered Deployment must pass the same checks (without it that test says
+//! SKIPPED, and fails where `EXPLO_SHIM_REQUIRE_KUBECTL` is set).
 
 use std::path::Path;
 use std::process::Command;
@@ -185,14 +186,20 @@ impl Drop for TempDir {
 
 #[test]
 fn kustomize_renders_the_component_over_the_application_the_same_way() {
-    let Ok(version) = Command::new("kubectl")
+    let installed = Command::new("kubectl")
         .args(["version", "--client"])
         .output()
-    else {
-        // No kubectl here: the merge model above is the check.
+        .is_ok_and(|version| version.status.success());
+    if !installed {
+        let why = "kubectl is not installed, so the component is not rendered for real; the \
+                   merge model above still checks the patch";
+        assert!(
+            std::env::var_os("EXPLO_SHIM_REQUIRE_KUBECTL").is_none(),
+            "{why}"
+        );
+        eprintln!("SKIPPED: {why}");
         return;
-    };
-    assert!(version.status.success(), "kubectl version --client failed");
+    }
     let dir = TempDir(temp_path("overlay"));
     std::fs::create_dir(&dir.0).unwrap();
     // Kustomize takes only a relative path to a component: up to `/` from the overlay, then
