@@ -55,7 +55,7 @@ use labels::{
 pub use eviction::OTHER_CLIENTS;
 pub use labels::{LOOKUPS, REFUSAL_REASONS, RouteKind, UpstreamFailure};
 pub use recorders::InFlightGuard;
-pub use request_duration::ReplyTimer;
+pub use request_duration::RequestTimer;
 use request_duration::RequestDurations;
 
 /// Every metric the shim exports.
