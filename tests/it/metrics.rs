@@ -491,3 +491,92 @@ async fn build_info_names_the_revision_the_binary_was_built_from() {
     );
     assert!(text.lines().any(|found| found == line), "{line} in\n{text}");
 }
+
+/// The sample lines of `name` in `text`, labels and value.
+fn samples_of<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_sunset_and_the_last_reloads_outcome_follow_each_reload() {
+    let closed = ClosedPort::new();
+    let config = TempConfig::new("[deprecation]\nsunset = \"2027-03-01\"\n");
+    let shim = Shim::start(&closed.url(), &["--config", config.path()]);
+    let text = scrape_text(&shim).await;
+    assert_eq!(
+        samples_of(&text, "explo_shim_sunset_timestamp_seconds"),
+        ["explo_shim_sunset_timestamp_seconds 1803859200"],
+        "2027-03-01T00:00:00Z"
+    );
+    assert_eq!(
+        samples_of(&text, "explo_shim_config_last_reload_successful"),
+        ["explo_shim_config_last_reload_successful 1"],
+        "the configuration it started on was accepted"
+    );
+
+    // Another sunset: the gauge follows the reload.
+    std::fs::write(&config.0, "[deprecation]\nsunset = \"2027-06-30\"\n").unwrap();
+    shim.signal("HUP");
+    shim.wait_for_metric(
+        r#"explo_shim_config_reloads_total{result="success"} 1"#,
+        "the reload ended",
+    )
+    .await;
+    let text = scrape_text(&shim).await;
+    assert_eq!(
+        samples_of(&text, "explo_shim_sunset_timestamp_seconds"),
+        ["explo_shim_sunset_timestamp_seconds 1814313600"]
+    );
+    assert_eq!(
+        value(&text, "explo_shim_config_last_reload_successful"),
+        1.0
+    );
+
+    // A refused file: 0, and the sunset in service stays.
+    std::fs::write(&config.0, "[deprecation]\nsunset = \"next spring\"\n").unwrap();
+    shim.signal("HUP");
+    shim.wait_for_metric(
+        r#"explo_shim_config_reloads_total{result="failure"} 1"#,
+        "the refusal ended",
+    )
+    .await;
+    let text = scrape_text(&shim).await;
+    assert_eq!(
+        value(&text, "explo_shim_config_last_reload_successful"),
+        0.0
+    );
+    assert_eq!(
+        value(&text, "explo_shim_sunset_timestamp_seconds"),
+        1_814_313_600.0
+    );
+
+    // A good file without a sunset: back to 1, and the sunset has no sample, only its
+    // declaration.
+    std::fs::write(&config.0, "[deprecation]\n").unwrap();
+    shim.signal("HUP");
+    shim.wait_for_metric(
+        r#"explo_shim_config_reloads_total{result="success"} 2"#,
+        "the second good reload ended",
+    )
+    .await;
+    let text = scrape_text(&shim).await;
+    assert_eq!(
+        value(&text, "explo_shim_config_last_reload_successful"),
+        1.0
+    );
+    assert_eq!(
+        samples_of(&text, "explo_shim_sunset_timestamp_seconds"),
+        Vec::<&str>::new(),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line == "# TYPE explo_shim_sunset_timestamp_seconds gauge"),
+        "{text}"
+    );
+}

@@ -146,9 +146,16 @@ impl Metrics {
             .set(i64::try_from(unix_seconds).unwrap_or(i64::MAX));
     }
 
-    /// A SIGHUP reload ended: put in service, or refused.
+    /// A reload (SIGHUP or a watched file) ended: put in service, or refused. A file event
+    /// that found the files unchanged is no reload, and is not counted.
     pub fn config_reload(&self, succeeded: bool) {
         self.config_reloads[usize::from(!succeeded)].inc();
+        self.config_last_reload_successful.set(i64::from(succeeded));
+    }
+
+    /// A policy was put in service (start-up, or a good reload) with this `deprecation.sunset`.
+    pub fn sunset(&self, sunset: Option<std::time::SystemTime>) {
+        self.sunset.set(sunset);
     }
 
     pub fn fleet_usage_dropped(&self) {
