@@ -568,7 +568,8 @@ async fn exported_server_span(collector: &Collector, trace_id: &str) -> Value {
 async fn the_shims_own_answers_and_upstream_failures_join_their_lines_to_the_server_span() {
     let collector = Collector::start().await;
     let upstream = FakeUpstream::start(|request| match request.path() {
-        // Held past `upstream.timeout`: the shim answers 504.
+        // Held past `upstream.timeout` (3 s: time enough, on a busy machine, for the request shed
+        // meanwhile): the shim answers 504.
         "/api/held/" => Reply::json(200, json!({})).delayed(Duration::from_secs(30)),
         _ => Reply::json(200, json!({"success": 1, "customers": []})),
     })
@@ -583,7 +584,7 @@ async fn the_shims_own_answers_and_upstream_failures_join_their_lines_to_the_ser
             "--config",
             config.path(),
             "--upstream-timeout",
-            "1s",
+            "3s",
         ],
         &env,
     );
