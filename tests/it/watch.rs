@@ -127,6 +127,10 @@ fn reloads(result: &str, count: u32) -> String {
 }
 
 /// The shim, once its watch is set up (a change before that would not be seen).
+fn last_reload_successful(value: u8) -> String {
+    format!("explo_shim_config_last_reload_successful {value}")
+}
+
 async fn watched_shim(upstream: &FakeUpstream, args: &[&str]) -> Shim {
     let shim = Shim::start(&upstream.url(), args);
     shim.wait_for_line("the watch was never set up", |line| line.contains(ARMED))
@@ -178,6 +182,7 @@ async fn a_broken_swap_is_refused_and_counted_and_the_next_good_one_is_taken() {
         .await;
     assert!(refused.contains("file change"), "{refused}");
     assert_eq!(team_id(&shim).await, 7, "the running config stays");
+    assert!(metrics(&shim).await.contains(&last_reload_successful(0)));
 
     // A valid file with an invalid value is refused whole, naming the key.
     volume.swap(&[(
@@ -195,10 +200,43 @@ async fn a_broken_swap_is_refused_and_counted_and_the_next_good_one_is_taken() {
     );
     assert_eq!(team_id(&shim).await, 7);
 
+    // The same refused bytes again: no reload, so nothing is counted and the gauge stays 0.
+    let unchanged = shim
+        .lines_so_far()
+        .iter()
+        .filter(|line| line.contains(UNCHANGED))
+        .count();
+    volume.swap(&[(
+        "config.toml",
+        "[legacy]\nteam_id = 9\n[rate_limit]\nper_minute = 0\n",
+    )]);
+    until(
+        RELOADED_WITHIN,
+        "the same bytes were not looked at",
+        || async {
+            (shim
+                .lines_so_far()
+                .iter()
+                .filter(|line| line.contains(UNCHANGED))
+                .count()
+                > unchanged)
+                .then_some(())
+        },
+    )
+    .await;
+    let text = metrics(&shim).await;
+    assert!(text.contains(&reloads("failure", 2)), "{text}");
+    assert!(text.contains(&last_reload_successful(0)), "{text}");
+
     volume.swap(&[("config.toml", "[legacy]\nteam_id = 9\n")]);
     wait_for_team_id(&shim, 9).await;
     shim.wait_for_metric(&reloads("success", 1), "the good swap was not counted")
         .await;
+    shim.wait_for_metric(
+        &last_reload_successful(1),
+        "the good swap set the gauge back",
+    )
+    .await;
 }
 
 #[tokio::test]
