@@ -400,6 +400,60 @@ async fn a_reload_that_names_another_token_file_watches_that_one() {
 }
 
 #[tokio::test]
+async fn a_fifo_in_a_watched_files_place_is_not_read_and_the_file_back_is_taken() {
+    // A FIFO nobody writes to would hold a reload's read for its whole clock, and then keep
+    // that path on the list of blocked readers: every later reload refused until a restart.
+    let upstream = team_only_upstream().await;
+    let dir = temp_path("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "first-token-0123456789abcdef0123456789\n").unwrap();
+    let config = TempConfig::new(&format!("admin_token_file = \"{}\"\n", token.display()));
+    let shim = watched_shim(&upstream, &["--config", config.path()]).await;
+    let status = |token: &'static str| {
+        let url = shim.admin_url("/usage");
+        async move {
+            let bearer = format!("Bearer {token}");
+            send("GET", &url, &[("authorization", &bearer)], "")
+                .await
+                .status
+        }
+    };
+
+    std::fs::remove_file(&token).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&token)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    shim.wait_for_line("the FIFO was not reported", |line| {
+        line.contains("not a regular file")
+    })
+    .await;
+    // Not read, so not refused (`/metrics` wants the token: the log says it).
+    assert_eq!(lines_of(&shim, REFUSED, "file change"), 0);
+    assert_eq!(status("first-token-0123456789abcdef0123456789").await, 200);
+
+    // The file back, moved over the FIFO as a Secret tool or an editor would.
+    let fresh = dir.join("token.new");
+    std::fs::write(&fresh, "second-token-0123456789abcdef012345\n").unwrap();
+    std::fs::rename(&fresh, &token).unwrap();
+    shim.wait_for_line("the file back was not taken", |line| {
+        line.contains(RELOADED) && line.contains("file change")
+    })
+    .await;
+    assert_eq!(status("second-token-0123456789abcdef012345").await, 200);
+    // And nothing was left blocked: SIGHUP reads the path again.
+    shim.signal("HUP");
+    shim.wait_for_line("SIGHUP was refused after the FIFO", |line| {
+        line.contains(RELOADED) && line.contains("\"trigger\":\"SIGHUP\"")
+    })
+    .await;
+    assert_eq!(lines_of(&shim, REFUSED, "SIGHUP"), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
 async fn a_watched_directory_that_goes_away_is_logged_and_sighup_watches_it_again() {
     let upstream = team_only_upstream().await;
     let mut volume = KubeletVolume::new(&[("token", "first-token-0123456789abcdef0123456789\n")]);
