@@ -93,7 +93,22 @@ fn without_source(text: &str, error: &toml::de::Error) -> String {
         .chars()
         .count()
         + 1;
-    format!("line {line}, column {column}: {message}")
+    // The key the error is about, which toml's text showed only in the quoted line: the part
+    // of that line before its `=`, when it is a bare (or dotted) key and so no value.
+    let line_text = text[line_start..].lines().next().unwrap_or("");
+    let key = line_text
+        .split_once('=')
+        .map(|(key, _)| key.trim())
+        .filter(|key| {
+            !key.is_empty()
+                && key
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"_-.".contains(&byte))
+        });
+    match key {
+        Some(key) => format!("line {line}, column {column}, {key}: {message}"),
+        None => format!("line {line}, column {column}: {message}"),
+    }
 }
 
 /// What a table of the file may hold, directly: its settings, and the tables under it.
@@ -294,6 +309,13 @@ mod tests {
         let described = without_source(cut, &FileValues::parse(cut).unwrap_err());
         assert!(described.starts_with("line 2, column "), "{described}");
         assert!(!described.contains("Sec"), "{described}");
+        // A wrong value names its key, as the quoted line did.
+        let wrong = "[legacy]\nrefuse_cascading_delete = \"yes\"\n";
+        let described = without_source(wrong, &FileValues::parse(wrong).unwrap_err());
+        assert!(
+            described.starts_with("line 2, column 27, refuse_cascading_delete: invalid type"),
+            "{described}"
+        );
     }
 
     #[test]
