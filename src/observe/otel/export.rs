@@ -4,17 +4,21 @@
 //!
 //! Limits: at most [`QUEUE_SPANS`] spans, and [`QUEUE_BYTES`] of them, wait (the batch being
 //! sent included); a batch holds at most [`BATCH_SPANS`] and waits at most [`BATCH_DELAY`] for
-//! more; one export may take `OTEL_EXPORTER_OTLP_TIMEOUT` (connection included), and at most [`EXPORT_REPLY_BYTES`] of the
-//! collector's reply are read (a longer reply is left unread and its connection dropped). A
-//! span that finds the queue full, and every span of a batch the collector does not take
-//! (refused, unreachable, too slow), is dropped and counted in
-//! `explo_shim_trace_spans_dropped_total`.
-//! A failed batch is not retried: a collector that is away gets one request per batch, and
-//! the queue bounds what waits meanwhile. At exit, what is queued is sent, waited for at most
-//! [`FLUSH_ON_EXIT`].
+//! more; one export attempt may take `OTEL_EXPORTER_OTLP_TIMEOUT` to get the collector's reply
+//! (connection included), and at most [`EXPORT_REPLY_BYTES`] of the reply's body are read,
+//! within [`REPLY_BODY_READ`] (a longer or slower body is left unread and its connection
+//! dropped; a 2xx counts as delivered all the same).
+//!
+//! A transient failure (429, 502, 503, 504, no connection, no reply) is retried as
+//! [`super::retry`] says, within a window of a few timeouts; meanwhile new spans wait in the
+//! queue as usual (and what finds it full is dropped and counted). A span that finds the
+//! queue full, and every span of a batch the collector does not take (refused, or still
+//! failing when the window ends), is dropped and counted in
+//! `explo_shim_trace_spans_dropped_total`. At exit, what is queued is sent once (a backoff
+//! under way is cut short), waited for at most [`FLUSH_ON_EXIT`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,9 +31,10 @@ use opentelemetry::trace::Status;
 use opentelemetry::{Array, Context, KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::encode::Encoder;
+use super::retry::{RETRY_WINDOW_TIMEOUTS, backoff, retry_after, retryable};
 use super::settings::{ExportHeaders, Settings};
 use crate::error::error_chain;
 use crate::observe::metrics::Metrics;
@@ -57,6 +62,28 @@ const SCALAR_BYTES: usize = 16;
 /// status message; a collector that sends more (an endless body) is not read further, and its
 /// connection is dropped rather than reused.
 pub const EXPORT_REPLY_BYTES: usize = 64 * 1024;
+/// How long the body of the collector's reply is read once its head has come. The status is
+/// what counts: a body that trickles must not turn a delivered batch into a failed one.
+pub const REPLY_BODY_READ: Duration = Duration::from_secs(1);
+
+/// Set when the shim stops: a backoff under way ends at once, and nothing more is retried.
+#[derive(Default)]
+struct Stopping {
+    set: AtomicBool,
+    wake: Notify,
+}
+
+impl Stopping {
+    fn stop(&self) {
+        self.set.store(true, Ordering::Release);
+        // A permit is kept if the exporter is not waiting yet.
+        self.wake.notify_one();
+    }
+
+    fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+}
 
 /// What the queue carries: a span, or a request to send the batch now and say so.
 // Nearly every item is a span: boxing it would add an allocation per span to spare the one
@@ -73,6 +100,7 @@ pub struct QueueProcessor {
     /// The bytes of the spans queued or in the batch being sent ([`span_bytes`]).
     queued_bytes: Arc<AtomicUsize>,
     metrics: Option<Arc<Metrics>>,
+    stopping: Arc<Stopping>,
 }
 
 /// What a span holds, in bytes, for [`QUEUE_BYTES`]: its text (name, attribute keys and
@@ -149,6 +177,7 @@ impl QueueProcessor {
                 queue,
                 queued_bytes: Arc::default(),
                 metrics: None,
+                stopping: Arc::default(),
             },
             TestQueue(spans),
         )
@@ -197,6 +226,7 @@ impl SpanProcessor for QueueProcessor {
     /// Asks the export thread to send what is queued, and waits for it at most
     /// [`FLUSH_ON_EXIT`]: the shim is exiting, and a collector that is away must not hold it.
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.stopping.stop();
         let (done, sent) = std::sync::mpsc::sync_channel(1);
         if self.queue.try_send(Queued::Flush(done)).is_ok() {
             let _ = sent.recv_timeout(timeout.min(FLUSH_ON_EXIT));
@@ -230,8 +260,11 @@ pub fn start(
     };
     // One HTTP/1 stack: the exporter never offers h2.
     tls.alpn_protocols.clear();
+    let stopping = Arc::new(Stopping::default());
     let exporter = Exporter {
         endpoint: settings.endpoint.clone(),
+        shown: settings.shown_endpoint(),
+        stopping: Arc::clone(&stopping),
         encoder: Encoder::new(settings),
         headers: settings.headers.clone(),
         timeout: settings.timeout,
@@ -248,6 +281,7 @@ pub fn start(
         queue,
         queued_bytes,
         metrics: Some(metrics),
+        stopping,
     })
 }
 
@@ -256,6 +290,9 @@ const USER_AGENT: &str = concat!("explo-shim/", env!("CARGO_PKG_VERSION"));
 
 struct Exporter {
     endpoint: http::Uri,
+    /// The endpoint as logs show it: the query's values redacted.
+    shown: String,
+    stopping: Arc<Stopping>,
     encoder: Encoder,
     /// The operator's headers (API keys): sent, never logged.
     headers: ExportHeaders,
@@ -309,15 +346,13 @@ impl Exporter {
             let sent: usize = batch.iter().map(span_bytes).sum();
             let count = batch.len();
             let outcome = match self.encoder.body(std::mem::take(&mut batch)) {
-                Ok(body) => tokio::time::timeout(self.timeout, self.send(&client, body))
-                    .await
-                    .unwrap_or_else(|_| Err(format!("no reply in {:?}", self.timeout))),
+                Ok(body) => self.deliver(&client, body).await,
                 Err(cause) => Err(cause),
             };
             match outcome {
                 Ok(()) => {
                     if failing {
-                        tracing::info!(endpoint = %self.endpoint, "trace export works again");
+                        tracing::info!(endpoint = %self.shown, "trace export works again");
                     }
                     failing = false;
                 }
@@ -326,7 +361,7 @@ impl Exporter {
                     // One line when exports start failing, not one per batch.
                     if !failing {
                         tracing::warn!(
-                            endpoint = %self.endpoint,
+                            endpoint = %self.shown,
                             %cause,
                             "trace export failed; spans are dropped until the collector takes them"
                         );
@@ -344,14 +379,58 @@ impl Exporter {
         }
     }
 
-    async fn send<C>(&self, client: &Client<C, Full<Bytes>>, body: Bytes) -> Result<(), String>
+    /// Sends one batch, retrying a transient failure within the retry window; a stop cuts a
+    /// backoff short and ends the retries.
+    async fn deliver<C>(&self, client: &Client<C, Full<Bytes>>, body: Bytes) -> Result<(), String>
+    where
+        C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+    {
+        let window = self.timeout.saturating_mul(RETRY_WINDOW_TIMEOUTS);
+        let deadline = tokio::time::Instant::now() + window;
+        let mut retry = 0;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let failure = match self
+                .send(client, body.clone(), self.timeout.min(left))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(failure) => failure,
+            };
+            if !failure.retry || self.stopping.is_set() {
+                return Err(failure.cause);
+            }
+            let wait = backoff(retry, failure.retry_after);
+            if tokio::time::Instant::now() + wait >= deadline {
+                return Err(format!(
+                    "{}, and still failing at the end of the retry window ({window:?})",
+                    failure.cause
+                ));
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.stopping.wake.notified() => {
+                    return Err(format!("{}; not retried: the shim is stopping", failure.cause));
+                }
+            }
+            retry += 1;
+        }
+    }
+
+    /// One attempt: the reply's head within `clock`, then a little of its body.
+    async fn send<C>(
+        &self,
+        client: &Client<C, Full<Bytes>>,
+        body: Bytes,
+        clock: Duration,
+    ) -> Result<(), Failure>
     where
         C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
     {
         let mut request = Request::post(self.endpoint.clone())
             .header(header::USER_AGENT, USER_AGENT)
             .body(Full::new(body))
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| Failure::final_(error.to_string()))?;
         let headers = request.headers_mut();
         // The operator's first (a `User-Agent` of theirs wins); then the ones that describe
         // the body, which the settings refuse to take from the operator.
@@ -365,20 +444,53 @@ impl Exporter {
         if let Some(encoding) = self.encoder.content_encoding() {
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
         }
-        let response = client
-            .request(request)
-            .await
-            .map_err(|error| error_chain(&error))?;
+        let response = match tokio::time::timeout(clock, client.request(request)).await {
+            Ok(Ok(response)) => response,
+            // No connection, or it broke: transient, as far as the exporter can tell.
+            Ok(Err(error)) => return Err(Failure::transient(error_chain(&error), None)),
+            Err(_) => return Err(Failure::transient(format!("no reply in {clock:?}"), None)),
+        };
         let status = response.status();
-        // Read to the end so the connection can be used again, but only a short reply: past
-        // the cap the body is dropped unread, which closes the connection.
-        let _ = Limited::new(response.into_body(), EXPORT_REPLY_BYTES)
-            .collect()
-            .await;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("the collector answered {status}"))
+        let wait = retry_after(response.headers());
+        // Read to the end so the connection can be used again, but only a short reply and
+        // briefly: past the cap or the clock the body is dropped unread, which closes the
+        // connection. The status alone decides.
+        let _ = tokio::time::timeout(
+            REPLY_BODY_READ,
+            Limited::new(response.into_body(), EXPORT_REPLY_BYTES).collect(),
+        )
+        .await;
+        let cause = format!("the collector answered {status}");
+        match status {
+            status if status.is_success() => Ok(()),
+            status if retryable(status) => Err(Failure::transient(cause, wait)),
+            _ => Err(Failure::final_(cause)),
+        }
+    }
+}
+
+/// Why an attempt failed, and whether another may succeed.
+struct Failure {
+    cause: String,
+    retry: bool,
+    /// The collector's `Retry-After`, capped.
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn transient(cause: String, retry_after: Option<Duration>) -> Self {
+        Self {
+            cause,
+            retry: true,
+            retry_after,
+        }
+    }
+
+    fn final_(cause: String) -> Self {
+        Self {
+            cause,
+            retry: false,
+            retry_after: None,
         }
     }
 }
@@ -448,6 +560,7 @@ mod tests {
             queue,
             queued_bytes: Arc::default(),
             metrics: Some(Arc::clone(&metrics)),
+            stopping: Arc::default(),
         };
         // A span with a path of 4 KiB, as long as a span keeps.
         let mut long = span();
@@ -483,6 +596,7 @@ mod tests {
             queue,
             queued_bytes: Arc::default(),
             metrics: Some(Arc::clone(&metrics)),
+            stopping: Arc::default(),
         };
         processor.on_end(span());
         processor.on_end(span());
