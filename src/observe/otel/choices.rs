@@ -256,19 +256,20 @@ pub fn sampler_from(
             }
         }
     };
-    let name = name.map(|name| name.trim().to_ascii_lowercase());
-    match name.as_deref() {
+    let written = name.map(str::trim);
+    match written.map(str::to_ascii_lowercase).as_deref() {
         None | Some("parentbased_always_on") => SamplerChoice::ParentBasedAlwaysOn,
         Some("always_on") => SamplerChoice::AlwaysOn,
         Some("always_off") => SamplerChoice::AlwaysOff,
         Some("traceidratio") => SamplerChoice::TraceIdRatio(ratio()),
         Some("parentbased_always_off") => SamplerChoice::ParentBasedAlwaysOff,
         Some("parentbased_traceidratio") => SamplerChoice::ParentBasedTraceIdRatio(ratio()),
-        Some(other) => {
+        Some(_) => {
             warnings.push(format!(
-                "OTEL_TRACES_SAMPLER is {other:?}, not one of always_on, always_off, \
+                "OTEL_TRACES_SAMPLER is {:?}, not one of always_on, always_off, \
                  traceidratio, parentbased_always_on, parentbased_always_off, \
-                 parentbased_traceidratio: parentbased_always_on is used"
+                 parentbased_traceidratio: parentbased_always_on is used",
+                written.unwrap_or_default()
             ));
             SamplerChoice::ParentBasedAlwaysOn
         }

@@ -5,8 +5,8 @@
 //! Limits: at most [`QUEUE_SPANS`] spans, and [`QUEUE_BYTES`] of them, wait (the batch being
 //! sent included); a batch holds at most [`BATCH_SPANS`] and waits at most [`BATCH_DELAY`] for
 //! more; one export attempt may take `OTEL_EXPORTER_OTLP_TIMEOUT` to get the collector's reply
-//! (connection included), and at most [`EXPORT_REPLY_BYTES`] of the reply's body are read,
-//! within [`REPLY_BODY_READ`] (a longer or slower body is left unread and its connection
+//! (connection included), and at most [`super::deliver::EXPORT_REPLY_BYTES`] of the reply's body are read,
+//! within [`super::deliver::REPLY_BODY_READ`] (a longer or slower body is left unread and its connection
 //! dropped; a 2xx counts as delivered all the same).
 //!
 //! A transient failure (429, 502, 503, 504, no connection, no reply) is retried as
@@ -18,12 +18,11 @@
 //! under way is cut short), waited for at most [`FLUSH_ON_EXIT`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -31,12 +30,12 @@ use opentelemetry::trace::Status;
 use opentelemetry::{Array, Context, KeyValue, Value};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
+pub use super::deliver::EXPORT_REPLY_BYTES;
+use super::deliver::{Delivery, Stopping};
 use super::encode::Encoder;
-use super::retry::{RETRY_WINDOW_TIMEOUTS, backoff, retry_after, retryable};
-use super::settings::{ExportHeaders, Settings};
-use crate::error::error_chain;
+use super::settings::Settings;
 use crate::observe::metrics::Metrics;
 
 /// Spans waiting for export, at most.
@@ -58,32 +57,6 @@ const SPAN_OVERHEAD_BYTES: usize = 512;
 const ENTRY_OVERHEAD_BYTES: usize = 96;
 /// What an attribute's value that is not text costs, in bytes.
 const SCALAR_BYTES: usize = 16;
-/// The most of a collector's reply the exporter reads, in bytes. OTLP answers with a short
-/// status message; a collector that sends more (an endless body) is not read further, and its
-/// connection is dropped rather than reused.
-pub const EXPORT_REPLY_BYTES: usize = 64 * 1024;
-/// How long the body of the collector's reply is read once its head has come. The status is
-/// what counts: a body that trickles must not turn a delivered batch into a failed one.
-pub const REPLY_BODY_READ: Duration = Duration::from_secs(1);
-
-/// Set when the shim stops: a backoff under way ends at once, and nothing more is retried.
-#[derive(Default)]
-struct Stopping {
-    set: AtomicBool,
-    wake: Notify,
-}
-
-impl Stopping {
-    fn stop(&self) {
-        self.set.store(true, Ordering::Release);
-        // A permit is kept if the exporter is not waiting yet.
-        self.wake.notify_one();
-    }
-
-    fn is_set(&self) -> bool {
-        self.set.load(Ordering::Acquire)
-    }
-}
 
 /// What the queue carries: a span, or a request to send the batch now and say so.
 // Nearly every item is a span: boxing it would add an allocation per span to spare the one
@@ -261,13 +234,18 @@ pub fn start(
     // One HTTP/1 stack: the exporter never offers h2.
     tls.alpn_protocols.clear();
     let stopping = Arc::new(Stopping::default());
+    let encoder = Encoder::new(settings);
     let exporter = Exporter {
-        endpoint: settings.endpoint.clone(),
+        delivery: Delivery {
+            endpoint: settings.endpoint.clone(),
+            headers: settings.headers.clone(),
+            content_type: encoder.content_type(),
+            content_encoding: encoder.content_encoding(),
+            timeout: settings.timeout,
+            stopping: Arc::clone(&stopping),
+        },
         shown: settings.shown_endpoint(),
-        stopping: Arc::clone(&stopping),
-        encoder: Encoder::new(settings),
-        headers: settings.headers.clone(),
-        timeout: settings.timeout,
+        encoder,
         metrics: Arc::clone(&metrics),
         queued_bytes: Arc::clone(&queued_bytes),
     };
@@ -285,19 +263,11 @@ pub fn start(
     })
 }
 
-/// What every export request carries besides its body.
-const USER_AGENT: &str = concat!("explo-shim/", env!("CARGO_PKG_VERSION"));
-
 struct Exporter {
-    endpoint: http::Uri,
+    delivery: Delivery,
     /// The endpoint as logs show it: the query's values redacted.
     shown: String,
-    stopping: Arc<Stopping>,
     encoder: Encoder,
-    /// The operator's headers (API keys): sent, never logged.
-    headers: ExportHeaders,
-    /// The most one export request may take, connection included.
-    timeout: Duration,
     metrics: Arc<Metrics>,
     /// The processor's count: the exporter gives a batch's bytes back once it is sent.
     queued_bytes: Arc<AtomicUsize>,
@@ -307,7 +277,7 @@ impl Exporter {
     async fn run(self, mut spans: mpsc::Receiver<Queued>, tls: rustls::ClientConfig) {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
-        http.set_connect_timeout(Some(self.timeout));
+        http.set_connect_timeout(Some(self.delivery.timeout));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -346,7 +316,7 @@ impl Exporter {
             let sent: usize = batch.iter().map(span_bytes).sum();
             let count = batch.len();
             let outcome = match self.encoder.body(std::mem::take(&mut batch)) {
-                Ok(body) => self.deliver(&client, body).await,
+                Ok(body) => self.delivery.deliver(&client, body).await,
                 Err(cause) => Err(cause),
             };
             match outcome {
@@ -376,121 +346,6 @@ impl Exporter {
             if closed {
                 return;
             }
-        }
-    }
-
-    /// Sends one batch, retrying a transient failure within the retry window; a stop cuts a
-    /// backoff short and ends the retries.
-    async fn deliver<C>(&self, client: &Client<C, Full<Bytes>>, body: Bytes) -> Result<(), String>
-    where
-        C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
-    {
-        let window = self.timeout.saturating_mul(RETRY_WINDOW_TIMEOUTS);
-        let deadline = tokio::time::Instant::now() + window;
-        let mut retry = 0;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let failure = match self
-                .send(client, body.clone(), self.timeout.min(left))
-                .await
-            {
-                Ok(()) => return Ok(()),
-                Err(failure) => failure,
-            };
-            if !failure.retry || self.stopping.is_set() {
-                return Err(failure.cause);
-            }
-            let wait = backoff(retry, failure.retry_after);
-            if tokio::time::Instant::now() + wait >= deadline {
-                return Err(format!(
-                    "{}, and still failing at the end of the retry window ({window:?})",
-                    failure.cause
-                ));
-            }
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.stopping.wake.notified() => {
-                    return Err(format!("{}; not retried: the shim is stopping", failure.cause));
-                }
-            }
-            retry += 1;
-        }
-    }
-
-    /// One attempt: the reply's head within `clock`, then a little of its body.
-    async fn send<C>(
-        &self,
-        client: &Client<C, Full<Bytes>>,
-        body: Bytes,
-        clock: Duration,
-    ) -> Result<(), Failure>
-    where
-        C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
-    {
-        let mut request = Request::post(self.endpoint.clone())
-            .header(header::USER_AGENT, USER_AGENT)
-            .body(Full::new(body))
-            .map_err(|error| Failure::final_(error.to_string()))?;
-        let headers = request.headers_mut();
-        // The operator's first (a `User-Agent` of theirs wins); then the ones that describe
-        // the body, which the settings refuse to take from the operator.
-        for (name, value) in &self.headers.headers {
-            headers.insert(name, value.clone());
-        }
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(self.encoder.content_type()),
-        );
-        if let Some(encoding) = self.encoder.content_encoding() {
-            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
-        }
-        let response = match tokio::time::timeout(clock, client.request(request)).await {
-            Ok(Ok(response)) => response,
-            // No connection, or it broke: transient, as far as the exporter can tell.
-            Ok(Err(error)) => return Err(Failure::transient(error_chain(&error), None)),
-            Err(_) => return Err(Failure::transient(format!("no reply in {clock:?}"), None)),
-        };
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        // Read to the end so the connection can be used again, but only a short reply and
-        // briefly: past the cap or the clock the body is dropped unread, which closes the
-        // connection. The status alone decides.
-        let _ = tokio::time::timeout(
-            REPLY_BODY_READ,
-            Limited::new(response.into_body(), EXPORT_REPLY_BYTES).collect(),
-        )
-        .await;
-        let cause = format!("the collector answered {status}");
-        match status {
-            status if status.is_success() => Ok(()),
-            status if retryable(status) => Err(Failure::transient(cause, wait)),
-            _ => Err(Failure::final_(cause)),
-        }
-    }
-}
-
-/// Why an attempt failed, and whether another may succeed.
-struct Failure {
-    cause: String,
-    retry: bool,
-    /// The collector's `Retry-After`, capped.
-    retry_after: Option<Duration>,
-}
-
-impl Failure {
-    fn transient(cause: String, retry_after: Option<Duration>) -> Self {
-        Self {
-            cause,
-            retry: true,
-            retry_after,
-        }
-    }
-
-    fn final_(cause: String) -> Self {
-        Self {
-            cause,
-            retry: false,
-            retry_after: None,
         }
     }
 }

@@ -13,6 +13,7 @@
 //! names that span in the upstream request's `traceparent`.
 
 mod choices;
+mod deliver;
 pub mod describe;
 pub mod encode;
 mod endpoint;
