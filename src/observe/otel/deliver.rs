@@ -106,7 +106,7 @@ impl Delivery {
         let mut request = Request::post(self.endpoint.clone())
             .header(header::USER_AGENT, USER_AGENT)
             .body(Full::new(body))
-            .map_err(|error| Failure::final_(error.to_string()))?;
+            .map_err(|error| Failure::permanent(error.to_string()))?;
         let headers = request.headers_mut();
         // The operator's first (a `User-Agent` of theirs wins); then the ones that describe
         // the body, which the settings refuse to take from the operator.
@@ -126,7 +126,7 @@ impl Delivery {
             // No connection, or it broke: transient, as far as the exporter can tell.
             // A certificate the exporter does not trust will not be trusted a second later.
             Ok(Err(error)) if refused_by_tls(&error) => {
-                return Err(Failure::final_(error_chain(&error)));
+                return Err(Failure::permanent(error_chain(&error)));
             }
             Ok(Err(error)) => return Err(Failure::transient(error_chain(&error), None)),
             Err(_) => return Err(Failure::transient(format!("no reply in {clock:?}"), None)),
@@ -145,7 +145,7 @@ impl Delivery {
         match status {
             status if status.is_success() => Ok(()),
             status if retryable(status) => Err(Failure::transient(cause, wait)),
-            _ => Err(Failure::final_(cause)),
+            _ => Err(Failure::permanent(cause)),
         }
     }
 }
@@ -192,11 +192,93 @@ impl Failure {
         }
     }
 
-    fn final_(cause: String) -> Self {
+    fn permanent(cause: String) -> Self {
         Self {
             cause,
             retry: false,
             retry_after: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A collector that answers every request with `head` and then sends nothing more, the
+    /// connection held open; it counts the requests.
+    async fn collector(head: &'static str) -> (http::Uri, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&count);
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let counted = Arc::clone(&counted);
+                tokio::spawn(async move {
+                    let mut request = vec![0; 64 * 1024];
+                    let _ = stream.read(&mut request).await;
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    std::future::pending::<()>().await;
+                });
+            }
+        });
+        (uri.parse().unwrap(), count)
+    }
+
+    fn delivery(endpoint: http::Uri) -> Delivery {
+        Delivery {
+            endpoint,
+            headers: ExportHeaders::default(),
+            content_type: "application/x-protobuf",
+            content_encoding: None,
+            timeout: Duration::from_secs(5),
+            stopping: Arc::default(),
+        }
+    }
+
+    fn client() -> Client<HttpConnector, Full<Bytes>> {
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+    }
+
+    #[tokio::test]
+    async fn a_2xx_whose_body_never_ends_is_delivered_within_the_body_clock() {
+        let (uri, count) =
+            collector("HTTP/1.1 200 OK\r\ncontent-length: 100000000\r\n\r\npartial").await;
+        let started = std::time::Instant::now();
+        let delivered = delivery(uri)
+            .deliver(&client(), Bytes::from_static(b"spans"))
+            .await;
+        assert_eq!(delivered, Ok(()));
+        assert!(started.elapsed() < REPLY_BODY_READ + Duration::from_secs(2));
+        assert_eq!(count.load(Ordering::SeqCst), 1, "not sent again");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_for_good_is_not_retried() {
+        let (uri, count) = collector("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+        let delivered = delivery(uri)
+            .deliver(&client(), Bytes::from_static(b"spans"))
+            .await;
+        assert!(delivered.unwrap_err().contains("400"));
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_retries() {
+        let (uri, count) =
+            collector("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n").await;
+        let delivery = delivery(uri);
+        delivery.stopping.stop();
+        let delivered = delivery
+            .deliver(&client(), Bytes::from_static(b"spans"))
+            .await;
+        assert!(delivered.unwrap_err().contains("503"));
+        assert_eq!(count.load(Ordering::SeqCst), 1);
     }
 }
