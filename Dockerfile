@@ -1,6 +1,8 @@
 # explo-shim: a static binary on a distroless, non-root base, for linux/amd64 and linux/arm64.
 #
-#   docker build -t explo-shim .
+#   docker build \
+#     --build-arg EXPLO_SHIM_COMMIT="$(git rev-parse --short HEAD)" \
+#     --build-arg EXPLO_SHIM_SOURCE="$(git remote get-url origin)" -t explo-shim .
 #   docker buildx build --platform linux/amd64,linux/arm64 \
 #     --build-arg EXPLO_SHIM_COMMIT="$(git rev-parse --short HEAD)" \
 #     --build-arg EXPLO_SHIM_SOURCE="$(git remote get-url origin)" -t explo-shim .
@@ -59,7 +61,11 @@ RUN . /cross.env \
 FROM gcr.io/distroless/static-debian12:nonroot
 # The image's OCI labels. The version is the crate's (Cargo.toml; tests/it/release.rs checks
 # the two agree), the revision the commit the binary was built from, the source the repository
-# the build names (`--build-arg EXPLO_SHIM_SOURCE="$(git remote get-url origin)"`).
+# the build names. A Dockerfile cannot run git, so the last two come only from build arguments:
+#   --build-arg EXPLO_SHIM_COMMIT="$(git rev-parse --short HEAD)"
+#   --build-arg EXPLO_SHIM_SOURCE="$(git remote get-url origin)"
+# Without them both labels are empty strings and `--version` names no commit: a release build
+# passes both (the commands at the top of this file do).
 ARG EXPLO_SHIM_VERSION=0.2.0
 ARG EXPLO_SHIM_COMMIT
 ARG EXPLO_SHIM_SOURCE

@@ -47,8 +47,9 @@ pub const DEFAULT_MAX_HEADERS: u64 = 100;
 pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1024;
 /// Open client connections; past this the shim stops accepting (the kernel backlog holds
 /// the rest), so memory stays bounded however many clients connect. Chosen with
-/// [`DEFAULT_MAX_IN_FLIGHT`] so that both caps reached at once stay under the sidecar
-/// example's 128 MiB (115 MB measured by `benches/soak.sh`; `docs/design/memory.md`).
+/// [`DEFAULT_MAX_IN_FLIGHT`] so that both caps reached at once cost about 115 MB (measured by
+/// `benches/soak.sh`), which the deploy kit's 256 MiB limit holds with every bounded buffer
+/// full besides (`docs/design/memory.md`, "Sizing a container").
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 2048;
 /// Distinct client fingerprints tracked in metrics and `/usage`; the rest count as `other`.
 pub const DEFAULT_MAX_TRACKED_CLIENTS: u64 = 1000;

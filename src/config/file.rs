@@ -66,8 +66,34 @@ pub(super) fn read(path: &Path) -> Result<FileValues, ConfigError> {
             path.display()
         ))
     })?;
-    FileValues::parse(&text)
-        .map_err(|error| ConfigError(format!("invalid config file {}: {error}", path.display())))
+    FileValues::parse(&text).map_err(|error| {
+        ConfigError(format!(
+            "invalid config file {}: {}",
+            path.display(),
+            without_source(&text, &error)
+        ))
+    })
+}
+
+/// A TOML error as its place and message, without the quoted source line that toml's own
+/// text shows: that line may hold a secret (a Redis URL's password, say), and the error is
+/// logged, on every refused reload too.
+fn without_source(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end();
+    let Some(span) = error.span() else {
+        return message.to_owned();
+    };
+    let before = &text.as_bytes()[..span.start.min(text.len())];
+    let line = before.iter().filter(|&&byte| byte == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&byte| byte == b'\n')
+        .map_or(0, |at| at + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    format!("line {line}, column {column}: {message}")
 }
 
 /// What a table of the file may hold, directly: its settings, and the tables under it.
@@ -254,6 +280,20 @@ mod tests {
 
     fn error_of(text: &str) -> String {
         FileValues::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_error_names_its_place_but_never_quotes_the_line() {
+        let text = "workers = 2\n[rate_limit]\nredis_url = \"redis://:Secret@redis:6379/0\" x\n";
+        let error = FileValues::parse(text).unwrap_err();
+        let described = without_source(text, &error);
+        assert!(described.starts_with("line 3, column "), "{described}");
+        assert!(!described.contains("Secret"), "{described}");
+        // A half-written file, cut inside the secret.
+        let cut = "[rate_limit]\nredis_url = \"redis://:Sec";
+        let described = without_source(cut, &FileValues::parse(cut).unwrap_err());
+        assert!(described.starts_with("line 2, column "), "{described}");
+        assert!(!described.contains("Sec"), "{described}");
     }
 
     #[test]

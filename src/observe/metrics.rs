@@ -26,7 +26,8 @@
 //! The files: the registry (this one: every family, registered once with its help text),
 //! [`labels`], [`clients`] and [`eviction`], the [`recorders`] the serving code calls, and
 //! the [`exposition`] that writes it all out; [`process`] for the `process_*` metrics;
-//! [`request_duration`] for each request as its client saw it, with trace exemplars.
+//! [`request_duration`] for each request as its client saw it, with trace exemplars;
+//! [`sunset`] for the configured sunset, a gauge with no sample while none is set.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -44,6 +45,7 @@ pub mod labels;
 pub mod process;
 pub mod recorders;
 pub mod request_duration;
+pub mod sunset;
 
 use clients::ClientTable;
 use exposition::{Declared, DroppedLogLines};
@@ -55,8 +57,9 @@ use labels::{
 pub use eviction::OTHER_CLIENTS;
 pub use labels::{LOOKUPS, REFUSAL_REASONS, RouteKind, UpstreamFailure};
 pub use recorders::InFlightGuard;
-pub use request_duration::ReplyTimer;
 use request_duration::RequestDurations;
+pub use request_duration::RequestTimer;
+use sunset::Sunset;
 
 /// Every metric the shim exports.
 pub struct Metrics {
@@ -95,6 +98,10 @@ pub struct Metrics {
     /// `[success, failure]`: SIGHUP reloads of the config file.
     config_reloads: [Counter; 2],
     config_last_reload: Gauge,
+    /// 1 while the last reload was put in service (or none was tried), 0 after a refused one.
+    config_last_reload_successful: Gauge,
+    /// `deprecation.sunset` of the policy in service.
+    sunset: Sunset,
     clients: ClientTable,
 }
 
@@ -301,7 +308,7 @@ impl Metrics {
         let config_reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "config_reloads",
-            "Reloads of the config file on SIGHUP, by result",
+            "Reloads of the configuration, on SIGHUP or a watched file's change, by result",
             config_reloads.clone(),
         );
         let config_last_reload = Gauge::default();
@@ -310,6 +317,17 @@ impl Metrics {
             "When the config in service was loaded (Unix seconds): start-up or the last good reload",
             config_last_reload.clone(),
         );
+        let config_last_reload_successful = Gauge::default();
+        registry.register(
+            "config_last_reload_successful",
+            "1 when the last reload of the configuration (SIGHUP or a watched file) was put in \
+             service, or none was tried since start-up; 0 when it was refused",
+            config_last_reload_successful.clone(),
+        );
+        // The shim only starts on a configuration it accepted.
+        config_last_reload_successful.set(1);
+        let sunset = Sunset::default();
+        registry.register_collector(Box::new(sunset.clone()));
         registry.register_collector(Box::new(DroppedLogLines));
         registry.register(
             "build",
@@ -347,6 +365,8 @@ impl Metrics {
                     .clone()
             }),
             config_last_reload,
+            config_last_reload_successful,
+            sunset,
             request_durations,
             upstream_errors,
             in_flight,
@@ -469,6 +489,37 @@ mod tests {
             assert!(lines.contains(&line.as_str()), "missing {line} in\n{text}");
         }
         assert!(!text.contains("explo_shim_legacy_calls_total{"), "{text}");
+    }
+
+    #[test]
+    fn the_last_reload_is_successful_until_one_is_refused() {
+        let metrics = Metrics::new(10);
+        let successful = |metrics: &Metrics| {
+            let text = metrics.encode();
+            text.lines()
+                .find_map(|line| line.strip_prefix("explo_shim_config_last_reload_successful "))
+                .unwrap_or_else(|| panic!("{text}"))
+                .to_owned()
+        };
+        assert_eq!(
+            successful(&metrics),
+            "1",
+            "start-up accepted its configuration"
+        );
+        metrics.config_reload(false);
+        assert_eq!(successful(&metrics), "0");
+        metrics.config_reload(false);
+        assert_eq!(successful(&metrics), "0");
+        metrics.config_reload(true);
+        assert_eq!(successful(&metrics), "1");
+        let text = metrics.encode();
+        for line in [
+            r#"explo_shim_config_reloads_total{result="success"} 1"#,
+            r#"explo_shim_config_reloads_total{result="failure"} 2"#,
+            "# TYPE explo_shim_config_last_reload_successful gauge",
+        ] {
+            assert!(text.lines().any(|found| found == line), "{line} in\n{text}");
+        }
     }
 
     #[test]

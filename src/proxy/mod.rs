@@ -27,7 +27,7 @@ use crate::message::headers::framing::check_request_framing;
 use crate::message::headers::hop::strip_hop_by_hop;
 use crate::message::headers::request_id::{X_REQUEST_ID, request_id};
 use crate::observe::access_log::{AccessEntry, BytesIn, UpstreamStatus, counted};
-use crate::observe::metrics::{InFlightGuard, Metrics, ReplyTimer};
+use crate::observe::metrics::{InFlightGuard, Metrics, RequestTimer};
 use crate::observe::otel::{Settings as TraceSettings, TraceScope, Tracing};
 use crate::observe::usage::UsageTracker;
 use crate::proxy::legacy_call::LegacyCalls;
@@ -198,15 +198,18 @@ impl Proxy {
                     .map(|scope| (scope.trace_id(), scope.span_id())),
             )
         });
-        let clock = RequestClock {
+        // Observed once: with the reply's body, or here, when this future is dropped because the
+        // client went away before there was a reply (`aborted`).
+        let timer = self.shared.metrics.request_timer(
+            route,
             started,
-            exemplar: trace
+            trace
                 .as_ref()
                 .filter(|scope| scope.is_sampled())
                 .map(TraceScope::trace_id),
-        };
+        );
         let mut response = self
-            .handle_with_id(recognised, request, client, id_text, clock)
+            .handle_with_id(recognised, request, client, id_text, timer)
             .instrument(span)
             .await;
         if let Some(scope) = trace {
@@ -225,22 +228,22 @@ impl Proxy {
         request: Request<Incoming>,
         client: SocketAddr,
         id: &str,
-        clock: RequestClock,
+        timer: RequestTimer,
     ) -> Response<ProxyBody> {
         let route = match recognised {
             Ok(route) => route,
             Err(unsafe_path) => {
                 let response = ShimError::from(unsafe_path).into_logged_response(id);
-                return self.until_sent(response, None, clock, None);
+                return self.until_sent(response, timer, None);
             }
         };
         let Some(route) = route else {
-            return self.dispatch(None, request, client, id, None, clock).await;
+            return self.dispatch(None, request, client, id, None, timer).await;
         };
         // Read once: the call keeps these rules to its end, whatever a reload does meanwhile.
         let policy = self.shared.policy.snapshot();
         let mut response = self
-            .dispatch(Some(route), request, client, id, Some(&policy), clock)
+            .dispatch(Some(route), request, client, id, Some(&policy), timer)
             .await;
         // Every reply to a legacy call says it is deprecated, the shim's own errors too.
         policy.deprecation.apply(route, response.headers_mut());
@@ -254,13 +257,13 @@ impl Proxy {
         client: SocketAddr,
         id: &str,
         policy: Option<&Policy>,
-        clock: RequestClock,
+        timer: RequestTimer,
     ) -> Response<ProxyBody> {
         // Shed at once rather than queue: a queue would grow without bound under overload.
         let Ok(permit) = Arc::clone(&self.shared.in_flight).try_acquire_owned() else {
             self.shared.metrics.shed();
             let response = ShimError::Overloaded.into_logged_response(id);
-            return self.until_sent(response, route, clock, None);
+            return self.until_sent(response, timer, None);
         };
         let held = (permit, self.shared.metrics.in_flight());
         // One async fn, not a call to another: a nested one's future (several KB) would be
@@ -290,7 +293,7 @@ impl Proxy {
         };
         // The slot and the count go with the reply's body until it has been handed on in full
         // or abandoned: a reply still being sent holds its upstream connection and buffers.
-        self.until_sent(response, route, clock, Some(held))
+        self.until_sent(response, timer, Some(held))
     }
 
     /// The reply, whose body holds the request's clock (and its place in flight, if it took
@@ -300,16 +303,10 @@ impl Proxy {
     fn until_sent(
         &self,
         response: Response<ProxyBody>,
-        route: Option<LegacyRoute>,
-        clock: RequestClock,
+        mut timer: RequestTimer,
         in_flight: Option<(OwnedSemaphorePermit, InFlightGuard)>,
     ) -> Response<ProxyBody> {
-        let timer = self.shared.metrics.reply_timer(
-            route,
-            response.status().as_u16(),
-            clock.started,
-            clock.exemplar,
-        );
+        timer.answered(response.status().as_u16());
         let until_sent = UntilSent {
             in_flight,
             timer: Some(timer),
@@ -374,14 +371,6 @@ impl Proxy {
     }
 }
 
-/// When a request's head was read, and the trace id its duration's exemplar names (a sampled
-/// trace's only).
-#[derive(Clone, Copy)]
-struct RequestClock {
-    started: Instant,
-    exemplar: Option<opentelemetry::TraceId>,
-}
-
 /// What a reply's body holds until it ends, fails or is dropped (sent in full, or abandoned:
 /// the client went away or was cut off by the send timeout): the request's place under
 /// `limits.max_in_flight` and its count in `explo_shim_requests_in_flight` (none for a request
@@ -389,14 +378,13 @@ struct RequestClock {
 /// then, as the client saw the reply end.
 struct UntilSent {
     in_flight: Option<(OwnedSemaphorePermit, InFlightGuard)>,
-    timer: Option<ReplyTimer>,
+    timer: Option<RequestTimer>,
 }
 
 impl UntilSent {
     fn done(&mut self) {
-        if let Some(timer) = self.timer.take() {
-            timer.stop();
-        }
+        // Dropping the timer observes it.
+        self.timer = None;
         self.in_flight = None;
     }
 }

@@ -229,6 +229,7 @@ impl Reloader {
         metrics: Arc<Metrics>,
     ) -> Self {
         metrics.config_loaded(unix_seconds(SystemTime::now()));
+        metrics.sunset(policy.peek().sunset_at);
         Self {
             overrides,
             running,
@@ -311,6 +312,7 @@ impl Reloader {
                 token.warn_if_short();
             }
         }
+        self.metrics.sunset(policy.sunset_at);
         self.policy.replace(policy);
         for change in &waiting {
             tracing::warn!(

@@ -77,6 +77,15 @@ impl Reloads {
             if unchanged_if.as_ref() == Some(&fingerprint) {
                 return (Some(fingerprint), None);
             }
+            let not_files = fingerprint.not_files();
+            if trigger == Trigger::FileChange && !not_files.is_empty() {
+                tracing::warn!(
+                    files = ?not_files,
+                    "a watched path is not a regular file (a FIFO, a device or a directory): \
+                     not reloaded on a file change; SIGHUP reads it, with its clock"
+                );
+                return (Some(fingerprint), None);
+            }
             if trigger == Trigger::FileChange {
                 tracing::info!(
                     files = ?files,
@@ -96,8 +105,8 @@ impl Reloads {
         *last_read = fingerprint;
         let Some(prepared) = prepared else {
             tracing::debug!(
-                "a watched file had an event, but the files are as the last reload read them; \
-                 nothing to reload"
+                "a watched file had an event, but nothing to reload (the files are as the last \
+                 reload read them, or one is not a regular file)"
             );
             return;
         };

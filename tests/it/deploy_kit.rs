@@ -6,6 +6,7 @@
 mod kustomize;
 mod promql;
 mod sidecar;
+mod sidecar_patch;
 
 use crate::deployment::repo_file;
 use yaml_rust2::{Yaml, YamlLoader};

@@ -552,3 +552,134 @@ async fn log_lines_and_exemplars_name_the_exported_server_span() {
     );
     assert!(!text.contains(&passed_trace), "{text}");
 }
+
+/// The SERVER span of `trace_id`, once the collector has it.
+async fn exported_server_span(collector: &Collector, trace_id: &str) -> Value {
+    until_ok(Duration::from_secs(20), || async {
+        collector
+            .spans()
+            .into_iter()
+            .find(|span| span["traceId"] == trace_id && span["kind"] == 2)
+            .ok_or_else(|| format!("no SERVER span of {trace_id}: {:#?}", collector.spans()))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_shims_own_answers_and_upstream_failures_join_their_lines_to_the_server_span() {
+    let collector = Collector::start().await;
+    let upstream = FakeUpstream::start(|request| match request.path() {
+        // Held past `upstream.timeout` (3 s: time enough, on a busy machine, for the request shed
+        // meanwhile): the shim answers 504.
+        "/api/held/" => Reply::json(200, json!({})).delayed(Duration::from_secs(30)),
+        _ => Reply::json(200, json!({"success": 1, "customers": []})),
+    })
+    .await;
+    let env = traced(&collector);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let config = TempConfig::new("[limits]\nmax_in_flight = 1\n");
+    let shim = Shim::start_with_env(
+        &upstream.url(),
+        &[
+            "--access-log",
+            "--config",
+            config.path(),
+            "--upstream-timeout",
+            "3s",
+        ],
+        &env,
+    );
+    // Each request continues a trace of its own, so that its spans can be told apart even
+    // when the shim calls no upstream.
+    let traceparent =
+        |case: u8| format!("00-5bf92f3577b34da6a3ce929d0e0e47{case:02x}-{CALLER_SPAN}-01");
+    let held = {
+        let url = shim.url("/api/held/");
+        let traceparent = traceparent(1);
+        tokio::spawn(async move {
+            send("GET", &url, &[("traceparent", traceparent.as_str())], "").await
+        })
+    };
+    until(
+        Duration::from_secs(10),
+        "the held request never reached the upstream",
+        || async { (!upstream.requests().is_empty()).then_some(()) },
+    )
+    .await;
+    // The only place in flight is taken: shed.
+    let shed = send(
+        "GET",
+        &shim.url("/api/customers/"),
+        &[("traceparent", traceparent(2).as_str())],
+        "",
+    )
+    .await;
+    shed.assert_shim_error(503, "overloaded");
+    let held = held.await.unwrap();
+    held.assert_shim_error(504, "upstream_timeout");
+    let refused = send(
+        "POST",
+        &shim.url("/api/create_user_group/"),
+        &[
+            ("content-type", "application/json"),
+            (TOKEN_HEADER, TEAM_TOKEN),
+            ("traceparent", traceparent(3).as_str()),
+        ],
+        "not json",
+    )
+    .await;
+    refused.assert_shim_error(400, "invalid_json");
+    let head = send(
+        "HEAD",
+        &shim.url("/api/customers/"),
+        &[
+            (TOKEN_HEADER, TEAM_TOKEN),
+            ("traceparent", traceparent(4).as_str()),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(head.status, 200);
+
+    // (reply, its case, whether it is a legacy call with a deprecated-usage line)
+    let cases = [
+        ("upstream timeout", &held, 1, false),
+        ("shed", &shed, 2, false),
+        ("refused body", &refused, 3, true),
+        ("HEAD pass-through", &head, 4, false),
+    ];
+    let access = until_ok(Duration::from_secs(10), || async {
+        let lines = shim.events_so_far("access");
+        match lines.len() >= cases.len() {
+            true => Ok(lines),
+            false => Err(format!("{:?}", shim.logs())),
+        }
+    })
+    .await;
+    let audit = shim.events("deprecated");
+    for (name, got, case, legacy) in cases {
+        let trace_id = format!("5bf92f3577b34da6a3ce929d0e0e47{case:02x}");
+        let server = exported_server_span(&collector, &trace_id).await;
+        let request_id = got.header("x-request-id").unwrap();
+        assert_eq!(
+            attribute(&server, "explo.request_id").as_deref(),
+            Some(request_id),
+            "{name}"
+        );
+        let mut lines: Vec<&Value> = access
+            .iter()
+            .filter(|line| line["request_id"] == request_id)
+            .collect();
+        assert_eq!(lines.len(), 1, "{name}: {access:?}");
+        let audited: Vec<&Value> = audit
+            .iter()
+            .filter(|line| line["request_id"] == request_id)
+            .collect();
+        assert_eq!(audited.len(), usize::from(legacy), "{name}: {audit:?}");
+        lines.extend(audited);
+        for line in lines {
+            assert_eq!(line["trace_id"], trace_id.as_str(), "{name}: {line}");
+            assert_eq!(line["span_id"], server["spanId"], "{name}: {line}");
+        }
+    }
+}

@@ -127,6 +127,10 @@ fn reloads(result: &str, count: u32) -> String {
 }
 
 /// The shim, once its watch is set up (a change before that would not be seen).
+fn last_reload_successful(value: u8) -> String {
+    format!("explo_shim_config_last_reload_successful {value}")
+}
+
 async fn watched_shim(upstream: &FakeUpstream, args: &[&str]) -> Shim {
     let shim = Shim::start(&upstream.url(), args);
     shim.wait_for_line("the watch was never set up", |line| line.contains(ARMED))
@@ -178,6 +182,7 @@ async fn a_broken_swap_is_refused_and_counted_and_the_next_good_one_is_taken() {
         .await;
     assert!(refused.contains("file change"), "{refused}");
     assert_eq!(team_id(&shim).await, 7, "the running config stays");
+    assert!(metrics(&shim).await.contains(&last_reload_successful(0)));
 
     // A valid file with an invalid value is refused whole, naming the key.
     volume.swap(&[(
@@ -195,10 +200,43 @@ async fn a_broken_swap_is_refused_and_counted_and_the_next_good_one_is_taken() {
     );
     assert_eq!(team_id(&shim).await, 7);
 
+    // The same refused bytes again: no reload, so nothing is counted and the gauge stays 0.
+    let unchanged = shim
+        .lines_so_far()
+        .iter()
+        .filter(|line| line.contains(UNCHANGED))
+        .count();
+    volume.swap(&[(
+        "config.toml",
+        "[legacy]\nteam_id = 9\n[rate_limit]\nper_minute = 0\n",
+    )]);
+    until(
+        RELOADED_WITHIN,
+        "the same bytes were not looked at",
+        || async {
+            (shim
+                .lines_so_far()
+                .iter()
+                .filter(|line| line.contains(UNCHANGED))
+                .count()
+                > unchanged)
+                .then_some(())
+        },
+    )
+    .await;
+    let text = metrics(&shim).await;
+    assert!(text.contains(&reloads("failure", 2)), "{text}");
+    assert!(text.contains(&last_reload_successful(0)), "{text}");
+
     volume.swap(&[("config.toml", "[legacy]\nteam_id = 9\n")]);
     wait_for_team_id(&shim, 9).await;
     shim.wait_for_metric(&reloads("success", 1), "the good swap was not counted")
         .await;
+    shim.wait_for_metric(
+        &last_reload_successful(1),
+        "the good swap set the gauge back",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -359,6 +397,60 @@ async fn a_reload_that_names_another_token_file_watches_that_one() {
     )
     .await;
     assert_eq!(status("third-token-0123456789abcdef0123456").await, 200);
+}
+
+#[tokio::test]
+async fn a_fifo_in_a_watched_files_place_is_not_read_and_the_file_back_is_taken() {
+    // A FIFO nobody writes to would hold a reload's read for its whole clock, and then keep
+    // that path on the list of blocked readers: every later reload refused until a restart.
+    let upstream = team_only_upstream().await;
+    let dir = temp_path("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "first-token-0123456789abcdef0123456789\n").unwrap();
+    let config = TempConfig::new(&format!("admin_token_file = \"{}\"\n", token.display()));
+    let shim = watched_shim(&upstream, &["--config", config.path()]).await;
+    let status = |token: &'static str| {
+        let url = shim.admin_url("/usage");
+        async move {
+            let bearer = format!("Bearer {token}");
+            send("GET", &url, &[("authorization", &bearer)], "")
+                .await
+                .status
+        }
+    };
+
+    std::fs::remove_file(&token).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&token)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    shim.wait_for_line("the FIFO was not reported", |line| {
+        line.contains("not a regular file")
+    })
+    .await;
+    // Not read, so not refused (`/metrics` wants the token: the log says it).
+    assert_eq!(lines_of(&shim, REFUSED, "file change"), 0);
+    assert_eq!(status("first-token-0123456789abcdef0123456789").await, 200);
+
+    // The file back, moved over the FIFO as a Secret tool or an editor would.
+    let fresh = dir.join("token.new");
+    std::fs::write(&fresh, "second-token-0123456789abcdef012345\n").unwrap();
+    std::fs::rename(&fresh, &token).unwrap();
+    shim.wait_for_line("the file back was not taken", |line| {
+        line.contains(RELOADED) && line.contains("file change")
+    })
+    .await;
+    assert_eq!(status("second-token-0123456789abcdef012345").await, 200);
+    // And nothing was left blocked: SIGHUP reads the path again.
+    shim.signal("HUP");
+    shim.wait_for_line("SIGHUP was refused after the FIFO", |line| {
+        line.contains(RELOADED) && line.contains("\"trigger\":\"SIGHUP\"")
+    })
+    .await;
+    assert_eq!(lines_of(&shim, REFUSED, "SIGHUP"), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]

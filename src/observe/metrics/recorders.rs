@@ -15,7 +15,7 @@ use super::labels::{
     EndpointLabels, LOOKUPS, LegacyCallLabels, LookupLabels, REFUSAL_REASONS, RefusalLabels,
     RouteKind, UpstreamFailure, status_class, status_class_index,
 };
-use super::request_duration::ReplyTimer;
+use super::request_duration::RequestTimer;
 use crate::legacy::route::LegacyRoute;
 
 impl Metrics {
@@ -34,18 +34,16 @@ impl Metrics {
         self.pass_through_by_class[status_class_index(status)].inc();
     }
 
-    /// The clock of a request to `route` (`None`: passed through) answered with `status`,
-    /// started when its head was read; stopped when its reply has been sent or cut off. The
-    /// exemplar is the trace id of a sampled trace, `None` otherwise.
-    pub fn reply_timer(
-        &self,
+    /// The clock of a request to `route` (`None`: passed through), started when its head was
+    /// read; observed when it is dropped ([`RequestTimer`]). The exemplar is the trace id of a
+    /// sampled trace, `None` otherwise.
+    pub fn request_timer(
+        self: &Arc<Self>,
         route: Option<LegacyRoute>,
-        status: u16,
         started: Instant,
         exemplar: Option<TraceId>,
-    ) -> ReplyTimer {
-        let series = self.request_durations.series(route, status).clone();
-        ReplyTimer::new(series, started, exemplar)
+    ) -> RequestTimer {
+        RequestTimer::new(Arc::clone(self), route, started, exemplar)
     }
 
     pub fn upstream_latency(&self, kind: RouteKind, latency: Duration) {
@@ -148,9 +146,16 @@ impl Metrics {
             .set(i64::try_from(unix_seconds).unwrap_or(i64::MAX));
     }
 
-    /// A SIGHUP reload ended: put in service, or refused.
+    /// A reload (SIGHUP or a watched file) ended: put in service, or refused. A file event
+    /// that found the files unchanged is no reload, and is not counted.
     pub fn config_reload(&self, succeeded: bool) {
         self.config_reloads[usize::from(!succeeded)].inc();
+        self.config_last_reload_successful.set(i64::from(succeeded));
+    }
+
+    /// A policy was put in service (start-up, or a good reload) with this `deprecation.sunset`.
+    pub fn sunset(&self, sunset: Option<std::time::SystemTime>) {
+        self.sunset.set(sunset);
     }
 
     pub fn fleet_usage_dropped(&self) {

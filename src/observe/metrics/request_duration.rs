@@ -3,8 +3,16 @@
 //! or the moment the reply was cut off), by `endpoint` and `status_class`. The shim's own
 //! answers (refusals, 429s, 503s, errors) count too, under the endpoint they addressed.
 //!
-//! A series is made at its first request, not from start-up: 25 series of 17 samples each at 0
-//! would be most of the exposition. The labels are still a closed set (five endpoints, five
+//! A request the client gave up on before it had a reply (it closed the connection or reset
+//! the stream while the shim waited for the upstream) counts under `status_class="aborted"`,
+//! for as long as the client waited: that is the client that timed out against a hung
+//! upstream, and leaving it out would keep the p99 low through the very incident it is for.
+//! One [`RequestTimer`] per request, made when its head is read, observes once, when it is
+//! dropped: with the reply's status if [`RequestTimer::answered`] was told one, as `aborted`
+//! otherwise. Rust drops a value once, so no path can count a request twice or not at all.
+//!
+//! A series is made at its first request, not from start-up: 30 series of 17 samples each at 0
+//! would be most of the exposition. The labels are still a closed set (five endpoints, six
 //! classes), and each series' handle is kept once taken, so a request pays a load, not the
 //! family's lock and hash.
 //!
@@ -14,7 +22,7 @@
 //! text. With tracing off, or for an unsampled trace, the observation carries none and
 //! allocates nothing.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use opentelemetry::TraceId;
@@ -23,6 +31,7 @@ use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use super::Metrics;
 use super::exposition::Declared;
 use super::labels::{PASS_THROUGH, STATUS_CLASSES, status_class_index};
 use crate::legacy::route::LegacyRoute;
@@ -39,6 +48,13 @@ pub const REQUEST_DURATION_BUCKETS: [f64; 15] = [
 /// The label values of `endpoint`: the legacy endpoints, in [`LegacyRoute::ALL`]'s order, then
 /// [`PASS_THROUGH`] for everything else.
 const ENDPOINTS: usize = LegacyRoute::ALL.len() + 1;
+
+/// The `status_class` of a request its client gave up on before it had a reply.
+pub const ABORTED: &str = "aborted";
+
+/// The `status_class` values: [`STATUS_CLASSES`], then [`ABORTED`] at [`ABORTED_INDEX`].
+const CLASSES: usize = STATUS_CLASSES.len() + 1;
+const ABORTED_INDEX: usize = STATUS_CLASSES.len();
 
 type Durations = HistogramWithExemplars<TraceExemplar>;
 
@@ -69,7 +85,7 @@ struct RequestLabels {
 /// The family and the handles taken into it, by endpoint and status class.
 pub(super) struct RequestDurations {
     family: Family<RequestLabels, Durations, fn() -> Durations>,
-    handles: [[OnceLock<Durations>; STATUS_CLASSES.len()]; ENDPOINTS],
+    handles: [[OnceLock<Durations>; CLASSES]; ENDPOINTS],
 }
 
 impl RequestDurations {
@@ -83,7 +99,8 @@ impl RequestDurations {
             "request_duration_seconds",
             "Requests on the main listener as their clients saw them, from the request head to \
              the last byte of the reply handed to the connection (or the reply cut off), by \
-             legacy endpoint or pass_through, and by the status class sent",
+             legacy endpoint or pass_through, and by the status class sent (aborted: the \
+             client gave up before there was a reply, observed when it did)",
             Declared(family.clone()),
         );
         Self {
@@ -92,19 +109,24 @@ impl RequestDurations {
         }
     }
 
-    /// The series of a request to `route` (`None`: passed through) answered with `status`.
-    pub(super) fn series(&self, route: Option<LegacyRoute>, status: u16) -> &Durations {
+    /// The series of a request to `route` (`None`: passed through) answered with `status`
+    /// (`None`: the client gave up before there was a reply).
+    pub(super) fn series(&self, route: Option<LegacyRoute>, status: Option<u16>) -> &Durations {
         let endpoint = route.map_or(LegacyRoute::ALL.len(), |route| route as usize);
-        let class = status_class_index(status);
+        let class = status.map_or(ABORTED_INDEX, status_class_index);
         self.handles[endpoint][class].get_or_init(|| {
             self.family
                 .get_or_create(&RequestLabels {
                     endpoint: endpoint_label(route),
-                    status_class: STATUS_CLASSES[class],
+                    status_class: class_label(class),
                 })
                 .clone()
         })
     }
+}
+
+fn class_label(class: usize) -> &'static str {
+    STATUS_CLASSES.get(class).copied().unwrap_or(ABORTED)
 }
 
 /// The `endpoint` label of a request to `route`.
@@ -112,32 +134,54 @@ fn endpoint_label(route: Option<LegacyRoute>) -> &'static str {
     route.map_or(PASS_THROUGH, LegacyRoute::legacy_endpoint)
 }
 
-/// One request's clock, made when its reply's status is known and stopped when the reply has
-/// been sent or cut off ([`ReplyTimer::stop`]).
-pub struct ReplyTimer {
-    series: Durations,
+/// One request's clock in the histogram: made when its head is read, observed once, when it
+/// is dropped (the reply sent, cut off or dropped, or the request's future dropped because
+/// its client went away): under the status [`RequestTimer::answered`] was told, `aborted`
+/// when there was none. It holds a count on the metrics, not a copy of anything: a request
+/// pays no allocation for it.
+pub struct RequestTimer {
+    metrics: Arc<Metrics>,
+    route: Option<LegacyRoute>,
     started: Instant,
     exemplar: Option<TraceId>,
+    status: Option<u16>,
 }
 
-impl ReplyTimer {
-    pub(super) fn new(series: Durations, started: Instant, exemplar: Option<TraceId>) -> Self {
+impl RequestTimer {
+    pub(super) fn new(
+        metrics: Arc<Metrics>,
+        route: Option<LegacyRoute>,
+        started: Instant,
+        exemplar: Option<TraceId>,
+    ) -> Self {
         Self {
-            series,
+            metrics,
+            route,
             started,
             exemplar,
+            status: None,
         }
     }
 
-    /// Observes the time since the request's head was read.
-    pub fn stop(self) {
+    /// The request has a reply with `status`: the timer now goes with the reply's body, and
+    /// is observed under this status's class when that body ends or is dropped.
+    pub fn answered(&mut self, status: u16) {
+        self.status = Some(status);
+    }
+}
+
+impl Drop for RequestTimer {
+    fn drop(&mut self) {
         let seconds = self.started.elapsed().as_secs_f64();
         let exemplar = self.exemplar.map(|trace_id| TraceExemplar {
             trace_id: TraceIdLabel(trace_id),
         });
         // OpenMetrics wants an exemplar's time; there is none to read without one.
         let at = exemplar.as_ref().map(|_| SystemTime::now());
-        self.series.observe(seconds, exemplar, at);
+        self.metrics
+            .request_durations
+            .series(self.route, self.status)
+            .observe(seconds, exemplar, at);
     }
 }
 
@@ -199,21 +243,87 @@ mod tests {
         );
     }
 
+    /// One request to `route` answered with `status`, its reply sent at once.
+    fn answer(
+        metrics: &Arc<Metrics>,
+        route: Option<LegacyRoute>,
+        status: u16,
+        trace: Option<TraceId>,
+    ) {
+        let mut timer = metrics.request_timer(route, Instant::now(), trace);
+        timer.answered(status);
+    }
+
+    /// The `_count` and `_sum` of one series in the OpenMetrics text, `None` when it is absent.
+    fn count_and_sum(text: &str, endpoint: &str, class: &str) -> Option<(u64, f64)> {
+        let labels = format!(r#"{{endpoint="{endpoint}",status_class="{class}"}} "#);
+        let value = |name: &str| {
+            text.lines().find_map(|line| {
+                line.strip_prefix(&format!(
+                    "explo_shim_request_duration_seconds_{name}{labels}"
+                ))
+            })
+        };
+        Some((
+            value("count")?.parse().unwrap(),
+            value("sum")?.parse().unwrap(),
+        ))
+    }
+
+    #[test]
+    fn a_request_is_observed_once_with_its_reply_or_as_aborted_without() {
+        let metrics = Arc::new(Metrics::new(10));
+        // The client went away before there was a reply: the timer is dropped unanswered.
+        let started = Instant::now() - std::time::Duration::from_millis(250);
+        drop(metrics.request_timer(Some(LegacyRoute::CreateUserGroup), started, None));
+        drop(metrics.request_timer(None, Instant::now(), None));
+        // Answered, then told again (a reply replaced before it was sent): one observation,
+        // under the last status, and none as aborted.
+        let mut timer =
+            metrics.request_timer(Some(LegacyRoute::CreateUserGroup), Instant::now(), None);
+        timer.answered(502);
+        timer.answered(200);
+        drop(timer);
+
+        let text = metrics.encode();
+        let (count, sum) = count_and_sum(&text, "create_user_group", ABORTED).unwrap();
+        assert_eq!(count, 1, "{text}");
+        assert!(sum >= 0.25, "the time the client waited: {sum}");
+        assert_eq!(count_and_sum(&text, "pass_through", ABORTED).unwrap().0, 1);
+        assert_eq!(
+            count_and_sum(&text, "create_user_group", "2xx").unwrap().0,
+            1
+        );
+        assert_eq!(
+            count_and_sum(&text, "create_user_group", "5xx"),
+            None,
+            "{text}"
+        );
+        assert_eq!(
+            samples(&text)
+                .iter()
+                .filter(|line| line.contains("_count{"))
+                .count(),
+            3
+        );
+        assert!(
+            text.contains("(aborted: the client gave up before there was a reply"),
+            "the help text names the sixth class: {text}"
+        );
+    }
+
     #[test]
     fn a_sampled_trace_is_an_exemplar_in_openmetrics_only() {
-        let metrics = Metrics::new(10);
+        let metrics = Arc::new(Metrics::new(10));
         let trace = TraceId::from_hex(TRACE).unwrap();
-        let started = Instant::now();
-        metrics
-            .reply_timer(
-                Some(LegacyRoute::UpdateUserGroup),
-                200,
-                started,
-                Some(trace),
-            )
-            .stop();
-        metrics.reply_timer(None, 503, started, None).stop();
-        metrics.reply_timer(None, 404, started, None).stop();
+        answer(
+            &metrics,
+            Some(LegacyRoute::UpdateUserGroup),
+            200,
+            Some(trace),
+        );
+        answer(&metrics, None, 503, None);
+        answer(&metrics, None, 404, None);
 
         let open = metrics.encode();
         let with_exemplar: Vec<&str> = samples(&open)
@@ -274,12 +384,14 @@ mod tests {
     fn a_series_is_made_once_at_its_first_request_and_shared_after() {
         let mut registry = Registry::default();
         let durations = RequestDurations::register(&mut registry);
-        let first = durations.series(None, 200) as *const Durations;
-        assert_eq!(first, durations.series(None, 204) as *const Durations);
-        assert_ne!(first, durations.series(None, 500) as *const Durations);
-        // 1 endpoint × 2 classes so far, not the 25 there could be.
+        let first = durations.series(None, Some(200)) as *const Durations;
+        assert_eq!(first, durations.series(None, Some(204)) as *const Durations);
+        assert_ne!(first, durations.series(None, Some(500)) as *const Durations);
+        assert_ne!(first, durations.series(None, None) as *const Durations);
+        // 1 endpoint × 3 classes so far, not the 30 there could be.
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        assert_eq!(text.matches("le=\"+Inf\"").count(), 2, "{text}");
+        assert_eq!(text.matches("le=\"+Inf\"").count(), 3, "{text}");
+        assert!(text.contains(r#"status_class="aborted""#), "{text}");
     }
 }

@@ -20,26 +20,51 @@ pub fn watched_files(config_file: Option<&Path>, config: &Config) -> Vec<PathBuf
     files
 }
 
-/// Each file with the SHA-256 of its bytes, or `None` where it could not be read. Only the
-/// digest is kept: the token's bytes stay in the policy, not here.
+/// What the watch found at a file: its bytes' SHA-256, or why there are none.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprint(Vec<(PathBuf, Option<[u8; 32]>)>);
+enum Found {
+    Digest([u8; 32]),
+    /// Missing or unreadable: a reload would refuse it, and says why.
+    Unreadable,
+    /// A FIFO, a device or a directory where a file should be. It is not opened: a FIFO
+    /// nobody writes to would hold the read for its whole clock and then stay on the list of
+    /// blocked readers, refusing every later reload of that path until a restart.
+    NotAFile,
+}
+
+/// Each file with the SHA-256 of its bytes, or why it has none. Only the digest is kept: the
+/// token's bytes stay in the policy, not here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint(Vec<(PathBuf, Found)>);
 
 impl Fingerprint {
-    /// Reads every file, each with the clock and cap of [`crate::config::read`]: blocks, so
-    /// run it on a blocking thread.
+    /// Reads every regular file, each with the clock and cap of [`crate::config::read`]:
+    /// blocks, so run it on a blocking thread.
     pub fn read(files: &[PathBuf]) -> Self {
         Self(
             files
                 .iter()
                 .map(|file| {
-                    let digest = read_bounded(file)
-                        .ok()
-                        .map(|bytes| Sha256::digest(&bytes).into());
-                    (file.clone(), digest)
+                    let found = match std::fs::metadata(file) {
+                        Ok(metadata) if !metadata.is_file() => Found::NotAFile,
+                        _ => read_bounded(file).map_or(Found::Unreadable, |bytes| {
+                            Found::Digest(Sha256::digest(&bytes).into())
+                        }),
+                    };
+                    (file.clone(), found)
                 })
                 .collect(),
         )
+    }
+
+    /// The files that are not regular files; a file change does not reload while there are
+    /// any (SIGHUP still does, with its clock).
+    pub fn not_files(&self) -> Vec<&Path> {
+        self.0
+            .iter()
+            .filter(|(_, found)| *found == Found::NotAFile)
+            .map(|(path, _)| path.as_path())
+            .collect()
     }
 }
 
@@ -56,9 +81,23 @@ mod tests {
         let files = [file.clone(), dir.join("missing")];
         let first = Fingerprint::read(&files);
         assert_eq!(first, Fingerprint::read(&files));
-        assert!(first.0[1].1.is_none(), "an unreadable file has no digest");
+        assert_eq!(
+            first.0[1].1,
+            Found::Unreadable,
+            "a missing file has no digest"
+        );
+        assert!(first.not_files().is_empty());
         std::fs::write(&file, "a = 2\n").unwrap();
         assert_ne!(first, Fingerprint::read(&files));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_directory_where_a_file_should_be_is_not_opened() {
+        let dir = std::env::temp_dir().join(format!("explo-shim-fp-dir-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("token")).unwrap();
+        let fingerprint = Fingerprint::read(&[dir.join("token")]);
+        assert_eq!(fingerprint.not_files(), [dir.join("token").as_path()]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

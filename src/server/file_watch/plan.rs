@@ -56,9 +56,13 @@ impl WatchPlan {
                     break;
                 };
                 // `config.toml -> ..data/config.toml`: the link that changes is `..data`, a
-                // name in the same directory; what lies beyond it is replaced whole.
+                // name in the same directory; what lies beyond it is replaced whole. Only when
+                // that first part is itself a link: `config.toml -> conf/config.toml` into a
+                // plain directory is followed there, where the file is edited.
                 let mut parts = target.components();
-                if let (Some(Component::Normal(first)), Some(_)) = (parts.next(), parts.next()) {
+                if let (Some(Component::Normal(first)), Some(_)) = (parts.next(), parts.next())
+                    && read_link(&dir.join(first)).is_some()
+                {
                     names.insert(first.to_owned());
                     break;
                 }
@@ -177,9 +181,13 @@ mod tests {
     fn a_kubelet_mount_watches_the_data_link_and_ignores_the_timestamped_dirs() {
         let plan = WatchPlan::new(
             &paths(&["/etc/shim/config.toml"]),
-            links(&[("/etc/shim/config.toml", "..data/config.toml")]),
+            links(&[
+                ("/etc/shim/config.toml", "..data/config.toml"),
+                ("/etc/shim/..data", "..2026_12_07_12_00_00.1"),
+            ]),
         );
         assert_eq!(names(&plan, "/etc/shim"), ["..data", "config.toml"]);
+        assert_eq!(plan.dirs().count(), 1, "the timestamped dir is not watched");
         let data = paths(&["/etc/shim/..data"]);
         let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));
         assert_eq!(plan.classify(&renamed, &data), Seen::Change);
@@ -214,6 +222,21 @@ mod tests {
         assert_eq!(names(&plan, "/srv/conf"), ["..data", "v2.toml"]);
         // The loop back to the start ends within the limit.
         assert_eq!(plan.dirs().count(), 2);
+    }
+
+    #[test]
+    fn a_link_into_a_plain_directory_is_followed_there() {
+        // `config.toml -> conf/config.toml` where `conf` is a directory, not a link: the file
+        // is edited in `conf`, so that is where to watch.
+        let plan = WatchPlan::new(
+            &paths(&["/etc/shim/config.toml"]),
+            links(&[("/etc/shim/config.toml", "conf/config.toml")]),
+        );
+        assert_eq!(names(&plan, "/etc/shim"), ["..data", "config.toml"]);
+        assert_eq!(names(&plan, "/etc/shim/conf"), ["..data", "config.toml"]);
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        let edited = paths(&["/etc/shim/conf/config.toml"]);
+        assert_eq!(plan.classify(&closed, &edited), Seen::Change);
     }
 
     #[test]

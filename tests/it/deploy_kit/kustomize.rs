@@ -303,11 +303,85 @@ pub(super) fn limit(settings: &toml::Table, key: &str) -> u64 {
     u64::try_from(value).unwrap()
 }
 
-/// docs/design/memory.md: RSS ≈ 10 MB + 30 KB × open connections + 40 KB × requests in flight.
+/// A `usize` constant of the shim's source, `const NAME: usize = 4 * 1024 * 1024;`, evaluated:
+/// the memory arithmetic follows the code's bounds, not a copy of them.
+fn code_constant(file: &str, name: &str) -> u64 {
+    let text = repo_file(file);
+    let line = text
+        .lines()
+        .find(|line| line.contains(&format!("const {name}: ")))
+        .unwrap_or_else(|| panic!("{file} has no constant {name}"));
+    let value = line
+        .split_once('=')
+        .and_then(|(_, rest)| rest.split_once(';'))
+        .unwrap_or_else(|| panic!("{file}: {line}"))
+        .0;
+    value
+        .split('*')
+        .map(|factor| {
+            factor
+                .trim()
+                .replace('_', "")
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("{file}: {name} = {value} is not a product of numbers"))
+        })
+        .product()
+}
+
+/// The bounded buffers that can all be full at once, besides connections and requests: the
+/// admin reports held for slow readers, the log queue, the span queue, the migration
+/// tracker's client table, and (with Redis) the fleet's call queue and its records held while
+/// Redis is away. docs/design/memory.md gives each.
+fn bounded_buffer_bytes(settings: &toml::Table) -> u64 {
+    // One fleet record: a client's calls to one endpoint, the usage block whose size a unit
+    // test in src/observe/usage/buckets.rs pins.
+    const FLEET_RECORD_BYTES: u64 = 340;
+    // A tracked client's record at most (docs/design/memory.md, "The migration tracker").
+    const CLIENT_RECORD_BYTES: u64 = 4_000;
+    code_constant("src/admin/report_budget.rs", "REPORT_BYTES_IN_FLIGHT")
+        + code_constant("src/observe/telemetry.rs", "LOG_QUEUE_BYTES")
+        + code_constant("src/observe/otel/export.rs", "QUEUE_BYTES")
+        + CLIENT_RECORD_BYTES * limit(settings, "max_tracked_clients")
+        + code_constant("src/fleet/usage.rs", "QUEUE_BYTES")
+        + FLEET_RECORD_BYTES * code_constant("src/fleet/usage.rs", "MAX_PENDING")
+}
+
+/// The worst case of docs/design/memory.md: RSS ≈ 10 MB + 30 KB × open connections + 40 KB ×
+/// requests in flight, plus every bounded buffer full.
 pub(super) fn formula_bytes(settings: &toml::Table) -> u64 {
     10_000_000
         + 30_000 * limit(settings, "max_connections")
         + 40_000 * limit(settings, "max_in_flight")
+        + bounded_buffer_bytes(settings)
+}
+
+/// Fails unless the comment of the manifest at `path` does the arithmetic with the caps of
+/// `settings` and comes to what [`formula_bytes`] does.
+pub(super) fn assert_memory_comment(path: &str, settings: &toml::Table) {
+    let text = repo_file(path);
+    for key in ["max_connections", "max_in_flight", "max_tracked_clients"] {
+        let cap = limit(settings, key);
+        assert!(
+            text.contains(&format!("× {cap} ({key})")),
+            "{path}'s comment computes with {key} = {cap}"
+        );
+    }
+    for buffer in [
+        "admin reports",
+        "log queue",
+        "span queue",
+        "fleet call queue",
+    ] {
+        assert!(
+            text.contains(buffer),
+            "{path}'s comment counts the {buffer}"
+        );
+    }
+    let megabytes = format!("= {:.1} MB", formula_bytes(settings) as f64 / 1e6);
+    assert!(
+        text.contains(&megabytes),
+        "{path}'s comment comes to {megabytes}"
+    );
 }
 
 /// Fails unless `resources` fit the caps of `settings`: the memory limit covers the formula
@@ -346,19 +420,7 @@ fn the_resources_follow_the_memory_formula_for_the_configs_caps() {
     let settings = config();
     assert_resources_fit(&shim(&documents)["resources"], &settings, "base");
     // The comment states the arithmetic, with the caps the config holds.
-    let text = repo_file(&format!("{BASE}/deployment.yaml"));
-    for key in ["max_connections", "max_in_flight"] {
-        let cap = limit(&settings, key);
-        assert!(
-            text.contains(&format!("× {cap} ({key})")),
-            "deployment.yaml's comment computes with {key} = {cap}"
-        );
-    }
-    let megabytes = formula_bytes(&settings) as f64 / 1e6;
-    assert!(
-        text.contains(&format!("= {megabytes} MB")),
-        "deployment.yaml's comment comes to {megabytes} MB"
-    );
+    assert_memory_comment(&format!("{BASE}/deployment.yaml"), &settings);
 }
 
 #[test]

@@ -301,13 +301,23 @@ fn the_alerts_cover_the_failures_an_operator_must_hear_of() {
     for (what, metric, label) in [
         (
             "legacy calls after the sunset",
+            "explo_shim_legacy_calls_total",
+            None,
+        ),
+        (
+            "the configured sunset",
+            "explo_shim_sunset_timestamp_seconds",
+            None,
+        ),
+        (
+            "legacy calls refused at the sunset",
             "explo_shim_legacy_refused_total",
             Some(pair("reason", "sunset")),
         ),
         (
-            "failed reloads",
-            "explo_shim_config_reloads_total",
-            Some(pair("result", "failure")),
+            "a refused config still in place",
+            "explo_shim_config_last_reload_successful",
+            None,
         ),
         (
             "connections near the cap",
@@ -392,7 +402,7 @@ fn the_dashboard_has_the_panels_an_operator_looks_for() {
     let compact: Vec<String> = exprs.iter().map(|expr| expr.replace(' ', "")).collect();
     for quantile in ["0.5", "0.9", "0.99"] {
         let wanted = format!(
-            "histogram_quantile({quantile},sumby(le,endpoint)(rate(explo_shim_request_duration_seconds_bucket[5m])))"
+            "histogram_quantile({quantile},sumby(namespace,endpoint,le)(rate(explo_shim_request_duration_seconds_bucket{{namespace=~\"$namespace\",job=~\"$job\"}}[5m])))"
         );
         assert!(compact.contains(&wanted), "the p{quantile} latency");
     }
@@ -427,5 +437,116 @@ fn the_dashboard_has_the_panels_an_operator_looks_for() {
         ("memory", "process_resident_memory_bytes", ""),
     ] {
         assert!(selects(metric, by), "no panel of {what}");
+    }
+}
+
+/// The alert on sunset calls fires on legacy calls once the configured sunset has passed,
+/// whatever `after_sunset` does with them (the default serves them, and refuses none); the
+/// reload alert holds while a refused config stays in place, not only while failures are new.
+#[test]
+fn the_sunset_and_reload_alerts_hold_while_their_condition_does() {
+    let alerts = rules();
+    let alert = |name: &str| {
+        alerts
+            .iter()
+            .find(|rule| rule["alert"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no alert {name}"))
+    };
+    let sunset = alert("ExploShimLegacyCallsAfterSunset");
+    let expr = sunset["expr"].as_str().unwrap();
+    let selected = Selected::of(expr).metrics;
+    assert!(
+        selected.contains_key("explo_shim_legacy_calls_total")
+            && selected.contains_key("explo_shim_sunset_timestamp_seconds")
+            && !selected.contains_key("explo_shim_legacy_refused_total"),
+        "{expr}: legacy calls against the sunset's time, not refusals"
+    );
+    assert!(
+        expr.contains("time() >"),
+        "{expr}: compares now with the sunset"
+    );
+    let reload = alert("ExploShimConfigReloadFailed");
+    let expr = reload["expr"].as_str().unwrap().replace(' ', "");
+    assert_eq!(expr, "explo_shim_config_last_reload_successful==0");
+    let held = humantime::parse_duration(reload["for"].as_str().unwrap()).unwrap();
+    assert!(
+        held >= std::time::Duration::from_secs(60),
+        "the reload alert waits a few minutes: a reload follows a file's edit within seconds"
+    );
+}
+
+/// Every aggregation of an alert keeps the labels that tell deployments apart.
+#[test]
+fn aggregating_rules_keep_namespace_and_job() {
+    for rule in rules() {
+        let name = rule["alert"].as_str().or(rule["record"].as_str()).unwrap();
+        let expr = rule["expr"].as_str().unwrap().replace(' ', "");
+        for (at, _) in expr.match_indices("by(") {
+            let grouping = &expr[at + 3..];
+            let grouping = &grouping[..grouping.find(')').unwrap()];
+            let labels: Vec<&str> = grouping.split(',').collect();
+            assert!(labels.contains(&"namespace"), "{name}: by ({grouping})");
+            if rule["alert"].as_str().is_some() {
+                assert!(labels.contains(&"job"), "{name}: by ({grouping})");
+            }
+        }
+    }
+}
+
+/// The dashboard's namespace and job variables narrow every panel's every selector.
+#[test]
+fn every_dashboard_query_is_narrowed_by_namespace_and_job() {
+    let dashboard = dashboard();
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    for name in ["namespace", "job"] {
+        let variable = variables
+            .iter()
+            .find(|variable| variable["name"] == name)
+            .unwrap_or_else(|| panic!("a {name} variable"));
+        assert_eq!(variable["type"], "query", "{name}");
+        assert_eq!(variable["includeAll"], true, "{name}");
+        assert_eq!(
+            variable["datasource"],
+            json!({"type": "prometheus", "uid": "${datasource}"}),
+            "{name}"
+        );
+    }
+    for expr in dashboard_exprs(&dashboard) {
+        let ast = parser::parse(&expr).unwrap_or_else(|error| panic!("{expr}: {error}"));
+        let mut selectors = Vec::new();
+        collect_selectors(&ast, &mut selectors);
+        assert!(!selectors.is_empty(), "{expr}");
+        for matchers in selectors {
+            for (label, value) in [("namespace", "$namespace"), ("job", "$job")] {
+                assert!(
+                    matchers.iter().any(|matcher| matcher.name == label
+                        && matches!(matcher.op, MatchOp::Re(_))
+                        && matcher.value == value),
+                    "{expr}: a selector without {label}=~\"{value}\""
+                );
+            }
+        }
+    }
+}
+
+/// The label matchers of every selector of `expr`.
+fn collect_selectors(expr: &Expr, found: &mut Vec<Vec<Matcher>>) {
+    match expr {
+        Expr::Aggregate(aggregate) => collect_selectors(&aggregate.expr, found),
+        Expr::Unary(unary) => collect_selectors(&unary.expr, found),
+        Expr::Binary(binary) => {
+            collect_selectors(&binary.lhs, found);
+            collect_selectors(&binary.rhs, found);
+        }
+        Expr::Paren(paren) => collect_selectors(&paren.expr, found),
+        Expr::Subquery(subquery) => collect_selectors(&subquery.expr, found),
+        Expr::Call(call) => call
+            .args
+            .args
+            .iter()
+            .for_each(|arg| collect_selectors(arg, found)),
+        Expr::VectorSelector(selector) => found.push(selector.matchers.matchers.clone()),
+        Expr::MatrixSelector(matrix) => found.push(matrix.vs.matchers.matchers.clone()),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
     }
 }
