@@ -99,7 +99,7 @@ fn main() -> ExitCode {
     match &traces.settings {
         // Header names only: their values are secrets.
         Some(settings) => tracing::info!(
-            endpoint = %settings.endpoint,
+            endpoint = %settings.shown_endpoint(),
             protocol = settings.protocol.name(),
             compression = settings.compression.name(),
             service = %settings.service_name,

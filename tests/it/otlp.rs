@@ -225,6 +225,8 @@ fn unusable_otlp_settings_stop_start_up_with_64_naming_the_variable() {
     let headers_without_equals = secret.to_owned();
     let refused_header = format!("content-type={secret}");
     let bad_decoding = format!("x-key={secret}%zz");
+    let userinfo = format!("http://user:{secret}@127.0.0.1:9/");
+    let not_a_url = format!("http://127.0.0.1:9/{secret} x");
     for (variable, value, says) in [
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "use http/protobuf"),
         ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc", "4318"),
@@ -233,9 +235,18 @@ fn unusable_otlp_settings_stop_start_up_with_64_naming_the_variable() {
             "thrift",
             "http/protobuf, http/json",
         ),
-        ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "gzip, none"),
-        ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s", "milliseconds"),
-        ("OTEL_TRACES_EXPORTER", "zipkin", "otlp"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "GRPC", "4318"),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            &userinfo,
+            "put the credentials in OTEL_EXPORTER_OTLP_HEADERS",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            &userinfo,
+            "put the credentials in OTEL_EXPORTER_OTLP_HEADERS",
+        ),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &not_a_url, "is not a URL"),
         (
             "OTEL_EXPORTER_OTLP_HEADERS",
             &headers_without_equals,
@@ -425,4 +436,260 @@ async fn a_collector_slower_than_the_timeout_holds_up_no_request_and_each_export
         }
     })
     .await;
+}
+
+/// `OTEL_*` output of a `--check-config` run with `env`: (exit code, stdout, stderr).
+fn check_config(env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let output = run_binary(&["--check-config", "--upstream", "http://127.0.0.1:9"], env);
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A base endpoint with a path and a query: the traces path goes after the base path, the
+/// query stays and is sent, and no log line, failure warning or `--check-config` shows its
+/// value.
+#[tokio::test]
+async fn a_base_endpoint_keeps_its_path_and_query_and_no_display_shows_the_query() {
+    // The first export is refused (400, not retried): its warning shows the endpoint too.
+    let collector = Collector::start_answering(vec![(400, None)]).await;
+    let upstream = customer_api().await;
+    let endpoint = format!("{}/base/?tenant=QSECRET", collector.url());
+    let shim = start(&upstream, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    traced_call(&shim).await;
+    let warning = shim
+        .wait_for_line("the refused export is warned about", |line| {
+            line.contains("trace export failed")
+        })
+        .await;
+    assert!(warning.contains("400"), "{warning}");
+    traced_call(&shim).await;
+    until_ok(Duration::from_secs(20), || async {
+        match collector
+            .posts()
+            .iter()
+            .filter(|post| post.status == 200)
+            .count()
+        {
+            0 => Err(format!("no delivered export: {:?}", collector.posts())),
+            _ => Ok(()),
+        }
+    })
+    .await;
+    for post in collector.posts() {
+        assert_eq!(post.target, "/base/v1/traces?tenant=QSECRET");
+    }
+    let announced = shim
+        .wait_for_line("the export is announced", |line| {
+            line.contains("exporting traces over OTLP/HTTP")
+        })
+        .await;
+    assert!(
+        announced.contains("/base/v1/traces?tenant=<redacted>"),
+        "{announced}"
+    );
+    for line in shim.logs() {
+        assert!(!line.contains("QSECRET"), "{line}");
+    }
+    let (code, stdout, stderr) = check_config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("/base/v1/traces?tenant=<redacted> (OTEL_EXPORTER_OTLP_ENDPOINT)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("QSECRET") && !stderr.contains("QSECRET"));
+}
+
+/// Values in any case, and an exporter list naming one the shim does not have besides otlp:
+/// spans are exported as asked, with a warning, rather than the shim refusing to start.
+#[tokio::test]
+async fn values_in_any_case_and_otlp_with_console_export_with_a_warning() {
+    let collector = Collector::start().await;
+    let upstream = customer_api().await;
+    let endpoint = collector.url();
+    let shim = start(
+        &upstream,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_TRACES_EXPORTER", "OTLP,console"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "HTTP/JSON"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP"),
+            ("OTEL_TRACES_SAMPLER", "Always_On"),
+        ],
+    );
+    traced_call(&shim).await;
+    collector.trace(CALLER_TRACE, 2).await;
+    for post in collector.posts() {
+        assert_eq!(post.header("content-type"), Some("application/json"));
+        assert_eq!(post.header("content-encoding"), Some("gzip"));
+    }
+    let warning = shim
+        .wait_for_line("console is warned about", |line| {
+            line.contains("OTEL_TRACES_EXPORTER") && line.contains("console")
+        })
+        .await;
+    assert!(warning.contains("only otlp is used"), "{warning}");
+}
+
+/// An unknown sampler or compression, a timeout that is not a number or is huge: warned
+/// about, the default (or the cap) used, and `--check-config` shows what is in force.
+#[test]
+fn unknown_choices_warn_and_default_and_a_huge_timeout_is_clamped() {
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+        ("OTEL_TRACES_SAMPLER", "AlwaysOn"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "18446744073709551615"),
+        ("OTEL_TRACES_EXPORTER", "otlp"),
+    ];
+    let (code, stdout, stderr) = check_config(&env);
+    assert_eq!(code, Some(0), "{stderr}");
+    for expected in [
+        "# - sampler: parentbased_always_on",
+        "# - compression: none",
+        "# - timeout: 60000 ms per export request",
+    ] {
+        assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
+    }
+    for expected in [
+        "OTEL_TRACES_SAMPLER is \"AlwaysOn\"",
+        "OTEL_EXPORTER_OTLP_COMPRESSION is \"zstd\"",
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT is over the limit: clamped to 60000 ms",
+    ] {
+        assert!(stderr.contains(expected), "no {expected:?} in:\n{stderr}");
+    }
+    let (code, stdout, stderr) = check_config(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("the default 10000 ms is used"), "{stderr}");
+    assert!(stdout.contains("# - export: off"), "{stdout}");
+    // otlp asked for, no endpoint: a warning, not a quiet INFO line.
+    let (code, _, stderr) = check_config(&[("OTEL_TRACES_EXPORTER", "otlp")]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("OTEL_TRACES_EXPORTER asks for otlp but no traces are exported"),
+        "{stderr}"
+    );
+}
+
+/// `OTEL_SDK_DISABLED=TRUE`: the other variables are not read, so a bad one does not stop the
+/// shim, and nothing is sent, even at the stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_sdk_starts_despite_bad_variables_and_sends_nothing() {
+    let collector = Collector::start().await;
+    let upstream = customer_api().await;
+    let endpoint = collector.url();
+    let mut shim = start(
+        &upstream,
+        &[
+            ("OTEL_SDK_DISABLED", "TRUE"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ],
+    );
+    traced_call(&shim).await;
+    shim.signal("TERM");
+    assert!(shim.wait_exit(Duration::from_secs(20)).is_some());
+    assert!(collector.posts().is_empty(), "{:?}", collector.posts());
+    assert!(
+        shim.logs()
+            .iter()
+            .any(|line| line.contains("traces are not exported")
+                && line.contains("OTEL_SDK_DISABLED=true")),
+        "{:#?}",
+        shim.logs()
+    );
+}
+
+/// The spans of the caller's trace in the requests the collector took (answered 2xx).
+fn delivered(collector: &Collector) -> Vec<String> {
+    let mut ids = vec![];
+    for post in collector
+        .posts()
+        .into_iter()
+        .filter(|post| post.status == 200)
+    {
+        for resource in post.request["resourceSpans"].as_array().unwrap() {
+            for scope in resource["scopeSpans"].as_array().unwrap() {
+                for span in scope["spans"].as_array().unwrap() {
+                    if span["traceId"] == CALLER_TRACE {
+                        ids.push(span["spanId"].as_str().unwrap().to_owned());
+                    }
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// A collector overloaded for a moment (503, then 429 with `Retry-After: 1`): the batch is
+/// sent again, after the collector's wait, and its spans arrive once; nothing is dropped.
+#[tokio::test]
+async fn a_transient_refusal_is_retried_and_retry_after_is_honoured() {
+    for (reply, at_least) in [
+        ((503, None), Duration::ZERO),
+        ((429, Some("1")), Duration::from_millis(950)),
+    ] {
+        let collector = Collector::start_answering(vec![reply]).await;
+        let upstream = customer_api().await;
+        let endpoint = collector.url();
+        let shim = start(&upstream, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+        traced_call(&shim).await;
+        until_ok(Duration::from_secs(20), || async {
+            match delivered(&collector).len() {
+                2 => Ok(()),
+                n => Err(format!("{n} spans delivered: {:?}", collector.posts())),
+            }
+        })
+        .await;
+        let posts = collector.posts();
+        assert_eq!(posts.len(), 2, "{reply:?}: one refused, one taken");
+        assert_eq!(posts[0].status, reply.0);
+        assert_eq!(posts[0].request, posts[1].request, "the same batch again");
+        assert!(
+            posts[1].at.duration_since(posts[0].at) >= at_least,
+            "{reply:?}: retried after {:?}",
+            posts[1].at.duration_since(posts[0].at)
+        );
+        let mut ids = delivered(&collector);
+        ids.dedup();
+        assert_eq!(ids.len(), 2, "each span once");
+        assert_eq!(dropped(&shim).await, 0);
+    }
+}
+
+/// A stop while the exporter waits out a collector's long `Retry-After`: the shim exits within
+/// its flush bound, not after the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_cuts_a_retry_wait_short() {
+    let collector = Collector::start_answering(vec![(503, Some("30"))]).await;
+    let upstream = customer_api().await;
+    let endpoint = collector.url();
+    let mut shim = start(
+        &upstream,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            // A window of three minutes: the 30 s wait fits in it.
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "60000"),
+        ],
+    );
+    traced_call(&shim).await;
+    until_ok(Duration::from_secs(20), || async {
+        match collector.posts().len() {
+            0 => Err("no export yet".to_owned()),
+            _ => Ok(()),
+        }
+    })
+    .await;
+    let stopped = Instant::now();
+    shim.signal("TERM");
+    assert!(shim.wait_exit(Duration::from_secs(20)).is_some());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(collector.posts().len(), 1, "not retried once stopping");
 }

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use super::encode::INSTANCE_ID;
 use super::settings::Resolved;
 
-/// What `--check-config` writes instead of a header's value.
-pub const REDACTED: &str = "<redacted>";
+/// What `--check-config` writes instead of a header's value (or a query's).
+pub use super::endpoint::REDACTED;
 
 /// `resolved` as comment lines, each starting with `# `.
 pub fn describe(resolved: &Resolved) -> String {
@@ -24,7 +24,7 @@ pub fn describe(resolved: &Resolved) -> String {
     line(
         &mut out,
         "endpoint",
-        &format!("{} ({})", settings.endpoint, settings.endpoint_from),
+        &format!("{} ({})", settings.shown_endpoint(), settings.endpoint_from),
     );
     line(&mut out, "protocol", settings.protocol.name());
     line(&mut out, "compression", settings.compression.name());
@@ -88,17 +88,23 @@ mod tests {
     #[test]
     fn the_settings_are_shown_with_header_values_redacted() {
         let text = described(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://api.honeycomb.io"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://api.honeycomb.io/base/?tenant=QSECRET",
+            ),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "18446744073709551615"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=hc_secret_1"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
             ("OTEL_RESOURCE_ATTRIBUTES", "note=a%0Ab = 1"),
         ]);
         assert!(!text.contains("hc_secret_1"), "{text}");
+        assert!(!text.contains("QSECRET"), "{text}");
         for expected in [
-            "# - endpoint: https://api.honeycomb.io/v1/traces (OTEL_EXPORTER_OTLP_ENDPOINT)",
+            "# - endpoint: https://api.honeycomb.io/base/v1/traces?tenant=<redacted> \
+             (OTEL_EXPORTER_OTLP_ENDPOINT)",
             "# - protocol: http/protobuf",
             "# - compression: gzip",
-            "# - timeout: 10000 ms per export request",
+            "# - timeout: 60000 ms per export request",
             "# - sampler: parentbased_always_on",
             "# - headers: x-honeycomb-team=<redacted> (OTEL_EXPORTER_OTLP_HEADERS)",
             "service.instance.id=<a new UUID v4 at each start>",

@@ -4,22 +4,25 @@
 //!
 //! Limits: at most [`QUEUE_SPANS`] spans, and [`QUEUE_BYTES`] of them, wait (the batch being
 //! sent included); a batch holds at most [`BATCH_SPANS`] and waits at most [`BATCH_DELAY`] for
-//! more; one export may take `OTEL_EXPORTER_OTLP_TIMEOUT` (connection included), and at most [`EXPORT_REPLY_BYTES`] of the
-//! collector's reply are read (a longer reply is left unread and its connection dropped). A
-//! span that finds the queue full, and every span of a batch the collector does not take
-//! (refused, unreachable, too slow), is dropped and counted in
-//! `explo_shim_trace_spans_dropped_total`.
-//! A failed batch is not retried: a collector that is away gets one request per batch, and
-//! the queue bounds what waits meanwhile. At exit, what is queued is sent, waited for at most
-//! [`FLUSH_ON_EXIT`].
+//! more; one export attempt may take `OTEL_EXPORTER_OTLP_TIMEOUT` to get the collector's reply
+//! (connection included), and at most [`super::deliver::EXPORT_REPLY_BYTES`] of the reply's body are read,
+//! within [`super::deliver::REPLY_BODY_READ`] (a longer or slower body is left unread and its connection
+//! dropped; a 2xx counts as delivered all the same).
+//!
+//! A transient failure (429, 502, 503, 504, no connection, no reply) is retried as
+//! [`super::retry`] says, within a window of a few timeouts; meanwhile new spans wait in the
+//! queue as usual (and what finds it full is dropped and counted). A span that finds the
+//! queue full, and every span of a batch the collector does not take (refused, or still
+//! failing when the window ends), is dropped and counted in
+//! `explo_shim_trace_spans_dropped_total`. At exit, what is queued is sent once (a backoff
+//! under way is cut short), waited for at most [`FLUSH_ON_EXIT`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -29,9 +32,10 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use tokio::sync::mpsc;
 
+pub use super::deliver::EXPORT_REPLY_BYTES;
+use super::deliver::{Delivery, Stopping};
 use super::encode::Encoder;
-use super::settings::{ExportHeaders, Settings};
-use crate::error::error_chain;
+use super::settings::Settings;
 use crate::observe::metrics::Metrics;
 
 /// Spans waiting for export, at most.
@@ -53,10 +57,6 @@ const SPAN_OVERHEAD_BYTES: usize = 512;
 const ENTRY_OVERHEAD_BYTES: usize = 96;
 /// What an attribute's value that is not text costs, in bytes.
 const SCALAR_BYTES: usize = 16;
-/// The most of a collector's reply the exporter reads, in bytes. OTLP answers with a short
-/// status message; a collector that sends more (an endless body) is not read further, and its
-/// connection is dropped rather than reused.
-pub const EXPORT_REPLY_BYTES: usize = 64 * 1024;
 
 /// What the queue carries: a span, or a request to send the batch now and say so.
 // Nearly every item is a span: boxing it would add an allocation per span to spare the one
@@ -73,6 +73,7 @@ pub struct QueueProcessor {
     /// The bytes of the spans queued or in the batch being sent ([`span_bytes`]).
     queued_bytes: Arc<AtomicUsize>,
     metrics: Option<Arc<Metrics>>,
+    stopping: Arc<Stopping>,
 }
 
 /// What a span holds, in bytes, for [`QUEUE_BYTES`]: its text (name, attribute keys and
@@ -149,6 +150,7 @@ impl QueueProcessor {
                 queue,
                 queued_bytes: Arc::default(),
                 metrics: None,
+                stopping: Arc::default(),
             },
             TestQueue(spans),
         )
@@ -197,6 +199,7 @@ impl SpanProcessor for QueueProcessor {
     /// Asks the export thread to send what is queued, and waits for it at most
     /// [`FLUSH_ON_EXIT`]: the shim is exiting, and a collector that is away must not hold it.
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.stopping.stop();
         let (done, sent) = std::sync::mpsc::sync_channel(1);
         if self.queue.try_send(Queued::Flush(done)).is_ok() {
             let _ = sent.recv_timeout(timeout.min(FLUSH_ON_EXIT));
@@ -230,11 +233,19 @@ pub fn start(
     };
     // One HTTP/1 stack: the exporter never offers h2.
     tls.alpn_protocols.clear();
+    let stopping = Arc::new(Stopping::default());
+    let encoder = Encoder::new(settings);
     let exporter = Exporter {
-        endpoint: settings.endpoint.clone(),
-        encoder: Encoder::new(settings),
-        headers: settings.headers.clone(),
-        timeout: settings.timeout,
+        delivery: Delivery {
+            endpoint: settings.endpoint.clone(),
+            headers: settings.headers.clone(),
+            content_type: encoder.content_type(),
+            content_encoding: encoder.content_encoding(),
+            timeout: settings.timeout,
+            stopping: Arc::clone(&stopping),
+        },
+        shown: settings.shown_endpoint(),
+        encoder,
         metrics: Arc::clone(&metrics),
         queued_bytes: Arc::clone(&queued_bytes),
     };
@@ -248,19 +259,15 @@ pub fn start(
         queue,
         queued_bytes,
         metrics: Some(metrics),
+        stopping,
     })
 }
 
-/// What every export request carries besides its body.
-const USER_AGENT: &str = concat!("explo-shim/", env!("CARGO_PKG_VERSION"));
-
 struct Exporter {
-    endpoint: http::Uri,
+    delivery: Delivery,
+    /// The endpoint as logs show it: the query's values redacted.
+    shown: String,
     encoder: Encoder,
-    /// The operator's headers (API keys): sent, never logged.
-    headers: ExportHeaders,
-    /// The most one export request may take, connection included.
-    timeout: Duration,
     metrics: Arc<Metrics>,
     /// The processor's count: the exporter gives a batch's bytes back once it is sent.
     queued_bytes: Arc<AtomicUsize>,
@@ -270,7 +277,7 @@ impl Exporter {
     async fn run(self, mut spans: mpsc::Receiver<Queued>, tls: rustls::ClientConfig) {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
-        http.set_connect_timeout(Some(self.timeout));
+        http.set_connect_timeout(Some(self.delivery.timeout));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -309,15 +316,13 @@ impl Exporter {
             let sent: usize = batch.iter().map(span_bytes).sum();
             let count = batch.len();
             let outcome = match self.encoder.body(std::mem::take(&mut batch)) {
-                Ok(body) => tokio::time::timeout(self.timeout, self.send(&client, body))
-                    .await
-                    .unwrap_or_else(|_| Err(format!("no reply in {:?}", self.timeout))),
+                Ok(body) => self.delivery.deliver(&client, body).await,
                 Err(cause) => Err(cause),
             };
             match outcome {
                 Ok(()) => {
                     if failing {
-                        tracing::info!(endpoint = %self.endpoint, "trace export works again");
+                        tracing::info!(endpoint = %self.shown, "trace export works again");
                     }
                     failing = false;
                 }
@@ -326,7 +331,7 @@ impl Exporter {
                     // One line when exports start failing, not one per batch.
                     if !failing {
                         tracing::warn!(
-                            endpoint = %self.endpoint,
+                            endpoint = %self.shown,
                             %cause,
                             "trace export failed; spans are dropped until the collector takes them"
                         );
@@ -341,44 +346,6 @@ impl Exporter {
             if closed {
                 return;
             }
-        }
-    }
-
-    async fn send<C>(&self, client: &Client<C, Full<Bytes>>, body: Bytes) -> Result<(), String>
-    where
-        C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
-    {
-        let mut request = Request::post(self.endpoint.clone())
-            .header(header::USER_AGENT, USER_AGENT)
-            .body(Full::new(body))
-            .map_err(|error| error.to_string())?;
-        let headers = request.headers_mut();
-        // The operator's first (a `User-Agent` of theirs wins); then the ones that describe
-        // the body, which the settings refuse to take from the operator.
-        for (name, value) in &self.headers.headers {
-            headers.insert(name, value.clone());
-        }
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(self.encoder.content_type()),
-        );
-        if let Some(encoding) = self.encoder.content_encoding() {
-            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
-        }
-        let response = client
-            .request(request)
-            .await
-            .map_err(|error| error_chain(&error))?;
-        let status = response.status();
-        // Read to the end so the connection can be used again, but only a short reply: past
-        // the cap the body is dropped unread, which closes the connection.
-        let _ = Limited::new(response.into_body(), EXPORT_REPLY_BYTES)
-            .collect()
-            .await;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("the collector answered {status}"))
         }
     }
 }
@@ -448,6 +415,7 @@ mod tests {
             queue,
             queued_bytes: Arc::default(),
             metrics: Some(Arc::clone(&metrics)),
+            stopping: Arc::default(),
         };
         // A span with a path of 4 KiB, as long as a span keeps.
         let mut long = span();
@@ -483,6 +451,7 @@ mod tests {
             queue,
             queued_bytes: Arc::default(),
             metrics: Some(Arc::clone(&metrics)),
+            stopping: Arc::default(),
         };
         processor.on_end(span());
         processor.on_end(span());

@@ -34,9 +34,10 @@ struct BadEntry {
     why: &'static str,
 }
 
-/// The list's `(key, decoded value)` pairs, in order; empty entries (a trailing comma) are
-/// skipped.
-fn parse(list: &str) -> Result<Vec<(String, String)>, BadEntry> {
+/// The list's `(position, key, decoded value)` entries, in order, each with its position in
+/// the list as written (from 1), so that a later error names the entry the operator sees;
+/// empty entries (a trailing comma) are skipped.
+fn parse(list: &str) -> Result<Vec<(usize, String, String)>, BadEntry> {
     let mut pairs = Vec::new();
     for (index, entry) in list.split(',').enumerate() {
         let index = index + 1;
@@ -60,7 +61,7 @@ fn parse(list: &str) -> Result<Vec<(String, String)>, BadEntry> {
             index,
             why: "has a value that is not valid percent-encoded UTF-8",
         })?;
-        pairs.push((key.to_owned(), value));
+        pairs.push((index, key.to_owned(), value));
     }
     Ok(pairs)
 }
@@ -73,9 +74,10 @@ fn percent_decode(text: &str) -> Option<String> {
     let mut at = 0;
     while at < bytes.len() {
         if bytes[at] == b'%' {
-            let hex = bytes.get(at + 1..at + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            decoded.push(u8::from_str_radix(hex, 16).ok()?);
+            // Two hex digits exactly: `from_str_radix` alone would take `%+9` as 9.
+            let (high, low) = (bytes.get(at + 1)?, bytes.get(at + 2)?);
+            let digit = |byte: &u8| char::from(*byte).to_digit(16);
+            decoded.push(u8::try_from(digit(high)? * 16 + digit(low)?).ok()?);
             at += 3;
         } else {
             decoded.push(bytes[at]);
@@ -95,9 +97,9 @@ pub fn headers_from(
         |index: usize, why: &str| invalid(variable, format!("entry {index} of the list {why}"));
     let pairs = parse(list).map_err(|bad| entry_error(bad.index, bad.why))?;
     let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
-    for (index, (key, value)) in pairs.into_iter().enumerate() {
+    for (index, key, value) in pairs {
         let name = HeaderName::from_bytes(key.as_bytes())
-            .map_err(|_| entry_error(index + 1, "has a name that is not a valid header name"))?;
+            .map_err(|_| entry_error(index, "has a name that is not a valid header name"))?;
         if REFUSED_HEADERS.contains(&name.as_str()) {
             return Err(invalid(
                 variable,
@@ -106,7 +108,7 @@ pub fn headers_from(
         }
         let mut value = HeaderValue::from_str(&value).map_err(|_| {
             entry_error(
-                index + 1,
+                index,
                 "has a value with characters a header cannot hold (a line break?)",
             )
         })?;
@@ -128,7 +130,10 @@ pub fn resource_from(
 ) -> (String, Vec<(String, String)>) {
     let listed = match list.map(parse) {
         None => Vec::new(),
-        Some(Ok(pairs)) => pairs,
+        Some(Ok(entries)) => entries
+            .into_iter()
+            .map(|(_, key, value)| (key, value))
+            .collect(),
         Some(Err(bad)) => {
             warnings.push(format!(
                 "OTEL_RESOURCE_ATTRIBUTES is ignored: entry {} of the list {}",
@@ -154,6 +159,13 @@ pub fn resource_from(
         ),
     ];
     for (key, value) in listed {
+        if key == "service.version" && value != env!("CARGO_PKG_VERSION") {
+            warnings.push(format!(
+                "OTEL_RESOURCE_ATTRIBUTES sets service.version, which is always the shim's own \
+                 ({}): the listed value {value:?} is not used",
+                env!("CARGO_PKG_VERSION")
+            ));
+        }
         if key == "service.name" || key == "service.version" {
             continue;
         }
@@ -254,7 +266,8 @@ mod tests {
             None,
             &mut warnings,
         );
-        assert!(warnings.is_empty());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("service.version"), "{warnings:?}");
         assert_eq!(name, "x");
         assert_eq!(value(&attributes, "service.name"), Some("x"));
         assert_eq!(
@@ -277,6 +290,28 @@ mod tests {
         // Neither: the default.
         let (name, _) = resource_from(None, None, &mut warnings);
         assert_eq!(name, DEFAULT_SERVICE_NAME);
+    }
+
+    #[test]
+    fn an_escape_needs_two_hex_digits() {
+        assert_eq!(percent_decode("x%09y%2c%2C").as_deref(), Some("x\ty,,"));
+        for text in ["x%+9y", "x%-1", "x%9", "x% 9", "x%g0", "%", "x%٣٣"] {
+            assert_eq!(percent_decode(text), None, "{text}");
+        }
+        let mut warnings = vec![];
+        let (_, attributes) = resource_from(Some("a=x%+9y"), None, &mut warnings);
+        assert_eq!(value(&attributes, "a"), None);
+        assert!(warnings[0].contains("percent-encoded"), "{warnings:?}");
+    }
+
+    #[test]
+    fn an_error_names_the_entry_as_written_empty_ones_counted() {
+        let error = headers_from(VARIABLE, ",,k=v,bad name=secret").unwrap_err();
+        assert!(error.message.contains("entry 4 of the list"), "{error}");
+        let error = headers_from(VARIABLE, "k=v, ,v=%0A").unwrap_err();
+        assert!(error.message.contains("entry 3 of the list"), "{error}");
+        let error = headers_from(VARIABLE, ",,,=x").unwrap_err();
+        assert!(error.message.contains("entry 4 of the list"), "{error}");
     }
 
     #[test]

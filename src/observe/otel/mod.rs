@@ -12,10 +12,14 @@
 //! exchange made for the request opens a CLIENT span under it ([`TraceScope::client_span`]) and
 //! names that span in the upstream request's `traceparent`.
 
+mod choices;
+mod deliver;
 pub mod describe;
 pub mod encode;
+mod endpoint;
 pub mod export;
 mod key_values;
+mod retry;
 pub mod settings;
 
 use std::sync::Arc;

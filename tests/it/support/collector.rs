@@ -2,14 +2,16 @@
 //! body decoded with the OpenTelemetry project's definitions (`ExportTraceServiceRequest`,
 //! protobuf or JSON by `Content-Type`, gunzipped when `Content-Encoding: gzip`), then
 //! written back in the OTLP/JSON mapping so tests read spans as JSON whatever the wire said.
-//! It can listen over TLS, or take requests and never answer (a collector slower than any
-//! timeout).
+//! It can listen over TLS, take requests and never answer (a collector slower than any
+//! timeout), or answer the first requests with statuses of the test's choosing (a collector
+//! that is overloaded for a while).
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
@@ -28,6 +30,12 @@ use super::wait::until_ok;
 /// One export request as it arrived.
 #[derive(Clone, Debug)]
 pub struct Post {
+    /// The request target: path and query.
+    pub target: String,
+    /// When it arrived.
+    pub at: Instant,
+    /// The status it was answered with (0 for a silent collector).
+    pub status: u16,
     pub headers: HeaderMap,
     /// The decoded request, in the OTLP/JSON mapping.
     pub request: Value,
@@ -39,6 +47,9 @@ impl Post {
     }
 }
 
+/// An answer a scripted collector gives instead of 200: a status and a `Retry-After`.
+pub type CollectorReply = (u16, Option<&'static str>);
+
 pub struct Collector {
     addr: SocketAddr,
     scheme: &'static str,
@@ -48,20 +59,30 @@ pub struct Collector {
 
 impl Collector {
     pub async fn start() -> Self {
-        Self::spawn(None, true).await
+        Self::spawn(None, true, vec![]).await
+    }
+
+    /// A collector that answers its first requests with `replies`, in order, then 200.
+    pub async fn start_answering(replies: Vec<CollectorReply>) -> Self {
+        Self::spawn(None, true, replies).await
     }
 
     /// A collector over TLS, with `pki`'s certificate for 127.0.0.1.
     pub async fn start_tls(pki: &TestPki) -> Self {
-        Self::spawn(Some(pki.acceptor.clone()), true).await
+        Self::spawn(Some(pki.acceptor.clone()), true, vec![]).await
     }
 
     /// A collector that reads every request and never answers.
     pub async fn start_silent() -> Self {
-        Self::spawn(None, false).await
+        Self::spawn(None, false, vec![]).await
     }
 
-    async fn spawn(tls: Option<tokio_rustls::TlsAcceptor>, answers: bool) -> Self {
+    async fn spawn(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        answers: bool,
+        replies: Vec<CollectorReply>,
+    ) -> Self {
+        let replies = Arc::new(Mutex::new(VecDeque::from(replies)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -73,21 +94,34 @@ impl Collector {
                     continue;
                 };
                 let kept = Arc::clone(&kept);
+                let replies = Arc::clone(&replies);
                 let service = service_fn(move |request: Request<Incoming>| {
                     let kept = Arc::clone(&kept);
+                    let replies = Arc::clone(&replies);
                     async move {
                         let (parts, body) = request.into_parts();
                         let body = body.collect().await.unwrap().to_bytes();
-                        assert_eq!(parts.uri.path(), "/v1/traces");
+                        assert!(parts.uri.path().ends_with("/v1/traces"), "{}", parts.uri);
                         let request = decode(&parts.headers, &body);
+                        let (status, retry_after) =
+                            replies.lock().unwrap().pop_front().unwrap_or((200, None));
                         kept.lock().unwrap().push(Post {
+                            target: parts.uri.to_string(),
+                            at: Instant::now(),
+                            status: if answers { status } else { 0 },
                             headers: parts.headers,
                             request,
                         });
                         if !answers {
                             std::future::pending::<()>().await;
                         }
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
+                        let mut response = Response::builder().status(status);
+                        if let Some(wait) = retry_after {
+                            response = response.header("retry-after", wait);
+                        }
+                        Ok::<_, Infallible>(
+                            response.body(Full::new(Bytes::from_static(b"{}"))).unwrap(),
+                        )
                     }
                 });
                 let tls = tls.clone();
