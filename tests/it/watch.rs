@@ -138,6 +138,19 @@ async fn watched_shim(upstream: &FakeUpstream, args: &[&str]) -> Shim {
     shim
 }
 
+/// The admin port's answer to `/usage` with `token` as the bearer.
+async fn admin_status(shim: &Shim, token: &str) -> http::StatusCode {
+    let bearer = format!("Bearer {token}");
+    send(
+        "GET",
+        &shim.admin_url("/usage"),
+        &[("authorization", &bearer)],
+        "",
+    )
+    .await
+    .status
+}
+
 /// The lines with `message` whose `trigger` is `trigger`.
 fn lines_of(shim: &Shim, message: &str, trigger: &str) -> usize {
     shim.lines_so_far()
@@ -367,15 +380,6 @@ async fn a_reload_that_names_another_token_file_watches_that_one() {
     let mut second = KubeletVolume::new(&[("token", "second-token-0123456789abcdef012345\n")]);
     let config = TempConfig::new(&format!("admin_token_file = \"{}\"\n", first.path()));
     let shim = watched_shim(&upstream, &["--config", config.path()]).await;
-    let status = |token: &'static str| {
-        let url = shim.admin_url("/usage");
-        async move {
-            let bearer = format!("Bearer {token}");
-            send("GET", &url, &[("authorization", &bearer)], "")
-                .await
-                .status
-        }
-    };
 
     std::fs::write(
         &config.0,
@@ -386,7 +390,10 @@ async fn a_reload_that_names_another_token_file_watches_that_one() {
         line.contains(RELOADED) && line.contains("file change")
     })
     .await;
-    assert_eq!(status("second-token-0123456789abcdef012345").await, 200);
+    assert_eq!(
+        admin_status(&shim, "second-token-0123456789abcdef012345").await,
+        200
+    );
 
     // The Secret's directory is watched now.
     second.swap(&[("token", "third-token-0123456789abcdef0123456\n")]);
@@ -396,7 +403,10 @@ async fn a_reload_that_names_another_token_file_watches_that_one() {
         || async { (lines_of(&shim, RELOADED, "file change") == 2).then_some(()) },
     )
     .await;
-    assert_eq!(status("third-token-0123456789abcdef0123456").await, 200);
+    assert_eq!(
+        admin_status(&shim, "third-token-0123456789abcdef0123456").await,
+        200
+    );
 }
 
 #[tokio::test]
@@ -410,15 +420,6 @@ async fn a_fifo_in_a_watched_files_place_is_not_read_and_the_file_back_is_taken(
     std::fs::write(&token, "first-token-0123456789abcdef0123456789\n").unwrap();
     let config = TempConfig::new(&format!("admin_token_file = \"{}\"\n", token.display()));
     let shim = watched_shim(&upstream, &["--config", config.path()]).await;
-    let status = |token: &'static str| {
-        let url = shim.admin_url("/usage");
-        async move {
-            let bearer = format!("Bearer {token}");
-            send("GET", &url, &[("authorization", &bearer)], "")
-                .await
-                .status
-        }
-    };
 
     std::fs::remove_file(&token).unwrap();
     let made = std::process::Command::new("mkfifo")
@@ -432,7 +433,10 @@ async fn a_fifo_in_a_watched_files_place_is_not_read_and_the_file_back_is_taken(
     .await;
     // Not read, so not refused (`/metrics` wants the token: the log says it).
     assert_eq!(lines_of(&shim, REFUSED, "file change"), 0);
-    assert_eq!(status("first-token-0123456789abcdef0123456789").await, 200);
+    assert_eq!(
+        admin_status(&shim, "first-token-0123456789abcdef0123456789").await,
+        200
+    );
 
     // The file back, moved over the FIFO as a Secret tool or an editor would.
     let fresh = dir.join("token.new");
@@ -442,7 +446,10 @@ async fn a_fifo_in_a_watched_files_place_is_not_read_and_the_file_back_is_taken(
         line.contains(RELOADED) && line.contains("file change")
     })
     .await;
-    assert_eq!(status("second-token-0123456789abcdef012345").await, 200);
+    assert_eq!(
+        admin_status(&shim, "second-token-0123456789abcdef012345").await,
+        200
+    );
     // And nothing was left blocked: SIGHUP reads the path again.
     shim.signal("HUP");
     shim.wait_for_line("SIGHUP was refused after the FIFO", |line| {
