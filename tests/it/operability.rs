@@ -25,11 +25,6 @@ async fn update(shim: &Shim) -> Got {
     .await
 }
 
-async fn metrics(shim: &Shim) -> String {
-    String::from_utf8_lossy(&send("GET", &shim.admin_url("/metrics"), &[], "").await.body)
-        .into_owned()
-}
-
 /// Waits up to 10 s for a log line that `matches`.
 async fn wait_for_log(shim: &Shim, matches: impl Fn(&str) -> bool, what: &str) -> String {
     shim.wait_for_line(&format!("no {what}"), matches).await
@@ -60,7 +55,7 @@ async fn sighup_puts_a_new_brownout_window_in_service_and_counts_the_reload() {
     let config = TempConfig::new("[deprecation]\nbrownouts = []\n");
     let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
     assert_eq!(update(&shim).await.status, 200);
-    let loaded_at = metrics(&shim).await;
+    let loaded_at = shim.metrics_text().await;
     assert!(
         loaded_at.contains("explo_shim_config_last_reload_success_timestamp_seconds "),
         "{loaded_at}"
@@ -81,7 +76,7 @@ async fn sighup_puts_a_new_brownout_window_in_service_and_counts_the_reload() {
     )
     .await;
     assert!(
-        metrics(&shim)
+        shim.metrics_text()
             .await
             .contains("explo_shim_brownout_active 1"),
         "/metrics reads the new schedule"

@@ -46,11 +46,6 @@ async fn ok_upstream() -> FakeUpstream {
     .await
 }
 
-async fn metrics(shim: &Shim) -> String {
-    String::from_utf8_lossy(&send("GET", &shim.admin_url("/metrics"), &[], "").await.body)
-        .into_owned()
-}
-
 #[tokio::test]
 async fn an_active_window_refuses_legacy_calls_with_410_and_guidance() {
     let upstream = ok_upstream().await;
@@ -82,7 +77,7 @@ async fn an_active_window_refuses_legacy_calls_with_410_and_guidance() {
     assert_eq!(upstream.requests().len(), 1);
 
     // Refused calls are counted, logged and recorded like any deprecated call.
-    let text = metrics(&shim).await;
+    let text = shim.metrics_text().await;
     assert!(
         text.contains(
             r#"explo_shim_legacy_refused_total{endpoint="update_user_group",reason="brownout"} 1"#
@@ -118,7 +113,7 @@ async fn past_and_future_windows_serve_and_a_near_one_is_announced() {
         got.header("explo-shim-brownout"),
         Some(format!("start=@{}, end=@{}", unix(soon), unix(soon) + 1800).as_str())
     );
-    let text = metrics(&shim).await;
+    let text = shim.metrics_text().await;
     assert!(text.contains("explo_shim_brownout_active 0"), "{text}");
     assert!(
         text.contains(&format!(
@@ -179,7 +174,7 @@ async fn after_the_sunset_legacy_calls_are_refused_only_when_told() {
         "the sunset does not end"
     );
     assert!(upstream.requests().is_empty());
-    assert!(metrics(&shim).await.contains(
+    assert!(shim.metrics_text().await.contains(
         r#"explo_shim_legacy_refused_total{endpoint="update_user_group",reason="sunset"} 1"#
     ));
 

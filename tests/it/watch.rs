@@ -117,11 +117,6 @@ async fn wait_for_team_id(shim: &Shim, expected: i64) {
     .await;
 }
 
-async fn metrics(shim: &Shim) -> String {
-    String::from_utf8_lossy(&send("GET", &shim.admin_url("/metrics"), &[], "").await.body)
-        .into_owned()
-}
-
 fn reloads(result: &str, count: u32) -> String {
     format!("explo_shim_config_reloads_total{{result=\"{result}\"}} {count}")
 }
@@ -172,7 +167,7 @@ async fn a_kubelet_swap_of_the_config_map_reloads_once_with_no_signal() {
     shim.wait_for_metric(&reloads("success", 1), "the reload was not counted")
         .await;
     quiet_for(PAST_THE_QUIET_TIME).await;
-    let metrics = metrics(&shim).await;
+    let metrics = shim.metrics_text().await;
     assert!(
         metrics.contains(&reloads("success", 1)),
         "one burst, one reload: {metrics}"
@@ -195,7 +190,11 @@ async fn a_broken_swap_is_refused_and_counted_and_the_next_good_one_is_taken() {
         .await;
     assert!(refused.contains("file change"), "{refused}");
     assert_eq!(team_id(&shim).await, 7, "the running config stays");
-    assert!(metrics(&shim).await.contains(&last_reload_successful(0)));
+    assert!(
+        shim.metrics_text()
+            .await
+            .contains(&last_reload_successful(0))
+    );
 
     // A valid file with an invalid value is refused whole, naming the key.
     volume.swap(&[(
@@ -237,7 +236,7 @@ async fn a_broken_swap_is_refused_and_counted_and_the_next_good_one_is_taken() {
         },
     )
     .await;
-    let text = metrics(&shim).await;
+    let text = shim.metrics_text().await;
     assert!(text.contains(&reloads("failure", 2)), "{text}");
     assert!(text.contains(&last_reload_successful(0)), "{text}");
 
@@ -324,7 +323,7 @@ async fn rewriting_the_same_bytes_reloads_nothing_and_sighup_still_reloads() {
         .await;
     assert_eq!(team_id(&shim).await, 8);
     assert_eq!(lines_of(&shim, RELOADED, "SIGHUP"), 1);
-    assert!(metrics(&shim).await.contains(&reloads("success", 1)));
+    assert!(shim.metrics_text().await.contains(&reloads("success", 1)));
 
     // A rewrite of the same bytes (a `touch`, a save with no change) reloads nothing either.
     let skipped = |shim: &Shim| {
@@ -338,7 +337,7 @@ async fn rewriting_the_same_bytes_reloads_nothing_and_sighup_still_reloads() {
         (skipped(&shim) == 2).then_some(())
     })
     .await;
-    assert!(metrics(&shim).await.contains(&reloads("success", 1)));
+    assert!(shim.metrics_text().await.contains(&reloads("success", 1)));
 
     // SIGHUP reloads even when nothing changed.
     shim.signal("HUP");
@@ -363,7 +362,8 @@ async fn with_the_watch_off_a_swap_waits_for_sighup() {
     quiet_for(PAST_THE_QUIET_TIME).await;
     assert_eq!(team_id(&shim).await, 7, "no reload without the watch");
     assert!(
-        !metrics(&shim)
+        !shim
+            .metrics_text()
             .await
             .contains("explo_shim_config_reloads_total{result=\"success\"} 1")
     );

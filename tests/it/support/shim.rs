@@ -124,11 +124,17 @@ impl Shim {
         format!("http://{}{}", self.admin, path)
     }
 
+    /// `/metrics` as text, asked without a token.
+    pub async fn metrics_text(&self) -> String {
+        let metrics = send("GET", &self.admin_url("/metrics"), &[], "").await;
+        String::from_utf8_lossy(&metrics.body).into_owned()
+    }
+
     /// Polls `/metrics` until it has `line` (a whole line, name and value), for up to 10 s.
     pub async fn wait_for_metric(&self, line: &str, failure: &str) {
         until(PATIENCE, failure, || async {
-            let metrics = send("GET", &self.admin_url("/metrics"), &[], "").await;
-            String::from_utf8_lossy(&metrics.body)
+            self.metrics_text()
+                .await
                 .lines()
                 .any(|found| found == line)
                 .then_some(())
