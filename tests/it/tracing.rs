@@ -299,7 +299,16 @@ async fn with_the_collector_down_requests_succeed_and_dropped_spans_are_counted(
     let upstream = customer_api().await;
     let collector = ClosedPort::new();
     let down = collector.url();
-    let shim = start_traced(&upstream, &[("OTEL_EXPORTER_OTLP_ENDPOINT", down)]);
+    // A refused connection is a transient failure, retried for three export timeouts before
+    // the batch is dropped: a short timeout keeps that window (1.5 s) well inside the wait
+    // below, which the default's 30 s window would outlast.
+    let shim = start_traced(
+        &upstream,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", down),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "500".to_owned()),
+        ],
+    );
     let metrics = send("GET", &shim.admin_url("/metrics"), &[], "").await;
     assert!(
         String::from_utf8_lossy(&metrics.body)
