@@ -16,6 +16,16 @@ use crate::config::ConfigError;
 use crate::server::file_watch::fingerprint::{Fingerprint, watched_files};
 use crate::server::reload::{Reloader, Trigger};
 
+/// What a reload found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Looked {
+    /// The files were read and the reload taken or refused (logged and counted either way).
+    Reloaded,
+    /// A file change found the files as the last reload read them, or one of them is not a
+    /// regular file: nothing was read beyond the digests.
+    NothingToDo,
+}
+
 /// What the watch should follow: the files, or `None` when `watch_files` is off.
 pub type WatchTargets = Option<Vec<PathBuf>>;
 
@@ -61,8 +71,8 @@ impl Reloads {
     }
 
     /// Reloads, after any reload under way. For a [`Trigger::FileChange`], only when a file
-    /// differs from what the last reload read.
-    pub async fn reload(&self, trigger: Trigger) {
+    /// differs from what the last reload read, and all are regular files: says which.
+    pub async fn reload(&self, trigger: Trigger) -> Looked {
         let mut last_read = self.last_read.lock().await;
         let inputs = lock(&self.reloader).reload_inputs();
         let files = self.files();
@@ -104,11 +114,7 @@ impl Reloads {
         });
         *last_read = fingerprint;
         let Some(prepared) = prepared else {
-            tracing::debug!(
-                "a watched file had an event, but nothing to reload (the files are as the last \
-                 reload read them, or one is not a regular file)"
-            );
-            return;
+            return Looked::NothingToDo;
         };
         let targets = {
             let mut reloader = lock(&self.reloader);
@@ -117,6 +123,7 @@ impl Reloads {
         };
         // Sent even when unchanged: a directory that was gone may be back, and is watched again.
         self.targets.send_replace(targets);
+        Looked::Reloaded
     }
 
     fn files(&self) -> Vec<PathBuf> {

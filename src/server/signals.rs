@@ -44,7 +44,8 @@ impl Hangups {
                 // The files are read on a blocking thread, with no lock held: this thread
                 // also answers the probes and the stop signals, and a FIFO or a hung mount
                 // must not take them with it. Each read has its own clock, so this ends.
-                reloads.reload(Trigger::Hangup).await;
+                // SIGHUP always reads the files: there is always something to do.
+                let _ = reloads.reload(Trigger::Hangup).await;
             }
         }
         #[cfg(not(unix))]

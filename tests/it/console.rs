@@ -289,7 +289,7 @@ async fn a_replicas_console_shows_the_calls_made_through_the_others_in_a_fleet()
     let upstream = team_only_upstream().await;
     let named = fingerprint(TEAM_TOKEN);
     let config = TempConfig::new(&format!(
-        "[clients]\n\"{named}\" = \"billing-service\"\n[rate_limit]\nredis_url = \"{}\"\n",
+        "[clients]\n\"{named}\" = \"billing-service\"\n[rate_limit]\n{TEST_REDIS_TIMEOUT}redis_url = \"{}\"\n",
         redis.url()
     ));
     let first = Shim::start(&upstream.url(), &["--config", config.path()]);

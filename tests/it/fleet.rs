@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 fn fleet_config(redis: &RedisServer, per_minute: u32, burst: u32) -> TempConfig {
     TempConfig::new(&format!(
         "[rate_limit]\nper_minute = {per_minute}\nburst = {burst}\nmax_wait = \"1ms\"\n\
-         redis_url = \"{}\"\n",
+         {TEST_REDIS_TIMEOUT}redis_url = \"{}\"\n",
         redis.url()
     ))
 }
@@ -133,7 +133,7 @@ async fn the_fleet_hold_of_a_retry_after_past_u64_ends_at_the_cap() {
     .await;
     let config = TempConfig::new(&format!(
         "[rate_limit]\nper_minute = 600000\nburst = 100000\nmax_wait = \"1ms\"\n\
-         max_upstream_hold = \"2s\"\nredis_url = \"{}\"\n",
+         max_upstream_hold = \"5s\"\n{TEST_REDIS_TIMEOUT}redis_url = \"{}\"\n",
         redis.url()
     ));
     let first = Shim::start(&upstream.url(), &["--config", config.path()]);
@@ -155,7 +155,7 @@ async fn the_fleet_hold_of_a_retry_after_past_u64_ends_at_the_cap() {
     let held_at = std::time::Instant::now();
     held.assert_shim_error(429, "rate_limited");
     let retry_after: u64 = held.header("retry-after").unwrap().parse().unwrap();
-    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert!((1..=5).contains(&retry_after), "{retry_after}");
     // Redis kept the hold, not an error: the replica still shares its budget.
     assert_eq!(backend(&second).await, "redis");
     // The hold ends when it said: asked until a call passes, for little more than that.
@@ -172,10 +172,11 @@ async fn the_fleet_hold_of_a_retry_after_past_u64_ends_at_the_cap() {
     })
     .await;
     // `Retry-After` rounds the rest of the hold up, so the first call that passed came at
-    // most that long after the refusal, give or take one poll and its round trip.
+    // most that long after the refusal, give or take one poll (200 ms) and the round trips
+    // of a loaded machine; a hold past the cap (u64::MAX s) would never end.
     let passed_after = held_at.elapsed();
     assert!(
-        passed_after <= Duration::from_secs(retry_after) + Duration::from_millis(800),
+        passed_after <= Duration::from_secs(retry_after) + Duration::from_millis(1500),
         "the hold said {retry_after} s but lasted {passed_after:?}"
     );
 }
@@ -206,9 +207,9 @@ async fn a_redis_outage_costs_no_requests_and_its_return_is_noticed() {
             200
         );
     }
-    // Twenty requests with Redis gone take nowhere near twenty timeouts.
+    // Twenty requests with Redis gone take nowhere near twenty timeouts (40 s).
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(8),
         "{:?}",
         started.elapsed()
     );
@@ -493,7 +494,7 @@ async fn refused_tokens_do_not_push_a_team_out_of_the_fleets_usage() {
     };
     let upstream = team_only_upstream().await;
     let config = TempConfig::new(&format!(
-        "[limits]\nmax_tracked_clients = 3\n[rate_limit]\nredis_url = \"{}\"\n",
+        "[limits]\nmax_tracked_clients = 3\n[rate_limit]\n{TEST_REDIS_TIMEOUT}redis_url = \"{}\"\n",
         redis.url()
     ));
     let shim = Shim::start(&upstream.url(), &["--config", config.path()]);

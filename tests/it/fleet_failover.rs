@@ -100,7 +100,7 @@ async fn a_killed_primary_is_followed_to_the_replica_sentinel_promotes() {
     let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1}))).await;
     let config = TempConfig::new(&format!(
         "[rate_limit]\nper_minute = 6000\nburst = 100\nmax_wait = \"1ms\"\n\
-         redis_sentinels = [\"{}\"]\nredis_master_name = \"{MASTER}\"\n",
+         {TEST_REDIS_TIMEOUT}redis_sentinels = [\"{}\"]\nredis_master_name = \"{MASTER}\"\n",
         sentinel.addr()
     ));
     let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
@@ -164,7 +164,7 @@ async fn a_failover_the_sentinel_announces_is_followed_without_a_failed_call() {
     let upstream = FakeUpstream::always(Reply::json(200, json!({"success": 1}))).await;
     let config = TempConfig::new(&format!(
         "[rate_limit]\nper_minute = 6000\nburst = 100\nmax_wait = \"1ms\"\n\
-         redis_sentinels = [\"{}\"]\nredis_master_name = \"{MASTER}\"\n",
+         {TEST_REDIS_TIMEOUT}redis_sentinels = [\"{}\"]\nredis_master_name = \"{MASTER}\"\n",
         sentinel.addr()
     ));
     let shim = Shim::start(&upstream.url(), &["--config", config.path()]);
@@ -218,7 +218,7 @@ async fn a_primary_demoted_behind_the_same_url_is_left_for_the_new_one() {
     // connecting for the first time.
     let config = TempConfig::new(&format!(
         "workers = 1\n[rate_limit]\nper_minute = 6000\nburst = 100\nmax_wait = \"1ms\"\n\
-         redis_url = \"{}\"\n",
+         {TEST_REDIS_TIMEOUT}redis_url = \"{}\"\n",
         old.url()
     ));
     let shim = Shim::start(&upstream.url(), &["--config", config.path()]);

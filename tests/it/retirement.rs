@@ -85,7 +85,7 @@ async fn an_active_window_refuses_legacy_calls_with_410_and_guidance() {
         "{text}"
     );
     assert!(text.contains("explo_shim_brownout_active 1"), "{text}");
-    let deprecated = shim.events("deprecated");
+    let deprecated = shim.wait_for_events("deprecated", 1).await;
     assert_eq!(deprecated.len(), 1);
     assert_eq!(deprecated[0]["status"], 410);
     let usage = send("GET", &shim.admin_url("/usage"), &[], "").await.json();

@@ -101,7 +101,7 @@ async fn request_ids_are_kept_or_made_sent_upstream_and_logged() {
     assert_eq!(id.len(), 36);
     assert_eq!(upstream.requests()[1].headers["x-request-id"], id.as_str());
 
-    let deprecated = shim.events("deprecated");
+    let deprecated = shim.wait_for_events("deprecated", 1).await;
     assert_eq!(deprecated.len(), 1);
     assert_eq!(
         deprecated[0]["span"]["request_id"], "client-req-42",
@@ -125,7 +125,7 @@ async fn metrics_count_legacy_calls_by_endpoint_status_class_and_client() {
     }
     send("POST", &shim.url(UPDATE), &[], "[]").await;
     send("GET", &shim.url("/api/customers/"), &[], "").await;
-    let fingerprint = shim.events("deprecated")[0]["client_fingerprint"]
+    let fingerprint = shim.wait_for_events("deprecated", 1).await[0]["client_fingerprint"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -102,7 +102,7 @@ async fn a_long_user_group_id_is_cut_and_marked_in_usage_and_the_log() {
         usage["clients"][0]["endpoints"][0]["last_user_group_id"], recorded,
         "{usage}"
     );
-    let logged = shim.events("deprecated");
+    let logged = shim.wait_for_events("deprecated", 1).await;
     assert_eq!(logged[0]["user_group_id"], recorded);
 }
 

@@ -11,6 +11,10 @@
 //! the last reload read. After every reload the watch follows the files the running config
 //! names (a new token or certificate path, `watch_files` turned off or on).
 //!
+//! Each time a watcher is armed (at start-up, and when a reload names other directories) the
+//! files are compared once with what was last read, so that a change made before the watch
+//! was in place is not lost.
+//!
 //! A watch that cannot be set up (inotify's limits, a missing directory) is logged with the
 //! path and the reason; the shim serves on and SIGHUP still reloads. A watched directory that
 //! is removed is logged too, and is watched again after the next reload once it is back
@@ -24,7 +28,7 @@ mod watcher;
 use std::sync::Arc;
 
 use crate::server::reload::Trigger;
-use crate::server::reloading::{Reloads, WatchTargets};
+use crate::server::reloading::{Looked, Reloads, WatchTargets};
 use burst::Burst;
 use watcher::{Armed, Notice};
 
@@ -33,17 +37,22 @@ pub async fn run(reloads: Arc<Reloads>) {
     let mut targets = reloads.targets();
     let mut armed: Option<Armed> = None;
     let mut burst: Option<Burst> = None;
+    // Whether the burst under way holds a watched file's events, or only a watcher's arming.
+    let mut events_seen = false;
     loop {
         let wanted = targets.borrow_and_update().clone();
         if wanted.is_some() && armed.is_none() {
             reloads.remember_files().await;
         }
-        armed = rearm(armed, wanted, &mut burst).await;
+        armed = rearm(armed, wanted, &mut burst, &mut events_seen).await;
         loop {
             let due = burst.map(|burst| tokio::time::Instant::from_std(burst.due()));
             tokio::select! {
                 notice = next_notice(&mut armed) => match notice {
-                    Some(notice) => note(notice, &mut armed, &mut burst),
+                    Some(notice) => {
+                        note(notice, &mut armed, &mut burst);
+                        events_seen = true;
+                    }
                     None => {
                         tracing::warn!("the file watch stopped; reload with SIGHUP");
                         armed = None;
@@ -52,7 +61,19 @@ pub async fn run(reloads: Arc<Reloads>) {
                 // The only clock, and it runs during a burst alone.
                 () = sleep_until(due), if due.is_some() => {
                     burst = None;
-                    reloads.reload(Trigger::FileChange).await;
+                    let after_events = std::mem::take(&mut events_seen);
+                    if reloads.reload(Trigger::FileChange).await == Looked::NothingToDo {
+                        tracing::debug!("{}", match after_events {
+                            true => "a watched file had an event, but nothing to reload (the \
+                                     files are as the last reload read them, or one is not a \
+                                     regular file)",
+                            // Had a file changed after the last read (start-up's, or the
+                            // reload that named another directory) but before this watcher
+                            // was armed, it would have been reloaded.
+                            false => "the watch is armed, and the files are as last read: \
+                                      nothing to reload",
+                        });
+                    }
                 }
                 changed = targets.changed() => {
                     if changed.is_err() {
@@ -105,6 +126,7 @@ async fn rearm(
     armed: Option<Armed>,
     wanted: WatchTargets,
     burst: &mut Option<Burst>,
+    events_seen: &mut bool,
 ) -> Option<Armed> {
     let Some(files) = wanted else {
         if armed.is_some() {
@@ -130,7 +152,15 @@ async fn rearm(
         // Events the old watcher queued before it stopped still count.
         if old.notices.try_recv().is_ok() {
             burst::note(burst, std::time::Instant::now());
+            *events_seen = true;
         }
+    }
+    // A file that changed after the last read (the start-up's, or the reload that named a new
+    // directory) but before this watcher was armed made no event anyone saw: one check after
+    // the quiet time compares the files with what was last read, and reloads only if they
+    // differ.
+    if fresh.is_some() {
+        burst::note(burst, std::time::Instant::now());
     }
     fresh
 }

@@ -21,6 +21,10 @@ use std::time::Duration;
 use super::files::temp_path;
 use super::wait::blocking_until;
 
+/// The Redis clock the tests run with: the default (25 ms) is for a Redis next door, and one
+/// slow reply on a loaded test machine would send a replica to its local fallback.
+pub const TEST_REDIS_TIMEOUT: &str = "redis_timeout = \"2s\"\n";
+
 pub struct RedisServer {
     /// `None` during an outage.
     child: Option<Child>,

@@ -173,6 +173,21 @@ impl Shim {
         self.lines_so_far()
     }
 
+    /// The events on `target`, once at least `count` have come. A request's lines reach the
+    /// pipe through the log writer's thread after its answer, so a test that counts them
+    /// right after the request waits for them here.
+    pub async fn wait_for_events(&self, target: &str, count: usize) -> Vec<Value> {
+        until(
+            PATIENCE,
+            &format!("fewer than {count} events on {target}"),
+            || async {
+                let events = self.events_so_far(target);
+                (events.len() >= count).then_some(events)
+            },
+        )
+        .await
+    }
+
     /// Parsed log events on `target`.
     pub fn events(&self, target: &str) -> Vec<Value> {
         parsed(&self.logs(), target)
