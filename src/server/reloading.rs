@@ -114,6 +114,10 @@ impl Reloads {
         });
         *last_read = fingerprint;
         let Some(prepared) = prepared else {
+            // Nothing to reload, but a link on the way to a file may have moved (a release
+            // directory swapped for one with the same bytes): the watch plans again.
+            let targets = targets_of(&lock(&self.reloader));
+            self.targets.send_replace(targets);
             return Looked::NothingToDo;
         };
         let targets = {

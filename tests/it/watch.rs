@@ -364,6 +364,42 @@ async fn rewriting_the_same_bytes_reloads_nothing_and_sighup_still_reloads() {
         .await;
 }
 
+/// A deploy that swaps a `current -> releases/N` link higher up the path: the swap is seen,
+/// and so are later edits in the new release (the watch moved with the link).
+#[tokio::test]
+async fn a_release_link_swapped_higher_up_the_path_is_followed() {
+    let upstream = team_only_upstream().await;
+    let root = temp_path("releases");
+    for (release, team) in [("1", 7), ("2", 8)] {
+        let dir = root.join("releases").join(release);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("config.toml"),
+            format!("[legacy]\nteam_id = {team}\n"),
+        )
+        .unwrap();
+    }
+    std::os::unix::fs::symlink("releases/1", root.join("current")).unwrap();
+    let config = root.join("current").join("config.toml");
+    let shim = watched_shim(&upstream, &["--config", config.to_str().unwrap()]).await;
+    assert_eq!(team_id(&shim).await, 7);
+
+    // The deploy: a new link renamed over `current`, as `ln -sfn` does not but tools do.
+    std::os::unix::fs::symlink("releases/2", root.join("current.next")).unwrap();
+    std::fs::rename(root.join("current.next"), root.join("current")).unwrap();
+    wait_for_team_id(&shim, 8).await;
+
+    // An edit in place in the new release is seen: the old release's directory is not the
+    // one watched any more.
+    std::fs::write(
+        root.join("releases/2/config.toml"),
+        "[legacy]\nteam_id = 9\n",
+    )
+    .unwrap();
+    wait_for_team_id(&shim, 9).await;
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 #[tokio::test]
 async fn with_the_watch_off_a_swap_waits_for_sighup() {
     let upstream = team_only_upstream().await;

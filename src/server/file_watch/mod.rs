@@ -144,6 +144,7 @@ async fn rearm(
     {
         return armed;
     }
+    let moved = armed.as_ref().is_none_or(|current| current.plan != plan);
     let fresh = tokio::task::spawn_blocking(move || Armed::start(plan))
         .await
         .ok()
@@ -156,10 +157,11 @@ async fn rearm(
         }
     }
     // A file that changed after the last read (the start-up's, or the reload that named a new
-    // directory) but before this watcher was armed made no event anyone saw: one check after
-    // the quiet time compares the files with what was last read, and reloads only if they
-    // differ.
-    if fresh.is_some() {
+    // directory or followed a moved link) but before this watcher was armed made no event
+    // anyone saw: one check after the quiet time compares the files with what was last read,
+    // and reloads only if they differ. Not when the same plan is armed again (a directory that
+    // was missing): that check would arm again, and again.
+    if moved && fresh.is_some() {
         burst::note(burst, std::time::Instant::now());
     }
     fresh

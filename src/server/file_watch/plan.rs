@@ -7,6 +7,11 @@
 //! which a watch on the file itself would lose. In a busy directory (`/tmp`, `/etc`) only the
 //! names that lead to a watched file count: the file's own name, `..data`, and each link on the
 //! way to the file.
+//!
+//! A directory on the way that is itself a link (`/srv/shim/current -> releases/7`, swapped to
+//! deploy) is watched from its parent too, under its own name: inotify watches what a path
+//! leads to when the watch is set up, so the swap is seen there, and the plan keeps each such
+//! link's target, so that the plan made after the swap differs and the watch moves with it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
@@ -25,6 +30,8 @@ const MOST_LINKS: usize = 8;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WatchPlan {
     dirs: BTreeMap<PathBuf, BTreeSet<OsString>>,
+    /// The links among the watched directories and their ancestors, with their targets.
+    dir_links: BTreeMap<PathBuf, PathBuf>,
 }
 
 /// What one event means for the watch.
@@ -70,6 +77,19 @@ impl WatchPlan {
                 at = lexically_normal(&dir.join(target));
             }
         }
+        let watched: Vec<PathBuf> = plan.dirs.keys().cloned().collect();
+        for dir in watched {
+            for at in dir.ancestors() {
+                let (Some(parent), Some(name)) = (at.parent(), at.file_name()) else {
+                    continue;
+                };
+                if let Some(target) = read_link(at) {
+                    let names = plan.dirs.entry(parent.to_path_buf()).or_default();
+                    names.insert(name.to_owned());
+                    plan.dir_links.insert(at.to_path_buf(), target);
+                }
+            }
+        }
         plan
     }
 
@@ -88,13 +108,6 @@ impl WatchPlan {
         if matches!(kind, EventKind::Access(_)) && !closed_after_writing {
             return Seen::Unrelated;
         }
-        let gone = matches!(
-            kind,
-            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
-        );
-        if gone && let Some(dir) = paths.iter().find(|path| self.dirs.contains_key(*path)) {
-            return Seen::DirGone(dir.clone());
-        }
         let concerns = |path: &PathBuf| {
             let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
                 return false;
@@ -103,10 +116,18 @@ impl WatchPlan {
                 .get(dir)
                 .is_some_and(|names| names.contains(OsStr::new(name)))
         };
+        // First: a watched directory that is a link watched from its parent was swapped
+        // (the plan made after the reload follows it), not lost.
         if paths.iter().any(concerns) {
-            Seen::Change
-        } else {
-            Seen::Unrelated
+            return Seen::Change;
+        }
+        let gone = matches!(
+            kind,
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+        );
+        match paths.iter().find(|path| self.dirs.contains_key(*path)) {
+            Some(dir) if gone => Seen::DirGone(dir.clone()),
+            _ => Seen::Unrelated,
         }
     }
 }
@@ -290,6 +311,44 @@ mod tests {
         // A write to the directory itself (its metadata) is neither.
         let meta = EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::Any));
         assert_eq!(plan.classify(&meta, &dir), Seen::Unrelated);
+    }
+
+    #[test]
+    fn a_linked_directory_on_the_way_is_watched_from_its_parent_and_its_target_kept() {
+        let files = paths(&["/srv/shim/current/config.toml"]);
+        let before = WatchPlan::new(&files, links(&[("/srv/shim/current", "releases/7")]));
+        assert_eq!(
+            names(&before, "/srv/shim/current"),
+            ["..data", "config.toml"]
+        );
+        assert_eq!(names(&before, "/srv/shim"), ["current"]);
+        // The deploy renames a new link over `current`: a change, not a directory gone.
+        let swapped = paths(&["/srv/shim/current"]);
+        let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        assert_eq!(before.classify(&renamed, &swapped), Seen::Change);
+        // The old release removed (its watch ends with it): a change too.
+        let removed = EventKind::Remove(RemoveKind::Folder);
+        assert_eq!(before.classify(&removed, &swapped), Seen::Change);
+        // Other names beside the link are not.
+        let other = paths(&["/srv/shim/releases"]);
+        assert_eq!(before.classify(&renamed, &other), Seen::Unrelated);
+        // The plan after the swap differs, so the watch is set up again on the new target.
+        let after = WatchPlan::new(&files, links(&[("/srv/shim/current", "releases/8")]));
+        assert_ne!(before, after);
+        assert_eq!(
+            before.dirs().collect::<Vec<_>>(),
+            after.dirs().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn links_higher_up_are_found_too_and_a_plain_path_adds_nothing() {
+        let files = paths(&["/opt/app/etc/shim/config.toml"]);
+        let plan = WatchPlan::new(&files, links(&[("/opt/app", "/opt/app-2.1")]));
+        assert_eq!(names(&plan, "/opt"), ["app"]);
+        assert_eq!(plan.dirs().count(), 2);
+        let plain = WatchPlan::new(&files, links(&[]));
+        assert_eq!(plain.dirs().count(), 1);
     }
 
     #[test]
