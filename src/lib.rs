@@ -122,6 +122,9 @@ pub struct ReloadFrom {
     pub overrides: config::Overrides,
     pub resolved: Config,
     pub log_filter: observe::telemetry::LogFilter,
+    /// The files start-up read and their digests ([`config::read::recorded_reads`]), so that
+    /// the file watch compares later reads with exactly what the running config came from.
+    pub read_at_start: Vec<(std::path::PathBuf, config::read::Digest)>,
 }
 
 /// Binds the listeners and serves until the first of `stops` and the drain are over.
@@ -173,6 +176,7 @@ pub async fn run(
         std::sync::Arc::clone(prepared.proxy.metrics()),
     );
     reloader.log_filter = reload_from.log_filter;
+    reloader.read_at_start = reload_from.read_at_start;
     server::serve(&config, prepared, listeners, hangups, stops, reloader).await
 }
 

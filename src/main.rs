@@ -51,6 +51,8 @@ fn main() -> ExitCode {
         let _in_runtime = runtime.enter();
         (Hangups::register(), StopSignals::register())
     };
+    // The digests of the bytes the running config is built from, for the file watch.
+    explo_shim::config::read::record_reads();
     let mut config = match Config::resolve(&overrides) {
         Ok(config) => config,
         Err(error) => return usage_error(&error),
@@ -116,6 +118,7 @@ fn main() -> ExitCode {
         overrides,
         resolved,
         log_filter,
+        read_at_start: explo_shim::config::read::recorded_reads(),
     };
     let on_listening = |listen, admin| {
         if let Some(emulator) = emulator {

@@ -11,10 +11,13 @@
 //! adding threads. A path can also name something endless (`/dev/zero`, a log someone pointed
 //! at by mistake): at most [`MAX_FILE_BYTES`] are read.
 
+use std::cell::RefCell;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
 
 /// How long one file may take to read. Real config, token and certificate files answer in
 /// microseconds; this only bounds the ones that never do.
@@ -80,9 +83,42 @@ impl std::fmt::Display for ReadError {
     }
 }
 
+/// The SHA-256 of a file's bytes.
+pub type Digest = [u8; 32];
+
+/// The SHA-256 of `bytes`.
+pub fn digest(bytes: &[u8]) -> Digest {
+    Sha256::digest(bytes).into()
+}
+
+thread_local! {
+    /// What this thread has read since it called [`record_reads`]: each path with the digest
+    /// of the bytes that read returned.
+    static RECORDED: RefCell<Option<Vec<(PathBuf, Digest)>>> = const { RefCell::new(None) };
+}
+
+/// From now on, each successful read on this thread keeps its path and the digest of its
+/// bytes, until [`recorded_reads`] takes them. Start-up reads its files on one thread; the
+/// file watch then knows exactly which bytes the running configuration was built from, not
+/// what the files hold a moment later.
+pub fn record_reads() {
+    RECORDED.with_borrow_mut(|recorded| *recorded = Some(Vec::new()));
+}
+
+/// The reads recorded since [`record_reads`] (none if it was not called); recording stops.
+pub fn recorded_reads() -> Vec<(PathBuf, Digest)> {
+    RECORDED.with_borrow_mut(|recorded| recorded.take().unwrap_or_default())
+}
+
 /// Reads the whole file at `path`, within [`FILE_READ_TIMEOUT`] and [`MAX_FILE_BYTES`].
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
-    read_with(path, FILE_READ_TIMEOUT, MAX_FILE_BYTES)
+    let bytes = read_with(path, FILE_READ_TIMEOUT, MAX_FILE_BYTES)?;
+    RECORDED.with_borrow_mut(|recorded| {
+        if let Some(recorded) = recorded {
+            recorded.push((path.to_owned(), digest(&bytes)));
+        }
+    });
+    Ok(bytes)
 }
 
 /// [`read_bounded`], as text.
@@ -164,6 +200,27 @@ mod tests {
         assert_eq!(
             read_bounded_text(&path).unwrap(),
             "listen = \"127.0.0.1:0\"\n"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn reads_are_recorded_only_while_asked_and_only_on_this_thread() {
+        let path = temp_path("recorded");
+        std::fs::write(&path, "a = 1\n").unwrap();
+        read_bounded(&path).unwrap();
+        assert!(recorded_reads().is_empty(), "not asked");
+        record_reads();
+        read_bounded(&path).unwrap();
+        let _ = read_bounded(Path::new("/nonexistent/explo-shim.toml"));
+        std::thread::scope(|scope| {
+            scope.spawn(|| read_bounded(&path).unwrap());
+        });
+        assert_eq!(recorded_reads(), [(path.clone(), digest(b"a = 1\n"))]);
+        read_bounded(&path).unwrap();
+        assert!(
+            recorded_reads().is_empty(),
+            "taking them stops the recording"
         );
         std::fs::remove_file(&path).unwrap();
     }

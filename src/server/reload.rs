@@ -217,6 +217,9 @@ pub struct Reloader {
     pub budget: Option<BudgetFigures>,
     pub log_filter: LogFilter,
     pub metrics: Arc<Metrics>,
+    /// The files start-up read, with the digests of their bytes: taken by the file watch's
+    /// first fingerprint ([`crate::server::reloading::Reloads::remember_files`]).
+    pub read_at_start: Vec<(std::path::PathBuf, crate::config::read::Digest)>,
 }
 
 impl Reloader {
@@ -238,6 +241,7 @@ impl Reloader {
             budget: None,
             log_filter: LogFilter::default(),
             metrics,
+            read_at_start: Vec::new(),
         }
     }
 

@@ -63,8 +63,20 @@ impl Reloads {
             return;
         }
         let files = self.files();
+        let read_at_start = std::mem::take(&mut lock(&self.reloader).read_at_start);
+        let known = files
+            .iter()
+            .filter(|file| read_at_start.iter().any(|(read, _)| read == *file))
+            .count();
+        tracing::debug!(
+            files = files.len(),
+            known,
+            "the watch starts from the digests of the bytes start-up read (known), reading \
+             the others now"
+        );
         if let Ok(fingerprint) =
-            tokio::task::spawn_blocking(move || Fingerprint::read(&files)).await
+            tokio::task::spawn_blocking(move || Fingerprint::known_or_read(&files, &read_at_start))
+                .await
         {
             *last_read = Some(fingerprint);
         }

@@ -178,6 +178,31 @@ async fn a_kubelet_swap_of_the_config_map_reloads_once_with_no_signal() {
     assert_eq!(lines_of(&shim, RELOADED, "file change"), 1);
 }
 
+/// The watch compares later reads with the bytes start-up built the running config from (its
+/// own record of each read), not with what the files hold once the watch starts: a change in
+/// between is then a change. Every watched file is found in that record.
+#[tokio::test]
+async fn the_watch_starts_from_the_bytes_start_up_read() {
+    let upstream = team_only_upstream().await;
+    let volume = KubeletVolume::new(&[("token", "first-token-0123456789abcdef0123456789\n")]);
+    let config = TempConfig::new(&format!(
+        "admin_token_file = \"{}\"\n[legacy]\nteam_id = 7\n",
+        volume.path("token")
+    ));
+    let shim = watched_shim(&upstream, &["--config", config.path()]).await;
+    let line = shim
+        .wait_for_line("no start from start-up's digests", |line| {
+            line.contains("the watch starts from the digests")
+        })
+        .await;
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (&event["files"], &event["known"]),
+        (&2.into(), &2.into()),
+        "{line}"
+    );
+}
+
 #[tokio::test]
 async fn a_broken_swap_is_refused_and_counted_and_the_next_good_one_is_taken() {
     let upstream = team_only_upstream().await;

@@ -3,10 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::config::Config;
-use crate::config::read::read_bounded;
+use crate::config::read::{Digest, digest, read_bounded};
 
 /// The files a reload of `config` reads again and the watch follows: the config file, the
 /// admin token and the TLS certificate and key. (`upstream.ca_file` is read at start-up only.)
@@ -23,7 +21,7 @@ pub fn watched_files(config_file: Option<&Path>, config: &Config) -> Vec<PathBuf
 /// What the watch found at a file: its bytes' SHA-256, or why there are none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Found {
-    Digest([u8; 32]),
+    Digest(Digest),
     /// Missing or unreadable: a reload would refuse it, and says why.
     Unreadable,
     /// A FIFO, a device or a directory where a file should be. It is not opened: a FIFO
@@ -41,15 +39,28 @@ impl Fingerprint {
     /// Reads every regular file, each with the clock and cap of [`crate::config::read`]:
     /// blocks, so run it on a blocking thread.
     pub fn read(files: &[PathBuf]) -> Self {
+        Self::known_or_read(files, &[])
+    }
+
+    /// The fingerprint of the bytes start-up read (`read_at_start`, from
+    /// [`crate::config::read::record_reads`]): what the running config was built from, even
+    /// if a file has changed since. A file start-up did not read is read now; one that is
+    /// not a regular file now is not opened, as in [`Self::read`].
+    pub fn known_or_read(files: &[PathBuf], read_at_start: &[(PathBuf, Digest)]) -> Self {
         Self(
             files
                 .iter()
                 .map(|file| {
-                    let found = match std::fs::metadata(file) {
-                        Ok(metadata) if !metadata.is_file() => Found::NotAFile,
-                        _ => read_bounded(file).map_or(Found::Unreadable, |bytes| {
-                            Found::Digest(Sha256::digest(&bytes).into())
-                        }),
+                    let known = read_at_start
+                        .iter()
+                        .rev()
+                        .find(|(path, _)| path == file)
+                        .map(|(_, digest)| *digest);
+                    let found = match (std::fs::metadata(file), known) {
+                        (Ok(metadata), _) if !metadata.is_file() => Found::NotAFile,
+                        (_, Some(known)) => Found::Digest(known),
+                        _ => read_bounded(file)
+                            .map_or(Found::Unreadable, |bytes| Found::Digest(digest(&bytes))),
                     };
                     (file.clone(), found)
                 })
@@ -89,6 +100,22 @@ mod tests {
         assert!(first.not_files().is_empty());
         std::fs::write(&file, "a = 2\n").unwrap();
         assert_ne!(first, Fingerprint::read(&files));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn start_ups_digest_stands_for_a_file_changed_since_and_others_are_read() {
+        let dir = std::env::temp_dir().join(format!("explo-shim-fp-start-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (config, token) = (dir.join("config.toml"), dir.join("token"));
+        std::fs::write(&config, "a = 2\n").unwrap();
+        std::fs::write(&token, "t\n").unwrap();
+        let files = [config.clone(), token];
+        // Start-up read `a = 1`; the file has changed since.
+        let at_start = Fingerprint::known_or_read(&files, &[(config, digest(b"a = 1\n"))]);
+        let now = Fingerprint::read(&files);
+        assert_ne!(at_start, now, "the change is seen, not taken for the start");
+        assert_eq!(at_start.0[1], now.0[1], "the token, not recorded, is read");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
