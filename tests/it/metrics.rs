@@ -476,6 +476,63 @@ async fn a_request_its_client_gives_up_on_is_timed_as_aborted() {
     assert_eq!(made.len(), 2, "{text}");
 }
 
+/// Over HTTP/2 a client gives up on one stream (`RST_STREAM`), not on its connection: that
+/// request is timed as aborted too, and the client's next stream is served and timed as usual.
+#[tokio::test]
+async fn an_http2_stream_its_client_resets_is_timed_as_aborted() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let upstream = FakeUpstream::start(|request| {
+        let reply = Reply::json(200, json!({"team_id": 1}));
+        match request.path() {
+            "/api/held/" => reply.delayed(Duration::from_secs(30)),
+            _ => reply,
+        }
+    })
+    .await;
+    let shim = Shim::start(&upstream.url(), &["--upstream-timeout", "60s"]);
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let get = |path: &str| {
+        http::Request::get(shim.url(path))
+            .header(TOKEN_HEADER, TEAM_TOKEN)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    // The first stream opens the connection; the held one is dropped once it is upstream,
+    // which resets its stream.
+    let first = client.request(get("/api/customers/")).await.unwrap();
+    assert_eq!(first.version(), http::Version::HTTP_2);
+    let held = client.request(get("/api/held/"));
+    tokio::select! {
+        _ = held => panic!("the held request was answered"),
+        () = async {
+            until(Duration::from_secs(10), "the held request never went upstream", || async {
+                upstream.requests().iter().any(|seen| seen.path() == "/api/held/").then_some(())
+            })
+            .await;
+        } => {}
+    }
+    shim.wait_for_metric(
+        r#"explo_shim_request_duration_seconds_count{endpoint="pass_through",status_class="aborted"} 1"#,
+        "the reset stream is timed as aborted",
+    )
+    .await;
+    // The next stream is answered and timed as usual.
+    let after = client.request(get("/api/customers/")).await.unwrap();
+    assert_eq!(after.version(), http::Version::HTTP_2);
+    assert_eq!(after.status(), 200);
+    shim.wait_for_metric(
+        r#"explo_shim_request_duration_seconds_count{endpoint="pass_through",status_class="2xx"} 2"#,
+        "the streams before and after are timed",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn build_info_names_the_revision_the_binary_was_built_from() {
     let closed = ClosedPort::new();
