@@ -584,6 +584,58 @@ async fn a_watched_directory_that_goes_away_is_logged_and_sighup_watches_it_agai
     .await;
 }
 
+/// With no signal at all: a watched directory that comes back is watched again on the watch's
+/// own clock (30 s), and a change made there while it was not watched is then taken.
+#[tokio::test]
+async fn a_watched_directory_that_comes_back_is_watched_again_on_its_own() {
+    let upstream = team_only_upstream().await;
+    let mut volume = KubeletVolume::new(&[("token", "first-token-0123456789abcdef0123456789\n")]);
+    // The config in a directory of its own: nothing watched sees the volume come back.
+    let config_dir = temp_path("conf");
+    std::fs::create_dir(&config_dir).unwrap();
+    let config = config_dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!("admin_token_file = \"{}\"\n", volume.path("token")),
+    )
+    .unwrap();
+    let shim = watched_shim(&upstream, &["--config", config.to_str().unwrap()]).await;
+
+    let kept = temp_path("kept");
+    std::fs::rename(&volume.root, &kept).unwrap();
+    // The removal's own reload finds no token, and is refused; only then does it come back.
+    shim.wait_for_line("the token's removal was not refused", |line| {
+        line.contains(REFUSED) && line.contains("admin_token_file")
+    })
+    .await;
+    std::fs::rename(&kept, &volume.root).unwrap();
+    // Rotated while nothing watches the directory: no event reaches the shim.
+    volume.swap(&[("token", "second-token-0123456789abcdef012345\n")]);
+    until(
+        Duration::from_secs(60),
+        "the returned directory was not watched again",
+        || async {
+            shim.lines_so_far()
+                .iter()
+                .any(|line| line.contains("the file watch is set up now"))
+                .then_some(())
+        },
+    )
+    .await;
+    // Its first look finds the rotated token. (Asked once: failed bearer tokens are throttled.)
+    until(
+        RELOADED_WITHIN,
+        "the rotated token was not reloaded",
+        || async { (lines_of(&shim, RELOADED, "file change") == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        admin_status(&shim, "second-token-0123456789abcdef012345").await,
+        200
+    );
+    std::fs::remove_dir_all(&config_dir).unwrap();
+}
+
 /// Context switches so far (each is a wake-up): of every thread but the allocator's, of the
 /// coordinating thread (the first, where the watch's task runs) and of the watcher's thread,
 /// if there is one. The allocator's background threads return freed pages for some seconds

@@ -11,14 +11,16 @@
 //! the last reload read. After every reload the watch follows the files the running config
 //! names (a new token or certificate path, `watch_files` turned off or on).
 //!
-//! Each time a watcher is armed (at start-up, and when a reload names other directories) the
-//! files are compared once with what was last read, so that a change made before the watch
-//! was in place is not lost.
+//! Each time a watcher is armed (at start-up, when a reload names other directories or a
+//! linked directory moved, when a watch that was incomplete is whole again) the files are
+//! compared once with what was last read, so that a change made before the watch was in
+//! place is not lost.
 //!
-//! A watch that cannot be set up (inotify's limits, a missing directory) is logged with the
-//! path and the reason; the shim serves on and SIGHUP still reloads. A watched directory that
-//! is removed is logged too, and is watched again after the next reload once it is back
-//! (a SIGHUP, or a change in another watched directory).
+//! A watch that cannot be set up whole (inotify's limits, a missing directory) is logged with
+//! the path and the reason; the shim serves on and SIGHUP still reloads. A watched directory
+//! that is removed is logged too. Such a watch is tried again after the next reload, and on
+//! its own clock ([`WATCH_RETRY`]) while it is incomplete: limits freed and directories come
+//! back without anyone sending a signal.
 
 pub(crate) mod burst;
 pub(crate) mod fingerprint;
@@ -26,11 +28,17 @@ pub(crate) mod plan;
 mod watcher;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::server::reload::Trigger;
 use crate::server::reloading::{Looked, Reloads, WatchTargets};
 use burst::Burst;
 use watcher::{Armed, Notice};
+
+/// How long a watch that could not be set up whole (inotify's limits reached, a directory
+/// missing, the watcher's thread gone) waits before it is tried again. The only clock an idle
+/// shim runs for the watch, and only while it is in that state.
+pub(crate) const WATCH_RETRY: Duration = Duration::from_secs(30);
 
 /// Follows the files `reloads` names and reloads when they change, until aborted.
 pub async fn run(reloads: Arc<Reloads>) {
@@ -39,14 +47,18 @@ pub async fn run(reloads: Arc<Reloads>) {
     let mut burst: Option<Burst> = None;
     // Whether the burst under way holds a watched file's events, or only a watcher's arming.
     let mut events_seen = false;
+    // Whether the watch is being tried again on its clock, rather than after a reload.
+    let mut retrying = false;
     loop {
         let wanted = targets.borrow_and_update().clone();
         if wanted.is_some() && armed.is_none() {
             reloads.remember_files().await;
         }
-        armed = rearm(armed, wanted, &mut burst, &mut events_seen).await;
+        let wanted_any = wanted.is_some();
+        armed = rearm(armed, wanted, &mut burst, &mut events_seen, retrying).await;
         loop {
             let due = burst.map(|burst| tokio::time::Instant::from_std(burst.due()));
+            let degraded = wanted_any && armed.as_ref().is_none_or(|armed| armed.incomplete);
             tokio::select! {
                 notice = next_notice(&mut armed) => match notice {
                     Some(notice) => {
@@ -79,6 +91,12 @@ pub async fn run(reloads: Arc<Reloads>) {
                     if changed.is_err() {
                         return;
                     }
+                    retrying = false;
+                    break;
+                }
+                // Limits are freed and directories come back without a reload to notice.
+                () = tokio::time::sleep(WATCH_RETRY), if degraded => {
+                    retrying = true;
                     break;
                 }
             }
@@ -106,8 +124,10 @@ fn note(notice: Notice, armed: &mut Option<Armed>, burst: &mut Option<Burst>) {
         Notice::DirGone(dir) => {
             tracing::warn!(
                 dir = %dir.display(),
+                retry_every = ?WATCH_RETRY,
                 "a watched directory was removed or renamed: changes there are not seen until \
-                 it is back and the next reload (a SIGHUP) watches it again"
+                 it is back and watched again, after the next reload or on the watch's clock \
+                 (retry_every)"
             );
             if let Some(armed) = armed {
                 armed.incomplete = true;
@@ -127,6 +147,7 @@ async fn rearm(
     wanted: WatchTargets,
     burst: &mut Option<Burst>,
     events_seen: &mut bool,
+    retrying: bool,
 ) -> Option<Armed> {
     let Some(files) = wanted else {
         if armed.is_some() {
@@ -145,7 +166,8 @@ async fn rearm(
         return armed;
     }
     let moved = armed.as_ref().is_none_or(|current| current.plan != plan);
-    let fresh = tokio::task::spawn_blocking(move || Armed::start(plan))
+    let was_incomplete = armed.as_ref().is_some_and(|current| current.incomplete);
+    let fresh = tokio::task::spawn_blocking(move || Armed::start(plan, retrying))
         .await
         .ok()
         .flatten();
@@ -159,10 +181,15 @@ async fn rearm(
     // A file that changed after the last read (the start-up's, or the reload that named a new
     // directory or followed a moved link) but before this watcher was armed made no event
     // anyone saw: one check after the quiet time compares the files with what was last read,
-    // and reloads only if they differ. Not when the same plan is armed again (a directory that
-    // was missing): that check would arm again, and again.
-    if moved && fresh.is_some() {
+    // and reloads only if they differ. So too when a watch that was incomplete is whole now
+    // (a directory back, a limit freed). Not when the same plan is armed again and is still
+    // incomplete: that check would arm again, and again.
+    let whole_now = fresh.as_ref().is_some_and(|fresh| !fresh.incomplete);
+    if fresh.is_some() && (moved || was_incomplete && whole_now) {
         burst::note(burst, std::time::Instant::now());
+    }
+    if retrying && whole_now {
+        tracing::info!("the file watch is set up now: changes are reloaded again");
     }
     fresh
 }

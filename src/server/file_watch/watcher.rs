@@ -47,8 +47,9 @@ impl Armed {
 
     /// Starts watching every directory of `plan`; `None` (after a warning) when no watcher
     /// can be made at all. A directory that cannot be watched is named in a warning and the
-    /// others are watched.
-    pub fn start(plan: WatchPlan) -> Option<Self> {
+    /// others are watched. `retrying` (the same plan tried again on the watch's clock): what
+    /// still fails was warned about already, and is a debug line now.
+    pub fn start(plan: WatchPlan, retrying: bool) -> Option<Self> {
         let (sender, notices) = mpsc::channel(QUEUED_NOTICES);
         let sorting = plan.clone();
         let handler = move |event: notify::Result<Event>| {
@@ -78,12 +79,18 @@ impl Armed {
         let dirs: Vec<String> = plan.dirs().map(|dir| dir.display().to_string()).collect();
         let mut watcher = match RecommendedWatcher::new(handler, config) {
             Ok(watcher) => watcher,
+            Err(error) if retrying => {
+                tracing::debug!(?dirs, %error, "the file watch still cannot be set up");
+                return None;
+            }
             Err(error) => {
                 tracing::warn!(
                     ?dirs,
                     %error,
+                    retry_every = ?super::WATCH_RETRY,
                     "cannot watch the configured files (inotify's limits? see \
-                     fs.inotify.max_user_instances); changes are taken on SIGHUP only"
+                     fs.inotify.max_user_instances); changes are taken on SIGHUP, and the \
+                     watch is tried again (retry_every)"
                 );
                 return None;
             }
@@ -92,7 +99,11 @@ impl Armed {
         for dir in plan.dirs() {
             if let Err(error) = watcher.watch(dir, RecursiveMode::NonRecursive) {
                 incomplete = true;
-                warn_unwatched(dir, &error);
+                if retrying {
+                    tracing::debug!(dir = %dir.display(), %error, "still cannot watch this directory");
+                } else {
+                    warn_unwatched(dir, &error);
+                }
             }
         }
         tracing::debug!(?dirs, "watching the configured files' directories");
@@ -109,8 +120,9 @@ fn warn_unwatched(dir: &Path, error: &notify::Error) {
     tracing::warn!(
         dir = %dir.display(),
         %error,
+        retry_every = ?super::WATCH_RETRY,
         "cannot watch this directory (missing? inotify's limits? see \
-         fs.inotify.max_user_watches); changes to its files are taken on SIGHUP only, and the \
-         watch is tried again after each reload"
+         fs.inotify.max_user_watches); changes to its files are taken on SIGHUP, and the \
+         watch is tried again after each reload and on its clock (retry_every)"
     );
 }
