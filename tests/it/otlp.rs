@@ -400,11 +400,9 @@ async fn an_https_collector_is_trusted_through_otel_exporter_otlp_certificate() 
     assert_eq!(collector.posts().len(), posts_before);
 }
 
-/// A collector that takes the export and never answers, with the longest timeout: the calls
-/// made while that export is held all complete (each within `send`'s 20 s clock, a third of
-/// the export's), and the exporter is still on its first request when they have.
-#[tokio::test]
-async fn an_export_the_collector_holds_holds_up_no_request() {
+/// A collector that reads every export and never answers, the Customer API, and a shim that
+/// exports to the collector with `OTEL_EXPORTER_OTLP_TIMEOUT` = `timeout_ms`.
+async fn exporting_to_a_silent_collector(timeout_ms: &str) -> (Collector, FakeUpstream, Shim) {
     let collector = Collector::start_silent().await;
     let upstream = customer_api().await;
     let endpoint = collector.url();
@@ -412,10 +410,14 @@ async fn an_export_the_collector_holds_holds_up_no_request() {
         &upstream,
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "60000"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", timeout_ms),
         ],
     );
-    traced_call(&shim).await;
+    (collector, upstream, shim)
+}
+
+/// Until the collector has had its first export request.
+async fn until_exported(collector: &Collector) {
     until_ok(Duration::from_secs(20), || async {
         match collector.posts().len() {
             0 => Err("no export yet".to_owned()),
@@ -423,6 +425,16 @@ async fn an_export_the_collector_holds_holds_up_no_request() {
         }
     })
     .await;
+}
+
+/// A collector that takes the export and never answers, with the longest timeout: the calls
+/// made while that export is held all complete (each within `send`'s 20 s clock, a third of
+/// the export's), and the exporter is still on its first request when they have.
+#[tokio::test]
+async fn an_export_the_collector_holds_holds_up_no_request() {
+    let (collector, _upstream, shim) = exporting_to_a_silent_collector("60000").await;
+    traced_call(&shim).await;
+    until_exported(&collector).await;
     for _ in 0..3 {
         traced_call(&shim).await;
     }
@@ -435,16 +447,7 @@ async fn an_export_the_collector_holds_holds_up_no_request() {
 /// still sent.
 #[tokio::test]
 async fn a_collector_slower_than_the_timeout_has_each_export_end() {
-    let collector = Collector::start_silent().await;
-    let upstream = customer_api().await;
-    let endpoint = collector.url();
-    let shim = start(
-        &upstream,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "300"),
-        ],
-    );
+    let (collector, _upstream, shim) = exporting_to_a_silent_collector("300").await;
     traced_call(&shim).await;
     let line = shim
         .wait_for_line("the export gives up", |line| {
@@ -714,13 +717,7 @@ async fn a_stop_cuts_a_retry_wait_short() {
         ],
     );
     traced_call(&shim).await;
-    until_ok(Duration::from_secs(20), || async {
-        match collector.posts().len() {
-            0 => Err("no export yet".to_owned()),
-            _ => Ok(()),
-        }
-    })
-    .await;
+    until_exported(&collector).await;
     let stopped = Instant::now();
     shim.signal("TERM");
     assert!(shim.wait_exit(Duration::from_secs(20)).is_some());

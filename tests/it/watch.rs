@@ -148,6 +148,14 @@ async fn admin_status(shim: &Shim, token: &str) -> http::StatusCode {
     .status
 }
 
+/// Until the watch has made `count` reloads, at most [`RELOADED_WITHIN`].
+async fn until_watch_reloads(shim: &Shim, count: usize, failure: &str) {
+    until(RELOADED_WITHIN, failure, || async {
+        (lines_of(shim, RELOADED, "file change") == count).then_some(())
+    })
+    .await;
+}
+
 /// The lines with `message` whose `trigger` is `trigger`.
 fn lines_of(shim: &Shim, message: &str, trigger: &str) -> usize {
     shim.lines_so_far()
@@ -477,12 +485,7 @@ async fn a_reload_that_names_another_token_file_watches_that_one() {
 
     // The Secret's directory is watched now.
     second.swap(&[("token", "third-token-0123456789abcdef0123456\n")]);
-    until(
-        RELOADED_WITHIN,
-        "the new directory is not watched",
-        || async { (lines_of(&shim, RELOADED, "file change") == 2).then_some(()) },
-    )
-    .await;
+    until_watch_reloads(&shim, 2, "the new directory is not watched").await;
     assert_eq!(
         admin_status(&shim, "third-token-0123456789abcdef0123456").await,
         200
@@ -576,12 +579,7 @@ async fn a_watched_directory_that_goes_away_is_logged_and_sighup_watches_it_agai
     )
     .await;
     volume.swap(&[("token", "second-token-0123456789abcdef012345\n")]);
-    until(
-        RELOADED_WITHIN,
-        "the swap after the return was not seen",
-        || async { (lines_of(&shim, RELOADED, "file change") == 1).then_some(()) },
-    )
-    .await;
+    until_watch_reloads(&shim, 1, "the swap after the return was not seen").await;
 }
 
 /// With no signal at all: a watched directory that comes back is watched again on the watch's
@@ -623,12 +621,7 @@ async fn a_watched_directory_that_comes_back_is_watched_again_on_its_own() {
     )
     .await;
     // Its first look finds the rotated token. (Asked once: failed bearer tokens are throttled.)
-    until(
-        RELOADED_WITHIN,
-        "the rotated token was not reloaded",
-        || async { (lines_of(&shim, RELOADED, "file change") == 1).then_some(()) },
-    )
-    .await;
+    until_watch_reloads(&shim, 1, "the rotated token was not reloaded").await;
     assert_eq!(
         admin_status(&shim, "second-token-0123456789abcdef012345").await,
         200
