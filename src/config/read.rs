@@ -110,6 +110,21 @@ pub fn recorded_reads() -> Vec<(PathBuf, Digest)> {
     RECORDED.with_borrow_mut(|recorded| recorded.take().unwrap_or_default())
 }
 
+/// `work`, and the reads it made on this thread ([`record_reads`]); the recording stops
+/// even if `work` panics, so a pooled thread does not go on recording.
+pub fn recording<T>(work: impl FnOnce() -> T) -> (T, Vec<(PathBuf, Digest)>) {
+    struct Stop;
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            RECORDED.with_borrow_mut(Option::take);
+        }
+    }
+    record_reads();
+    let _stop = Stop;
+    let done = work();
+    (done, recorded_reads())
+}
+
 /// Reads the whole file at `path`, within [`FILE_READ_TIMEOUT`] and [`MAX_FILE_BYTES`].
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
     let bytes = read_with(path, FILE_READ_TIMEOUT, MAX_FILE_BYTES)?;
@@ -221,6 +236,15 @@ mod tests {
         assert!(
             recorded_reads().is_empty(),
             "taking them stops the recording"
+        );
+        let (length, recorded) = recording(|| read_bounded(&path).unwrap().len());
+        assert_eq!((length, recorded.len()), (6, 1));
+        let panicked = std::panic::catch_unwind(|| recording(|| panic!("a reload panics")));
+        assert!(panicked.is_err());
+        read_bounded(&path).unwrap();
+        assert!(
+            recorded_reads().is_empty(),
+            "a panic stops the recording too"
         );
         std::fs::remove_file(&path).unwrap();
     }

@@ -358,6 +358,13 @@ pub struct PreparedReload {
     filter: tracing_subscriber::EnvFilter,
 }
 
+impl PreparedReload {
+    /// The configuration this reload puts in service.
+    pub fn next(&self) -> &Config {
+        &self.next
+    }
+}
+
 impl ReloadInputs {
     /// Reads the files again (the config file, `admin_token_file`, the TLS files) and builds
     /// everything that can fail. Blocks for as long as the reads take, each within

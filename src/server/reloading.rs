@@ -7,12 +7,13 @@
 //! lock. A file change whose files are byte-identical to those the last reload read (or those
 //! read at start-up) is skipped; SIGHUP always reloads.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
 use crate::config::ConfigError;
+use crate::config::read::recording;
 use crate::server::file_watch::fingerprint::{Fingerprint, watched_files};
 use crate::server::reload::{Reloader, Trigger};
 
@@ -86,14 +87,22 @@ impl Reloads {
     /// differs from what the last reload read, and all are regular files: says which.
     pub async fn reload(&self, trigger: Trigger) -> Looked {
         let mut last_read = self.last_read.lock().await;
-        let inputs = lock(&self.reloader).reload_inputs();
+        let (inputs, config_file) = {
+            let reloader = lock(&self.reloader);
+            (
+                reloader.reload_inputs(),
+                reloader.config_file().map(Path::to_path_buf),
+            )
+        };
         let files = self.files();
         let unchanged_if = match trigger {
             Trigger::FileChange => last_read.clone(),
             Trigger::Hangup => None,
         };
-        // The fingerprint is read before the files are parsed: a change between the two is
-        // then seen as a change by the next event, never lost.
+        // The fingerprint is read before the files are parsed, to skip a reload that would
+        // change nothing. A reload that is taken keeps, instead, the digests of the very bytes
+        // it read, for the files the new configuration names: a change after them is a
+        // change, and a file named for the first time is not taken for one.
         let read = tokio::task::spawn_blocking(move || {
             let fingerprint = Fingerprint::read(&files);
             if unchanged_if.as_ref() == Some(&fingerprint) {
@@ -114,7 +123,15 @@ impl Reloads {
                     "a watched file changed: reloading the configuration"
                 );
             }
-            (Some(fingerprint), Some(inputs.prepare()))
+            let (prepared, read) = recording(|| inputs.prepare());
+            let taken = match &prepared {
+                Ok(prepared) => Fingerprint::known_or_read(
+                    &watched_files(config_file.as_deref(), prepared.next()),
+                    &read,
+                ),
+                Err(_) => fingerprint,
+            };
+            (Some(taken), Some(prepared))
         })
         .await;
         // Each read has its own clock, so this ends; a panic is reported as a refusal.

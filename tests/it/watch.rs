@@ -397,14 +397,25 @@ async fn rewriting_the_same_bytes_reloads_nothing_and_sighup_still_reloads() {
         .await;
 }
 
-/// A deploy that swaps a `current -> releases/N` link higher up the path: the swap is seen,
-/// and so are later edits in the new release (the watch moved with the link).
-#[tokio::test]
-async fn a_release_link_swapped_higher_up_the_path_is_followed() {
-    let upstream = team_only_upstream().await;
-    let root = temp_path("releases");
-    for (release, team) in [("1", 7), ("2", 8)] {
-        let dir = root.join("releases").join(release);
+/// A deploy's layout: `releases/N/config.toml` with `team_id` set, and links to them.
+struct Releases {
+    root: PathBuf,
+}
+
+impl Releases {
+    fn new(releases: &[(&str, i64)]) -> Self {
+        let releases_dir = Self {
+            root: temp_path("releases"),
+        };
+        for (release, team) in releases {
+            releases_dir.write(release, *team);
+        }
+        releases_dir
+    }
+
+    /// Writes `releases/<release>/config.toml`, making the directory if need be.
+    fn write(&self, release: &str, team: i64) {
+        let dir = self.root.join("releases").join(release);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("config.toml"),
@@ -412,25 +423,92 @@ async fn a_release_link_swapped_higher_up_the_path_is_followed() {
         )
         .unwrap();
     }
-    std::os::unix::fs::symlink("releases/1", root.join("current")).unwrap();
-    let config = root.join("current").join("config.toml");
-    let shim = watched_shim(&upstream, &["--config", config.to_str().unwrap()]).await;
+
+    /// Points the link `name` at `target`, as deploy tools do: a new link renamed over it.
+    fn link(&self, name: &str, target: &str) {
+        let next = self.root.join(format!("{name}.next"));
+        std::os::unix::fs::symlink(target, &next).unwrap();
+        std::fs::rename(&next, self.root.join(name)).unwrap();
+    }
+
+    fn path(&self, relative: &str) -> String {
+        self.root.join(relative).to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Releases {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// A deploy that swaps a `current -> releases/N` link higher up the path: the swap is seen,
+/// and so are later edits in the new release (the watch moved with the link).
+#[tokio::test]
+async fn a_release_link_swapped_higher_up_the_path_is_followed() {
+    let upstream = team_only_upstream().await;
+    let releases = Releases::new(&[("1", 7), ("2", 8)]);
+    releases.link("current", "releases/1");
+    let config = releases.path("current/config.toml");
+    let shim = watched_shim(&upstream, &["--config", &config]).await;
     assert_eq!(team_id(&shim).await, 7);
 
-    // The deploy: a new link renamed over `current`, as `ln -sfn` does not but tools do.
-    std::os::unix::fs::symlink("releases/2", root.join("current.next")).unwrap();
-    std::fs::rename(root.join("current.next"), root.join("current")).unwrap();
+    releases.link("current", "releases/2");
     wait_for_team_id(&shim, 8).await;
-
     // An edit in place in the new release is seen: the old release's directory is not the
     // one watched any more.
-    std::fs::write(
-        root.join("releases/2/config.toml"),
-        "[legacy]\nteam_id = 9\n",
+    releases.write("2", 9);
+    wait_for_team_id(&shim, 9).await;
+}
+
+/// The release a link leads to, removed and made again under the same name (a tool that
+/// unpacks into a fixed directory), or another directory moved into its place: the new
+/// directory is watched, not the old one.
+#[tokio::test]
+async fn a_release_directory_made_again_under_the_link_is_watched() {
+    let upstream = team_only_upstream().await;
+    let releases = Releases::new(&[("1", 7)]);
+    releases.link("current", "releases/1");
+    let config = releases.path("current/config.toml");
+    let shim = watched_shim(&upstream, &["--config", &config]).await;
+
+    std::fs::remove_dir_all(releases.root.join("releases/1")).unwrap();
+    releases.write("1", 8);
+    wait_for_team_id(&shim, 8).await;
+    releases.write("1", 9);
+    wait_for_team_id(&shim, 9).await;
+
+    releases.write("staging", 10);
+    std::fs::rename(
+        releases.root.join("releases/1"),
+        releases.root.join("releases/1.old"),
     )
     .unwrap();
+    std::fs::rename(
+        releases.root.join("releases/staging"),
+        releases.root.join("releases/1"),
+    )
+    .unwrap();
+    wait_for_team_id(&shim, 10).await;
+    releases.write("1", 11);
+    wait_for_team_id(&shim, 11).await;
+}
+
+/// A chain of directory links (`current -> stage`, `stage -> releases/N`): a swap of the link
+/// further along is seen, and so are edits in the release it leads to.
+#[tokio::test]
+async fn a_chain_of_directory_links_is_followed() {
+    let upstream = team_only_upstream().await;
+    let releases = Releases::new(&[("1", 7), ("2", 8)]);
+    releases.link("stage", "releases/1");
+    releases.link("current", "stage");
+    let config = releases.path("current/config.toml");
+    let shim = watched_shim(&upstream, &["--config", &config]).await;
+
+    releases.link("stage", "releases/2");
+    wait_for_team_id(&shim, 8).await;
+    releases.write("2", 9);
     wait_for_team_id(&shim, 9).await;
-    std::fs::remove_dir_all(&root).unwrap();
 }
 
 #[tokio::test]
@@ -483,7 +561,18 @@ async fn a_reload_that_names_another_token_file_watches_that_one() {
         200
     );
 
-    // The Secret's directory is watched now.
+    // The Secret's directory is watched now, and its first look found the token the reload
+    // read: no second reload.
+    until(RELOADED_WITHIN, "the new watch never looked", || async {
+        let lines = shim.lines_so_far();
+        let reloaded = lines.iter().position(|line| line.contains(RELOADED))?;
+        lines[reloaded..]
+            .iter()
+            .any(|line| line.contains(ARMED_AND_CHECKED))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(lines_of(&shim, RELOADED, "file change"), 1);
     second.swap(&[("token", "third-token-0123456789abcdef0123456\n")]);
     until_watch_reloads(&shim, 2, "the new directory is not watched").await;
     assert_eq!(

@@ -66,7 +66,11 @@ pub async fn run(reloads: Arc<Reloads>) {
                         events_seen = true;
                     }
                     None => {
-                        tracing::warn!("the file watch stopped; reload with SIGHUP");
+                        tracing::warn!(
+                            retry_every = ?WATCH_RETRY,
+                            "the file watch stopped; it is set up again on its clock \
+                             (retry_every) and after each reload"
+                        );
                         armed = None;
                     }
                 },
@@ -122,15 +126,18 @@ fn note(notice: Notice, armed: &mut Option<Armed>, burst: &mut Option<Burst>) {
     match notice {
         Notice::Change => {}
         Notice::DirGone(dir) => {
-            tracing::warn!(
-                dir = %dir.display(),
-                retry_every = ?WATCH_RETRY,
-                "a watched directory was removed or renamed: changes there are not seen until \
-                 it is back and watched again, after the next reload or on the watch's clock \
-                 (retry_every)"
-            );
-            if let Some(armed) = armed {
+            // Once per watcher: one removal makes several events. Not a warning: a deploy
+            // that removes the release it just swapped away from does this too, and a
+            // directory that stays gone is warned about when it cannot be watched again.
+            if let Some(armed) = armed.as_mut().filter(|armed| !armed.incomplete) {
                 armed.incomplete = true;
+                tracing::info!(
+                    dir = %dir.display(),
+                    retry_every = ?WATCH_RETRY,
+                    "a watched directory was removed or renamed (or made again): it is watched \
+                     again after the reload this starts, or on the watch's clock (retry_every) \
+                     once it is back"
+                );
             }
         }
         Notice::Trouble(error) => {

@@ -18,7 +18,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
 
 use notify::EventKind;
-use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 
 /// The link kubelet renames over on every ConfigMap or Secret update.
 pub const KUBELET_DATA_LINK: &str = "..data";
@@ -77,20 +77,43 @@ impl WatchPlan {
                 at = lexically_normal(&dir.join(target));
             }
         }
-        let watched: Vec<PathBuf> = plan.dirs.keys().cloned().collect();
-        for dir in watched {
-            for at in dir.ancestors() {
+        plan.follow_directory_links(&read_link);
+        plan
+    }
+
+    /// Each directory on the way to a watched one that is a link, and each link its target
+    /// goes through in turn (`current -> stage`, `stage -> releases/7`), is watched from its
+    /// parent under its name, and its target kept.
+    fn follow_directory_links(&mut self, read_link: &impl Fn(&Path) -> Option<PathBuf>) {
+        let mut pending: Vec<PathBuf> = self.dirs.keys().cloned().collect();
+        // A loop of links (`a -> b`, `b -> a`) ends here, as it does in the kernel.
+        let mut hops_left = MOST_LINKS * self.dirs.len().max(1);
+        while let Some(path) = pending.pop() {
+            for at in path.ancestors() {
                 let (Some(parent), Some(name)) = (at.parent(), at.file_name()) else {
                     continue;
                 };
-                if let Some(target) = read_link(at) {
-                    let names = plan.dirs.entry(parent.to_path_buf()).or_default();
-                    names.insert(name.to_owned());
-                    plan.dir_links.insert(at.to_path_buf(), target);
+                if self.dir_links.contains_key(at) {
+                    continue;
+                }
+                let Some(target) = read_link(at) else {
+                    continue;
+                };
+                self.dirs
+                    .entry(parent.to_path_buf())
+                    .or_default()
+                    .insert(name.to_owned());
+                // Rebuilt part by part: a trailing `/` (`join("")`) would make the kernel
+                // follow the link that `read_link` is asked about, and say it is none.
+                let mut resolved = lexically_normal(&parent.join(&target));
+                resolved.extend(path.strip_prefix(at).unwrap_or(Path::new("")).components());
+                self.dir_links.insert(at.to_path_buf(), target);
+                if hops_left > 0 {
+                    hops_left -= 1;
+                    pending.push(resolved);
                 }
             }
         }
-        plan
     }
 
     /// The directories to watch (not recursively).
@@ -108,6 +131,19 @@ impl WatchPlan {
         if matches!(kind, EventKind::Access(_)) && !closed_after_writing {
             return Seen::Unrelated;
         }
+        let watched_dir = paths.iter().find(|path| self.dirs.contains_key(*path));
+        // A watched directory removed or moved away (its own watch's last events, or its
+        // name's in a watched parent): its watch is over, even when a link by that name is
+        // swapped or the directory made again at once, so it is set up again.
+        let ended = matches!(
+            kind,
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From))
+        );
+        if let Some(dir) = watched_dir
+            && ended
+        {
+            return Seen::DirGone(dir.clone());
+        }
         let concerns = |path: &PathBuf| {
             let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
                 return false;
@@ -116,17 +152,15 @@ impl WatchPlan {
                 .get(dir)
                 .is_some_and(|names| names.contains(OsStr::new(name)))
         };
-        // First: a watched directory that is a link watched from its parent was swapped
-        // (the plan made after the reload follows it), not lost.
+        // A link to a watched directory swapped in its parent: a change, and the plan made
+        // after the reload follows the link.
         if paths.iter().any(concerns) {
             return Seen::Change;
         }
-        let gone = matches!(
-            kind,
-            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
-        );
-        match paths.iter().find(|path| self.dirs.contains_key(*path)) {
-            Some(dir) if gone => Seen::DirGone(dir.clone()),
+        match watched_dir {
+            Some(dir) if matches!(kind, EventKind::Modify(ModifyKind::Name(_))) => {
+                Seen::DirGone(dir.clone())
+            }
             _ => Seen::Unrelated,
         }
     }
@@ -159,6 +193,10 @@ mod tests {
             .map(|(link, target)| (PathBuf::from(link), PathBuf::from(target)))
             .collect();
         move |path| {
+            // As the kernel: with a trailing `/` the link is followed, and is no link.
+            if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+                return None;
+            }
             pairs
                 .iter()
                 .find(|(link, _)| link == path)
@@ -326,9 +364,21 @@ mod tests {
         let swapped = paths(&["/srv/shim/current"]);
         let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));
         assert_eq!(before.classify(&renamed, &swapped), Seen::Change);
-        // The old release removed (its watch ends with it): a change too.
+        // What the link led to, removed or moved away (and perhaps made again at once): the
+        // watch on it is over, and is set up again.
         let removed = EventKind::Remove(RemoveKind::Folder);
-        assert_eq!(before.classify(&removed, &swapped), Seen::Change);
+        let moved_away = EventKind::Modify(ModifyKind::Name(RenameMode::From));
+        for ended in [removed, moved_away] {
+            assert_eq!(
+                before.classify(&ended, &swapped),
+                Seen::DirGone(PathBuf::from("/srv/shim/current")),
+                "{ended:?}"
+            );
+        }
+        // A link renamed over it in one step is a change.
+        let pair = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        let both = paths(&["/srv/shim/current.next", "/srv/shim/current"]);
+        assert_eq!(before.classify(&pair, &both), Seen::Change);
         // Other names beside the link are not.
         let other = paths(&["/srv/shim/releases"]);
         assert_eq!(before.classify(&renamed, &other), Seen::Unrelated);
@@ -339,6 +389,30 @@ mod tests {
             before.dirs().collect::<Vec<_>>(),
             after.dirs().collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_chain_of_directory_links_is_followed_link_by_link() {
+        let files = paths(&["/srv/shim/current/config.toml"]);
+        let chain = [
+            ("/srv/shim/current", "stage"),
+            ("/srv/shim/stage", "/etc/alternatives/shim"),
+            ("/etc/alternatives/shim", "/srv/shim/releases/7"),
+        ];
+        let plan = WatchPlan::new(&files, links(&chain));
+        assert_eq!(names(&plan, "/srv/shim"), ["current", "stage"]);
+        assert_eq!(names(&plan, "/etc/alternatives"), ["shim"]);
+        // A swap anywhere along the chain makes another plan.
+        let mut swapped = chain;
+        swapped[2].1 = "/srv/shim/releases/8";
+        assert_ne!(plan, WatchPlan::new(&files, links(&swapped)));
+        // A loop of links ends.
+        let looped = [
+            ("/srv/shim/current", "stage"),
+            ("/srv/shim/stage", "current"),
+        ];
+        let plan = WatchPlan::new(&files, links(&looped));
+        assert_eq!(names(&plan, "/srv/shim"), ["current", "stage"]);
     }
 
     #[test]
