@@ -74,7 +74,7 @@ pub async fn run(reloads: Arc<Reloads>) {
                         armed = None;
                     }
                 },
-                // The only clock, and it runs during a burst alone.
+                // The burst's clock, which runs during a burst alone.
                 () = sleep_until(due), if due.is_some() => {
                     burst = None;
                     let after_events = std::mem::take(&mut events_seen);
