@@ -494,6 +494,43 @@ async fn a_release_directory_made_again_under_the_link_is_watched() {
     wait_for_team_id(&shim, 11).await;
 }
 
+/// A link whose target steps back with `..` from a linked directory
+/// (`current/config.toml -> ../shared/config.toml`, `current -> releases/1`): the kernel opens
+/// `releases/shared/config.toml`, and that is what is watched.
+#[tokio::test]
+async fn a_dot_dot_in_a_link_is_read_as_the_kernel_reads_it() {
+    let upstream = team_only_upstream().await;
+    let releases = Releases::new(&[("1", 7), ("shared", 8)]);
+    // A decoy where a reading of the names alone would look.
+    std::fs::create_dir(releases.root.join("shared")).unwrap();
+    std::fs::write(
+        releases.root.join("shared/config.toml"),
+        "[legacy]\nteam_id = 1\n",
+    )
+    .unwrap();
+    std::fs::remove_file(releases.root.join("releases/1/config.toml")).unwrap();
+    std::os::unix::fs::symlink(
+        "../shared/config.toml",
+        releases.root.join("releases/1/config.toml"),
+    )
+    .unwrap();
+    releases.link("current", "releases/1");
+    let config = releases.path("current/config.toml");
+    let shim = watched_shim(&upstream, &["--config", &config]).await;
+    assert_eq!(team_id(&shim).await, 8);
+
+    releases.write("shared", 9);
+    wait_for_team_id(&shim, 9).await;
+    // The decoy is not watched: an edit there reloads nothing.
+    std::fs::write(
+        releases.root.join("shared/config.toml"),
+        "[legacy]\nteam_id = 2\n",
+    )
+    .unwrap();
+    quiet_for(PAST_THE_QUIET_TIME).await;
+    assert_eq!(lines_of(&shim, RELOADED, "file change"), 1);
+}
+
 /// A chain of directory links (`current -> stage`, `stage -> releases/N`): a swap of the link
 /// further along is seen, and so are edits in the release it leads to.
 #[tokio::test]

@@ -25,6 +25,7 @@
 pub(crate) mod burst;
 pub(crate) mod fingerprint;
 pub(crate) mod plan;
+mod resolve;
 mod watcher;
 
 use std::sync::Arc;
@@ -174,7 +175,10 @@ async fn rearm(
     }
     let moved = armed.as_ref().is_none_or(|current| current.plan != plan);
     let was_incomplete = armed.as_ref().is_some_and(|current| current.incomplete);
-    let fresh = tokio::task::spawn_blocking(move || Armed::start(plan, retrying))
+    // The same plan armed again while incomplete (after each event's reload): what still
+    // fails was warned about when it first failed.
+    let quietly = retrying || !moved && was_incomplete;
+    let fresh = tokio::task::spawn_blocking(move || Armed::start(plan, quietly))
         .await
         .ok()
         .flatten();

@@ -20,11 +20,10 @@ use std::path::{Component, Path, PathBuf};
 use notify::EventKind;
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 
+use super::resolve::{Followed, MOST_LINKS, resolve};
+
 /// The link kubelet renames over on every ConfigMap or Secret update.
 pub const KUBELET_DATA_LINK: &str = "..data";
-
-/// Links followed from one file before giving up: a loop, or a chain no mount makes.
-const MOST_LINKS: usize = 8;
 
 /// The directories to watch, each with the names in it that lead to a watched file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,6 +31,9 @@ pub struct WatchPlan {
     dirs: BTreeMap<PathBuf, BTreeSet<OsString>>,
     /// The links among the watched directories and their ancestors, with their targets.
     dir_links: BTreeMap<PathBuf, PathBuf>,
+    /// The files whose chain of links is longer than the kernel follows: watched as far as
+    /// [`MOST_LINKS`] links, and named in a warning.
+    pub gave_up: BTreeSet<PathBuf>,
 }
 
 /// What one event means for the watch.
@@ -51,7 +53,8 @@ impl WatchPlan {
     pub fn new(files: &[PathBuf], read_link: impl Fn(&Path) -> Option<PathBuf>) -> Self {
         let mut plan = Self::default();
         for file in files {
-            let mut at = lexically_normal(file);
+            let mut followed = Followed::default();
+            let mut at = resolve(file, &read_link, &mut followed);
             for _ in 0..MOST_LINKS {
                 let (Some(dir), Some(name)) = (at.parent(), at.file_name()) else {
                     break;
@@ -74,7 +77,14 @@ impl WatchPlan {
                     break;
                 }
                 // A sibling (`config.toml -> v2.toml`) or another directory: follow it there.
-                at = lexically_normal(&dir.join(target));
+                at = resolve(&dir.join(target), &read_link, &mut followed);
+            }
+            // The links a `..` made the resolution follow are on the way too.
+            for (link, target) in followed.links {
+                plan.watch_link(&link, target);
+            }
+            if followed.gave_up {
+                plan.gave_up.insert(file.clone());
             }
         }
         plan.follow_directory_links(&read_link);
@@ -90,7 +100,7 @@ impl WatchPlan {
         let mut hops_left = MOST_LINKS * self.dirs.len().max(1);
         while let Some(path) = pending.pop() {
             for at in path.ancestors() {
-                let (Some(parent), Some(name)) = (at.parent(), at.file_name()) else {
+                let Some(parent) = at.parent() else {
                     continue;
                 };
                 if self.dir_links.contains_key(at) {
@@ -99,20 +109,31 @@ impl WatchPlan {
                 let Some(target) = read_link(at) else {
                     continue;
                 };
-                self.dirs
-                    .entry(parent.to_path_buf())
-                    .or_default()
-                    .insert(name.to_owned());
+                let mut followed = Followed::default();
                 // Rebuilt part by part: a trailing `/` (`join("")`) would make the kernel
                 // follow the link that `read_link` is asked about, and say it is none.
-                let mut resolved = lexically_normal(&parent.join(&target));
+                let mut resolved = resolve(&parent.join(&target), read_link, &mut followed);
                 resolved.extend(path.strip_prefix(at).unwrap_or(Path::new("")).components());
-                self.dir_links.insert(at.to_path_buf(), target);
+                self.watch_link(at, target);
+                for (link, target) in followed.links {
+                    self.watch_link(&link, target);
+                }
                 if hops_left > 0 {
                     hops_left -= 1;
                     pending.push(resolved);
                 }
             }
+        }
+    }
+
+    /// Watches the link at `link` from its parent, under its name, and keeps its target.
+    fn watch_link(&mut self, link: &Path, target: PathBuf) {
+        if let (Some(parent), Some(name)) = (link.parent(), link.file_name()) {
+            self.dirs
+                .entry(parent.to_path_buf())
+                .or_default()
+                .insert(name.to_owned());
+            self.dir_links.insert(link.to_path_buf(), target);
         }
     }
 
@@ -164,22 +185,6 @@ impl WatchPlan {
             _ => Seen::Unrelated,
         }
     }
-}
-
-/// `path` with `.` dropped and `..` taken off the part before it, without asking the file
-/// system (a link's target is read as the link's directory joined with it).
-fn lexically_normal(path: &Path) -> PathBuf {
-    let mut normal = PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                normal.pop();
-            }
-            other => normal.push(other),
-        }
-    }
-    normal
 }
 
 #[cfg(test)]
@@ -413,6 +418,33 @@ mod tests {
         ];
         let plan = WatchPlan::new(&files, links(&looped));
         assert_eq!(names(&plan, "/srv/shim"), ["current", "stage"]);
+    }
+
+    #[test]
+    fn a_dot_dot_after_a_link_steps_back_from_where_it_leads() {
+        let layout = [
+            ("/r/current", "releases/7"),
+            ("/r/current/config.toml", "../shared/config.toml"),
+        ];
+        let plan = WatchPlan::new(&paths(&["/r/current/config.toml"]), links(&layout));
+        // The file the kernel opens is `/r/releases/shared/config.toml`.
+        assert_eq!(
+            names(&plan, "/r/releases/shared"),
+            ["..data", "config.toml"]
+        );
+        assert_eq!(names(&plan, "/r"), ["current"]);
+        assert!(!plan.dirs.contains_key(Path::new("/r/shared")));
+        // Written so in the configuration, too; the link before the `..` is still watched.
+        let plan = WatchPlan::new(
+            &paths(&["/r/current/../shared/config.toml"]),
+            links(&layout[..1]),
+        );
+        assert_eq!(
+            names(&plan, "/r/releases/shared"),
+            ["..data", "config.toml"]
+        );
+        assert_eq!(names(&plan, "/r"), ["current"]);
+        assert!(plan.gave_up.is_empty());
     }
 
     #[test]

@@ -47,9 +47,9 @@ impl Armed {
 
     /// Starts watching every directory of `plan`; `None` (after a warning) when no watcher
     /// can be made at all. A directory that cannot be watched is named in a warning and the
-    /// others are watched. `retrying` (the same plan tried again on the watch's clock): what
-    /// still fails was warned about already, and is a debug line now.
-    pub fn start(plan: WatchPlan, retrying: bool) -> Option<Self> {
+    /// others are watched. `quietly` (the same plan tried again, on the watch's clock or after
+    /// a reload): what still fails was warned about already, and is a debug line now.
+    pub fn start(plan: WatchPlan, quietly: bool) -> Option<Self> {
         let (sender, notices) = mpsc::channel(QUEUED_NOTICES);
         let sorting = plan.clone();
         let handler = move |event: notify::Result<Event>| {
@@ -79,7 +79,7 @@ impl Armed {
         let dirs: Vec<String> = plan.dirs().map(|dir| dir.display().to_string()).collect();
         let mut watcher = match RecommendedWatcher::new(handler, config) {
             Ok(watcher) => watcher,
-            Err(error) if retrying => {
+            Err(error) if quietly => {
                 tracing::debug!(?dirs, %error, "the file watch still cannot be set up");
                 return None;
             }
@@ -99,12 +99,19 @@ impl Armed {
         for dir in plan.dirs() {
             if let Err(error) = watcher.watch(dir, RecursiveMode::NonRecursive) {
                 incomplete = true;
-                if retrying {
+                if quietly {
                     tracing::debug!(dir = %dir.display(), %error, "still cannot watch this directory");
                 } else {
                     warn_unwatched(dir, &error);
                 }
             }
+        }
+        if !plan.gave_up.is_empty() && !quietly {
+            tracing::warn!(
+                files = ?plan.gave_up,
+                "a chain of more than 40 links leads to these files (the kernel follows no \
+                 more): the watch follows the first 40; a change further along needs a SIGHUP"
+            );
         }
         tracing::debug!(?dirs, "watching the configured files' directories");
         Some(Self {
