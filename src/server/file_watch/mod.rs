@@ -11,6 +11,9 @@
 //! the last reload read. After every reload the watch follows the files the running config
 //! names (a new token or certificate path, `watch_files` turned off or on).
 //!
+//! Paths are read as the kernel reads them ([`resolve`]): a `..` after a link steps back
+//! from where the link leads, and each link on the way is watched from its parent ([`plan`]).
+//!
 //! Each time a watcher is armed (at start-up, when a reload names other directories or a
 //! linked directory moved, when a watch that was incomplete is whole again) the files are
 //! compared once with what was last read, so that a change made before the watch was in
