@@ -531,6 +531,33 @@ async fn a_dot_dot_in_a_link_is_read_as_the_kernel_reads_it() {
     assert_eq!(lines_of(&shim, RELOADED, "file change"), 1);
 }
 
+/// A configured path with a `..` after a plain directory (`plain/../shared/config.toml`):
+/// when that directory is replaced by a link, the path leads elsewhere, and that is seen.
+#[tokio::test]
+async fn a_plain_directory_before_a_dot_dot_replaced_by_a_link_is_seen() {
+    let upstream = team_only_upstream().await;
+    let releases = Releases::new(&[]);
+    for (dir, team) in [("shared", 7), ("c/shared", 8)] {
+        let dir = releases.root.join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("config.toml"),
+            format!("[legacy]\nteam_id = {team}\n"),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir_all(releases.root.join("plain")).unwrap();
+    std::fs::create_dir_all(releases.root.join("c/r3")).unwrap();
+    let config = releases.path("plain/../shared/config.toml");
+    let shim = watched_shim(&upstream, &["--config", &config]).await;
+    assert_eq!(team_id(&shim).await, 7);
+
+    // `plain/..` is now `c`: the kernel reads `c/shared/config.toml`.
+    std::fs::remove_dir(releases.root.join("plain")).unwrap();
+    releases.link("plain", "c/r3");
+    wait_for_team_id(&shim, 8).await;
+}
+
 /// A chain of directory links (`current -> stage`, `stage -> releases/N`): a swap of the link
 /// further along is seen, and so are edits in the release it leads to.
 #[tokio::test]

@@ -55,16 +55,20 @@ impl WatchPlan {
         for file in files {
             let mut followed = Followed::default();
             let mut at = resolve(file, &read_link, &mut followed);
-            for _ in 0..MOST_LINKS {
-                let (Some(dir), Some(name)) = (at.parent(), at.file_name()) else {
-                    break;
-                };
+            // A chain of n links has n + 1 names: each is watched, the last one included.
+            let mut links_left = MOST_LINKS;
+            while let (Some(dir), Some(name)) = (at.parent(), at.file_name()) {
                 let names = plan.dirs.entry(dir.to_path_buf()).or_default();
                 names.insert(name.to_owned());
                 names.insert(OsString::from(KUBELET_DATA_LINK));
                 let Some(target) = read_link(&at) else {
                     break;
                 };
+                if links_left == 0 {
+                    followed.gave_up = true;
+                    break;
+                }
+                links_left -= 1;
                 // `config.toml -> ..data/config.toml`: the link that changes is `..data`, a
                 // name in the same directory; what lies beyond it is replaced whole. Only when
                 // that first part is itself a link: `config.toml -> conf/config.toml` into a
@@ -79,13 +83,7 @@ impl WatchPlan {
                 // A sibling (`config.toml -> v2.toml`) or another directory: follow it there.
                 at = resolve(&dir.join(target), &read_link, &mut followed);
             }
-            // The links a `..` made the resolution follow are on the way too.
-            for (link, target) in followed.links {
-                plan.watch_link(&link, target);
-            }
-            if followed.gave_up {
-                plan.gave_up.insert(file.clone());
-            }
+            plan.watch_followed(followed, file);
         }
         plan.follow_directory_links(&read_link);
         plan
@@ -115,14 +113,32 @@ impl WatchPlan {
                 let mut resolved = resolve(&parent.join(&target), read_link, &mut followed);
                 resolved.extend(path.strip_prefix(at).unwrap_or(Path::new("")).components());
                 self.watch_link(at, target);
-                for (link, target) in followed.links {
-                    self.watch_link(&link, target);
-                }
+                self.watch_followed(followed, at);
                 if hops_left > 0 {
                     hops_left -= 1;
                     pending.push(resolved);
                 }
             }
+        }
+    }
+
+    /// What a resolution of `path` went through is on the way too: the links a `..` made it
+    /// follow, and the names a `..` stepped back from (one of them made a link, or another
+    /// directory, changes where the path leads). A chain it gave up on is named in a warning.
+    fn watch_followed(&mut self, followed: Followed, path: &Path) {
+        for (link, target) in followed.links {
+            self.watch_link(&link, target);
+        }
+        for stepped in followed.stepped_back_from {
+            if let (Some(parent), Some(name)) = (stepped.parent(), stepped.file_name()) {
+                self.dirs
+                    .entry(parent.to_path_buf())
+                    .or_default()
+                    .insert(name.to_owned());
+            }
+        }
+        if followed.gave_up {
+            self.gave_up.insert(path.to_path_buf());
         }
     }
 
@@ -284,8 +300,15 @@ mod tests {
             ["..data", "config.toml", "current.toml"]
         );
         assert_eq!(names(&plan, "/srv/conf"), ["..data", "v2.toml"]);
-        // The loop back to the start ends within the limit.
-        assert_eq!(plan.dirs().count(), 2);
+        // The `../..` steps back from `/etc/shim` and `/etc`: their names are watched too.
+        assert_eq!(names(&plan, "/etc"), ["shim"]);
+        assert_eq!(names(&plan, "/"), ["etc"]);
+        // The loop back to the start ends within the limit, and is named.
+        assert_eq!(plan.dirs().count(), 4);
+        assert_eq!(
+            plan.gave_up,
+            BTreeSet::from([PathBuf::from("/etc/shim/config.toml")])
+        );
     }
 
     #[test]
@@ -445,6 +468,35 @@ mod tests {
         );
         assert_eq!(names(&plan, "/r"), ["current"]);
         assert!(plan.gave_up.is_empty());
+    }
+
+    #[test]
+    fn a_chain_of_forty_file_links_is_watched_to_its_end_and_a_longer_one_is_named() {
+        let chain = |length: usize| -> Vec<(String, String)> {
+            (0..length)
+                .map(|at| (format!("/c/d{at}/f"), format!("../d{}/f", at + 1)))
+                .collect()
+        };
+        let plan_of = |chain: &[(String, String)]| {
+            let pairs: Vec<(&str, &str)> = chain
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            WatchPlan::new(&paths(&["/c/d0/f"]), links(&pairs))
+        };
+        let forty = plan_of(&chain(MOST_LINKS));
+        assert_eq!(names(&forty, &format!("/c/d{MOST_LINKS}")), ["..data", "f"]);
+        assert!(forty.gave_up.is_empty());
+        let longer = plan_of(&chain(MOST_LINKS + 1));
+        assert_eq!(longer.gave_up, BTreeSet::from([PathBuf::from("/c/d0/f")]));
+    }
+
+    #[test]
+    fn a_plain_directory_a_dot_dot_steps_back_from_is_watched_from_its_parent() {
+        // `plain` made a link later changes where the path leads: its name is watched.
+        let plan = WatchPlan::new(&paths(&["/b/plain/../shared/config.toml"]), links(&[]));
+        assert_eq!(names(&plan, "/b/shared"), ["..data", "config.toml"]);
+        assert_eq!(names(&plan, "/b"), ["plain"]);
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub const MOST_LINKS: usize = 40;
 pub struct Followed {
     /// Each link followed, with its target as written.
     pub links: Vec<(PathBuf, PathBuf)>,
+    /// Each directory a `..` stepped back from (as the path leads there, links followed).
+    pub stepped_back_from: Vec<PathBuf>,
     pub gave_up: bool,
 }
 
@@ -60,6 +62,7 @@ pub fn resolve(
             Part::Name(name) => resolved.push(name),
             Part::Up => {
                 resolved = real_path(&resolved, read_link, followed);
+                followed.stepped_back_from.push(resolved.clone());
                 resolved.pop();
             }
         }
@@ -79,6 +82,7 @@ fn real_path(
         match part {
             Part::Root => real = PathBuf::from("/"),
             Part::Up => {
+                followed.stepped_back_from.push(real.clone());
                 real.pop();
             }
             Part::Name(name) => {
