@@ -208,22 +208,7 @@ mod tests {
     use super::*;
     use notify::event::{CreateKind, DataChange, RemoveKind, RenameMode};
 
-    fn links(pairs: &[(&str, &str)]) -> impl Fn(&Path) -> Option<PathBuf> {
-        let pairs: Vec<(PathBuf, PathBuf)> = pairs
-            .iter()
-            .map(|(link, target)| (PathBuf::from(link), PathBuf::from(target)))
-            .collect();
-        move |path| {
-            // As the kernel: with a trailing `/` the link is followed, and is no link.
-            if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
-                return None;
-            }
-            pairs
-                .iter()
-                .find(|(link, _)| link == path)
-                .map(|(_, target)| target.clone())
-        }
-    }
+    use crate::server::file_watch::resolve::fake_links as links;
 
     fn paths(list: &[&str]) -> Vec<PathBuf> {
         list.iter().map(PathBuf::from).collect()

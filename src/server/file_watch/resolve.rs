@@ -104,22 +104,29 @@ fn real_path(
     real
 }
 
+/// A file system of links alone, for the watch's tests: `pairs` of link and target.
+#[cfg(test)]
+pub fn fake_links(pairs: &[(&str, &str)]) -> impl Fn(&Path) -> Option<PathBuf> + use<> {
+    let pairs: Vec<(PathBuf, PathBuf)> = pairs
+        .iter()
+        .map(|(link, target)| (PathBuf::from(link), PathBuf::from(target)))
+        .collect();
+    move |path| {
+        // As the kernel: with a trailing `/` the link is followed, and is no link.
+        if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+            return None;
+        }
+        pairs
+            .iter()
+            .find(|(link, _)| link == path)
+            .map(|(_, target)| target.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fake_links as links;
     use super::*;
-
-    fn links(pairs: &[(&str, &str)]) -> impl Fn(&Path) -> Option<PathBuf> {
-        let pairs: Vec<(PathBuf, PathBuf)> = pairs
-            .iter()
-            .map(|(link, target)| (PathBuf::from(link), PathBuf::from(target)))
-            .collect();
-        move |path| {
-            pairs
-                .iter()
-                .find(|(link, _)| link == path)
-                .map(|(_, target)| target.clone())
-        }
-    }
 
     fn resolved(path: &str, pairs: &[(&str, &str)]) -> (PathBuf, Followed) {
         let mut followed = Followed::default();
