@@ -344,6 +344,19 @@ mod tests {
         )
     }
 
+    /// A GET of `/x` with `headers`, under the server span `trace` if tracing is on.
+    fn traced_entry(headers: &HeaderMap, trace: Option<(TraceId, SpanId)>) -> AccessEntry {
+        AccessEntry::start(
+            &Method::GET,
+            &"/x".parse().unwrap(),
+            headers,
+            "r-1",
+            None,
+            BytesIn::default(),
+            trace,
+        )
+    }
+
     #[test]
     fn a_request_dropped_before_its_reply_still_leaves_a_line() {
         let line = lines(|| drop(entry(Method::GET)));
@@ -372,15 +385,7 @@ mod tests {
             LogTrace::Caller("4bf92f3577b34da6a3ce929d0e0e4736".to_owned())
         );
         assert_eq!(LogTrace::of(&HeaderMap::new(), None), LogTrace::None);
-        let entry = AccessEntry::start(
-            &Method::GET,
-            &"/x".parse().unwrap(),
-            &headers,
-            "r-1",
-            None,
-            BytesIn::default(),
-            None,
-        );
+        let entry = traced_entry(&headers, None);
         let line = lines(|| drop(entry));
         let line: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
         assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
@@ -392,15 +397,7 @@ mod tests {
         let trace_id = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
         let span_id = SpanId::from_hex("b7ad6b7169203331").unwrap();
         for headers in [traced_headers(), HeaderMap::new()] {
-            let entry = AccessEntry::start(
-                &Method::GET,
-                &"/x".parse().unwrap(),
-                &headers,
-                "r-1",
-                None,
-                BytesIn::default(),
-                Some((trace_id, span_id)),
-            );
+            let entry = traced_entry(&headers, Some((trace_id, span_id)));
             let line = lines(|| drop(entry));
             let line: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
             assert_eq!(line["trace_id"], "0af7651916cd43dd8448eb211c80319c");

@@ -13,14 +13,9 @@ fn iso(at: SystemTime) -> String {
 }
 
 async fn update(shim: &Shim) -> Got {
-    send(
-        "POST",
+    post_json(
         &shim.url("/api/update_user_group/"),
-        &[
-            ("content-type", "application/json"),
-            (TOKEN_HEADER, TEAM_TOKEN),
-        ],
-        r#"{"user_group_id": "g1"}"#,
+        &serde_json::json!({"user_group_id": "g1"}),
     )
     .await
 }

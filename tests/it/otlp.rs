@@ -17,6 +17,14 @@ fn start(upstream: &FakeUpstream, env: &[(&str, &str)]) -> Shim {
     Shim::start_with_env(&upstream.url(), &[], env)
 }
 
+/// A shim in front of `upstream` that exports its traces to `collector`, with `env` besides.
+fn exporting_to(collector: &Collector, upstream: &FakeUpstream, env: &[(&str, &str)]) -> Shim {
+    let endpoint = collector.url();
+    let mut all = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    all.extend_from_slice(env);
+    start(upstream, &all)
+}
+
 /// A pass-through call carrying a sampled caller's `traceparent`: two spans, one trace.
 async fn traced_call(shim: &Shim) {
     traced_call_in(shim, CALLER_TRACE).await;
@@ -49,11 +57,10 @@ async fn dropped(shim: &Shim) -> u64 {
 async fn a_legacy_call_arrives_as_gzipped_protobuf_with_the_operators_headers_and_resource() {
     let collector = Collector::start().await;
     let upstream = customer_api().await;
-    let endpoint = collector.url();
-    let shim = start(
+    let shim = exporting_to(
+        &collector,
         &upstream,
         &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             (
                 "OTEL_EXPORTER_OTLP_HEADERS",
                 "x-honeycomb-team=hc%20secret%3D42 , x-tenant=eu",
@@ -150,11 +157,10 @@ async fn a_legacy_call_arrives_as_gzipped_protobuf_with_the_operators_headers_an
 async fn http_json_is_sent_as_otlp_json_when_asked() {
     let collector = Collector::start().await;
     let upstream = customer_api().await;
-    let endpoint = collector.url();
-    let shim = start(
+    let shim = exporting_to(
+        &collector,
         &upstream,
         &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
             ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
         ],
@@ -190,10 +196,7 @@ async fn a_disabled_sdk_or_exporter_none_sends_nothing_even_at_the_stop() {
     ] {
         let collector = Collector::start().await;
         let upstream = customer_api().await;
-        let endpoint = collector.url();
-        let mut env = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
-        env.extend(off);
-        let mut shim = start(&upstream, &env);
+        let mut shim = exporting_to(&collector, &upstream, off.as_slice());
         traced_call(&shim).await;
         shim.signal("TERM");
         assert!(shim.wait_exit(Duration::from_secs(20)).is_some(), "{why}");
@@ -374,20 +377,17 @@ async fn an_https_collector_is_trusted_through_otel_exporter_otlp_certificate() 
     let collector = Collector::start_tls(&pki).await;
     let ca = TempConfig::new(&pki.ca_pem);
     let upstream = customer_api().await;
-    let endpoint = collector.url();
-    let shim = start(
+    let shim = exporting_to(
+        &collector,
         &upstream,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", ca.path()),
-        ],
+        &[("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", ca.path())],
     );
     traced_call(&shim).await;
     collector.trace(CALLER_TRACE, 2).await;
     assert_eq!(dropped(&shim).await, 0);
     // Without it the collector's certificate is not trusted: the spans are dropped, counted.
     drop(shim);
-    let shim = start(&upstream, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    let shim = exporting_to(&collector, &upstream, &[]);
     let posts_before = collector.posts().len();
     traced_call(&shim).await;
     until_ok(Duration::from_secs(20), || async {
@@ -405,13 +405,10 @@ async fn an_https_collector_is_trusted_through_otel_exporter_otlp_certificate() 
 async fn exporting_to_a_silent_collector(timeout_ms: &str) -> (Collector, FakeUpstream, Shim) {
     let collector = Collector::start_silent().await;
     let upstream = customer_api().await;
-    let endpoint = collector.url();
-    let shim = start(
+    let shim = exporting_to(
+        &collector,
         &upstream,
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", timeout_ms),
-        ],
+        &[("OTEL_EXPORTER_OTLP_TIMEOUT", timeout_ms)],
     );
     (collector, upstream, shim)
 }
@@ -549,11 +546,10 @@ async fn a_base_endpoint_keeps_its_path_and_query_and_no_display_shows_the_query
 async fn values_in_any_case_and_otlp_with_console_export_with_a_warning() {
     let collector = Collector::start().await;
     let upstream = customer_api().await;
-    let endpoint = collector.url();
-    let shim = start(
+    let shim = exporting_to(
+        &collector,
         &upstream,
         &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_TRACES_EXPORTER", "OTLP,console"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "HTTP/JSON"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "GZIP"),
@@ -620,12 +616,11 @@ fn unknown_choices_warn_and_default_and_a_huge_timeout_is_clamped() {
 async fn a_disabled_sdk_starts_despite_bad_variables_and_sends_nothing() {
     let collector = Collector::start().await;
     let upstream = customer_api().await;
-    let endpoint = collector.url();
-    let mut shim = start(
+    let mut shim = exporting_to(
+        &collector,
         &upstream,
         &[
             ("OTEL_SDK_DISABLED", "TRUE"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ],
@@ -675,8 +670,7 @@ async fn a_transient_refusal_is_retried_and_retry_after_is_honoured() {
     ] {
         let collector = Collector::start_answering(vec![reply]).await;
         let upstream = customer_api().await;
-        let endpoint = collector.url();
-        let shim = start(&upstream, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+        let shim = exporting_to(&collector, &upstream, &[]);
         traced_call(&shim).await;
         until_ok(Duration::from_secs(20), || async {
             match delivered(&collector).len() {
@@ -707,11 +701,10 @@ async fn a_transient_refusal_is_retried_and_retry_after_is_honoured() {
 async fn a_stop_cuts_a_retry_wait_short() {
     let collector = Collector::start_answering(vec![(503, Some("30"))]).await;
     let upstream = customer_api().await;
-    let endpoint = collector.url();
-    let mut shim = start(
+    let mut shim = exporting_to(
+        &collector,
         &upstream,
         &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             // A window of three minutes: the 30 s wait fits in it.
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "60000"),
         ],

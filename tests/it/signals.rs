@@ -130,13 +130,7 @@ async fn metrics_count_legacy_calls_by_endpoint_status_class_and_client() {
         .unwrap()
         .to_owned();
 
-    let got = send(
-        "GET",
-        &shim.admin_url("/metrics"),
-        &[("accept", "application/openmetrics-text")],
-        "",
-    )
-    .await;
+    let got = shim.openmetrics().await;
     assert_eq!(got.status, 200);
     assert!(
         got.header("content-type")

@@ -421,14 +421,7 @@ async fn a_long_passed_through_path_is_cut_in_its_spans_with_a_marker() {
 
 /// `/metrics` as OpenMetrics.
 async fn openmetrics(shim: &Shim) -> String {
-    let got = send(
-        "GET",
-        &shim.admin_url("/metrics"),
-        &[("accept", "application/openmetrics-text")],
-        "",
-    )
-    .await;
-    String::from_utf8_lossy(&got.body).into_owned()
+    String::from_utf8_lossy(&shim.openmetrics().await.body).into_owned()
 }
 
 /// The trace ids of the exemplars on the request-duration buckets of `endpoint`'s 2xx series.

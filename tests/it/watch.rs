@@ -89,15 +89,11 @@ impl Drop for KubeletVolume {
     }
 }
 
+/// The `team_id` a legacy update's reply carries: the running config's `legacy.team_id`.
 async fn team_id(shim: &Shim) -> Value {
-    send(
-        "POST",
+    post_json(
         &shim.url("/api/update_user_group/"),
-        &[
-            ("content-type", "application/json"),
-            (TOKEN_HEADER, TEAM_TOKEN),
-        ],
-        r#"{"user_group_id": "g1"}"#,
+        &serde_json::json!({"user_group_id": "g1"}),
     )
     .await
     .json()["user_group"]["team_id"]

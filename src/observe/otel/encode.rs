@@ -98,7 +98,7 @@ impl Encoder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::borrow::Cow;
     use std::io::Read as _;
@@ -132,7 +132,8 @@ mod tests {
         .unwrap()
     }
 
-    fn span() -> SpanData {
+    /// A SERVER span with an event and a link, for the otel tests.
+    pub(crate) fn span() -> SpanData {
         let context = |trace: u128, span: u64| {
             SpanContext::new(
                 TraceId::from(trace),

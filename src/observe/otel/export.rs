@@ -352,38 +352,10 @@ impl Exporter {
 
 #[cfg(test)]
 mod tests {
+    use super::super::encode::tests::span;
     use super::*;
-    use opentelemetry::trace::{SpanContext, SpanKind, TraceFlags, TraceState};
-    use opentelemetry::{SpanId, TraceId};
-    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use opentelemetry::trace::{SpanContext, TraceFlags, TraceState};
     use std::time::UNIX_EPOCH;
-
-    fn span() -> SpanData {
-        SpanData {
-            span_context: SpanContext::new(
-                TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
-                SpanId::from(0x0102_0304_0506_0708),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::default(),
-            ),
-            parent_span_id: SpanId::from(0x00f0_67aa_0ba9_02b7),
-            parent_span_is_remote: true,
-            span_kind: SpanKind::Server,
-            name: "POST /api/delete_user_group/".into(),
-            start_time: UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789),
-            end_time: UNIX_EPOCH + Duration::from_nanos(1_700_000_000_223_456_789),
-            attributes: vec![
-                KeyValue::new("url.path", "/api/delete_user_group/"),
-                KeyValue::new("http.response.status_code", 502_i64),
-            ],
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::error("502"),
-            instrumentation_scope: Default::default(),
-        }
-    }
 
     #[test]
     fn a_spans_events_and_links_count_in_its_bytes() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::http::send;
+use super::http::{Got, send};
 use super::wait::{blocking_poll, blocking_until, until};
 
 /// How long a condition on a running shim (a log line, a metric) is waited for.
@@ -128,6 +128,17 @@ impl Shim {
     pub async fn metrics_text(&self) -> String {
         let metrics = send("GET", &self.admin_url("/metrics"), &[], "").await;
         String::from_utf8_lossy(&metrics.body).into_owned()
+    }
+
+    /// `/metrics` asked for as OpenMetrics (with exemplars), without a token.
+    pub async fn openmetrics(&self) -> Got {
+        send(
+            "GET",
+            &self.admin_url("/metrics"),
+            &[("accept", "application/openmetrics-text")],
+            "",
+        )
+        .await
     }
 
     /// Polls `/metrics` until it has `line` (a whole line, name and value), for up to 10 s.
